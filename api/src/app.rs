@@ -1,0 +1,185 @@
+//! Building and running the HTTP server.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bunker_db::{Database, DbError};
+use bunker_tenancy::{Tenancy, TenantResolver};
+use poem::endpoint::BoxEndpoint;
+use poem::listener::TcpAcceptor;
+use poem::{
+    get, Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route, Server,
+};
+use poem_openapi::OpenApiService;
+
+use crate::error::envelope;
+use crate::ops;
+use crate::v2::tenants::TenantApi;
+
+/// Shared by every request.
+pub struct AppState {
+    pub db: Database,
+    pub tenancy: Tenancy,
+    /// Request bodies over this many bytes are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+/// What the server needs beyond its database.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Address to listen on, e.g. `127.0.0.1:3000` (port 0 picks a free port).
+    pub listen: String,
+    /// Domains whose subdomains name tenants (`BUNKER_DOMAIN`).
+    pub domains: Vec<String>,
+    /// The request body limit (`BUNKER_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+}
+
+/// Why the server would not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+/// A server that is bound and checked, ready to run.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    local_addr: SocketAddr,
+    endpoint: BoxEndpoint<'static>,
+}
+
+impl Application {
+    /// Checks the database (schema current, tenant role unable to bypass row-level security) and
+    /// binds the listening socket. Refuses to build otherwise, saying why.
+    pub async fn build(settings: ServerSettings, db: Database) -> Result<Self, StartError> {
+        db.schema_status().await?.require_ready()?;
+        db.check_posture().await?;
+        let listen_error = |source| StartError::Listen {
+            address: settings.listen.clone(),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
+            .await
+            .map_err(listen_error)?;
+        let local_addr = listener.local_addr().map_err(listen_error)?;
+        let acceptor = TcpAcceptor::from_tokio(listener).map_err(listen_error)?;
+        let tenancy = Tenancy::new(db.clone(), TenantResolver::new(&settings.domains));
+        let state = Arc::new(AppState {
+            db,
+            tenancy,
+            max_body_bytes: settings.max_body_bytes,
+        });
+        Ok(Application {
+            acceptor,
+            local_addr,
+            endpoint: routes(state),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish (up to 10 s).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(self.endpoint, shutdown, Some(Duration::from_secs(10)))
+            .await
+    }
+}
+
+/// The OpenAPI service describing `/v2`, generated from the code.
+pub fn openapi(tenancy: Tenancy) -> OpenApiService<TenantApi, ()> {
+    OpenApiService::new(TenantApi { tenancy }, "Bunker", env!("CARGO_PKG_VERSION"))
+        .description(
+            "A multi-tenant vault for personal data speaking the Databunker Pro /v2 API. Every \
+             command is POST /v2/<Command> with a JSON body; every answer is a JSON object with \
+             `status`. Choose the tenant with the X-Bunker-Tenant header (else the Host's \
+             subdomain, else `default`).",
+        )
+        .server("/v2")
+}
+
+/// Every route of the server.
+pub fn routes(state: Arc<AppState>) -> BoxEndpoint<'static> {
+    let api = openapi(state.tenancy.clone());
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let known = Arc::new(KnownRoutes::new(&api.spec()));
+    Route::new()
+        .nest(
+            "/v2",
+            api.into_endpoint()
+                .catch_all_error(|err| envelope(err, true)),
+        )
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .at("/health", get(ops::health))
+        .at("/status", get(ops::health))
+        .at("/ready", get(ops::ready))
+        .catch_all_error(|err| envelope(err, false))
+        .data(state)
+        .around(move |next, req| log_request(next, req, known.clone()))
+        .boxed()
+}
+
+/// The paths the server answers, so that a log line names a route, never a path a client made up.
+struct KnownRoutes(HashSet<String>);
+
+impl KnownRoutes {
+    fn new(spec: &str) -> Self {
+        let mut paths: HashSet<String> = ["/health", "/status", "/ready", "/openapi.json"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if let Ok(serde_json::Value::Object(doc)) = serde_json::from_str(spec) {
+            if let Some(serde_json::Value::Object(api_paths)) = doc.get("paths") {
+                paths.extend(api_paths.keys().map(|p| format!("/v2{p}")));
+            }
+        }
+        KnownRoutes(paths)
+    }
+
+    fn name<'a>(&self, path: &'a str) -> &'a str {
+        if self.0.contains(path) {
+            path
+        } else if path == "/docs" || path.starts_with("/docs/") {
+            "/docs"
+        } else {
+            "other"
+        }
+    }
+}
+
+/// Logs method, route, status and time of every request: never bodies, headers or query strings.
+async fn log_request<E: Endpoint>(
+    next: E,
+    req: Request,
+    known: Arc<KnownRoutes>,
+) -> poem::Result<Response> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.call(req).await?.into_response();
+    tracing::info!(
+        %method,
+        route = known.name(&path),
+        status = response.status().as_u16(),
+        millis = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    Ok(response)
+}

@@ -1,0 +1,131 @@
+//! Configuration, all of it from the environment (`BUNKER_*`). Secrets are held as `SecretString`
+//! so they never print.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+use crate::app::ServerSettings;
+
+/// Every setting Bunker reads. README lists them.
+pub struct Config {
+    /// `BUNKER_DATABASE_URL`: the schema owner (or a superuser), or a login role member of bunker_app.
+    pub database_url: Option<SecretString>,
+    /// `BUNKER_LISTEN`: where to serve (default `127.0.0.1:3000`).
+    pub listen: String,
+    /// `BUNKER_DOMAIN`: comma-separated domains whose subdomains name tenants.
+    pub domains: Vec<String>,
+    /// `BUNKER_ROOT_TOKEN`: the root token `bunker init` stores, instead of a generated one.
+    pub root_token: Option<SecretString>,
+    /// `BUNKER_MAX_BODY_BYTES`: the request body limit (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// `BUNKER_DB_POOL_SIZE`: database connections per server (default 16).
+    pub pool_size: usize,
+    /// `BUNKER_DATA_DIR`: where `bunker demo` keeps its PostgreSQL cluster (default `./bunker-data`).
+    pub data_dir: PathBuf,
+    /// `BUNKER_PG_BINDIR`: where `bunker demo` finds initdb and pg_ctl (default: searched).
+    pub pg_bindir: Option<PathBuf>,
+}
+
+/// A setting that is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} must be {expected}")]
+    Invalid {
+        name: &'static str,
+        expected: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests). Empty means unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let number = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().ok().filter(|n| *n > 0).ok_or(
+                    ConfigError::Invalid {
+                        name,
+                        expected: "a positive whole number",
+                    },
+                ),
+            }
+        };
+        Ok(Config {
+            database_url: get("BUNKER_DATABASE_URL").map(SecretString::from),
+            listen: get("BUNKER_LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned()),
+            domains: get("BUNKER_DOMAIN")
+                .map(|v| v.split(',').map(|d| d.trim().to_owned()).collect())
+                .unwrap_or_default(),
+            root_token: get("BUNKER_ROOT_TOKEN").map(SecretString::from),
+            max_body_bytes: number("BUNKER_MAX_BODY_BYTES", 1024 * 1024)?,
+            pool_size: number("BUNKER_DB_POOL_SIZE", 16)?,
+            data_dir: get("BUNKER_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("bunker-data")),
+            pg_bindir: get("BUNKER_PG_BINDIR").map(PathBuf::from),
+        })
+    }
+
+    /// The database URL, which every command but `demo` needs.
+    pub fn require_database_url(&self) -> Result<&SecretString, ConfigError> {
+        self.database_url
+            .as_ref()
+            .ok_or(ConfigError::Missing("BUNKER_DATABASE_URL"))
+    }
+
+    /// The settings of the HTTP server.
+    pub fn server_settings(&self) -> ServerSettings {
+        ServerSettings {
+            listen: self.listen.clone(),
+            domains: self.domains.clone(),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let c = config(&[]).ok();
+        let c = c.as_ref();
+        assert_eq!(c.map(|c| c.listen.as_str()), Some("127.0.0.1:3000"));
+        assert_eq!(c.map(|c| c.max_body_bytes), Some(1024 * 1024));
+        assert!(c.is_some_and(|c| c.domains.is_empty() && c.database_url.is_none()));
+    }
+
+    #[test]
+    fn domains_are_comma_separated() {
+        let c = config(&[("BUNKER_DOMAIN", "a.example.com, b.example.com")]).ok();
+        assert_eq!(
+            c.map(|c| c.domains),
+            Some(vec!["a.example.com".to_owned(), "b.example.com".to_owned()])
+        );
+    }
+
+    #[test]
+    fn malformed_numbers_are_refused() {
+        assert!(config(&[("BUNKER_MAX_BODY_BYTES", "lots")]).is_err());
+        assert!(config(&[("BUNKER_DB_POOL_SIZE", "0")]).is_err());
+    }
+}

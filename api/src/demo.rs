@@ -1,0 +1,78 @@
+//! `bunker demo`: Bunker with no configuration at all, for trying it on one machine.
+//!
+//! Starts a private PostgreSQL cluster under `./bunker-data` (or `BUNKER_DATA_DIR`) with the
+//! machine's server binaries, initializes it on the first run with the root token `DEMO`, serves,
+//! and stops the cluster cleanly on Ctrl-C. The next run finds the same data.
+
+use bunker_db::cluster::{find_bindir, LocalCluster, StopMode};
+use bunker_db::{Database, OwnerConnection, SchemaStatus};
+use secrecy::SecretString;
+
+use crate::app::Application;
+use crate::commands::{init_database, shutdown_signal, RootToken};
+use crate::config::Config;
+
+/// The demo's fixed root token, as in Databunker's demo mode.
+pub const DEMO_ROOT_TOKEN: &str = "DEMO";
+const DEMO_DATABASE: &str = "bunker";
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(config: &Config) -> anyhow::Result<()> {
+    let bindir = find_bindir(config.pg_bindir.as_deref())?;
+    let cluster = LocalCluster::new(&config.data_dir, bindir)?;
+    let starting = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        if !starting.is_initialized() {
+            println!(
+                "Creating a PostgreSQL cluster in {}",
+                starting.data_dir().display()
+            );
+            starting.initdb()?;
+        }
+        starting.start()
+    })
+    .await??;
+    let served = serve(&cluster, config).await;
+    let stopping = cluster.clone();
+    let stopped = tokio::task::spawn_blocking(move || stopping.stop(StopMode::Fast)).await?;
+    served?;
+    stopped?;
+    println!("PostgreSQL stopped; the data stays in {}", config.data_dir.display());
+    Ok(())
+}
+
+async fn serve(cluster: &LocalCluster, config: &Config) -> anyhow::Result<()> {
+    create_database(cluster).await?;
+    let url = cluster.connection_string(DEMO_DATABASE);
+    let status = OwnerConnection::connect(&url).await?.schema_status().await?;
+    match status {
+        SchemaStatus::Empty | SchemaStatus::Uninitialized => {
+            init_database(&url, RootToken::Given(SecretString::from(DEMO_ROOT_TOKEN))).await?;
+        }
+        _ => {
+            OwnerConnection::connect(&url).await?.migrate().await?;
+        }
+    }
+    let db = Database::connect(&url, config.pool_size).await?;
+    let app = Application::build(config.server_settings(), db).await?;
+    let address = app.local_addr();
+    println!(
+        "\nWARNING: this is Bunker's demo mode, for trying Bunker only. The root token is the public \
+         value DEMO and the database lives in {}. Do not put real personal data in it.\n",
+        config.data_dir.display()
+    );
+    println!("Bunker is serving on http://{address} (API docs: http://{address}/docs). Try:\n");
+    println!(
+        "    curl -s -X POST -H 'X-Bunker-Token: DEMO' http://{address}/v2/TenantCreate -d '{{\"tenantname\":\"acme\",\"tenantorg\":\"acme\"}}'\n"
+    );
+    println!("Press Ctrl-C to stop.");
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Creates the demo's database on the first run.
+async fn create_database(cluster: &LocalCluster) -> anyhow::Result<()> {
+    let admin = OwnerConnection::connect(&cluster.connection_string("postgres")).await?;
+    admin.create_database_if_missing(DEMO_DATABASE).await?;
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Request extractors for the `/v2` API: the JSON body and the authenticated caller.
+//!
+//! Bodies are parsed here, not by poem-openapi, because the contract asks for more leniency (any or
+//! no Content-Type, an empty body meaning `{}`, `null` meaning absent, numeric strings for integers)
+//! and because parse errors must never echo what was sent: poem-openapi's and serde's messages quote
+//! the offending value, which may be personal data.
+
+use std::sync::Arc;
+
+use bunker_tenancy::Caller;
+use poem::http::StatusCode;
+use poem::web::RequestBody;
+use poem::Request;
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSecurityScheme, Registry};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// A `/v2` request body of type `T`.
+pub struct JsonBody<T>(pub T);
+
+impl<'a, T: DeserializeOwned + Type + Send> ApiExtractor<'a> for JsonBody<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: "application/json",
+                schema: T::schema_ref(),
+            }],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let limit = app_state(request)?.max_body_bytes;
+        let bytes = body
+            .take()
+            .map_err(|_| ApiError::internal())?
+            .into_bytes_limit(limit)
+            .await
+            .map_err(|err| match err {
+                poem::error::ReadBodyError::PayloadTooLarge => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("The request body is over the limit of {limit} bytes"),
+                ),
+                _ => ApiError::bad_request("Failed to read the request body"),
+            })?;
+        Ok(JsonBody(decode(&bytes)?))
+    }
+}
+
+/// Decodes a request body: empty means `{}`, top-level `null` fields are dropped (absent), unknown
+/// fields are ignored. Error messages name fields, never values.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(bytes).map_err(|_| {
+            ApiError::bad_request("Failed to decode the request body: it is not valid JSON")
+        })?
+    };
+    let Value::Object(mut fields) = value else {
+        return Err(ApiError::bad_request(
+            "Failed to decode the request body: a JSON object is expected",
+        ));
+    };
+    fields.retain(|_, v| !v.is_null());
+    serde_path_to_error::deserialize(Value::Object(fields)).map_err(|err| {
+        let inner = err.inner().to_string();
+        match missing_field(&inner) {
+            Some(field) => {
+                ApiError::bad_request(format!("Missing API request parameters: {field}"))
+            }
+            None => ApiError::bad_request(format!("Invalid value for parameter: {}", err.path())),
+        }
+    })
+}
+
+/// The field name in serde's "missing field `name`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+/// The authenticated caller of a `/v2` command: tenant resolved, token checked, tenant access allowed.
+pub struct Authenticated(pub Caller);
+
+/// The name of the security scheme in the OpenAPI document.
+const TOKEN_SCHEME: &str = "BunkerToken";
+
+impl<'a> ApiExtractor<'a> for Authenticated {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        registry.create_security_scheme(
+            TOKEN_SCHEME,
+            MetaSecurityScheme {
+                ty: "apiKey",
+                description: Some(
+                    "The root token or a tenant's access token (xtoken). The tenant is chosen by the \
+                     X-Bunker-Tenant header, else by the Host's subdomain, else `default`.",
+                ),
+                name: Some("X-Bunker-Token"),
+                key_in: Some("header"),
+                scheme: None,
+                bearer_format: None,
+                flows: None,
+                openid_connect_url: None,
+            },
+        );
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![TOKEN_SCHEME]
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let state = app_state(request)?;
+        let headers = request.headers();
+        // A header that is not valid text is treated as a wrong value, not as an absent one.
+        let token = headers
+            .get("x-bunker-token")
+            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        let tenant = headers
+            .get("x-bunker-tenant")
+            .map(|v| v.to_str().unwrap_or(""));
+        let host = headers.get("host").and_then(|v| v.to_str().ok());
+        let caller = state
+            .tenancy
+            .authenticate(token, tenant, host)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Authenticated(caller))
+    }
+}
+
+fn app_state(request: &Request) -> Result<&Arc<AppState>, ApiError> {
+    request.data::<Arc<AppState>>().ok_or_else(|| {
+        tracing::error!("application state missing from the request");
+        ApiError::internal()
+    })
+}
+
+/// Lenient integers: the SDKs forward ids untouched, so a numeric string is accepted too.
+pub mod lenient {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum IntOrText {
+        Int(i64),
+        Text(String),
+    }
+
+    fn to_int<E: Error>(value: IntOrText) -> Result<i64, E> {
+        match value {
+            IntOrText::Int(n) => Ok(n),
+            IntOrText::Text(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| E::custom("expected an integer")),
+        }
+    }
+
+    /// A required integer.
+    pub fn int<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        to_int(IntOrText::deserialize(deserializer)?)
+    }
+
+    /// An optional integer (use with `#[serde(default)]`).
+    pub fn opt_int<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+        Option::<IntOrText>::deserialize(deserializer)?
+            .map(to_int)
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Probe {
+        name: String,
+        #[serde(default, deserialize_with = "lenient::opt_int")]
+        count: Option<i64>,
+    }
+
+    fn message(result: Result<Probe, ApiError>) -> String {
+        result.map(|_| String::new()).unwrap_or_else(|e| e.message().to_owned())
+    }
+
+    #[test]
+    fn null_is_absent_and_unknown_fields_are_ignored() {
+        let probe: Result<Probe, _> = decode(br#"{"name":"x","count":null,"extra":1}"#);
+        assert!(matches!(probe, Ok(Probe { count: None, .. })));
+        let probe: Result<Probe, _> = decode(br#"{"name":null}"#);
+        assert_eq!(message(probe), "Missing API request parameters: name");
+    }
+
+    #[test]
+    fn empty_body_is_an_empty_object() {
+        assert_eq!(message(decode(b"")), "Missing API request parameters: name");
+        assert_eq!(message(decode(b"  \n")), "Missing API request parameters: name");
+    }
+
+    #[test]
+    fn numeric_strings_are_integers() {
+        let probe: Result<Probe, _> = decode(br#"{"name":"x","count":" 42"}"#);
+        assert!(matches!(probe, Ok(Probe { count: Some(42), .. })));
+    }
+
+    #[test]
+    fn errors_never_echo_values() {
+        let secret = "jane.doe@example.com";
+        for body in [
+            format!(r#"{{"name":"x","count":"{secret}"}}"#),
+            format!(r#"{{"name":["{secret}"]}}"#),
+            format!(r#"{{"name":"{secret}""#),
+            format!(r#"["{secret}"]"#),
+        ] {
+            let got = message(decode(body.as_bytes()));
+            assert!(!got.is_empty(), "{body} should be refused");
+            assert!(!got.contains("jane"), "{got} echoes the value");
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The `bunker` binary.
+
+use std::process::ExitCode;
+
+use bunker::config::Config;
+use bunker::{commands, demo};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Bunker: a multi-tenant vault for personal data, speaking the Databunker Pro /v2 API.
+///
+/// Configuration comes from the environment: BUNKER_DATABASE_URL, BUNKER_LISTEN, BUNKER_DOMAIN,
+/// BUNKER_ROOT_TOKEN, BUNKER_MAX_BODY_BYTES, BUNKER_DB_POOL_SIZE, BUNKER_DATA_DIR, BUNKER_PG_BINDIR,
+/// BUNKER_LOG (see README).
+#[derive(Parser)]
+#[command(name = "bunker", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations, create the `default` tenant and the root token (printed once).
+    Init,
+    /// Apply pending migrations.
+    Migrate,
+    /// Serve the API (refuses an uninitialized or out-of-date database).
+    Serve,
+    /// Try Bunker with no set-up: a private PostgreSQL under ./bunker-data, root token DEMO.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = Config::from_env()
+        .map_err(anyhow::Error::from)
+        .and_then(|config| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                match cli.command {
+                    Command::Init => commands::init(&config).await,
+                    Command::Migrate => commands::migrate(&config).await,
+                    Command::Serve => commands::serve(&config).await,
+                    Command::Demo => demo::run(&config).await,
+                }
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bunker: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by BUNKER_LOG (default `info`). The database driver is held to
+/// warnings whatever the filter says: at debug level it would log query parameters.
+fn init_logging() {
+    let filter = std::env::var("BUNKER_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("tokio_postgres=warn".parse().unwrap_or_default());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

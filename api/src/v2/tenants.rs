@@ -1,0 +1,205 @@
+//! Tenant commands: TenantCreate, TenantGet, TenantUpdate, TenantDelete, TenantListTenants.
+
+use bunker_db::control::TenantRecord;
+use bunker_db::TenantId;
+use bunker_tenancy::{NewTenant, Tenancy, TenantChanges, TenantName};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::{ApiTags, Status};
+use crate::error::ApiError;
+use crate::extract::{lenient, Authenticated, JsonBody};
+
+/// Pages are 10 long unless asked otherwise, and never longer than 100.
+const DEFAULT_LIMIT: i64 = 10;
+const MAX_LIMIT: i64 = 100;
+
+/// The tenant commands.
+pub struct TenantApi {
+    pub tenancy: Tenancy,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct TenantCreateRequest {
+    /// 1-63 lowercase letters, digits and inner hyphens.
+    tenantname: String,
+    /// The organisation the tenant belongs to.
+    tenantorg: String,
+    /// A contact address. Accepted for compatibility; not stored (see README).
+    email: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct TenantCreated {
+    status: Status,
+    tenantid: i64,
+    /// The tenant's admin token. Shown once: Bunker keeps only its hash.
+    xtoken: String,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct TenantIdRequest {
+    /// The tenant's id (a numeric string is accepted too).
+    #[serde(deserialize_with = "lenient::int")]
+    tenantid: i64,
+}
+
+#[derive(Debug, Object)]
+pub struct TenantView {
+    status: Status,
+    tenantid: i64,
+    tenantname: String,
+    tenantorg: String,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct TenantUpdateRequest {
+    /// The tenant's id; the tenant of the request when absent.
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    tenantid: Option<i64>,
+    /// A new name.
+    tenantname: Option<String>,
+    /// A new organisation.
+    tenantorg: Option<String>,
+    /// Accepted for compatibility; not stored.
+    email: Option<String>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct PageRequest {
+    /// Rows to skip (default 0).
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    offset: Option<i64>,
+    /// Rows to return (default 10; below 1 or above 100 means 100).
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Object)]
+pub struct TenantRow {
+    tenantid: i64,
+    tenantname: String,
+    tenantorg: String,
+}
+
+#[derive(Debug, Object)]
+pub struct TenantList {
+    status: Status,
+    /// How many tenants there are in all.
+    total: i64,
+    rows: Vec<TenantRow>,
+}
+
+#[derive(Debug, Object)]
+pub struct Done {
+    status: Status,
+}
+
+#[OpenApi(tag = "ApiTags::Tenants")]
+impl TenantApi {
+    /// Create a tenant and its admin token (root token only).
+    #[oai(path = "/TenantCreate", method = "post")]
+    async fn tenant_create(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<TenantCreateRequest>,
+    ) -> Result<Json<TenantCreated>, ApiError> {
+        let request = body.0;
+        let new = NewTenant {
+            name: TenantName::parse(&request.tenantname)?,
+            org: request.tenantorg,
+        };
+        let (tenant, token) = self.tenancy.create_tenant(&caller.0, new).await?;
+        Ok(Json(TenantCreated {
+            status: Status::Ok,
+            tenantid: tenant.id.0,
+            xtoken: token.secret.expose_secret().to_owned(),
+        }))
+    }
+
+    /// Read a tenant: root any, a tenant's token its own.
+    #[oai(path = "/TenantGet", method = "post")]
+    async fn tenant_get(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<TenantIdRequest>,
+    ) -> Result<Json<TenantView>, ApiError> {
+        let id = TenantId(body.0.tenantid);
+        let tenant = self.tenancy.get_tenant(&caller.0, id).await?;
+        let row = TenantRow::from(tenant);
+        Ok(Json(TenantView {
+            status: Status::Ok,
+            tenantid: row.tenantid,
+            tenantname: row.tenantname,
+            tenantorg: row.tenantorg,
+        }))
+    }
+
+    /// Rename a tenant or change its organisation: root any, a tenant's token its own.
+    #[oai(path = "/TenantUpdate", method = "post")]
+    async fn tenant_update(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<TenantUpdateRequest>,
+    ) -> Result<Json<Done>, ApiError> {
+        let request = body.0;
+        let id = request.tenantid.map_or(caller.0.tenant.id, TenantId);
+        let changes = TenantChanges {
+            name: request
+                .tenantname
+                .as_deref()
+                .map(TenantName::parse)
+                .transpose()?,
+            org: request.tenantorg,
+        };
+        self.tenancy.update_tenant(&caller.0, id, changes).await?;
+        Ok(Json(Done { status: Status::Ok }))
+    }
+
+    /// Delete a tenant with all of its data and tokens (root token only).
+    #[oai(path = "/TenantDelete", method = "post")]
+    async fn tenant_delete(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<TenantIdRequest>,
+    ) -> Result<Json<Done>, ApiError> {
+        let id = TenantId(body.0.tenantid);
+        self.tenancy.delete_tenant(&caller.0, id).await?;
+        Ok(Json(Done { status: Status::Ok }))
+    }
+
+    /// List tenants, a page at a time (root token only).
+    #[oai(path = "/TenantListTenants", method = "post")]
+    async fn tenant_list(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<PageRequest>,
+    ) -> Result<Json<TenantList>, ApiError> {
+        let offset = body.0.offset.unwrap_or(0);
+        if offset < 0 {
+            return Err(ApiError::bad_request("offset must not be negative"));
+        }
+        let limit = match body.0.limit.unwrap_or(DEFAULT_LIMIT) {
+            n if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => MAX_LIMIT,
+        };
+        let page = self.tenancy.list_tenants(&caller.0, offset, limit).await?;
+        Ok(Json(TenantList {
+            status: Status::Ok,
+            total: page.total,
+            rows: page.rows.into_iter().map(TenantRow::from).collect(),
+        }))
+    }
+}
+
+impl From<TenantRecord> for TenantRow {
+    fn from(tenant: TenantRecord) -> Self {
+        TenantRow {
+            tenantid: tenant.id.0,
+            tenantname: tenant.name,
+            tenantorg: tenant.org,
+        }
+    }
+}

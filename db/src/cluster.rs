@@ -1,0 +1,281 @@
+//! A private PostgreSQL cluster run from the machine's server binaries: the database of `bunker demo`
+//! and of the test kit. It listens only on a Unix socket in its own directory, so it never clashes
+//! with another server's port. PostgreSQL refuses to run as root, so under root the binaries run as
+//! the `postgres` user (through `runuser`) and the cluster's directories belong to that user.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::DbError;
+
+/// The port number names the socket file (`.s.PGSQL.<port>`); nothing listens on TCP.
+const SOCKET_PORT: u16 = 5432;
+
+/// A PostgreSQL cluster kept under one directory: `pg/` (data), `run/` (socket and server log).
+#[derive(Clone, Debug)]
+pub struct LocalCluster {
+    bindir: PathBuf,
+    root: PathBuf,
+    as_postgres: bool,
+}
+
+/// How quickly [`LocalCluster::stop`] stops the server.
+#[derive(Clone, Copy, Debug)]
+pub enum StopMode {
+    /// Waits for clients to be disconnected and shuts down cleanly.
+    Fast,
+    /// Aborts at once (recovery runs at the next start): for throwaway clusters.
+    Immediate,
+}
+
+impl LocalCluster {
+    /// A cluster under `root`, run with the server binaries in `bindir` (see [`find_bindir`]).
+    pub fn new(root: &Path, bindir: PathBuf) -> Result<Self, DbError> {
+        let root = if root.is_absolute() {
+            root.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| cluster_error("cannot read the current directory", e))?
+                .join(root)
+        };
+        Ok(LocalCluster {
+            bindir,
+            root,
+            as_postgres: running_as_root()?,
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("pg")
+    }
+
+    /// The directory holding the server's socket and log.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    /// Whether `initdb` has run here before.
+    pub fn is_initialized(&self) -> bool {
+        self.data_dir().join("PG_VERSION").is_file()
+    }
+
+    /// Creates the directories and runs `initdb` (superuser `postgres`, trust authentication: the
+    /// socket directory is private to the cluster's owner).
+    pub fn initdb(&self) -> Result<(), DbError> {
+        self.prepare_dirs()?;
+        let data = self.data_dir();
+        self.run(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "-A".as_ref(),
+                "trust".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&self) -> Result<(), DbError> {
+        self.prepare_dirs()?;
+        let run_dir = self.run_dir();
+        let options = format!(
+            "-k {} -p {SOCKET_PORT} -c listen_addresses='' -c fsync=off",
+            run_dir.display()
+        );
+        let log = run_dir.join("postgres.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                self.data_dir().as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-w".as_ref(),
+                "-o".as_ref(),
+                options.as_ref(),
+                "start".as_ref(),
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Stops the server.
+    pub fn stop(&self, mode: StopMode) -> Result<(), DbError> {
+        let mode = match mode {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        };
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                self.data_dir().as_os_str(),
+                "-w".as_ref(),
+                "-m".as_ref(),
+                mode.as_ref(),
+                "stop".as_ref(),
+            ],
+        )
+        .map(drop)
+    }
+
+    /// The shell command that stops this cluster at once: for a watchdog that outlives its caller.
+    pub fn stop_command_line(&self) -> String {
+        let pg_ctl = self.bindir.join("pg_ctl");
+        let base = format!(
+            "'{}' -D '{}' -m immediate stop",
+            pg_ctl.display(),
+            self.data_dir().display()
+        );
+        if self.as_postgres {
+            format!("runuser -u postgres -- {base}")
+        } else {
+            base
+        }
+    }
+
+    /// A libpq connection string for `database` as the superuser `postgres`, over the socket.
+    pub fn connection_string(&self, database: &str) -> String {
+        format!(
+            "host={} port={SOCKET_PORT} user=postgres dbname={database}",
+            self.run_dir().display()
+        )
+    }
+
+    /// The path of the server binary `tool` (e.g. `pg_dump`) next to the others.
+    pub fn tool(&self, tool: &str) -> PathBuf {
+        self.bindir.join(tool)
+    }
+
+    fn prepare_dirs(&self) -> Result<(), DbError> {
+        for dir in [&self.root, &self.data_dir(), &self.run_dir()] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| cluster_error(&format!("cannot create {}", dir.display()), e))?;
+        }
+        // The postgres user must be able to reach its directories through the root one.
+        set_mode(&self.root, 0o755)?;
+        set_mode(&self.data_dir(), 0o700)?;
+        set_mode(&self.run_dir(), 0o700)?;
+        if self.as_postgres {
+            for dir in [self.data_dir(), self.run_dir()] {
+                let output = Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&dir)
+                    .output()
+                    .map_err(|e| cluster_error("cannot run chown", e))?;
+                check(&output, "chown")?;
+            }
+            let reachable = Command::new("runuser")
+                .args(["-u", "postgres", "--", "test", "-w"])
+                .arg(self.run_dir())
+                .status()
+                .map_err(|e| cluster_error("cannot run runuser", e))?;
+            if !reachable.success() {
+                return Err(DbError::Cluster(format!(
+                    "the postgres user cannot reach {}: choose a data directory whose parents it may enter",
+                    self.root.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&self, tool: &str, args: &[&std::ffi::OsStr]) -> Result<Output, DbError> {
+        let program = self.bindir.join(tool);
+        let mut command = if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&program);
+            command
+        } else {
+            Command::new(&program)
+        };
+        // The server must not hold the caller's directory (it may not even be allowed to read it).
+        command.args(args).current_dir(&self.root);
+        let output = command
+            .output()
+            .map_err(|e| cluster_error(&format!("cannot run {}", program.display()), e))?;
+        check(&output, tool)?;
+        Ok(output)
+    }
+}
+
+/// Finds the PostgreSQL server binaries: `explicit` if given, else `pg_config --bindir`, else the
+/// newest `/usr/lib/postgresql/<version>/bin`, else the directory of an `initdb` on `PATH`.
+pub fn find_bindir(explicit: Option<&Path>) -> Result<PathBuf, DbError> {
+    if let Some(dir) = explicit {
+        return if dir.join("initdb").is_file() {
+            Ok(dir.to_path_buf())
+        } else {
+            Err(DbError::Cluster(format!(
+                "no initdb in {} (BUNKER_PG_BINDIR)",
+                dir.display()
+            )))
+        };
+    }
+    let mut candidates = Vec::new();
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
+        if output.status.success() {
+            candidates.push(PathBuf::from(
+                String::from_utf8_lossy(&output.stdout).trim(),
+            ));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<(u32, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+                Some((version, e.path().join("bin")))
+            })
+            .collect();
+        versions.sort();
+        candidates.extend(versions.into_iter().rev().map(|(_, dir)| dir));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path));
+    }
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+        .ok_or_else(|| {
+            DbError::Cluster(
+                "no PostgreSQL server binaries found (install the postgresql package, or set BUNKER_PG_BINDIR)"
+                    .to_owned(),
+            )
+        })
+}
+
+fn running_as_root() -> Result<bool, DbError> {
+    let meta = std::fs::metadata("/proc/self")
+        .map_err(|e| cluster_error("cannot tell which user this process runs as", e))?;
+    Ok(meta.uid() == 0)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), DbError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| cluster_error(&format!("cannot set permissions of {}", path.display()), e))
+}
+
+fn check(output: &Output, tool: &str) -> Result<(), DbError> {
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(DbError::Cluster(format!(
+        "{tool} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    )))
+}
+
+fn cluster_error(what: &str, err: std::io::Error) -> DbError {
+    DbError::Cluster(format!("{what}: {err}"))
+}

@@ -1,0 +1,205 @@
+//! The control plane: tenants and access tokens. These tables are outside row-level security (a token
+//! is resolved before its tenant is known) and are reached only through the tenancy service.
+
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::{Database, DbError, TenantId, TenantTx};
+
+/// What an access token may do: see `tenancy` for the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Works in every tenant and may manage tenants.
+    Root,
+    /// Works only in its own tenant (the `xtoken` returned by TenantCreate).
+    TenantAdmin,
+}
+
+impl TokenKind {
+    /// The value stored in `access_tokens.kind` and `audit_events.actor_kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Root => "root",
+            TokenKind::TenantAdmin => "tenant_admin",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "root" => Some(TokenKind::Root),
+            "tenant_admin" => Some(TokenKind::TenantAdmin),
+            _ => None,
+        }
+    }
+}
+
+/// A tenant as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    pub name: String,
+    pub org: String,
+}
+
+impl TenantRecord {
+    fn from_row(row: &Row) -> Result<Self, DbError> {
+        Ok(TenantRecord {
+            id: TenantId(row.try_get("id")?),
+            name: row.try_get("name")?,
+            org: row.try_get("org")?,
+        })
+    }
+}
+
+/// An access token found by its hash, with the tenant the request asked for, if that tenant exists.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub token_id: Uuid,
+    pub token_hash: Vec<u8>,
+    pub kind: TokenKind,
+    /// The tenant a tenant admin token belongs to; `None` for root.
+    pub token_tenant: Option<TenantId>,
+    /// The requested tenant, `None` when no tenant has that name.
+    pub requested: Option<TenantRecord>,
+}
+
+impl Database {
+    /// Finds the token with this SHA-256 hash and, in the same round trip, the tenant named
+    /// `tenant_name`. Runs as `bunker_app` outside any tenant transaction.
+    pub async fn find_credential(
+        &self,
+        token_hash: &[u8; 32],
+        tenant_name: &str,
+    ) -> Result<Option<Credential>, DbError> {
+        let client = self.pool().get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT a.id AS token_id, a.token_hash, a.kind, a.tenant_id AS token_tenant,
+                        t.id, t.name, t.org
+                   FROM access_tokens a
+                   LEFT JOIN tenants t ON t.name = $2
+                  WHERE a.token_hash = $1",
+            )
+            .await?;
+        let Some(row) = client
+            .query_opt(&statement, &[&token_hash.as_slice(), &tenant_name])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let kind: String = row.try_get("kind")?;
+        let Some(kind) = TokenKind::parse(&kind) else {
+            return Ok(None);
+        };
+        let requested = match row.try_get::<_, Option<i64>>("id")? {
+            Some(_) => Some(TenantRecord::from_row(&row)?),
+            None => None,
+        };
+        Ok(Some(Credential {
+            token_id: row.try_get("token_id")?,
+            token_hash: row.try_get("token_hash")?,
+            kind,
+            token_tenant: row
+                .try_get::<_, Option<i64>>("token_tenant")?
+                .map(TenantId),
+            requested,
+        }))
+    }
+}
+
+/// Creates a tenant; a taken name is a [`DbError::UniqueViolation`] on `tenants_name_key`.
+pub async fn insert_tenant(
+    tx: &TenantTx<'_>,
+    name: &str,
+    org: &str,
+) -> Result<TenantRecord, DbError> {
+    let row = tx
+        .query_one(
+            "INSERT INTO tenants (name, org) VALUES ($1, $2) RETURNING id, name, org",
+            &[&name, &org],
+        )
+        .await?;
+    TenantRecord::from_row(&row)
+}
+
+/// Stores an access token by its id and SHA-256 hash.
+pub async fn insert_access_token(
+    tx: &TenantTx<'_>,
+    token_id: Uuid,
+    token_hash: &[u8; 32],
+    kind: TokenKind,
+    tenant: Option<TenantId>,
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO access_tokens (id, token_hash, kind, tenant_id) VALUES ($1, $2, $3, $4)",
+        &[
+            &token_id,
+            &token_hash.as_slice(),
+            &kind.as_str(),
+            &tenant.map(|t| t.0),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The tenant with this id, if any.
+pub async fn get_tenant(tx: &TenantTx<'_>, id: TenantId) -> Result<Option<TenantRecord>, DbError> {
+    tx.query_opt("SELECT id, name, org FROM tenants WHERE id = $1", &[&id.0])
+        .await?
+        .as_ref()
+        .map(TenantRecord::from_row)
+        .transpose()
+}
+
+/// Changes the given fields of a tenant; `None` keeps a field. Returns the tenant as updated.
+pub async fn update_tenant(
+    tx: &TenantTx<'_>,
+    id: TenantId,
+    name: Option<&str>,
+    org: Option<&str>,
+) -> Result<Option<TenantRecord>, DbError> {
+    tx.query_opt(
+        "UPDATE tenants
+            SET name = COALESCE($2, name), org = COALESCE($3, org), updated_at = now()
+          WHERE id = $1
+      RETURNING id, name, org",
+        &[&id.0, &name, &org],
+    )
+    .await?
+    .as_ref()
+    .map(TenantRecord::from_row)
+    .transpose()
+}
+
+/// Deletes a tenant. Its access tokens and the rows of every tenant table go with it, in this
+/// transaction, through their `ON DELETE CASCADE` foreign keys. Returns whether it existed.
+pub async fn delete_tenant(tx: &TenantTx<'_>, id: TenantId) -> Result<bool, DbError> {
+    Ok(tx
+        .execute("DELETE FROM tenants WHERE id = $1", &[&id.0])
+        .await?
+        > 0)
+}
+
+/// One page of tenants in id order, and how many there are in all.
+pub async fn list_tenants(
+    tx: &TenantTx<'_>,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<TenantRecord>, i64), DbError> {
+    let rows = tx
+        .query(
+            "SELECT id, name, org FROM tenants ORDER BY id OFFSET $1 LIMIT $2",
+            &[&offset, &limit],
+        )
+        .await?;
+    let total: i64 = tx
+        .query_one("SELECT count(*) FROM tenants", &[])
+        .await?
+        .try_get(0)?;
+    let tenants = rows
+        .iter()
+        .map(TenantRecord::from_row)
+        .collect::<Result<_, _>>()?;
+    Ok((tenants, total))
+}

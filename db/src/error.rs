@@ -1,0 +1,52 @@
+use tokio_postgres::error::SqlState;
+
+/// Everything that can go wrong in the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("no database connection could be had: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("could not build the connection pool: {0}")]
+    PoolBuild(#[from] deadpool_postgres::BuildError),
+    #[error("database error: {0}")]
+    Postgres(tokio_postgres::Error),
+    /// A named unique constraint refused a row; the service layer turns the name into a client error.
+    #[error("unique constraint {constraint} violated")]
+    UniqueViolation { constraint: String },
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+    /// The role the server would run tenant work as is unsafe; the message says why.
+    #[error("{0}")]
+    UnsafeRole(String),
+    /// The schema is missing, behind or ahead of this binary; the message names the command to run.
+    #[error("{0}")]
+    Schema(String),
+    /// The database was initialized before.
+    #[error("the database is already initialized (it has a root token); refusing to initialize it again")]
+    AlreadyInitialized,
+    /// A local PostgreSQL cluster could not be set up, started or stopped.
+    #[error("local PostgreSQL cluster: {0}")]
+    Cluster(String),
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        if err.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            if let Some(constraint) = err.as_db_error().and_then(|db| db.constraint()) {
+                return DbError::UniqueViolation {
+                    constraint: constraint.to_owned(),
+                };
+            }
+        }
+        DbError::Postgres(err)
+    }
+}
+
+impl DbError {
+    /// The name of the unique constraint this error reports, if it is a unique violation.
+    pub fn violated_constraint(&self) -> Option<&str> {
+        match self {
+            DbError::UniqueViolation { constraint } => Some(constraint),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! PostgreSQL access for Bunker.
+//!
+//! Every query that touches tenant data runs through [`Database::in_tenant`]: one transaction, as the
+//! role `bunker_app`, with the tenant set by `set_config('bunker.tenant_id', $1, true)`. The query
+//! functions in [`control`] and [`audit`] take the resulting [`TenantTx`], so nothing outside this crate
+//! can reach a tenant table any other way. SQL lives here and in `migrations/` only.
+
+pub mod audit;
+pub mod cluster;
+pub mod control;
+mod error;
+mod migrate;
+mod pool;
+mod posture;
+mod tx;
+
+pub use error::DbError;
+pub use migrate::{latest_version, SchemaStatus};
+pub use pool::{Database, OwnerConnection, RoleMode};
+pub use posture::CONTROL_PLANE_TABLES;
+pub use tx::TenantTx;
+
+use std::fmt;
+
+/// The name of the role all tenant work runs as.
+pub const APP_ROLE: &str = "bunker_app";
+
+/// A tenant's numeric id. The main ("default") tenant is [`TenantId::MAIN`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(pub i64);
+
+impl TenantId {
+    /// The main tenant, created by `bunker init` under the name `default`.
+    pub const MAIN: TenantId = TenantId(1);
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -1,0 +1,206 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{Client, Config, NoTls};
+use uuid::Uuid;
+
+use crate::migrate::{self, SchemaStatus};
+use crate::{DbError, APP_ROLE};
+
+/// How pooled connections come to work as `bunker_app`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleMode {
+    /// The URL names the schema owner or a superuser: each new connection runs `SET ROLE bunker_app`.
+    SetRole,
+    /// The URL names a login role of the operator's that is a member of `bunker_app`: used as it is.
+    LoginRole,
+}
+
+/// The server's connection pool. Every connection it hands out works as `bunker_app`.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    mode: RoleMode,
+}
+
+impl Database {
+    /// Opens a pool of at most `max_size` connections to `url` (a URL or a libpq key=value string).
+    ///
+    /// Nothing is checked here beyond reaching the server; call [`Database::check_posture`] and
+    /// [`Database::schema_status`] before serving.
+    pub async fn connect(url: &str, max_size: usize) -> Result<Self, DbError> {
+        let config = parse_config(url)?;
+        let mode = probe_role_mode(&config).await?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            // `Clean` would run `SET SESSION AUTHORIZATION DEFAULT` and undo the role switch; the tenant
+            // setting needs no cleaning because it is only ever set transaction-locally.
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let mut builder = Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)));
+        if mode == RoleMode::SetRole {
+            builder = builder.post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute("SET ROLE bunker_app")
+                        .await
+                        .map_err(HookError::Backend)
+                })
+            }));
+        }
+        Ok(Database {
+            pool: builder.build()?,
+            mode,
+        })
+    }
+
+    /// How this pool's connections became `bunker_app`.
+    pub fn role_mode(&self) -> RoleMode {
+        self.mode
+    }
+
+    /// Where the schema stands, as seen by the role the server works as.
+    pub async fn schema_status(&self) -> Result<SchemaStatus, DbError> {
+        let client = self.pool.get().await?;
+        migrate::schema_status(&client).await
+    }
+
+    /// The value of `bunker.tenant_id` on one pooled connection, outside any transaction: for tests
+    /// and diagnostics that a request leaves no tenant behind on the connection it used.
+    pub async fn idle_tenant_setting(&self) -> Result<Option<String>, DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one("SELECT current_setting('bunker.tenant_id', true)", &[])
+            .await?;
+        Ok(row.get::<_, Option<String>>(0).filter(|v| !v.is_empty()))
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// A single connection as the schema owner, for `bunker init` and `bunker migrate`.
+pub struct OwnerConnection {
+    client: Client,
+}
+
+impl OwnerConnection {
+    /// Connects to `url` without switching roles.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        let config = parse_config(url)?;
+        Ok(OwnerConnection {
+            client: open(&config).await?,
+        })
+    }
+
+    /// Applies every pending migration; returns how many were applied.
+    pub async fn migrate(&mut self) -> Result<usize, DbError> {
+        migrate::run(&mut self.client).await
+    }
+
+    /// Where the schema stands.
+    pub async fn schema_status(&self) -> Result<SchemaStatus, DbError> {
+        migrate::schema_status(&self.client).await
+    }
+
+    /// Creates `name` unless it exists (the demo's first run).
+    pub async fn create_database_if_missing(&self, name: &str) -> Result<(), DbError> {
+        let exists: bool = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                &[&name],
+            )
+            .await?
+            .get(0);
+        if !exists {
+            let quoted = name.replace('"', "\"\"");
+            self.client
+                .batch_execute(&format!("CREATE DATABASE \"{quoted}\""))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the main tenant (id 1, `default`) and the root token, given only as its id and SHA-256
+    /// hash. Refuses an installation that already has a root token.
+    pub async fn initialize(
+        &mut self,
+        root_token_id: Uuid,
+        root_token_hash: &[u8; 32],
+    ) -> Result<(), DbError> {
+        let tx = self.client.transaction().await?;
+        let has_root: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE kind = 'root')",
+                &[],
+            )
+            .await?
+            .get(0);
+        if has_root {
+            return Err(DbError::AlreadyInitialized);
+        }
+        tx.execute(
+            "INSERT INTO tenants (id, name, org) VALUES (1, 'default', 'default')",
+            &[],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO access_tokens (id, token_hash, kind) VALUES ($1, $2, 'root')",
+            &[&root_token_id, &root_token_hash.as_slice()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn parse_config(url: &str) -> Result<Config, DbError> {
+    let mut config = Config::from_str(url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.application_name("bunker");
+    Ok(config)
+}
+
+async fn open(config: &Config) -> Result<Client, DbError> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %err, "database connection closed with an error");
+        }
+    });
+    Ok(client)
+}
+
+/// A superuser or the owner of the schema is switched to `bunker_app`; any other role is taken to be
+/// an operator's login role for it, and [`Database::check_posture`] decides whether it is safe.
+async fn probe_role_mode(config: &Config) -> Result<RoleMode, DbError> {
+    let client = open(config).await?;
+    let row = client
+        .query_one(
+            "SELECT r.rolsuper
+                    OR (COALESCE(pg_has_role(current_user, c.relowner, 'MEMBER'), false)
+                        AND current_user <> $1)
+               FROM pg_roles r
+               LEFT JOIN pg_class c ON c.oid = to_regclass('refinery_schema_history')
+              WHERE r.rolname = current_user",
+            &[&APP_ROLE],
+        )
+        .await?;
+    Ok(if row.get::<_, bool>(0) {
+        RoleMode::SetRole
+    } else {
+        RoleMode::LoginRole
+    })
+}

@@ -1,0 +1,86 @@
+//! The start-up check that the role tenant work runs as cannot get around row-level security.
+
+use crate::{Database, DbError, APP_ROLE};
+
+/// Tables with a `tenant_id` column that are deliberately outside row-level security. Every other
+/// table with a `tenant_id` column is a tenant table and must be isolated.
+pub const CONTROL_PLANE_TABLES: &[&str] = &["tenants", "access_tokens"];
+
+impl Database {
+    /// Refuses (with every reason at once) a role that is a superuser, has BYPASSRLS, owns or can
+    /// become the owner of a tenant table, or is not `bunker_app`; and a tenant table without ENABLE
+    /// and FORCE ROW LEVEL SECURITY and a policy. Checked on a pooled connection, so it sees exactly
+    /// the role requests will run as.
+    pub async fn check_posture(&self) -> Result<(), DbError> {
+        let client = self.pool().get().await?;
+        let role = client
+            .query_one(
+                "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
+                        pg_has_role(current_user, $1, 'USAGE')
+                   FROM pg_roles r WHERE r.rolname = current_user",
+                &[&APP_ROLE],
+            )
+            .await?;
+        let name: String = role.try_get(0)?;
+        let mut problems = Vec::new();
+        if role.try_get::<_, bool>(1)? {
+            problems.push(format!(
+                "role {name} is a superuser, and superusers bypass row-level security"
+            ));
+        }
+        if role.try_get::<_, bool>(2)? {
+            problems.push(format!(
+                "role {name} has BYPASSRLS, which bypasses row-level security"
+            ));
+        }
+        if !role.try_get::<_, bool>(3)? {
+            problems.push(format!(
+                "role {name} is not a member of {APP_ROLE} and lacks its privileges"
+            ));
+        }
+        let control: Vec<&str> = CONTROL_PLANE_TABLES.to_vec();
+        let tables = client
+            .query(
+                "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
+                        EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid),
+                        pg_has_role(current_user, c.relowner, 'MEMBER')
+                   FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind IN ('r', 'p')
+                    AND n.nspname = current_schema()
+                    AND c.relname <> ALL ($1)
+                    AND EXISTS (SELECT 1 FROM pg_attribute a
+                                 WHERE a.attrelid = c.oid AND a.attname = 'tenant_id'
+                                   AND NOT a.attisdropped)
+                  ORDER BY c.relname",
+                &[&control],
+            )
+            .await?;
+        for table in &tables {
+            let relname: String = table.try_get(0)?;
+            if !table.try_get::<_, bool>(1)? {
+                problems.push(format!("tenant table {relname} does not ENABLE ROW LEVEL SECURITY"));
+            }
+            if !table.try_get::<_, bool>(2)? {
+                problems.push(format!("tenant table {relname} does not FORCE ROW LEVEL SECURITY"));
+            }
+            if !table.try_get::<_, bool>(3)? {
+                problems.push(format!("tenant table {relname} has no row-level security policy"));
+            }
+            if table.try_get::<_, bool>(4)? {
+                problems.push(format!(
+                    "role {name} owns (or can become the owner of) tenant table {relname}"
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(DbError::UnsafeRole(format!(
+                "refusing to serve: {}. Give BUNKER_DATABASE_URL the schema owner (Bunker then switches to {APP_ROLE}) \
+                 or a login role that is a member of {APP_ROLE} and nothing more",
+                problems.join("; ")
+            )))
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Tenancy for Bunker: which tenant a request is for, who is asking, and whether they may.
+//!
+//! A request's tenant comes from the `X-Bunker-Tenant` header, else the left-most label of a Host
+//! under one of the configured domains, else `default` ([`TenantResolver`]). Its `X-Bunker-Token` is
+//! looked up by SHA-256 hash and compared in constant time ([`token`]). A root token works in every
+//! tenant; a tenant admin token only in its own ([`Tenancy::authenticate`]). The tenant commands
+//! ([`Tenancy::create_tenant`] and the rest) are the only way to the control-plane tables.
+
+mod caller;
+mod error;
+mod name;
+mod resolve;
+mod tenants;
+pub mod token;
+
+pub use caller::{Caller, Principal};
+pub use error::TenancyError;
+pub use name::TenantName;
+pub use resolve::TenantResolver;
+pub use tenants::{NewTenant, Page, TenantChanges};
+
+use bunker_db::Database;
+
+/// The tenancy service: authentication, authorization and the tenant commands.
+#[derive(Clone)]
+pub struct Tenancy {
+    db: Database,
+    resolver: TenantResolver,
+}
+
+impl Tenancy {
+    /// A tenancy service over `db`, resolving subdomains of `resolver`'s domains.
+    pub fn new(db: Database, resolver: TenantResolver) -> Self {
+        Tenancy { db, resolver }
+    }
+}
