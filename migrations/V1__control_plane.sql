@@ -5,12 +5,15 @@
 
 -- `bunker_app` is the only role tenant work runs as. NOLOGIN: it is reached through SET ROLE from the
 -- owner, or granted to a dedicated login role by an operator. It is never a superuser, never bypasses
--- row-level security and owns nothing. Roles are cluster-wide, so an existing one is reused.
+-- row-level security and owns nothing. Roles are cluster-wide, so an existing one is reused (and two
+-- databases of one cluster migrated at once may race to create it: the loser reuses the winner's).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'bunker_app') THEN
         CREATE ROLE bunker_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION;
     END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END
 $$;
 

@@ -51,12 +51,15 @@ impl Config {
         let number = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
             match get(name) {
                 None => Ok(default),
-                Some(v) => v.trim().parse().ok().filter(|n| *n > 0).ok_or(
-                    ConfigError::Invalid {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(ConfigError::Invalid {
                         name,
                         expected: "a positive whole number",
-                    },
-                ),
+                    }),
             }
         };
         Ok(Config {

@@ -37,14 +37,20 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     let stopped = tokio::task::spawn_blocking(move || stopping.stop(StopMode::Fast)).await?;
     served?;
     stopped?;
-    println!("PostgreSQL stopped; the data stays in {}", config.data_dir.display());
+    println!(
+        "PostgreSQL stopped; the data stays in {}",
+        config.data_dir.display()
+    );
     Ok(())
 }
 
 async fn serve(cluster: &LocalCluster, config: &Config) -> anyhow::Result<()> {
     create_database(cluster).await?;
     let url = cluster.connection_string(DEMO_DATABASE);
-    let status = OwnerConnection::connect(&url).await?.schema_status().await?;
+    let status = OwnerConnection::connect(&url)
+        .await?
+        .schema_status()
+        .await?;
     match status {
         SchemaStatus::Empty | SchemaStatus::Uninitialized => {
             init_database(&url, RootToken::Given(SecretString::from(DEMO_ROOT_TOKEN))).await?;

@@ -73,8 +73,14 @@ impl From<ApiError> for poem::Error {
 impl ApiResponse for ApiError {
     fn meta() -> MetaResponses {
         let described = [
-            (400, "Bad input: malformed JSON, a missing or invalid field, an invalid tenant name"),
-            (401, "The X-Bunker-Token header is missing or names no token"),
+            (
+                400,
+                "Bad input: malformed JSON, a missing or invalid field, an invalid tenant name",
+            ),
+            (
+                401,
+                "The X-Bunker-Token header is missing or names no token",
+            ),
             (403, "The token may not do this, or not in this tenant"),
             (404, "The tenant or record was not found"),
             (409, "A duplicate, e.g. a tenant name already taken"),

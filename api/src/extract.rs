@@ -211,13 +211,15 @@ mod tests {
     }
 
     fn message(result: Result<Probe, ApiError>) -> String {
-        result.map(|_| String::new()).unwrap_or_else(|e| e.message().to_owned())
+        result
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.message().to_owned())
     }
 
     #[test]
     fn null_is_absent_and_unknown_fields_are_ignored() {
         let probe: Result<Probe, _> = decode(br#"{"name":"x","count":null,"extra":1}"#);
-        assert!(matches!(probe, Ok(Probe { count: None, .. })));
+        assert!(matches!(probe, Ok(Probe { count: None, ref name }) if name == "x"));
         let probe: Result<Probe, _> = decode(br#"{"name":null}"#);
         assert_eq!(message(probe), "Missing API request parameters: name");
     }
@@ -225,13 +227,22 @@ mod tests {
     #[test]
     fn empty_body_is_an_empty_object() {
         assert_eq!(message(decode(b"")), "Missing API request parameters: name");
-        assert_eq!(message(decode(b"  \n")), "Missing API request parameters: name");
+        assert_eq!(
+            message(decode(b"  \n")),
+            "Missing API request parameters: name"
+        );
     }
 
     #[test]
     fn numeric_strings_are_integers() {
         let probe: Result<Probe, _> = decode(br#"{"name":"x","count":" 42"}"#);
-        assert!(matches!(probe, Ok(Probe { count: Some(42), .. })));
+        assert!(matches!(
+            probe,
+            Ok(Probe {
+                count: Some(42),
+                ..
+            })
+        ));
     }
 
     #[test]

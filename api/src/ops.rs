@@ -23,11 +23,17 @@ pub async fn ready(state: Data<&Arc<AppState>>) -> Response {
         Ok(SchemaStatus::Ready) => return Json(json!({"status": "ok"})).into_response(),
         Ok(status) => {
             tracing::warn!(?status, "not ready: schema is not current");
-            (StatusCode::SERVICE_UNAVAILABLE, "The database schema is not current")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database schema is not current",
+            )
         }
         Err(err) => {
             tracing::warn!(error = %err, "not ready: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "The database is unreachable")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is unreachable",
+            )
         }
     };
     Json(json!({"status": "error", "message": message}))

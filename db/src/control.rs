@@ -99,9 +99,7 @@ impl Database {
             token_id: row.try_get("token_id")?,
             token_hash: row.try_get("token_hash")?,
             kind,
-            token_tenant: row
-                .try_get::<_, Option<i64>>("token_tenant")?
-                .map(TenantId),
+            token_tenant: row.try_get::<_, Option<i64>>("token_tenant")?.map(TenantId),
             requested,
         }))
     }

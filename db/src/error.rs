@@ -3,16 +3,16 @@ use tokio_postgres::error::SqlState;
 /// Everything that can go wrong in the database layer.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("no database connection could be had: {0}")]
+    #[error("no database connection could be had: {}", pool_cause(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("could not build the connection pool: {0}")]
     PoolBuild(#[from] deadpool_postgres::BuildError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Postgres(tokio_postgres::Error),
     /// A named unique constraint refused a row; the service layer turns the name into a client error.
     #[error("unique constraint {constraint} violated")]
     UniqueViolation { constraint: String },
-    #[error("migration failed: {0}")]
+    #[error("migration failed: {}: {}", .0, migration_cause(.0))]
     Migration(#[from] refinery::Error),
     /// The role the server would run tenant work as is unsafe; the message says why.
     #[error("{0}")]
@@ -48,5 +48,33 @@ impl DbError {
             DbError::UniqueViolation { constraint } => Some(constraint),
             _ => None,
         }
+    }
+}
+
+/// A PostgreSQL error as the server may log it: the message and SQLSTATE, never the DETAIL (which
+/// quotes row values, e.g. the key of a unique violation).
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => err.to_string(),
+    }
+}
+
+/// What PostgreSQL said about a failed migration (refinery shows only "db error").
+fn migration_cause(err: &refinery::Error) -> String {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(pg) = cause.downcast_ref::<tokio_postgres::Error>() {
+            return describe(pg);
+        }
+        source = cause.source();
+    }
+    "no further detail".to_owned()
+}
+
+fn pool_cause(err: &deadpool_postgres::PoolError) -> String {
+    match err {
+        deadpool_postgres::PoolError::Backend(pg) => describe(pg),
+        other => other.to_string(),
     }
 }

@@ -59,13 +59,19 @@ impl Database {
         for table in &tables {
             let relname: String = table.try_get(0)?;
             if !table.try_get::<_, bool>(1)? {
-                problems.push(format!("tenant table {relname} does not ENABLE ROW LEVEL SECURITY"));
+                problems.push(format!(
+                    "tenant table {relname} does not ENABLE ROW LEVEL SECURITY"
+                ));
             }
             if !table.try_get::<_, bool>(2)? {
-                problems.push(format!("tenant table {relname} does not FORCE ROW LEVEL SECURITY"));
+                problems.push(format!(
+                    "tenant table {relname} does not FORCE ROW LEVEL SECURITY"
+                ));
             }
             if !table.try_get::<_, bool>(3)? {
-                problems.push(format!("tenant table {relname} has no row-level security policy"));
+                problems.push(format!(
+                    "tenant table {relname} has no row-level security policy"
+                ));
             }
             if table.try_get::<_, bool>(4)? {
                 problems.push(format!(

@@ -47,7 +47,6 @@ impl Caller {
             token_id: self.token_id,
         }
     }
-
 }
 
 impl Tenancy {

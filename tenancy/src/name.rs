@@ -47,7 +47,14 @@ mod tests {
 
     #[test]
     fn accepts_dns_labels() {
-        for name in ["acme", "acme-corp", "a", "subaccount-001", "0", &"a".repeat(63)] {
+        for name in [
+            "acme",
+            "acme-corp",
+            "a",
+            "subaccount-001",
+            "0",
+            &"a".repeat(63),
+        ] {
             assert!(TenantName::parse(name).is_ok(), "{name} should be accepted");
         }
     }
@@ -55,8 +62,21 @@ mod tests {
     #[test]
     fn refuses_everything_else() {
         let long = "a".repeat(64);
-        for name in ["", "-acme", "acme-", "Acme", "ac me", "acme.corp", "acme_corp", "ácme", &long] {
-            assert!(TenantName::parse(name).is_err(), "{name:?} should be refused");
+        for name in [
+            "",
+            "-acme",
+            "acme-",
+            "Acme",
+            "ac me",
+            "acme.corp",
+            "acme_corp",
+            "ácme",
+            &long,
+        ] {
+            assert!(
+                TenantName::parse(name).is_err(),
+                "{name:?} should be refused"
+            );
         }
     }
 }

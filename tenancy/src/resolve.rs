@@ -85,7 +85,11 @@ mod tests {
             "acme.vault.test",
             "acme.x.bunker.example.com",
         ] {
-            assert_eq!(name(None, Some(host)).ok().as_deref(), Some("acme"), "{host}");
+            assert_eq!(
+                name(None, Some(host)).ok().as_deref(),
+                Some("acme"),
+                "{host}"
+            );
         }
     }
 
@@ -100,7 +104,11 @@ mod tests {
             Some("acme.example.com"),
             Some("acmebunker.example.com"),
         ] {
-            assert_eq!(name(None, host).ok().as_deref(), Some("default"), "{host:?}");
+            assert_eq!(
+                name(None, host).ok().as_deref(),
+                Some("default"),
+                "{host:?}"
+            );
         }
     }
 

@@ -1,7 +1,7 @@
 //! The tenant commands. Each runs in one transaction that also writes its audit event.
 
-use bunker_db::control::{self, TenantRecord, TokenKind};
 use bunker_db::audit::{self, Actor, AuditEvent};
+use bunker_db::control::{self, TenantRecord, TokenKind};
 use bunker_db::{DbError, TenantId};
 
 use crate::token::IssuedToken;

@@ -1,0 +1,268 @@
+//! Bunker's test kit. One throwaway PostgreSQL cluster per test run (started on first use, as the
+//! `postgres` user when run as root), a fresh database per test, and the real server on port 0
+//! driven over HTTP.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use bunker::app::{Application, ServerSettings};
+use bunker::commands::{init_database, RootToken};
+use bunker_db::cluster::{find_bindir, LocalCluster};
+use bunker_db::Database;
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio_postgres::{Client, NoTls};
+
+pub use reqwest::StatusCode;
+
+static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
+static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
+
+/// The run's cluster, started on first use. A watchdog process stops it and removes its files when
+/// this process exits, however it exits.
+pub fn cluster() -> &'static LocalCluster {
+    CLUSTER.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("bunker-test-{}", std::process::id()));
+        let bindir = find_bindir(std::env::var_os("BUNKER_PG_BINDIR").map(PathBuf::from).as_deref())
+            .expect("PostgreSQL server binaries");
+        let cluster = LocalCluster::new(&root, bindir).expect("cluster");
+        cluster.initdb().expect("initdb");
+        cluster.start().expect("start PostgreSQL");
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf '{root}'",
+            pid = std::process::id(),
+            stop = cluster.stop_command_line(),
+            root = root.display(),
+        );
+        // Deliberately never waited for: it must outlive this process.
+        #[expect(clippy::zombie_processes, reason = "the watchdog outlives the test process")]
+        Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cluster watchdog");
+        cluster
+    })
+}
+
+/// Connects to `database` of the run's cluster as the superuser.
+pub async fn superuser(database: &str) -> Client {
+    connect(&cluster().connection_string(database)).await
+}
+
+/// Connects with a libpq connection string.
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to the test cluster");
+    tokio::spawn(connection);
+    client
+}
+
+/// Creates an empty database and returns its name.
+pub async fn fresh_database() -> String {
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DATABASE.fetch_add(1, Ordering::SeqCst)
+    );
+    superuser("postgres")
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    name
+}
+
+/// How to start a test server.
+#[derive(Clone, Debug)]
+pub struct TestOptions {
+    pub domains: Vec<String>,
+    pub max_body_bytes: usize,
+    pub pool_size: usize,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        TestOptions {
+            domains: vec!["bunker.test".to_owned()],
+            max_body_bytes: 1024 * 1024,
+            pool_size: 4,
+        }
+    }
+}
+
+/// A running server over its own initialized database.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`
+    pub address: String,
+    pub root_token: String,
+    pub database: String,
+    /// The server's own pool, to look at its connections.
+    pub db: Database,
+    pub http: reqwest::Client,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(TestOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: TestOptions) -> TestApp {
+        let database = fresh_database().await;
+        let url = cluster().connection_string(&database);
+        let root_token = uuid::Uuid::new_v4().to_string();
+        init_database(
+            &url,
+            RootToken::Given(SecretString::from(root_token.clone())),
+        )
+        .await
+        .expect("bunker init");
+        let db = Database::connect(&url, options.pool_size)
+            .await
+            .expect("pool");
+        let settings = ServerSettings {
+            listen: "127.0.0.1:0".to_owned(),
+            domains: options.domains,
+            max_body_bytes: options.max_body_bytes,
+        };
+        let app = Application::build(settings, db.clone())
+            .await
+            .expect("server builds");
+        let address = format!("http://{}", app.local_addr());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            root_token,
+            database,
+            db,
+            http: reqwest::Client::new(),
+            _shutdown: shutdown,
+        }
+    }
+
+    /// The libpq connection string of this test's database, as the superuser.
+    pub fn database_url(&self) -> String {
+        cluster().connection_string(&self.database)
+    }
+
+    /// A superuser connection to this test's database.
+    pub async fn superuser(&self) -> Client {
+        superuser(&self.database).await
+    }
+
+    /// A connection to this test's database working as `bunker_app`, as the server does.
+    pub async fn app_role(&self) -> Client {
+        let client = self.superuser().await;
+        client
+            .batch_execute("SET ROLE bunker_app")
+            .await
+            .expect("set role");
+        client
+    }
+
+    /// A `POST /v2/<command>` with no headers set.
+    pub fn command(&self, command: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}/v2/{command}", self.address))
+    }
+
+    /// Sends `body` to `command` with `token` (and the tenant header if given); returns the status
+    /// and the JSON answer.
+    pub async fn call(
+        &self,
+        command: &str,
+        token: &str,
+        tenant: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .command(command)
+            .header("X-Bunker-Token", token)
+            .json(&body);
+        if let Some(tenant) = tenant {
+            request = request.header("X-Bunker-Tenant", tenant);
+        }
+        answer(request).await
+    }
+
+    /// Sends `body` to `command` as root in the default tenant.
+    pub async fn root(&self, command: &str, body: Value) -> (StatusCode, Value) {
+        self.call(command, &self.root_token, None, body).await
+    }
+
+    /// Creates a tenant as root; returns its id and admin token.
+    pub async fn create_tenant(&self, name: &str) -> (i64, String) {
+        let (status, body) = self
+            .root(
+                "TenantCreate",
+                serde_json::json!({"tenantname": name, "tenantorg": format!("{name} org")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "TenantCreate {name}: {body}");
+        let id = body["tenantid"].as_i64().expect("tenantid");
+        let token = body["xtoken"].as_str().expect("xtoken").to_owned();
+        (id, token)
+    }
+}
+
+/// Sends a request and returns its status and JSON body (every answer of Bunker's is JSON).
+pub async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("request sent");
+    let status = response.status();
+    let text = response.text().await.expect("body read");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("answer is not JSON ({status}): {text}"));
+    (status, body)
+}
+
+/// The tables that hold tenant data: every table with a `tenant_id` column but the control plane.
+pub async fn tenant_tables(client: &Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT c.relname::text FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind = 'r' AND n.nspname = 'public'
+                AND c.relname <> ALL ($1)
+                AND EXISTS (SELECT 1 FROM pg_attribute a
+                             WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+              ORDER BY 1",
+            &[&bunker_db::CONTROL_PLANE_TABLES.to_vec()],
+        )
+        .await
+        .expect("list tenant tables")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// The `bunker` binary built next to this test binary.
+pub fn bunker_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let binary = dir.join("bunker");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        binary.display()
+    );
+    binary
+}
+
+/// What PostgreSQL said, for assertions (a driver error only displays "db error").
+pub fn pg_message(err: &tokio_postgres::Error) -> String {
+    err.as_db_error()
+        .map(|db| db.message().to_owned())
+        .unwrap_or_else(|| err.to_string())
+}

@@ -1,0 +1,166 @@
+//! The `bunker` command line, run as a user would.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use bunker_tests::{answer, bunker_binary, cluster, fresh_database, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+async fn bunker(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = Command::new(bunker_binary())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run bunker");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn init_prints_a_root_token_once_and_refuses_to_run_again() {
+    let url = cluster().connection_string(&fresh_database().await);
+    let env = [("BUNKER_DATABASE_URL", url.as_str())];
+
+    let (ok, _, stderr) = bunker(&["serve"], &env).await;
+    assert!(!ok, "serve before init must fail");
+    assert!(stderr.contains("bunker init"), "{stderr}");
+
+    let (ok, stdout, stderr) = bunker(&["init"], &env).await;
+    assert!(ok, "{stderr}");
+    let token = stdout
+        .split_whitespace()
+        .find(|w| uuid::Uuid::parse_str(w).is_ok())
+        .expect("a root token is printed")
+        .to_owned();
+    assert!(!stderr.contains(&token), "the token goes to stdout only");
+
+    let (ok, stdout, stderr) = bunker(&["init"], &env).await;
+    assert!(!ok, "a second init must fail");
+    assert!(stderr.contains("already initialized"), "{stderr}");
+    assert!(!stdout.contains(&token) && !stderr.contains(&token));
+
+    let (ok, stdout, stderr) = bunker(&["migrate"], &env).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("0 migration"), "{stdout}");
+}
+
+#[tokio::test]
+async fn init_takes_the_root_token_from_the_environment() {
+    let url = cluster().connection_string(&fresh_database().await);
+    let (ok, _, stderr) = bunker(
+        &["init"],
+        &[
+            ("BUNKER_DATABASE_URL", &url),
+            ("BUNKER_ROOT_TOKEN", "short"),
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("at least 16"), "{stderr}");
+    let chosen = "a-chosen-root-token-for-automation";
+    let (ok, stdout, stderr) = bunker(
+        &["init"],
+        &[("BUNKER_DATABASE_URL", &url), ("BUNKER_ROOT_TOKEN", chosen)],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        !stdout.contains(chosen),
+        "a token from the environment is not echoed"
+    );
+}
+
+#[tokio::test]
+async fn commands_need_a_database_url() {
+    let (ok, _, stderr) = bunker(&["serve"], &[]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("BUNKER_DATABASE_URL is not set"),
+        "{stderr}"
+    );
+}
+
+/// Starts `bunker demo` and waits until it serves.
+async fn start_demo(data_dir: &str, listen: &str) -> Child {
+    let mut child = Command::new(bunker_binary())
+        .arg("demo")
+        .env("BUNKER_DATA_DIR", data_dir)
+        .env("BUNKER_LISTEN", listen)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start bunker demo");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let serving = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("Press Ctrl-C") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(serving.ok(), Some(true), "the demo did not start serving");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+async fn interrupt(mut child: Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    assert!(
+        exit.expect("demo stops").unwrap().success(),
+        "demo exits cleanly on Ctrl-C"
+    );
+}
+
+#[tokio::test]
+async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
+    let dir = std::env::temp_dir().join(format!("bunker-demo-test-{}", std::process::id()));
+    let data_dir = dir.to_string_lossy().into_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let create = |http: &reqwest::Client| {
+        http.post(format!("http://{listen}/v2/TenantCreate"))
+            .header("X-Bunker-Token", "DEMO")
+            .body(r#"{"tenantname":"acme","tenantorg":"acme"}"#)
+    };
+
+    let demo = start_demo(&data_dir, &listen).await;
+    let (status, body) = answer(create(&http)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["xtoken"].is_string());
+    interrupt(demo).await;
+
+    let demo = start_demo(&data_dir, &listen).await;
+    let (status, body) = answer(create(&http)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "acme is still there: {body}");
+    let (status, body) = answer(
+        http.post(format!("http://{listen}/v2/TenantListTenants"))
+            .header("X-Bunker-Token", "DEMO"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["rows"][1]["tenantname"], json!("acme"));
+    interrupt(demo).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,153 @@
+//! Row-level security: what `bunker_app` can see and write, with and without a tenant set.
+
+use bunker_tests::{pg_message, tenant_tables, TestApp, TestOptions};
+use serde_json::json;
+
+/// Two tenants with audit rows each.
+async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
+    let (a, a_token) = app.create_tenant("tenant-a").await;
+    let (b, b_token) = app.create_tenant("tenant-b").await;
+    app.call(
+        "TenantUpdate",
+        &a_token,
+        Some("tenant-a"),
+        json!({"tenantorg": "A"}),
+    )
+    .await;
+    app.call(
+        "TenantUpdate",
+        &b_token,
+        Some("tenant-b"),
+        json!({"tenantorg": "B"}),
+    )
+    .await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn every_tenant_table_enables_and_forces_row_level_security_with_a_policy() {
+    let app = TestApp::spawn().await;
+    let db = app.superuser().await;
+    let tables = tenant_tables(&db).await;
+    assert!(tables.contains(&"audit_events".to_owned()), "{tables:?}");
+    for table in &tables {
+        let row = db
+            .query_one(
+                "SELECT c.relrowsecurity, c.relforcerowsecurity,
+                        (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid),
+                        pg_get_userbyid(c.relowner)
+                   FROM pg_class c WHERE c.relname = $1",
+                &[table],
+            )
+            .await
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "{table}: ENABLE ROW LEVEL SECURITY");
+        assert!(row.get::<_, bool>(1), "{table}: FORCE ROW LEVEL SECURITY");
+        assert!(row.get::<_, i64>(2) >= 1, "{table}: a policy");
+        assert_ne!(
+            row.get::<_, String>(3),
+            "bunker_app",
+            "{table}: not owned by bunker_app"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_no_tenant_set_bunker_app_reads_zero_rows_from_every_tenant_table() {
+    let app = TestApp::spawn().await;
+    two_tenants_with_rows(&app).await;
+    let su = app.superuser().await;
+    let as_app = app.app_role().await;
+    for table in tenant_tables(&su).await {
+        let count = format!("SELECT count(*) FROM {table}");
+        let stored: i64 = su.query_one(&count, &[]).await.unwrap().get(0);
+        assert!(stored > 0, "{table} has rows to hide");
+        let seen: i64 = as_app.query_one(&count, &[]).await.unwrap().get(0);
+        assert_eq!(seen, 0, "{table}: bunker_app sees nothing without a tenant");
+        // The same once the setting has been used and reads '' rather than NULL.
+        as_app
+            .batch_execute("BEGIN; SELECT set_config('bunker.tenant_id', '2', true); COMMIT;")
+            .await
+            .unwrap();
+        let seen: i64 = as_app.query_one(&count, &[]).await.unwrap().get(0);
+        assert_eq!(seen, 0, "{table}: nothing after a tenant transaction ended");
+    }
+}
+
+#[tokio::test]
+async fn with_tenant_a_set_bunker_app_sees_only_a_and_cannot_write_for_b() {
+    let app = TestApp::spawn().await;
+    let (a, b) = two_tenants_with_rows(&app).await;
+    let mut as_app = app.app_role().await;
+    let tx = as_app.transaction().await.unwrap();
+    tx.execute(
+        "SELECT set_config('bunker.tenant_id', $1, true)",
+        &[&a.to_string()],
+    )
+    .await
+    .unwrap();
+    let tenants: Vec<i64> = tx
+        .query("SELECT DISTINCT tenant_id FROM audit_events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tenants, vec![a]);
+    let written = tx
+        .execute(
+            "INSERT INTO audit_events (id, tenant_id, actor_kind, actor_token_id, action, target)
+             VALUES (gen_random_uuid(), $1, 'root', gen_random_uuid(), 'Forged', 'x')",
+            &[&b],
+        )
+        .await;
+    let err = written.expect_err("a row for tenant B is refused");
+    let message = pg_message(&err);
+    assert!(message.contains("row-level security"), "{message}");
+}
+
+#[tokio::test]
+async fn bunker_app_cannot_change_or_remove_audit_events() {
+    let app = TestApp::spawn().await;
+    let (a, _) = two_tenants_with_rows(&app).await;
+    let mut as_app = app.app_role().await;
+    for statement in [
+        "UPDATE audit_events SET action = 'x'",
+        "DELETE FROM audit_events",
+    ] {
+        let tx = as_app.transaction().await.unwrap();
+        tx.execute(
+            "SELECT set_config('bunker.tenant_id', $1, true)",
+            &[&a.to_string()],
+        )
+        .await
+        .unwrap();
+        let err = tx.execute(statement, &[]).await.expect_err(statement);
+        let message = pg_message(&err);
+        assert!(
+            message.contains("permission denied"),
+            "{statement}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_pooled_connection_carries_no_tenant_after_a_request() {
+    // One connection, so the request and the check below share it.
+    let app = TestApp::spawn_with(TestOptions {
+        pool_size: 1,
+        ..TestOptions::default()
+    })
+    .await;
+    let (_, token) = app.create_tenant("acme").await;
+    let (status, _) = app
+        .call(
+            "TenantUpdate",
+            &token,
+            Some("acme"),
+            json!({"tenantorg": "after"}),
+        )
+        .await;
+    assert!(status.is_success());
+    assert_eq!(app.db.idle_tenant_setting().await.unwrap(), None);
+}

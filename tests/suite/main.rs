@@ -1,0 +1,9 @@
+//! Bunker's integration suite: the real server over a real PostgreSQL, driven over HTTP.
+//! One binary, so one PostgreSQL cluster serves the whole run.
+
+mod api;
+mod cli;
+mod isolation;
+mod resolution;
+mod startup;
+mod tenants;

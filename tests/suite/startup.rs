@@ -1,0 +1,108 @@
+//! The server refuses to start when it could not keep tenants apart, or on the wrong schema.
+
+use bunker::app::{Application, ServerSettings};
+use bunker_db::Database;
+use bunker_tests::{cluster, fresh_database, TestApp};
+
+fn settings() -> ServerSettings {
+    ServerSettings {
+        listen: "127.0.0.1:0".to_owned(),
+        domains: vec![],
+        max_body_bytes: 1024,
+    }
+}
+
+/// Builds the server against `url` and returns why it refused (panics if it started).
+async fn refusal(url: &str) -> String {
+    let db = Database::connect(url, 2).await.expect("pool");
+    match Application::build(settings(), db).await {
+        Ok(_) => panic!("the server started"),
+        Err(err) => err.to_string(),
+    }
+}
+
+/// Creates a login role for this test's database, member of bunker_app, with extra attributes.
+async fn login_role(app: &TestApp, suffix: &str, attributes: &str) -> String {
+    let role = format!("{}_{suffix}", app.database);
+    app.superuser()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN {attributes}; GRANT bunker_app TO {role};"
+        ))
+        .await
+        .unwrap();
+    role
+}
+
+fn url_as(app: &TestApp, role: &str) -> String {
+    format!("{} user={role}", app.database_url())
+}
+
+#[tokio::test]
+async fn server_refuses_to_start_when_its_tenant_role_can_bypass_rls() {
+    let app = TestApp::spawn().await;
+    let role = login_role(&app, "leaky", "BYPASSRLS").await;
+    let why = refusal(&url_as(&app, &role)).await;
+    assert!(why.contains("BYPASSRLS"), "{why}");
+    assert!(why.contains("refusing to serve"), "{why}");
+}
+
+#[tokio::test]
+async fn server_refuses_to_start_when_its_tenant_role_owns_a_tenant_table() {
+    let app = TestApp::spawn().await;
+    let role = login_role(&app, "owner", "").await;
+    app.superuser()
+        .await
+        .batch_execute(&format!("ALTER TABLE audit_events OWNER TO {role}"))
+        .await
+        .unwrap();
+    let why = refusal(&url_as(&app, &role)).await;
+    assert!(why.contains("owns"), "{why}");
+    assert!(why.contains("audit_events"), "{why}");
+}
+
+#[tokio::test]
+async fn server_refuses_a_tenant_table_without_forced_row_level_security() {
+    let app = TestApp::spawn().await;
+    app.superuser()
+        .await
+        .batch_execute("ALTER TABLE audit_events NO FORCE ROW LEVEL SECURITY")
+        .await
+        .unwrap();
+    let why = refusal(&app.database_url()).await;
+    assert!(why.contains("FORCE ROW LEVEL SECURITY"), "{why}");
+}
+
+#[tokio::test]
+async fn a_plain_login_role_of_bunker_app_serves() {
+    let app = TestApp::spawn().await;
+    let role = login_role(&app, "login", "").await;
+    let db = Database::connect(&url_as(&app, &role), 2).await.unwrap();
+    assert_eq!(db.role_mode(), bunker_db::RoleMode::LoginRole);
+    assert!(Application::build(settings(), db).await.is_ok());
+    let owner = Database::connect(&app.database_url(), 2).await.unwrap();
+    assert_eq!(
+        owner.role_mode(),
+        bunker_db::RoleMode::SetRole,
+        "the superuser is switched"
+    );
+}
+
+#[tokio::test]
+async fn server_refuses_an_uninitialized_or_outdated_schema_naming_the_command() {
+    let database = fresh_database().await;
+    let url = cluster().connection_string(&database);
+    let why = refusal(&url).await;
+    assert!(why.contains("bunker init"), "{why}");
+
+    let app = TestApp::spawn().await;
+    app.superuser()
+        .await
+        .batch_execute(
+            "DELETE FROM refinery_schema_history WHERE version = (SELECT max(version) FROM refinery_schema_history)",
+        )
+        .await
+        .unwrap();
+    let why = refusal(&app.database_url()).await;
+    assert!(why.contains("bunker migrate"), "{why}");
+}
