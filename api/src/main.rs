@@ -1,5 +1,6 @@
 //! The `bunker` binary.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use bunker::config::Config;
@@ -68,5 +69,6 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -88,14 +88,20 @@ async fn commands_need_a_database_url() {
     );
 }
 
-/// Starts `bunker demo` and waits until it serves.
-async fn start_demo(data_dir: &str, listen: &str) -> Child {
+/// Starts `bunker demo`, its log appended to `log`, and waits until it serves.
+async fn start_demo(data_dir: &str, listen: &str, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
     let mut child = Command::new(bunker_binary())
         .arg("demo")
         .env("BUNKER_DATA_DIR", data_dir)
         .env("BUNKER_LISTEN", listen)
+        .env("BUNKER_LOG", "debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .expect("start bunker demo");
@@ -145,13 +151,14 @@ async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
             .body(r#"{"tenantname":"acme","tenantorg":"acme"}"#)
     };
 
-    let demo = start_demo(&data_dir, &listen).await;
+    let log = dir.with_extension("log");
+    let demo = start_demo(&data_dir, &listen, &log).await;
     let (status, body) = answer(create(&http)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body["xtoken"].is_string());
+    let xtoken = body["xtoken"].as_str().expect("xtoken").to_owned();
     interrupt(demo).await;
 
-    let demo = start_demo(&data_dir, &listen).await;
+    let demo = start_demo(&data_dir, &listen, &log).await;
     let (status, body) = answer(create(&http)).await;
     assert_eq!(status, StatusCode::CONFLICT, "acme is still there: {body}");
     let (status, body) = answer(
@@ -162,5 +169,13 @@ async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["rows"][1]["tenantname"], json!("acme"));
     interrupt(demo).await;
+
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("/v2/TenantCreate"), "requests are logged");
+    assert!(
+        !log_text.contains(&xtoken),
+        "an issued token never reaches the log, even at debug level"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&log);
 }
