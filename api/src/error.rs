@@ -86,6 +86,7 @@ impl ApiResponse for ApiError {
             (409, "A duplicate, e.g. a tenant name already taken"),
             (413, "The request body is over the configured limit"),
             (500, "An internal error; its cause is in the server log"),
+            (503, "The database is unavailable"),
         ];
         MetaResponses {
             responses: described

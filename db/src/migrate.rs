@@ -1,4 +1,4 @@
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use crate::DbError;
 
@@ -75,14 +75,7 @@ pub(crate) async fn schema_status(client: &Client) -> Result<SchemaStatus, DbErr
         Some(applied) if applied < latest => SchemaStatus::Behind { applied, latest },
         Some(applied) if applied > latest => SchemaStatus::Ahead { applied, latest },
         Some(_) => {
-            let initialized: bool = client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE kind = 'root')",
-                    &[],
-                )
-                .await?
-                .get(0);
-            if initialized {
+            if has_root_token(client).await? {
                 SchemaStatus::Ready
             } else {
                 SchemaStatus::Uninitialized
@@ -90,4 +83,15 @@ pub(crate) async fn schema_status(client: &Client) -> Result<SchemaStatus, DbErr
         }
     };
     Ok(status)
+}
+
+/// Whether `bunker init` has run: the installation has its root token.
+pub(crate) async fn has_root_token<C: GenericClient>(client: &C) -> Result<bool, DbError> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE kind = 'root')",
+            &[],
+        )
+        .await?
+        .try_get(0)?)
 }

@@ -139,14 +139,7 @@ impl OwnerConnection {
         root_token_hash: &[u8; 32],
     ) -> Result<(), DbError> {
         let tx = self.client.transaction().await?;
-        let has_root: bool = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE kind = 'root')",
-                &[],
-            )
-            .await?
-            .get(0);
-        if has_root {
+        if migrate::has_root_token(&tx).await? {
             return Err(DbError::AlreadyInitialized);
         }
         tx.execute(

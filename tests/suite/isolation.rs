@@ -7,20 +7,17 @@ use serde_json::json;
 async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
     let (a, a_token) = app.create_tenant("tenant-a").await;
     let (b, b_token) = app.create_tenant("tenant-b").await;
-    app.call(
-        "TenantUpdate",
-        &a_token,
-        Some("tenant-a"),
-        json!({"tenantorg": "A"}),
-    )
-    .await;
-    app.call(
-        "TenantUpdate",
-        &b_token,
-        Some("tenant-b"),
-        json!({"tenantorg": "B"}),
-    )
-    .await;
+    for (token, tenant) in [(&a_token, "tenant-a"), (&b_token, "tenant-b")] {
+        let (status, _) = app
+            .call(
+                "TenantUpdate",
+                token,
+                Some(tenant),
+                json!({"tenantorg": "x"}),
+            )
+            .await;
+        assert!(status.is_success());
+    }
     (a, b)
 }
 
