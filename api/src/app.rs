@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bunker_db::{Database, DbError};
+use bunker_keys::{KeyError, MasterKey, WrappingKey};
 use bunker_tenancy::{Tenancy, TenantResolver};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::TcpAcceptor;
@@ -17,12 +18,16 @@ use poem_openapi::OpenApiService;
 
 use crate::error::envelope;
 use crate::ops;
+use crate::v2::audit::AuditApi;
 use crate::v2::tenants::TenantApi;
+use crate::v2::users::UserApi;
+use crate::vault::{spawn_sweeper, Vault, VaultSettings};
 
 /// Shared by every request.
 pub struct AppState {
     pub db: Database,
     pub tenancy: Tenancy,
+    pub vault: Vault,
     /// Request bodies over this many bytes are refused with 413.
     pub max_body_bytes: usize,
 }
@@ -36,6 +41,11 @@ pub struct ServerSettings {
     pub domains: Vec<String>,
     /// The request body limit (`BUNKER_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Opens the master key (`BUNKER_WRAPPING_KEY`).
+    pub wrapping_key: Arc<WrappingKey>,
+    pub vault: VaultSettings,
+    /// How often expired users are forgotten (`BUNKER_SWEEP_SECONDS`).
+    pub sweep_interval: Duration,
 }
 
 /// Why the server would not start.
@@ -43,6 +53,10 @@ pub struct ServerSettings {
 pub enum StartError {
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error("the database has no master key: run `bunker migrate` with BUNKER_WRAPPING_KEY set")]
+    NoMasterKey,
+    #[error("refusing to serve: {0}")]
+    Keys(#[from] KeyError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
@@ -55,14 +69,23 @@ pub struct Application {
     acceptor: TcpAcceptor,
     local_addr: SocketAddr,
     endpoint: BoxEndpoint<'static>,
+    vault: Vault,
+    sweep_interval: Duration,
 }
 
 impl Application {
-    /// Checks the database (schema current, tenant role unable to bypass row-level security) and
-    /// binds the listening socket. Refuses to build otherwise, saying why.
+    /// Checks the database (schema current, tenant role unable to bypass row-level security), opens
+    /// the master key with the wrapping key, and binds the listening socket. Refuses to build
+    /// otherwise, saying why.
     pub async fn build(settings: ServerSettings, db: Database) -> Result<Self, StartError> {
         db.schema_status().await?.require_ready()?;
         db.check_posture().await?;
+        let (version, wrapped) = db
+            .latest_master_key()
+            .await?
+            .ok_or(StartError::NoMasterKey)?;
+        let master = MasterKey::unwrap(version, &wrapped, &settings.wrapping_key)?;
+        let vault = Vault::new(db.clone(), master, settings.vault.clone());
         let listen_error = |source| StartError::Listen {
             address: settings.listen.clone(),
             source,
@@ -76,12 +99,15 @@ impl Application {
         let state = Arc::new(AppState {
             db,
             tenancy,
+            vault: vault.clone(),
             max_body_bytes: settings.max_body_bytes,
         });
         Ok(Application {
             acceptor,
             local_addr,
             endpoint: routes(state),
+            vault,
+            sweep_interval: settings.sweep_interval,
         })
     }
 
@@ -90,20 +116,34 @@ impl Application {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes, then lets requests in flight finish (up to 10 s).
+    /// Serves (and sweeps expired users) until `shutdown` completes, then lets requests in flight
+    /// finish (up to 10 s).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        Server::new_with_acceptor(self.acceptor)
+        let sweeper = spawn_sweeper(self.vault, self.sweep_interval);
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.endpoint, shutdown, Some(Duration::from_secs(10)))
-            .await
+            .await;
+        sweeper.abort();
+        served
     }
 }
 
+/// The `/v2` command groups.
+pub type V2 = (TenantApi, UserApi, AuditApi);
+
 /// The OpenAPI service describing `/v2`, generated from the code.
-pub fn openapi(tenancy: Tenancy) -> OpenApiService<TenantApi, ()> {
-    OpenApiService::new(TenantApi { tenancy }, "Bunker", env!("CARGO_PKG_VERSION"))
+pub fn openapi(tenancy: Tenancy, vault: Vault) -> OpenApiService<V2, ()> {
+    let api = (
+        TenantApi { tenancy },
+        UserApi {
+            vault: vault.clone(),
+        },
+        AuditApi { vault },
+    );
+    OpenApiService::new(api, "Bunker", env!("CARGO_PKG_VERSION"))
         .description(
             "A multi-tenant vault for personal data speaking the Databunker Pro /v2 API. Every \
              command is POST /v2/<Command> with a JSON body; every answer is a JSON object with \
@@ -115,7 +155,7 @@ pub fn openapi(tenancy: Tenancy) -> OpenApiService<TenantApi, ()> {
 
 /// Every route of the server.
 pub fn routes(state: Arc<AppState>) -> BoxEndpoint<'static> {
-    let api = openapi(state.tenancy.clone());
+    let api = openapi(state.tenancy.clone(), state.vault.clone());
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let known = Arc::new(KnownRoutes::new(&api.spec()));

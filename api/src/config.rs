@@ -2,10 +2,14 @@
 //! so they never print.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
+use bunker_keys::{KeyError, WrappingKey};
 use secrecy::SecretString;
 
 use crate::app::ServerSettings;
+use crate::vault::{Normalizer, VaultSettings};
 
 /// Every setting Bunker reads. README lists them.
 pub struct Config {
@@ -25,6 +29,20 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `BUNKER_PG_BINDIR`: where `bunker demo` finds initdb and pg_ctl (default: searched).
     pub pg_bindir: Option<PathBuf>,
+    /// `BUNKER_WRAPPING_KEY` (64 hex characters) or `BUNKER_WRAPPING_KEY_FILE`: wraps the master key.
+    pub wrapping_key: Option<WrappingKeySource>,
+    /// `BUNKER_PHONE_REGION`: how phone numbers without a country code are read (default `GB`).
+    pub phone_region: String,
+    /// `BUNKER_USER_VERSIONS`: versions of a profile kept, the current one included (default 10).
+    pub versions_kept: usize,
+    /// `BUNKER_SWEEP_SECONDS`: how often expired users are forgotten (default 60).
+    pub sweep_seconds: usize,
+}
+
+/// Where the wrapping key comes from.
+pub enum WrappingKeySource {
+    Value(SecretString),
+    File(PathBuf),
 }
 
 /// A setting that is missing or malformed.
@@ -37,6 +55,12 @@ pub enum ConfigError {
         name: &'static str,
         expected: &'static str,
     },
+    #[error("set only one of BUNKER_WRAPPING_KEY and BUNKER_WRAPPING_KEY_FILE")]
+    TwoWrappingKeys,
+    #[error("{0}")]
+    WrappingKey(#[from] KeyError),
+    #[error("BUNKER_PHONE_REGION: {0}")]
+    PhoneRegion(String),
 }
 
 impl Config {
@@ -75,6 +99,15 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("bunker-data")),
             pg_bindir: get("BUNKER_PG_BINDIR").map(PathBuf::from),
+            wrapping_key: match (get("BUNKER_WRAPPING_KEY"), get("BUNKER_WRAPPING_KEY_FILE")) {
+                (Some(_), Some(_)) => return Err(ConfigError::TwoWrappingKeys),
+                (Some(value), None) => Some(WrappingKeySource::Value(SecretString::from(value))),
+                (None, Some(path)) => Some(WrappingKeySource::File(PathBuf::from(path))),
+                (None, None) => None,
+            },
+            phone_region: get("BUNKER_PHONE_REGION").unwrap_or_else(|| "GB".to_owned()),
+            versions_kept: number("BUNKER_USER_VERSIONS", 10)?,
+            sweep_seconds: number("BUNKER_SWEEP_SECONDS", 60)?,
         })
     }
 
@@ -85,13 +118,42 @@ impl Config {
             .ok_or(ConfigError::Missing("BUNKER_DATABASE_URL"))
     }
 
-    /// The settings of the HTTP server.
-    pub fn server_settings(&self) -> ServerSettings {
-        ServerSettings {
+    /// The wrapping key, which init and serve need.
+    pub fn require_wrapping_key(&self) -> Result<WrappingKey, ConfigError> {
+        self.wrapping_key()?.ok_or(ConfigError::Missing(
+            "BUNKER_WRAPPING_KEY (or BUNKER_WRAPPING_KEY_FILE)",
+        ))
+    }
+
+    /// The wrapping key, if one is configured.
+    pub fn wrapping_key(&self) -> Result<Option<WrappingKey>, ConfigError> {
+        use secrecy::ExposeSecret;
+        Ok(match &self.wrapping_key {
+            None => None,
+            Some(WrappingKeySource::Value(hex)) => {
+                Some(WrappingKey::from_hex(hex.expose_secret())?)
+            }
+            Some(WrappingKeySource::File(path)) => Some(WrappingKey::from_file(path)?),
+        })
+    }
+
+    /// The settings of the HTTP server, with the wrapping key it unwraps the master key with.
+    pub fn server_settings(
+        &self,
+        wrapping_key: WrappingKey,
+    ) -> Result<ServerSettings, ConfigError> {
+        Ok(ServerSettings {
             listen: self.listen.clone(),
             domains: self.domains.clone(),
             max_body_bytes: self.max_body_bytes,
-        }
+            wrapping_key: Arc::new(wrapping_key),
+            vault: VaultSettings {
+                normalizer: Normalizer::new(&self.phone_region)
+                    .map_err(ConfigError::PhoneRegion)?,
+                versions_kept: i32::try_from(self.versions_kept).unwrap_or(i32::MAX),
+            },
+            sweep_interval: Duration::from_secs(self.sweep_seconds as u64),
+        })
     }
 }
 
@@ -130,5 +192,23 @@ mod tests {
     fn malformed_numbers_are_refused() {
         assert!(config(&[("BUNKER_MAX_BODY_BYTES", "lots")]).is_err());
         assert!(config(&[("BUNKER_DB_POOL_SIZE", "0")]).is_err());
+        assert!(config(&[("BUNKER_USER_VERSIONS", "none")]).is_err());
+    }
+
+    #[test]
+    fn wrapping_key_comes_from_one_place_and_must_be_well_formed() {
+        let hex = "0f".repeat(32);
+        let both = config(&[
+            ("BUNKER_WRAPPING_KEY", &hex),
+            ("BUNKER_WRAPPING_KEY_FILE", "/k"),
+        ]);
+        assert!(matches!(both, Err(ConfigError::TwoWrappingKeys)));
+        let c = config(&[("BUNKER_WRAPPING_KEY", &hex)]).unwrap();
+        assert!(c.require_wrapping_key().is_ok());
+        let c = config(&[("BUNKER_WRAPPING_KEY", "abc")]).unwrap();
+        assert!(c.require_wrapping_key().is_err());
+        assert!(config(&[]).unwrap().require_wrapping_key().is_err());
+        let bad_region = config(&[("BUNKER_PHONE_REGION", "XX")]).unwrap();
+        assert!(bad_region.server_settings(WrappingKey::generate()).is_err());
     }
 }

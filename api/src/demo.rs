@@ -1,20 +1,28 @@
 //! `bunker demo`: Bunker with no configuration at all, for trying it on one machine.
 //!
 //! Starts a private PostgreSQL cluster under `./bunker-data` (or `BUNKER_DATA_DIR`) with the
-//! machine's server binaries, initializes it on the first run with the root token `DEMO`, serves,
-//! and stops the cluster cleanly on Ctrl-C. The next run finds the same data.
+//! machine's server binaries, initializes it on the first run with the root token `DEMO` and a
+//! generated wrapping key kept in the data directory (unless one is configured), serves, and stops
+//! the cluster cleanly on Ctrl-C. The next run finds the same data.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use bunker_db::cluster::{find_bindir, LocalCluster, StopMode};
 use bunker_db::{Database, OwnerConnection, SchemaStatus};
+use bunker_keys::WrappingKey;
 use secrecy::SecretString;
 
 use crate::app::Application;
-use crate::commands::{init_database, shutdown_signal, RootToken};
+use crate::commands::{init_database, migrate_database, shutdown_signal, RootToken};
 use crate::config::Config;
 
 /// The demo's fixed root token, as in Databunker's demo mode.
 pub const DEMO_ROOT_TOKEN: &str = "DEMO";
 const DEMO_DATABASE: &str = "bunker";
+/// The demo's wrapping key file, inside the data directory.
+const WRAPPING_KEY_FILE: &str = "wrapping.key";
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(config: &Config) -> anyhow::Result<()> {
@@ -46,6 +54,10 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 
 async fn serve(cluster: &LocalCluster, config: &Config) -> anyhow::Result<()> {
     create_database(cluster).await?;
+    let wrapping = match config.wrapping_key()? {
+        Some(key) => key,
+        None => demo_wrapping_key(&config.data_dir)?,
+    };
     let url = cluster.connection_string(DEMO_DATABASE);
     let status = OwnerConnection::connect(&url)
         .await?
@@ -53,14 +65,16 @@ async fn serve(cluster: &LocalCluster, config: &Config) -> anyhow::Result<()> {
         .await?;
     match status {
         SchemaStatus::Empty | SchemaStatus::Uninitialized => {
-            init_database(&url, RootToken::Given(SecretString::from(DEMO_ROOT_TOKEN))).await?;
+            let root = RootToken::Given(SecretString::from(DEMO_ROOT_TOKEN));
+            init_database(&url, root, &wrapping).await?;
         }
         _ => {
-            OwnerConnection::connect(&url).await?.migrate().await?;
+            migrate_database(&url, Some(&wrapping)).await?;
         }
     }
+    let settings = config.server_settings(wrapping)?;
     let db = Database::connect(&url, config.pool_size).await?;
-    let app = Application::build(config.server_settings(), db).await?;
+    let app = Application::build(settings, db).await?;
     let address = app.local_addr();
     println!(
         "\nWARNING: this is Bunker's demo mode, for trying Bunker only. The root token is the public \
@@ -81,4 +95,21 @@ async fn create_database(cluster: &LocalCluster) -> anyhow::Result<()> {
     let admin = OwnerConnection::connect(&cluster.connection_string("postgres")).await?;
     admin.create_database_if_missing(DEMO_DATABASE).await?;
     Ok(())
+}
+
+/// The demo's wrapping key: read from the data directory, or made on the first run and written there
+/// readable by its owner only.
+fn demo_wrapping_key(data_dir: &Path) -> anyhow::Result<WrappingKey> {
+    let path = data_dir.join(WRAPPING_KEY_FILE);
+    if path.exists() {
+        return Ok(WrappingKey::from_file(&path)?);
+    }
+    let key = WrappingKey::generate();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(key.to_hex().as_bytes())?;
+    Ok(key)
 }

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 
 use bunker_db::DbError;
 use bunker_tenancy::TenancyError;
+
+use crate::vault::VaultError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
@@ -121,6 +123,25 @@ impl From<TenancyError> for ApiError {
             TenancyError::TenantNotFound => StatusCode::NOT_FOUND,
             TenancyError::DuplicateTenantName => StatusCode::CONFLICT,
             TenancyError::Database(db) => return db_error(db),
+        };
+        ApiError::new(status, err.to_string())
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(err: VaultError) -> Self {
+        let status = match &err {
+            VaultError::BadRequest(_) | VaultError::GroupsUnavailable => StatusCode::BAD_REQUEST,
+            VaultError::NotFound | VaultError::EventNotFound => StatusCode::NOT_FOUND,
+            VaultError::Duplicate(_) | VaultError::Conflict => StatusCode::CONFLICT,
+            VaultError::Database(db) => return db_error(db),
+            VaultError::Keys(keys) => {
+                tracing::error!(error = %keys, "a sealed value did not open");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Failed to decrypt the user record",
+                );
+            }
         };
         ApiError::new(status, err.to_string())
     }

@@ -12,3 +12,4 @@ pub mod error;
 pub mod extract;
 mod ops;
 pub mod v2;
+pub mod vault;

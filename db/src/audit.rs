@@ -1,6 +1,7 @@
 //! The audit trail. Events are written in the transaction of the work they describe, so a request
 //! whose event cannot be written fails as a whole. The server may only add and read events.
 
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::control::TokenKind;
@@ -16,28 +17,137 @@ pub struct Actor {
 /// One audited action.
 #[derive(Clone, Debug)]
 pub struct AuditEvent {
-    pub actor: Actor,
-    /// The `/v2` command.
+    /// `None` for Bunker itself (the expiry sweeper).
+    pub actor: Option<Actor>,
+    /// The `/v2` command, or `UserExpired` for the sweeper.
     pub action: &'static str,
-    /// What was acted on, e.g. `tenant:7`; never personal data in clear.
+    /// What was acted on, e.g. `tenant:7` or `user`; never personal data in clear.
     pub target: String,
+    /// The user the event concerns, if any.
+    pub user_token: Option<Uuid>,
+    /// Details sealed with the tenant's audit key.
+    pub details: Option<Vec<u8>>,
+}
+
+/// An event as listed.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub id: Uuid,
+    pub action: String,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    pub user_token: Option<Uuid>,
+    pub details: Option<Vec<u8>>,
+}
+
+const EVENT_COLUMNS: &str = "id, action,
+     to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS ts,
+     user_token, details";
+
+fn event_from_row(row: &Row) -> Result<StoredEvent, DbError> {
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        action: row.try_get("action")?,
+        timestamp: row.try_get("ts")?,
+        user_token: row.try_get("user_token")?,
+        details: row.try_get("details")?,
+    })
+}
+
+/// Records `event` in the transaction's tenant under the given id.
+pub async fn record_with_id(
+    tx: &TenantTx<'_>,
+    id: Uuid,
+    event: &AuditEvent,
+) -> Result<(), DbError> {
+    let actor_kind = event.actor.map_or("system", |a| a.kind.as_str());
+    let actor_token = event.actor.map(|a| a.token_id);
+    tx.execute(
+        "INSERT INTO audit_events
+             (id, tenant_id, actor_kind, actor_token_id, action, target, user_token, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &id,
+            &tx.tenant().0,
+            &actor_kind,
+            &actor_token,
+            &event.action,
+            &event.target,
+            &event.user_token,
+            &event.details,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records many events with their ids in one statement.
+pub async fn record_many(tx: &TenantTx<'_>, events: &[(Uuid, AuditEvent)]) -> Result<(), DbError> {
+    let ids: Vec<Uuid> = events.iter().map(|(id, _)| *id).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e.actor.map_or("system", |a| a.kind.as_str()))
+        .collect();
+    let actors: Vec<Option<Uuid>> = events
+        .iter()
+        .map(|(_, e)| e.actor.map(|a| a.token_id))
+        .collect();
+    let actions: Vec<&str> = events.iter().map(|(_, e)| e.action).collect();
+    let targets: Vec<&str> = events.iter().map(|(_, e)| e.target.as_str()).collect();
+    let users: Vec<Option<Uuid>> = events.iter().map(|(_, e)| e.user_token).collect();
+    let details: Vec<Option<&[u8]>> = events.iter().map(|(_, e)| e.details.as_deref()).collect();
+    tx.execute(
+        "INSERT INTO audit_events
+             (id, tenant_id, actor_kind, actor_token_id, action, target, user_token, details)
+         SELECT e.id, $1, e.kind, e.actor, e.action, e.target, e.user_token, e.details
+           FROM UNNEST($2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::bytea[])
+                AS e(id, kind, actor, action, target, user_token, details)",
+        &[&tx.tenant().0, &ids, &kinds, &actors, &actions, &targets, &users, &details],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Records `event` in the transaction's tenant and returns the event's id.
 pub async fn record(tx: &TenantTx<'_>, event: &AuditEvent) -> Result<Uuid, DbError> {
     let id = Uuid::new_v4();
-    tx.execute(
-        "INSERT INTO audit_events (id, tenant_id, actor_kind, actor_token_id, action, target)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
-            &id,
-            &tx.tenant().0,
-            &event.actor.kind.as_str(),
-            &event.actor.token_id,
-            &event.action,
-            &event.target,
-        ],
-    )
-    .await?;
+    record_with_id(tx, id, event).await?;
     Ok(id)
+}
+
+/// One page of a user's events, newest first, and how many there are.
+pub async fn list_user_events(
+    tx: &TenantTx<'_>,
+    user_token: Uuid,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<StoredEvent>, i64), DbError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_events WHERE user_token = $1
+          ORDER BY occurred_at DESC, id OFFSET $2 LIMIT $3"
+    );
+    let events = tx
+        .query(&sql, &[&user_token, &offset, &limit])
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect::<Result<_, _>>()?;
+    let total: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE user_token = $1",
+            &[&user_token],
+        )
+        .await?
+        .try_get(0)?;
+    Ok((events, total))
+}
+
+/// One event of the transaction's tenant.
+pub async fn get_event(tx: &TenantTx<'_>, id: Uuid) -> Result<Option<StoredEvent>, DbError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE id = $1");
+    tx.query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(event_from_row)
+        .transpose()
 }

@@ -64,6 +64,17 @@ pub struct Credential {
 }
 
 impl Database {
+    /// The ids of all tenants (for work done in every tenant, such as the expiry sweep).
+    pub async fn tenant_ids(&self) -> Result<Vec<TenantId>, DbError> {
+        let client = self.pool().get().await?;
+        client
+            .query("SELECT id FROM tenants ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|row| Ok(TenantId(row.try_get(0)?)))
+            .collect()
+    }
+
     /// Finds the token with this SHA-256 hash and, in the same round trip, the tenant named
     /// `tenant_name`. Runs as `bunker_app` outside any tenant transaction.
     pub async fn find_credential(

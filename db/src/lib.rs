@@ -13,6 +13,7 @@ mod migrate;
 mod pool;
 mod posture;
 mod tx;
+pub mod users;
 
 pub use error::DbError;
 pub use migrate::{latest_version, SchemaStatus};

@@ -193,8 +193,10 @@ fn duplicate_name(err: DbError) -> TenancyError {
 
 fn event(actor: Actor, action: &'static str, tenant: TenantId) -> AuditEvent {
     AuditEvent {
-        actor,
+        actor: Some(actor),
         action,
         target: format!("tenant:{tenant}"),
+        user_token: None,
+        details: None,
     }
 }

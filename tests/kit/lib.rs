@@ -5,12 +5,15 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bunker::app::{Application, ServerSettings};
 use bunker::commands::{init_database, RootToken};
+use bunker::vault::{Normalizer, VaultSettings};
 use bunker_db::cluster::{find_bindir, LocalCluster};
 use bunker_db::Database;
+use bunker_keys::WrappingKey;
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -85,6 +88,8 @@ pub struct TestOptions {
     pub domains: Vec<String>,
     pub max_body_bytes: usize,
     pub pool_size: usize,
+    pub versions_kept: i32,
+    pub sweep_interval: Duration,
 }
 
 impl Default for TestOptions {
@@ -93,6 +98,25 @@ impl Default for TestOptions {
             domains: vec!["bunker.test".to_owned()],
             max_body_bytes: 1024 * 1024,
             pool_size: 4,
+            versions_kept: 10,
+            sweep_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl TestOptions {
+    /// Server settings on a free loopback port with this wrapping key (hexadecimal).
+    pub fn settings(&self, wrapping_key: &str) -> ServerSettings {
+        ServerSettings {
+            listen: "127.0.0.1:0".to_owned(),
+            domains: self.domains.clone(),
+            max_body_bytes: self.max_body_bytes,
+            wrapping_key: Arc::new(WrappingKey::from_hex(wrapping_key).expect("wrapping key")),
+            vault: VaultSettings {
+                normalizer: Normalizer::new("GB").expect("region"),
+                versions_kept: self.versions_kept,
+            },
+            sweep_interval: self.sweep_interval,
         }
     }
 }
@@ -102,6 +126,8 @@ pub struct TestApp {
     /// `http://127.0.0.1:<port>`
     pub address: String,
     pub root_token: String,
+    /// The wrapping key this app's database was initialized with (hexadecimal).
+    pub wrapping_key: String,
     pub database: String,
     /// The server's own pool, to look at its connections.
     pub db: Database,
@@ -118,21 +144,16 @@ impl TestApp {
         let database = fresh_database().await;
         let url = cluster().connection_string(&database);
         let root_token = uuid::Uuid::new_v4().to_string();
-        init_database(
-            &url,
-            RootToken::Given(SecretString::from(root_token.clone())),
-        )
-        .await
-        .expect("bunker init");
+        let wrapping = WrappingKey::generate();
+        let root = RootToken::Given(SecretString::from(root_token.clone()));
+        init_database(&url, root, &wrapping)
+            .await
+            .expect("bunker init");
+        let wrapping_key = wrapping.to_hex().to_string();
         let db = Database::connect(&url, options.pool_size)
             .await
             .expect("pool");
-        let settings = ServerSettings {
-            listen: "127.0.0.1:0".to_owned(),
-            domains: options.domains,
-            max_body_bytes: options.max_body_bytes,
-        };
-        let app = Application::build(settings, db.clone())
+        let app = Application::build(options.settings(&wrapping_key), db.clone())
             .await
             .expect("server builds");
         let address = format!("http://{}", app.local_addr());
@@ -143,6 +164,7 @@ impl TestApp {
         TestApp {
             address,
             root_token,
+            wrapping_key,
             database,
             db,
             http: reqwest::Client::new(),

@@ -27,7 +27,11 @@ async fn bunker(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 #[tokio::test]
 async fn init_prints_a_root_token_once_and_refuses_to_run_again() {
     let url = cluster().connection_string(&fresh_database().await);
-    let env = [("BUNKER_DATABASE_URL", url.as_str())];
+    let key = "1f".repeat(32);
+    let env = [
+        ("BUNKER_DATABASE_URL", url.as_str()),
+        ("BUNKER_WRAPPING_KEY", key.as_str()),
+    ];
 
     let (ok, _, stderr) = bunker(&["serve"], &env).await;
     assert!(!ok, "serve before init must fail");
@@ -55,11 +59,13 @@ async fn init_prints_a_root_token_once_and_refuses_to_run_again() {
 #[tokio::test]
 async fn init_takes_the_root_token_from_the_environment() {
     let url = cluster().connection_string(&fresh_database().await);
+    let key = "2e".repeat(32);
     let (ok, _, stderr) = bunker(
         &["init"],
         &[
             ("BUNKER_DATABASE_URL", &url),
             ("BUNKER_ROOT_TOKEN", "short"),
+            ("BUNKER_WRAPPING_KEY", &key),
         ],
     )
     .await;
@@ -68,7 +74,11 @@ async fn init_takes_the_root_token_from_the_environment() {
     let chosen = "a-chosen-root-token-for-automation";
     let (ok, stdout, stderr) = bunker(
         &["init"],
-        &[("BUNKER_DATABASE_URL", &url), ("BUNKER_ROOT_TOKEN", chosen)],
+        &[
+            ("BUNKER_DATABASE_URL", &url),
+            ("BUNKER_ROOT_TOKEN", chosen),
+            ("BUNKER_WRAPPING_KEY", &key),
+        ],
     )
     .await;
     assert!(ok, "{stderr}");

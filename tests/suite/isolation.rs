@@ -3,7 +3,7 @@
 use bunker_tests::{pg_message, tenant_tables, TestApp, TestOptions};
 use serde_json::json;
 
-/// Two tenants with audit rows each.
+/// Two tenants with rows in every tenant table: audit events, users, indexes and versions.
 async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
     let (a, a_token) = app.create_tenant("tenant-a").await;
     let (b, b_token) = app.create_tenant("tenant-b").await;
@@ -16,6 +16,13 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
                 json!({"tenantorg": "x"}),
             )
             .await;
+        assert!(status.is_success());
+        let profile =
+            json!({"profile": {"email": format!("someone@{tenant}.test"), "name": "Someone"}});
+        let (status, _) = app.call("UserCreate", token, Some(tenant), profile).await;
+        assert!(status.is_success());
+        let change = json!({"mode": "email", "identity": format!("someone@{tenant}.test"), "profile": {"name": "Else"}});
+        let (status, _) = app.call("UserUpdate", token, Some(tenant), change).await;
         assert!(status.is_success());
     }
     (a, b)

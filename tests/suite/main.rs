@@ -7,3 +7,4 @@ mod isolation;
 mod resolution;
 mod startup;
 mod tenants;
+mod users;

@@ -1,24 +1,23 @@
 //! The server refuses to start when it could not keep tenants apart, or on the wrong schema.
 
-use bunker::app::{Application, ServerSettings};
+use bunker::app::Application;
 use bunker_db::Database;
-use bunker_tests::{cluster, fresh_database, TestApp};
+use bunker_keys::WrappingKey;
+use bunker_tests::{cluster, fresh_database, TestApp, TestOptions};
 
-fn settings() -> ServerSettings {
-    ServerSettings {
-        listen: "127.0.0.1:0".to_owned(),
-        domains: vec![],
-        max_body_bytes: 1024,
-    }
-}
-
-/// Builds the server against `url` and returns why it refused (panics if it started).
-async fn refusal(url: &str) -> String {
+/// Builds the server against `url` with `wrapping_key` and returns why it refused (panics if it
+/// started).
+async fn refusal_with(url: &str, wrapping_key: &str) -> String {
     let db = Database::connect(url, 2).await.expect("pool");
-    match Application::build(settings(), db).await {
+    match Application::build(TestOptions::default().settings(wrapping_key), db).await {
         Ok(_) => panic!("the server started"),
         Err(err) => err.to_string(),
     }
+}
+
+/// As [`refusal_with`], with some well-formed wrapping key.
+async fn refusal(url: &str) -> String {
+    refusal_with(url, &WrappingKey::generate().to_hex()).await
 }
 
 /// Creates a login role for this test's database, member of bunker_app, with extra attributes.
@@ -79,7 +78,8 @@ async fn a_plain_login_role_of_bunker_app_serves() {
     let role = login_role(&app, "login", "").await;
     let db = Database::connect(&url_as(&app, &role), 2).await.unwrap();
     assert_eq!(db.role_mode(), bunker_db::RoleMode::LoginRole);
-    assert!(Application::build(settings(), db).await.is_ok());
+    let settings = TestOptions::default().settings(&app.wrapping_key);
+    assert!(Application::build(settings, db).await.is_ok());
     let owner = Database::connect(&app.database_url(), 2).await.unwrap();
     assert_eq!(
         owner.role_mode(),
@@ -105,4 +105,20 @@ async fn server_refuses_an_uninitialized_or_outdated_schema_naming_the_command()
         .unwrap();
     let why = refusal(&app.database_url()).await;
     assert!(why.contains("bunker migrate"), "{why}");
+}
+
+#[tokio::test]
+async fn a_wrong_wrapping_key_stops_the_server() {
+    let app = TestApp::spawn().await;
+    let why = refusal(&app.database_url()).await;
+    assert!(
+        why.contains("wrapping key does not open the master key"),
+        "{why}"
+    );
+    let db = Database::connect(&app.database_url(), 2).await.unwrap();
+    let settings = TestOptions::default().settings(&app.wrapping_key);
+    assert!(
+        Application::build(settings, db).await.is_ok(),
+        "the right key serves"
+    );
 }

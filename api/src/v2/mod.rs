@@ -1,14 +1,22 @@
 //! The Databunker Pro `/v2` API: every command is `POST /v2/<Command>` with a JSON body.
 
+pub mod audit;
 pub mod tenants;
+pub mod users;
 
-use poem_openapi::{Enum, Tags};
+use poem_openapi::{Enum, Object, Tags};
+
+use crate::error::ApiError;
 
 /// The groups commands are listed under in the OpenAPI document.
 #[derive(Tags)]
 pub enum ApiTags {
     /// Tenants: create, read, rename and delete tenants; their admin tokens.
     Tenants,
+    /// Users: encrypted profiles, looked up by token, email, phone, login or custom key.
+    Users,
+    /// Audit: the trail of every operation on a user.
+    Audit,
 }
 
 /// The `status` of every successful answer.
@@ -16,4 +24,27 @@ pub enum ApiTags {
 #[oai(rename_all = "lowercase")]
 pub enum Status {
     Ok,
+}
+
+/// The answer of commands that return nothing but success.
+#[derive(Debug, Object)]
+pub struct Done {
+    pub status: Status,
+}
+
+/// Pages are 10 long unless asked otherwise, and never longer than 100.
+const DEFAULT_LIMIT: i64 = 10;
+const MAX_LIMIT: i64 = 100;
+
+/// `offset` and `limit` as the contract reads them: a limit below 1 or above 100 means 100.
+pub fn page(offset: Option<i64>, limit: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::bad_request("offset must not be negative"));
+    }
+    let limit = match limit.unwrap_or(DEFAULT_LIMIT) {
+        n if (1..=MAX_LIMIT).contains(&n) => n,
+        _ => MAX_LIMIT,
+    };
+    Ok((offset, limit))
 }

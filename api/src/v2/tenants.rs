@@ -8,13 +8,9 @@ use poem_openapi::{Object, OpenApi};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{ApiTags, Status};
+use super::{page, ApiTags, Done, Status};
 use crate::error::ApiError;
 use crate::extract::{lenient, Authenticated, JsonBody};
-
-/// Pages are 10 long unless asked otherwise, and never longer than 100.
-const DEFAULT_LIMIT: i64 = 10;
-const MAX_LIMIT: i64 = 100;
 
 /// The tenant commands.
 pub struct TenantApi {
@@ -90,11 +86,6 @@ pub struct TenantList {
     /// How many tenants there are in all.
     total: i64,
     rows: Vec<TenantRow>,
-}
-
-#[derive(Debug, Object)]
-pub struct Done {
-    status: Status,
 }
 
 #[OpenApi(tag = "ApiTags::Tenants")]
@@ -177,14 +168,7 @@ impl TenantApi {
         caller: Authenticated,
         body: JsonBody<PageRequest>,
     ) -> Result<Json<TenantList>, ApiError> {
-        let offset = body.0.offset.unwrap_or(0);
-        if offset < 0 {
-            return Err(ApiError::bad_request("offset must not be negative"));
-        }
-        let limit = match body.0.limit.unwrap_or(DEFAULT_LIMIT) {
-            n if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => MAX_LIMIT,
-        };
+        let (offset, limit) = page(body.0.offset, body.0.limit)?;
         let page = self.tenancy.list_tenants(&caller.0, offset, limit).await?;
         Ok(Json(TenantList {
             status: Status::Ok,

@@ -1,0 +1,438 @@
+//! User commands: UserCreate, UserCreateBulk, UserGet, UserUpdate, UserPatch, UserDelete,
+//! UserDeleteBulk, UserListVersions.
+
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{ApiTags, Done, Status};
+use crate::error::ApiError;
+use crate::extract::{lenient, Authenticated, JsonBody};
+use crate::vault::expiry::Expiry;
+use crate::vault::{Change, Mode, Vault, VaultError};
+
+/// The user commands.
+pub struct UserApi {
+    pub vault: Vault,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct UserCreateRequest {
+    /// The user's profile: any JSON object. `email`, `phone`, `login` and `custom` are indexed for
+    /// lookup and must be unique within the tenant.
+    profile: Value,
+    groupname: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    groupid: Option<i64>,
+    rolename: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    roleid: Option<i64>,
+    /// A sliding retention window renewed on every read: `30d`, `12h`, `15m` (minutes), `10s`.
+    slidingtime: Option<Value>,
+    /// A hard cutoff: a duration from now, or a Unix time.
+    finaltime: Option<Value>,
+    /// Free-form; recorded (sealed) in the audit event.
+    request_metadata: Option<Value>,
+}
+
+#[derive(Debug, Object)]
+pub struct UserCreated {
+    status: Status,
+    /// The user's token.
+    token: String,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct BulkRecord {
+    profile: Value,
+    groupname: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    groupid: Option<i64>,
+    rolename: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    roleid: Option<i64>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct UserCreateBulkRequest {
+    /// The users to create: all of them, or (on any error) none.
+    records: Vec<BulkRecord>,
+    slidingtime: Option<Value>,
+    finaltime: Option<Value>,
+    request_metadata: Option<Value>,
+}
+
+#[derive(Debug, Object)]
+pub struct CreatedUser {
+    token: String,
+    profile: Value,
+}
+
+#[derive(Debug, Object)]
+pub struct BulkError {
+    profile: Value,
+    reason: String,
+}
+
+#[derive(Debug, Object)]
+pub struct UsersCreated {
+    status: Status,
+    /// In the order of `records`, each with the submitted profile.
+    created: Vec<CreatedUser>,
+    /// Always empty: a batch is all or nothing.
+    errors: Vec<BulkError>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct UserGetRequest {
+    /// `token`, `email`, `phone`, `login` or `custom`.
+    mode: String,
+    identity: String,
+    /// A kept version (from 1); the current profile when absent.
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    version: Option<i64>,
+    request_metadata: Option<Value>,
+}
+
+#[derive(Debug, Object)]
+pub struct UserView {
+    status: Status,
+    token: String,
+    profile: Value,
+    version: i32,
+    /// The hard cutoff (Unix seconds).
+    #[oai(skip_serializing_if_is_none)]
+    finaltime: Option<i64>,
+    /// The sliding window (seconds).
+    #[oai(skip_serializing_if_is_none)]
+    slidingtime: Option<i64>,
+    /// When the user expires (Unix seconds).
+    #[oai(skip_serializing_if_is_none)]
+    expirationtime: Option<i64>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct UserUpdateRequest {
+    mode: String,
+    identity: String,
+    /// Merged into the stored profile (RFC 7396): given keys replace, `null` removes a key.
+    profile: Value,
+    request_metadata: Option<Value>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct UserPatchRequest {
+    mode: String,
+    identity: String,
+    /// RFC 6902 operations (`add`, `remove`, `replace`, `move`, `copy`, `test`).
+    patch: Value,
+    request_metadata: Option<Value>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct UserSelector {
+    mode: String,
+    identity: String,
+    request_metadata: Option<Value>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct UserSelectorItem {
+    mode: String,
+    identity: String,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct UserDeleteBulkRequest {
+    /// The users to forget: all of them, or (if any is not found) none.
+    users: Vec<UserSelectorItem>,
+    request_metadata: Option<Value>,
+}
+
+#[derive(Debug, Object)]
+pub struct UsersDeleted {
+    status: Status,
+    deleted_count: i64,
+}
+
+#[derive(Debug, Object)]
+pub struct VersionRow {
+    version: i32,
+    /// When the version was made (Unix seconds).
+    optime: i64,
+    /// A keyed checksum of the version (32 hex digits).
+    md5: String,
+}
+
+#[derive(Debug, Object)]
+pub struct VersionList {
+    status: Status,
+    versions: Vec<VersionRow>,
+}
+
+#[OpenApi(tag = "ApiTags::Users")]
+impl UserApi {
+    /// Store a user profile, sealed; returns its token.
+    #[oai(path = "/UserCreate", method = "post")]
+    async fn user_create(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<UserCreateRequest>,
+    ) -> Result<Json<UserCreated>, ApiError> {
+        let request = body.0;
+        refuse_groups(
+            &request.groupname,
+            request.groupid,
+            &request.rolename,
+            request.roleid,
+        )?;
+        let expiry = Expiry::parse(request.slidingtime.as_ref(), request.finaltime.as_ref())?;
+        let profile = object(request.profile, "profile")?;
+        let tokens = self
+            .vault
+            .create_users(
+                &caller.0,
+                "UserCreate",
+                std::slice::from_ref(&profile),
+                expiry,
+                request.request_metadata.as_ref(),
+            )
+            .await?;
+        let token = tokens.first().ok_or_else(ApiError::internal)?;
+        Ok(Json(UserCreated {
+            status: Status::Ok,
+            token: token.to_string(),
+        }))
+    }
+
+    /// Store many user profiles in one transaction: all or none.
+    #[oai(path = "/UserCreateBulk", method = "post")]
+    async fn user_create_bulk(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<UserCreateBulkRequest>,
+    ) -> Result<Json<UsersCreated>, ApiError> {
+        let request = body.0;
+        let expiry = Expiry::parse(request.slidingtime.as_ref(), request.finaltime.as_ref())?;
+        let mut profiles = Vec::with_capacity(request.records.len());
+        for (i, record) in request.records.into_iter().enumerate() {
+            refuse_groups(
+                &record.groupname,
+                record.groupid,
+                &record.rolename,
+                record.roleid,
+            )?;
+            profiles.push(object(record.profile, &format!("records[{i}].profile"))?);
+        }
+        if profiles.is_empty() {
+            return Err(ApiError::bad_request("records must not be empty"));
+        }
+        let tokens = self
+            .vault
+            .create_users(
+                &caller.0,
+                "UserCreateBulk",
+                &profiles,
+                expiry,
+                request.request_metadata.as_ref(),
+            )
+            .await?;
+        let created = tokens
+            .into_iter()
+            .zip(profiles)
+            .map(|(token, profile)| CreatedUser {
+                token: token.to_string(),
+                profile: Value::Object(profile),
+            })
+            .collect();
+        Ok(Json(UsersCreated {
+            status: Status::Ok,
+            created,
+            errors: Vec::new(),
+        }))
+    }
+
+    /// Read a user's profile (or a kept version of it).
+    #[oai(path = "/UserGet", method = "post")]
+    async fn user_get(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<UserGetRequest>,
+    ) -> Result<Json<UserView>, ApiError> {
+        let request = body.0;
+        let mode: Mode = request.mode.parse()?;
+        let version = request
+            .version
+            .map(|v| i32::try_from(v).map_err(|_| ApiError::bad_request("Invalid version")))
+            .transpose()?;
+        let user = self
+            .vault
+            .get_user(
+                &caller.0,
+                mode,
+                &request.identity,
+                version,
+                request.request_metadata,
+            )
+            .await?;
+        Ok(Json(UserView {
+            status: Status::Ok,
+            token: user.token.to_string(),
+            profile: Value::Object(user.profile),
+            version: user.version,
+            finaltime: user.finaltime,
+            slidingtime: user.slidingtime,
+            expirationtime: user.expirationtime,
+        }))
+    }
+
+    /// Merge changes into a user's profile; `null` removes a key.
+    #[oai(path = "/UserUpdate", method = "post")]
+    async fn user_update(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<UserUpdateRequest>,
+    ) -> Result<Json<Done>, ApiError> {
+        let request = body.0;
+        let mode: Mode = request.mode.parse()?;
+        let change = Change::Merge(object(request.profile, "profile")?);
+        self.vault
+            .change_user(
+                &caller.0,
+                "UserUpdate",
+                mode,
+                &request.identity,
+                change,
+                request.request_metadata,
+            )
+            .await?;
+        Ok(Json(Done { status: Status::Ok }))
+    }
+
+    /// Apply RFC 6902 operations to a user's profile.
+    #[oai(path = "/UserPatch", method = "post")]
+    async fn user_patch(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<UserPatchRequest>,
+    ) -> Result<Json<Done>, ApiError> {
+        let request = body.0;
+        let mode: Mode = request.mode.parse()?;
+        let patch: json_patch::Patch = serde_json::from_value(request.patch).map_err(|_| {
+            ApiError::bad_request("The patch must be a list of RFC 6902 operations")
+        })?;
+        self.vault
+            .change_user(
+                &caller.0,
+                "UserPatch",
+                mode,
+                &request.identity,
+                Change::Patch(patch),
+                request.request_metadata,
+            )
+            .await?;
+        Ok(Json(Done { status: Status::Ok }))
+    }
+
+    /// Forget a user: the record, its versions and its indexes are removed; the token stays reserved.
+    #[oai(path = "/UserDelete", method = "post")]
+    async fn user_delete(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<UserSelector>,
+    ) -> Result<Json<Done>, ApiError> {
+        let request = body.0;
+        let selector = (request.mode.parse()?, request.identity);
+        self.vault
+            .forget_users(
+                &caller.0,
+                "UserDelete",
+                &[selector],
+                request.request_metadata,
+            )
+            .await?;
+        Ok(Json(Done { status: Status::Ok }))
+    }
+
+    /// Forget many users in one transaction: all or none.
+    #[oai(path = "/UserDeleteBulk", method = "post")]
+    async fn user_delete_bulk(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<UserDeleteBulkRequest>,
+    ) -> Result<Json<UsersDeleted>, ApiError> {
+        let request = body.0;
+        if request.users.is_empty() {
+            return Err(ApiError::bad_request("users must not be empty"));
+        }
+        let selectors = request
+            .users
+            .into_iter()
+            .map(|u| Ok((u.mode.parse::<Mode>()?, u.identity)))
+            .collect::<Result<Vec<_>, VaultError>>()?;
+        let deleted = self
+            .vault
+            .forget_users(
+                &caller.0,
+                "UserDeleteBulk",
+                &selectors,
+                request.request_metadata,
+            )
+            .await?;
+        Ok(Json(UsersDeleted {
+            status: Status::Ok,
+            deleted_count: deleted as i64,
+        }))
+    }
+
+    /// List the kept versions of a user's profile.
+    #[oai(path = "/UserListVersions", method = "post")]
+    async fn user_list_versions(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<UserSelector>,
+    ) -> Result<Json<VersionList>, ApiError> {
+        let request = body.0;
+        let mode: Mode = request.mode.parse()?;
+        let versions = self
+            .vault
+            .list_versions(&caller.0, mode, &request.identity, request.request_metadata)
+            .await?;
+        Ok(Json(VersionList {
+            status: Status::Ok,
+            versions: versions
+                .into_iter()
+                .map(|v| VersionRow {
+                    version: v.version,
+                    optime: v.optime,
+                    md5: v.md5,
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// A field that must hold a JSON object.
+fn object(value: Value, field: &str) -> Result<Map<String, Value>, ApiError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::bad_request(format!(
+            "{field} must be a JSON object"
+        ))),
+    }
+}
+
+/// Groups and roles arrive with access control; until then, an assignment is refused rather than
+/// silently dropped.
+fn refuse_groups(
+    groupname: &Option<String>,
+    groupid: Option<i64>,
+    rolename: &Option<String>,
+    roleid: Option<i64>,
+) -> Result<(), ApiError> {
+    if groupname.is_some() || groupid.is_some() || rolename.is_some() || roleid.is_some() {
+        return Err(VaultError::GroupsUnavailable.into());
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `slidingtime` and `finaltime`: durations such as `30d`, `12h`, `15m` (minutes), `10s`, `1y`
+//! (365 days), or a number of seconds; `finaltime` may also be an absolute Unix time.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::VaultError;
+
+/// A user's expiry as requested.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expiry {
+    /// The sliding window, renewed on every access.
+    pub sliding_seconds: Option<i64>,
+    /// The hard cutoff.
+    pub final_at: Option<SystemTime>,
+}
+
+impl Expiry {
+    /// Parses the request fields (strings, or numbers of seconds).
+    pub fn parse(sliding: Option<&Value>, final_time: Option<&Value>) -> Result<Self, VaultError> {
+        let sliding_seconds = sliding
+            .map(|v| seconds(v).ok_or_else(|| invalid("slidingtime")))
+            .transpose()?;
+        let final_at = final_time
+            .map(|v| final_instant(v, SystemTime::now()).ok_or_else(|| invalid("finaltime")))
+            .transpose()?;
+        Ok(Expiry {
+            sliding_seconds,
+            final_at,
+        })
+    }
+}
+
+fn invalid(field: &str) -> VaultError {
+    VaultError::BadRequest(format!(
+        "The {field} value must be a duration such as 30d, 12h, 15m or 10s, or a Unix time"
+    ))
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A positive duration in seconds.
+fn seconds(value: &Value) -> Option<i64> {
+    let text = text(value)?;
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().ok()?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "y" => 365 * 86_400,
+        _ => return None,
+    };
+    number.checked_mul(scale).filter(|s| *s > 0)
+}
+
+/// A bare number larger than now is a Unix time; anything else is a duration from now.
+fn final_instant(value: &Value, now: SystemTime) -> Option<SystemTime> {
+    let now_secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    if let Some(Ok(unix)) = text(value).map(|t| t.parse::<u64>()) {
+        if unix > now_secs {
+            return UNIX_EPOCH.checked_add(Duration::from_secs(unix));
+        }
+    }
+    let secs = u64::try_from(seconds(value)?).ok()?;
+    now.checked_add(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_have_units() {
+        assert_eq!(seconds(&json!("30d")), Some(30 * 86_400));
+        assert_eq!(seconds(&json!("12h")), Some(12 * 3_600));
+        assert_eq!(seconds(&json!("15m")), Some(900));
+        assert_eq!(seconds(&json!("10s")), Some(10));
+        assert_eq!(seconds(&json!("1y")), Some(365 * 86_400));
+        assert_eq!(seconds(&json!(90)), Some(90));
+        for bad in [
+            json!("0d"),
+            json!("d"),
+            json!("3w"),
+            json!("-5m"),
+            json!(true),
+            json!("1.5h"),
+        ] {
+            assert_eq!(seconds(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn finaltime_is_a_duration_or_a_future_unix_time() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(
+            final_instant(&json!("1h"), now),
+            Some(now + Duration::from_secs(3_600))
+        );
+        assert_eq!(
+            final_instant(&json!("1900000000"), now),
+            Some(UNIX_EPOCH + Duration::from_secs(1_900_000_000))
+        );
+        assert_eq!(
+            final_instant(&json!(60), now),
+            Some(now + Duration::from_secs(60))
+        );
+    }
+}

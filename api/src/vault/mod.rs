@@ -1,0 +1,157 @@
+//! The encrypted user vault: user records, blind indexes, versions, expiry and their audit trail.
+//!
+//! Profiles are sealed with the tenant's record key before they reach the database, and opened only
+//! in memory; lookups go through blind indexes. Every operation runs in one tenant transaction that
+//! also writes its audit event, so an operation whose event cannot be written does not happen.
+
+mod audit;
+pub mod expiry;
+pub mod identity;
+mod sweeper;
+pub mod users;
+
+use std::sync::Arc;
+
+use bunker_db::audit::{Actor, AuditEvent};
+use bunker_db::{Database, DbError, TenantId};
+use bunker_keys::{KeyError, Label, MasterKey, TenantKeys};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+pub use audit::{EventDetails, EventPage};
+pub use identity::{Mode, Normalizer};
+pub use sweeper::spawn_sweeper;
+pub use users::{Change, NewProfile, UserView, VersionInfo};
+
+/// Settings of the vault.
+#[derive(Clone, Debug)]
+pub struct VaultSettings {
+    /// How phone numbers without a country code are read (`BUNKER_PHONE_REGION`).
+    pub normalizer: Normalizer,
+    /// How many versions of a profile are kept, the current one included (`BUNKER_USER_VERSIONS`).
+    pub versions_kept: i32,
+}
+
+/// The vault service.
+#[derive(Clone)]
+pub struct Vault {
+    db: Database,
+    master: Arc<MasterKey>,
+    settings: VaultSettings,
+}
+
+/// Why a vault operation failed. Messages never contain personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("The user record was not found")]
+    NotFound,
+    #[error("Duplicate index: {0}")]
+    Duplicate(&'static str),
+    #[error("The user record was changed by another request at the same time; retry")]
+    Conflict,
+    #[error("Group and role assignment is not available yet")]
+    GroupsUnavailable,
+    #[error("The audit event was not found")]
+    EventNotFound,
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+impl Vault {
+    pub fn new(db: Database, master: MasterKey, settings: VaultSettings) -> Self {
+        Vault {
+            db,
+            master: Arc::new(master),
+            settings,
+        }
+    }
+
+    fn keys(&self, tenant: TenantId) -> TenantKeys {
+        self.master.tenant_keys(tenant.0)
+    }
+}
+
+/// Where a user's current record is sealed.
+fn record_label(tenant: TenantId, token: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "user",
+        row: token,
+    }
+}
+
+/// The row of one version of a user's record: `<token>/<version>`.
+fn version_row(token: Uuid, version: i32) -> String {
+    format!("{token}/{version}")
+}
+
+fn version_label(tenant: TenantId, row: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "user_version",
+        row,
+    }
+}
+
+fn seal_profile(
+    keys: &TenantKeys,
+    label: &Label<'_>,
+    profile: &Map<String, Value>,
+) -> Result<Vec<u8>, VaultError> {
+    let plain = zeroize::Zeroizing::new(serde_json::to_vec(profile).map_err(|_| KeyError::Seal)?);
+    Ok(keys.records.seal(label, &plain)?)
+}
+
+fn open_profile(
+    keys: &TenantKeys,
+    label: &Label<'_>,
+    sealed: &[u8],
+) -> Result<Map<String, Value>, VaultError> {
+    let plain = keys.records.open(label, sealed)?;
+    serde_json::from_slice(&plain).map_err(|_| VaultError::Keys(KeyError::Unsealable))
+}
+
+/// An audit event about a user, before sealing: the profile keys touched (names, not values) and the
+/// request metadata are sealed under the tenant's audit key.
+struct UserEvent<'a> {
+    action: &'static str,
+    user: Uuid,
+    fields: Vec<String>,
+    metadata: Option<&'a Value>,
+}
+
+impl UserEvent<'_> {
+    fn seal(
+        self,
+        keys: &TenantKeys,
+        tenant: TenantId,
+        event_id: Uuid,
+        actor: Option<Actor>,
+    ) -> Result<AuditEvent, VaultError> {
+        let mut details = json!({ "fields": self.fields });
+        if let (Some(metadata), Some(map)) = (self.metadata, details.as_object_mut()) {
+            map.insert("request_metadata".to_owned(), metadata.clone());
+        }
+        let row = event_id.to_string();
+        let plain = serde_json::to_vec(&details).map_err(|_| KeyError::Seal)?;
+        Ok(AuditEvent {
+            actor,
+            action: self.action,
+            target: "user".to_owned(),
+            user_token: Some(self.user),
+            details: Some(keys.audit.seal(&audit_label(tenant, &row), &plain)?),
+        })
+    }
+}
+
+fn audit_label(tenant: TenantId, event_id: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "audit",
+        row: event_id,
+    }
+}

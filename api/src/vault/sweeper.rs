@@ -1,0 +1,68 @@
+//! The expiry sweeper: forgets users whose `finaltime` or sliding window has passed, tenant by
+//! tenant, each in its own transaction with an audit event whose actor is Bunker itself.
+
+use std::time::Duration;
+
+use bunker_db::audit;
+use bunker_db::users as store;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::{UserEvent, Vault, VaultError};
+
+/// Users forgotten per transaction.
+const BATCH: i64 = 100;
+
+/// Sweeps every `every` until the task is aborted.
+pub fn spawn_sweeper(vault: Vault, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match vault.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(forgotten = n, "expired users forgotten"),
+                Err(err) => tracing::warn!(error = %err, "expiry sweep failed"),
+            }
+        }
+    })
+}
+
+impl Vault {
+    /// One sweep over all tenants; returns how many users were forgotten.
+    pub async fn sweep(&self) -> Result<usize, VaultError> {
+        let mut forgotten = 0;
+        for tenant in self.db.tenant_ids().await? {
+            loop {
+                let keys = self.keys(tenant);
+                let swept = self
+                    .db
+                    .in_tenant(tenant, move |tx| {
+                        Box::pin(async move {
+                            let expired = store::lock_expired(tx, BATCH).await?;
+                            for token in &expired {
+                                store::forget_user(tx, *token).await?;
+                                let event = UserEvent {
+                                    action: "UserExpired",
+                                    user: *token,
+                                    fields: Vec::new(),
+                                    metadata: None,
+                                };
+                                let id = Uuid::new_v4();
+                                let sealed = event.seal(&keys, tx.tenant(), id, None)?;
+                                audit::record_with_id(tx, id, &sealed).await?;
+                            }
+                            Ok::<_, VaultError>(expired.len())
+                        })
+                    })
+                    .await?;
+                forgotten += swept;
+                if swept < BATCH as usize {
+                    break;
+                }
+            }
+        }
+        Ok(forgotten)
+    }
+}

@@ -1,0 +1,442 @@
+//! The user commands: create (one or many), get, update (merge or JSON Patch), forget, versions.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bunker_db::audit::{self, Actor};
+use bunker_db::users::{self as store, NewUser, StoredUser};
+use bunker_db::{DbError, TenantTx};
+use bunker_keys::TenantKeys;
+use bunker_tenancy::Caller;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::expiry::Expiry;
+use super::identity::{Lookup, Mode};
+use super::{
+    open_profile, record_label, seal_profile, version_label, version_row, UserEvent, Vault,
+    VaultError,
+};
+
+/// How often an update that lost an optimistic race is retried before the caller gets a conflict.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// A profile to store: a JSON object.
+pub type NewProfile = Map<String, Value>;
+
+/// A user as answered by UserGet.
+#[derive(Clone, Debug)]
+pub struct UserView {
+    pub token: Uuid,
+    pub profile: Map<String, Value>,
+    pub version: i32,
+    /// Unix seconds.
+    pub finaltime: Option<i64>,
+    /// The sliding window in seconds.
+    pub slidingtime: Option<i64>,
+    /// When the user expires (Unix seconds).
+    pub expirationtime: Option<i64>,
+}
+
+/// One kept version.
+#[derive(Clone, Debug)]
+pub struct VersionInfo {
+    pub version: i32,
+    pub optime: i64,
+    /// A keyed checksum of the version's content (32 hex digits, in the place of the contract's md5).
+    pub md5: String,
+}
+
+/// A change to a profile.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// RFC 7396 merge: given keys replace, `null` removes, nested objects merge.
+    Merge(Map<String, Value>),
+    /// RFC 6902 operations.
+    Patch(json_patch::Patch),
+}
+
+impl Vault {
+    /// Stores profiles (all or none, in one transaction) and returns their new tokens in order.
+    pub async fn create_users(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        profiles: &[NewProfile],
+        expiry: Expiry,
+        metadata: Option<&Value>,
+    ) -> Result<Vec<Uuid>, VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let mut users = Vec::with_capacity(profiles.len());
+        let mut events = Vec::with_capacity(profiles.len());
+        for profile in profiles {
+            let token = Uuid::new_v4();
+            let row = token.to_string();
+            let first = version_row(token, 1);
+            users.push(NewUser {
+                token,
+                indexes: self.settings.normalizer.indexes(&keys.index, profile)?,
+                record: seal_profile(&keys, &record_label(tenant, &row), profile)?,
+                first_version: seal_profile(&keys, &version_label(tenant, &first), profile)?,
+                sliding_seconds: expiry.sliding_seconds,
+                final_at: expiry.final_at,
+            });
+            let event = UserEvent {
+                action,
+                user: token,
+                fields: profile.keys().cloned().collect(),
+                metadata,
+            };
+            let id = Uuid::new_v4();
+            events.push((id, event.seal(&keys, tenant, id, Some(caller.actor()))?));
+        }
+        let tokens = users.iter().map(|u| u.token).collect();
+        self.db
+            .in_tenant(tenant, |tx| {
+                Box::pin(async move {
+                    store::insert_users(tx, &users).await.map_err(duplicate)?;
+                    audit::record_many(tx, &events).await?;
+                    Ok::<_, VaultError>(())
+                })
+            })
+            .await?;
+        Ok(tokens)
+    }
+
+    /// A user's current profile, or one kept version of it. Renews a sliding expiry.
+    pub async fn get_user(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        identity: &str,
+        version: Option<i32>,
+        metadata: Option<Value>,
+    ) -> Result<UserView, VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let lookup = self
+            .settings
+            .normalizer
+            .lookup(&keys.index, mode, identity)?;
+        let actor = caller.actor();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let user = resolve(tx, lookup).await?;
+                    let (profile, version) = match version {
+                        None => (open_current(&keys, tx.tenant(), &user)?, user.version),
+                        Some(v) => {
+                            let sealed = store::get_version(tx, user.token, v)
+                                .await?
+                                .ok_or(VaultError::NotFound)?;
+                            let row = version_row(user.token, v);
+                            (
+                                open_profile(&keys, &version_label(tx.tenant(), &row), &sealed)?,
+                                v,
+                            )
+                        }
+                    };
+                    let renewed = store::renew_expiry(tx, user.token).await?;
+                    let event = UserEvent {
+                        action: "UserGet",
+                        user: user.token,
+                        fields: Vec::new(),
+                        metadata: metadata.as_ref(),
+                    };
+                    record_event(tx, &keys, actor, event).await?;
+                    Ok(UserView {
+                        token: user.token,
+                        profile,
+                        version,
+                        finaltime: user.final_at,
+                        slidingtime: user.sliding_seconds,
+                        expirationtime: renewed.or(user.expires_at),
+                    })
+                })
+            })
+            .await
+    }
+
+    /// Changes a profile. Optimistic: the update names the version it read, and one that lost a race
+    /// is retried from a fresh read a few times before the caller gets [`VaultError::Conflict`].
+    pub async fn change_user(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        mode: Mode,
+        identity: &str,
+        change: Change,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        let tenant = caller.tenant.id;
+        let lookup = {
+            let keys = self.keys(tenant);
+            self.settings
+                .normalizer
+                .lookup(&keys.index, mode, identity)?
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let keys = self.keys(tenant);
+            let change = change.clone();
+            let metadata = metadata.clone();
+            let vault = self.clone();
+            let actor = caller.actor();
+            let result = self
+                .db
+                .in_tenant(tenant, move |tx| {
+                    Box::pin(async move {
+                        vault
+                            .apply_change(tx, &keys, actor, action, lookup, change, metadata)
+                            .await
+                    })
+                })
+                .await;
+            match result {
+                Err(VaultError::Conflict) if attempt < UPDATE_ATTEMPTS => continue,
+                other => return other,
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_change(
+        &self,
+        tx: &TenantTx<'_>,
+        keys: &TenantKeys,
+        actor: Actor,
+        action: &'static str,
+        lookup: Lookup,
+        change: Change,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        let user = resolve(tx, lookup).await?;
+        let mut profile = Value::Object(open_current(keys, tx.tenant(), &user)?);
+        let fields = match &change {
+            Change::Merge(update) => {
+                json_patch::merge(&mut profile, &Value::Object(update.clone()));
+                update.keys().cloned().collect()
+            }
+            Change::Patch(patch) => {
+                json_patch::patch(&mut profile, patch).map_err(|err| {
+                    VaultError::BadRequest(format!(
+                        "The patch could not be applied (operation {}: {})",
+                        err.operation, err.kind
+                    ))
+                })?;
+                patched_fields(patch)
+            }
+        };
+        let Value::Object(profile) = profile else {
+            return Err(VaultError::BadRequest(
+                "The profile must remain a JSON object".into(),
+            ));
+        };
+        let tenant = tx.tenant();
+        let next = user.version + 1;
+        let row = user.token.to_string();
+        let version_key = version_row(user.token, next);
+        let record = seal_profile(keys, &record_label(tenant, &row), &profile)?;
+        let version_record = seal_profile(keys, &version_label(tenant, &version_key), &profile)?;
+        let indexes = self.settings.normalizer.indexes(&keys.index, &profile)?;
+        store::update_record(
+            tx,
+            user.token,
+            user.version,
+            &record,
+            &version_record,
+            self.settings.versions_kept,
+        )
+        .await?
+        .ok_or(VaultError::Conflict)?;
+        store::replace_indexes(tx, user.token, &indexes)
+            .await
+            .map_err(duplicate)?;
+        let event = UserEvent {
+            action,
+            user: user.token,
+            fields,
+            metadata: metadata.as_ref(),
+        };
+        record_event(tx, keys, actor, event).await
+    }
+
+    /// Forget-me for one or more users, all or none: records, versions and indexes are removed; the
+    /// tokens stay reserved. Returns how many users were forgotten.
+    pub async fn forget_users(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        selectors: &[(Mode, String)],
+        metadata: Option<Value>,
+    ) -> Result<usize, VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let lookups = selectors
+            .iter()
+            .map(|(mode, identity)| {
+                self.settings
+                    .normalizer
+                    .lookup(&keys.index, *mode, identity)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let actor = caller.actor();
+        let bulk = selectors.len() > 1;
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let mut done = HashSet::new();
+                    for (position, lookup) in lookups.into_iter().enumerate() {
+                        let token = match resolve(tx, lookup).await {
+                            Ok(user) => user.token,
+                            Err(VaultError::NotFound) if bulk => {
+                                return Err(VaultError::BadRequest(format!(
+                                    "The user record was not found: users[{position}]; nothing was deleted"
+                                )))
+                            }
+                            Err(err) => return Err(err),
+                        };
+                        if !done.insert(token) {
+                            continue;
+                        }
+                        store::forget_user(tx, token).await?;
+                        let event = UserEvent {
+                            action,
+                            user: token,
+                            fields: Vec::new(),
+                            metadata: metadata.as_ref(),
+                        };
+                        record_event(tx, &keys, actor, event).await?;
+                    }
+                    Ok(done.len())
+                })
+            })
+            .await
+    }
+
+    /// The kept versions of a user's profile, oldest first.
+    pub async fn list_versions(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        identity: &str,
+        metadata: Option<Value>,
+    ) -> Result<Vec<VersionInfo>, VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let lookup = self
+            .settings
+            .normalizer
+            .lookup(&keys.index, mode, identity)?;
+        let actor = caller.actor();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let user = resolve(tx, lookup).await?;
+                    let mut versions = Vec::new();
+                    for stored in store::list_versions(tx, user.token).await? {
+                        let row = version_row(user.token, stored.version);
+                        let label = version_label(tx.tenant(), &row);
+                        let plain = keys.records.open(&label, &stored.record)?;
+                        let digest = keys.fingerprint.blind_index("user_version", &plain);
+                        versions.push(VersionInfo {
+                            version: stored.version,
+                            optime: stored.optime,
+                            md5: hex::encode(digest.get(..16).unwrap_or_default()),
+                        });
+                    }
+                    let event = UserEvent {
+                        action: "UserListVersions",
+                        user: user.token,
+                        fields: Vec::new(),
+                        metadata: metadata.as_ref(),
+                    };
+                    record_event(tx, &keys, actor, event).await?;
+                    Ok(versions)
+                })
+            })
+            .await
+    }
+}
+
+/// The live user a lookup names: not forgotten, not expired.
+pub(super) async fn resolve(tx: &TenantTx<'_>, lookup: Lookup) -> Result<StoredUser, VaultError> {
+    let token = match lookup {
+        Lookup::Token(token) => token,
+        Lookup::Index(field, hash) => store::find_by_index(tx, field, &hash)
+            .await?
+            .ok_or(VaultError::NotFound)?,
+    };
+    let user = store::get_user(tx, token)
+        .await?
+        .ok_or(VaultError::NotFound)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if user.record.is_none() || user.expires_at.is_some_and(|at| at <= now) {
+        return Err(VaultError::NotFound);
+    }
+    Ok(user)
+}
+
+fn open_current(
+    keys: &TenantKeys,
+    tenant: bunker_db::TenantId,
+    user: &StoredUser,
+) -> Result<Map<String, Value>, VaultError> {
+    let sealed = user.record.as_deref().ok_or(VaultError::NotFound)?;
+    let row = user.token.to_string();
+    open_profile(keys, &record_label(tenant, &row), sealed)
+}
+
+/// Seals and records a user event in the transaction.
+pub(super) async fn record_event(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    actor: Actor,
+    event: UserEvent<'_>,
+) -> Result<(), VaultError> {
+    let id = Uuid::new_v4();
+    let sealed = event.seal(keys, tx.tenant(), id, Some(actor))?;
+    audit::record_with_id(tx, id, &sealed).await?;
+    Ok(())
+}
+
+/// A clash on a blind index, named by field (never by value).
+fn duplicate(err: DbError) -> VaultError {
+    match err.violated_constraint() {
+        Some("user_index_email") => VaultError::Duplicate("email"),
+        Some("user_index_phone") => VaultError::Duplicate("phone"),
+        Some("user_index_login") => VaultError::Duplicate("login"),
+        Some("user_index_custom") => VaultError::Duplicate("custom"),
+        _ => VaultError::Database(err),
+    }
+}
+
+/// The top-level profile keys a patch touches.
+fn patched_fields(patch: &json_patch::Patch) -> Vec<String> {
+    use json_patch::PatchOperation as Op;
+    let top = |path: &json_patch::jsonptr::PointerBuf| {
+        path.as_str()
+            .split('/')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut fields: Vec<String> = patch
+        .iter()
+        .flat_map(|op| match op {
+            Op::Add(o) => vec![top(&o.path)],
+            Op::Remove(o) => vec![top(&o.path)],
+            Op::Replace(o) => vec![top(&o.path)],
+            Op::Move(o) => vec![top(&o.from), top(&o.path)],
+            Op::Copy(o) => vec![top(&o.path)],
+            Op::Test(_) => vec![],
+        })
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
+}

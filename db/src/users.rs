@@ -1,0 +1,272 @@
+//! User records, their blind indexes and versions. Values arrive sealed and hashed: this module never
+//! sees a profile in clear.
+
+use std::time::SystemTime;
+
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::{DbError, TenantTx};
+
+/// A user row as stored.
+#[derive(Clone, Debug)]
+pub struct StoredUser {
+    pub token: Uuid,
+    /// The sealed profile; `None` once forgotten.
+    pub record: Option<Vec<u8>>,
+    pub version: i32,
+    pub sliding_seconds: Option<i64>,
+    pub final_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// A user to insert: sealed record and first version, its indexes, its expiry.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub token: Uuid,
+    pub record: Vec<u8>,
+    /// The same profile sealed as version 1.
+    pub first_version: Vec<u8>,
+    pub indexes: Vec<(&'static str, [u8; 32])>,
+    pub sliding_seconds: Option<i64>,
+    pub final_at: Option<SystemTime>,
+}
+
+/// One kept version.
+#[derive(Clone, Debug)]
+pub struct StoredVersion {
+    pub version: i32,
+    /// Unix seconds.
+    pub optime: i64,
+    pub record: Vec<u8>,
+}
+
+const USER_COLUMNS: &str = "token, record, version, sliding_seconds,
+     extract(epoch FROM final_at)::bigint AS final_at,
+     extract(epoch FROM expires_at)::bigint AS expires_at";
+
+fn user_from_row(row: &Row) -> Result<StoredUser, DbError> {
+    Ok(StoredUser {
+        token: row.try_get("token")?,
+        record: row.try_get("record")?,
+        version: row.try_get("version")?,
+        sliding_seconds: row.try_get("sliding_seconds")?,
+        final_at: row.try_get("final_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+/// Inserts users, their indexes and first versions in three batched statements. A clashing index
+/// is a [`DbError::UniqueViolation`] on `user_index_<field>`.
+pub async fn insert_users(tx: &TenantTx<'_>, users: &[NewUser]) -> Result<(), DbError> {
+    let tenant = tx.tenant().0;
+    let tokens: Vec<Uuid> = users.iter().map(|u| u.token).collect();
+    let records: Vec<&[u8]> = users.iter().map(|u| u.record.as_slice()).collect();
+    let sliding: Vec<Option<i64>> = users.iter().map(|u| u.sliding_seconds).collect();
+    let finals: Vec<Option<SystemTime>> = users.iter().map(|u| u.final_at).collect();
+    tx.execute(
+        "INSERT INTO users (tenant_id, token, record, sliding_seconds, final_at, expires_at)
+         SELECT $1, u.token, u.record, u.sliding, u.final_at,
+                LEAST(u.final_at, now() + make_interval(secs => u.sliding))
+           FROM UNNEST($2::uuid[], $3::bytea[], $4::bigint[], $5::timestamptz[])
+                AS u(token, record, sliding, final_at)",
+        &[&tenant, &tokens, &records, &sliding, &finals],
+    )
+    .await?;
+    let versions: Vec<&[u8]> = users.iter().map(|u| u.first_version.as_slice()).collect();
+    tx.execute(
+        "INSERT INTO user_versions (tenant_id, token, version, record)
+         SELECT $1, v.token, 1, v.record FROM UNNEST($2::uuid[], $3::bytea[]) AS v(token, record)",
+        &[&tenant, &tokens, &versions],
+    )
+    .await?;
+    let mut index_tokens = Vec::new();
+    let mut fields = Vec::new();
+    let mut hashes: Vec<&[u8]> = Vec::new();
+    for user in users {
+        for (field, hash) in &user.indexes {
+            index_tokens.push(user.token);
+            fields.push(*field);
+            hashes.push(hash.as_slice());
+        }
+    }
+    insert_index_rows(tx, &index_tokens, &fields, &hashes).await
+}
+
+async fn insert_index_rows(
+    tx: &TenantTx<'_>,
+    tokens: &[Uuid],
+    fields: &[&str],
+    hashes: &[&[u8]],
+) -> Result<(), DbError> {
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO user_indexes (tenant_id, token, field, hash)
+         SELECT $1, i.token, i.field, i.hash
+           FROM UNNEST($2::uuid[], $3::text[], $4::bytea[]) AS i(token, field, hash)",
+        &[&tx.tenant().0, &tokens, &fields, &hashes],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Replaces a user's blind indexes.
+pub async fn replace_indexes(
+    tx: &TenantTx<'_>,
+    token: Uuid,
+    indexes: &[(&'static str, [u8; 32])],
+) -> Result<(), DbError> {
+    tx.execute("DELETE FROM user_indexes WHERE token = $1", &[&token])
+        .await?;
+    let tokens: Vec<Uuid> = indexes.iter().map(|_| token).collect();
+    let fields: Vec<&str> = indexes.iter().map(|(f, _)| *f).collect();
+    let hashes: Vec<&[u8]> = indexes.iter().map(|(_, h)| h.as_slice()).collect();
+    insert_index_rows(tx, &tokens, &fields, &hashes).await
+}
+
+/// The token whose `field` index has this hash.
+pub async fn find_by_index(
+    tx: &TenantTx<'_>,
+    field: &str,
+    hash: &[u8; 32],
+) -> Result<Option<Uuid>, DbError> {
+    Ok(tx
+        .query_opt(
+            "SELECT token FROM user_indexes WHERE field = $1 AND hash = $2",
+            &[&field, &hash.as_slice()],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?)
+}
+
+/// A user by token (forgotten users included, with no record).
+pub async fn get_user(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<StoredUser>, DbError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE token = $1");
+    tx.query_opt(&sql, &[&token])
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+}
+
+/// Renews a sliding expiry on access; returns the new expiry (Unix seconds), if any.
+pub async fn renew_expiry(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<i64>, DbError> {
+    let row = tx
+        .query_opt(
+            "UPDATE users SET expires_at = LEAST(final_at, now() + make_interval(secs => sliding_seconds))
+              WHERE token = $1 AND sliding_seconds IS NOT NULL
+          RETURNING extract(epoch FROM expires_at)::bigint",
+            &[&token],
+        )
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?.flatten())
+}
+
+/// Stores a new current record if the user is still at `expected` version (optimistic concurrency)
+/// and keeps it as a version; prunes versions beyond the `keep` newest. Returns the new version
+/// number, or `None` when another update got there first.
+pub async fn update_record(
+    tx: &TenantTx<'_>,
+    token: Uuid,
+    expected: i32,
+    record: &[u8],
+    version_record: &[u8],
+    keep: i32,
+) -> Result<Option<i32>, DbError> {
+    let Some(row) = tx
+        .query_opt(
+            "UPDATE users SET record = $3, version = version + 1, updated_at = now()
+              WHERE token = $1 AND version = $2 AND record IS NOT NULL
+          RETURNING version",
+            &[&token, &expected, &record],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let version: i32 = row.try_get(0)?;
+    tx.execute(
+        "INSERT INTO user_versions (tenant_id, token, version, record) VALUES ($1, $2, $3, $4)",
+        &[&tx.tenant().0, &token, &version, &version_record],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM user_versions WHERE token = $1 AND version <= $2",
+        &[&token, &(version - keep)],
+    )
+    .await?;
+    Ok(Some(version))
+}
+
+/// One kept version's sealed record.
+pub async fn get_version(
+    tx: &TenantTx<'_>,
+    token: Uuid,
+    version: i32,
+) -> Result<Option<Vec<u8>>, DbError> {
+    Ok(tx
+        .query_opt(
+            "SELECT record FROM user_versions WHERE token = $1 AND version = $2",
+            &[&token, &version],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?)
+}
+
+/// Every kept version, oldest first.
+pub async fn list_versions(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<StoredVersion>, DbError> {
+    tx.query(
+        "SELECT version, extract(epoch FROM created_at)::bigint, record
+           FROM user_versions WHERE token = $1 ORDER BY version",
+        &[&token],
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(StoredVersion {
+            version: row.try_get(0)?,
+            optime: row.try_get(1)?,
+            record: row.try_get(2)?,
+        })
+    })
+    .collect()
+}
+
+/// Forget-me: removes the sealed record, its versions and its indexes; the row stays so that the
+/// token is never issued again. Returns whether there was a record to forget.
+pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError> {
+    let forgotten = tx
+        .execute(
+            "UPDATE users SET record = NULL, forgotten_at = now(), updated_at = now(),
+                    sliding_seconds = NULL, final_at = NULL, expires_at = NULL
+              WHERE token = $1 AND record IS NOT NULL",
+            &[&token],
+        )
+        .await?;
+    if forgotten == 0 {
+        return Ok(false);
+    }
+    tx.execute("DELETE FROM user_indexes WHERE token = $1", &[&token])
+        .await?;
+    tx.execute("DELETE FROM user_versions WHERE token = $1", &[&token])
+        .await?;
+    Ok(true)
+}
+
+/// Up to `limit` users of the transaction's tenant whose expiry has passed, locked for this
+/// transaction (rows another sweeper holds are skipped).
+pub async fn lock_expired(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<Uuid>, DbError> {
+    tx.query(
+        "SELECT token FROM users WHERE expires_at <= now() AND record IS NOT NULL
+          ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        &[&limit],
+    )
+    .await?
+    .iter()
+    .map(|row| Ok(row.try_get(0)?))
+    .collect()
+}

@@ -1,0 +1,24 @@
+//! Bunker's key hierarchy. Knows nothing of HTTP or SQL.
+//!
+//! ```text
+//! WrappingKey (operator: BUNKER_WRAPPING_KEY[_FILE])
+//!   └─ wraps MasterKey (random, made by `bunker init`, stored only wrapped, versioned)
+//!        └─ HKDF-SHA256(master, tenant id, purpose) -> TenantKeys
+//!             ├─ records: AES-256-GCM SealKey for user records and their versions
+//!             ├─ audit:   AES-256-GCM SealKey for audit event details
+//!             ├─ index:   HMAC-SHA256 BlindIndexKey for lookups by email/phone/login/custom
+//!             ├─ fingerprint: HMAC-SHA256 key for version checksums
+//!             └─ tokens:  reserved for format-preserving tokens
+//! ```
+//!
+//! Every key is zeroized on drop and prints as `..`.
+
+mod error;
+mod master;
+mod seal;
+mod tenant;
+
+pub use error::KeyError;
+pub use master::{MasterKey, WrappingKey};
+pub use seal::{Label, SealKey};
+pub use tenant::{BlindIndexKey, TenantKeys};
