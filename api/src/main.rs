@@ -10,9 +10,10 @@ use tracing_subscriber::EnvFilter;
 
 /// Bunker: a multi-tenant vault for personal data, speaking the Databunker Pro /v2 API.
 ///
-/// Configuration comes from the environment: BUNKER_DATABASE_URL, BUNKER_LISTEN, BUNKER_DOMAIN,
-/// BUNKER_ROOT_TOKEN, BUNKER_MAX_BODY_BYTES, BUNKER_DB_POOL_SIZE, BUNKER_DATA_DIR, BUNKER_PG_BINDIR,
-/// BUNKER_LOG (see README).
+/// Configuration comes from the environment: BUNKER_DATABASE_URL, BUNKER_WRAPPING_KEY (or
+/// BUNKER_WRAPPING_KEY_FILE), BUNKER_LISTEN, BUNKER_DOMAIN, BUNKER_ROOT_TOKEN, BUNKER_MAX_BODY_BYTES,
+/// BUNKER_DB_POOL_SIZE, BUNKER_PHONE_REGION, BUNKER_USER_VERSIONS, BUNKER_SWEEP_SECONDS,
+/// BUNKER_DATA_DIR, BUNKER_PG_BINDIR, BUNKER_LOG (see README).
 #[derive(Parser)]
 #[command(name = "bunker", version)]
 struct Cli {

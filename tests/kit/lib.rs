@@ -266,20 +266,45 @@ pub async fn tenant_tables(client: &Client) -> Vec<String> {
         .collect()
 }
 
-/// The `bunker` binary built next to this test binary.
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// The `bunker` binary, next to this test binary. Built (or found current) by cargo on first use,
+/// so that a test never drives a stale binary.
 pub fn bunker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let binary = dir.join("bunker");
-    assert!(
-        binary.is_file(),
-        "{} is missing: run the tests with `cargo test --workspace`",
-        binary.display()
-    );
-    binary
+    BINARY
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("target directory")
+                .to_path_buf();
+            let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let mut build = Command::new(cargo);
+            build.args([
+                "build",
+                "--quiet",
+                "-p",
+                "bunker",
+                "--bin",
+                "bunker",
+                "--manifest-path",
+                manifest,
+            ]);
+            if profile_dir.ends_with("release") {
+                build.arg("--release");
+            }
+            if let Some(target) = profile_dir.parent() {
+                build.env("CARGO_TARGET_DIR", target);
+            }
+            let status = build.status().expect("run cargo build");
+            assert!(status.success(), "cargo build -p bunker failed");
+            let binary = profile_dir.join("bunker");
+            assert!(binary.is_file(), "{} is missing", binary.display());
+            binary
+        })
+        .clone()
 }
 
 /// What PostgreSQL said, for assertions (a driver error only displays "db error").

@@ -166,7 +166,27 @@ async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
     let (status, body) = answer(create(&http)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let xtoken = body["xtoken"].as_str().expect("xtoken").to_owned();
+    let user = |command: &str, body: &str| {
+        http.post(format!("http://{listen}/v2/{command}"))
+            .header("X-Bunker-Token", "DEMO")
+            .body(body.to_owned())
+    };
+    let (status, created) = answer(user(
+        "UserCreate",
+        r#"{"profile":{"email":"demo@example.com","name":"Demo"}}"#,
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
     interrupt(demo).await;
+    let key_file = dir.join("wrapping.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the demo's wrapping key is readable by its owner only"
+    );
 
     let demo = start_demo(&data_dir, &listen, &log).await;
     let (status, body) = answer(create(&http)).await;
@@ -178,6 +198,17 @@ async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["rows"][1]["tenantname"], json!("acme"));
+    let (status, found) = answer(user(
+        "UserGet",
+        r#"{"mode":"email","identity":"demo@example.com"}"#,
+    ))
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the user opens again after a restart: {found}"
+    );
+    assert_eq!(found["token"], created["token"]);
     interrupt(demo).await;
 
     let log_text = std::fs::read_to_string(&log).unwrap();

@@ -2,6 +2,7 @@
 //! One binary, so one PostgreSQL cluster serves the whole run.
 
 mod api;
+mod at_rest;
 mod cli;
 mod isolation;
 mod resolution;

@@ -56,6 +56,15 @@ pub enum Change {
     Patch(json_patch::Patch),
 }
 
+/// One attempt at a change, as carried into its transaction.
+struct ChangeRequest {
+    actor: Actor,
+    action: &'static str,
+    lookup: Lookup,
+    change: Change,
+    metadata: Option<Value>,
+}
+
 impl Vault {
     /// Stores profiles (all or none, in one transaction) and returns their new tokens in order.
     pub async fn create_users(
@@ -180,18 +189,18 @@ impl Vault {
         loop {
             attempt += 1;
             let keys = self.keys(tenant);
-            let change = change.clone();
-            let metadata = metadata.clone();
+            let request = ChangeRequest {
+                actor: caller.actor(),
+                action,
+                lookup,
+                change: change.clone(),
+                metadata: metadata.clone(),
+            };
             let vault = self.clone();
-            let actor = caller.actor();
             let result = self
                 .db
                 .in_tenant(tenant, move |tx| {
-                    Box::pin(async move {
-                        vault
-                            .apply_change(tx, &keys, actor, action, lookup, change, metadata)
-                            .await
-                    })
+                    Box::pin(async move { vault.apply_change(tx, &keys, request).await })
                 })
                 .await;
             match result {
@@ -201,17 +210,19 @@ impl Vault {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn apply_change(
         &self,
         tx: &TenantTx<'_>,
         keys: &TenantKeys,
-        actor: Actor,
-        action: &'static str,
-        lookup: Lookup,
-        change: Change,
-        metadata: Option<Value>,
+        request: ChangeRequest,
     ) -> Result<(), VaultError> {
+        let ChangeRequest {
+            actor,
+            action,
+            lookup,
+            change,
+            metadata,
+        } = request;
         let user = resolve(tx, lookup).await?;
         let mut profile = Value::Object(open_current(keys, tx.tenant(), &user)?);
         let fields = match &change {

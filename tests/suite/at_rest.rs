@@ -1,0 +1,152 @@
+//! Nothing personal in clear: not in the database (as `pg_dump` shows it), not in the server log.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use bunker::commands::{init_database, RootToken};
+use bunker_keys::WrappingKey;
+use bunker_tests::{answer, bunker_binary, cluster, fresh_database, StatusCode};
+use md5::Md5;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Distinctive values, as sent and as Bunker normalizes them for its indexes.
+const VALUES: &[&str] = &[
+    "Zelda.Quixote.7731@Mailinator.test",
+    "zelda.quixote.7731@mailinator.test",
+    "+1 650 253 7731",
+    "+16502537731",
+    "zq7731-login",
+    "CUST-ZQ-7731",
+    "Zelda Quixotevic",
+    "allergic-to-penicillin-7731",
+    "meta-zq-7731",
+    "zelda.renamed.7731@mailinator.test",
+    "bulk-zq-7731@mailinator.test",
+];
+
+#[tokio::test]
+async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log() {
+    let database = fresh_database().await;
+    let url = cluster().connection_string(&database);
+    let wrapping = WrappingKey::generate();
+    let root = "root-token-for-the-at-rest-test";
+    init_database(&url, RootToken::Given(root.to_owned().into()), &wrapping)
+        .await
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log_path = std::env::temp_dir().join(format!("bunker-at-rest-{database}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = tokio::process::Command::new(bunker_binary())
+        .arg("serve")
+        .env("BUNKER_DATABASE_URL", &url)
+        .env("BUNKER_WRAPPING_KEY", wrapping.to_hex().as_str())
+        .env("BUNKER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BUNKER_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http.get(format!("{base}/health")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let call = |command: &str, body: Value| {
+        http.post(format!("{base}/v2/{command}"))
+            .header("X-Bunker-Token", root)
+            .json(&body)
+    };
+    let seed = [
+        (
+            "UserCreate",
+            json!({"profile": {"email": VALUES[0], "phone": VALUES[2], "login": VALUES[4],
+            "custom": VALUES[5], "name": VALUES[6], "medical": VALUES[7]}, "request_metadata": {"note": VALUES[8]}}),
+        ),
+        ("UserGet", json!({"mode": "email", "identity": VALUES[1]})),
+        ("UserGet", json!({"mode": "phone", "identity": VALUES[2]})),
+        (
+            "UserUpdate",
+            json!({"mode": "login", "identity": VALUES[4], "profile": {"email": VALUES[9]}}),
+        ),
+        (
+            "UserPatch",
+            json!({"mode": "custom", "identity": VALUES[5], "patch": [{"op": "add", "path": "/alias", "value": VALUES[6]}]}),
+        ),
+        (
+            "UserListVersions",
+            json!({"mode": "email", "identity": VALUES[9]}),
+        ),
+        (
+            "UserCreateBulk",
+            json!({"records": [{"profile": {"email": VALUES[10], "name": VALUES[6]}}]}),
+        ),
+        (
+            "UserGet",
+            json!({"mode": "email", "identity": "absent-zq-7731@mailinator.test"}),
+        ),
+        ("UserCreate", json!({"profile": {"email": VALUES[9]}})),
+    ];
+    for (command, body) in seed {
+        let (status, reply) = answer(call(command, body)).await;
+        assert!(
+            status == StatusCode::OK
+                || status == StatusCode::NOT_FOUND
+                || status == StatusCode::CONFLICT,
+            "{command}: {status} {reply}"
+        );
+    }
+    let dump = std::process::Command::new(cluster().tool("pg_dump"))
+        .args([
+            "-h",
+            &cluster().run_dir().to_string_lossy(),
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            &database,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout).to_lowercase();
+    assert!(
+        dump.contains("copy public.users"),
+        "the dump has the vault's tables"
+    );
+    server.kill().await.unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap().to_lowercase();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(log.contains("/v2/usercreate"), "the log has the requests");
+
+    for value in VALUES {
+        let forms = [
+            value.to_lowercase(),
+            hex::encode(Sha256::digest(value.as_bytes())),
+            hex::encode(Md5::digest(value.as_bytes())),
+        ];
+        for form in forms {
+            assert!(
+                !dump.contains(&form),
+                "the database dump contains {value} (as {form})"
+            );
+            assert!(
+                !log.contains(&form),
+                "the server log contains {value} (as {form})"
+            );
+        }
+    }
+    assert!(!log.contains(root), "nor the root token");
+}
