@@ -40,9 +40,9 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         starting.start()
     })
     .await??;
+    let running = RunningCluster(Some(cluster.clone()));
     let served = serve(&cluster, config).await;
-    let stopping = cluster.clone();
-    let stopped = tokio::task::spawn_blocking(move || stopping.stop(StopMode::Fast)).await?;
+    let stopped = tokio::task::spawn_blocking(move || running.stop()).await?;
     served?;
     stopped?;
     println!(
@@ -112,4 +112,27 @@ fn demo_wrapping_key(data_dir: &Path) -> anyhow::Result<WrappingKey> {
         .open(&path)?;
     file.write_all(key.to_hex().as_bytes())?;
     Ok(key)
+}
+
+/// A started cluster that is stopped however the demo ends: by [`RunningCluster::stop`], or when
+/// dropped, so an error or a panic that unwinds past it does not leave PostgreSQL running.
+struct RunningCluster(Option<LocalCluster>);
+
+impl RunningCluster {
+    fn stop(mut self) -> Result<(), bunker_db::DbError> {
+        match self.0.take() {
+            Some(cluster) => cluster.stop(StopMode::Fast),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningCluster {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.0.take() {
+            if let Err(err) = cluster.stop(StopMode::Fast) {
+                eprintln!("bunker: could not stop PostgreSQL: {err}");
+            }
+        }
+    }
 }

@@ -39,7 +39,10 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
         .local_addr()
         .unwrap()
         .port();
-    let log_path = std::env::temp_dir().join(format!("bunker-at-rest-{database}.log"));
+    // Inside the run's cluster directory, which goes with the cluster whatever the outcome.
+    let log_path = cluster()
+        .run_dir()
+        .with_file_name(format!("at-rest-{database}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
     let mut server = tokio::process::Command::new(bunker_binary())
         .arg("serve")

@@ -54,6 +54,20 @@ async fn init_prints_a_root_token_once_and_refuses_to_run_again() {
     let (ok, stdout, stderr) = bunker(&["migrate"], &env).await;
     assert!(ok, "{stderr}");
     assert!(stdout.contains("0 migration"), "{stdout}");
+
+    let other_key = "3d".repeat(32);
+    let wrong = [
+        ("BUNKER_DATABASE_URL", url.as_str()),
+        ("BUNKER_WRAPPING_KEY", other_key.as_str()),
+        ("BUNKER_LISTEN", "127.0.0.1:0"),
+    ];
+    let (ok, _, stderr) = bunker(&["serve"], &wrong).await;
+    assert!(!ok, "serve must refuse a wrong wrapping key");
+    assert!(
+        stderr.contains("wrapping key does not open the master key"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&other_key), "the key is not echoed");
 }
 
 #[tokio::test]
@@ -144,9 +158,26 @@ async fn interrupt(mut child: Child) {
     );
 }
 
+/// The demo's data directory, removed (with any cluster still running in it) however the test ends.
+struct DemoDir(std::path::PathBuf);
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        if let Ok(bindir) = bunker_db::cluster::find_bindir(None) {
+            if let Ok(cluster) = bunker_db::cluster::LocalCluster::new(&self.0, bindir) {
+                let _ = cluster.stop(bunker_db::cluster::StopMode::Immediate);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(self.0.with_extension("log"));
+    }
+}
+
 #[tokio::test]
 async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
-    let dir = std::env::temp_dir().join(format!("bunker-demo-test-{}", std::process::id()));
+    let guard =
+        DemoDir(std::env::temp_dir().join(format!("bunker-demo-test-{}", std::process::id())));
+    let dir = guard.0.clone();
     let data_dir = dir.to_string_lossy().into_owned();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

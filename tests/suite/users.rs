@@ -686,3 +686,46 @@ async fn a_sealed_record_moved_to_another_row_or_tenant_does_not_open() {
         "the original still opens"
     );
 }
+
+#[tokio::test]
+async fn when_the_audit_write_fails_the_request_fails_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let token = create(&app, json!({"login": "kept", "name": "A"})).await;
+    app.superuser()
+        .await
+        .batch_execute("REVOKE INSERT ON audit_events FROM bunker_app")
+        .await
+        .unwrap();
+    let (status, body) = app
+        .root("UserCreate", json!({"profile": {"login": "unaudited"}}))
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["status"], "error");
+    let (status, _) = app
+        .root(
+            "UserUpdate",
+            json!({"mode": "token", "identity": token, "profile": {"name": "B"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let (status, _) = get(&app, "token", &token).await;
+    assert_eq!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "an unaudited read is refused too"
+    );
+
+    app.superuser()
+        .await
+        .batch_execute("GRANT INSERT ON audit_events TO bunker_app")
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&app, "login", "unaudited").await.0,
+        StatusCode::NOT_FOUND,
+        "the create left nothing"
+    );
+    let (_, body) = get(&app, "token", &token).await;
+    assert_eq!(body["profile"]["name"], "A", "the update left nothing");
+    assert_eq!(body["version"], 1);
+}
