@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bunker_db::{Database, DbError};
-use bunker_keys::{KeyError, MasterKey, WrappingKey};
+use bunker_keys::MasterKey;
 use bunker_tenancy::{Tenancy, TenantResolver};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::TcpAcceptor;
@@ -17,19 +17,31 @@ use poem::{
 use poem_openapi::OpenApiService;
 
 use crate::error::envelope;
+use crate::keyadmin::{load_master, KeyAdminError};
 use crate::ops;
 use crate::v2::audit::AuditApi;
+use crate::v2::system::SystemApi;
 use crate::v2::tenants::TenantApi;
 use crate::v2::users::UserApi;
 use crate::vault::{spawn_sweeper, Vault, VaultSettings};
+use crate::wrapping::WrappingSource;
 
 /// Shared by every request.
 pub struct AppState {
+    pub keys: KeyService,
     pub db: Database,
     pub tenancy: Tenancy,
     pub vault: Vault,
     /// Request bodies over this many bytes are refused with 413.
     pub max_body_bytes: usize,
+}
+
+/// What the server holds for key administration (`SystemGenerateWrappingKey`).
+#[derive(Clone)]
+pub struct KeyService {
+    pub db: Database,
+    pub master: Arc<MasterKey>,
+    pub installation: uuid::Uuid,
 }
 
 /// What the server needs beyond its database.
@@ -41,8 +53,8 @@ pub struct ServerSettings {
     pub domains: Vec<String>,
     /// The request body limit (`BUNKER_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
-    /// Opens the master key (`BUNKER_WRAPPING_KEY`).
-    pub wrapping_key: Arc<WrappingKey>,
+    /// Opens the master key (`BUNKER_WRAPPING_KEY[_FILE]` or `BUNKER_KMS_KEY_ID`).
+    pub wrapping: Arc<WrappingSource>,
     pub vault: VaultSettings,
     /// How often expired users are forgotten (`BUNKER_SWEEP_SECONDS`).
     pub sweep_interval: Duration,
@@ -53,10 +65,8 @@ pub struct ServerSettings {
 pub enum StartError {
     #[error(transparent)]
     Database(#[from] DbError),
-    #[error("the database has no master key: run `bunker migrate` with BUNKER_WRAPPING_KEY set")]
-    NoMasterKey,
     #[error("refusing to serve: {0}")]
-    Keys(#[from] KeyError),
+    Keys(#[from] KeyAdminError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
@@ -80,12 +90,9 @@ impl Application {
     pub async fn build(settings: ServerSettings, db: Database) -> Result<Self, StartError> {
         db.schema_status().await?.require_ready()?;
         db.check_posture().await?;
-        let (version, wrapped) = db
-            .latest_master_key()
-            .await?
-            .ok_or(StartError::NoMasterKey)?;
-        let master = MasterKey::unwrap(version, &wrapped, &settings.wrapping_key)?;
-        let vault = Vault::new(db.clone(), master, settings.vault.clone());
+        let (master, installation) = load_master(&db, &settings.wrapping).await?;
+        let master = Arc::new(master);
+        let vault = Vault::new(db.clone(), master.clone(), settings.vault.clone());
         let listen_error = |source| StartError::Listen {
             address: settings.listen.clone(),
             source,
@@ -97,6 +104,11 @@ impl Application {
         let acceptor = TcpAcceptor::from_tokio(listener).map_err(listen_error)?;
         let tenancy = Tenancy::new(db.clone(), TenantResolver::new(&settings.domains));
         let state = Arc::new(AppState {
+            keys: KeyService {
+                db: db.clone(),
+                master,
+                installation,
+            },
             db,
             tenancy,
             vault: vault.clone(),
@@ -132,16 +144,17 @@ impl Application {
 }
 
 /// The `/v2` command groups.
-pub type V2 = (TenantApi, UserApi, AuditApi);
+pub type V2 = (TenantApi, UserApi, AuditApi, SystemApi);
 
 /// The OpenAPI service describing `/v2`, generated from the code.
-pub fn openapi(tenancy: Tenancy, vault: Vault) -> OpenApiService<V2, ()> {
+pub fn openapi(tenancy: Tenancy, vault: Vault, keys: KeyService) -> OpenApiService<V2, ()> {
     let api = (
         TenantApi { tenancy },
         UserApi {
             vault: vault.clone(),
         },
         AuditApi { vault },
+        SystemApi { keys },
     );
     OpenApiService::new(api, "Bunker", env!("CARGO_PKG_VERSION"))
         .description(
@@ -155,7 +168,11 @@ pub fn openapi(tenancy: Tenancy, vault: Vault) -> OpenApiService<V2, ()> {
 
 /// Every route of the server.
 pub fn routes(state: Arc<AppState>) -> BoxEndpoint<'static> {
-    let api = openapi(state.tenancy.clone(), state.vault.clone());
+    let api = openapi(
+        state.tenancy.clone(),
+        state.vault.clone(),
+        state.keys.clone(),
+    );
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let known = Arc::new(KnownRoutes::new(&api.spec()));

@@ -1,12 +1,17 @@
-//! The `bunker` commands: init, migrate, serve (demo is in `demo.rs`).
+//! The `bunker` commands: init, migrate, serve, keys (demo is in `demo.rs`).
 
+use bunker_db::audit::Performer;
+use bunker_db::keys::NewMasterKey;
 use bunker_db::{Database, OwnerConnection};
-use bunker_keys::{MasterKey, WrappingKey};
+use bunker_keys::{recovery, MasterKey, WrapPurpose, WrappingKey};
 use bunker_tenancy::token::IssuedToken;
 use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
 
 use crate::app::Application;
 use crate::config::Config;
+use crate::keyadmin::{load_master, recover_master, rewrap_master};
+use crate::wrapping::WrappingSource;
 
 /// A root token chosen by the operator must be at least this long.
 const MIN_ROOT_TOKEN_LEN: usize = 16;
@@ -19,41 +24,41 @@ pub enum RootToken {
     Given(SecretString),
 }
 
-/// Applies the migrations, then creates the main tenant, the root token and a random master key
-/// (stored only wrapped by `wrapping`). Returns the token, so the caller can show a generated one
-/// once. Refuses a database that was initialized before.
+/// What `init` made that is shown once and kept nowhere: the root token and the recovery shares.
+pub struct Initialized {
+    pub root_token: IssuedToken,
+    pub shares: Vec<Zeroizing<String>>,
+}
+
+/// Applies the migrations, then creates the main tenant, the root token and a random master key,
+/// stored only wrapped: by `wrapping`, and by a recovery key that exists only as 5 Shamir shares (3
+/// recover it). Refuses a database that was initialized before.
 pub async fn init_database(
     url: &str,
     root: RootToken,
-    wrapping: &WrappingKey,
-) -> anyhow::Result<IssuedToken> {
+    wrapping: &WrappingSource,
+) -> anyhow::Result<Initialized> {
     let mut owner = OwnerConnection::connect(url).await?;
     owner.migrate().await?;
-    let token = match root {
+    let installation = owner.installation_id().await?;
+    let root_token = match root {
         RootToken::Generate => IssuedToken::generate(),
         RootToken::Given(secret) => IssuedToken::from_secret(secret),
     };
-    let wrapped = MasterKey::generate(1).wrap(wrapping)?;
+    let master = MasterKey::generate(1);
+    let recovery_key = WrappingKey::generate();
+    let master_key = NewMasterKey {
+        wrapped: wrapping.wrap(&master, installation).await?,
+        source: wrapping.kind(),
+        recovery_wrapped: master.wrap_for(&recovery_key, WrapPurpose::Recovery)?,
+    };
     owner
-        .initialize(token.id, token.hash().as_bytes(), &wrapped)
+        .initialize(root_token.id, root_token.hash().as_bytes(), &master_key)
         .await?;
-    Ok(token)
-}
-
-/// Applies pending migrations; with a wrapping key, also gives an installation initialized before
-/// the vault existed its master key.
-pub async fn migrate_database(url: &str, wrapping: Option<&WrappingKey>) -> anyhow::Result<usize> {
-    let mut owner = OwnerConnection::connect(url).await?;
-    let applied = owner.migrate().await?;
-    if let Some(wrapping) = wrapping {
-        if owner
-            .ensure_master_key(&MasterKey::generate(1).wrap(wrapping)?)
-            .await?
-        {
-            println!("A master key was created, wrapped by the wrapping key.");
-        }
-    }
-    Ok(applied)
+    Ok(Initialized {
+        root_token,
+        shares: recovery::split(&recovery_key),
+    })
 }
 
 /// `bunker init`.
@@ -67,24 +72,35 @@ pub async fn init(config: &Config) -> anyhow::Result<()> {
         None => RootToken::Generate,
     };
     let from_env = matches!(root, RootToken::Given(_));
-    let wrapping = config.require_wrapping_key()?;
-    let token = init_database(url.expose_secret(), root, &wrapping).await?;
+    let wrapping = config.require_wrapping_source().await?;
+    let made = init_database(url.expose_secret(), root, &wrapping).await?;
     println!("Bunker is initialized: migrations applied, tenant `default` created.");
     if from_env {
         println!("The root token is the one given in BUNKER_ROOT_TOKEN.");
     } else {
         println!(
-            "Root token (shown only this once; Bunker keeps only its hash):\n\n    {}\n",
-            token.secret.expose_secret()
+            "\nRoot token (shown only this once; Bunker keeps only its hash):\n\n    {}",
+            made.root_token.secret.expose_secret()
         );
     }
+    println!(
+        "\nRecovery shares (shown only this once). Give each to a different person; any {} of the {} \
+         recover the master key if the wrapping key is lost (`bunker keys recover`):\n",
+        recovery::THRESHOLD,
+        recovery::SHARE_COUNT
+    );
+    for (i, share) in made.shares.iter().enumerate() {
+        println!("    share {}: {}", i + 1, share.as_str());
+    }
+    println!();
     Ok(())
 }
 
 /// `bunker migrate`.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let url = config.require_database_url()?;
-    let applied = migrate_database(url.expose_secret(), config.wrapping_key()?.as_ref()).await?;
+    let mut owner = OwnerConnection::connect(url.expose_secret()).await?;
+    let applied = owner.migrate().await?;
     println!("{applied} migration(s) applied; the schema is current.");
     Ok(())
 }
@@ -92,12 +108,140 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 /// `bunker serve`.
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let url = config.require_database_url()?;
-    let settings = config.server_settings(config.require_wrapping_key()?)?;
+    let settings = config.server_settings(config.require_wrapping_source().await?)?;
     let db = Database::connect(url.expose_secret(), config.pool_size).await?;
     let app = Application::build(settings, db).await?;
     tracing::info!(address = %app.local_addr(), "serving");
     app.run_until(shutdown_signal()).await?;
     Ok(())
+}
+
+/// Where `rotate-wrapping` and `recover` re-wrap the master key.
+pub enum RewrapTarget {
+    /// A new random wrapping key, printed once.
+    NewLocalKey,
+    /// A KMS key.
+    Kms(String),
+}
+
+/// `bunker keys status`: versions, sources and dates; no secrets.
+pub async fn keys_status(config: &Config) -> anyhow::Result<()> {
+    let url = config.require_database_url()?;
+    let db = Database::connect(url.expose_secret(), 1).await?;
+    println!("installation {}", db.installation_id().await?);
+    for key in db.master_keys().await? {
+        println!(
+            "master key v{}: wrapped by {}, wrapped at {} (Unix), created at {} (Unix), recovery shares: {}{}",
+            key.version,
+            key.source,
+            key.wrapped_at,
+            key.created_at,
+            if key.recovery_wrapped.is_some() { "yes" } else { "no" },
+            if key.retired { ", retired" } else { "" },
+        );
+    }
+    Ok(())
+}
+
+/// `bunker keys rotate-wrapping`: opens the master key with the configured wrapping source and
+/// re-wraps it under a new one. No data is re-encrypted.
+pub async fn keys_rotate_wrapping(config: &Config, target: RewrapTarget) -> anyhow::Result<()> {
+    let url = config.require_database_url()?;
+    let source = config.require_wrapping_source().await?;
+    let db = Database::connect(url.expose_secret(), 1).await?;
+    let (master, installation) = load_master(&db, &source).await?;
+    rewrap(
+        config,
+        &db,
+        &master,
+        installation,
+        target,
+        "KeysRotateWrapping",
+    )
+    .await
+}
+
+/// `bunker keys recover`: recovers the master key from three recovery shares (when the wrapping key
+/// is lost) and re-wraps it under a new wrapping source.
+pub async fn keys_recover(
+    config: &Config,
+    shares: &[String],
+    target: RewrapTarget,
+) -> anyhow::Result<()> {
+    let url = config.require_database_url()?;
+    let db = Database::connect(url.expose_secret(), 1).await?;
+    let names: Vec<String> = (1..=shares.len()).map(|i| format!("share {i}")).collect();
+    let named: Vec<(&str, &str)> = names
+        .iter()
+        .zip(shares)
+        .map(|(n, s)| (n.as_str(), s.as_str()))
+        .collect();
+    let master = recover_master(&db, &named).await?;
+    let installation = db.installation_id().await?;
+    rewrap(config, &db, &master, installation, target, "KeysRecover").await
+}
+
+async fn rewrap(
+    config: &Config,
+    db: &Database,
+    master: &MasterKey,
+    installation: uuid::Uuid,
+    target: RewrapTarget,
+    action: &'static str,
+) -> anyhow::Result<()> {
+    match target {
+        RewrapTarget::NewLocalKey => {
+            let key = WrappingKey::generate();
+            let hex = key.to_hex();
+            let source = WrappingSource::Local(key);
+            rewrap_master(
+                db,
+                master,
+                &source,
+                installation,
+                Performer::Operator,
+                action,
+            )
+            .await?;
+            println!(
+                "The master key is now wrapped by a new wrapping key (shown only this once):\n\n    {}\n\n\
+                 Set it as BUNKER_WRAPPING_KEY (or in BUNKER_WRAPPING_KEY_FILE) before servers restart; \
+                 the old key no longer opens the master key. Running servers keep working.",
+                hex.as_str()
+            );
+        }
+        RewrapTarget::Kms(key_id) => {
+            let source = kms_source(config, key_id).await?;
+            rewrap_master(
+                db,
+                master,
+                &source,
+                installation,
+                Performer::Operator,
+                action,
+            )
+            .await?;
+            println!(
+                "The master key is now wrapped by the KMS key. Set BUNKER_KMS_KEY_ID (and unset \
+                 BUNKER_WRAPPING_KEY) before servers restart."
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(feature = "kms")]
+async fn kms_source(config: &Config, key_id: String) -> anyhow::Result<WrappingSource> {
+    let endpoint = std::env::var("BUNKER_KMS_ENDPOINT").ok();
+    let _ = config;
+    Ok(WrappingSource::Kms(
+        crate::wrapping::kms::KmsWrapper::new(key_id, endpoint).await,
+    ))
+}
+
+#[cfg(not(feature = "kms"))]
+async fn kms_source(_config: &Config, _key_id: String) -> anyhow::Result<WrappingSource> {
+    Err(crate::config::ConfigError::KmsUnavailable.into())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 
 use crate::app::ServerSettings;
 use crate::vault::{Normalizer, VaultSettings};
+use crate::wrapping::WrappingSource;
 
 /// Every setting Bunker reads. README lists them.
 pub struct Config {
@@ -29,7 +30,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `BUNKER_PG_BINDIR`: where `bunker demo` finds initdb and pg_ctl (default: searched).
     pub pg_bindir: Option<PathBuf>,
-    /// `BUNKER_WRAPPING_KEY` (64 hex characters) or `BUNKER_WRAPPING_KEY_FILE`: wraps the master key.
+    /// `BUNKER_WRAPPING_KEY` (64 hex characters), `BUNKER_WRAPPING_KEY_FILE` or `BUNKER_KMS_KEY_ID`
+    /// (with `BUNKER_KMS_ENDPOINT`): what wraps the master key.
     pub wrapping_key: Option<WrappingKeySource>,
     /// `BUNKER_PHONE_REGION`: how phone numbers without a country code are read (default `GB`).
     pub phone_region: String,
@@ -43,6 +45,10 @@ pub struct Config {
 pub enum WrappingKeySource {
     Value(SecretString),
     File(PathBuf),
+    Kms {
+        key_id: String,
+        endpoint: Option<String>,
+    },
 }
 
 /// A setting that is missing or malformed.
@@ -55,8 +61,10 @@ pub enum ConfigError {
         name: &'static str,
         expected: &'static str,
     },
-    #[error("set only one of BUNKER_WRAPPING_KEY and BUNKER_WRAPPING_KEY_FILE")]
+    #[error("set only one of BUNKER_WRAPPING_KEY, BUNKER_WRAPPING_KEY_FILE and BUNKER_KMS_KEY_ID")]
     TwoWrappingKeys,
+    #[error("BUNKER_KMS_KEY_ID is set, but this bunker was built without the `kms` feature")]
+    KmsUnavailable,
     #[error("{0}")]
     WrappingKey(#[from] KeyError),
     #[error("BUNKER_PHONE_REGION: {0}")]
@@ -99,11 +107,21 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("bunker-data")),
             pg_bindir: get("BUNKER_PG_BINDIR").map(PathBuf::from),
-            wrapping_key: match (get("BUNKER_WRAPPING_KEY"), get("BUNKER_WRAPPING_KEY_FILE")) {
-                (Some(_), Some(_)) => return Err(ConfigError::TwoWrappingKeys),
-                (Some(value), None) => Some(WrappingKeySource::Value(SecretString::from(value))),
-                (None, Some(path)) => Some(WrappingKeySource::File(PathBuf::from(path))),
-                (None, None) => None,
+            wrapping_key: match (
+                get("BUNKER_WRAPPING_KEY"),
+                get("BUNKER_WRAPPING_KEY_FILE"),
+                get("BUNKER_KMS_KEY_ID"),
+            ) {
+                (Some(value), None, None) => {
+                    Some(WrappingKeySource::Value(SecretString::from(value)))
+                }
+                (None, Some(path), None) => Some(WrappingKeySource::File(PathBuf::from(path))),
+                (None, None, Some(key_id)) => Some(WrappingKeySource::Kms {
+                    key_id,
+                    endpoint: get("BUNKER_KMS_ENDPOINT"),
+                }),
+                (None, None, None) => None,
+                _ => return Err(ConfigError::TwoWrappingKeys),
             },
             phone_region: get("BUNKER_PHONE_REGION").unwrap_or_else(|| "GB".to_owned()),
             versions_kept: number("BUNKER_USER_VERSIONS", 10)?,
@@ -118,35 +136,40 @@ impl Config {
             .ok_or(ConfigError::Missing("BUNKER_DATABASE_URL"))
     }
 
-    /// The wrapping key, which init and serve need.
-    pub fn require_wrapping_key(&self) -> Result<WrappingKey, ConfigError> {
-        self.wrapping_key()?.ok_or(ConfigError::Missing(
-            "BUNKER_WRAPPING_KEY (or BUNKER_WRAPPING_KEY_FILE)",
+    /// The wrapping source, which init, serve and the key commands need.
+    pub async fn require_wrapping_source(&self) -> Result<WrappingSource, ConfigError> {
+        self.wrapping_source().await?.ok_or(ConfigError::Missing(
+            "BUNKER_WRAPPING_KEY (or BUNKER_WRAPPING_KEY_FILE, or BUNKER_KMS_KEY_ID)",
         ))
     }
 
-    /// The wrapping key, if one is configured.
-    pub fn wrapping_key(&self) -> Result<Option<WrappingKey>, ConfigError> {
+    /// The wrapping source, if one is configured.
+    pub async fn wrapping_source(&self) -> Result<Option<WrappingSource>, ConfigError> {
         use secrecy::ExposeSecret;
         Ok(match &self.wrapping_key {
             None => None,
-            Some(WrappingKeySource::Value(hex)) => {
-                Some(WrappingKey::from_hex(hex.expose_secret())?)
+            Some(WrappingKeySource::Value(hex)) => Some(WrappingSource::Local(
+                WrappingKey::from_hex(hex.expose_secret())?,
+            )),
+            Some(WrappingKeySource::File(path)) => {
+                Some(WrappingSource::Local(WrappingKey::from_file(path)?))
             }
-            Some(WrappingKeySource::File(path)) => Some(WrappingKey::from_file(path)?),
+            #[cfg(feature = "kms")]
+            Some(WrappingKeySource::Kms { key_id, endpoint }) => Some(WrappingSource::Kms(
+                crate::wrapping::kms::KmsWrapper::new(key_id.clone(), endpoint.clone()).await,
+            )),
+            #[cfg(not(feature = "kms"))]
+            Some(WrappingKeySource::Kms { .. }) => return Err(ConfigError::KmsUnavailable),
         })
     }
 
-    /// The settings of the HTTP server, with the wrapping key it unwraps the master key with.
-    pub fn server_settings(
-        &self,
-        wrapping_key: WrappingKey,
-    ) -> Result<ServerSettings, ConfigError> {
+    /// The settings of the HTTP server, with the source it unwraps the master key with.
+    pub fn server_settings(&self, wrapping: WrappingSource) -> Result<ServerSettings, ConfigError> {
         Ok(ServerSettings {
             listen: self.listen.clone(),
             domains: self.domains.clone(),
             max_body_bytes: self.max_body_bytes,
-            wrapping_key: Arc::new(wrapping_key),
+            wrapping: Arc::new(wrapping),
             vault: VaultSettings {
                 normalizer: Normalizer::new(&self.phone_region)
                     .map_err(ConfigError::PhoneRegion)?,
@@ -195,20 +218,30 @@ mod tests {
         assert!(config(&[("BUNKER_USER_VERSIONS", "none")]).is_err());
     }
 
-    #[test]
-    fn wrapping_key_comes_from_one_place_and_must_be_well_formed() {
+    #[tokio::test]
+    async fn wrapping_key_comes_from_one_place_and_must_be_well_formed() {
         let hex = "0f".repeat(32);
         let both = config(&[
             ("BUNKER_WRAPPING_KEY", &hex),
             ("BUNKER_WRAPPING_KEY_FILE", "/k"),
         ]);
         assert!(matches!(both, Err(ConfigError::TwoWrappingKeys)));
+        let key_and_kms = config(&[
+            ("BUNKER_WRAPPING_KEY", &hex),
+            ("BUNKER_KMS_KEY_ID", "alias/x"),
+        ]);
+        assert!(matches!(key_and_kms, Err(ConfigError::TwoWrappingKeys)));
         let c = config(&[("BUNKER_WRAPPING_KEY", &hex)]).unwrap();
-        assert!(c.require_wrapping_key().is_ok());
+        assert_eq!(c.require_wrapping_source().await.unwrap().kind(), "local");
         let c = config(&[("BUNKER_WRAPPING_KEY", "abc")]).unwrap();
-        assert!(c.require_wrapping_key().is_err());
-        assert!(config(&[]).unwrap().require_wrapping_key().is_err());
+        assert!(c.require_wrapping_source().await.is_err());
+        assert!(config(&[])
+            .unwrap()
+            .require_wrapping_source()
+            .await
+            .is_err());
         let bad_region = config(&[("BUNKER_PHONE_REGION", "XX")]).unwrap();
-        assert!(bad_region.server_settings(WrappingKey::generate()).is_err());
+        let local = WrappingSource::Local(WrappingKey::generate());
+        assert!(bad_region.server_settings(local).is_err());
     }
 }

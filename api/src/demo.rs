@@ -15,8 +15,9 @@ use bunker_keys::WrappingKey;
 use secrecy::SecretString;
 
 use crate::app::Application;
-use crate::commands::{init_database, migrate_database, shutdown_signal, RootToken};
+use crate::commands::{init_database, shutdown_signal, RootToken};
 use crate::config::Config;
+use crate::wrapping::WrappingSource;
 
 /// The demo's fixed root token, as in Databunker's demo mode.
 pub const DEMO_ROOT_TOKEN: &str = "DEMO";
@@ -54,9 +55,9 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 
 async fn serve(cluster: &LocalCluster, config: &Config) -> anyhow::Result<()> {
     create_database(cluster).await?;
-    let wrapping = match config.wrapping_key()? {
-        Some(key) => key,
-        None => demo_wrapping_key(&config.data_dir)?,
+    let wrapping = match config.wrapping_source().await? {
+        Some(source) => source,
+        None => WrappingSource::Local(demo_wrapping_key(&config.data_dir)?),
     };
     let url = cluster.connection_string(DEMO_DATABASE);
     let status = OwnerConnection::connect(&url)
@@ -69,7 +70,7 @@ async fn serve(cluster: &LocalCluster, config: &Config) -> anyhow::Result<()> {
             init_database(&url, root, &wrapping).await?;
         }
         _ => {
-            migrate_database(&url, Some(&wrapping)).await?;
+            OwnerConnection::connect(&url).await?.migrate().await?;
         }
     }
     let settings = config.server_settings(wrapping)?;

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use bunker_db::DbError;
 use bunker_tenancy::TenancyError;
 
+use crate::keyadmin::KeyAdminError;
 use crate::vault::VaultError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
@@ -144,6 +145,22 @@ impl From<VaultError> for ApiError {
             }
         };
         ApiError::new(status, err.to_string())
+    }
+}
+
+impl From<KeyAdminError> for ApiError {
+    fn from(err: KeyAdminError) -> Self {
+        match &err {
+            KeyAdminError::Shares(_) => ApiError::bad_request(err.to_string()),
+            KeyAdminError::Mismatch | KeyAdminError::NoRecovery => {
+                ApiError::new(StatusCode::FORBIDDEN, err.to_string())
+            }
+            KeyAdminError::Database(db) => db_error(db),
+            KeyAdminError::NoMasterKey | KeyAdminError::Wrap(_) => {
+                tracing::error!(error = %err, "key administration failed");
+                ApiError::internal()
+            }
+        }
     }
 }
 

@@ -10,6 +10,8 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod keyadmin;
 mod ops;
 pub mod v2;
 pub mod vault;
+pub mod wrapping;

@@ -31,6 +31,37 @@ enum Command {
     Serve,
     /// Try Bunker with no set-up: a private PostgreSQL under ./bunker-data, root token DEMO.
     Demo,
+    /// Key management: status, wrapping-key rotation, recovery from shares.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Master key versions, their wrapping source and dates (no secrets).
+    Status,
+    /// Re-wrap the master key under a new wrapping key (printed once) or a KMS key.
+    RotateWrapping {
+        /// Wrap with this KMS key instead of a new local key.
+        #[arg(long)]
+        to_kms: Option<String>,
+    },
+    /// Recover the master key from 3 recovery shares and re-wrap it (when the wrapping key is lost).
+    Recover {
+        /// A recovery share printed by `bunker init` (give three).
+        #[arg(long = "share", required = true, num_args = 1)]
+        shares: Vec<String>,
+        /// Wrap with this KMS key instead of a new local key.
+        #[arg(long)]
+        to_kms: Option<String>,
+    },
+}
+
+fn target(to_kms: Option<String>) -> commands::RewrapTarget {
+    match to_kms {
+        Some(key_id) => commands::RewrapTarget::Kms(key_id),
+        None => commands::RewrapTarget::NewLocalKey,
+    }
 }
 
 fn main() -> ExitCode {
@@ -48,6 +79,13 @@ fn main() -> ExitCode {
                     Command::Migrate => commands::migrate(&config).await,
                     Command::Serve => commands::serve(&config).await,
                     Command::Demo => demo::run(&config).await,
+                    Command::Keys(KeysCommand::Status) => commands::keys_status(&config).await,
+                    Command::Keys(KeysCommand::RotateWrapping { to_kms }) => {
+                        commands::keys_rotate_wrapping(&config, target(to_kms)).await
+                    }
+                    Command::Keys(KeysCommand::Recover { shares, to_kms }) => {
+                        commands::keys_recover(&config, &shares, target(to_kms)).await
+                    }
                 }
             })
         });

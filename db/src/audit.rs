@@ -14,11 +14,38 @@ pub struct Actor {
     pub token_id: Uuid,
 }
 
+/// Who performed an audited action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Performer {
+    /// A request authenticated by an access token.
+    Token(Actor),
+    /// Bunker itself (the expiry sweeper).
+    System,
+    /// An operator at the `bunker` command line (key management).
+    Operator,
+}
+
+impl Performer {
+    fn kind(self) -> &'static str {
+        match self {
+            Performer::Token(actor) => actor.kind.as_str(),
+            Performer::System => "system",
+            Performer::Operator => "operator",
+        }
+    }
+
+    fn token_id(self) -> Option<Uuid> {
+        match self {
+            Performer::Token(actor) => Some(actor.token_id),
+            _ => None,
+        }
+    }
+}
+
 /// One audited action.
 #[derive(Clone, Debug)]
 pub struct AuditEvent {
-    /// `None` for Bunker itself (the expiry sweeper).
-    pub actor: Option<Actor>,
+    pub actor: Performer,
     /// The `/v2` command, or `UserExpired` for the sweeper.
     pub action: &'static str,
     /// What was acted on, e.g. `tenant:7` or `user`; never personal data in clear.
@@ -60,8 +87,8 @@ pub async fn record_with_id(
     id: Uuid,
     event: &AuditEvent,
 ) -> Result<(), DbError> {
-    let actor_kind = event.actor.map_or("system", |a| a.kind.as_str());
-    let actor_token = event.actor.map(|a| a.token_id);
+    let actor_kind = event.actor.kind();
+    let actor_token = event.actor.token_id();
     tx.execute(
         "INSERT INTO audit_events
              (id, tenant_id, actor_kind, actor_token_id, action, target, user_token, details)
@@ -84,14 +111,8 @@ pub async fn record_with_id(
 /// Records many events with their ids in one statement.
 pub async fn record_many(tx: &TenantTx<'_>, events: &[(Uuid, AuditEvent)]) -> Result<(), DbError> {
     let ids: Vec<Uuid> = events.iter().map(|(id, _)| *id).collect();
-    let kinds: Vec<&str> = events
-        .iter()
-        .map(|(_, e)| e.actor.map_or("system", |a| a.kind.as_str()))
-        .collect();
-    let actors: Vec<Option<Uuid>> = events
-        .iter()
-        .map(|(_, e)| e.actor.map(|a| a.token_id))
-        .collect();
+    let kinds: Vec<&str> = events.iter().map(|(_, e)| e.actor.kind()).collect();
+    let actors: Vec<Option<Uuid>> = events.iter().map(|(_, e)| e.actor.token_id()).collect();
     let actions: Vec<&str> = events.iter().map(|(_, e)| e.action).collect();
     let targets: Vec<&str> = events.iter().map(|(_, e)| e.target.as_str()).collect();
     let users: Vec<Option<Uuid>> = events.iter().map(|(_, e)| e.user_token).collect();

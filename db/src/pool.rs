@@ -5,6 +5,7 @@ use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, Recycling
 use tokio_postgres::{Client, Config, NoTls};
 use uuid::Uuid;
 
+use crate::keys::NewMasterKey;
 use crate::migrate::{self, SchemaStatus};
 use crate::{DbError, APP_ROLE};
 
@@ -73,18 +74,6 @@ impl Database {
         migrate::schema_status(&client).await
     }
 
-    /// The newest master key: its version and wrapped bytes.
-    pub async fn latest_master_key(&self) -> Result<Option<(i32, Vec<u8>)>, DbError> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT version, wrapped FROM master_keys ORDER BY version DESC LIMIT 1",
-                &[],
-            )
-            .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
-    }
-
     /// The value of `bunker.tenant_id` on one pooled connection, outside any transaction: for tests
     /// and diagnostics that a request leaves no tenant behind on the connection it used.
     pub async fn idle_tenant_setting(&self) -> Result<Option<String>, DbError> {
@@ -124,20 +113,6 @@ impl OwnerConnection {
         migrate::schema_status(&self.client).await
     }
 
-    /// Stores a first master key (version 1, given wrapped) if the installation has none: for
-    /// installations initialized before the vault existed. Returns whether one was stored.
-    pub async fn ensure_master_key(&mut self, wrapped: &[u8]) -> Result<bool, DbError> {
-        let stored = self
-            .client
-            .execute(
-                "INSERT INTO master_keys (version, wrapped)
-                 SELECT 1, $1 WHERE NOT EXISTS (SELECT 1 FROM master_keys)",
-                &[&wrapped],
-            )
-            .await?;
-        Ok(stored > 0)
-    }
-
     /// Creates `name` unless it exists (the demo's first run).
     pub async fn create_database_if_missing(&self, name: &str) -> Result<(), DbError> {
         let exists: bool = self
@@ -157,22 +132,31 @@ impl OwnerConnection {
         Ok(())
     }
 
+    /// The installation's id (made by the migrations).
+    pub async fn installation_id(&self) -> Result<Uuid, DbError> {
+        Ok(self
+            .client
+            .query_one("SELECT id FROM installation", &[])
+            .await?
+            .try_get(0)?)
+    }
+
     /// Creates the main tenant (id 1, `default`), the root token (given only as its id and SHA-256
-    /// hash) and the first master key (given only wrapped), in one transaction. Refuses an
+    /// hash) and master key version 1 (given only wrapped), in one transaction. Refuses an
     /// installation that already has a root token.
     pub async fn initialize(
         &mut self,
         root_token_id: Uuid,
         root_token_hash: &[u8; 32],
-        wrapped_master_key: &[u8],
+        master_key: &NewMasterKey,
     ) -> Result<(), DbError> {
         let tx = self.client.transaction().await?;
         if migrate::has_root_token(&tx).await? {
             return Err(DbError::AlreadyInitialized);
         }
         tx.execute(
-            "INSERT INTO master_keys (version, wrapped) VALUES (1, $1)",
-            &[&wrapped_master_key],
+            "INSERT INTO master_keys (version, wrapped, wrap_source, recovery_wrapped) VALUES (1, $1, $2, $3)",
+            &[&master_key.wrapped, &master_key.source, &master_key.recovery_wrapped],
         )
         .await?;
         tx.execute(

@@ -14,4 +14,10 @@ pub enum KeyError {
     KeyVersion { found: i32, expected: i32 },
     #[error("encryption failed")]
     Seal,
+    #[error("{name} is not a valid recovery share: {reason}")]
+    BadShare { name: String, reason: &'static str },
+    #[error("{needed} recovery shares are needed; {given} were given")]
+    NotEnoughShares { needed: u8, given: usize },
+    #[error("the recovery shares do not open the master key (shares of another installation?)")]
+    WrongShares,
 }

@@ -15,10 +15,11 @@
 
 mod error;
 mod master;
+pub mod recovery;
 mod seal;
 mod tenant;
 
 pub use error::KeyError;
-pub use master::{MasterKey, WrappingKey};
+pub use master::{MasterKey, WrapPurpose, WrappingKey};
 pub use seal::{Label, SealKey};
 pub use tenant::{BlindIndexKey, TenantKeys};

@@ -33,6 +33,20 @@ impl WrappingKey {
         Self::from_hex(&text)
     }
 
+    /// A key from its 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        if bytes.len() != key.len() {
+            return Err(KeyError::MalformedWrappingKey);
+        }
+        key.copy_from_slice(bytes);
+        Ok(WrappingKey(key))
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+
     /// A new random key (for `bunker demo` and tests).
     pub fn generate() -> Self {
         let key = Key::<Aes256Gcm>::generate();
@@ -55,6 +69,16 @@ impl fmt::Debug for WrappingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("WrappingKey(..)")
     }
+}
+
+/// What a key wrapping the master key is for: bound into the wrapping's associated data, so a
+/// recovery wrapping cannot be passed off as the primary one or the reverse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WrapPurpose {
+    /// The operator's wrapping key (or KMS).
+    Primary,
+    /// The recovery key split into Shamir shares.
+    Recovery,
 }
 
 /// The installation's root of all data keys. Exists in clear only in memory.
@@ -81,8 +105,14 @@ impl MasterKey {
 
     /// The master key sealed under `wrapping` (AES-256-GCM, fresh nonce, version bound as AAD).
     pub fn wrap(&self, wrapping: &WrappingKey) -> Result<Vec<u8>, KeyError> {
+        self.wrap_for(wrapping, WrapPurpose::Primary)
+    }
+
+    /// The master key sealed under `key` for `purpose`.
+    pub fn wrap_for(&self, key: &WrappingKey, purpose: WrapPurpose) -> Result<Vec<u8>, KeyError> {
+        let wrapping = key;
         let nonce = Nonce::generate();
-        let aad = wrap_aad(self.version);
+        let aad = wrap_aad(self.version, purpose);
         let sealed = wrapping
             .cipher()
             .encrypt(
@@ -102,13 +132,23 @@ impl MasterKey {
 
     /// Opens a wrapped master key; a wrong wrapping key is [`KeyError::WrongWrappingKey`].
     pub fn unwrap(version: i32, wrapped: &[u8], wrapping: &WrappingKey) -> Result<Self, KeyError> {
+        Self::unwrap_for(version, wrapped, wrapping, WrapPurpose::Primary)
+    }
+
+    /// Opens a master key wrapped for `purpose`.
+    pub fn unwrap_for(
+        version: i32,
+        wrapped: &[u8],
+        wrapping: &WrappingKey,
+        purpose: WrapPurpose,
+    ) -> Result<Self, KeyError> {
         let (format, rest) = wrapped.split_first().ok_or(KeyError::WrongWrappingKey)?;
         if *format != WRAP_FORMAT || rest.len() < NONCE_LEN {
             return Err(KeyError::WrongWrappingKey);
         }
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).map_err(|_| KeyError::WrongWrappingKey)?;
-        let aad = wrap_aad(version);
+        let aad = wrap_aad(version, purpose);
         let opened = Zeroizing::new(
             wrapping
                 .cipher()
@@ -129,6 +169,27 @@ impl MasterKey {
         Ok(MasterKey { key, version })
     }
 
+    /// Whether `other` is the same key (compared in constant time).
+    pub fn same_as(&self, other: &MasterKey) -> bool {
+        use subtle::ConstantTimeEq;
+        self.version == other.version && bool::from(self.key.as_slice().ct_eq(other.key.as_slice()))
+    }
+
+    /// The key as bytes, for a key management service to wrap (never stored or printed as is).
+    pub fn expose_for_wrapping(&self) -> &[u8] {
+        self.key.as_slice()
+    }
+
+    /// A master key handed back by a key management service.
+    pub fn from_unwrapped(version: i32, bytes: &[u8]) -> Result<Self, KeyError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        if bytes.len() != key.len() {
+            return Err(KeyError::WrongWrappingKey);
+        }
+        key.copy_from_slice(bytes);
+        Ok(MasterKey { key, version })
+    }
+
     /// The keys of one tenant, derived with HKDF-SHA256.
     pub fn tenant_keys(&self, tenant_id: i64) -> TenantKeys {
         TenantKeys::derive(self.key.as_slice(), self.version, tenant_id)
@@ -141,8 +202,11 @@ impl fmt::Debug for MasterKey {
     }
 }
 
-fn wrap_aad(version: i32) -> Vec<u8> {
-    format!("bunker/master-key/v{version}").into_bytes()
+fn wrap_aad(version: i32, purpose: WrapPurpose) -> Vec<u8> {
+    match purpose {
+        WrapPurpose::Primary => format!("bunker/master-key/v{version}").into_bytes(),
+        WrapPurpose::Recovery => format!("bunker/master-key/v{version}/recovery").into_bytes(),
+    }
 }
 
 #[cfg(test)]

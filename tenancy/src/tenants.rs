@@ -1,6 +1,6 @@
 //! The tenant commands. Each runs in one transaction that also writes its audit event.
 
-use bunker_db::audit::{self, Actor, AuditEvent};
+use bunker_db::audit::{self, Actor, AuditEvent, Performer};
 use bunker_db::control::{self, TenantRecord, TokenKind};
 use bunker_db::{DbError, TenantId};
 
@@ -193,7 +193,7 @@ fn duplicate_name(err: DbError) -> TenancyError {
 
 fn event(actor: Actor, action: &'static str, tenant: TenantId) -> AuditEvent {
     AuditEvent {
-        actor: Some(actor),
+        actor: Performer::Token(actor),
         action,
         target: format!("tenant:{tenant}"),
         user_token: None,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bunker::app::{Application, ServerSettings};
 use bunker::commands::{init_database, RootToken};
 use bunker::vault::{Normalizer, VaultSettings};
+use bunker::wrapping::WrappingSource;
 use bunker_db::cluster::{find_bindir, LocalCluster};
 use bunker_db::Database;
 use bunker_keys::WrappingKey;
@@ -111,7 +112,9 @@ impl TestOptions {
             listen: "127.0.0.1:0".to_owned(),
             domains: self.domains.clone(),
             max_body_bytes: self.max_body_bytes,
-            wrapping_key: Arc::new(WrappingKey::from_hex(wrapping_key).expect("wrapping key")),
+            wrapping: Arc::new(WrappingSource::Local(
+                WrappingKey::from_hex(wrapping_key).expect("wrapping key"),
+            )),
             vault: VaultSettings {
                 normalizer: Normalizer::new("GB").expect("region"),
                 versions_kept: self.versions_kept,
@@ -128,6 +131,8 @@ pub struct TestApp {
     pub root_token: String,
     /// The wrapping key this app's database was initialized with (hexadecimal).
     pub wrapping_key: String,
+    /// The five recovery shares `bunker init` made.
+    pub shares: Vec<String>,
     pub database: String,
     /// The server's own pool, to look at its connections.
     pub db: Database,
@@ -145,11 +150,12 @@ impl TestApp {
         let url = cluster().connection_string(&database);
         let root_token = uuid::Uuid::new_v4().to_string();
         let wrapping = WrappingKey::generate();
+        let wrapping_key = wrapping.to_hex().to_string();
         let root = RootToken::Given(SecretString::from(root_token.clone()));
-        init_database(&url, root, &wrapping)
+        let made = init_database(&url, root, &WrappingSource::Local(wrapping))
             .await
             .expect("bunker init");
-        let wrapping_key = wrapping.to_hex().to_string();
+        let shares = made.shares.iter().map(|s| s.to_string()).collect();
         let db = Database::connect(&url, options.pool_size)
             .await
             .expect("pool");
@@ -165,6 +171,7 @@ impl TestApp {
             address,
             root_token,
             wrapping_key,
+            shares,
             database,
             db,
             http: reqwest::Client::new(),

@@ -4,6 +4,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bunker::commands::{init_database, RootToken};
+use bunker::wrapping::WrappingSource;
 use bunker_keys::WrappingKey;
 use bunker_tests::{answer, bunker_binary, cluster, fresh_database, StatusCode};
 use md5::Md5;
@@ -31,9 +32,14 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
     let url = cluster().connection_string(&database);
     let wrapping = WrappingKey::generate();
     let root = "root-token-for-the-at-rest-test";
-    init_database(&url, RootToken::Given(root.to_owned().into()), &wrapping)
-        .await
-        .unwrap();
+    let hex = wrapping.to_hex().to_string();
+    init_database(
+        &url,
+        RootToken::Given(root.to_owned().into()),
+        &WrappingSource::Local(wrapping),
+    )
+    .await
+    .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -47,7 +53,7 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
     let mut server = tokio::process::Command::new(bunker_binary())
         .arg("serve")
         .env("BUNKER_DATABASE_URL", &url)
-        .env("BUNKER_WRAPPING_KEY", wrapping.to_hex().as_str())
+        .env("BUNKER_WRAPPING_KEY", &hex)
         .env("BUNKER_LISTEN", format!("127.0.0.1:{port}"))
         .env("BUNKER_LOG", "debug")
         .stdout(Stdio::null())

@@ -1,6 +1,7 @@
 //! The Databunker Pro `/v2` API: every command is `POST /v2/<Command>` with a JSON body.
 
 pub mod audit;
+pub mod system;
 pub mod tenants;
 pub mod users;
 
@@ -17,6 +18,8 @@ pub enum ApiTags {
     Users,
     /// Audit: the trail of every operation on a user.
     Audit,
+    /// System: key administration.
+    System,
 }
 
 /// The `status` of every successful answer.

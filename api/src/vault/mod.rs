@@ -12,7 +12,7 @@ pub mod users;
 
 use std::sync::Arc;
 
-use bunker_db::audit::{Actor, AuditEvent};
+use bunker_db::audit::{AuditEvent, Performer};
 use bunker_db::{Database, DbError, TenantId};
 use bunker_keys::{KeyError, Label, MasterKey, TenantKeys};
 use serde_json::{json, Map, Value};
@@ -62,10 +62,10 @@ pub enum VaultError {
 }
 
 impl Vault {
-    pub fn new(db: Database, master: MasterKey, settings: VaultSettings) -> Self {
+    pub fn new(db: Database, master: Arc<MasterKey>, settings: VaultSettings) -> Self {
         Vault {
             db,
-            master: Arc::new(master),
+            master,
             settings,
         }
     }
@@ -130,7 +130,7 @@ impl UserEvent<'_> {
         keys: &TenantKeys,
         tenant: TenantId,
         event_id: Uuid,
-        actor: Option<Actor>,
+        actor: Performer,
     ) -> Result<AuditEvent, VaultError> {
         let mut details = json!({ "fields": self.fields });
         if let (Some(metadata), Some(map)) = (self.metadata, details.as_object_mut()) {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bunker_db::audit;
+use bunker_db::audit::{self, Performer};
 use bunker_db::users as store;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -50,7 +50,8 @@ impl Vault {
                                     metadata: None,
                                 };
                                 let id = Uuid::new_v4();
-                                let sealed = event.seal(&keys, tx.tenant(), id, None)?;
+                                let sealed =
+                                    event.seal(&keys, tx.tenant(), id, Performer::System)?;
                                 audit::record_with_id(tx, id, &sealed).await?;
                             }
                             Ok::<_, VaultError>(expired.len())

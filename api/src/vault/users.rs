@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bunker_db::audit::{self, Actor};
+use bunker_db::audit::{self, Actor, Performer};
 use bunker_db::users::{self as store, NewUser, StoredUser};
 use bunker_db::{DbError, TenantTx};
 use bunker_keys::TenantKeys;
@@ -98,7 +98,10 @@ impl Vault {
                 metadata,
             };
             let id = Uuid::new_v4();
-            events.push((id, event.seal(&keys, tenant, id, Some(caller.actor()))?));
+            events.push((
+                id,
+                event.seal(&keys, tenant, id, Performer::Token(caller.actor()))?,
+            ));
         }
         let tokens = users.iter().map(|u| u.token).collect();
         self.db
@@ -410,7 +413,7 @@ pub(super) async fn record_event(
     event: UserEvent<'_>,
 ) -> Result<(), VaultError> {
     let id = Uuid::new_v4();
-    let sealed = event.seal(keys, tx.tenant(), id, Some(actor))?;
+    let sealed = event.seal(keys, tx.tenant(), id, Performer::Token(actor))?;
     audit::record_with_id(tx, id, &sealed).await?;
     Ok(())
 }
