@@ -320,3 +320,86 @@ pub fn pg_message(err: &tokio_postgres::Error) -> String {
         .map(|db| db.message().to_owned())
         .unwrap_or_else(|| err.to_string())
 }
+
+/// A local AWS KMS stand-in: `moto_server` (PyPI `moto[server]`) on a free loopback port, stopped
+/// when dropped.
+pub struct KmsStandIn {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl KmsStandIn {
+    pub async fn start() -> KmsStandIn {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server (pip install 'moto[server]')");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return KmsStandIn { child, endpoint };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("moto_server did not start");
+    }
+
+    /// A KMS client for the stand-in, with the fixed test credentials.
+    pub fn client(&self) -> aws_sdk_kms::Client {
+        let config = aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_kms::Client::from_conf(config)
+    }
+
+    /// Creates a symmetric key; returns its id.
+    pub async fn create_key(&self) -> String {
+        self.client()
+            .create_key()
+            .send()
+            .await
+            .expect("CreateKey")
+            .key_metadata()
+            .expect("key metadata")
+            .key_id()
+            .to_owned()
+    }
+
+    /// The environment a `bunker` process needs to use key `key_id` of the stand-in.
+    pub fn env(&self, key_id: &str) -> Vec<(String, String)> {
+        [
+            ("BUNKER_KMS_KEY_ID", key_id),
+            ("BUNKER_KMS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl Drop for KmsStandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -5,6 +5,8 @@ mod api;
 mod at_rest;
 mod cli;
 mod isolation;
+mod keys;
+mod kms;
 mod resolution;
 mod startup;
 mod tenants;

@@ -1,0 +1,243 @@
+//! Key management: recovery shares, SystemGenerateWrappingKey, wrapping-key rotation.
+
+use bunker::app::Application;
+use bunker_db::Database;
+use bunker_tests::{bunker_binary, StatusCode, TestApp, TestOptions};
+use serde_json::json;
+
+/// Starts a second server on the same database with `wrapping_key`; returns why it refused, or
+/// `None` if it started.
+async fn start_with(app: &TestApp, wrapping_key: &str) -> Option<String> {
+    let db = Database::connect(&app.database_url(), 2).await.unwrap();
+    match Application::build(TestOptions::default().settings(wrapping_key), db).await {
+        Ok(_) => None,
+        Err(err) => Some(err.to_string()),
+    }
+}
+
+fn shares(app: &TestApp, picks: [usize; 3]) -> serde_json::Value {
+    json!({"key1": app.shares[picks[0]], "key2": app.shares[picks[1]], "key3": app.shares[picks[2]]})
+}
+
+#[tokio::test]
+async fn three_shares_mint_a_new_wrapping_key_and_the_old_one_stops_working() {
+    let app = TestApp::spawn().await;
+    let (_, body) = app
+        .root(
+            "UserCreate",
+            json!({"profile": {"login": "before", "n": 1}}),
+        )
+        .await;
+    let token = body["token"].as_str().unwrap().to_owned();
+
+    let (status, body) = app
+        .root("SystemGenerateWrappingKey", shares(&app, [0, 2, 4]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new_key = body["wrappingkey"].as_str().unwrap().to_owned();
+    assert_eq!(new_key.len(), 64);
+    assert_ne!(new_key, app.wrapping_key);
+
+    let old = start_with(&app, &app.wrapping_key).await;
+    assert!(old
+        .unwrap()
+        .contains("wrapping key does not open the master key"));
+    assert_eq!(
+        start_with(&app, &new_key).await,
+        None,
+        "the new key starts the server"
+    );
+
+    let (status, body) = app
+        .root("UserGet", json!({"mode": "token", "identity": token}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the running server keeps working: {body}"
+    );
+    let (status, _) = app
+        .root("SystemGenerateWrappingKey", shares(&app, [1, 3, 4]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "other shares work too, and again");
+
+    let db = app.superuser().await;
+    let audited: i64 = db
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'SystemGenerateWrappingKey' AND tenant_id = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 2, "every key operation is audited");
+}
+
+#[tokio::test]
+async fn bad_shares_are_refused_by_name_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let mut mistyped = shares(&app, [0, 1, 2]);
+    let text = app.shares[1].clone();
+    let last = if text.ends_with('a') { 'b' } else { 'a' };
+    mistyped["key2"] = json!(format!("{}{last}", &text[..text.len() - 1]));
+    let (status, body) = app.root("SystemGenerateWrappingKey", mistyped).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("key2"), "{body}");
+
+    let mut short = shares(&app, [0, 1, 2]);
+    short.as_object_mut().unwrap().remove("key3");
+    let (status, body) = app.root("SystemGenerateWrappingKey", short).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "two shares: {body}");
+
+    let other = TestApp::spawn().await;
+    let (status, body) = app
+        .root("SystemGenerateWrappingKey", shares(&other, [0, 1, 2]))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "another installation's shares: {body}"
+    );
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("Master key mismatch"));
+
+    let (_, acme) = app.create_tenant("acme").await;
+    let (status, _) = app
+        .call(
+            "SystemGenerateWrappingKey",
+            &acme,
+            Some("acme"),
+            shares(&app, [0, 1, 2]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a tenant token");
+    assert_eq!(
+        start_with(&app, &app.wrapping_key).await,
+        None,
+        "the wrapping key is unchanged"
+    );
+}
+
+async fn bunker(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(bunker_binary())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The 64-hex-character key a command printed.
+fn printed_key(stdout: &str) -> String {
+    stdout
+        .split_whitespace()
+        .find(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+        .expect("a new key is printed")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn cli_rotates_the_wrapping_key_and_recovers_from_three_shares() {
+    let app = TestApp::spawn().await;
+    let (_, body) = app
+        .root(
+            "UserCreate",
+            json!({"profile": {"email": "kept@keys.test"}}),
+        )
+        .await;
+    assert!(body["token"].is_string());
+    let url = app.database_url();
+
+    let (ok, stdout, stderr) = bunker(&["keys", "status"], &[("BUNKER_DATABASE_URL", &url)]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("master key v1: wrapped by local"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("recovery shares: yes"), "{stdout}");
+    assert!(!stdout.contains(&app.wrapping_key));
+
+    let env = [
+        ("BUNKER_DATABASE_URL", url.as_str()),
+        ("BUNKER_WRAPPING_KEY", app.wrapping_key.as_str()),
+    ];
+    let (ok, stdout, stderr) = bunker(&["keys", "rotate-wrapping"], &env).await;
+    assert!(ok, "{stderr}");
+    let rotated = printed_key(&stdout);
+    assert!(
+        start_with(&app, &app.wrapping_key).await.is_some(),
+        "the old key is refused"
+    );
+    assert_eq!(start_with(&app, &rotated).await, None);
+    let (ok, _, stderr) = bunker(&["keys", "rotate-wrapping"], &env).await;
+    assert!(!ok, "the old key can no longer rotate");
+    assert!(
+        stderr.contains("wrapping key does not open the master key"),
+        "{stderr}"
+    );
+
+    let share_args = |picks: &[usize]| -> Vec<String> {
+        let mut args = vec!["keys".to_owned(), "recover".to_owned()];
+        for &i in picks {
+            args.push("--share".to_owned());
+            args.push(app.shares[i].clone());
+        }
+        args
+    };
+    let url_only = [("BUNKER_DATABASE_URL", url.as_str())];
+    let two = share_args(&[0, 4]);
+    let (ok, _, stderr) = bunker(
+        &two.iter().map(String::as_str).collect::<Vec<_>>(),
+        &url_only,
+    )
+    .await;
+    assert!(!ok, "two shares do not recover");
+    assert!(stderr.contains("3 recovery shares are needed"), "{stderr}");
+    let three = share_args(&[0, 3, 4]);
+    let (ok, stdout, stderr) = bunker(
+        &three.iter().map(String::as_str).collect::<Vec<_>>(),
+        &url_only,
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let recovered = printed_key(&stdout);
+    assert!(start_with(&app, &rotated).await.is_some());
+    assert_eq!(start_with(&app, &recovered).await, None);
+
+    // A fresh server with the recovered key reads every record.
+    let db = Database::connect(&url, 2).await.unwrap();
+    let fresh = Application::build(TestOptions::default().settings(&recovered), db)
+        .await
+        .unwrap();
+    let address = format!("http://{}", fresh.local_addr());
+    tokio::spawn(fresh.run_until(std::future::pending()));
+    let (status, body) = bunker_tests::answer(
+        app.http
+            .post(format!("{address}/v2/UserGet"))
+            .header("X-Bunker-Token", &app.root_token)
+            .json(&json!({"mode": "email", "identity": "kept@keys.test"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let operator_events: i64 = app
+        .superuser()
+        .await
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE actor_kind = 'operator' AND action IN ('KeysRotateWrapping', 'KeysRecover')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(operator_events, 2);
+}
