@@ -189,44 +189,36 @@ async fn rewrap(
     target: RewrapTarget,
     action: &'static str,
 ) -> anyhow::Result<()> {
-    match target {
+    let (source, done) = match target {
         RewrapTarget::NewLocalKey => {
             let key = WrappingKey::generate();
-            let hex = key.to_hex();
-            let source = WrappingSource::Local(key);
-            rewrap_master(
-                db,
-                master,
-                &source,
-                installation,
-                Performer::Operator,
-                action,
-            )
-            .await?;
-            println!(
+            let message = format!(
                 "The master key is now wrapped by a new wrapping key (shown only this once):\n\n    {}\n\n\
                  Set it as BUNKER_WRAPPING_KEY (or in BUNKER_WRAPPING_KEY_FILE) before servers restart; \
                  the old key no longer opens the master key. Running servers keep working.",
-                hex.as_str()
+                key.to_hex().as_str()
             );
+            (WrappingSource::Local(key), Zeroizing::new(message))
         }
-        RewrapTarget::Kms(key_id) => {
-            let source = kms_source(config, key_id).await?;
-            rewrap_master(
-                db,
-                master,
-                &source,
-                installation,
-                Performer::Operator,
-                action,
-            )
-            .await?;
-            println!(
+        RewrapTarget::Kms(key_id) => (
+            kms_source(config, key_id).await?,
+            Zeroizing::new(
                 "The master key is now wrapped by the KMS key. Set BUNKER_KMS_KEY_ID (and unset \
                  BUNKER_WRAPPING_KEY) before servers restart."
-            );
-        }
-    }
+                    .to_owned(),
+            ),
+        ),
+    };
+    rewrap_master(
+        db,
+        master,
+        &source,
+        installation,
+        Performer::Operator,
+        action,
+    )
+    .await?;
+    println!("{}", done.as_str());
     Ok(())
 }
 

@@ -273,6 +273,26 @@ pub async fn tenant_tables(client: &Client) -> Vec<String> {
         .collect()
 }
 
+/// Runs the `bunker` binary with exactly `env` (plus PATH); returns success, stdout and stderr.
+pub async fn run_bunker<K: AsRef<str>, V: AsRef<str>>(
+    args: &[&str],
+    env: &[(K, V)],
+) -> (bool, String, String) {
+    let output = tokio::process::Command::new(bunker_binary())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+        .output()
+        .await
+        .expect("run bunker");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 static BINARY: OnceLock<PathBuf> = OnceLock::new();
 
 /// The `bunker` binary, next to this test binary. Built (or found current) by cargo on first use,

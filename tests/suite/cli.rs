@@ -3,26 +3,10 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use bunker_tests::{answer, bunker_binary, cluster, fresh_database, StatusCode};
+use bunker_tests::{answer, bunker_binary, cluster, fresh_database, run_bunker, StatusCode};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-async fn bunker(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let output = Command::new(bunker_binary())
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("run bunker");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 #[tokio::test]
 async fn init_prints_a_root_token_once_and_refuses_to_run_again() {
@@ -33,11 +17,11 @@ async fn init_prints_a_root_token_once_and_refuses_to_run_again() {
         ("BUNKER_WRAPPING_KEY", key.as_str()),
     ];
 
-    let (ok, _, stderr) = bunker(&["serve"], &env).await;
+    let (ok, _, stderr) = run_bunker(&["serve"], &env).await;
     assert!(!ok, "serve before init must fail");
     assert!(stderr.contains("bunker init"), "{stderr}");
 
-    let (ok, stdout, stderr) = bunker(&["init"], &env).await;
+    let (ok, stdout, stderr) = run_bunker(&["init"], &env).await;
     assert!(ok, "{stderr}");
     let token = stdout
         .split_whitespace()
@@ -46,12 +30,12 @@ async fn init_prints_a_root_token_once_and_refuses_to_run_again() {
         .to_owned();
     assert!(!stderr.contains(&token), "the token goes to stdout only");
 
-    let (ok, stdout, stderr) = bunker(&["init"], &env).await;
+    let (ok, stdout, stderr) = run_bunker(&["init"], &env).await;
     assert!(!ok, "a second init must fail");
     assert!(stderr.contains("already initialized"), "{stderr}");
     assert!(!stdout.contains(&token) && !stderr.contains(&token));
 
-    let (ok, stdout, stderr) = bunker(&["migrate"], &env).await;
+    let (ok, stdout, stderr) = run_bunker(&["migrate"], &env).await;
     assert!(ok, "{stderr}");
     assert!(stdout.contains("0 migration"), "{stdout}");
 
@@ -61,7 +45,7 @@ async fn init_prints_a_root_token_once_and_refuses_to_run_again() {
         ("BUNKER_WRAPPING_KEY", other_key.as_str()),
         ("BUNKER_LISTEN", "127.0.0.1:0"),
     ];
-    let (ok, _, stderr) = bunker(&["serve"], &wrong).await;
+    let (ok, _, stderr) = run_bunker(&["serve"], &wrong).await;
     assert!(!ok, "serve must refuse a wrong wrapping key");
     assert!(
         stderr.contains("wrapping key does not open the master key"),
@@ -74,24 +58,24 @@ async fn init_prints_a_root_token_once_and_refuses_to_run_again() {
 async fn init_takes_the_root_token_from_the_environment() {
     let url = cluster().connection_string(&fresh_database().await);
     let key = "2e".repeat(32);
-    let (ok, _, stderr) = bunker(
+    let (ok, _, stderr) = run_bunker(
         &["init"],
         &[
-            ("BUNKER_DATABASE_URL", &url),
+            ("BUNKER_DATABASE_URL", url.as_str()),
             ("BUNKER_ROOT_TOKEN", "short"),
-            ("BUNKER_WRAPPING_KEY", &key),
+            ("BUNKER_WRAPPING_KEY", key.as_str()),
         ],
     )
     .await;
     assert!(!ok);
     assert!(stderr.contains("at least 16"), "{stderr}");
     let chosen = "a-chosen-root-token-for-automation";
-    let (ok, stdout, stderr) = bunker(
+    let (ok, stdout, stderr) = run_bunker(
         &["init"],
         &[
-            ("BUNKER_DATABASE_URL", &url),
+            ("BUNKER_DATABASE_URL", url.as_str()),
             ("BUNKER_ROOT_TOKEN", chosen),
-            ("BUNKER_WRAPPING_KEY", &key),
+            ("BUNKER_WRAPPING_KEY", key.as_str()),
         ],
     )
     .await;
@@ -104,7 +88,7 @@ async fn init_takes_the_root_token_from_the_environment() {
 
 #[tokio::test]
 async fn commands_need_a_database_url() {
-    let (ok, _, stderr) = bunker(&["serve"], &[]).await;
+    let (ok, _, stderr) = run_bunker::<&str, &str>(&["serve"], &[]).await;
     assert!(!ok);
     assert!(
         stderr.contains("BUNKER_DATABASE_URL is not set"),

@@ -2,7 +2,7 @@
 
 use bunker::app::Application;
 use bunker_db::Database;
-use bunker_tests::{bunker_binary, StatusCode, TestApp, TestOptions};
+use bunker_tests::{run_bunker, StatusCode, TestApp, TestOptions};
 use serde_json::json;
 
 /// Starts a second server on the same database with `wrapping_key`; returns why it refused, or
@@ -120,22 +120,6 @@ async fn bad_shares_are_refused_by_name_and_change_nothing() {
     );
 }
 
-async fn bunker(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(bunker_binary())
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// The 64-hex-character key a command printed.
 fn printed_key(stdout: &str) -> String {
     stdout
@@ -157,7 +141,11 @@ async fn cli_rotates_the_wrapping_key_and_recovers_from_three_shares() {
     assert!(body["token"].is_string());
     let url = app.database_url();
 
-    let (ok, stdout, stderr) = bunker(&["keys", "status"], &[("BUNKER_DATABASE_URL", &url)]).await;
+    let (ok, stdout, stderr) = run_bunker(
+        &["keys", "status"],
+        &[("BUNKER_DATABASE_URL", url.as_str())],
+    )
+    .await;
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("master key v1: wrapped by local"),
@@ -170,7 +158,7 @@ async fn cli_rotates_the_wrapping_key_and_recovers_from_three_shares() {
         ("BUNKER_DATABASE_URL", url.as_str()),
         ("BUNKER_WRAPPING_KEY", app.wrapping_key.as_str()),
     ];
-    let (ok, stdout, stderr) = bunker(&["keys", "rotate-wrapping"], &env).await;
+    let (ok, stdout, stderr) = run_bunker(&["keys", "rotate-wrapping"], &env).await;
     assert!(ok, "{stderr}");
     let rotated = printed_key(&stdout);
     assert!(
@@ -178,7 +166,7 @@ async fn cli_rotates_the_wrapping_key_and_recovers_from_three_shares() {
         "the old key is refused"
     );
     assert_eq!(start_with(&app, &rotated).await, None);
-    let (ok, _, stderr) = bunker(&["keys", "rotate-wrapping"], &env).await;
+    let (ok, _, stderr) = run_bunker(&["keys", "rotate-wrapping"], &env).await;
     assert!(!ok, "the old key can no longer rotate");
     assert!(
         stderr.contains("wrapping key does not open the master key"),
@@ -195,7 +183,7 @@ async fn cli_rotates_the_wrapping_key_and_recovers_from_three_shares() {
     };
     let url_only = [("BUNKER_DATABASE_URL", url.as_str())];
     let two = share_args(&[0, 4]);
-    let (ok, _, stderr) = bunker(
+    let (ok, _, stderr) = run_bunker(
         &two.iter().map(String::as_str).collect::<Vec<_>>(),
         &url_only,
     )
@@ -203,7 +191,7 @@ async fn cli_rotates_the_wrapping_key_and_recovers_from_three_shares() {
     assert!(!ok, "two shares do not recover");
     assert!(stderr.contains("3 recovery shares are needed"), "{stderr}");
     let three = share_args(&[0, 3, 4]);
-    let (ok, stdout, stderr) = bunker(
+    let (ok, stdout, stderr) = run_bunker(
         &three.iter().map(String::as_str).collect::<Vec<_>>(),
         &url_only,
     )

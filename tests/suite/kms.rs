@@ -3,7 +3,9 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use bunker_tests::{answer, bunker_binary, cluster, fresh_database, KmsStandIn, StatusCode};
+use bunker_tests::{
+    answer, bunker_binary, cluster, fresh_database, run_bunker, KmsStandIn, StatusCode,
+};
 use serde_json::json;
 
 fn command(args: &[&str], env: &[(String, String)]) -> tokio::process::Command {
@@ -14,15 +16,6 @@ fn command(args: &[&str], env: &[(String, String)]) -> tokio::process::Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     command
-}
-
-async fn run(args: &[&str], env: &[(String, String)]) -> (bool, String, String) {
-    let output = command(args, env).output().await.unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// Runs `bunker serve` with `env`, calls `UserCreate` (first) or `UserGet`, and stops it.
@@ -87,9 +80,9 @@ async fn the_master_key_can_live_wrapped_by_kms_and_move_to_and_from_it() {
         "kms-test-root-token-0001".into(),
     ));
 
-    let (ok, _, stderr) = run(&["init"], &env).await;
+    let (ok, _, stderr) = run_bunker(&["init"], &env).await;
     assert!(ok, "{stderr}");
-    let (_, status, _) = run(&["keys", "status"], &env).await;
+    let (_, status, _) = run_bunker(&["keys", "status"], &env).await;
     assert!(status.contains("master key v1: wrapped by kms"), "{status}");
     let (code, body) = serve_and(&env, true).await;
     assert_eq!(
@@ -101,7 +94,7 @@ async fn the_master_key_can_live_wrapped_by_kms_and_move_to_and_from_it() {
     assert_eq!(code, StatusCode::OK, "and opens again after a restart");
 
     // KMS -> a local key, and back to another KMS key.
-    let (ok, stdout, stderr) = run(&["keys", "rotate-wrapping"], &env).await;
+    let (ok, stdout, stderr) = run_bunker(&["keys", "rotate-wrapping"], &env).await;
     assert!(ok, "{stderr}");
     let local = stdout
         .split_whitespace()
@@ -118,7 +111,7 @@ async fn the_master_key_can_live_wrapped_by_kms_and_move_to_and_from_it() {
     ];
     let (code, _) = serve_and(&local_env, false).await;
     assert_eq!(code, StatusCode::OK, "the local key serves");
-    let (ok, _, stderr) = run(&["serve"], &env).await;
+    let (ok, _, stderr) = run_bunker(&["serve"], &env).await;
     assert!(!ok, "KMS no longer wraps it");
     assert!(stderr.contains("wrapped by local"), "{stderr}");
 
@@ -126,7 +119,8 @@ async fn the_master_key_can_live_wrapped_by_kms_and_move_to_and_from_it() {
     let mut to_kms = kms.env(&second);
     to_kms.retain(|(k, _)| k != "BUNKER_KMS_KEY_ID");
     to_kms.extend(local_env.iter().cloned());
-    let (ok, _, stderr) = run(&["keys", "rotate-wrapping", "--to-kms", &second], &to_kms).await;
+    let (ok, _, stderr) =
+        run_bunker(&["keys", "rotate-wrapping", "--to-kms", &second], &to_kms).await;
     assert!(ok, "{stderr}");
     let mut second_env = kms.env(&second);
     second_env.push(("BUNKER_DATABASE_URL".into(), url.clone()));
@@ -149,12 +143,12 @@ async fn an_unreachable_kms_fails_the_start_clearly_and_quickly() {
     let url = cluster().connection_string(&fresh_database().await);
     let mut env = kms.env(&key_id);
     env.push(("BUNKER_DATABASE_URL".into(), url));
-    let (ok, _, stderr) = run(&["init"], &env).await;
+    let (ok, _, stderr) = run_bunker(&["init"], &env).await;
     assert!(ok, "{stderr}");
     drop(kms);
 
     let started = Instant::now();
-    let (ok, _, stderr) = run(&["serve"], &env).await;
+    let (ok, _, stderr) = run_bunker(&["serve"], &env).await;
     assert!(!ok, "serve must fail without KMS");
     assert!(stderr.contains("AWS KMS"), "{stderr}");
     assert!(

@@ -37,11 +37,7 @@ impl Vault {
         limit: i64,
     ) -> Result<EventPage, VaultError> {
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
-        let lookup = self
-            .settings
-            .normalizer
-            .lookup(&keys.index, mode, identity)?;
+        let (_, lookup) = self.locate(tenant, mode, identity)?;
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {

@@ -73,6 +73,21 @@ impl Vault {
     fn keys(&self, tenant: TenantId) -> TenantKeys {
         self.master.tenant_keys(tenant.0)
     }
+
+    /// The caller's tenant keys and the user a request names (normalized, blind-indexed).
+    fn locate(
+        &self,
+        tenant: TenantId,
+        mode: Mode,
+        identity: &str,
+    ) -> Result<(TenantKeys, identity::Lookup), VaultError> {
+        let keys = self.keys(tenant);
+        let lookup = self
+            .settings
+            .normalizer
+            .lookup(&keys.index, mode, identity)?;
+        Ok((keys, lookup))
+    }
 }
 
 /// Where a user's current record is sealed.

@@ -126,11 +126,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<UserView, VaultError> {
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
-        let lookup = self
-            .settings
-            .normalizer
-            .lookup(&keys.index, mode, identity)?;
+        let (keys, lookup) = self.locate(tenant, mode, identity)?;
         let actor = caller.actor();
         self.db
             .in_tenant(tenant, move |tx| {
@@ -182,12 +178,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
         let tenant = caller.tenant.id;
-        let lookup = {
-            let keys = self.keys(tenant);
-            self.settings
-                .normalizer
-                .lookup(&keys.index, mode, identity)?
-        };
+        let (_, lookup) = self.locate(tenant, mode, identity)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -339,11 +330,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<Vec<VersionInfo>, VaultError> {
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
-        let lookup = self
-            .settings
-            .normalizer
-            .lookup(&keys.index, mode, identity)?;
+        let (keys, lookup) = self.locate(tenant, mode, identity)?;
         let actor = caller.actor();
         self.db
             .in_tenant(tenant, move |tx| {
