@@ -22,3 +22,13 @@ ALTER TABLE master_keys
 
 -- The server re-wraps the master key for SystemGenerateWrappingKey; it never changes the key itself.
 GRANT UPDATE (wrapped, wrap_source, wrapped_at) ON master_keys TO bunker_app;
+
+-- Master-key rotation (`bunker keys rotate-master`, run as bunker_app like every key command) adds a
+-- version; `bunker keys reencrypt` marks the old one retired once nothing sealed with it remains.
+GRANT INSERT ON master_keys TO bunker_app;
+GRANT UPDATE (retired_at) ON master_keys TO bunker_app;
+
+-- Re-encryption re-seals audit details under the new master key. The facts of an event (who, what,
+-- when) stay immutable for the server; only the sealed details column may be rewritten.
+GRANT UPDATE (details) ON audit_events TO bunker_app;
+GRANT UPDATE (record) ON user_versions TO bunker_app;

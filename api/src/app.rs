@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bunker_db::{Database, DbError};
-use bunker_keys::MasterKey;
 use bunker_tenancy::{Tenancy, TenantResolver};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::TcpAcceptor;
@@ -17,7 +16,7 @@ use poem::{
 use poem_openapi::OpenApiService;
 
 use crate::error::envelope;
-use crate::keyadmin::{load_master, KeyAdminError};
+use crate::keyadmin::{load_keyring, KeyAdminError, SharedKeyring};
 use crate::ops;
 use crate::v2::audit::AuditApi;
 use crate::v2::system::SystemApi;
@@ -40,7 +39,7 @@ pub struct AppState {
 #[derive(Clone)]
 pub struct KeyService {
     pub db: Database,
-    pub master: Arc<MasterKey>,
+    pub keyring: SharedKeyring,
     pub installation: uuid::Uuid,
 }
 
@@ -58,6 +57,8 @@ pub struct ServerSettings {
     pub vault: VaultSettings,
     /// How often expired users are forgotten (`BUNKER_SWEEP_SECONDS`).
     pub sweep_interval: Duration,
+    /// How often the server looks for a new master-key version (`BUNKER_KEY_REFRESH_SECONDS`).
+    pub key_refresh_interval: Duration,
 }
 
 /// Why the server would not start.
@@ -81,6 +82,32 @@ pub struct Application {
     endpoint: BoxEndpoint<'static>,
     vault: Vault,
     sweep_interval: Duration,
+    refresher: KeyRefresher,
+}
+
+/// Picks up master-key versions added by `bunker keys rotate-master` in another process.
+struct KeyRefresher {
+    keyring: SharedKeyring,
+    db: Database,
+    source: Arc<WrappingSource>,
+    every: Duration,
+}
+
+impl KeyRefresher {
+    fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(self.every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match self.keyring.refresh(&self.db, &self.source).await {
+                    Ok(true) => tracing::info!("new master-key version loaded"),
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(error = %err, "master-key refresh failed"),
+                }
+            }
+        })
+    }
 }
 
 impl Application {
@@ -90,9 +117,9 @@ impl Application {
     pub async fn build(settings: ServerSettings, db: Database) -> Result<Self, StartError> {
         db.schema_status().await?.require_ready()?;
         db.check_posture().await?;
-        let (master, installation) = load_master(&db, &settings.wrapping).await?;
-        let master = Arc::new(master);
-        let vault = Vault::new(db.clone(), master.clone(), settings.vault.clone());
+        let (keyring, installation) = load_keyring(&db, &settings.wrapping).await?;
+        let keyring = SharedKeyring::new(keyring);
+        let vault = Vault::new(db.clone(), keyring.clone(), settings.vault.clone());
         let listen_error = |source| StartError::Listen {
             address: settings.listen.clone(),
             source,
@@ -103,10 +130,11 @@ impl Application {
         let local_addr = listener.local_addr().map_err(listen_error)?;
         let acceptor = TcpAcceptor::from_tokio(listener).map_err(listen_error)?;
         let tenancy = Tenancy::new(db.clone(), TenantResolver::new(&settings.domains));
+        let state_db = db.clone();
         let state = Arc::new(AppState {
             keys: KeyService {
                 db: db.clone(),
-                master,
+                keyring: keyring.clone(),
                 installation,
             },
             db,
@@ -120,6 +148,12 @@ impl Application {
             endpoint: routes(state),
             vault,
             sweep_interval: settings.sweep_interval,
+            refresher: KeyRefresher {
+                keyring,
+                db: state_db,
+                source: settings.wrapping.clone(),
+                every: settings.key_refresh_interval,
+            },
         })
     }
 
@@ -135,10 +169,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sweeper = spawn_sweeper(self.vault, self.sweep_interval);
+        let refresher = self.refresher.spawn();
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.endpoint, shutdown, Some(Duration::from_secs(10)))
             .await;
         sweeper.abort();
+        refresher.abort();
         served
     }
 }

@@ -10,7 +10,10 @@ use zeroize::Zeroizing;
 
 use crate::app::Application;
 use crate::config::Config;
-use crate::keyadmin::{load_master, recover_master, rewrap_master};
+use crate::keyadmin::{
+    load_keyring, load_masters, recover_masters, rewrap_masters, rotate_master, SharedKeyring,
+};
+use crate::vault::Vault;
 use crate::wrapping::WrappingSource;
 
 /// A root token chosen by the operator must be at least this long.
@@ -149,11 +152,11 @@ pub async fn keys_rotate_wrapping(config: &Config, target: RewrapTarget) -> anyh
     let url = config.require_database_url()?;
     let source = config.require_wrapping_source().await?;
     let db = Database::connect(url.expose_secret(), 1).await?;
-    let (master, installation) = load_master(&db, &source).await?;
+    let (masters, installation) = load_masters(&db, &source).await?;
     rewrap(
         config,
         &db,
-        &master,
+        &masters,
         installation,
         target,
         "KeysRotateWrapping",
@@ -170,21 +173,17 @@ pub async fn keys_recover(
 ) -> anyhow::Result<()> {
     let url = config.require_database_url()?;
     let db = Database::connect(url.expose_secret(), 1).await?;
-    let names: Vec<String> = (1..=shares.len()).map(|i| format!("share {i}")).collect();
-    let named: Vec<(&str, &str)> = names
-        .iter()
-        .zip(shares)
-        .map(|(n, s)| (n.as_str(), s.as_str()))
-        .collect();
-    let master = recover_master(&db, &named).await?;
+    let named = named_shares(shares);
+    let refs: Vec<(&str, &str)> = named.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    let masters = recover_masters(&db, &refs).await?;
     let installation = db.installation_id().await?;
-    rewrap(config, &db, &master, installation, target, "KeysRecover").await
+    rewrap(config, &db, &masters, installation, target, "KeysRecover").await
 }
 
 async fn rewrap(
     config: &Config,
     db: &Database,
-    master: &MasterKey,
+    masters: &[MasterKey],
     installation: uuid::Uuid,
     target: RewrapTarget,
     action: &'static str,
@@ -209,9 +208,9 @@ async fn rewrap(
             ),
         ),
     };
-    rewrap_master(
+    rewrap_masters(
         db,
-        master,
+        masters,
         &source,
         installation,
         Performer::Operator,
@@ -234,6 +233,55 @@ async fn kms_source(config: &Config, key_id: String) -> anyhow::Result<WrappingS
 #[cfg(not(feature = "kms"))]
 async fn kms_source(_config: &Config, _key_id: String) -> anyhow::Result<WrappingSource> {
     Err(crate::config::ConfigError::KmsUnavailable.into())
+}
+
+/// Names recovery shares given on the command line `share 1`, `share 2`, ...
+fn named_shares(shares: &[String]) -> Vec<(String, &str)> {
+    shares
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("share {}", i + 1), s.as_str()))
+        .collect()
+}
+
+/// `bunker keys rotate-master`: a new master-key version, sealing new values from now on (servers
+/// pick it up within BUNKER_KEY_REFRESH_SECONDS). Takes three recovery shares, so that the new
+/// version can be recovered like the old one.
+pub async fn keys_rotate_master(config: &Config, shares: &[String]) -> anyhow::Result<()> {
+    let url = config.require_database_url()?;
+    let source = config.require_wrapping_source().await?;
+    let db = Database::connect(url.expose_secret(), 1).await?;
+    let named = named_shares(shares);
+    let refs: Vec<(&str, &str)> = named.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    let version = rotate_master(&db, &source, &refs).await?;
+    println!(
+        "Master key version {version} created; servers seal with it within {} s. Run          `bunker keys reencrypt` to re-seal existing data and retire the old version.",
+        config.key_refresh_seconds
+    );
+    Ok(())
+}
+
+/// `bunker keys reencrypt`: re-seals every value under the newest master-key version, online, then
+/// retires the older versions.
+pub async fn keys_reencrypt(config: &Config) -> anyhow::Result<()> {
+    let url = config.require_database_url()?;
+    let source = config.require_wrapping_source().await?;
+    let settings = config.server_settings(source)?;
+    let db = Database::connect(url.expose_secret(), 2).await?;
+    let (keyring, _) = load_keyring(&db, &settings.wrapping).await?;
+    let vault = Vault::new(db, SharedKeyring::new(keyring), settings.vault);
+    let settle = config.key_refresh_interval() * 2;
+    println!(
+        "Waiting {} s for every server to seal with master key version {}...",
+        settle.as_secs(),
+        vault.current_version()
+    );
+    let report = vault.reencrypt_all(settle, true).await?;
+    println!(
+        "{} value(s) re-sealed; retired master key version(s): {:?}",
+        report.resealed, report.retired
+    );
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

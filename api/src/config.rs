@@ -39,6 +39,8 @@ pub struct Config {
     pub versions_kept: usize,
     /// `BUNKER_SWEEP_SECONDS`: how often expired users are forgotten (default 60).
     pub sweep_seconds: usize,
+    /// `BUNKER_KEY_REFRESH_SECONDS`: how often servers look for a new master-key version (default 30).
+    pub key_refresh_seconds: usize,
 }
 
 /// Where the wrapping key comes from.
@@ -126,6 +128,7 @@ impl Config {
             phone_region: get("BUNKER_PHONE_REGION").unwrap_or_else(|| "GB".to_owned()),
             versions_kept: number("BUNKER_USER_VERSIONS", 10)?,
             sweep_seconds: number("BUNKER_SWEEP_SECONDS", 60)?,
+            key_refresh_seconds: number("BUNKER_KEY_REFRESH_SECONDS", 30)?,
         })
     }
 
@@ -163,6 +166,11 @@ impl Config {
         })
     }
 
+    /// How often servers look for a new master-key version.
+    pub fn key_refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.key_refresh_seconds as u64)
+    }
+
     /// The settings of the HTTP server, with the source it unwraps the master key with.
     pub fn server_settings(&self, wrapping: WrappingSource) -> Result<ServerSettings, ConfigError> {
         Ok(ServerSettings {
@@ -176,6 +184,7 @@ impl Config {
                 versions_kept: i32::try_from(self.versions_kept).unwrap_or(i32::MAX),
             },
             sweep_interval: Duration::from_secs(self.sweep_seconds as u64),
+            key_refresh_interval: self.key_refresh_interval(),
         })
     }
 }

@@ -156,7 +156,7 @@ impl From<KeyAdminError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, err.to_string())
             }
             KeyAdminError::Database(db) => db_error(db),
-            KeyAdminError::NoMasterKey | KeyAdminError::Wrap(_) => {
+            KeyAdminError::NoMasterKey | KeyAdminError::Wrap(_) | KeyAdminError::Keys(_) => {
                 tracing::error!(error = %err, "key administration failed");
                 ApiError::internal()
             }

@@ -46,6 +46,14 @@ enum KeysCommand {
         #[arg(long)]
         to_kms: Option<String>,
     },
+    /// Add a new master-key version for new writes (a key ceremony: takes 3 recovery shares).
+    RotateMaster {
+        /// A recovery share printed by `bunker init` (give three).
+        #[arg(long = "share", required = true, num_args = 1)]
+        shares: Vec<String>,
+    },
+    /// Re-seal all data under the newest master-key version, online, and retire older versions.
+    Reencrypt,
     /// Recover the master key from 3 recovery shares and re-wrap it (when the wrapping key is lost).
     Recover {
         /// A recovery share printed by `bunker init` (give three).
@@ -82,6 +90,12 @@ fn main() -> ExitCode {
                     Command::Keys(KeysCommand::Status) => commands::keys_status(&config).await,
                     Command::Keys(KeysCommand::RotateWrapping { to_kms }) => {
                         commands::keys_rotate_wrapping(&config, target(to_kms)).await
+                    }
+                    Command::Keys(KeysCommand::RotateMaster { shares }) => {
+                        commands::keys_rotate_master(&config, &shares).await
+                    }
+                    Command::Keys(KeysCommand::Reencrypt) => {
+                        commands::keys_reencrypt(&config).await
                     }
                     Command::Keys(KeysCommand::Recover { shares, to_kms }) => {
                         commands::keys_recover(&config, &shares, target(to_kms)).await

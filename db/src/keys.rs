@@ -87,3 +87,27 @@ pub async fn rewrap(
         .await?
         > 0)
 }
+
+/// Adds a master-key version (given only wrapped).
+pub async fn insert_version(
+    tx: &TenantTx<'_>,
+    version: i32,
+    key: &NewMasterKey,
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO master_keys (version, wrapped, wrap_source, recovery_wrapped) VALUES ($1, $2, $3, $4)",
+        &[&version, &key.wrapped, &key.source, &key.recovery_wrapped],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks a master-key version retired: nothing sealed with it remains.
+pub async fn retire(tx: &TenantTx<'_>, version: i32) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE master_keys SET retired_at = now() WHERE version = $1 AND retired_at IS NULL",
+        &[&version],
+    )
+    .await?;
+    Ok(())
+}

@@ -13,6 +13,7 @@ pub mod keys;
 mod migrate;
 mod pool;
 mod posture;
+pub mod reseal;
 mod tx;
 pub mod users;
 

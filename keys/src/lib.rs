@@ -14,12 +14,14 @@
 //! Every key is zeroized on drop and prints as `..`.
 
 mod error;
+mod keyring;
 mod master;
 pub mod recovery;
 mod seal;
 mod tenant;
 
 pub use error::KeyError;
+pub use keyring::Keyring;
 pub use master::{MasterKey, WrapPurpose, WrappingKey};
-pub use seal::{Label, SealKey};
+pub use seal::{sealed_version, Label, SealKey, SealKeys};
 pub use tenant::{BlindIndexKey, TenantKeys};

@@ -190,9 +190,14 @@ impl MasterKey {
         Ok(MasterKey { key, version })
     }
 
-    /// The keys of one tenant, derived with HKDF-SHA256.
+    /// The keys of one tenant, derived with HKDF-SHA256 (this version only; see `Keyring`).
     pub fn tenant_keys(&self, tenant_id: i64) -> TenantKeys {
-        TenantKeys::derive(self.key.as_slice(), self.version, tenant_id)
+        let key = self.key.as_slice();
+        TenantKeys::derive((key, self.version), &[], key, tenant_id)
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.key.as_slice()
     }
 }
 

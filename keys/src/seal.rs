@@ -112,6 +112,51 @@ impl SealKey {
     }
 }
 
+/// The sealing keys of one purpose across master-key versions: seals with the newest, opens with
+/// whichever version a sealed value's header names.
+pub struct SealKeys {
+    current: SealKey,
+    older: Vec<SealKey>,
+}
+
+impl SealKeys {
+    pub(crate) fn new(current: SealKey, older: Vec<SealKey>) -> Self {
+        SealKeys { current, older }
+    }
+
+    /// The master-key version new values are sealed with.
+    pub fn current_version(&self) -> i32 {
+        self.current.version
+    }
+
+    /// Seals with the newest key.
+    pub fn seal(&self, label: &Label<'_>, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.current.seal(label, plaintext)
+    }
+
+    /// Opens with the key of the version the value was sealed with.
+    pub fn open(&self, label: &Label<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let version = sealed_version(sealed).ok_or(KeyError::Unsealable)?;
+        let key = std::iter::once(&self.current)
+            .chain(&self.older)
+            .find(|k| k.version == version)
+            .ok_or(KeyError::KeyVersion {
+                found: version,
+                expected: self.current.version,
+            })?;
+        key.open(label, sealed)
+    }
+}
+
+/// The master-key version in a sealed value's header.
+pub fn sealed_version(sealed: &[u8]) -> Option<i32> {
+    if sealed.first() != Some(&SEAL_FORMAT) {
+        return None;
+    }
+    let bytes: [u8; 4] = sealed.get(1..HEADER_LEN)?.try_into().ok()?;
+    Some(i32::from_be_bytes(bytes))
+}
+
 impl fmt::Debug for SealKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SealKey(v{}, ..)", self.version)

@@ -5,14 +5,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::SealKey;
+use crate::seal::{SealKey, SealKeys};
 
 /// The keys of one tenant, each derived for one purpose only.
 pub struct TenantKeys {
-    /// Seals user records and their versions.
-    pub records: SealKey,
+    /// Seals user records and their versions (newest master version; opens any kept one).
+    pub records: SealKeys,
     /// Seals the details of audit events.
-    pub audit: SealKey,
+    pub audit: SealKeys,
     /// Keys the blind indexes.
     pub index: BlindIndexKey,
     /// Keys version checksums.
@@ -21,24 +21,40 @@ pub struct TenantKeys {
     pub tokens: Zeroizing<[u8; 32]>,
 }
 
+/// HKDF-SHA256 from a master key to one tenant's key for one purpose.
+fn derive(master: &[u8], tenant_id: i64, purpose: &str) -> Zeroizing<[u8; 32]> {
+    let hkdf = Hkdf::<Sha256>::new(Some(b"bunker tenant keys v1"), master);
+    let mut okm = Zeroizing::new([0u8; 32]);
+    let info = format!("bunker/tenant/{tenant_id}/{purpose}");
+    // 32 bytes is far below HKDF-SHA256's limit of 8160, so expand cannot fail.
+    if hkdf.expand(info.as_bytes(), okm.as_mut_slice()).is_err() {
+        okm.fill(0);
+    }
+    okm
+}
+
 impl TenantKeys {
-    pub(crate) fn derive(master: &[u8], version: i32, tenant_id: i64) -> Self {
-        let hkdf = Hkdf::<Sha256>::new(Some(b"bunker tenant keys v1"), master);
-        let derive = |purpose: &str| {
-            let mut okm = Zeroizing::new([0u8; 32]);
-            let info = format!("bunker/tenant/{tenant_id}/{purpose}");
-            // 32 bytes is far below HKDF-SHA256's limit of 8160, so expand cannot fail.
-            if hkdf.expand(info.as_bytes(), okm.as_mut_slice()).is_err() {
-                okm.fill(0);
-            }
-            okm
+    /// The keys of `tenant_id`. Sealing keys come from the `current` master version and the
+    /// `older` ones still held; the blind-index, fingerprint and token keys from `index_master`, the
+    /// first version, so that lookups keep working across master-key rotations.
+    pub(crate) fn derive(
+        current: (&[u8], i32),
+        older: &[(&[u8], i32)],
+        index_master: &[u8],
+        tenant_id: i64,
+    ) -> Self {
+        let seal_keys = |purpose: &str| {
+            let key = |(master, version): (&[u8], i32)| {
+                SealKey::new(derive(master, tenant_id, purpose), version)
+            };
+            SealKeys::new(key(current), older.iter().copied().map(key).collect())
         };
         TenantKeys {
-            records: SealKey::new(derive("records"), version),
-            audit: SealKey::new(derive("audit"), version),
-            index: BlindIndexKey(derive("blind-index")),
-            fingerprint: BlindIndexKey(derive("fingerprint")),
-            tokens: derive("tokens"),
+            records: seal_keys("records"),
+            audit: seal_keys("audit"),
+            index: BlindIndexKey(derive(index_master, tenant_id, "blind-index")),
+            fingerprint: BlindIndexKey(derive(index_master, tenant_id, "fingerprint")),
+            tokens: derive(index_master, tenant_id, "tokens"),
         }
     }
 }

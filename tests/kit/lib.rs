@@ -91,6 +91,7 @@ pub struct TestOptions {
     pub pool_size: usize,
     pub versions_kept: i32,
     pub sweep_interval: Duration,
+    pub key_refresh_interval: Duration,
 }
 
 impl Default for TestOptions {
@@ -101,6 +102,7 @@ impl Default for TestOptions {
             pool_size: 4,
             versions_kept: 10,
             sweep_interval: Duration::from_secs(3600),
+            key_refresh_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -120,6 +122,7 @@ impl TestOptions {
                 versions_kept: self.versions_kept,
             },
             sweep_interval: self.sweep_interval,
+            key_refresh_interval: self.key_refresh_interval,
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{ApiTags, Status};
 use crate::app::KeyService;
 use crate::error::ApiError;
 use crate::extract::{Authenticated, JsonBody};
-use crate::keyadmin::{recover_master, rewrap_master, KeyAdminError};
+use crate::keyadmin::{recover_masters, rewrap_masters, KeyAdminError};
 use crate::wrapping::WrappingSource;
 
 /// The system commands.
@@ -58,15 +58,16 @@ impl SystemApi {
             ("key2", request.key2.as_str()),
             ("key3", request.key3.as_str()),
         ];
-        let master = recover_master(&self.keys.db, &shares).await?;
-        if !master.same_as(&self.keys.master) {
+        let masters = recover_masters(&self.keys.db, &shares).await?;
+        let keyring = self.keys.keyring.get();
+        if !masters.iter().any(|m| m.same_as(keyring.current())) {
             return Err(KeyAdminError::Mismatch.into());
         }
         let new_key = WrappingKey::generate();
         let hex = new_key.to_hex();
-        rewrap_master(
+        rewrap_masters(
             &self.keys.db,
-            &master,
+            &masters,
             &WrappingSource::Local(new_key),
             self.keys.installation,
             Performer::Token(caller.actor()),

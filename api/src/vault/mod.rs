@@ -7,19 +7,21 @@
 mod audit;
 pub mod expiry;
 pub mod identity;
+mod reencrypt;
 mod sweeper;
 pub mod users;
 
-use std::sync::Arc;
-
 use bunker_db::audit::{AuditEvent, Performer};
 use bunker_db::{Database, DbError, TenantId};
-use bunker_keys::{KeyError, Label, MasterKey, TenantKeys};
+use bunker_keys::{KeyError, Label, TenantKeys};
+
+use crate::keyadmin::SharedKeyring;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 pub use audit::{EventDetails, EventPage};
 pub use identity::{Mode, Normalizer};
+pub use reencrypt::ReencryptReport;
 pub use sweeper::spawn_sweeper;
 pub use users::{Change, NewProfile, UserView, VersionInfo};
 
@@ -36,7 +38,7 @@ pub struct VaultSettings {
 #[derive(Clone)]
 pub struct Vault {
     db: Database,
-    master: Arc<MasterKey>,
+    keyring: SharedKeyring,
     settings: VaultSettings,
 }
 
@@ -62,16 +64,16 @@ pub enum VaultError {
 }
 
 impl Vault {
-    pub fn new(db: Database, master: Arc<MasterKey>, settings: VaultSettings) -> Self {
+    pub fn new(db: Database, keyring: SharedKeyring, settings: VaultSettings) -> Self {
         Vault {
             db,
-            master,
+            keyring,
             settings,
         }
     }
 
     fn keys(&self, tenant: TenantId) -> TenantKeys {
-        self.master.tenant_keys(tenant.0)
+        self.keyring.get().tenant_keys(tenant.0)
     }
 
     /// The caller's tenant keys and the user a request names (normalized, blind-indexed).

@@ -1,0 +1,164 @@
+//! Master-key rotation, second half: re-sealing every value sealed under an older master-key
+//! version, online, a batch per transaction, then retiring the old versions.
+
+use std::time::Duration;
+
+use bunker_db::audit::{self, AuditEvent, Performer};
+use bunker_db::keys as key_store;
+use bunker_db::reseal::{self, SealedAt};
+use bunker_db::TenantId;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{audit_label, record_label, version_label, version_row, Vault, VaultError};
+
+/// Values re-sealed per transaction (of each kind).
+const BATCH: i64 = 200;
+
+/// What a re-encryption did.
+#[derive(Clone, Debug, Default)]
+pub struct ReencryptReport {
+    pub resealed: usize,
+    pub retired: Vec<i32>,
+}
+
+impl Vault {
+    /// The master-key version new values are sealed with.
+    pub fn current_version(&self) -> i32 {
+        self.keyring.get().current().version()
+    }
+
+    /// How many values of `tenant` are sealed under an older version.
+    pub async fn count_stale(&self, tenant: TenantId) -> Result<i64, VaultError> {
+        let current = self.current_version();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(
+                    async move { Ok::<_, VaultError>(reseal::count_stale(tx, current).await?) },
+                )
+            })
+            .await
+    }
+
+    /// Re-seals one batch of `tenant`'s stale values; returns how many were replaced. A value that
+    /// changed meanwhile (a concurrent write) is left alone: it is either current already or found
+    /// again by the next batch.
+    pub async fn reseal_batch(&self, tenant: TenantId) -> Result<usize, VaultError> {
+        let keys = self.keys(tenant);
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let current = keys.records.current_version();
+                    let mut replaced = 0;
+                    for stale in reseal::stale_values(tx, current, BATCH).await? {
+                        let tenant = tx.tenant();
+                        let fresh = match &stale.at {
+                            SealedAt::User(token) => {
+                                let row = token.to_string();
+                                let label = record_label(tenant, &row);
+                                keys.records
+                                    .seal(&label, &keys.records.open(&label, &stale.sealed)?)?
+                            }
+                            SealedAt::UserVersion(token, version) => {
+                                let row = version_row(*token, *version);
+                                let label = version_label(tenant, &row);
+                                keys.records
+                                    .seal(&label, &keys.records.open(&label, &stale.sealed)?)?
+                            }
+                            SealedAt::AuditEvent(id) => {
+                                let row = id.to_string();
+                                let label = audit_label(tenant, &row);
+                                keys.audit
+                                    .seal(&label, &keys.audit.open(&label, &stale.sealed)?)?
+                            }
+                        };
+                        if reseal::replace(tx, &stale.at, &stale.sealed, &fresh).await? {
+                            replaced += 1;
+                        }
+                    }
+                    Ok(replaced)
+                })
+            })
+            .await
+    }
+
+    /// Re-seals every tenant's stale values, then retires the older master-key versions. First
+    /// waits `settle` so that every server has loaded the new version and seals with it; then
+    /// passes over all tenants until a pass finds nothing stale.
+    pub async fn reencrypt_all(
+        &self,
+        settle: Duration,
+        show_progress: bool,
+    ) -> Result<ReencryptReport, VaultError> {
+        tokio::time::sleep(settle).await;
+        let current = self.current_version();
+        let mut report = ReencryptReport::default();
+        loop {
+            let mut stale_left = 0;
+            for tenant in self.db.tenant_ids().await? {
+                let total = self.count_stale(tenant).await?;
+                if total == 0 {
+                    continue;
+                }
+                let bar = progress_bar(total, tenant, show_progress);
+                loop {
+                    let done = self.reseal_batch(tenant).await?;
+                    if done == 0 {
+                        break;
+                    }
+                    report.resealed += done;
+                    bar.inc(done as u64);
+                }
+                bar.finish();
+                stale_left += self.count_stale(tenant).await?;
+            }
+            if stale_left == 0 {
+                break;
+            }
+        }
+        let older: Vec<i32> = self
+            .db
+            .master_keys()
+            .await?
+            .iter()
+            .filter(|k| k.version < current && !k.retired)
+            .map(|k| k.version)
+            .collect();
+        let retiring = older.clone();
+        self.db
+            .in_tenant(TenantId::MAIN, move |tx| {
+                Box::pin(async move {
+                    for version in &retiring {
+                        key_store::retire(tx, *version).await?;
+                        let event = AuditEvent {
+                            actor: Performer::Operator,
+                            action: "KeysRetireMaster",
+                            target: format!("master-key:v{version}"),
+                            user_token: None,
+                            details: None,
+                        };
+                        audit::record(tx, &event).await?;
+                    }
+                    Ok::<_, VaultError>(())
+                })
+            })
+            .await?;
+        report.retired = older;
+        Ok(report)
+    }
+}
+
+fn progress_bar(total: i64, tenant: TenantId, show: bool) -> ProgressBar {
+    let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
+    if show {
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("tenant {msg}: [{bar:40}] {pos}/{len} re-sealed")
+        {
+            bar.set_style(style);
+        }
+        bar.set_message(tenant.to_string());
+    } else {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar
+}

@@ -1,0 +1,126 @@
+//! Finding and replacing values sealed under an older master-key version, for `bunker keys
+//! reencrypt`. A sealed value's bytes 2-5 are its key version (big-endian). Replacements name the
+//! old bytes in their WHERE clause, so a value changed meanwhile is left for the next pass.
+
+use uuid::Uuid;
+
+use crate::{DbError, TenantTx};
+
+/// Where a sealed value lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SealedAt {
+    /// `users.record` of a token.
+    User(Uuid),
+    /// `user_versions.record` of a token and version.
+    UserVersion(Uuid, i32),
+    /// `audit_events.details` of an event.
+    AuditEvent(Uuid),
+}
+
+/// One sealed value not under the current version.
+#[derive(Clone, Debug)]
+pub struct StaleValue {
+    pub at: SealedAt,
+    pub sealed: Vec<u8>,
+}
+
+fn version_bytes(version: i32) -> Vec<u8> {
+    version.to_be_bytes().to_vec()
+}
+
+/// How many values of the transaction's tenant are sealed under another version than `current`.
+pub async fn count_stale(tx: &TenantTx<'_>, current: i32) -> Result<i64, DbError> {
+    let v = version_bytes(current);
+    Ok(tx
+        .query_one(
+            "SELECT (SELECT count(*) FROM users WHERE record IS NOT NULL AND substring(record FROM 2 FOR 4) <> $1)
+                  + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) <> $1)
+                  + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> $1)",
+            &[&v],
+        )
+        .await?
+        .try_get(0)?)
+}
+
+/// Up to `limit` stale values of each kind.
+pub async fn stale_values(
+    tx: &TenantTx<'_>,
+    current: i32,
+    limit: i64,
+) -> Result<Vec<StaleValue>, DbError> {
+    let v = version_bytes(current);
+    let mut stale = Vec::new();
+    for row in tx
+        .query(
+            "SELECT token, record FROM users
+              WHERE record IS NOT NULL AND substring(record FROM 2 FOR 4) <> $1 LIMIT $2",
+            &[&v, &limit],
+        )
+        .await?
+    {
+        stale.push(StaleValue {
+            at: SealedAt::User(row.try_get(0)?),
+            sealed: row.try_get(1)?,
+        });
+    }
+    for row in tx
+        .query(
+            "SELECT token, version, record FROM user_versions
+              WHERE substring(record FROM 2 FOR 4) <> $1 LIMIT $2",
+            &[&v, &limit],
+        )
+        .await?
+    {
+        stale.push(StaleValue {
+            at: SealedAt::UserVersion(row.try_get(0)?, row.try_get(1)?),
+            sealed: row.try_get(2)?,
+        });
+    }
+    for row in tx
+        .query(
+            "SELECT id, details FROM audit_events
+              WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> $1 LIMIT $2",
+            &[&v, &limit],
+        )
+        .await?
+    {
+        stale.push(StaleValue {
+            at: SealedAt::AuditEvent(row.try_get(0)?),
+            sealed: row.try_get(1)?,
+        });
+    }
+    Ok(stale)
+}
+
+/// Replaces a sealed value if it is still `old`; returns whether it was.
+pub async fn replace(
+    tx: &TenantTx<'_>,
+    at: &SealedAt,
+    old: &[u8],
+    new: &[u8],
+) -> Result<bool, DbError> {
+    let changed = match at {
+        SealedAt::User(token) => {
+            tx.execute(
+                "UPDATE users SET record = $3 WHERE token = $1 AND record = $2",
+                &[token, &old, &new],
+            )
+            .await?
+        }
+        SealedAt::UserVersion(token, version) => {
+            tx.execute(
+                "UPDATE user_versions SET record = $4 WHERE token = $1 AND version = $2 AND record = $3",
+                &[token, version, &old, &new],
+            )
+            .await?
+        }
+        SealedAt::AuditEvent(id) => {
+            tx.execute(
+                "UPDATE audit_events SET details = $3 WHERE id = $1 AND details = $2",
+                &[id, &old, &new],
+            )
+            .await?
+        }
+    };
+    Ok(changed > 0)
+}
