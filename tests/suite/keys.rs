@@ -229,3 +229,142 @@ async fn cli_rotates_the_wrapping_key_and_recovers_from_three_shares() {
         .get(0);
     assert_eq!(operator_events, 2);
 }
+
+#[tokio::test]
+async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leaves_nothing_on_the_old_version(
+) {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bunker::keyadmin::{load_keyring, rotate_master, SharedKeyring};
+    use bunker::vault::Vault;
+    use bunker::wrapping::WrappingSource;
+    use bunker_keys::WrappingKey;
+
+    let app = Arc::new(
+        TestApp::spawn_with(TestOptions {
+            pool_size: 8,
+            // Slow on purpose: the server keeps sealing with version 1 while the re-encryption
+            // runs, so stale values are rewritten while they are being re-sealed.
+            key_refresh_interval: Duration::from_millis(1500),
+            ..TestOptions::default()
+        })
+        .await,
+    );
+    for i in 0..40 {
+        let (status, _) = app
+            .root(
+                "UserCreate",
+                json!({"profile": {"email": format!("u{i}@rot.test"), "n": i}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let source = WrappingSource::Local(WrappingKey::from_hex(&app.wrapping_key).unwrap());
+    let db = Database::connect(&app.database_url(), 4).await.unwrap();
+    let shares: Vec<(&str, &str)> = vec![
+        ("a", &app.shares[0]),
+        ("b", &app.shares[2]),
+        ("c", &app.shares[3]),
+    ];
+    assert_eq!(rotate_master(&db, &source, &shares).await.unwrap(), 2);
+
+    // Writers keep going while the re-encryption runs; each writer owns one field of each profile,
+    // and they all work on ten hot users.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut landed: HashMap<(usize, usize), i64> = HashMap::new();
+                for k in 0..40i64 {
+                    let user = (w * 3 + k as usize) % 10;
+                    let (status, _) = app
+                        .root("UserUpdate", json!({"mode": "email", "identity": format!("u{user}@rot.test"), "profile": {format!("w{w}"): k}}))
+                        .await;
+                    if status == StatusCode::OK {
+                        landed.insert((user, w), k);
+                    }
+                    let (status, _) = app
+                        .root("UserCreate", json!({"profile": {"email": format!("new{w}-{k}@rot.test")}}))
+                        .await;
+                    assert_eq!(status, StatusCode::OK);
+                }
+                landed
+            })
+        })
+        .collect();
+    let (keyring, _) = load_keyring(&db, &source).await.unwrap();
+    let vault = Vault::new(
+        db.clone(),
+        SharedKeyring::new(keyring),
+        TestOptions::default().settings(&app.wrapping_key).vault,
+    );
+    let report = vault
+        .reencrypt_all(Duration::from_millis(500), false)
+        .await
+        .unwrap();
+    assert!(report.resealed >= 40, "{report:?}");
+    assert_eq!(report.retired, [1]);
+    let mut landed = HashMap::new();
+    for writer in writers {
+        landed.extend(writer.await.unwrap());
+    }
+    assert!(!landed.is_empty());
+
+    let su = app.superuser().await;
+    let stale: i64 = su
+        .query_one(
+            "SELECT (SELECT count(*) FROM users WHERE record IS NOT NULL AND substring(record FROM 2 FOR 4) <> '\\x00000002')
+                  + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) <> '\\x00000002')
+                  + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> '\\x00000002')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stale, 0, "no value is left on master key version 1");
+    let retired: bool = su
+        .query_one(
+            "SELECT retired_at IS NOT NULL FROM master_keys WHERE version = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(retired);
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    for ((user, w), k) in &landed {
+        let (status, body) = app
+            .root(
+                "UserGet",
+                json!({"mode": "email", "identity": format!("u{user}@rot.test")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["profile"][format!("w{w}")],
+            *k,
+            "user {user}: writer {w}'s last update"
+        );
+        assert_eq!(body["profile"]["n"], *user as i64);
+    }
+    tokio::time::sleep(Duration::from_millis(1600)).await; // the server has loaded version 2
+    for w in 0..4 {
+        for k in 0..40 {
+            let (status, _) = app
+                .root(
+                    "UserGet",
+                    json!({"mode": "email", "identity": format!("new{w}-{k}@rot.test")}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "new{w}-{k}");
+        }
+    }
+    assert_eq!(
+        start_with(&app, &app.wrapping_key).await,
+        None,
+        "a fresh server starts with versions 1 and 2"
+    );
+}
