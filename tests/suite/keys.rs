@@ -368,3 +368,63 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         "a fresh server starts with versions 1 and 2"
     );
 }
+
+#[tokio::test]
+async fn cli_rotates_the_master_key_and_reencrypts() {
+    let app = TestApp::spawn().await;
+    let (_, body) = app
+        .root("UserCreate", json!({"profile": {"email": "cli@rot.test"}}))
+        .await;
+    assert!(body["token"].is_string());
+    let url = app.database_url();
+    let env = [
+        ("BUNKER_DATABASE_URL", url.as_str()),
+        ("BUNKER_WRAPPING_KEY", app.wrapping_key.as_str()),
+        ("BUNKER_KEY_REFRESH_SECONDS", "1"),
+    ];
+    let two_shares = [
+        "keys",
+        "rotate-master",
+        "--share",
+        &app.shares[0],
+        "--share",
+        &app.shares[1],
+    ];
+    let (ok, _, stderr) = run_bunker(&two_shares, &env).await;
+    assert!(!ok, "a master-key rotation takes three shares");
+    assert!(stderr.contains("3 recovery shares are needed"), "{stderr}");
+    let rotate = [
+        "keys",
+        "rotate-master",
+        "--share",
+        &app.shares[0],
+        "--share",
+        &app.shares[1],
+        "--share",
+        &app.shares[4],
+    ];
+    let (ok, stdout, stderr) = run_bunker(&rotate, &env).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("Master key version 2 created"), "{stdout}");
+    let (ok, stdout, stderr) = run_bunker(&["keys", "reencrypt"], &env).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("retired master key version(s): [1]"),
+        "{stdout}"
+    );
+    let (_, status, _) = run_bunker(&["keys", "status"], &env).await;
+    assert!(
+        status.contains("master key v1") && status.contains(", retired"),
+        "{status}"
+    );
+    assert!(
+        status.contains("master key v2: wrapped by local"),
+        "{status}"
+    );
+    assert!(!status.contains(&app.wrapping_key));
+    assert_eq!(
+        start_with(&app, &app.wrapping_key).await,
+        None,
+        "servers start with the rotated keys"
+    );
+}
