@@ -32,7 +32,7 @@ enum Command {
     Serve,
     /// Try Bunker with no set-up: a private PostgreSQL under ./bunker-data, root token DEMO.
     Demo,
-    /// Key management: status, wrapping-key rotation, recovery from shares.
+    /// Key management: status, wrapping-key and master-key rotation, re-encryption, recovery.
     #[command(subcommand)]
     Keys(KeysCommand),
 }
