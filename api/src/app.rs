@@ -21,6 +21,7 @@ use crate::ops;
 use crate::v2::audit::AuditApi;
 use crate::v2::system::SystemApi;
 use crate::v2::tenants::TenantApi;
+use crate::v2::tokens::TokenApi;
 use crate::v2::users::UserApi;
 use crate::vault::{spawn_sweeper, Vault, VaultSettings};
 use crate::wrapping::WrappingSource;
@@ -180,13 +181,16 @@ impl Application {
 }
 
 /// The `/v2` command groups.
-pub type V2 = (TenantApi, UserApi, AuditApi, SystemApi);
+pub type V2 = (TenantApi, UserApi, TokenApi, AuditApi, SystemApi);
 
 /// The OpenAPI service describing `/v2`, generated from the code.
 pub fn openapi(tenancy: Tenancy, vault: Vault, keys: KeyService) -> OpenApiService<V2, ()> {
     let api = (
         TenantApi { tenancy },
         UserApi {
+            vault: vault.clone(),
+        },
+        TokenApi {
             vault: vault.clone(),
         },
         AuditApi { vault },

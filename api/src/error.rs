@@ -133,7 +133,9 @@ impl From<VaultError> for ApiError {
     fn from(err: VaultError) -> Self {
         let status = match &err {
             VaultError::BadRequest(_) | VaultError::GroupsUnavailable => StatusCode::BAD_REQUEST,
-            VaultError::NotFound | VaultError::EventNotFound => StatusCode::NOT_FOUND,
+            VaultError::NotFound | VaultError::EventNotFound | VaultError::TokenNotFound => {
+                StatusCode::NOT_FOUND
+            }
             VaultError::Duplicate(_) | VaultError::Conflict => StatusCode::CONFLICT,
             VaultError::Database(db) => return db_error(db),
             VaultError::Keys(keys) => {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod keyadmin;
 mod ops;
+pub mod tokens;
 pub mod v2;
 pub mod vault;
 pub mod wrapping;

@@ -14,6 +14,7 @@ mod migrate;
 mod pool;
 mod posture;
 pub mod reseal;
+pub mod tokens;
 mod tx;
 pub mod users;
 

@@ -15,6 +15,8 @@ pub enum SealedAt {
     UserVersion(Uuid, i32),
     /// `audit_events.details` of an event.
     AuditEvent(Uuid),
+    /// `tokens.record` of a token.
+    Token(Uuid),
 }
 
 /// One sealed value not under the current version.
@@ -35,7 +37,8 @@ pub async fn count_stale(tx: &TenantTx<'_>, current: i32) -> Result<i64, DbError
         .query_one(
             "SELECT (SELECT count(*) FROM users WHERE record IS NOT NULL AND substring(record FROM 2 FOR 4) <> $1)
                   + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) <> $1)
-                  + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> $1)",
+                  + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> $1)
+                  + (SELECT count(*) FROM tokens WHERE substring(record FROM 2 FOR 4) <> $1)",
             &[&v],
         )
         .await?
@@ -89,6 +92,18 @@ pub async fn stale_values(
             sealed: row.try_get(1)?,
         });
     }
+    for row in tx
+        .query(
+            "SELECT token_uuid, record FROM tokens WHERE substring(record FROM 2 FOR 4) <> $1 LIMIT $2",
+            &[&v, &limit],
+        )
+        .await?
+    {
+        stale.push(StaleValue {
+            at: SealedAt::Token(row.try_get(0)?),
+            sealed: row.try_get(1)?,
+        });
+    }
     Ok(stale)
 }
 
@@ -118,6 +133,13 @@ pub async fn replace(
             tx.execute(
                 "UPDATE audit_events SET details = $3 WHERE id = $1 AND details = $2",
                 &[id, &old, &new],
+            )
+            .await?
+        }
+        SealedAt::Token(uuid) => {
+            tx.execute(
+                "UPDATE tokens SET record = $3 WHERE token_uuid = $1 AND record = $2",
+                &[uuid, &old, &new],
             )
             .await?
         }

@@ -8,7 +8,8 @@
 //!             ├─ audit:   AES-256-GCM SealKey for audit event details
 //!             ├─ index:   HMAC-SHA256 BlindIndexKey for lookups by email/phone/login/custom
 //!             ├─ fingerprint: HMAC-SHA256 key for version checksums
-//!             └─ tokens:  reserved for format-preserving tokens
+//!             ├─ tokens:  AES-256-GCM SealKey for tokenized values
+//!             └─ token_index: HMAC-SHA256 key making `unique` tokens unique
 //! ```
 //!
 //! Every key is zeroized on drop and prints as `..`.

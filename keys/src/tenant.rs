@@ -17,8 +17,10 @@ pub struct TenantKeys {
     pub index: BlindIndexKey,
     /// Keys version checksums.
     pub fingerprint: BlindIndexKey,
-    /// Reserved for format-preserving tokens.
-    pub tokens: Zeroizing<[u8; 32]>,
+    /// Seals tokenized values.
+    pub tokens: SealKeys,
+    /// Keys the hash that makes `unique` tokens unique (same value, same token).
+    pub token_index: BlindIndexKey,
 }
 
 /// HKDF-SHA256 from a master key to one tenant's key for one purpose.
@@ -52,9 +54,10 @@ impl TenantKeys {
         TenantKeys {
             records: seal_keys("records"),
             audit: seal_keys("audit"),
+            tokens: seal_keys("tokens"),
             index: BlindIndexKey(derive(index_master, tenant_id, "blind-index")),
             fingerprint: BlindIndexKey(derive(index_master, tenant_id, "fingerprint")),
-            tokens: derive(index_master, tenant_id, "tokens"),
+            token_index: BlindIndexKey(derive(index_master, tenant_id, "token-index")),
         }
     }
 }
@@ -116,6 +119,13 @@ mod tests {
             a.index.blind_index("email", email),
             a.fingerprint.blind_index("email", email)
         );
-        assert_ne!(a.tokens.as_slice(), b.tokens.as_slice());
+        assert_ne!(
+            a.token_index.blind_index("x", b"1"),
+            b.token_index.blind_index("x", b"1")
+        );
+        assert_ne!(
+            a.token_index.blind_index("x", b"1"),
+            a.index.blind_index("x", b"1")
+        );
     }
 }

@@ -256,13 +256,14 @@ pub async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     (status, body)
 }
 
-/// The tables that hold tenant data: every table with a `tenant_id` column but the control plane.
+/// The tables that hold tenant data: every table (or partitioned table, not its partitions) with a
+/// `tenant_id` column but the control plane.
 pub async fn tenant_tables(client: &Client) -> Vec<String> {
     client
         .query(
             "SELECT c.relname::text FROM pg_class c
                JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind = 'r' AND n.nspname = 'public'
+              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = 'public'
                 AND c.relname <> ALL ($1)
                 AND EXISTS (SELECT 1 FROM pg_attribute a
                              WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)

@@ -21,6 +21,9 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
             json!({"profile": {"email": format!("someone@{tenant}.test"), "name": "Someone"}});
         let (status, _) = app.call("UserCreate", token, Some(tenant), profile).await;
         assert!(status.is_success());
+        let card = json!({"tokentype": "creditcard", "record": "4111111111111111", "unique": true});
+        let (status, _) = app.call("TokenCreate", token, Some(tenant), card).await;
+        assert!(status.is_success());
         let change = json!({"mode": "email", "identity": format!("someone@{tenant}.test"), "profile": {"name": "Else"}});
         let (status, _) = app.call("UserUpdate", token, Some(tenant), change).await;
         assert!(status.is_success());

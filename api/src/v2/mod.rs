@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod system;
 pub mod tenants;
+pub mod tokens;
 pub mod users;
 
 use poem_openapi::{Enum, Object, Tags};
@@ -18,6 +19,8 @@ pub enum ApiTags {
     Users,
     /// Audit: the trail of every operation on a user.
     Audit,
+    /// Tokens: format-preserving tokens for single values (cards, ids, dates, text).
+    Tokens,
     /// System: key administration.
     System,
 }

@@ -9,6 +9,7 @@ pub mod expiry;
 pub mod identity;
 mod reencrypt;
 mod sweeper;
+pub mod tokens;
 pub mod users;
 
 use bunker_db::audit::{AuditEvent, Performer};
@@ -57,6 +58,8 @@ pub enum VaultError {
     GroupsUnavailable,
     #[error("The audit event was not found")]
     EventNotFound,
+    #[error("Token not found")]
+    TokenNotFound,
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error(transparent)]
@@ -162,6 +165,15 @@ impl UserEvent<'_> {
             user_token: Some(self.user),
             details: Some(keys.audit.seal(&audit_label(tenant, &row), &plain)?),
         })
+    }
+}
+
+/// Where a token's value is sealed.
+fn token_label(tenant: TenantId, token_uuid: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "token",
+        row: token_uuid,
     }
 }
 

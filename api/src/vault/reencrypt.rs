@@ -7,9 +7,15 @@ use bunker_db::audit::{self, AuditEvent, Performer};
 use bunker_db::keys as key_store;
 use bunker_db::reseal::{self, SealedAt};
 use bunker_db::TenantId;
+use bunker_keys::{Label, SealKeys};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{audit_label, record_label, version_label, version_row, Vault, VaultError};
+use super::{
+    audit_label, record_label, token_label, version_label, version_row, Vault, VaultError,
+};
+
+/// How a kind of sealed value names its label from its row.
+type LabelOf = for<'a> fn(TenantId, &'a str) -> Label<'a>;
 
 /// Values re-sealed per transaction (of each kind).
 const BATCH: i64 = 200;
@@ -50,27 +56,21 @@ impl Vault {
                     let current = keys.records.current_version();
                     let mut replaced = 0;
                     for stale in reseal::stale_values(tx, current, BATCH).await? {
-                        let tenant = tx.tenant();
-                        let fresh = match &stale.at {
+                        let (row, label_of, seal_keys): (String, LabelOf, &SealKeys) = match &stale
+                            .at
+                        {
                             SealedAt::User(token) => {
-                                let row = token.to_string();
-                                let label = record_label(tenant, &row);
-                                keys.records
-                                    .seal(&label, &keys.records.open(&label, &stale.sealed)?)?
+                                (token.to_string(), record_label, &keys.records)
                             }
                             SealedAt::UserVersion(token, version) => {
-                                let row = version_row(*token, *version);
-                                let label = version_label(tenant, &row);
-                                keys.records
-                                    .seal(&label, &keys.records.open(&label, &stale.sealed)?)?
+                                (version_row(*token, *version), version_label, &keys.records)
                             }
-                            SealedAt::AuditEvent(id) => {
-                                let row = id.to_string();
-                                let label = audit_label(tenant, &row);
-                                keys.audit
-                                    .seal(&label, &keys.audit.open(&label, &stale.sealed)?)?
-                            }
+                            SealedAt::AuditEvent(id) => (id.to_string(), audit_label, &keys.audit),
+                            SealedAt::Token(uuid) => (uuid.to_string(), token_label, &keys.tokens),
                         };
+                        let label = label_of(tx.tenant(), &row);
+                        let fresh =
+                            seal_keys.seal(&label, &seal_keys.open(&label, &stale.sealed)?)?;
                         if reseal::replace(tx, &stale.at, &stale.sealed, &fresh).await? {
                             replaced += 1;
                         }

@@ -1,9 +1,10 @@
-//! The expiry sweeper: forgets users whose `finaltime` or sliding window has passed, tenant by
-//! tenant, each in its own transaction with an audit event whose actor is Bunker itself.
+//! The expiry sweeper: forgets users and purges tokens whose `finaltime` or sliding window has
+//! passed, tenant by tenant, each in its own transaction with an audit event whose actor is Bunker itself.
 
 use std::time::Duration;
 
-use bunker_db::audit::{self, Performer};
+use bunker_db::audit::{self, AuditEvent, Performer};
+use bunker_db::tokens;
 use bunker_db::users as store;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -54,7 +55,19 @@ impl Vault {
                                     event.seal(&keys, tx.tenant(), id, Performer::System)?;
                                 audit::record_with_id(tx, id, &sealed).await?;
                             }
-                            Ok::<_, VaultError>(expired.len())
+                            let tokens = tokens::lock_expired(tx, BATCH).await?;
+                            tokens::delete(tx, &tokens).await?;
+                            for token in &tokens {
+                                let event = AuditEvent {
+                                    actor: Performer::System,
+                                    action: "TokenExpired",
+                                    target: format!("token:{token}"),
+                                    user_token: None,
+                                    details: None,
+                                };
+                                audit::record(tx, &event).await?;
+                            }
+                            Ok::<_, VaultError>(expired.len().max(tokens.len()))
                         })
                     })
                     .await?;

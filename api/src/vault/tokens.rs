@@ -1,0 +1,359 @@
+//! The tokenization engine: TokenCreate(Bulk), TokenGet, TokenDelete. A token is random; the value
+//! is sealed with the tenant's token key under the token's UUID; `unique` maps a keyed hash of the
+//! value to its one token. Every create, read and delete is audited without the value.
+
+use std::collections::HashMap;
+
+use bunker_db::audit::{self, AuditEvent, Performer};
+use bunker_db::tokens::{self as store, NewToken, StoredToken};
+use bunker_db::{DbError, TenantId, TenantTx};
+use bunker_keys::{KeyError, TenantKeys};
+use bunker_tenancy::Caller;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::expiry::Expiry;
+use super::{audit_label, token_label, Vault, VaultError};
+use crate::tokens::format::{self, FormatOptions, TokenType};
+
+/// How often a batch whose random tokens clashed with existing ones is drawn again.
+const ATTEMPTS: usize = 5;
+
+/// One value to tokenize.
+#[derive(Clone, Debug)]
+pub struct TokenSpec {
+    pub token_type: TokenType,
+    pub record: String,
+    pub options: FormatOptions,
+}
+
+/// A token made (or, for `unique`, found).
+#[derive(Clone, Debug)]
+pub struct IssuedValueToken {
+    pub uuid: Uuid,
+    pub base: String,
+    pub token_type: TokenType,
+}
+
+/// A token read back.
+#[derive(Clone, Debug)]
+pub struct TokenValue {
+    pub uuid: Uuid,
+    pub base: String,
+    pub token_type: String,
+    pub record: String,
+    pub expirationtime: Option<i64>,
+}
+
+/// Why an attempt must be drawn again.
+enum Attempt {
+    Retry,
+    Failed(VaultError),
+}
+
+impl From<VaultError> for Attempt {
+    fn from(err: VaultError) -> Self {
+        Attempt::Failed(err)
+    }
+}
+
+impl From<DbError> for Attempt {
+    fn from(err: DbError) -> Self {
+        match err.violated_constraint() {
+            Some("token_handles_pkey" | "token_unique_pkey") => Attempt::Retry,
+            _ => Attempt::Failed(err.into()),
+        }
+    }
+}
+
+impl Vault {
+    /// Tokenizes values (all or none, in one transaction). With `unique`, a value already
+    /// tokenized in this tenant gets its existing token back and its expiry restarted.
+    pub async fn create_tokens(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        specs: &[TokenSpec],
+        unique: bool,
+        expiry: Expiry,
+        metadata: Option<&Value>,
+    ) -> Result<Vec<IssuedValueToken>, VaultError> {
+        let mut canonical = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let value = format::canonical(spec.token_type, &spec.record).map_err(|e| {
+                let at = if specs.len() > 1 {
+                    format!("records[{i}]: ")
+                } else {
+                    String::new()
+                };
+                VaultError::BadRequest(format!("{at}{e}"))
+            })?;
+            canonical.push(value);
+        }
+        let tenant = caller.tenant.id;
+        let actor = Performer::Token(caller.actor());
+        for attempt in 1..=ATTEMPTS {
+            let keys = self.keys(tenant);
+            let specs = specs.to_vec();
+            let canonical = canonical.clone();
+            let metadata = metadata.cloned();
+            let result = self
+                .db
+                .in_tenant(tenant, move |tx| {
+                    Box::pin(async move {
+                        issue(
+                            tx,
+                            &keys,
+                            &specs,
+                            &canonical,
+                            unique,
+                            expiry,
+                            actor,
+                            action,
+                            metadata.as_ref(),
+                        )
+                        .await
+                        .map_err(|e| match e {
+                            Attempt::Retry => VaultError::Conflict,
+                            Attempt::Failed(e) => e,
+                        })
+                    })
+                })
+                .await;
+            match result {
+                Err(VaultError::Conflict) if attempt < ATTEMPTS => continue,
+                other => return other,
+            }
+        }
+        Err(VaultError::Conflict)
+    }
+
+    /// The value behind a token (by `tokenuuid` or `tokenbase`). Renews a sliding expiry.
+    pub async fn get_token(
+        &self,
+        caller: &Caller,
+        handle: &str,
+        metadata: Option<Value>,
+    ) -> Result<TokenValue, VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let actor = Performer::Token(caller.actor());
+        let handle = handle.to_owned();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let token = find(tx, &handle).await?;
+                    let row = token.uuid.to_string();
+                    let plain = keys
+                        .tokens
+                        .open(&token_label(tx.tenant(), &row), &token.record)?;
+                    let record = String::from_utf8(plain.to_vec())
+                        .map_err(|_| VaultError::Keys(KeyError::Unsealable))?;
+                    let renewed = store::renew(tx, token.uuid).await?;
+                    let event = token_event(
+                        &keys,
+                        tx.tenant(),
+                        actor,
+                        "TokenGet",
+                        &token.uuid,
+                        &token.token_type,
+                        metadata.as_ref(),
+                    )?;
+                    audit::record_many(tx, &[event]).await?;
+                    Ok(TokenValue {
+                        uuid: token.uuid,
+                        base: token.base,
+                        token_type: token.token_type,
+                        record,
+                        expirationtime: renewed.or(token.expires_at),
+                    })
+                })
+            })
+            .await
+    }
+
+    /// Deletes a token: both handles stop resolving.
+    pub async fn delete_token(
+        &self,
+        caller: &Caller,
+        handle: &str,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let actor = Performer::Token(caller.actor());
+        let handle = handle.to_owned();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let token = find(tx, &handle).await?;
+                    store::delete(tx, &[token.uuid]).await?;
+                    let event = token_event(
+                        &keys,
+                        tx.tenant(),
+                        actor,
+                        "TokenDelete",
+                        &token.uuid,
+                        &token.token_type,
+                        metadata.as_ref(),
+                    )?;
+                    audit::record_many(tx, &[event]).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+/// One attempt at issuing tokens, inside the transaction.
+#[allow(clippy::too_many_arguments)]
+async fn issue(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    specs: &[TokenSpec],
+    canonical: &[String],
+    unique: bool,
+    expiry: Expiry,
+    actor: Performer,
+    action: &'static str,
+    metadata: Option<&Value>,
+) -> Result<Vec<IssuedValueToken>, Attempt> {
+    let tenant = tx.tenant();
+    let hashes: Vec<Option<[u8; 32]>> = specs
+        .iter()
+        .zip(canonical)
+        .map(|(spec, value)| {
+            unique.then(|| {
+                keys.token_index
+                    .blind_index(spec.token_type.as_str(), value.as_bytes())
+            })
+        })
+        .collect();
+    // Tokens already made for these values: live ones are reused, expired ones make way.
+    let mut existing: HashMap<Vec<u8>, StoredToken> = HashMap::new();
+    if unique {
+        let wanted: Vec<&[u8]> = hashes.iter().flatten().map(|h| h.as_slice()).collect();
+        let mut expired = Vec::new();
+        for (hash, token) in store::find_unique(tx, &wanted).await? {
+            if token.expired {
+                expired.push(token.uuid);
+            } else {
+                existing.insert(hash, token);
+            }
+        }
+        store::delete(tx, &expired).await?;
+        let reused: Vec<Uuid> = existing.values().map(|t| t.uuid).collect();
+        store::restart_expiry(tx, &reused, expiry.sliding_seconds, expiry.final_at).await?;
+    }
+    let (issued, fresh) = draw(keys, tenant, specs, canonical, &hashes, &existing, expiry)?;
+    store::insert_tokens(tx, &fresh).await?;
+    let mut events = Vec::with_capacity(issued.len());
+    for token in &issued {
+        events.push(token_event(
+            keys,
+            tenant,
+            actor,
+            action,
+            &token.uuid,
+            token.token_type.as_str(),
+            metadata,
+        )?);
+    }
+    audit::record_many(tx, &events).await?;
+    Ok(issued)
+}
+
+/// Draws new tokens for the values that need one (synchronously: the thread's CSPRNG is not
+/// `Send`); reuses `existing` tokens and repeats within the batch for `unique` values.
+fn draw(
+    keys: &TenantKeys,
+    tenant: TenantId,
+    specs: &[TokenSpec],
+    canonical: &[String],
+    hashes: &[Option<[u8; 32]>],
+    existing: &HashMap<Vec<u8>, StoredToken>,
+    expiry: Expiry,
+) -> Result<(Vec<IssuedValueToken>, Vec<NewToken>), VaultError> {
+    let mut issued = Vec::with_capacity(specs.len());
+    let mut fresh = Vec::new();
+    let mut made_now: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut rng = rand::rng();
+    for ((spec, value), hash) in specs.iter().zip(canonical).zip(hashes) {
+        if let Some(hash) = hash {
+            if let Some(token) = existing.get(hash.as_slice()) {
+                issued.push(IssuedValueToken {
+                    uuid: token.uuid,
+                    base: token.base.clone(),
+                    token_type: spec.token_type,
+                });
+                continue;
+            }
+            if let Some(&i) = made_now.get(hash) {
+                if let Some(first) = issued.get(i).cloned() {
+                    issued.push(first);
+                    continue;
+                }
+            }
+            made_now.insert(*hash, issued.len());
+        }
+        let uuid = Uuid::new_v4();
+        let row = uuid.to_string();
+        let base = format::shaped_token(spec.token_type, value, spec.options, &mut rng)
+            .unwrap_or_else(|| row.clone());
+        let record = keys
+            .tokens
+            .seal(&token_label(tenant, &row), value.as_bytes())
+            .map_err(VaultError::from)?;
+        fresh.push(NewToken {
+            uuid,
+            base: base.clone(),
+            token_type: spec.token_type.as_str(),
+            record,
+            value_hash: *hash,
+            sliding_seconds: expiry.sliding_seconds,
+            final_at: expiry.final_at,
+        });
+        issued.push(IssuedValueToken {
+            uuid,
+            base,
+            token_type: spec.token_type,
+        });
+    }
+    Ok((issued, fresh))
+}
+
+/// A token by either handle; expired or unknown is not found.
+async fn find(tx: &TenantTx<'_>, handle: &str) -> Result<StoredToken, VaultError> {
+    let uuid = Uuid::try_parse(handle.trim()).ok();
+    match store::get(tx, uuid, handle.trim()).await? {
+        Some(token) if !token.expired => Ok(token),
+        _ => Err(VaultError::TokenNotFound),
+    }
+}
+
+/// An audit event about a token: its type and the request metadata, sealed; never the value.
+fn token_event(
+    keys: &TenantKeys,
+    tenant: TenantId,
+    actor: Performer,
+    action: &'static str,
+    token: &Uuid,
+    token_type: &str,
+    metadata: Option<&Value>,
+) -> Result<(Uuid, AuditEvent), VaultError> {
+    let id = Uuid::new_v4();
+    let details = json!({ "tokentype": token_type, "request_metadata": metadata });
+    let plain = serde_json::to_vec(&details).map_err(|_| KeyError::Seal)?;
+    let row = id.to_string();
+    let sealed = keys.audit.seal(&audit_label(tenant, &row), &plain)?;
+    Ok((
+        id,
+        AuditEvent {
+            actor,
+            action,
+            target: format!("token:{token}"),
+            user_token: None,
+            details: Some(sealed),
+        },
+    ))
+}
