@@ -33,8 +33,8 @@ pub struct StoredToken {
 }
 
 /// Inserts tokens in three batched statements. A clash of format-preserving tokens is a
-/// [`DbError::UniqueViolation`] on `token_handles_pkey`; two `unique` tokens for one value, on
-/// `token_unique_pkey`.
+/// [`DbError::UniqueViolation`] on a `token_handles_*` constraint; two `unique` tokens for one
+/// value, on a `token_unique_*` one (named after the partition's index).
 pub async fn insert_tokens(tx: &TenantTx<'_>, tokens: &[NewToken]) -> Result<(), DbError> {
     let tenant = tx.tenant().0;
     let uuids: Vec<Uuid> = tokens.iter().map(|t| t.uuid).collect();

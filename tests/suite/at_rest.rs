@@ -24,6 +24,11 @@ const VALUES: &[&str] = &[
     "meta-zq-7731",
     "zelda.renamed.7731@mailinator.test",
     "bulk-zq-7731@mailinator.test",
+    "4012888888881881",
+    "4012 8888 8888 1881",
+    "token.zq7731@mailinator.test",
+    "ssn-zq-7731-text",
+    "3141592653",
 ];
 
 #[tokio::test]
@@ -103,6 +108,18 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
             json!({"mode": "email", "identity": "absent-zq-7731@mailinator.test"}),
         ),
         ("UserCreate", json!({"profile": {"email": VALUES[9]}})),
+        (
+            "TokenCreate",
+            json!({"tokentype": "creditcard", "record": VALUES[12], "unique": true}),
+        ),
+        (
+            "TokenCreate",
+            json!({"tokentype": "email", "record": VALUES[13]}),
+        ),
+        (
+            "TokenCreateBulk",
+            json!({"records": [{"tokentype": "text", "record": VALUES[14]}, {"tokentype": "uint32", "record": VALUES[15]}], "unique": true}),
+        ),
     ];
     for (command, body) in seed {
         let (status, reply) = answer(call(command, body)).await;

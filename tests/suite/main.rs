@@ -10,4 +10,5 @@ mod kms;
 mod resolution;
 mod startup;
 mod tenants;
+mod tokens;
 mod users;

@@ -59,8 +59,12 @@ impl From<VaultError> for Attempt {
 
 impl From<DbError> for Attempt {
     fn from(err: DbError) -> Self {
+        // On a partitioned table the violated constraint is named after the partition's index
+        // (`token_unique_p3_pkey`), so match by table.
         match err.violated_constraint() {
-            Some("token_handles_pkey" | "token_unique_pkey") => Attempt::Retry,
+            Some(c) if c.starts_with("token_handles_") || c.starts_with("token_unique_") => {
+                Attempt::Retry
+            }
             _ => Attempt::Failed(err.into()),
         }
     }
