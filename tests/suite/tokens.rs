@@ -23,7 +23,7 @@ fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A Luhn-valid card number of `len` digits starting with `first`, from `seed`.
