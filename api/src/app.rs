@@ -19,6 +19,7 @@ use crate::error::envelope;
 use crate::keyadmin::{load_keyring, KeyAdminError, SharedKeyring};
 use crate::ops;
 use crate::v2::audit::AuditApi;
+use crate::v2::groups::GroupApi;
 use crate::v2::system::SystemApi;
 use crate::v2::tenants::TenantApi;
 use crate::v2::tokens::TokenApi;
@@ -181,13 +182,16 @@ impl Application {
 }
 
 /// The `/v2` command groups.
-pub type V2 = (TenantApi, UserApi, TokenApi, AuditApi, SystemApi);
+pub type V2 = (TenantApi, UserApi, GroupApi, TokenApi, AuditApi, SystemApi);
 
 /// The OpenAPI service describing `/v2`, generated from the code.
 pub fn openapi(tenancy: Tenancy, vault: Vault, keys: KeyService) -> OpenApiService<V2, ()> {
     let api = (
         TenantApi { tenancy },
         UserApi {
+            vault: vault.clone(),
+        },
+        GroupApi {
             vault: vault.clone(),
         },
         TokenApi {

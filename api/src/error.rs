@@ -132,10 +132,14 @@ impl From<TenancyError> for ApiError {
 impl From<VaultError> for ApiError {
     fn from(err: VaultError) -> Self {
         let status = match &err {
-            VaultError::BadRequest(_) | VaultError::GroupsUnavailable => StatusCode::BAD_REQUEST,
-            VaultError::NotFound | VaultError::EventNotFound | VaultError::TokenNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            VaultError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            VaultError::NotFound
+            | VaultError::EventNotFound
+            | VaultError::TokenNotFound
+            | VaultError::GroupNotFound
+            | VaultError::RoleNotFound => StatusCode::NOT_FOUND,
+            VaultError::RoleExists | VaultError::DuplicateGroup => StatusCode::CONFLICT,
+            VaultError::Forbidden(_) => StatusCode::FORBIDDEN,
             VaultError::Duplicate(_) | VaultError::Conflict => StatusCode::CONFLICT,
             VaultError::Database(db) => return db_error(db),
             VaultError::Keys(keys) => {

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cluster;
 pub mod control;
 mod error;
+pub mod groups;
 pub mod keys;
 mod migrate;
 mod pool;

@@ -17,6 +17,8 @@ pub enum SealedAt {
     AuditEvent(Uuid),
     /// `tokens.record` of a token.
     Token(Uuid),
+    /// `groups.sealed` of a group.
+    Group(i64),
 }
 
 /// One sealed value not under the current version.
@@ -38,7 +40,8 @@ pub async fn count_stale(tx: &TenantTx<'_>, current: i32) -> Result<i64, DbError
             "SELECT (SELECT count(*) FROM users WHERE record IS NOT NULL AND substring(record FROM 2 FOR 4) <> $1)
                   + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) <> $1)
                   + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> $1)
-                  + (SELECT count(*) FROM tokens WHERE substring(record FROM 2 FOR 4) <> $1)",
+                  + (SELECT count(*) FROM tokens WHERE substring(record FROM 2 FOR 4) <> $1)
+                  + (SELECT count(*) FROM groups WHERE substring(sealed FROM 2 FOR 4) <> $1)",
             &[&v],
         )
         .await?
@@ -104,6 +107,18 @@ pub async fn stale_values(
             sealed: row.try_get(1)?,
         });
     }
+    for row in tx
+        .query(
+            "SELECT id, sealed FROM groups WHERE substring(sealed FROM 2 FOR 4) <> $1 LIMIT $2",
+            &[&v, &limit],
+        )
+        .await?
+    {
+        stale.push(StaleValue {
+            at: SealedAt::Group(row.try_get(0)?),
+            sealed: row.try_get(1)?,
+        });
+    }
     Ok(stale)
 }
 
@@ -132,6 +147,13 @@ pub async fn replace(
         SealedAt::AuditEvent(id) => {
             tx.execute(
                 "UPDATE audit_events SET details = $3 WHERE id = $1 AND details = $2",
+                &[id, &old, &new],
+            )
+            .await?
+        }
+        SealedAt::Group(id) => {
+            tx.execute(
+                "UPDATE groups SET sealed = $3 WHERE id = $1 AND sealed = $2",
                 &[id, &old, &new],
             )
             .await?

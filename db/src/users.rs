@@ -236,8 +236,8 @@ pub async fn list_versions(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<StoredV
     .collect()
 }
 
-/// Forget-me: removes the sealed record, its versions and its indexes; the row stays so that the
-/// token is never issued again. Returns whether there was a record to forget.
+/// Forget-me: removes the sealed record, its versions, its indexes and its group memberships; the
+/// row stays so that the token is never issued again. Returns whether there was a record to forget.
 pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError> {
     let forgotten = tx
         .execute(
@@ -253,6 +253,8 @@ pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError
     tx.execute("DELETE FROM user_indexes WHERE token = $1", &[&token])
         .await?;
     tx.execute("DELETE FROM user_versions WHERE token = $1", &[&token])
+        .await?;
+    tx.execute("DELETE FROM group_members WHERE token = $1", &[&token])
         .await?;
     Ok(true)
 }

@@ -4,6 +4,7 @@
 mod api;
 mod at_rest;
 mod cli;
+mod groups;
 mod isolation;
 mod keys;
 mod kms;

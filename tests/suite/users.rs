@@ -468,8 +468,8 @@ async fn bad_user_requests_get_clear_400s() {
         ),
         (
             "UserCreate",
-            json!({"profile": {"a": 1}, "groupname": "admins"}),
-            "Group and role assignment is not available yet",
+            json!({"profile": {"a": 1}, "rolename": "admin"}),
+            "A role needs a group",
         ),
         (
             "UserGet",

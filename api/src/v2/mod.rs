@@ -1,6 +1,7 @@
 //! The Databunker Pro `/v2` API: every command is `POST /v2/<Command>` with a JSON body.
 
 pub mod audit;
+pub mod groups;
 pub mod system;
 pub mod tenants;
 pub mod tokens;
@@ -19,6 +20,8 @@ pub enum ApiTags {
     Users,
     /// Audit: the trail of every operation on a user.
     Audit,
+    /// Groups and roles: who belongs together, and as what.
+    Groups,
     /// Tokens: format-preserving tokens for single values (cards, ids, dates, text).
     Tokens,
     /// System: key administration.

@@ -10,6 +10,8 @@ use super::{ApiTags, Done, Status};
 use crate::error::ApiError;
 use crate::extract::{lenient, Authenticated, JsonBody};
 use crate::vault::expiry::Expiry;
+use crate::vault::groups::{GroupRef, RoleSelector};
+use crate::vault::users::Membership;
 use crate::vault::{Change, Mode, Vault, VaultError};
 
 /// The user commands.
@@ -181,10 +183,10 @@ impl UserApi {
         body: JsonBody<UserCreateRequest>,
     ) -> Result<Json<UserCreated>, ApiError> {
         let request = body.0;
-        refuse_groups(
-            &request.groupname,
+        let joining = membership(
+            request.groupname,
             request.groupid,
-            &request.rolename,
+            request.rolename,
             request.roleid,
         )?;
         let expiry = Expiry::parse(request.slidingtime.as_ref(), request.finaltime.as_ref())?;
@@ -195,6 +197,7 @@ impl UserApi {
                 &caller.0,
                 "UserCreate",
                 std::slice::from_ref(&profile),
+                vec![joining],
                 expiry,
                 request.request_metadata.as_ref(),
             )
@@ -216,13 +219,14 @@ impl UserApi {
         let request = body.0;
         let expiry = Expiry::parse(request.slidingtime.as_ref(), request.finaltime.as_ref())?;
         let mut profiles = Vec::with_capacity(request.records.len());
+        let mut memberships = Vec::with_capacity(request.records.len());
         for (i, record) in request.records.into_iter().enumerate() {
-            refuse_groups(
-                &record.groupname,
+            memberships.push(membership(
+                record.groupname,
                 record.groupid,
-                &record.rolename,
+                record.rolename,
                 record.roleid,
-            )?;
+            )?);
             profiles.push(object(record.profile, &format!("records[{i}].profile"))?);
         }
         if profiles.is_empty() {
@@ -234,6 +238,7 @@ impl UserApi {
                 &caller.0,
                 "UserCreateBulk",
                 &profiles,
+                memberships,
                 expiry,
                 request.request_metadata.as_ref(),
             )
@@ -423,16 +428,31 @@ fn object(value: Value, field: &str) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// Groups and roles arrive with access control; until then, an assignment is refused rather than
-/// silently dropped.
-fn refuse_groups(
-    groupname: &Option<String>,
+/// The group (by id or name) and role (by id or name) a new user joins, if any.
+fn membership(
+    groupname: Option<String>,
     groupid: Option<i64>,
-    rolename: &Option<String>,
+    rolename: Option<String>,
     roleid: Option<i64>,
-) -> Result<(), ApiError> {
-    if groupname.is_some() || groupid.is_some() || rolename.is_some() || roleid.is_some() {
-        return Err(VaultError::GroupsUnavailable.into());
+) -> Result<Option<Membership>, ApiError> {
+    let role = match (roleid, rolename) {
+        (Some(id), _) => Some(RoleSelector::Id(id)),
+        (None, Some(name)) => Some(RoleSelector::Name(name)),
+        (None, None) => None,
+    };
+    if groupid.is_none() && groupname.is_none() {
+        if role.is_some() {
+            return Err(ApiError::bad_request(
+                "A role needs a group: give groupname or groupid",
+            ));
+        }
+        return Ok(None);
     }
-    Ok(())
+    Ok(Some((
+        GroupRef {
+            id: groupid,
+            name: groupname,
+        },
+        role,
+    )))
 }

@@ -6,6 +6,7 @@
 
 mod audit;
 pub mod expiry;
+pub mod groups;
 pub mod identity;
 mod reencrypt;
 mod sweeper;
@@ -54,12 +55,20 @@ pub enum VaultError {
     Duplicate(&'static str),
     #[error("The user record was changed by another request at the same time; retry")]
     Conflict,
-    #[error("Group and role assignment is not available yet")]
-    GroupsUnavailable,
     #[error("The audit event was not found")]
     EventNotFound,
     #[error("Token not found")]
     TokenNotFound,
+    #[error("The group record was not found")]
+    GroupNotFound,
+    #[error("The role record was not found")]
+    RoleNotFound,
+    #[error("The role record already exists")]
+    RoleExists,
+    #[error("Duplicate group name")]
+    DuplicateGroup,
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error(transparent)]

@@ -11,7 +11,7 @@ use bunker_keys::{Label, SealKeys};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{
-    audit_label, record_label, token_label, version_label, version_row, Vault, VaultError,
+    audit_label, groups, record_label, token_label, version_label, version_row, Vault, VaultError,
 };
 
 /// How a kind of sealed value names its label from its row.
@@ -67,6 +67,9 @@ impl Vault {
                             }
                             SealedAt::AuditEvent(id) => (id.to_string(), audit_label, &keys.audit),
                             SealedAt::Token(uuid) => (uuid.to_string(), token_label, &keys.tokens),
+                            SealedAt::Group(id) => {
+                                (id.to_string(), groups::group_seal_label, &keys.records)
+                            }
                         };
                         let label = label_of(tx.tenant(), &row);
                         let fresh =

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::expiry::Expiry;
+use super::groups::{add_membership, GroupRef, RoleSelector};
 use super::identity::{Lookup, Mode};
 use super::{
     open_profile, record_label, seal_profile, version_label, version_row, UserEvent, Vault,
@@ -56,6 +57,9 @@ pub enum Change {
     Patch(json_patch::Patch),
 }
 
+/// A group to join and, optionally, the role to have in it.
+pub type Membership = (GroupRef, Option<RoleSelector>);
+
 /// One attempt at a change, as carried into its transaction.
 struct ChangeRequest {
     actor: Actor,
@@ -66,12 +70,14 @@ struct ChangeRequest {
 }
 
 impl Vault {
-    /// Stores profiles (all or none, in one transaction) and returns their new tokens in order.
+    /// Stores profiles (all or none, in one transaction), each optionally added to a group with a
+    /// role, and returns their new tokens in order.
     pub async fn create_users(
         &self,
         caller: &Caller,
         action: &'static str,
         profiles: &[NewProfile],
+        memberships: Vec<Option<Membership>>,
         expiry: Expiry,
         metadata: Option<&Value>,
     ) -> Result<Vec<Uuid>, VaultError> {
@@ -103,11 +109,20 @@ impl Vault {
                 event.seal(&keys, tenant, id, Performer::Token(caller.actor()))?,
             ));
         }
-        let tokens = users.iter().map(|u| u.token).collect();
+        let tokens: Vec<Uuid> = users.iter().map(|u| u.token).collect();
+        let joining: Vec<(Uuid, Membership)> = tokens
+            .iter()
+            .zip(memberships)
+            .filter_map(|(token, m)| m.map(|m| (*token, m)))
+            .collect();
+        let keys = self.keys(tenant);
         self.db
-            .in_tenant(tenant, |tx| {
+            .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     store::insert_users(tx, &users).await.map_err(duplicate)?;
+                    for (token, (group, role)) in &joining {
+                        add_membership(tx, &keys, *token, group, role.as_ref()).await?;
+                    }
                     audit::record_many(tx, &events).await?;
                     Ok::<_, VaultError>(())
                 })

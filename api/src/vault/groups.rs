@@ -1,0 +1,478 @@
+//! Groups, memberships and roles. A group's name and description are sealed (they can identify
+//! people); it is found by name through a blind index. Roles are installation-wide labels that only
+//! the root token defines.
+
+use bunker_db::audit::{self, AuditEvent, Performer};
+use bunker_db::groups::{self as store, RoleRef, StoredGroup};
+use bunker_db::{DbError, TenantId, TenantTx};
+use bunker_keys::{KeyError, Label, TenantKeys};
+use bunker_tenancy::Caller;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::identity::Mode;
+use super::users::{record_event, resolve};
+use super::{UserEvent, Vault, VaultError};
+
+/// A group named by id or by name, as the SDKs send it.
+#[derive(Clone, Debug, Default)]
+pub struct GroupRef {
+    pub id: Option<i64>,
+    pub name: Option<String>,
+}
+
+/// A role named by id or by name.
+#[derive(Clone, Debug)]
+pub enum RoleSelector {
+    Id(i64),
+    Name(String),
+}
+
+/// A group as answered.
+#[derive(Clone, Debug)]
+pub struct GroupView {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub grouptype: String,
+}
+
+/// What is sealed for a group.
+#[derive(Serialize, Deserialize)]
+struct GroupLabel {
+    name: String,
+    description: String,
+}
+
+/// The longest group type (contract: a short label).
+const MAX_GROUPTYPE: usize = 30;
+
+pub(super) fn group_seal_label(tenant: TenantId, row: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "group",
+        row,
+    }
+}
+
+fn name_index(keys: &TenantKeys, name: &str) -> [u8; 32] {
+    keys.index.blind_index("group-name", name.trim().as_bytes())
+}
+
+fn seal_group(
+    keys: &TenantKeys,
+    tenant: TenantId,
+    id: i64,
+    name: &str,
+    description: &str,
+) -> Result<Vec<u8>, VaultError> {
+    let label = GroupLabel {
+        name: name.trim().to_owned(),
+        description: description.to_owned(),
+    };
+    let plain = serde_json::to_vec(&label).map_err(|_| KeyError::Seal)?;
+    let row = id.to_string();
+    Ok(keys.records.seal(&group_seal_label(tenant, &row), &plain)?)
+}
+
+fn open_group(
+    keys: &TenantKeys,
+    tenant: TenantId,
+    group: &StoredGroup,
+) -> Result<GroupView, VaultError> {
+    let row = group.id.to_string();
+    let plain = keys
+        .records
+        .open(&group_seal_label(tenant, &row), &group.sealed)?;
+    let label: GroupLabel =
+        serde_json::from_slice(&plain).map_err(|_| VaultError::Keys(KeyError::Unsealable))?;
+    Ok(GroupView {
+        id: group.id,
+        name: label.name,
+        description: label.description,
+        grouptype: group.grouptype.clone(),
+    })
+}
+
+fn check_group_fields(name: &str, grouptype: &str) -> Result<(), VaultError> {
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        return Err(VaultError::BadRequest(
+            "groupname must be 1 to 200 characters".into(),
+        ));
+    }
+    if grouptype.is_empty() || grouptype.chars().count() > MAX_GROUPTYPE {
+        return Err(VaultError::BadRequest(
+            "grouptype must be 1 to 30 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn duplicate_group(err: DbError) -> VaultError {
+    match err.violated_constraint() {
+        Some("groups_name_key") => VaultError::DuplicateGroup,
+        _ => VaultError::Database(err),
+    }
+}
+
+/// The group a reference names.
+pub(super) async fn find_group(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    group: &GroupRef,
+) -> Result<StoredGroup, VaultError> {
+    if group.id.is_none() && group.name.is_none() {
+        return Err(VaultError::BadRequest(
+            "Missing API request parameters: groupid or groupname".into(),
+        ));
+    }
+    let index = group.name.as_deref().map(|n| name_index(keys, n));
+    store::find_group(tx, group.id, index.as_ref())
+        .await?
+        .ok_or(VaultError::GroupNotFound)
+}
+
+/// The role a selector names.
+pub(super) async fn find_role(
+    tx: &TenantTx<'_>,
+    role: &RoleSelector,
+) -> Result<store::Role, VaultError> {
+    let reference = match role {
+        RoleSelector::Id(id) => RoleRef::Id(*id),
+        RoleSelector::Name(name) => RoleRef::Name(name),
+    };
+    store::find_role(tx, &reference)
+        .await?
+        .ok_or(VaultError::RoleNotFound)
+}
+
+fn event(actor: Performer, action: &'static str, target: String) -> AuditEvent {
+    AuditEvent {
+        actor,
+        action,
+        target,
+        user_token: None,
+        details: None,
+    }
+}
+
+impl Vault {
+    /// Creates a group in the caller's tenant; returns its id.
+    pub async fn create_group(
+        &self,
+        caller: &Caller,
+        name: String,
+        description: String,
+        grouptype: Option<String>,
+    ) -> Result<i64, VaultError> {
+        let grouptype = grouptype.unwrap_or_else(|| "users".to_owned());
+        check_group_fields(&name, &grouptype)?;
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let actor = Performer::Token(caller.actor());
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let id = store::next_group_id(tx).await?;
+                    let sealed = seal_group(&keys, tx.tenant(), id, &name, &description)?;
+                    store::insert_group(tx, id, &name_index(&keys, &name), &sealed, &grouptype)
+                        .await
+                        .map_err(duplicate_group)?;
+                    audit::record(tx, &event(actor, "GroupCreate", format!("group:{id}"))).await?;
+                    Ok(id)
+                })
+            })
+            .await
+    }
+
+    /// One group of the caller's tenant.
+    pub async fn get_group(
+        &self,
+        caller: &Caller,
+        group: GroupRef,
+    ) -> Result<GroupView, VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let stored = find_group(tx, &keys, &group).await?;
+                    open_group(&keys, tx.tenant(), &stored)
+                })
+            })
+            .await
+    }
+
+    /// Every group of the caller's tenant.
+    pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    store::list_groups(tx)
+                        .await?
+                        .iter()
+                        .map(|g| open_group(&keys, tx.tenant(), g))
+                        .collect()
+                })
+            })
+            .await
+    }
+
+    /// Renames a group or changes its description or type; `None` keeps a field.
+    pub async fn update_group(
+        &self,
+        caller: &Caller,
+        group: GroupRef,
+        name: Option<String>,
+        description: Option<String>,
+        grouptype: Option<String>,
+    ) -> Result<(), VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let actor = Performer::Token(caller.actor());
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let stored = find_group(tx, &keys, &group).await?;
+                    let current = open_group(&keys, tx.tenant(), &stored)?;
+                    let name = name.unwrap_or(current.name);
+                    let description = description.unwrap_or(current.description);
+                    let grouptype = grouptype.unwrap_or(current.grouptype);
+                    check_group_fields(&name, &grouptype)?;
+                    let sealed = seal_group(&keys, tx.tenant(), stored.id, &name, &description)?;
+                    store::update_group(
+                        tx,
+                        stored.id,
+                        &name_index(&keys, &name),
+                        &sealed,
+                        &grouptype,
+                    )
+                    .await
+                    .map_err(duplicate_group)?;
+                    let target = format!("group:{}", stored.id);
+                    audit::record(tx, &event(actor, "GroupUpdate", target)).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Deletes a group and its memberships.
+    pub async fn delete_group(&self, caller: &Caller, group: GroupRef) -> Result<(), VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let actor = Performer::Token(caller.actor());
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let stored = find_group(tx, &keys, &group).await?;
+                    store::delete_group(tx, stored.id).await?;
+                    let target = format!("group:{}", stored.id);
+                    audit::record(tx, &event(actor, "GroupDelete", target)).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Adds a user to a group with an optional role (or changes their role in it).
+    pub async fn add_user_to_group(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        identity: &str,
+        group: GroupRef,
+        role: Option<RoleSelector>,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        let tenant = caller.tenant.id;
+        let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let actor = caller.actor();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let user = resolve(tx, lookup).await?;
+                    add_membership(tx, &keys, user.token, &group, role.as_ref()).await?;
+                    let event = UserEvent {
+                        action: "GroupAddUser",
+                        user: user.token,
+                        fields: Vec::new(),
+                        metadata: metadata.as_ref(),
+                    };
+                    record_event(tx, &keys, actor, event).await
+                })
+            })
+            .await
+    }
+
+    /// Removes a user from a group.
+    pub async fn remove_user_from_group(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        identity: &str,
+        group: GroupRef,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        let tenant = caller.tenant.id;
+        let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let actor = caller.actor();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let user = resolve(tx, lookup).await?;
+                    let stored = find_group(tx, &keys, &group).await?;
+                    if !store::remove_member(tx, stored.id, user.token).await? {
+                        return Err(VaultError::BadRequest(
+                            "The user is not in this group".into(),
+                        ));
+                    }
+                    let event = UserEvent {
+                        action: "GroupDeleteUser",
+                        user: user.token,
+                        fields: Vec::new(),
+                        metadata: metadata.as_ref(),
+                    };
+                    record_event(tx, &keys, actor, event).await
+                })
+            })
+            .await
+    }
+
+    /// The groups a user is in, with their role in each.
+    pub async fn list_user_groups(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        identity: &str,
+    ) -> Result<Vec<(GroupView, Option<String>)>, VaultError> {
+        let tenant = caller.tenant.id;
+        let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let user = resolve(tx, lookup).await?;
+                    store::user_memberships(tx, user.token)
+                        .await?
+                        .iter()
+                        .map(|m| {
+                            Ok((
+                                open_group(&keys, tx.tenant(), &m.group)?,
+                                m.role.as_ref().map(|r| r.name.clone()),
+                            ))
+                        })
+                        .collect()
+                })
+            })
+            .await
+    }
+
+    /// Creates a role (root token only); returns its id.
+    pub async fn create_role(
+        &self,
+        caller: &Caller,
+        name: String,
+        description: String,
+    ) -> Result<i64, VaultError> {
+        require_root(caller, "Only the main tenant admin can create roles")?;
+        check_role_name(&name)?;
+        let actor = Performer::Token(caller.actor());
+        self.db
+            .in_tenant(TenantId::MAIN, move |tx| {
+                Box::pin(async move {
+                    let id = store::insert_role(tx, &name, &description)
+                        .await
+                        .map_err(role_error)?;
+                    audit::record(tx, &event(actor, "RoleCreate", format!("role:{id}"))).await?;
+                    Ok(id)
+                })
+            })
+            .await
+    }
+
+    /// Renames a role or changes its description (root token only).
+    pub async fn update_role(
+        &self,
+        caller: &Caller,
+        role: RoleSelector,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<(), VaultError> {
+        require_root(caller, "Only the main tenant admin can update roles")?;
+        if let Some(name) = &name {
+            check_role_name(name)?;
+        }
+        let actor = Performer::Token(caller.actor());
+        self.db
+            .in_tenant(TenantId::MAIN, move |tx| {
+                Box::pin(async move {
+                    let found = find_role(tx, &role).await?;
+                    store::update_role(tx, found.id, name.as_deref(), description.as_deref())
+                        .await
+                        .map_err(role_error)?;
+                    audit::record(
+                        tx,
+                        &event(actor, "RoleUpdate", format!("role:{}", found.id)),
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+/// Adds `token` to a group with an optional role, inside a transaction.
+pub(super) async fn add_membership(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    token: Uuid,
+    group: &GroupRef,
+    role: Option<&RoleSelector>,
+) -> Result<(), VaultError> {
+    let stored = find_group(tx, keys, group).await?;
+    let role_id = match role {
+        Some(role) => Some(find_role(tx, role).await?.id),
+        None => None,
+    };
+    store::add_member(tx, stored.id, token, role_id).await?;
+    Ok(())
+}
+
+/// Role names: 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit
+/// (the database checks the same).
+fn check_role_name(name: &str) -> Result<(), VaultError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(VaultError::BadRequest(
+            "rolename must be 1 to 64 letters, digits, dots, dashes or underscores".into(),
+        ))
+    }
+}
+
+fn require_root(caller: &Caller, why: &'static str) -> Result<(), VaultError> {
+    if caller.is_root() {
+        Ok(())
+    } else {
+        Err(VaultError::Forbidden(why))
+    }
+}
+
+fn role_error(err: DbError) -> VaultError {
+    match err.violated_constraint() {
+        Some("roles_name_key") => VaultError::RoleExists,
+        _ => VaultError::Database(err),
+    }
+}
