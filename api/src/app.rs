@@ -20,6 +20,7 @@ use crate::keyadmin::{load_keyring, KeyAdminError, SharedKeyring};
 use crate::ops;
 use crate::v2::audit::AuditApi;
 use crate::v2::groups::GroupApi;
+use crate::v2::policies::PolicyApi;
 use crate::v2::system::SystemApi;
 use crate::v2::tenants::TenantApi;
 use crate::v2::tokens::TokenApi;
@@ -182,7 +183,15 @@ impl Application {
 }
 
 /// The `/v2` command groups.
-pub type V2 = (TenantApi, UserApi, GroupApi, TokenApi, AuditApi, SystemApi);
+pub type V2 = (
+    TenantApi,
+    UserApi,
+    GroupApi,
+    PolicyApi,
+    TokenApi,
+    AuditApi,
+    SystemApi,
+);
 
 /// The OpenAPI service describing `/v2`, generated from the code.
 pub fn openapi(tenancy: Tenancy, vault: Vault, keys: KeyService) -> OpenApiService<V2, ()> {
@@ -192,6 +201,9 @@ pub fn openapi(tenancy: Tenancy, vault: Vault, keys: KeyService) -> OpenApiServi
             vault: vault.clone(),
         },
         GroupApi {
+            vault: vault.clone(),
+        },
+        PolicyApi {
             vault: vault.clone(),
         },
         TokenApi {

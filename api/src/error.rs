@@ -137,8 +137,11 @@ impl From<VaultError> for ApiError {
             | VaultError::EventNotFound
             | VaultError::TokenNotFound
             | VaultError::GroupNotFound
-            | VaultError::RoleNotFound => StatusCode::NOT_FOUND,
-            VaultError::RoleExists | VaultError::DuplicateGroup => StatusCode::CONFLICT,
+            | VaultError::RoleNotFound
+            | VaultError::PolicyNotFound => StatusCode::NOT_FOUND,
+            VaultError::RoleExists | VaultError::DuplicateGroup | VaultError::DuplicatePolicy => {
+                StatusCode::CONFLICT
+            }
             VaultError::Forbidden(_) => StatusCode::FORBIDDEN,
             VaultError::Duplicate(_) | VaultError::Conflict => StatusCode::CONFLICT,
             VaultError::Database(db) => return db_error(db),

@@ -4,6 +4,7 @@
 //! `bunker_tenancy` (tenant, token, authorization, tenant commands) -> `bunker_db` (one transaction
 //! per request as `bunker_app`, tenant set transaction-locally).
 
+pub mod access;
 pub mod app;
 pub mod commands;
 pub mod config;

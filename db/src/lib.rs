@@ -12,6 +12,7 @@ mod error;
 pub mod groups;
 pub mod keys;
 mod migrate;
+pub mod policies;
 mod pool;
 mod posture;
 pub mod reseal;

@@ -287,3 +287,103 @@ async fn another_tenant_sees_none_of_the_groups() {
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
+
+#[tokio::test]
+async fn policies_are_validated_stored_and_linked_to_roles_by_root_only() {
+    let app = TestApp::spawn().await;
+    let (_, acme) = app.create_tenant("acme").await;
+    app.root("RoleCreate", json!({"rolename": "parent"})).await;
+    let parent_policy = json!({
+        "Effect": "Allow", "Principal": {"Role": "parent"},
+        "Action": ["UserGet", "UserUpdate", "BulkListGroupUsers"],
+        "Resource": ["${target_group_members:role/child}.profile", "${target_group_members:role/child}.consent"],
+        "Condition": {"StringEquals": {"${principal_group_id}": "${target_group_id}"}}
+    });
+    let (status, body) = app
+        .root("PolicyCreate", json!({"policyname": "parents-read-children", "policydesc": "family", "policy": parent_policy}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["policyid"].as_i64().unwrap();
+    let (status, body) = app
+        .root(
+            "PolicyCreate",
+            json!({"policyname": "parents-read-children", "policy": parent_policy}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = app
+        .root(
+            "PolicyCreate",
+            json!({"policyname": "bad", "policy": {"Action": ["UserSteal"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["message"], "Invalid policy: unknown action UserSteal");
+    let (status, _) = app
+        .call(
+            "PolicyCreate",
+            &acme,
+            Some("acme"),
+            json!({"policyname": "x", "policy": parent_policy}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a tenant token may not write policies"
+    );
+
+    let (_, got) = app
+        .root("PolicyGet", json!({"policyname": "parents-read-children"}))
+        .await;
+    assert_eq!(got["policy"], parent_policy, "the document round-trips");
+    assert_eq!(got["policyid"], id);
+    let (status, _) = app
+        .root(
+            "PolicyUpdate",
+            json!({"policyid": id, "policy": {"Action": ["UserGet"], "Resource": ["nonsense"]}}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "an invalid update changes nothing"
+    );
+    let (_, still) = app.root("PolicyGet", json!({"policyid": id})).await;
+    assert_eq!(still["policy"], parent_policy);
+    let (status, _) = app
+        .root(
+            "PolicyUpdate",
+            json!({"policyname": "parents-read-children", "policydesc": "families"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = app.root("PolicyListAllPolicies", json!({})).await;
+    assert_eq!(
+        list["rows"],
+        json!([{"policyid": id, "policyname": "parents-read-children", "policydesc": "families"}])
+    );
+
+    let (status, _) = app
+        .root(
+            "RoleLinkPolicy",
+            json!({"rolename": "parent", "policyname": "parents-read-children"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .root(
+            "RoleLinkPolicy",
+            json!({"rolename": "ghost", "policyid": id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let linked: i64 = app
+        .superuser()
+        .await
+        .query_one("SELECT count(*) FROM role_policies", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(linked, 1);
+}

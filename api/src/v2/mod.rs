@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod groups;
+pub mod policies;
 pub mod system;
 pub mod tenants;
 pub mod tokens;

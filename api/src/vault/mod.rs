@@ -8,6 +8,7 @@ mod audit;
 pub mod expiry;
 pub mod groups;
 pub mod identity;
+pub mod policies;
 mod reencrypt;
 mod sweeper;
 pub mod tokens;
@@ -67,6 +68,10 @@ pub enum VaultError {
     RoleExists,
     #[error("Duplicate group name")]
     DuplicateGroup,
+    #[error("The policy record was not found")]
+    PolicyNotFound,
+    #[error("Duplicate policy name")]
+    DuplicatePolicy,
     #[error("{0}")]
     Forbidden(&'static str),
     #[error(transparent)]
