@@ -19,6 +19,7 @@ use crate::error::envelope;
 use crate::keyadmin::{load_keyring, KeyAdminError, SharedKeyring};
 use crate::ops;
 use crate::v2::audit::AuditApi;
+use crate::v2::bulk::BulkApi;
 use crate::v2::groups::GroupApi;
 use crate::v2::policies::PolicyApi;
 use crate::v2::system::SystemApi;
@@ -189,6 +190,7 @@ pub type V2 = (
     GroupApi,
     PolicyApi,
     TokenApi,
+    BulkApi,
     AuditApi,
     SystemApi,
 );
@@ -207,6 +209,9 @@ pub fn openapi(tenancy: Tenancy, vault: Vault, keys: KeyService) -> OpenApiServi
             vault: vault.clone(),
         },
         TokenApi {
+            vault: vault.clone(),
+        },
+        BulkApi {
             vault: vault.clone(),
         },
         AuditApi { vault },

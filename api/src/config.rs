@@ -182,6 +182,7 @@ impl Config {
                 normalizer: Normalizer::new(&self.phone_region)
                     .map_err(ConfigError::PhoneRegion)?,
                 versions_kept: i32::try_from(self.versions_kept).unwrap_or(i32::MAX),
+                unlock_seconds: 60,
             },
             sweep_interval: Duration::from_secs(self.sweep_seconds as u64),
             key_refresh_interval: self.key_refresh_interval(),

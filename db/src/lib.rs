@@ -6,6 +6,7 @@
 //! can reach a tenant table any other way. SQL lives here and in `migrations/` only.
 
 pub mod audit;
+pub mod bulk;
 pub mod cluster;
 pub mod control;
 mod error;

@@ -92,6 +92,7 @@ pub struct TestOptions {
     pub versions_kept: i32,
     pub sweep_interval: Duration,
     pub key_refresh_interval: Duration,
+    pub unlock_seconds: i64,
 }
 
 impl Default for TestOptions {
@@ -103,6 +104,7 @@ impl Default for TestOptions {
             versions_kept: 10,
             sweep_interval: Duration::from_secs(3600),
             key_refresh_interval: Duration::from_secs(3600),
+            unlock_seconds: 60,
         }
     }
 }
@@ -120,6 +122,7 @@ impl TestOptions {
             vault: VaultSettings {
                 normalizer: Normalizer::new("GB").expect("region"),
                 versions_kept: self.versions_kept,
+                unlock_seconds: self.unlock_seconds,
             },
             sweep_interval: self.sweep_interval,
             key_refresh_interval: self.key_refresh_interval,

@@ -24,6 +24,10 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
         let card = json!({"tokentype": "creditcard", "record": "4111111111111111", "unique": true});
         let (status, _) = app.call("TokenCreate", token, Some(tenant), card).await;
         assert!(status.is_success());
+        let (status, _) = app
+            .call("BulkListUnlock", token, Some(tenant), json!({}))
+            .await;
+        assert!(status.is_success());
         let group = json!({"groupname": format!("{tenant} family")});
         let (status, _) = app.call("GroupCreate", token, Some(tenant), group).await;
         assert!(status.is_success());

@@ -3,6 +3,7 @@
 
 mod api;
 mod at_rest;
+mod bulk;
 mod cli;
 mod groups;
 mod isolation;

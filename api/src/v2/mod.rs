@@ -1,6 +1,7 @@
 //! The Databunker Pro `/v2` API: every command is `POST /v2/<Command>` with a JSON body.
 
 pub mod audit;
+pub mod bulk;
 pub mod groups;
 pub mod policies;
 pub mod system;
@@ -25,6 +26,8 @@ pub enum ApiTags {
     Groups,
     /// Tokens: format-preserving tokens for single values (cards, ids, dates, text).
     Tokens,
+    /// Bulk: listings behind a short-lived unlock.
+    Bulk,
     /// System: key administration.
     System,
 }

@@ -5,6 +5,7 @@
 //! also writes its audit event, so an operation whose event cannot be written does not happen.
 
 mod audit;
+pub mod bulk;
 pub mod expiry;
 pub mod groups;
 pub mod identity;
@@ -35,6 +36,8 @@ pub struct VaultSettings {
     pub normalizer: Normalizer,
     /// How many versions of a profile are kept, the current one included (`BUNKER_USER_VERSIONS`).
     pub versions_kept: i32,
+    /// How long a bulk unlock lives (60 s; shorter in tests).
+    pub unlock_seconds: i64,
 }
 
 /// The vault service.

@@ -326,8 +326,21 @@ fn draw(
     Ok((issued, fresh))
 }
 
+/// The value behind a stored token.
+pub(super) fn open_token(
+    keys: &TenantKeys,
+    tenant: TenantId,
+    token: &StoredToken,
+) -> Result<String, VaultError> {
+    let row = token.uuid.to_string();
+    let plain = keys
+        .tokens
+        .open(&token_label(tenant, &row), &token.record)?;
+    String::from_utf8(plain.to_vec()).map_err(|_| VaultError::Keys(KeyError::Unsealable))
+}
+
 /// A token by either handle; expired or unknown is not found.
-async fn find(tx: &TenantTx<'_>, handle: &str) -> Result<StoredToken, VaultError> {
+pub(super) async fn find(tx: &TenantTx<'_>, handle: &str) -> Result<StoredToken, VaultError> {
     let uuid = Uuid::try_parse(handle.trim()).ok();
     match store::get(tx, uuid, handle.trim()).await? {
         Some(token) if !token.expired => Ok(token),
@@ -336,7 +349,7 @@ async fn find(tx: &TenantTx<'_>, handle: &str) -> Result<StoredToken, VaultError
 }
 
 /// An audit event about a token: its type and the request metadata, sealed; never the value.
-fn token_event(
+pub(super) fn token_event(
     keys: &TenantKeys,
     tenant: TenantId,
     actor: Performer,

@@ -397,7 +397,7 @@ pub(super) async fn resolve(tx: &TenantTx<'_>, lookup: Lookup) -> Result<StoredU
     Ok(user)
 }
 
-fn open_current(
+pub(super) fn open_current(
     keys: &TenantKeys,
     tenant: bunker_db::TenantId,
     user: &StoredUser,

@@ -1,0 +1,87 @@
+//! Bulk unlocks and the listings behind bulk commands.
+
+use uuid::Uuid;
+
+use crate::{DbError, TenantTx};
+
+/// Records an unlock for `token_id`, valid for `seconds`; expired ones of the tenant are cleared.
+pub async fn insert_unlock(
+    tx: &TenantTx<'_>,
+    id: Uuid,
+    token_id: Uuid,
+    seconds: i64,
+) -> Result<(), DbError> {
+    tx.execute("DELETE FROM bulk_unlocks WHERE expires_at <= now()", &[])
+        .await?;
+    tx.execute(
+        "INSERT INTO bulk_unlocks (tenant_id, id, token_id, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4::bigint))",
+        &[&tx.tenant().0, &id, &token_id, &seconds],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether `id` is a live unlock of the transaction's tenant for `token_id`.
+pub async fn unlock_is_valid(tx: &TenantTx<'_>, id: Uuid, token_id: Uuid) -> Result<bool, DbError> {
+    Ok(tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM bulk_unlocks WHERE id = $1 AND token_id = $2 AND expires_at > now())",
+            &[&id, &token_id],
+        )
+        .await?
+        .try_get(0)?)
+}
+
+/// One page of a group's live members (token, role name) and how many there are.
+pub async fn group_members(
+    tx: &TenantTx<'_>,
+    group_id: i64,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<(Uuid, Option<String>)>, i64), DbError> {
+    let rows = tx
+        .query(
+            "SELECT m.token, r.name FROM group_members m
+               JOIN users u ON u.token = m.token AND u.record IS NOT NULL
+               LEFT JOIN roles r ON r.id = m.role_id
+              WHERE m.group_id = $1 ORDER BY m.added_at, m.token OFFSET $2 LIMIT $3",
+            &[&group_id, &offset, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<Vec<_>, DbError>>()?;
+    let total: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM group_members m JOIN users u ON u.token = m.token AND u.record IS NOT NULL
+              WHERE m.group_id = $1",
+            &[&group_id],
+        )
+        .await?
+        .try_get(0)?;
+    Ok((rows, total))
+}
+
+/// One page of all of the tenant's audit events (newest first) and how many there are.
+pub async fn audit_events(
+    tx: &TenantTx<'_>,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<(Uuid, String, String)>, i64), DbError> {
+    let rows = tx
+        .query(
+            "SELECT id, action, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+               FROM audit_events ORDER BY occurred_at DESC, id OFFSET $1 LIMIT $2",
+            &[&offset, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<Vec<_>, DbError>>()?;
+    let total: i64 = tx
+        .query_one("SELECT count(*) FROM audit_events", &[])
+        .await?
+        .try_get(0)?;
+    Ok((rows, total))
+}
