@@ -163,13 +163,11 @@ pub async fn rewrap_masters(
                 }
             }
             let versions: Vec<String> = wrapped.iter().map(|(v, _)| format!("v{v}")).collect();
-            let event = AuditEvent {
-                actor: performer,
+            let event = AuditEvent::about(
+                performer,
                 action,
-                target: format!("master-keys:{}:{source}", versions.join(",")),
-                user_token: None,
-                details: None,
-            };
+                format!("master-keys:{}:{source}", versions.join(",")),
+            );
             audit::record(tx, &event).await?;
             Ok(())
         })
@@ -221,13 +219,11 @@ pub async fn rotate_master(
     db.in_tenant(TenantId::MAIN, move |tx| {
         Box::pin(async move {
             keys::insert_version(tx, version, &new_key).await?;
-            let event = AuditEvent {
-                actor: Performer::Operator,
-                action: "KeysRotateMaster",
-                target: format!("master-key:v{version}"),
-                user_token: None,
-                details: None,
-            };
+            let event = AuditEvent::about(
+                Performer::Operator,
+                "KeysRotateMaster",
+                format!("master-key:v{version}"),
+            );
             audit::record(tx, &event).await?;
             Ok::<_, KeyAdminError>(())
         })

@@ -56,6 +56,19 @@ pub struct AuditEvent {
     pub details: Option<Vec<u8>>,
 }
 
+impl AuditEvent {
+    /// An event that concerns no user and carries no details (tenants, groups, roles, keys, ...).
+    pub fn about(actor: Performer, action: &'static str, target: String) -> Self {
+        AuditEvent {
+            actor,
+            action,
+            target,
+            user_token: None,
+            details: None,
+        }
+    }
+}
+
 /// An event as listed.
 #[derive(Clone, Debug)]
 pub struct StoredEvent {

@@ -192,11 +192,5 @@ fn duplicate_name(err: DbError) -> TenancyError {
 }
 
 fn event(actor: Actor, action: &'static str, tenant: TenantId) -> AuditEvent {
-    AuditEvent {
-        actor: Performer::Token(actor),
-        action,
-        target: format!("tenant:{tenant}"),
-        user_token: None,
-        details: None,
-    }
+    AuditEvent::about(Performer::Token(actor), action, format!("tenant:{tenant}"))
 }

@@ -46,13 +46,11 @@ impl Vault {
                 Box::pin(async move {
                     let id = Uuid::new_v4();
                     store::insert_unlock(tx, id, actor.token_id, seconds).await?;
-                    let event = AuditEvent {
-                        actor: Performer::Token(actor),
-                        action: "BulkListUnlock",
-                        target: "bulk".to_owned(),
-                        user_token: None,
-                        details: None,
-                    };
+                    let event = AuditEvent::about(
+                        Performer::Token(actor),
+                        "BulkListUnlock",
+                        "bulk".to_owned(),
+                    );
                     audit::record(tx, &event).await?;
                     Ok(id)
                 })

@@ -147,16 +147,6 @@ pub(super) async fn find_role(
         .ok_or(VaultError::RoleNotFound)
 }
 
-fn event(actor: Performer, action: &'static str, target: String) -> AuditEvent {
-    AuditEvent {
-        actor,
-        action,
-        target,
-        user_token: None,
-        details: None,
-    }
-}
-
 impl Vault {
     /// Creates a group in the caller's tenant; returns its id.
     pub async fn create_group(
@@ -179,7 +169,11 @@ impl Vault {
                     store::insert_group(tx, id, &name_index(&keys, &name), &sealed, &grouptype)
                         .await
                         .map_err(duplicate_group)?;
-                    audit::record(tx, &event(actor, "GroupCreate", format!("group:{id}"))).await?;
+                    audit::record(
+                        tx,
+                        &AuditEvent::about(actor, "GroupCreate", format!("group:{id}")),
+                    )
+                    .await?;
                     Ok(id)
                 })
             })
@@ -253,7 +247,7 @@ impl Vault {
                     .await
                     .map_err(duplicate_group)?;
                     let target = format!("group:{}", stored.id);
-                    audit::record(tx, &event(actor, "GroupUpdate", target)).await?;
+                    audit::record(tx, &AuditEvent::about(actor, "GroupUpdate", target)).await?;
                     Ok(())
                 })
             })
@@ -271,7 +265,7 @@ impl Vault {
                     let stored = find_group(tx, &keys, &group).await?;
                     store::delete_group(tx, stored.id).await?;
                     let target = format!("group:{}", stored.id);
-                    audit::record(tx, &event(actor, "GroupDelete", target)).await?;
+                    audit::record(tx, &AuditEvent::about(actor, "GroupDelete", target)).await?;
                     Ok(())
                 })
             })
@@ -386,7 +380,11 @@ impl Vault {
                     let id = store::insert_role(tx, &name, &description)
                         .await
                         .map_err(role_error)?;
-                    audit::record(tx, &event(actor, "RoleCreate", format!("role:{id}"))).await?;
+                    audit::record(
+                        tx,
+                        &AuditEvent::about(actor, "RoleCreate", format!("role:{id}")),
+                    )
+                    .await?;
                     Ok(id)
                 })
             })
@@ -415,7 +413,7 @@ impl Vault {
                         .map_err(role_error)?;
                     audit::record(
                         tx,
-                        &event(actor, "RoleUpdate", format!("role:{}", found.id)),
+                        &AuditEvent::about(actor, "RoleUpdate", format!("role:{}", found.id)),
                     )
                     .await?;
                     Ok(())

@@ -50,16 +50,6 @@ fn root_only(caller: &Caller) -> Result<Performer, VaultError> {
     }
 }
 
-fn event(actor: Performer, action: &'static str, target: String) -> AuditEvent {
-    AuditEvent {
-        actor,
-        action,
-        target,
-        user_token: None,
-        details: None,
-    }
-}
-
 impl Vault {
     /// Creates a policy; returns its id.
     pub async fn create_policy(
@@ -82,8 +72,11 @@ impl Vault {
                     let id = store::insert(tx, &name, &description, &document)
                         .await
                         .map_err(duplicate)?;
-                    audit::record(tx, &event(actor, "PolicyCreate", format!("policy:{id}")))
-                        .await?;
+                    audit::record(
+                        tx,
+                        &AuditEvent::about(actor, "PolicyCreate", format!("policy:{id}")),
+                    )
+                    .await?;
                     Ok(id)
                 })
             })
@@ -140,7 +133,7 @@ impl Vault {
                     .map_err(duplicate)?;
                     audit::record(
                         tx,
-                        &event(actor, "PolicyUpdate", format!("policy:{}", found.id)),
+                        &AuditEvent::about(actor, "PolicyUpdate", format!("policy:{}", found.id)),
                     )
                     .await?;
                     Ok(())
@@ -164,7 +157,7 @@ impl Vault {
                     let found = find(tx, &selector).await?;
                     store::link(tx, role.id, found.id).await?;
                     let target = format!("role:{}:policy:{}", role.id, found.id);
-                    audit::record(tx, &event(actor, "RoleLinkPolicy", target)).await?;
+                    audit::record(tx, &AuditEvent::about(actor, "RoleLinkPolicy", target)).await?;
                     Ok(())
                 })
             })

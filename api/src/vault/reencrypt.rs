@@ -132,13 +132,11 @@ impl Vault {
                 Box::pin(async move {
                     for version in &retiring {
                         key_store::retire(tx, *version).await?;
-                        let event = AuditEvent {
-                            actor: Performer::Operator,
-                            action: "KeysRetireMaster",
-                            target: format!("master-key:v{version}"),
-                            user_token: None,
-                            details: None,
-                        };
+                        let event = AuditEvent::about(
+                            Performer::Operator,
+                            "KeysRetireMaster",
+                            format!("master-key:v{version}"),
+                        );
                         audit::record(tx, &event).await?;
                     }
                     Ok::<_, VaultError>(())

@@ -58,13 +58,11 @@ impl Vault {
                             let tokens = tokens::lock_expired(tx, BATCH).await?;
                             tokens::delete(tx, &tokens).await?;
                             for token in &tokens {
-                                let event = AuditEvent {
-                                    actor: Performer::System,
-                                    action: "TokenExpired",
-                                    target: format!("token:{token}"),
-                                    user_token: None,
-                                    details: None,
-                                };
+                                let event = AuditEvent::about(
+                                    Performer::System,
+                                    "TokenExpired",
+                                    format!("token:{token}"),
+                                );
                                 audit::record(tx, &event).await?;
                             }
                             Ok::<_, VaultError>(expired.len().max(tokens.len()))
