@@ -89,12 +89,7 @@ impl Vault {
                         None => Value::Object(Default::default()),
                     };
                     if let Some(user) = event.user_token {
-                        let read = UserEvent {
-                            action: "AuditGetEvent",
-                            user,
-                            fields: Vec::new(),
-                            metadata: metadata.as_ref(),
-                        };
+                        let read = UserEvent::about("AuditGetEvent", user, metadata.as_ref());
                         record_event(tx, &keys, actor, read).await?;
                     }
                     Ok(EventDetails {

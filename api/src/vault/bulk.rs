@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::groups::{find_group, GroupRef};
-use super::tokens::{find, open_token, token_event, TokenValue};
+use super::tokens::{find_many, open_token, token_event, TokenValue};
 use super::users::open_current;
 use super::{UserEvent, Vault, VaultError};
 
@@ -74,12 +74,7 @@ impl Vault {
                     require_unlock(tx, &unlock, actor.token_id).await?;
                     let mut found = Vec::new();
                     let mut events = Vec::new();
-                    for handle in &handles {
-                        let token = match find(tx, handle).await {
-                            Ok(token) => token,
-                            Err(VaultError::TokenNotFound) => continue,
-                            Err(err) => return Err(err),
-                        };
+                    for token in find_many(tx, &handles).await? {
                         let record = open_token(&keys, tx.tenant(), &token)?;
                         events.push(token_event(
                             &keys,
@@ -121,19 +116,17 @@ impl Vault {
                     require_unlock(tx, &unlock, actor.token_id).await?;
                     let mut uuids = Vec::new();
                     let mut events = Vec::new();
-                    for handle in &handles {
-                        if let Ok(token) = find(tx, handle).await {
-                            events.push(token_event(
-                                &keys,
-                                tx.tenant(),
-                                Performer::Token(actor),
-                                "BulkDeleteTokens",
-                                &token.uuid,
-                                &token.token_type,
-                                None,
-                            )?);
-                            uuids.push(token.uuid);
-                        }
+                    for token in find_many(tx, &handles).await? {
+                        events.push(token_event(
+                            &keys,
+                            tx.tenant(),
+                            Performer::Token(actor),
+                            "BulkDeleteTokens",
+                            &token.uuid,
+                            &token.token_type,
+                            None,
+                        )?);
+                        uuids.push(token.uuid);
                     }
                     uuids.sort();
                     uuids.dedup();
@@ -190,12 +183,7 @@ impl Vault {
                             continue;
                         };
                         let profile = open_current(&keys, tx.tenant(), &user)?;
-                        let event = UserEvent {
-                            action: "BulkListGroupUsers",
-                            user: token,
-                            fields: Vec::new(),
-                            metadata: None,
-                        };
+                        let event = UserEvent::about("BulkListGroupUsers", token, None);
                         let id = Uuid::new_v4();
                         events.push((
                             id,

@@ -290,12 +290,7 @@ impl Vault {
                 Box::pin(async move {
                     let user = resolve(tx, lookup).await?;
                     add_membership(tx, &keys, user.token, &group, role.as_ref()).await?;
-                    let event = UserEvent {
-                        action: "GroupAddUser",
-                        user: user.token,
-                        fields: Vec::new(),
-                        metadata: metadata.as_ref(),
-                    };
+                    let event = UserEvent::about("GroupAddUser", user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await
                 })
             })
@@ -324,12 +319,7 @@ impl Vault {
                             "The user is not in this group".into(),
                         ));
                     }
-                    let event = UserEvent {
-                        action: "GroupDeleteUser",
-                        user: user.token,
-                        fields: Vec::new(),
-                        metadata: metadata.as_ref(),
-                    };
+                    let event = UserEvent::about("GroupDeleteUser", user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await
                 })
             })

@@ -161,7 +161,17 @@ struct UserEvent<'a> {
     metadata: Option<&'a Value>,
 }
 
-impl UserEvent<'_> {
+impl<'a> UserEvent<'a> {
+    /// An event about a user that touches no profile field (a read, a deletion, a membership).
+    fn about(action: &'static str, user: Uuid, metadata: Option<&'a Value>) -> Self {
+        UserEvent {
+            action,
+            user,
+            fields: Vec::new(),
+            metadata,
+        }
+    }
+
     fn seal(
         self,
         keys: &TenantKeys,

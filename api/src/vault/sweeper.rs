@@ -44,12 +44,7 @@ impl Vault {
                             let expired = store::lock_expired(tx, BATCH).await?;
                             for token in &expired {
                                 store::forget_user(tx, *token).await?;
-                                let event = UserEvent {
-                                    action: "UserExpired",
-                                    user: *token,
-                                    fields: Vec::new(),
-                                    metadata: None,
-                                };
+                                let event = UserEvent::about("UserExpired", *token, None);
                                 let id = Uuid::new_v4();
                                 let sealed =
                                     event.seal(&keys, tx.tenant(), id, Performer::System)?;

@@ -348,6 +348,23 @@ pub(super) async fn find(tx: &TenantTx<'_>, handle: &str) -> Result<StoredToken,
     }
 }
 
+/// The live tokens among `handles` (either handle each), in order; unknown or expired ones are
+/// skipped, any other error stops.
+pub(super) async fn find_many(
+    tx: &TenantTx<'_>,
+    handles: &[String],
+) -> Result<Vec<StoredToken>, VaultError> {
+    let mut found = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match find(tx, handle).await {
+            Ok(token) => found.push(token),
+            Err(VaultError::TokenNotFound) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(found)
+}
+
 /// An audit event about a token: its type and the request metadata, sealed; never the value.
 pub(super) fn token_event(
     keys: &TenantKeys,

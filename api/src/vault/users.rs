@@ -161,12 +161,7 @@ impl Vault {
                         }
                     };
                     let renewed = store::renew_expiry(tx, user.token).await?;
-                    let event = UserEvent {
-                        action: "UserGet",
-                        user: user.token,
-                        fields: Vec::new(),
-                        metadata: metadata.as_ref(),
-                    };
+                    let event = UserEvent::about("UserGet", user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
                     Ok(UserView {
                         token: user.token,
@@ -322,12 +317,7 @@ impl Vault {
                             continue;
                         }
                         store::forget_user(tx, token).await?;
-                        let event = UserEvent {
-                            action,
-                            user: token,
-                            fields: Vec::new(),
-                            metadata: metadata.as_ref(),
-                        };
+                        let event = UserEvent::about(action, token, metadata.as_ref());
                         record_event(tx, &keys, actor, event).await?;
                     }
                     Ok(done.len())
@@ -363,12 +353,7 @@ impl Vault {
                             md5: hex::encode(digest.get(..16).unwrap_or_default()),
                         });
                     }
-                    let event = UserEvent {
-                        action: "UserListVersions",
-                        user: user.token,
-                        fields: Vec::new(),
-                        metadata: metadata.as_ref(),
-                    };
+                    let event = UserEvent::about("UserListVersions", user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
                     Ok(versions)
                 })
