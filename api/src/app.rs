@@ -26,6 +26,7 @@ use crate::v2::system::SystemApi;
 use crate::v2::tenants::TenantApi;
 use crate::v2::tokens::TokenApi;
 use crate::v2::users::UserApi;
+use crate::v2::xtokens::XTokenApi;
 use crate::vault::{spawn_sweeper, Vault, VaultSettings};
 use crate::wrapping::WrappingSource;
 
@@ -193,6 +194,7 @@ pub type V2 = (
     BulkApi,
     AuditApi,
     SystemApi,
+    XTokenApi,
 );
 
 /// The OpenAPI service describing `/v2`, generated from the code.
@@ -214,8 +216,11 @@ pub fn openapi(tenancy: Tenancy, vault: Vault, keys: KeyService) -> OpenApiServi
         BulkApi {
             vault: vault.clone(),
         },
-        AuditApi { vault },
+        AuditApi {
+            vault: vault.clone(),
+        },
         SystemApi { keys },
+        XTokenApi { vault },
     );
     OpenApiService::new(api, "Bunker", env!("CARGO_PKG_VERSION"))
         .description(

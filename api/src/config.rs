@@ -41,6 +41,10 @@ pub struct Config {
     pub sweep_seconds: usize,
     /// `BUNKER_KEY_REFRESH_SECONDS`: how often servers look for a new master-key version (default 30).
     pub key_refresh_seconds: usize,
+    /// `BUNKER_LIST_USERS`: whether BulkListUsers and BulkListAllUsers work (default off).
+    pub list_users: bool,
+    /// `BUNKER_XTOKEN_MAX_SECONDS`: the longest a role or user token may live (default 1 day).
+    pub xtoken_max_seconds: usize,
 }
 
 /// Where the wrapping key comes from.
@@ -129,6 +133,18 @@ impl Config {
             versions_kept: number("BUNKER_USER_VERSIONS", 10)?,
             sweep_seconds: number("BUNKER_SWEEP_SECONDS", 60)?,
             key_refresh_seconds: number("BUNKER_KEY_REFRESH_SECONDS", 30)?,
+            list_users: match get("BUNKER_LIST_USERS").map(|v| v.trim().to_ascii_lowercase()) {
+                None => false,
+                Some(v) if matches!(v.as_str(), "true" | "on" | "yes" | "1") => true,
+                Some(v) if matches!(v.as_str(), "false" | "off" | "no" | "0") => false,
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        name: "BUNKER_LIST_USERS",
+                        expected: "true or false",
+                    })
+                }
+            },
+            xtoken_max_seconds: number("BUNKER_XTOKEN_MAX_SECONDS", 24 * 3600)?,
         })
     }
 
@@ -183,6 +199,8 @@ impl Config {
                     .map_err(ConfigError::PhoneRegion)?,
                 versions_kept: i32::try_from(self.versions_kept).unwrap_or(i32::MAX),
                 unlock_seconds: 60,
+                list_users: self.list_users,
+                xtoken_max_seconds: i64::try_from(self.xtoken_max_seconds).unwrap_or(i64::MAX),
             },
             sweep_interval: Duration::from_secs(self.sweep_seconds as u64),
             key_refresh_interval: self.key_refresh_interval(),
@@ -226,6 +244,9 @@ mod tests {
         assert!(config(&[("BUNKER_MAX_BODY_BYTES", "lots")]).is_err());
         assert!(config(&[("BUNKER_DB_POOL_SIZE", "0")]).is_err());
         assert!(config(&[("BUNKER_USER_VERSIONS", "none")]).is_err());
+        assert!(config(&[("BUNKER_LIST_USERS", "maybe")]).is_err());
+        assert!(config(&[("BUNKER_LIST_USERS", "true")]).is_ok_and(|c| c.list_users));
+        assert!(config(&[]).is_ok_and(|c| !c.list_users));
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::access::{self, CommandClass};
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -49,20 +50,24 @@ impl<'a, T: DeserializeOwned + Type + Send> ApiExtractor<'a> for JsonBody<T> {
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
         let limit = app_state(request)?.max_body_bytes;
-        let bytes = body
-            .take()
-            .map_err(|_| ApiError::internal())?
-            .into_bytes_limit(limit)
-            .await
-            .map_err(|err| match err {
-                poem::error::ReadBodyError::PayloadTooLarge => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("The request body is over the limit of {limit} bytes"),
-                ),
-                _ => ApiError::bad_request("Failed to read the request body"),
-            })?;
+        let bytes = read_body(body, limit).await?;
         Ok(JsonBody(decode(&bytes)?))
     }
+}
+
+/// The request body, refused over `limit` bytes.
+async fn read_body(body: &mut RequestBody, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    body.take()
+        .map_err(|_| ApiError::internal())?
+        .into_bytes_limit(limit)
+        .await
+        .map_err(|err| match err {
+            poem::error::ReadBodyError::PayloadTooLarge => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("The request body is over the limit of {limit} bytes"),
+            ),
+            _ => ApiError::bad_request("Failed to read the request body"),
+        })
 }
 
 /// Decodes a request body: empty means `{}`, top-level `null` fields are dropped (absent), unknown
@@ -115,8 +120,10 @@ impl<'a> ApiExtractor<'a> for Authenticated {
             MetaSecurityScheme {
                 ty: "apiKey",
                 description: Some(
-                    "The root token or a tenant's access token (xtoken). The tenant is chosen by the \
-                     X-Bunker-Tenant header, else by the Host's subdomain, else `default`.",
+                    "The root token, a tenant's admin token, or a role or user token \
+                     (XTokenCreateForRole, XTokenCreateForUser) held to its policies. The tenant is \
+                     chosen by the X-Bunker-Tenant header, else by the Host's subdomain, else \
+                     `default`.",
                 ),
                 name: Some("X-Bunker-Token"),
                 key_in: Some("header"),
@@ -134,7 +141,7 @@ impl<'a> ApiExtractor<'a> for Authenticated {
 
     async fn from_request(
         request: &'a Request,
-        _body: &mut RequestBody,
+        body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
         let state = app_state(request)?;
@@ -152,7 +159,36 @@ impl<'a> ApiExtractor<'a> for Authenticated {
             .authenticate(token, tenant, host)
             .await
             .map_err(ApiError::from)?;
+        if !caller.is_admin() {
+            authorize_command(state, request, body, &caller).await?;
+        }
         Ok(Authenticated(caller))
+    }
+}
+
+/// Holds a role or user token to its policies for the commands decided before they run (see
+/// [`access::class`]); commands that act on users are decided inside, user by user.
+async fn authorize_command(
+    state: &AppState,
+    request: &Request,
+    body: &mut RequestBody,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    let command = request.uri().path().rsplit('/').next().unwrap_or_default();
+    match access::class(command) {
+        CommandClass::PerUser => Ok(()),
+        CommandClass::AdminOnly => Err(ApiError::new(StatusCode::FORBIDDEN, access::DENIED)),
+        CommandClass::Tenant => {
+            // Conditions may name the request's metadata: read the body, and put it back for the
+            // command's own extractor.
+            let bytes = read_body(body, state.max_body_bytes).await?;
+            *body = RequestBody::new(poem::Body::from(bytes.clone()));
+            let metadata = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|mut v| v.get_mut("request_metadata").map(Value::take))
+                .filter(|v| !v.is_null());
+            Ok(state.vault.authorize(caller, command, metadata).await?)
+        }
     }
 }
 

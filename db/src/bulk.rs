@@ -33,34 +33,22 @@ pub async fn unlock_is_valid(tx: &TenantTx<'_>, id: Uuid, token_id: Uuid) -> Res
         .try_get(0)?)
 }
 
-/// One page of a group's live members (token, role name) and how many there are.
-pub async fn group_members(
+/// Every live member of a group (token, role name), in the order pages list them.
+pub async fn all_group_members(
     tx: &TenantTx<'_>,
     group_id: i64,
-    offset: i64,
-    limit: i64,
-) -> Result<(Vec<(Uuid, Option<String>)>, i64), DbError> {
-    let rows = tx
-        .query(
-            "SELECT m.token, r.name FROM group_members m
-               JOIN users u ON u.token = m.token AND u.record IS NOT NULL
-               LEFT JOIN roles r ON r.id = m.role_id
-              WHERE m.group_id = $1 ORDER BY m.added_at, m.token OFFSET $2 LIMIT $3",
-            &[&group_id, &offset, &limit],
-        )
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<Vec<_>, DbError>>()?;
-    let total: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM group_members m JOIN users u ON u.token = m.token AND u.record IS NOT NULL
-              WHERE m.group_id = $1",
-            &[&group_id],
-        )
-        .await?
-        .try_get(0)?;
-    Ok((rows, total))
+) -> Result<Vec<(Uuid, Option<String>)>, DbError> {
+    tx.query(
+        "SELECT m.token, r.name FROM group_members m
+           JOIN users u ON u.token = m.token AND u.record IS NOT NULL
+           LEFT JOIN roles r ON r.id = m.role_id
+          WHERE m.group_id = $1 ORDER BY m.added_at, m.token",
+        &[&group_id],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
 }
 
 /// One page of all of the tenant's audit events (newest first) and how many there are.

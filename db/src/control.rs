@@ -13,6 +13,11 @@ pub enum TokenKind {
     Root,
     /// Works only in its own tenant (the `xtoken` returned by TenantCreate).
     TenantAdmin,
+    /// Acts as a role in its tenant, as far as the role's policies allow (XTokenCreateForRole).
+    Role,
+    /// Acts as a user of its tenant: their own record, and what their roles' policies allow
+    /// (XTokenCreateForUser).
+    User,
 }
 
 impl TokenKind {
@@ -21,6 +26,8 @@ impl TokenKind {
         match self {
             TokenKind::Root => "root",
             TokenKind::TenantAdmin => "tenant_admin",
+            TokenKind::Role => "role",
+            TokenKind::User => "user",
         }
     }
 
@@ -28,6 +35,8 @@ impl TokenKind {
         match value {
             "root" => Some(TokenKind::Root),
             "tenant_admin" => Some(TokenKind::TenantAdmin),
+            "role" => Some(TokenKind::Role),
+            "user" => Some(TokenKind::User),
             _ => None,
         }
     }
@@ -57,8 +66,16 @@ pub struct Credential {
     pub token_id: Uuid,
     pub token_hash: Vec<u8>,
     pub kind: TokenKind,
-    /// The tenant a tenant admin token belongs to; `None` for root.
+    /// The tenant a token belongs to; `None` for root.
     pub token_tenant: Option<TenantId>,
+    /// The role a role token acts as: id and name.
+    pub role: Option<(i64, String)>,
+    /// The user a user token acts as.
+    pub user_token: Option<Uuid>,
+    /// Whether the token has expired (role and user tokens only).
+    pub expired: bool,
+    /// Whether each use pushes the expiry forward.
+    pub sliding: bool,
     /// The requested tenant, `None` when no tenant has that name.
     pub requested: Option<TenantRecord>,
 }
@@ -86,8 +103,12 @@ impl Database {
         let statement = client
             .prepare_cached(
                 "SELECT a.id AS token_id, a.token_hash, a.kind, a.tenant_id AS token_tenant,
+                        a.role_id, r.name AS role_name, a.user_token,
+                        COALESCE(a.expires_at <= now(), false) AS expired,
+                        a.sliding_seconds IS NOT NULL AS sliding,
                         t.id, t.name, t.org
                    FROM access_tokens a
+                   LEFT JOIN roles r ON r.id = a.role_id
                    LEFT JOIN tenants t ON t.name = $2
                   WHERE a.token_hash = $1",
             )
@@ -111,9 +132,93 @@ impl Database {
             token_hash: row.try_get("token_hash")?,
             kind,
             token_tenant: row.try_get::<_, Option<i64>>("token_tenant")?.map(TenantId),
+            role: match row.try_get::<_, Option<i64>>("role_id")? {
+                Some(id) => Some((id, row.try_get("role_name")?)),
+                None => None,
+            },
+            user_token: row.try_get("user_token")?,
+            expired: row.try_get("expired")?,
+            sliding: row.try_get("sliding")?,
             requested,
         }))
     }
+
+    /// Pushes a sliding token's expiry forward (never past its final time).
+    pub async fn renew_access_token(&self, token_id: Uuid) -> Result<(), DbError> {
+        let client = self.pool().get().await?;
+        client
+            .execute(
+                "UPDATE access_tokens
+                    SET expires_at = LEAST(final_at, now() + make_interval(secs => sliding_seconds))
+                  WHERE id = $1 AND sliding_seconds IS NOT NULL",
+                &[&token_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes role and user tokens that have expired; returns how many.
+    pub async fn delete_expired_access_tokens(&self) -> Result<u64, DbError> {
+        let client = self.pool().get().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM access_tokens WHERE expires_at <= now()",
+                &[],
+            )
+            .await?)
+    }
+}
+
+/// What a role or user token acts as, and how long it lives.
+#[derive(Clone, Debug)]
+pub struct ExpiringToken {
+    pub kind: TokenKind,
+    pub role_id: Option<i64>,
+    pub user_token: Option<Uuid>,
+    /// Each use renews the token for this long (never past `final_at`).
+    pub sliding_seconds: Option<i64>,
+    /// When the token stops working at the latest.
+    pub final_at: std::time::SystemTime,
+}
+
+/// Stores a role or user token of the transaction's tenant by its id and SHA-256 hash; returns when
+/// it expires (Unix seconds).
+pub async fn insert_expiring_token(
+    tx: &TenantTx<'_>,
+    token_id: Uuid,
+    token_hash: &[u8; 32],
+    token: &ExpiringToken,
+) -> Result<i64, DbError> {
+    Ok(tx
+        .query_one(
+            "INSERT INTO access_tokens
+                    (id, token_hash, kind, tenant_id, role_id, user_token, sliding_seconds, final_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::bigint, $8::timestamptz,
+                     LEAST($8::timestamptz, now() + make_interval(secs => $7::bigint)))
+          RETURNING extract(epoch FROM expires_at)::bigint",
+            &[
+                &token_id,
+                &token_hash.as_slice(),
+                &token.kind.as_str(),
+                &tx.tenant().0,
+                &token.role_id,
+                &token.user_token,
+                &token.sliding_seconds,
+                &token.final_at,
+            ],
+        )
+        .await?
+        .try_get(0)?)
+}
+
+/// Deletes every access token of a user of the transaction's tenant (forget-me).
+pub async fn delete_user_tokens(tx: &TenantTx<'_>, user: Uuid) -> Result<u64, DbError> {
+    Ok(tx
+        .execute(
+            "DELETE FROM access_tokens WHERE tenant_id = $1 AND user_token = $2",
+            &[&tx.tenant().0, &user],
+        )
+        .await?)
 }
 
 /// Creates a tenant; a taken name is a [`DbError::UniqueViolation`] on `tenants_name_key`.

@@ -235,3 +235,37 @@ pub async fn user_memberships(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<Memb
     })
     .collect()
 }
+
+/// The memberships of each of `tokens`: (user, group, role name).
+pub async fn memberships_of(
+    tx: &TenantTx<'_>,
+    tokens: &[Uuid],
+) -> Result<Vec<(Uuid, i64, Option<String>)>, DbError> {
+    tx.query(
+        "SELECT m.token, m.group_id, r.name FROM group_members m
+           LEFT JOIN roles r ON r.id = m.role_id
+          WHERE m.token = ANY($1) ORDER BY m.token, m.group_id",
+        &[&tokens],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+    .collect()
+}
+
+/// The members holding a role in each of `groups`: (group, user, role name).
+pub async fn rosters(
+    tx: &TenantTx<'_>,
+    groups: &[i64],
+) -> Result<Vec<(i64, Uuid, String)>, DbError> {
+    tx.query(
+        "SELECT m.group_id, m.token, r.name FROM group_members m
+           JOIN roles r ON r.id = m.role_id
+          WHERE m.group_id = ANY($1)",
+        &[&groups],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+    .collect()
+}

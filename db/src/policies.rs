@@ -107,3 +107,21 @@ pub async fn link(tx: &TenantTx<'_>, role_id: i64, policy_id: i64) -> Result<(),
     .await?;
     Ok(())
 }
+
+/// The documents of the policies linked to each of `roles` (by name): (role name, document).
+pub async fn linked_to_roles(
+    tx: &TenantTx<'_>,
+    roles: &[String],
+) -> Result<Vec<(String, Value)>, DbError> {
+    tx.query(
+        "SELECT r.name, p.document FROM roles r
+           JOIN role_policies rp ON rp.role_id = r.id
+           JOIN policies p ON p.id = rp.policy_id
+          WHERE r.name = ANY($1) ORDER BY r.name, p.id",
+        &[&roles],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
+}

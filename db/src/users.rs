@@ -27,9 +27,17 @@ pub struct NewUser {
     pub record: Vec<u8>,
     /// The same profile sealed as version 1.
     pub first_version: Vec<u8>,
-    pub indexes: Vec<(&'static str, [u8; 32])>,
+    pub indexes: UserIndexes,
     pub sliding_seconds: Option<i64>,
     pub final_at: Option<SystemTime>,
+}
+
+/// What a user is found by: the blind index of each indexed field (exact lookups, uniqueness) and
+/// the keyed hashes of each field's trigrams (fuzzy search).
+#[derive(Clone, Debug, Default)]
+pub struct UserIndexes {
+    pub exact: Vec<(&'static str, [u8; 32])>,
+    pub grams: Vec<(&'static str, Vec<i64>)>,
 }
 
 /// One kept version.
@@ -80,50 +88,149 @@ pub async fn insert_users(tx: &TenantTx<'_>, users: &[NewUser]) -> Result<(), Db
         &[&tenant, &tokens, &versions],
     )
     .await?;
-    let mut index_tokens = Vec::new();
+    let indexed: Vec<(Uuid, &UserIndexes)> = users.iter().map(|u| (u.token, &u.indexes)).collect();
+    insert_index_rows(tx, &indexed).await
+}
+
+/// Inserts the exact and search indexes of users, in two batched statements.
+async fn insert_index_rows(
+    tx: &TenantTx<'_>,
+    users: &[(Uuid, &UserIndexes)],
+) -> Result<(), DbError> {
+    let mut tokens = Vec::new();
     let mut fields = Vec::new();
     let mut hashes: Vec<&[u8]> = Vec::new();
-    for user in users {
-        for (field, hash) in &user.indexes {
-            index_tokens.push(user.token);
+    let mut gram_tokens = Vec::new();
+    let mut gram_fields = Vec::new();
+    let mut grams = Vec::new();
+    for (token, indexes) in users {
+        for (field, hash) in &indexes.exact {
+            tokens.push(*token);
             fields.push(*field);
             hashes.push(hash.as_slice());
         }
+        for (field, set) in &indexes.grams {
+            gram_tokens.push(*token);
+            gram_fields.push(*field);
+            // Arrays of arrays must be rectangular for UNNEST: each set travels as one text value.
+            grams.push(gram_literal(set));
+        }
     }
-    insert_index_rows(tx, &index_tokens, &fields, &hashes).await
-}
-
-async fn insert_index_rows(
-    tx: &TenantTx<'_>,
-    tokens: &[Uuid],
-    fields: &[&str],
-    hashes: &[&[u8]],
-) -> Result<(), DbError> {
-    if tokens.is_empty() {
-        return Ok(());
+    if !tokens.is_empty() {
+        tx.execute(
+            "INSERT INTO user_indexes (tenant_id, token, field, hash)
+             SELECT $1, i.token, i.field, i.hash
+               FROM UNNEST($2::uuid[], $3::text[], $4::bytea[]) AS i(token, field, hash)",
+            &[&tx.tenant().0, &tokens, &fields, &hashes],
+        )
+        .await?;
     }
-    tx.execute(
-        "INSERT INTO user_indexes (tenant_id, token, field, hash)
-         SELECT $1, i.token, i.field, i.hash
-           FROM UNNEST($2::uuid[], $3::text[], $4::bytea[]) AS i(token, field, hash)",
-        &[&tx.tenant().0, &tokens, &fields, &hashes],
-    )
-    .await?;
+    if !gram_tokens.is_empty() {
+        tx.execute(
+            "INSERT INTO user_search (tenant_id, token, field, grams)
+             SELECT $1, s.token, s.field, s.grams::bigint[]
+               FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS s(token, field, grams)",
+            &[&tx.tenant().0, &gram_tokens, &gram_fields, &grams],
+        )
+        .await?;
+    }
     Ok(())
 }
 
-/// Replaces a user's blind indexes.
+/// A set of gram hashes as a PostgreSQL array literal (`{1,-2,3}`): numbers only.
+fn gram_literal(grams: &[i64]) -> String {
+    let items: Vec<String> = grams.iter().map(i64::to_string).collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// Replaces a user's exact and search indexes.
 pub async fn replace_indexes(
     tx: &TenantTx<'_>,
     token: Uuid,
-    indexes: &[(&'static str, [u8; 32])],
+    indexes: &UserIndexes,
 ) -> Result<(), DbError> {
     tx.execute("DELETE FROM user_indexes WHERE token = $1", &[&token])
         .await?;
-    let tokens: Vec<Uuid> = indexes.iter().map(|_| token).collect();
-    let fields: Vec<&str> = indexes.iter().map(|(f, _)| *f).collect();
-    let hashes: Vec<&[u8]> = indexes.iter().map(|(_, h)| h.as_slice()).collect();
-    insert_index_rows(tx, &tokens, &fields, &hashes).await
+    tx.execute("DELETE FROM user_search WHERE token = $1", &[&token])
+        .await?;
+    insert_index_rows(tx, &[(token, indexes)]).await
+}
+
+/// The users whose search grams share the most with `grams` in any of `fields`, best first: up to
+/// `limit` (token, shared count) pairs, only those sharing at least `min_shared`.
+pub async fn search_candidates(
+    tx: &TenantTx<'_>,
+    fields: &[&str],
+    grams: &[i64],
+    min_shared: i64,
+    limit: i64,
+) -> Result<Vec<(Uuid, i64)>, DbError> {
+    tx.query(
+        "SELECT token, max(shared) AS best FROM (
+             SELECT s.token, (SELECT count(*) FROM unnest(s.grams) g WHERE g = ANY($2)) AS shared
+               FROM user_search s
+              WHERE s.grams && $2 AND s.field = ANY($1)
+         ) c
+         WHERE shared >= $3
+         GROUP BY token ORDER BY best DESC, token LIMIT $4",
+        &[&fields, &grams, &min_shared, &limit],
+    )
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect()
+}
+
+/// The live users' tokens of the transaction's tenant, oldest first (for listing all users).
+pub async fn live_tokens(tx: &TenantTx<'_>) -> Result<Vec<Uuid>, DbError> {
+    tx.query(
+        "SELECT token FROM users
+          WHERE record IS NOT NULL AND (expires_at IS NULL OR expires_at > now())
+          ORDER BY created_at, token",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|row| Ok(row.try_get(0)?))
+    .collect()
+}
+
+/// One page of the live users of the transaction's tenant (oldest first) and how many there are.
+pub async fn live_page(
+    tx: &TenantTx<'_>,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<StoredUser>, i64), DbError> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users
+          WHERE record IS NOT NULL AND (expires_at IS NULL OR expires_at > now())
+          ORDER BY created_at, token OFFSET $1 LIMIT $2"
+    );
+    let users = tx
+        .query(&sql, &[&offset, &limit])
+        .await?
+        .iter()
+        .map(user_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM users
+              WHERE record IS NOT NULL AND (expires_at IS NULL OR expires_at > now())",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    Ok((users, total))
+}
+
+/// Users by token (forgotten ones included, with no record), in no particular order.
+pub async fn get_users(tx: &TenantTx<'_>, tokens: &[Uuid]) -> Result<Vec<StoredUser>, DbError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE token = ANY($1)");
+    tx.query(&sql, &[&tokens])
+        .await?
+        .iter()
+        .map(user_from_row)
+        .collect()
 }
 
 /// The token whose `field` index has this hash.
@@ -236,8 +343,8 @@ pub async fn list_versions(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<StoredV
     .collect()
 }
 
-/// Forget-me: removes the sealed record, its versions, its indexes and its group memberships; the
-/// row stays so that the token is never issued again. Returns whether there was a record to forget.
+/// Forget-me: removes the sealed record, its versions, its indexes, its group memberships and its
+/// access tokens; the row stays so that the token is never issued again. Returns whether there was a record to forget.
 pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError> {
     let forgotten = tx
         .execute(
@@ -254,8 +361,11 @@ pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError
         .await?;
     tx.execute("DELETE FROM user_versions WHERE token = $1", &[&token])
         .await?;
+    tx.execute("DELETE FROM user_search WHERE token = $1", &[&token])
+        .await?;
     tx.execute("DELETE FROM group_members WHERE token = $1", &[&token])
         .await?;
+    crate::control::delete_user_tokens(tx, token).await?;
     Ok(true)
 }
 

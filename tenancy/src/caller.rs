@@ -6,12 +6,17 @@ use crate::token::TokenHash;
 use crate::{Tenancy, TenancyError};
 
 /// Who is calling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     /// The installation's root token: every tenant, every command.
     Root,
     /// A tenant admin token, valid only in its own tenant.
     TenantAdmin,
+    /// A role token (XTokenCreateForRole): what the role's policies allow, in its own tenant.
+    Role { id: i64, name: String },
+    /// A user token (XTokenCreateForUser): the user's own record, and what the policies of the roles
+    /// the user holds in groups allow, in its own tenant.
+    User { token: Uuid },
 }
 
 /// An authenticated request: the tenant it runs in and who is calling.
@@ -26,6 +31,22 @@ pub struct Caller {
 impl Caller {
     pub fn is_root(&self) -> bool {
         self.principal == Principal::Root
+    }
+
+    /// Root or a tenant admin: every command of the tenant, no policy applies.
+    pub fn is_admin(&self) -> bool {
+        matches!(self.principal, Principal::Root | Principal::TenantAdmin)
+    }
+
+    /// Refuses role and user tokens.
+    pub fn require_admin(&self) -> Result<(), TenancyError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(TenancyError::Forbidden(
+                "role and user tokens may not do this",
+            ))
+        }
     }
 
     /// Refuses anyone but root.
@@ -43,6 +64,8 @@ impl Caller {
             kind: match self.principal {
                 Principal::Root => TokenKind::Root,
                 Principal::TenantAdmin => TokenKind::TenantAdmin,
+                Principal::Role { .. } => TokenKind::Role,
+                Principal::User { .. } => TokenKind::User,
             },
             token_id: self.token_id,
         }
@@ -52,10 +75,10 @@ impl Caller {
 impl Tenancy {
     /// Authenticates a request from its `X-Bunker-Token`, `X-Bunker-Tenant` and `Host` headers.
     ///
-    /// An invalid tenant name is refused first; then a missing or unknown token; a tenant admin token
-    /// used on another tenant is refused whether or not that tenant exists (so a token cannot probe
-    /// for tenant names); root asking for a tenant that does not exist gets
-    /// [`TenancyError::TenantNotFound`].
+    /// An invalid tenant name is refused first; then a missing, unknown or expired token; a tenant's
+    /// token (admin, role or user) used on another tenant is refused whether or not that tenant
+    /// exists (so a token cannot probe for tenant names); root asking for a tenant that does not
+    /// exist gets [`TenancyError::TenantNotFound`]. A sliding token's expiry is pushed forward.
     pub async fn authenticate(
         &self,
         token: Option<&str>,
@@ -69,22 +92,31 @@ impl Tenancy {
             .db
             .find_credential(hash.as_bytes(), tenant_name.as_str())
             .await?
-            .filter(|c| hash.matches(&c.token_hash))
+            .filter(|c| hash.matches(&c.token_hash) && !c.expired)
             .ok_or(TenancyError::InvalidToken)?;
-        let principal = match credential.kind {
-            TokenKind::Root => Principal::Root,
-            TokenKind::TenantAdmin => Principal::TenantAdmin,
+        let principal = match (credential.kind, &credential.role, credential.user_token) {
+            (TokenKind::Root, _, _) => Principal::Root,
+            (TokenKind::TenantAdmin, _, _) => Principal::TenantAdmin,
+            (TokenKind::Role, Some((id, name)), _) => Principal::Role {
+                id: *id,
+                name: name.clone(),
+            },
+            (TokenKind::User, _, Some(token)) => Principal::User { token },
+            _ => return Err(TenancyError::InvalidToken),
         };
-        let tenant = match (principal, credential.requested) {
-            (Principal::TenantAdmin, Some(t)) if Some(t.id) == credential.token_tenant => t,
-            (Principal::TenantAdmin, _) => {
+        let tenant = match (&principal, credential.requested) {
+            (Principal::Root, Some(t)) => t,
+            (Principal::Root, None) => return Err(TenancyError::TenantNotFound),
+            (_, Some(t)) if Some(t.id) == credential.token_tenant => t,
+            (_, _) => {
                 return Err(TenancyError::Forbidden(
                     "this token is not valid for this tenant",
                 ))
             }
-            (Principal::Root, Some(t)) => t,
-            (Principal::Root, None) => return Err(TenancyError::TenantNotFound),
         };
+        if credential.sliding {
+            self.db.renew_access_token(credential.token_id).await?;
+        }
         Ok(Caller {
             tenant,
             principal,

@@ -166,6 +166,7 @@ impl Tenancy {
 }
 
 fn require_own_tenant(caller: &Caller, id: TenantId) -> Result<(), TenancyError> {
+    caller.require_admin()?;
     if caller.is_root() || caller.tenant.id == id {
         Ok(())
     } else {

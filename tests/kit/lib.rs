@@ -93,6 +93,9 @@ pub struct TestOptions {
     pub sweep_interval: Duration,
     pub key_refresh_interval: Duration,
     pub unlock_seconds: i64,
+    /// `BUNKER_LIST_USERS` (off, as by default).
+    pub list_users: bool,
+    pub xtoken_max_seconds: i64,
 }
 
 impl Default for TestOptions {
@@ -105,6 +108,8 @@ impl Default for TestOptions {
             sweep_interval: Duration::from_secs(3600),
             key_refresh_interval: Duration::from_secs(3600),
             unlock_seconds: 60,
+            list_users: false,
+            xtoken_max_seconds: 24 * 3600,
         }
     }
 }
@@ -123,6 +128,8 @@ impl TestOptions {
                 normalizer: Normalizer::new("GB").expect("region"),
                 versions_kept: self.versions_kept,
                 unlock_seconds: self.unlock_seconds,
+                list_users: self.list_users,
+                xtoken_max_seconds: self.xtoken_max_seconds,
             },
             sweep_interval: self.sweep_interval,
             key_refresh_interval: self.key_refresh_interval,

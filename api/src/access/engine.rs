@@ -17,10 +17,10 @@ use uuid::Uuid;
 
 use super::policy::{matches, Effect, PolicyDocument};
 
-/// A membership: a group and the role held in it.
+/// A membership: a group and the role held in it. A role token holds its role in no group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Membership {
-    pub group_id: i64,
+    pub group_id: Option<i64>,
     pub role: Option<String>,
 }
 
@@ -45,13 +45,34 @@ pub enum Access {
 /// The parts of a target a principal may see.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Visible {
-    /// Sections granted whole (`profile`, `consent`, `appdata`).
+    /// Sections granted whole (`profile`, `consent`, `appdata`, `group`).
     pub sections: BTreeSet<String>,
     /// Top-level profile fields granted one by one.
     pub profile_fields: BTreeSet<String>,
 }
 
+/// The sections of a user a resource may name.
+pub const SECTIONS: [&str; 4] = ["profile", "consent", "appdata", "group"];
+
 impl Visible {
+    /// Everything (admins, and a user's own record).
+    pub fn all() -> Self {
+        Visible {
+            sections: SECTIONS.iter().map(|s| (*s).to_owned()).collect(),
+            profile_fields: BTreeSet::new(),
+        }
+    }
+
+    /// Whether the memberships (groups and roles) of the target may be seen.
+    pub fn groups(&self) -> bool {
+        self.sections.contains("group")
+    }
+
+    /// Whether every one of these top-level profile fields may be seen (and so changed).
+    pub fn covers(&self, fields: &[String]) -> bool {
+        self.sections.contains("profile") || fields.iter().all(|f| self.profile_fields.contains(f))
+    }
+
     /// The profile as this principal may see it: hidden strings become `"***"`, other hidden values
     /// are dropped.
     pub fn mask(&self, profile: &Map<String, Value>) -> Map<String, Value> {
@@ -106,6 +127,8 @@ pub fn decide(
                 };
                 for binding in bindings(selector, principal, target) {
                     let context = Context {
+                        principal,
+                        target,
                         principal_group: membership.group_id,
                         target_group: binding,
                         rosters,
@@ -167,17 +190,13 @@ fn bindings(selector: &str, principal: &Subject, target: &Subject) -> Vec<Option
         .memberships
         .iter()
         .filter(|m| m.role.as_deref() == Some(role))
-        .map(|m| Some(m.group_id))
+        .map(|m| m.group_id)
         .collect()
 }
 
 fn grant(visible: &mut Visible, path: &str) {
     match path.split_once('.') {
-        _ if path == "*" => {
-            for section in ["profile", "consent", "appdata"] {
-                visible.sections.insert(section.to_owned());
-            }
-        }
+        _ if path == "*" => *visible = Visible::all(),
         None => {
             visible.sections.insert(path.to_owned());
         }
@@ -195,7 +214,9 @@ fn grant(visible: &mut Visible, path: &str) {
 }
 
 struct Context<'a> {
-    principal_group: i64,
+    principal: &'a Subject,
+    target: &'a Subject,
+    principal_group: Option<i64>,
     target_group: Option<i64>,
     rosters: &'a Rosters,
     metadata: Option<&'a Value>,
@@ -220,14 +241,15 @@ impl Context<'_> {
                     .unwrap_or_default(),
             )
         };
+        let one = |value: Option<String>| value.map(Resolved::One);
         match name {
-            "principal_group_id" | "user_group_id" => {
-                Some(Resolved::One(self.principal_group.to_string()))
-            }
-            "target_group_id" => self.target_group.map(|g| Resolved::One(g.to_string())),
+            "principal_group_id" | "user_group_id" => one(self.principal_group.map(|g| g.to_string())),
+            "target_group_id" => one(self.target_group.map(|g| g.to_string())),
+            "principal_token" => one(self.principal.token.map(|t| t.to_string())),
+            "target_token" => one(self.target.token.map(|t| t.to_string())),
             _ => {
                 if let Some(role) = name.strip_prefix("principal_group_members:role/") {
-                    Some(roster(Some(self.principal_group), role))
+                    Some(roster(self.principal_group, role))
                 } else if let Some(role) = name.strip_prefix("target_group_members:role/") {
                     Some(roster(self.target_group, role))
                 } else if let Some(key) = name.strip_prefix("request_metadata:") {
@@ -291,7 +313,7 @@ mod tests {
 
     fn member(group: i64, role: &str) -> Membership {
         Membership {
-            group_id: group,
+            group_id: Some(group),
             role: Some(role.to_owned()),
         }
     }

@@ -1,5 +1,8 @@
-//! Access control: the policy language and the engine that applies it. The engine is not wired
-//! to requests yet: every access token today is root or a tenant admin, with full access.
+//! Access control: the policy language, the engine that applies it, and the gate that loads what
+//! the engine needs for a request and applies its answer.
 
 pub mod engine;
+pub mod gate;
 pub mod policy;
+
+pub use gate::{class, CommandClass, Gate, DENIED};

@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::engine::SECTIONS;
+
 /// Every `/v2` command a policy may name.
 pub const COMMANDS: &[&str] = &[
     "UserCreate",
@@ -75,8 +77,6 @@ pub const COMMANDS: &[&str] = &[
     "XTokenCreateForRole",
 ];
 
-/// The parts of a user a resource may name.
-const SECTIONS: &[&str] = &["profile", "consent", "appdata"];
 
 /// A policy document as stored and answered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -180,7 +180,8 @@ pub fn matches(pattern: &str, command: &str) -> bool {
 }
 
 /// `*`, or `<target>.<section>[.<field>]` where target is `${target_group_members:role/<role>}`,
-/// `${target_user}` or `users`, and section is `profile`, `consent` or `appdata` (`profile.*` too).
+/// `${target_user}` or `users`, and section is `profile`, `consent`, `appdata` or `group` (`profile.*`
+/// too).
 fn check_resource(resource: &str) -> Result<(), PolicyError> {
     if resource == "*" {
         return Ok(());

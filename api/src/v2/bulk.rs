@@ -1,5 +1,6 @@
-//! Bulk commands: BulkListUnlock, BulkListTokens, BulkDeleteTokens, BulkListAllAuditEvents,
-//! BulkListGroupUsers. Each needs a fresh `unlockuuid`.
+//! Bulk commands: BulkListUnlock, BulkListUsers, BulkListAllUsers, BulkListGroupUsers,
+//! BulkListTokens, BulkDeleteTokens, BulkListAllAuditEvents, and UserSearch. Each needs a fresh
+//! `unlockuuid`.
 
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -10,7 +11,7 @@ use super::{page, ApiTags, Status};
 use crate::error::ApiError;
 use crate::extract::{lenient, Authenticated, JsonBody};
 use crate::vault::groups::GroupRef;
-use crate::vault::Vault;
+use crate::vault::{Mode, UserView, Vault};
 
 /// The bulk commands.
 pub struct BulkApi {
@@ -79,6 +80,7 @@ pub struct BulkAuditList {
 #[derive(Debug, Object, Deserialize)]
 pub struct BulkGroupRequest {
     unlockuuid: String,
+    request_metadata: Option<Value>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     groupid: Option<i64>,
     groupname: Option<String>,
@@ -103,8 +105,155 @@ pub struct BulkUserList {
     rows: Vec<BulkUserRow>,
 }
 
+#[derive(Debug, Object, Deserialize)]
+pub struct UserSelectorItem {
+    /// `email`, `phone`, `login` or `custom`.
+    mode: String,
+    identity: String,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct BulkUsersRequest {
+    unlockuuid: String,
+    users: Vec<UserSelectorItem>,
+    request_metadata: Option<Value>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct BulkAllUsersRequest {
+    unlockuuid: String,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    offset: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    limit: Option<i64>,
+    request_metadata: Option<Value>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct UserSearchRequest {
+    /// A whole or partial, possibly misspelled email (with `@`), or login, phone or custom value.
+    identity: String,
+    unlockuuid: String,
+    /// Accepted and ignored: the fields searched follow from `identity`.
+    mode: Option<String>,
+    request_metadata: Option<Value>,
+}
+
+/// A user as listed: what the caller may see of the profile.
+#[derive(Debug, Object)]
+pub struct UserRow {
+    token: String,
+    profile: Value,
+    version: i32,
+    #[oai(skip_serializing_if_is_none)]
+    finaltime: Option<i64>,
+    #[oai(skip_serializing_if_is_none)]
+    slidingtime: Option<i64>,
+    #[oai(skip_serializing_if_is_none)]
+    expirationtime: Option<i64>,
+}
+
+impl From<UserView> for UserRow {
+    fn from(user: UserView) -> Self {
+        UserRow {
+            token: user.token.to_string(),
+            profile: Value::Object(user.profile),
+            version: user.version,
+            finaltime: user.finaltime,
+            slidingtime: user.slidingtime,
+            expirationtime: user.expirationtime,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct UserRows {
+    status: Status,
+    total: i64,
+    rows: Vec<UserRow>,
+}
+
+#[derive(Debug, Object)]
+pub struct SearchRows {
+    status: Status,
+    /// Best match first; at most 20.
+    rows: Vec<UserRow>,
+}
+
 #[OpenApi(tag = "ApiTags::Bulk")]
 impl BulkApi {
+    /// Users named by email, phone, login or custom value (needs `BUNKER_LIST_USERS`).
+    #[oai(path = "/BulkListUsers", method = "post")]
+    async fn bulk_list_users(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<BulkUsersRequest>,
+    ) -> Result<Json<UserRows>, ApiError> {
+        let r = body.0;
+        if r.users.is_empty() {
+            return Err(ApiError::bad_request("users must not be empty"));
+        }
+        let selectors = r
+            .users
+            .into_iter()
+            .map(|u| Ok((u.mode.parse::<Mode>()?, u.identity)))
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let rows: Vec<UserRow> = self
+            .vault
+            .bulk_list_users(&caller.0, r.unlockuuid, selectors, r.request_metadata)
+            .await?
+            .into_iter()
+            .map(UserRow::from)
+            .collect();
+        Ok(Json(UserRows {
+            status: Status::Ok,
+            total: rows.len() as i64,
+            rows,
+        }))
+    }
+
+    /// One page of all of the tenant's users, oldest first (needs `BUNKER_LIST_USERS`).
+    #[oai(path = "/BulkListAllUsers", method = "post")]
+    async fn bulk_list_all_users(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<BulkAllUsersRequest>,
+    ) -> Result<Json<UserRows>, ApiError> {
+        let r = body.0;
+        let (offset, limit) = page(r.offset, r.limit)?;
+        let (users, total) = self
+            .vault
+            .bulk_list_all_users(&caller.0, r.unlockuuid, offset, limit, r.request_metadata)
+            .await?;
+        Ok(Json(UserRows {
+            status: Status::Ok,
+            total,
+            rows: users.into_iter().map(UserRow::from).collect(),
+        }))
+    }
+
+    /// Fuzzy search: users whose email, login, phone or custom value is like `identity`.
+    #[oai(path = "/UserSearch", method = "post", tag = "ApiTags::Users")]
+    async fn user_search(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<UserSearchRequest>,
+    ) -> Result<Json<SearchRows>, ApiError> {
+        let r = body.0;
+        let _ = r.mode;
+        let rows = self
+            .vault
+            .search_users(&caller.0, r.unlockuuid, r.identity, r.request_metadata)
+            .await?
+            .into_iter()
+            .map(UserRow::from)
+            .collect();
+        Ok(Json(SearchRows {
+            status: Status::Ok,
+            rows,
+        }))
+    }
+
     /// An `unlockuuid` for the bulk commands: 60 seconds, this tenant and this token only.
     #[oai(path = "/BulkListUnlock", method = "post")]
     async fn bulk_list_unlock(
@@ -208,7 +357,14 @@ impl BulkApi {
         };
         let (members, total) = self
             .vault
-            .bulk_list_group_users(&caller.0, r.unlockuuid, group, offset, limit)
+            .bulk_list_group_users(
+                &caller.0,
+                r.unlockuuid,
+                group,
+                offset,
+                limit,
+                r.request_metadata,
+            )
             .await?;
         let rows = members
             .into_iter()

@@ -8,6 +8,7 @@ pub mod system;
 pub mod tenants;
 pub mod tokens;
 pub mod users;
+pub mod xtokens;
 
 use poem_openapi::{Enum, Object, Tags};
 

@@ -2,18 +2,25 @@
 //! serves only the tenant and the access token that asked for it; every bulk command checks it in
 //! its own transaction. Every record a bulk command reads or deletes is audited, one event each.
 
-use bunker_db::audit::{self, AuditEvent, Performer};
+use std::collections::HashMap;
+
+use bunker_db::audit::{self, Actor, AuditEvent, Performer};
 use bunker_db::bulk as store;
 use bunker_db::tokens as token_store;
-use bunker_db::users as user_store;
-use bunker_db::TenantTx;
+use bunker_db::users::{self as user_store, StoredUser};
+use bunker_db::{TenantId, TenantTx};
+use bunker_keys::TenantKeys;
 use bunker_tenancy::Caller;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::access::engine::Visible;
+use crate::access::{Gate, DENIED};
+
 use super::groups::{find_group, GroupRef};
+use super::identity::Mode;
 use super::tokens::{find_many, open_token, token_event, TokenValue};
-use super::users::open_current;
+use super::users::{is_live, open_current, resolve, view_of, UserView};
 use super::{UserEvent, Vault, VaultError};
 
 const NOT_VALID: &str = "The unlockuuid value was not found or is not valid";
@@ -27,7 +34,7 @@ pub struct GroupMember {
 }
 
 /// Refuses a missing, malformed, expired or foreign unlock.
-async fn require_unlock(tx: &TenantTx<'_>, unlock: &str, token_id: Uuid) -> Result<(), VaultError> {
+pub(super) async fn require_unlock(tx: &TenantTx<'_>, unlock: &str, token_id: Uuid) -> Result<(), VaultError> {
     let id = Uuid::try_parse(unlock.trim()).map_err(|_| VaultError::Forbidden(NOT_VALID))?;
     if store::unlock_is_valid(tx, id, token_id).await? {
         Ok(())
@@ -40,10 +47,14 @@ impl Vault {
     /// A fresh `unlockuuid` for the caller's token in the caller's tenant.
     pub async fn bulk_unlock(&self, caller: &Caller) -> Result<Uuid, VaultError> {
         let actor = caller.actor();
+        let principal = caller.principal.clone();
         let seconds = self.settings.unlock_seconds;
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
+                    if !Gate::load(tx, &principal).await?.may_unlock() {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
                     let id = Uuid::new_v4();
                     store::insert_unlock(tx, id, actor.token_id, seconds).await?;
                     let event = AuditEvent::about(
@@ -157,7 +168,8 @@ impl Vault {
             .await
     }
 
-    /// One page of a group's members with their profiles and roles.
+    /// One page of a group's members with their profiles and roles, as far as the caller may see
+    /// them: members a role or user token may not see are left out (and not counted).
     pub async fn bulk_list_group_users(
         &self,
         caller: &Caller,
@@ -165,40 +177,211 @@ impl Vault {
         group: GroupRef,
         offset: i64,
         limit: i64,
+        metadata: Option<Value>,
     ) -> Result<(Vec<GroupMember>, i64), VaultError> {
+        const ACTION: &str = "BulkListGroupUsers";
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = caller.actor();
+        let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     require_unlock(tx, &unlock, actor.token_id).await?;
+                    let gate = Gate::load(tx, &principal).await?;
                     let stored = find_group(tx, &keys, &group).await?;
-                    let (members, total) =
-                        store::group_members(tx, stored.id, offset, limit).await?;
-                    let mut rows = Vec::with_capacity(members.len());
-                    let mut events = Vec::with_capacity(members.len());
-                    for (token, rolename) in members {
-                        let Some(user) = user_store::get_user(tx, token).await? else {
+                    let members = store::all_group_members(tx, stored.id).await?;
+                    let tokens: Vec<Uuid> = members.iter().map(|(t, _)| *t).collect();
+                    let mut visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
+                    let seen: Vec<(Uuid, Option<String>, Visible)> = members
+                        .into_iter()
+                        .filter_map(|(t, role)| Some((t, role, visible.remove(&t)?)))
+                        .collect();
+                    let total = seen.len() as i64;
+                    let page = page_of(seen, offset, limit);
+                    let page_tokens: Vec<Uuid> = page.iter().map(|(t, ..)| *t).collect();
+                    let users: HashMap<Uuid, StoredUser> = user_store::get_users(tx, &page_tokens)
+                        .await?
+                        .into_iter()
+                        .map(|u| (u.token, u))
+                        .collect();
+                    let mut rows = Vec::with_capacity(page.len());
+                    for (token, rolename, seen) in page {
+                        let Some(user) = users.get(&token).filter(|u| is_live(u)) else {
                             continue;
                         };
-                        let profile = open_current(&keys, tx.tenant(), &user)?;
-                        let event = UserEvent::about("BulkListGroupUsers", token, None);
-                        let id = Uuid::new_v4();
-                        events.push((
-                            id,
-                            event.seal(&keys, tx.tenant(), id, Performer::Token(actor))?,
-                        ));
+                        let profile = open_current(&keys, tx.tenant(), user)?;
                         rows.push(GroupMember {
                             token,
-                            profile,
-                            rolename,
+                            profile: seen.mask(&profile),
+                            rolename: rolename.filter(|_| seen.groups()),
                         });
                     }
+                    let listed: Vec<Uuid> = rows.iter().map(|r| r.token).collect();
+                    let events =
+                        read_events(&keys, tx.tenant(), actor, ACTION, &listed, metadata.as_ref())?;
                     audit::record_many(tx, &events).await?;
                     Ok((rows, total))
                 })
             })
             .await
     }
+
+    /// Users named by indexed values (not by token), as far as the caller may see them; values
+    /// that name no user, or one the caller may not see, are left out. Needs `BUNKER_LIST_USERS`.
+    pub async fn bulk_list_users(
+        &self,
+        caller: &Caller,
+        unlock: String,
+        selectors: Vec<(Mode, String)>,
+        metadata: Option<Value>,
+    ) -> Result<Vec<UserView>, VaultError> {
+        const ACTION: &str = "BulkListUsers";
+        if !self.settings.list_users {
+            return Err(VaultError::Forbidden("BulkListUsers is disabled"));
+        }
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let mut lookups = Vec::with_capacity(selectors.len());
+        for (position, (mode, identity)) in selectors.iter().enumerate() {
+            if *mode == Mode::Token {
+                return Err(VaultError::BadRequest(format!(
+                    "users[{position}]: mode must be email, phone, login or custom"
+                )));
+            }
+            match self.settings.normalizer.lookup(&keys.index, *mode, identity) {
+                Ok(lookup) => lookups.push(lookup),
+                // An empty value names nobody.
+                Err(VaultError::NotFound) => {}
+                Err(VaultError::BadRequest(why)) => {
+                    return Err(VaultError::BadRequest(format!("users[{position}]: {why}")))
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let actor = caller.actor();
+        let principal = caller.principal.clone();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    require_unlock(tx, &unlock, actor.token_id).await?;
+                    let gate = Gate::load(tx, &principal).await?;
+                    let mut found = Vec::new();
+                    for lookup in lookups {
+                        match resolve(tx, lookup).await {
+                            Ok(user) if !found.iter().any(|u: &StoredUser| u.token == user.token) => {
+                                found.push(user)
+                            }
+                            Ok(_) | Err(VaultError::NotFound) => {}
+                            Err(err) => return Err(err),
+                        }
+                    }
+                    let views = visible_views(tx, &keys, &gate, ACTION, found, metadata.as_ref()).await?;
+                    let listed: Vec<Uuid> = views.iter().map(|v| v.token).collect();
+                    let events =
+                        read_events(&keys, tx.tenant(), actor, ACTION, &listed, metadata.as_ref())?;
+                    audit::record_many(tx, &events).await?;
+                    Ok(views)
+                })
+            })
+            .await
+    }
+
+    /// One page of all of the tenant's live users (oldest first), as far as the caller may see
+    /// them. Needs `BUNKER_LIST_USERS`.
+    pub async fn bulk_list_all_users(
+        &self,
+        caller: &Caller,
+        unlock: String,
+        offset: i64,
+        limit: i64,
+        metadata: Option<Value>,
+    ) -> Result<(Vec<UserView>, i64), VaultError> {
+        const ACTION: &str = "BulkListAllUsers";
+        if !self.settings.list_users {
+            return Err(VaultError::Forbidden("BulkListAllUsers is disabled"));
+        }
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let actor = caller.actor();
+        let principal = caller.principal.clone();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    require_unlock(tx, &unlock, actor.token_id).await?;
+                    let gate = Gate::load(tx, &principal).await?;
+                    let (page, total) = match &gate {
+                        // Admins page in the database.
+                        Gate::Admin => user_store::live_page(tx, offset, limit).await?,
+                        // Others see a subset: decide for every user (memberships only, nothing
+                        // opened), then page what is left.
+                        Gate::Policies(_) => {
+                            let tokens = user_store::live_tokens(tx).await?;
+                            let visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
+                            let seen: Vec<Uuid> =
+                                tokens.into_iter().filter(|t| visible.contains_key(t)).collect();
+                            let total = seen.len() as i64;
+                            let page = page_of(seen, offset, limit);
+                            let mut users = user_store::get_users(tx, &page).await?;
+                            users.sort_by_key(|u| page.iter().position(|t| *t == u.token));
+                            (users, total)
+                        }
+                    };
+                    let views = visible_views(tx, &keys, &gate, ACTION, page, metadata.as_ref()).await?;
+                    let listed: Vec<Uuid> = views.iter().map(|v| v.token).collect();
+                    let events =
+                        read_events(&keys, tx.tenant(), actor, ACTION, &listed, metadata.as_ref())?;
+                    audit::record_many(tx, &events).await?;
+                    Ok((views, total))
+                })
+            })
+            .await
+    }
+}
+
+/// The users (in order) as `gate` lets `action` see them; those it may not see are left out.
+async fn visible_views(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    gate: &Gate,
+    action: &str,
+    users: Vec<StoredUser>,
+    metadata: Option<&Value>,
+) -> Result<Vec<UserView>, VaultError> {
+    let tokens: Vec<Uuid> = users.iter().map(|u| u.token).collect();
+    let visible = gate.visible(tx, action, &tokens, metadata).await?;
+    let mut views = Vec::with_capacity(users.len());
+    for user in users.iter().filter(|u| is_live(u)) {
+        if let Some(seen) = visible.get(&user.token) {
+            let profile = open_current(keys, tx.tenant(), user)?;
+            views.push(view_of(user, &profile, seen));
+        }
+    }
+    Ok(views)
+}
+
+/// `limit` items from `offset`.
+fn page_of<T>(items: Vec<T>, offset: i64, limit: i64) -> Vec<T> {
+    let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+    let take = usize::try_from(limit).unwrap_or(0);
+    items.into_iter().skip(skip).take(take).collect()
+}
+
+/// One sealed read event per user listed.
+pub(super) fn read_events(
+    keys: &TenantKeys,
+    tenant: TenantId,
+    actor: Actor,
+    action: &'static str,
+    users: &[Uuid],
+    metadata: Option<&Value>,
+) -> Result<Vec<(Uuid, AuditEvent)>, VaultError> {
+    users
+        .iter()
+        .map(|user| {
+            let id = Uuid::new_v4();
+            let event = UserEvent::about(action, *user, metadata);
+            Ok((id, event.seal(keys, tenant, id, Performer::Token(actor))?))
+        })
+        .collect()
 }

@@ -8,7 +8,9 @@ use phonenumber::country::Id as Region;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::VaultError;
+use bunker_db::users::UserIndexes;
+
+use super::{search, VaultError};
 
 /// The profile keys that are indexed for lookup, each unique within a tenant.
 pub const INDEXED_FIELDS: [&str; 4] = ["email", "phone", "login", "custom"];
@@ -97,21 +99,50 @@ impl Normalizer {
         }
     }
 
-    /// The blind indexes of a profile's indexed fields.
+    /// The blind indexes of a profile's indexed fields, and their search grams.
     pub fn indexes(
         &self,
         key: &BlindIndexKey,
         profile: &Map<String, Value>,
-    ) -> Result<Vec<(&'static str, [u8; 32])>, VaultError> {
-        let mut indexes = Vec::new();
+    ) -> Result<UserIndexes, VaultError> {
+        let mut indexes = UserIndexes::default();
         for field in INDEXED_FIELDS {
             if let Some(value) = profile.get(field) {
                 if let Some(normal) = self.normalize(field, value)? {
-                    indexes.push((field, key.blind_index(field, normal.as_bytes())));
+                    indexes
+                        .exact
+                        .push((field, key.blind_index(field, normal.as_bytes())));
+                    indexes
+                        .grams
+                        .push((field, search::grams(key, field, &search::searchable(field, &normal))));
                 }
             }
         }
         Ok(indexes)
+    }
+
+    /// A profile's indexed values as search compares them (see [`search::searchable`]).
+    pub fn searchable_values(&self, profile: &Map<String, Value>) -> Vec<(&'static str, String)> {
+        INDEXED_FIELDS
+            .iter()
+            .filter_map(|field| {
+                let normal = self.normalize(field, profile.get(*field)?).ok()??;
+                Some((*field, search::searchable(field, &normal)))
+            })
+            .collect()
+    }
+
+    /// What a search for `identity` compares in `field`: `None` when the field cannot hold it.
+    pub fn search_term(&self, field: &'static str, identity: &str) -> Option<String> {
+        let normal = match field {
+            // A phone search takes any written form; a partial number is searched by its digits.
+            "phone" => self
+                .phone(identity)
+                .unwrap_or_else(|_| identity.to_owned()),
+            _ => identity.trim().to_owned(),
+        };
+        let term = search::searchable(field, &normal);
+        (term.chars().count() >= 2).then_some(term)
     }
 
     /// The normalized form of an indexed value; `None` for an empty or null one (not indexed).

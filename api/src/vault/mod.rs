@@ -11,15 +11,19 @@ pub mod groups;
 pub mod identity;
 pub mod policies;
 mod reencrypt;
+pub mod search;
 mod sweeper;
 pub mod tokens;
 pub mod users;
+pub mod xtokens;
 
 use bunker_db::audit::{AuditEvent, Performer};
 use bunker_db::{Database, DbError, TenantId};
 use bunker_keys::{KeyError, Label, TenantKeys};
 
+use crate::access::Gate;
 use crate::keyadmin::SharedKeyring;
+use bunker_tenancy::Caller;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -38,6 +42,10 @@ pub struct VaultSettings {
     pub versions_kept: i32,
     /// How long a bulk unlock lives (60 s; shorter in tests).
     pub unlock_seconds: i64,
+    /// Whether BulkListUsers and BulkListAllUsers work (`BUNKER_LIST_USERS`, off by default).
+    pub list_users: bool,
+    /// The longest a role or user token may live (`BUNKER_XTOKEN_MAX_SECONDS`).
+    pub xtoken_max_seconds: i64,
 }
 
 /// The vault service.
@@ -94,6 +102,30 @@ impl Vault {
 
     fn keys(&self, tenant: TenantId) -> TenantKeys {
         self.keyring.get().tenant_keys(tenant.0)
+    }
+
+    /// Holds a role or user token to its policies for a command that names no user (see
+    /// [`crate::access::class`]); admins pass without a query.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        command: &str,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        if caller.is_admin() {
+            return Ok(());
+        }
+        let principal = caller.principal.clone();
+        let command = command.to_owned();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    Gate::load(tx, &principal)
+                        .await?
+                        .require(&command, metadata.as_ref())
+                })
+            })
+            .await
     }
 
     /// The caller's tenant keys and the user a request names (normalized, blind-indexed).

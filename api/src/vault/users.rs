@@ -7,9 +7,12 @@ use bunker_db::audit::{self, Actor, Performer};
 use bunker_db::users::{self as store, NewUser, StoredUser};
 use bunker_db::{DbError, TenantTx};
 use bunker_keys::TenantKeys;
-use bunker_tenancy::Caller;
+use bunker_tenancy::{Caller, Principal};
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+use crate::access::engine::Visible;
+use crate::access::{Gate, DENIED};
 
 use super::expiry::Expiry;
 use super::groups::{add_membership, GroupRef, RoleSelector};
@@ -62,6 +65,7 @@ pub type Membership = (GroupRef, Option<RoleSelector>);
 
 /// One attempt at a change, as carried into its transaction.
 struct ChangeRequest {
+    principal: Principal,
     actor: Actor,
     action: &'static str,
     lookup: Lookup,
@@ -143,10 +147,14 @@ impl Vault {
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(tenant, mode, identity)?;
         let actor = caller.actor();
+        let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let user = resolve(tx, lookup).await?;
+                    let gate = Gate::load(tx, &principal).await?;
+                    let (user, visible) = gate
+                        .resolve(tx, lookup, "UserGet", metadata.as_ref())
+                        .await?;
                     let (profile, version) = match version {
                         None => (open_current(&keys, tx.tenant(), &user)?, user.version),
                         Some(v) => {
@@ -165,7 +173,7 @@ impl Vault {
                     record_event(tx, &keys, actor, event).await?;
                     Ok(UserView {
                         token: user.token,
-                        profile,
+                        profile: visible.mask(&profile),
                         version,
                         finaltime: user.final_at,
                         slidingtime: user.sliding_seconds,
@@ -194,6 +202,7 @@ impl Vault {
             attempt += 1;
             let keys = self.keys(tenant);
             let request = ChangeRequest {
+                principal: caller.principal.clone(),
                 actor: caller.actor(),
                 action,
                 lookup,
@@ -221,13 +230,17 @@ impl Vault {
         request: ChangeRequest,
     ) -> Result<(), VaultError> {
         let ChangeRequest {
+            principal,
             actor,
             action,
             lookup,
             change,
             metadata,
         } = request;
-        let user = resolve(tx, lookup).await?;
+        let (user, visible) = Gate::load(tx, &principal)
+            .await?
+            .resolve(tx, lookup, action, metadata.as_ref())
+            .await?;
         let mut profile = Value::Object(open_current(keys, tx.tenant(), &user)?);
         let fields = match &change {
             Change::Merge(update) => {
@@ -244,6 +257,10 @@ impl Vault {
                 patched_fields(patch)
             }
         };
+        // A principal may change only what it may see.
+        if !visible.covers(&fields) {
+            return Err(VaultError::Forbidden(DENIED));
+        }
         let Value::Object(profile) = profile else {
             return Err(VaultError::BadRequest(
                 "The profile must remain a JSON object".into(),
@@ -298,14 +315,16 @@ impl Vault {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let actor = caller.actor();
+        let principal = caller.principal.clone();
         let bulk = selectors.len() > 1;
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
+                    let gate = Gate::load(tx, &principal).await?;
                     let mut done = HashSet::new();
                     for (position, lookup) in lookups.into_iter().enumerate() {
-                        let token = match resolve(tx, lookup).await {
-                            Ok(user) => user.token,
+                        let token = match gate.resolve(tx, lookup, action, metadata.as_ref()).await {
+                            Ok((user, _)) => user.token,
                             Err(VaultError::NotFound) if bulk => {
                                 return Err(VaultError::BadRequest(format!(
                                     "The user record was not found: users[{position}]; nothing was deleted"
@@ -337,10 +356,14 @@ impl Vault {
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(tenant, mode, identity)?;
         let actor = caller.actor();
+        let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let user = resolve(tx, lookup).await?;
+                    let (user, _) = Gate::load(tx, &principal)
+                        .await?
+                        .resolve(tx, lookup, "UserListVersions", metadata.as_ref())
+                        .await?;
                     let mut versions = Vec::new();
                     for stored in store::list_versions(tx, user.token).await? {
                         let row = version_row(user.token, stored.version);
@@ -363,7 +386,7 @@ impl Vault {
 }
 
 /// The live user a lookup names: not forgotten, not expired.
-pub(super) async fn resolve(tx: &TenantTx<'_>, lookup: Lookup) -> Result<StoredUser, VaultError> {
+pub(crate) async fn resolve(tx: &TenantTx<'_>, lookup: Lookup) -> Result<StoredUser, VaultError> {
     let token = match lookup {
         Lookup::Token(token) => token,
         Lookup::Index(field, hash) => store::find_by_index(tx, field, &hash)
@@ -373,13 +396,30 @@ pub(super) async fn resolve(tx: &TenantTx<'_>, lookup: Lookup) -> Result<StoredU
     let user = store::get_user(tx, token)
         .await?
         .ok_or(VaultError::NotFound)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    if user.record.is_none() || user.expires_at.is_some_and(|at| at <= now) {
+    if !is_live(&user) {
         return Err(VaultError::NotFound);
     }
     Ok(user)
+}
+
+/// Whether a stored user is live: not forgotten, not expired.
+pub(super) fn is_live(user: &StoredUser) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    user.record.is_some() && !user.expires_at.is_some_and(|at| at <= now)
+}
+
+/// A user as answered, showing what `visible` allows of the opened profile.
+pub(super) fn view_of(user: &StoredUser, profile: &Map<String, Value>, visible: &Visible) -> UserView {
+    UserView {
+        token: user.token,
+        profile: visible.mask(profile),
+        version: user.version,
+        finaltime: user.final_at,
+        slidingtime: user.sliding_seconds,
+        expirationtime: user.expires_at,
+    }
 }
 
 pub(super) fn open_current(

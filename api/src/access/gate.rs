@@ -1,0 +1,346 @@
+//! Access control applied to a request. Root and tenant admin tokens pass; role and user tokens are
+//! held to the policies linked to their roles, evaluated by [`engine`](super::engine) with what this
+//! module loads inside the request's own transaction (memberships, group rosters, policies), so a
+//! decision and the work it allows see the same data.
+//!
+//! Commands fall in three classes ([`class`]): those only admins may run (tenants, roles, policies,
+//! keys, access tokens); those that act on users one by one, decided per user inside the command
+//! ([`Gate::resolve`], [`Gate::visible`]); and the rest, decided once before the command runs, with
+//! no user as target ([`Gate::require`]).
+
+use std::collections::{BTreeSet, HashMap};
+
+use bunker_db::groups as group_store;
+use bunker_db::policies as policy_store;
+use bunker_db::users::StoredUser;
+use bunker_db::TenantTx;
+use bunker_tenancy::Principal;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::engine::{decide, Access, LinkedPolicy, Membership, Rosters, Subject, Visible};
+use super::policy::{matches, parse, Effect};
+use crate::vault::identity::Lookup;
+use crate::vault::users::resolve;
+use crate::vault::VaultError;
+
+/// The answer to a role or user token that may not do something, whether or not its target exists
+/// (so that a token cannot probe for users).
+pub const DENIED: &str = "API access denied";
+
+/// How a command is authorized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandClass {
+    /// Root and tenant admins only.
+    AdminOnly,
+    /// Decided for each user the command touches, inside the command.
+    PerUser,
+    /// Decided once, with no user as target, before the command runs.
+    Tenant,
+}
+
+/// Commands that act on users one by one.
+const PER_USER: &[&str] = &[
+    "UserGet",
+    "UserUpdate",
+    "UserPatch",
+    "UserDelete",
+    "UserDeleteBulk",
+    "UserListVersions",
+    "UserSearch",
+    "AuditListUserEvents",
+    "AuditGetEvent",
+    "GroupListUserGroups",
+    "GroupAddUser",
+    "GroupDeleteUser",
+    "BulkListUnlock",
+    "BulkListUsers",
+    "BulkListAllUsers",
+    "BulkListGroupUsers",
+];
+
+/// What a user token may do to its own record without any policy. Changing or deleting it goes
+/// through the `*Request` commands (the contract), which need a DPO's approval.
+const OWN_RECORD_READS: &[&str] = &[
+    "UserGet",
+    "UserListVersions",
+    "AuditListUserEvents",
+    "AuditGetEvent",
+    "GroupListUserGroups",
+];
+
+/// What a user token may never do to its own record, whatever the policies say (the contract: a
+/// user asks for a change with the `*Request` commands instead).
+const OWN_RECORD_CHANGES: &[&str] = &["UserUpdate", "UserPatch", "UserDelete", "UserDeleteBulk"];
+
+/// The commands a bulk unlock opens.
+const UNLOCKED: &[&str] = &[
+    "BulkListUsers",
+    "BulkListAllUsers",
+    "BulkListGroupUsers",
+    "BulkListAllUserRequests",
+    "BulkListAllAuditEvents",
+    "BulkListTokens",
+    "BulkDeleteTokens",
+    "BulkListFilesByTag",
+    "UserSearch",
+];
+
+/// How `command` is authorized.
+pub fn class(command: &str) -> CommandClass {
+    let admin_only = ["Tenant", "Role", "Policy", "System", "XToken"]
+        .iter()
+        .any(|prefix| command.starts_with(prefix));
+    if admin_only {
+        CommandClass::AdminOnly
+    } else if PER_USER.contains(&command) {
+        CommandClass::PerUser
+    } else {
+        CommandClass::Tenant
+    }
+}
+
+/// What the caller of one request may do, loaded in that request's transaction.
+pub enum Gate {
+    /// Root or a tenant admin: everything in the tenant.
+    Admin,
+    /// A role or user token: what its policies allow (and, for a user, reading its own record).
+    Policies(PolicyPrincipal),
+}
+
+/// A role or user token with the policies of its roles.
+pub struct PolicyPrincipal {
+    subject: Subject,
+    policies: Vec<LinkedPolicy>,
+}
+
+impl Gate {
+    /// The gate for `principal`. A user token whose user is gone or expired is refused.
+    pub async fn load(tx: &TenantTx<'_>, principal: &Principal) -> Result<Gate, VaultError> {
+        let subject = match principal {
+            Principal::Root | Principal::TenantAdmin => return Ok(Gate::Admin),
+            Principal::Role { name, .. } => Subject {
+                token: None,
+                memberships: vec![Membership {
+                    group_id: None,
+                    role: Some(name.clone()),
+                }],
+            },
+            Principal::User { token } => {
+                resolve(tx, Lookup::Token(*token))
+                    .await
+                    .map_err(|_| VaultError::Forbidden(DENIED))?;
+                let memberships = group_store::memberships_of(tx, &[*token])
+                    .await?
+                    .into_iter()
+                    .map(|(_, group, role)| Membership {
+                        group_id: Some(group),
+                        role,
+                    })
+                    .collect();
+                Subject {
+                    token: Some(*token),
+                    memberships,
+                }
+            }
+        };
+        let roles: BTreeSet<String> = subject
+            .memberships
+            .iter()
+            .filter_map(|m| m.role.clone())
+            .collect();
+        let roles: Vec<String> = roles.into_iter().collect();
+        let mut policies = Vec::new();
+        for (role, document) in policy_store::linked_to_roles(tx, &roles).await? {
+            match parse(document) {
+                Ok(document) => policies.push(LinkedPolicy { role, document }),
+                // Validated on write; one that no longer parses grants nothing.
+                Err(err) => tracing::warn!(%err, "a stored policy does not parse; ignored"),
+            }
+        }
+        Ok(Gate::Policies(PolicyPrincipal { subject, policies }))
+    }
+
+    /// Refuses a command that names no user unless a policy allows it (admins always pass).
+    pub fn require(&self, action: &str, metadata: Option<&Value>) -> Result<(), VaultError> {
+        let Gate::Policies(p) = self else {
+            return Ok(());
+        };
+        let nobody = Subject::default();
+        match decide(
+            action,
+            &p.subject,
+            &nobody,
+            &p.policies,
+            &Rosters::new(),
+            metadata,
+        ) {
+            Access::Granted(_) => Ok(()),
+            Access::Denied => Err(denied(action)),
+        }
+    }
+
+    /// Whether the caller may ask for a bulk unlock: admins, and role or user tokens one of whose
+    /// policies allows a command the unlock opens (or BulkListUnlock itself).
+    pub fn may_unlock(&self) -> bool {
+        let Gate::Policies(p) = self else {
+            return true;
+        };
+        UNLOCKED
+            .iter()
+            .chain(["BulkListUnlock"].iter())
+            .any(|command| p.may_allow(command))
+    }
+
+    /// The live user a lookup names and what `action` may see of them. A role or user token gets
+    /// [`DENIED`] both for a user it may not touch and for one that does not exist.
+    pub async fn resolve(
+        &self,
+        tx: &TenantTx<'_>,
+        lookup: Lookup,
+        action: &str,
+        metadata: Option<&Value>,
+    ) -> Result<(StoredUser, Visible), VaultError> {
+        let user = match (self, resolve(tx, lookup).await) {
+            (_, Ok(user)) => user,
+            (Gate::Admin, Err(err)) => return Err(err),
+            (Gate::Policies(_), Err(VaultError::NotFound)) => return Err(denied(action)),
+            (Gate::Policies(_), Err(err)) => return Err(err),
+        };
+        let visible = self.check(tx, action, user.token, metadata).await?;
+        Ok((user, visible))
+    }
+
+    /// What `action` may see of one user, or [`DENIED`].
+    pub async fn check(
+        &self,
+        tx: &TenantTx<'_>,
+        action: &str,
+        target: Uuid,
+        metadata: Option<&Value>,
+    ) -> Result<Visible, VaultError> {
+        self.visible(tx, action, &[target], metadata)
+            .await?
+            .remove(&target)
+            .ok_or_else(|| denied(action))
+    }
+
+    /// What `action` may see of each of `targets`; those it may not touch are absent.
+    pub async fn visible(
+        &self,
+        tx: &TenantTx<'_>,
+        action: &str,
+        targets: &[Uuid],
+        metadata: Option<&Value>,
+    ) -> Result<HashMap<Uuid, Visible>, VaultError> {
+        let p = match self {
+            Gate::Admin => return Ok(targets.iter().map(|t| (*t, Visible::all())).collect()),
+            Gate::Policies(p) => p,
+        };
+        let mut granted = HashMap::new();
+        let own = p.subject.token;
+        if own.is_some_and(|me| targets.contains(&me)) && OWN_RECORD_READS.contains(&action) {
+            if let Some(me) = own {
+                granted.insert(me, Visible::all());
+            }
+        }
+        if !p.may_allow(action) {
+            return Ok(granted);
+        }
+        let settled = |t: &Uuid| {
+            Some(*t) == own
+                && (OWN_RECORD_READS.contains(&action) || OWN_RECORD_CHANGES.contains(&action))
+        };
+        let others: Vec<Uuid> = targets.iter().copied().filter(|t| !settled(t)).collect();
+        let mut memberships: HashMap<Uuid, Vec<Membership>> = HashMap::new();
+        for (user, group, role) in group_store::memberships_of(tx, &others).await? {
+            memberships.entry(user).or_default().push(Membership {
+                group_id: Some(group),
+                role,
+            });
+        }
+        let rosters = if p.has_conditions() {
+            let target_groups = memberships.values().flatten().filter_map(|m| m.group_id);
+            p.rosters(tx, target_groups.collect()).await?
+        } else {
+            Rosters::new()
+        };
+        for target in others {
+            let subject = Subject {
+                token: Some(target),
+                memberships: memberships.remove(&target).unwrap_or_default(),
+            };
+            if let Access::Granted(visible) =
+                decide(action, &p.subject, &subject, &p.policies, &rosters, metadata)
+            {
+                granted.insert(target, visible);
+            }
+        }
+        Ok(granted)
+    }
+}
+
+impl PolicyPrincipal {
+    /// Whether any Allow statement names `action` (before resources and conditions are looked at).
+    fn may_allow(&self, action: &str) -> bool {
+        self.policies.iter().any(|p| {
+            p.document.effect == Effect::Allow && p.document.action.iter().any(|a| matches(a, action))
+        })
+    }
+
+    fn has_conditions(&self) -> bool {
+        self.policies.iter().any(|p| p.document.condition.is_some())
+    }
+
+    /// The members holding a role in the principal's groups and in `targets`' groups.
+    async fn rosters(
+        &self,
+        tx: &TenantTx<'_>,
+        target_groups: Vec<i64>,
+    ) -> Result<Rosters, VaultError> {
+        let groups: BTreeSet<i64> = self
+            .subject
+            .memberships
+            .iter()
+            .filter_map(|m| m.group_id)
+            .chain(target_groups)
+            .collect();
+        let groups: Vec<i64> = groups.into_iter().collect();
+        let mut rosters = Rosters::new();
+        for (group, user, role) in group_store::rosters(tx, &groups).await? {
+            rosters.entry((group, role)).or_default().insert(user);
+        }
+        Ok(rosters)
+    }
+}
+
+/// A refusal by policy. Logged (command only, never who or what) so that operators can see them.
+fn denied(action: &str) -> VaultError {
+    tracing::info!(command = action, "refused by policy");
+    VaultError::Forbidden(DENIED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_classed() {
+        for admin in [
+            "TenantCreate",
+            "RoleCreate",
+            "PolicyUpdate",
+            "RoleLinkPolicy",
+            "SystemGenerateWrappingKey",
+            "XTokenCreateForUser",
+        ] {
+            assert_eq!(class(admin), CommandClass::AdminOnly, "{admin}");
+        }
+        for per_user in ["UserGet", "BulkListGroupUsers", "UserSearch", "AuditGetEvent"] {
+            assert_eq!(class(per_user), CommandClass::PerUser, "{per_user}");
+        }
+        for tenant in ["UserCreate", "TokenCreate", "GroupCreate", "BulkListTokens"] {
+            assert_eq!(class(tenant), CommandClass::Tenant, "{tenant}");
+        }
+    }
+}

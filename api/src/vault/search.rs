@@ -1,0 +1,203 @@
+//! Fuzzy search (UserSearch) without plaintext at rest: keyed trigram indexes find a few candidates,
+//! whose records are then opened and ranked by real similarity.
+//!
+//! Each indexed value (email, phone, login, custom) is stored as the set of its trigrams, each an
+//! HMAC under the tenant's index key and the field's name, cut to 8 bytes. A search makes the same
+//! hashes of what it was given, asks the database for the users sharing the most of them (a GIN
+//! index over the sets), opens at most [`CANDIDATES`] records and keeps those whose value is close
+//! enough ([`similarity`]). The database learns which users share trigrams, never a trigram; the
+//! cost is one index probe and a bounded number of decryptions, whatever the tenant's size.
+
+use std::collections::HashMap;
+
+use bunker_db::audit;
+use bunker_db::users as store;
+use bunker_keys::BlindIndexKey;
+use bunker_tenancy::Caller;
+use serde_json::Value;
+
+use crate::access::Gate;
+
+use super::bulk::{read_events, require_unlock};
+use super::identity::INDEXED_FIELDS;
+use super::users::{is_live, open_current, view_of, UserView};
+use super::{Vault, VaultError};
+
+/// How many candidates are opened and ranked at most.
+const CANDIDATES: i64 = 50;
+/// How many matches a search answers at most.
+pub const MATCHES: usize = 20;
+/// How close a value must be to be a match (0 to 1).
+const THRESHOLD: f64 = 0.75;
+
+/// A value as search compares it: phones by their digits, everything else trimmed and lower-cased.
+pub fn searchable(field: &str, normal: &str) -> String {
+    if field == "phone" {
+        normal.chars().filter(char::is_ascii_digit).collect()
+    } else {
+        normal.trim().to_lowercase()
+    }
+}
+
+/// The keyed hashes of a value's trigrams (padded as PostgreSQL's pg_trgm pads: two spaces before,
+/// one after), sorted and without repeats.
+pub fn grams(key: &BlindIndexKey, field: &str, text: &str) -> Vec<i64> {
+    let padded: Vec<char> = "  ".chars().chain(text.chars()).chain([' ']).collect();
+    let purpose = format!("search/{field}");
+    let mut grams: Vec<i64> = padded
+        .windows(3)
+        .map(|w| {
+            let gram: String = w.iter().collect();
+            let hash = key.blind_index(&purpose, gram.as_bytes());
+            let mut first = [0u8; 8];
+            first.copy_from_slice(hash.get(..8).unwrap_or(&[0; 8]));
+            i64::from_be_bytes(first)
+        })
+        .collect();
+    grams.sort_unstable();
+    grams.dedup();
+    grams
+}
+
+/// How alike a search term and a stored value are, from 0 to 1: 1 for equal, 0.9 when the value
+/// contains the term (three characters or more), else edit-distance similarity.
+pub fn similarity(term: &str, value: &str) -> f64 {
+    if term == value {
+        1.0
+    } else if term.chars().count() >= 3 && value.contains(term) {
+        0.9
+    } else {
+        strsim::normalized_damerau_levenshtein(term, value)
+    }
+}
+
+impl Vault {
+    /// Users whose email (for a term with `@`), or login, phone or custom value (otherwise) is
+    /// like `identity`, best first. Behind a bulk unlock; every user answered is audited.
+    pub async fn search_users(
+        &self,
+        caller: &Caller,
+        unlock: String,
+        identity: String,
+        metadata: Option<Value>,
+    ) -> Result<Vec<UserView>, VaultError> {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let fields: Vec<&'static str> = if identity.contains('@') {
+            vec!["email"]
+        } else {
+            INDEXED_FIELDS
+                .into_iter()
+                .filter(|f| *f != "email")
+                .collect()
+        };
+        let terms: Vec<(&'static str, String)> = fields
+            .into_iter()
+            .filter_map(|f| Some((f, self.settings.normalizer.search_term(f, &identity)?)))
+            .collect();
+        let mut query_grams = Vec::new();
+        let mut fewest = usize::MAX;
+        for (field, term) in &terms {
+            let set = grams(&keys.index, field, term);
+            fewest = fewest.min(set.len());
+            query_grams.extend(set);
+        }
+        // A candidate must share about a third of a term's trigrams.
+        let min_shared = (fewest / 3).max(1) as i64;
+        let searched: Vec<&str> = terms.iter().map(|(f, _)| *f).collect();
+        let actor = caller.actor();
+        let principal = caller.principal.clone();
+        let normalizer = self.settings.normalizer.clone();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    require_unlock(tx, &unlock, actor.token_id).await?;
+                    let gate = Gate::load(tx, &principal).await?;
+                    if terms.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let candidates = store::search_candidates(
+                        tx,
+                        &searched,
+                        &query_grams,
+                        min_shared,
+                        CANDIDATES,
+                    )
+                    .await?;
+                    let tokens: Vec<_> = candidates.iter().map(|(t, _)| *t).collect();
+                    let mut visible = gate
+                        .visible(tx, "UserSearch", &tokens, metadata.as_ref())
+                        .await?;
+                    let mut ranked = Vec::new();
+                    for user in store::get_users(tx, &tokens).await? {
+                        let Some(seen) = visible.remove(&user.token) else {
+                            continue;
+                        };
+                        if !is_live(&user) {
+                            continue;
+                        }
+                        let profile = open_current(&keys, tx.tenant(), &user)?;
+                        let values: HashMap<_, _> =
+                            normalizer.searchable_values(&profile).into_iter().collect();
+                        let score = terms
+                            .iter()
+                            .filter_map(|(field, term)| Some(similarity(term, values.get(field)?)))
+                            .fold(0.0, f64::max);
+                        if score >= THRESHOLD {
+                            ranked.push((score, view_of(&user, &profile, &seen)));
+                        }
+                    }
+                    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+                    ranked.truncate(MATCHES);
+                    let views: Vec<UserView> = ranked.into_iter().map(|(_, v)| v).collect();
+                    let tokens: Vec<_> = views.iter().map(|v| v.token).collect();
+                    let events = read_events(
+                        &keys,
+                        tx.tenant(),
+                        actor,
+                        "UserSearch",
+                        &tokens,
+                        metadata.as_ref(),
+                    )?;
+                    audit::record_many(tx, &events).await?;
+                    Ok(views)
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bunker_keys::MasterKey;
+
+    #[test]
+    fn a_misspelled_or_partial_value_is_close_and_a_different_one_is_not() {
+        assert!(similarity("jdoee", "jdoe") >= THRESHOLD);
+        assert!(similarity("jdo", "jdoe") >= THRESHOLD, "partial");
+        assert!(similarity("jdoe@exmaple.com", "jdoe@example.com") >= THRESHOLD);
+        assert!(similarity("jdoee", "asmith") < THRESHOLD);
+        assert!(similarity("jdoee", "jane") < THRESHOLD);
+    }
+
+    #[test]
+    fn grams_are_keyed_per_field_and_shared_by_similar_values() {
+        let key = MasterKey::generate(1).tenant_keys(1).index;
+        let a = grams(&key, "login", "jdoe");
+        let b = grams(&key, "login", "jdoee");
+        let shared = a.iter().filter(|g| b.contains(g)).count();
+        assert_eq!(a.len(), 5, "  j, jd, jdo, doe, oe_");
+        assert_eq!(shared, 4);
+        let other_field = grams(&key, "custom", "jdoe");
+        assert!(a.iter().all(|g| !other_field.contains(g)));
+        let other_key = grams(&MasterKey::generate(1).tenant_keys(1).index, "login", "jdoe");
+        assert!(a.iter().all(|g| !other_key.contains(g)));
+    }
+
+    #[test]
+    fn phones_are_searched_by_digits() {
+        assert_eq!(searchable("phone", "+447911123456"), "447911123456");
+        assert_eq!(searchable("email", " Jane@Example.com"), "jane@example.com");
+    }
+}
