@@ -7,6 +7,7 @@ use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::users::UserSelectorItem;
 use super::{page, ApiTags, Status};
 use crate::error::ApiError;
 use crate::extract::{lenient, Authenticated, JsonBody};
@@ -103,13 +104,6 @@ pub struct BulkUserList {
     status: Status,
     total: i64,
     rows: Vec<BulkUserRow>,
-}
-
-#[derive(Debug, Object, Deserialize)]
-pub struct UserSelectorItem {
-    /// `email`, `phone`, `login` or `custom`.
-    mode: String,
-    identity: String,
 }
 
 #[derive(Debug, Object, Deserialize)]

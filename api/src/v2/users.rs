@@ -141,8 +141,9 @@ pub struct UserSelector {
 
 #[derive(Debug, Object, Deserialize)]
 pub struct UserSelectorItem {
-    mode: String,
-    identity: String,
+    /// `token`, `email`, `phone`, `login` or `custom` (BulkListUsers: not `token`).
+    pub(crate) mode: String,
+    pub(crate) identity: String,
 }
 
 #[derive(Debug, Object, Deserialize)]
