@@ -1,6 +1,7 @@
 //! Bunker's integration suite: the real server over a real PostgreSQL, driven over HTTP.
 //! One binary, so one PostgreSQL cluster serves the whole run.
 
+mod access;
 mod api;
 mod at_rest;
 mod bulk;
