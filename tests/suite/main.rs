@@ -11,6 +11,7 @@ mod isolation;
 mod keys;
 mod kms;
 mod resolution;
+mod search;
 mod startup;
 mod tenants;
 mod tokens;
