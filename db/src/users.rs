@@ -156,24 +156,26 @@ pub async fn replace_indexes(
     insert_index_rows(tx, &[(token, indexes)]).await
 }
 
-/// The users whose search grams share the most with `grams` in any of `fields`, best first: up to
-/// `limit` (token, shared count) pairs, only those sharing at least `min_shared`.
+/// The users whose `field` search grams share at least `min_shared` of `grams`, most first: up to
+/// `limit` (token, shared count) pairs. The GIN index is probed with `probe` (a subset of `grams`
+/// that every such user must touch).
 pub async fn search_candidates(
     tx: &TenantTx<'_>,
-    fields: &[&str],
+    field: &str,
     grams: &[i64],
+    probe: &[i64],
     min_shared: i64,
     limit: i64,
 ) -> Result<Vec<(Uuid, i64)>, DbError> {
     tx.query(
-        "SELECT token, max(shared) AS best FROM (
+        "SELECT token, shared FROM (
              SELECT s.token, (SELECT count(*) FROM unnest(s.grams) g WHERE g = ANY($2)) AS shared
                FROM user_search s
-              WHERE s.grams && $2 AND s.field = ANY($1)
+              WHERE s.field = $1 AND s.grams && $3
          ) c
-         WHERE shared >= $3
-         GROUP BY token ORDER BY best DESC, token LIMIT $4",
-        &[&fields, &grams, &min_shared, &limit],
+         WHERE shared >= $4
+         ORDER BY shared DESC, token LIMIT $5",
+        &[&field, &grams, &probe, &min_shared, &limit],
     )
     .await?
     .iter()

@@ -42,9 +42,17 @@ pub fn searchable(field: &str, normal: &str) -> String {
 /// The keyed hashes of a value's trigrams (padded as PostgreSQL's pg_trgm pads: two spaces before,
 /// one after), sorted and without repeats.
 pub fn grams(key: &BlindIndexKey, field: &str, text: &str) -> Vec<i64> {
+    let mut grams = ordered_grams(key, field, text);
+    grams.sort_unstable();
+    grams.dedup();
+    grams
+}
+
+/// The keyed hashes of a value's trigrams in the order they occur.
+fn ordered_grams(key: &BlindIndexKey, field: &str, text: &str) -> Vec<i64> {
     let padded: Vec<char> = "  ".chars().chain(text.chars()).chain([' ']).collect();
     let purpose = format!("search/{field}");
-    let mut grams: Vec<i64> = padded
+    padded
         .windows(3)
         .map(|w| {
             let gram: String = w.iter().collect();
@@ -53,10 +61,38 @@ pub fn grams(key: &BlindIndexKey, field: &str, text: &str) -> Vec<i64> {
             first.copy_from_slice(hash.get(..8).unwrap_or(&[0; 8]));
             i64::from_be_bytes(first)
         })
-        .collect();
-    grams.sort_unstable();
-    grams.dedup();
-    grams
+        .collect()
+}
+
+/// What a search for `term` asks the index: all of its grams, how many of them a candidate must
+/// share (half), and the grams to probe the index with. Any value sharing half of the grams holds
+/// at least one of any `n - half + 1` of them, so the probe can leave out the two leading grams
+/// (the first letters, which many values share) and the index returns far fewer rows.
+pub struct SearchGrams {
+    pub all: Vec<i64>,
+    pub min_shared: i64,
+    pub probe: Vec<i64>,
+}
+
+impl SearchGrams {
+    pub fn of(key: &BlindIndexKey, field: &str, term: &str) -> Self {
+        let ordered = ordered_grams(key, field, term);
+        let all = grams(key, field, term);
+        let n = all.len();
+        let min_shared = n.div_ceil(2);
+        let needed = n - min_shared + 1;
+        let mut probe: Vec<i64> = ordered.iter().skip(2).copied().collect();
+        probe.sort_unstable();
+        probe.dedup();
+        if probe.len() < needed {
+            probe = all.clone();
+        }
+        SearchGrams {
+            all,
+            min_shared: min_shared as i64,
+            probe,
+        }
+    }
 }
 
 /// How alike a search term and a stored value are, from 0 to 1: 1 for equal, 0.9 when the value
@@ -95,16 +131,10 @@ impl Vault {
             .into_iter()
             .filter_map(|f| Some((f, self.settings.normalizer.search_term(f, &identity)?)))
             .collect();
-        let mut query_grams = Vec::new();
-        let mut fewest = usize::MAX;
-        for (field, term) in &terms {
-            let set = grams(&keys.index, field, term);
-            fewest = fewest.min(set.len());
-            query_grams.extend(set);
-        }
-        // A candidate must share about a third of a term's trigrams.
-        let min_shared = (fewest / 3).max(1) as i64;
-        let searched: Vec<&str> = terms.iter().map(|(f, _)| *f).collect();
+        let queries: Vec<(&'static str, SearchGrams)> = terms
+            .iter()
+            .map(|(field, term)| (*field, SearchGrams::of(&keys.index, field, term)))
+            .collect();
         let actor = caller.actor();
         let principal = caller.principal.clone();
         let normalizer = self.settings.normalizer.clone();
@@ -113,18 +143,24 @@ impl Vault {
                 Box::pin(async move {
                     require_unlock(tx, &unlock, actor.token_id).await?;
                     let gate = Gate::load(tx, &principal).await?;
-                    if terms.is_empty() {
-                        return Ok(Vec::new());
+                    let mut candidates = Vec::new();
+                    for (field, grams) in &queries {
+                        candidates.extend(
+                            store::search_candidates(
+                                tx,
+                                field,
+                                &grams.all,
+                                &grams.probe,
+                                grams.min_shared,
+                                CANDIDATES,
+                            )
+                            .await?,
+                        );
                     }
-                    let candidates = store::search_candidates(
-                        tx,
-                        &searched,
-                        &query_grams,
-                        min_shared,
-                        CANDIDATES,
-                    )
-                    .await?;
-                    let tokens: Vec<_> = candidates.iter().map(|(t, _)| *t).collect();
+                    candidates.sort_by(|a, b| b.1.cmp(&a.1));
+                    let mut tokens: Vec<_> = candidates.iter().map(|(t, _)| *t).collect();
+                    tokens.dedup();
+                    tokens.truncate(CANDIDATES as usize);
                     let mut visible = gate
                         .visible(tx, "UserSearch", &tokens, metadata.as_ref())
                         .await?;
@@ -193,6 +229,17 @@ mod tests {
         assert!(a.iter().all(|g| !other_field.contains(g)));
         let other_key = grams(&MasterKey::generate(1).tenant_keys(1).index, "login", "jdoe");
         assert!(a.iter().all(|g| !other_key.contains(g)));
+    }
+
+    #[test]
+    fn a_probe_leaves_out_the_leading_grams_yet_meets_the_bound() {
+        let key = MasterKey::generate(1).tenant_keys(1).index;
+        let q = SearchGrams::of(&key, "login", "jdoee");
+        assert_eq!((q.all.len(), q.min_shared, q.probe.len()), (6, 3, 4));
+        let stored = grams(&key, "login", "jdoe");
+        assert!(q.probe.iter().any(|g| stored.contains(g)));
+        let short = SearchGrams::of(&key, "login", "jd");
+        assert_eq!(short.probe, short.all, "too short to leave any out");
     }
 
     #[test]
