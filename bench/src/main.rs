@@ -100,13 +100,20 @@ async fn search(users: usize, queries: usize) {
         let query = misspell(&target, &mut rng);
         let sent = Instant::now();
         let (status, body) = app
-            .root("UserSearch", json!({"identity": query, "unlockuuid": unlock}))
+            .root(
+                "UserSearch",
+                json!({"identity": query, "unlockuuid": unlock}),
+            )
             .await;
         latencies.push(sent.elapsed());
         assert_eq!(status, StatusCode::OK, "{body}");
         let logins: Vec<&str> = body["rows"]
             .as_array()
-            .map(|rows| rows.iter().filter_map(|r| r["profile"]["login"].as_str()).collect())
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r["profile"]["login"].as_str())
+                    .collect()
+            })
             .unwrap_or_default();
         first += usize::from(logins.first() == Some(&target.as_str()));
         found += usize::from(logins.contains(&target.as_str()));
@@ -121,7 +128,5 @@ async fn search(users: usize, queries: usize) {
         ms(at(0.99)),
         ms(latencies[latencies.len() - 1]),
     );
-    println!(
-        "right user first: {first}/{queries}; among the matches: {found}/{queries}"
-    );
+    println!("right user first: {first}/{queries}; among the matches: {found}/{queries}");
 }

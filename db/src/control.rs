@@ -161,10 +161,7 @@ impl Database {
     pub async fn delete_expired_access_tokens(&self) -> Result<u64, DbError> {
         let client = self.pool().get().await?;
         Ok(client
-            .execute(
-                "DELETE FROM access_tokens WHERE expires_at <= now()",
-                &[],
-            )
+            .execute("DELETE FROM access_tokens WHERE expires_at <= now()", &[])
             .await?)
     }
 }

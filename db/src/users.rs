@@ -156,9 +156,9 @@ pub async fn replace_indexes(
     insert_index_rows(tx, &[(token, indexes)]).await
 }
 
-/// The users whose `field` search grams share at least `min_shared` of `grams`, most first: up to
-/// `limit` (token, shared count) pairs. The GIN index is probed with `probe` (a subset of `grams`
-/// that every such user must touch).
+/// The users whose `field` search grams share at least `min_shared` of `grams`, most alike first
+/// (Jaccard similarity of the two sets): up to `limit` (token, shared count) pairs. The GIN index is
+/// probed with `probe`, a subset of `grams` that every such user must touch.
 pub async fn search_candidates(
     tx: &TenantTx<'_>,
     field: &str,
@@ -168,13 +168,13 @@ pub async fn search_candidates(
     limit: i64,
 ) -> Result<Vec<(Uuid, i64)>, DbError> {
     tx.query(
-        "SELECT token, shared FROM (
-             SELECT s.token, (SELECT count(*) FROM unnest(s.grams) g WHERE g = ANY($2)) AS shared
-               FROM user_search s
-              WHERE s.field = $1 AND s.grams && $3
-         ) c
-         WHERE shared >= $4
-         ORDER BY shared DESC, token LIMIT $5",
+        "SELECT s.token, c.shared
+           FROM user_search s,
+                LATERAL (SELECT count(*) AS shared FROM unnest(s.grams) g WHERE g = ANY($2)) c
+          WHERE s.field = $1 AND s.grams && $3 AND c.shared >= $4
+          ORDER BY c.shared::float8 / (cardinality($2) + cardinality(s.grams) - c.shared) DESC,
+                   s.token
+          LIMIT $5",
         &[&field, &grams, &probe, &min_shared, &limit],
     )
     .await?

@@ -241,6 +241,15 @@ impl TestApp {
         self.call(command, &self.root_token, None, body).await
     }
 
+    /// Stores a user profile as root in the default tenant; returns the user's token.
+    pub async fn create_user(&self, profile: Value) -> String {
+        let (status, body) = self
+            .root("UserCreate", serde_json::json!({"profile": profile}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "UserCreate: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
     /// Creates a tenant as root; returns its id and admin token.
     pub async fn create_tenant(&self, name: &str) -> (i64, String) {
         let (status, body) = self

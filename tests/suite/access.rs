@@ -152,13 +152,7 @@ async fn school(app: &TestApp) -> [String; 6] {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let stranger = app
-        .root("UserCreate", json!({"profile": {"login": "zed"}}))
-        .await
-        .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let stranger = app.create_user(json!({"login": "zed"})).await;
     [alice, kim, bob, sam, lee, stranger]
 }
 
@@ -184,9 +178,18 @@ async fn parents_read_and_update_their_own_childs_profile_only() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(app.root("UserGet", json!({"mode": "token", "identity": kim})).await.1["profile"]["grade"], 4);
+    assert_eq!(
+        app.root("UserGet", json!({"mode": "token", "identity": kim}))
+            .await
+            .1["profile"]["grade"],
+        4
+    );
 
-    for (other, why) in [(&sam, "another family's child"), (&bob, "another parent"), (&lee, "a teacher")] {
+    for (other, why) in [
+        (&sam, "another family's child"),
+        (&bob, "another parent"),
+        (&lee, "a teacher"),
+    ] {
         let (status, body) = get(&app, &mum, other).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{why}");
         assert_eq!(body["message"], DENIED);
@@ -226,7 +229,10 @@ async fn parents_read_and_update_their_own_childs_profile_only() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(logins(&body["rows"]), ["kim"], "the child, not the parent");
     assert_eq!(body["total"], 1);
-    assert!(body["rows"][0].get("rolename").is_none(), "groups not granted");
+    assert!(
+        body["rows"][0].get("rolename").is_none(),
+        "groups not granted"
+    );
     let (_, body) = app
         .call(
             "BulkListGroupUsers",
@@ -254,7 +260,11 @@ async fn teachers_read_only_the_name_and_phone_of_their_students_parents() {
         "hidden strings are masked, hidden numbers dropped"
     );
     for (other, why) in [(&bob, "a parent of no student"), (&kim, "a child")] {
-        assert_eq!(get(&app, &teacher, other).await.0, StatusCode::FORBIDDEN, "{why}");
+        assert_eq!(
+            get(&app, &teacher, other).await.0,
+            StatusCode::FORBIDDEN,
+            "{why}"
+        );
     }
     let (status, _) = app
         .call(
@@ -304,12 +314,25 @@ async fn managers_list_their_team_with_name_phone_and_group_only() {
         }),
     )
     .await;
-    app.root("RoleCreate", json!({"rolename": "team-member"})).await;
+    app.root("RoleCreate", json!({"rolename": "team-member"}))
+        .await;
     group(&app, "sales").await;
     group(&app, "support").await;
-    member(&app, json!({"login": "meg", "name": "Meg"}), "sales", "manager").await;
+    member(
+        &app,
+        json!({"login": "meg", "name": "Meg"}),
+        "sales",
+        "manager",
+    )
+    .await;
     let ann = member(&app, json!({"login": "ann", "name": "Ann", "phone": "+447911123458", "salary": 50000, "email": "ann@example.com"}), "sales", "team-member").await;
-    let tom = member(&app, json!({"login": "tom", "name": "Tom", "phone": "+447911123459"}), "support", "team-member").await;
+    let tom = member(
+        &app,
+        json!({"login": "tom", "name": "Tom", "phone": "+447911123459"}),
+        "support",
+        "team-member",
+    )
+    .await;
     let manager = user_token(&app, "meg").await;
 
     let unlock = unlock(&app, &manager).await;
@@ -338,7 +361,11 @@ async fn managers_list_their_team_with_name_phone_and_group_only() {
         .await;
     assert_eq!(body["total"], 1, "only her own team, counted as such");
     assert_eq!(logins(&body["rows"]), ["***"]);
-    assert_eq!(get(&app, &manager, &tom).await.0, StatusCode::FORBIDDEN, "another team");
+    assert_eq!(
+        get(&app, &manager, &tom).await.0,
+        StatusCode::FORBIDDEN,
+        "another team"
+    );
 }
 
 #[tokio::test]
@@ -352,12 +379,8 @@ async fn a_role_token_is_refused_commands_outside_its_policy() {
     )
     .await;
     let jane = app
-        .root("UserCreate", json!({"profile": {"login": "jane", "name": "Jane"}}))
-        .await
-        .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .create_user(json!({"login": "jane", "name": "Jane"}))
+        .await;
     let (status, body) = app
         .root(
             "XTokenCreateForRole",
@@ -380,10 +403,16 @@ async fn a_role_token_is_refused_commands_outside_its_policy() {
         .await;
     assert_eq!(status, StatusCode::OK, "a tenant command its policy allows");
     for (command, body) in [
-        ("UserUpdate", json!({"mode": "token", "identity": jane, "profile": {"name": "x"}})),
+        (
+            "UserUpdate",
+            json!({"mode": "token", "identity": jane, "profile": {"name": "x"}}),
+        ),
         ("UserDelete", json!({"mode": "token", "identity": jane})),
         ("UserCreate", json!({"profile": {"login": "new"}})),
-        ("TokenGet", json!({"tokenuuid": "00000000-0000-0000-0000-000000000000"})),
+        (
+            "TokenGet",
+            json!({"tokenuuid": "00000000-0000-0000-0000-000000000000"}),
+        ),
         ("GroupCreate", json!({"groupname": "g"})),
         ("GroupListAllGroups", json!({})),
         ("BulkListUnlock", json!({})),
@@ -392,7 +421,10 @@ async fn a_role_token_is_refused_commands_outside_its_policy() {
         ("TenantGet", json!({"tenantid": 1})),
         ("TenantListTenants", json!({})),
         ("XTokenCreateForRole", json!({"rolename": "support"})),
-        ("XTokenCreateForUser", json!({"mode": "token", "identity": jane})),
+        (
+            "XTokenCreateForUser",
+            json!({"mode": "token", "identity": jane}),
+        ),
         ("SystemGenerateWrappingKey", json!({})),
     ] {
         let (status, answer) = app.call(command, &role, None, body).await;
@@ -406,7 +438,12 @@ async fn a_role_token_is_refused_commands_outside_its_policy() {
     assert_eq!(unchanged["profile"]["name"], "Jane");
 
     let (status, body) = app
-        .call("UserGet", &role, Some("acme"), json!({"mode": "token", "identity": jane}))
+        .call(
+            "UserGet",
+            &role,
+            Some("acme"),
+            json!({"mode": "token", "identity": jane}),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "another tenant: {body}");
 }
@@ -415,19 +452,9 @@ async fn a_role_token_is_refused_commands_outside_its_policy() {
 async fn a_user_token_reads_its_own_record_and_no_other() {
     let app = TestApp::spawn().await;
     let me = app
-        .root("UserCreate", json!({"profile": {"login": "me", "email": "me@example.com", "age": 30}}))
-        .await
-        .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let other = app
-        .root("UserCreate", json!({"profile": {"login": "other"}}))
-        .await
-        .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .create_user(json!({"login": "me", "email": "me@example.com", "age": 30}))
+        .await;
+    let other = app.create_user(json!({"login": "other"})).await;
     let (status, body) = app
         .root(
             "XTokenCreateForUser",
@@ -435,22 +462,44 @@ async fn a_user_token_reads_its_own_record_and_no_other() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["token"], me.as_str(), "the user's token comes back too");
+    assert_eq!(
+        body["token"],
+        me.as_str(),
+        "the user's token comes back too"
+    );
     let xtoken = body["xtoken"].as_str().unwrap().to_owned();
 
     let (status, body) = get(&app, &xtoken, &me).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["profile"], json!({"login": "me", "email": "me@example.com", "age": 30}));
+    assert_eq!(
+        body["profile"],
+        json!({"login": "me", "email": "me@example.com", "age": 30})
+    );
     let (status, _) = app
-        .call("UserGet", &xtoken, None, json!({"mode": "login", "identity": "me"}))
+        .call(
+            "UserGet",
+            &xtoken,
+            None,
+            json!({"mode": "login", "identity": "me"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "by any mode");
     let (status, _) = app
-        .call("UserListVersions", &xtoken, None, json!({"mode": "token", "identity": me}))
+        .call(
+            "UserListVersions",
+            &xtoken,
+            None,
+            json!({"mode": "token", "identity": me}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app
-        .call("AuditListUserEvents", &xtoken, None, json!({"mode": "token", "identity": me}))
+        .call(
+            "AuditListUserEvents",
+            &xtoken,
+            None,
+            json!({"mode": "token", "identity": me}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
 
@@ -458,7 +507,11 @@ async fn a_user_token_reads_its_own_record_and_no_other() {
     for command in ["UserUpdate", "UserPatch", "UserDelete"] {
         let body = json!({"mode": "token", "identity": me, "profile": {"age": 31}, "patch": []});
         let (status, _) = app.call(command, &xtoken, None, body).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{command}: changes go through requests");
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{command}: changes go through requests"
+        );
     }
 
     // The token is stored hashed, its use is audited under its own kind, and forget-me ends it.
@@ -493,7 +546,11 @@ async fn a_user_token_reads_its_own_record_and_no_other() {
     app.root("UserDelete", json!({"mode": "token", "identity": me}))
         .await;
     let (status, _) = get(&app, &xtoken, &me).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "forget-me removes the user's tokens");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "forget-me removes the user's tokens"
+    );
 }
 
 #[tokio::test]
@@ -503,13 +560,7 @@ async fn role_and_user_tokens_expire_and_slide() {
         ..TestOptions::default()
     })
     .await;
-    let me = app
-        .root("UserCreate", json!({"profile": {"login": "me"}}))
-        .await
-        .1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let me = app.create_user(json!({"login": "me"})).await;
     let (_, body) = app
         .root(
             "XTokenCreateForUser",
@@ -547,23 +598,36 @@ async fn role_and_user_tokens_expire_and_slide() {
     let sliding = body["xtoken"].as_str().unwrap().to_owned();
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1300)).await;
-        assert_eq!(get(&app, &sliding, &me).await.0, StatusCode::OK, "each use renews it");
+        assert_eq!(
+            get(&app, &sliding, &me).await.0,
+            StatusCode::OK,
+            "each use renews it"
+        );
     }
     tokio::time::sleep(Duration::from_millis(2300)).await;
-    assert_eq!(get(&app, &sliding, &me).await.0, StatusCode::UNAUTHORIZED, "unused, it lapses");
+    assert_eq!(
+        get(&app, &sliding, &me).await.0,
+        StatusCode::UNAUTHORIZED,
+        "unused, it lapses"
+    );
 
     for bad in [
         json!({"mode": "token", "identity": me, "finaltime": "soon"}),
         json!({"mode": "nope", "identity": me}),
     ] {
-        assert_eq!(app.root("XTokenCreateForUser", bad).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            app.root("XTokenCreateForUser", bad).await.0,
+            StatusCode::BAD_REQUEST
+        );
     }
     assert_eq!(
         app.root("XTokenCreateForRole", json!({})).await.0,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        app.root("XTokenCreateForRole", json!({"rolename": "ghost"})).await.0,
+        app.root("XTokenCreateForRole", json!({"rolename": "ghost"}))
+            .await
+            .0,
         StatusCode::NOT_FOUND
     );
 }

@@ -1,18 +1,12 @@
 //! UserSearch (fuzzy, behind an unlock) and the user listings BulkListUsers and BulkListAllUsers.
 
 use bunker_tests::{StatusCode, TestApp, TestOptions};
-use serde_json::{json, Value};
+use serde_json::json;
 
 async fn unlock(app: &TestApp) -> String {
     let (status, body) = app.root("BulkListUnlock", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["unlockuuid"].as_str().unwrap().to_owned()
-}
-
-async fn create(app: &TestApp, profile: Value) -> String {
-    let (status, body) = app.root("UserCreate", json!({"profile": profile})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["token"].as_str().unwrap().to_owned()
 }
 
 async fn search(app: &TestApp, unlock: &str, identity: &str) -> Vec<String> {
@@ -34,31 +28,65 @@ async fn search(app: &TestApp, unlock: &str, identity: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_misspelled_or_partial_value_finds_the_user() {
     let app = TestApp::spawn().await;
-    create(&app, json!({"login": "jdoe", "email": "john.doe@example.com", "phone": "+447911123456", "name": "John"})).await;
-    create(&app, json!({"login": "jane", "email": "jane@example.org", "phone": "+447911123457"})).await;
-    create(&app, json!({"login": "asmith", "email": "a.smith@example.net", "custom": "EMP-00042"})).await;
-    let forgotten = create(&app, json!({"login": "jdoe2"})).await;
-    app.root("UserDelete", json!({"mode": "token", "identity": forgotten}))
-        .await;
+    app.create_user(json!({"login": "jdoe", "email": "john.doe@example.com", "phone": "+447911123456", "name": "John"})).await;
+    app.create_user(
+        json!({"login": "jane", "email": "jane@example.org", "phone": "+447911123457"}),
+    )
+    .await;
+    app.create_user(
+        json!({"login": "asmith", "email": "a.smith@example.net", "custom": "EMP-00042"}),
+    )
+    .await;
+    let forgotten = app.create_user(json!({"login": "jdoe2"})).await;
+    app.root(
+        "UserDelete",
+        json!({"mode": "token", "identity": forgotten}),
+    )
+    .await;
     let unlock = unlock(&app).await;
 
-    assert_eq!(search(&app, &unlock, "jdoee").await, ["jdoe"], "jdoee finds jdoe");
+    assert_eq!(
+        search(&app, &unlock, "jdoee").await,
+        ["jdoe"],
+        "jdoee finds jdoe"
+    );
     assert_eq!(search(&app, &unlock, "JDOE").await, ["jdoe"], "any case");
-    assert_eq!(search(&app, &unlock, "jhon.doe@example.com").await, ["jdoe"], "a typo in an email");
-    assert_eq!(search(&app, &unlock, "smith@example").await, ["asmith"], "part of an email");
-    assert_eq!(search(&app, &unlock, "emp-0042").await, ["asmith"], "a custom value");
+    assert_eq!(
+        search(&app, &unlock, "jhon.doe@example.com").await,
+        ["jdoe"],
+        "a typo in an email"
+    );
+    assert_eq!(
+        search(&app, &unlock, "smith@example").await,
+        ["asmith"],
+        "part of an email"
+    );
+    assert_eq!(
+        search(&app, &unlock, "emp-0042").await,
+        ["asmith"],
+        "a custom value"
+    );
     assert_eq!(
         search(&app, &unlock, "07911 123457").await,
         ["jane", "jdoe"],
         "a phone in local form: exact first, one digit off next"
     );
-    assert!(search(&app, &unlock, "zzzzzz").await.is_empty(), "nothing alike");
-    assert!(search(&app, &unlock, "x").await.is_empty(), "too short to search");
+    assert!(
+        search(&app, &unlock, "zzzzzz").await.is_empty(),
+        "nothing alike"
+    );
+    assert!(
+        search(&app, &unlock, "x").await.is_empty(),
+        "too short to search"
+    );
 
     // Every user answered is audited; the search term itself is never stored.
     let db = app.superuser().await;
     let events: i64 = db
-        .query_one("SELECT count(*) FROM audit_events WHERE action = 'UserSearch'", &[])
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'UserSearch'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -66,7 +94,9 @@ async fn a_misspelled_or_partial_value_finds_the_user() {
 
     // Another tenant's search sees none of these users.
     let (_, acme) = app.create_tenant("acme").await;
-    let (_, body) = app.call("BulkListUnlock", &acme, Some("acme"), json!({})).await;
+    let (_, body) = app
+        .call("BulkListUnlock", &acme, Some("acme"), json!({}))
+        .await;
     let (status, body) = app
         .call(
             "UserSearch",
@@ -106,7 +136,10 @@ async fn users_are_listed_by_value_or_page_by_page() {
     })
     .await;
     for i in 0..12 {
-        create(&app, json!({"login": format!("user{i:02}"), "email": format!("u{i}@example.com")})).await;
+        app.create_user(
+            json!({"login": format!("user{i:02}"), "email": format!("u{i}@example.com")}),
+        )
+        .await;
     }
     let unlock = unlock(&app).await;
     let (status, body) = app
@@ -128,7 +161,10 @@ async fn users_are_listed_by_value_or_page_by_page() {
         json!({"unlockuuid": unlock, "users": [{"mode": "token", "identity": "x"}]}),
         json!({"unlockuuid": unlock, "users": [{"mode": "phone", "identity": "not a phone"}]}),
     ] {
-        assert_eq!(app.root("BulkListUsers", bad).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            app.root("BulkListUsers", bad).await.0,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     let (status, body) = app
@@ -169,12 +205,17 @@ async fn every_unlock_gated_command_refuses_a_missing_expired_or_foreign_unlock(
     .await;
     app.root("GroupCreate", json!({"groupname": "g"})).await;
     let (_, acme) = app.create_tenant("acme").await;
-    let (_, foreign) = app.call("BulkListUnlock", &acme, Some("acme"), json!({})).await;
+    let (_, foreign) = app
+        .call("BulkListUnlock", &acme, Some("acme"), json!({}))
+        .await;
     let foreign = foreign["unlockuuid"].as_str().unwrap().to_owned();
     let expired = unlock(&app).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let commands = [
-        ("BulkListUsers", json!({"users": [{"mode": "login", "identity": "x"}]})),
+        (
+            "BulkListUsers",
+            json!({"users": [{"mode": "login", "identity": "x"}]}),
+        ),
         ("BulkListAllUsers", json!({})),
         ("BulkListGroupUsers", json!({"groupname": "g"})),
         ("BulkListAllAuditEvents", json!({})),
@@ -184,12 +225,20 @@ async fn every_unlock_gated_command_refuses_a_missing_expired_or_foreign_unlock(
     ];
     for (command, body) in commands {
         let (status, answer) = app.root(command, body.clone()).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{command} without: {answer}");
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{command} without: {answer}"
+        );
         for (unlock, why) in [(&expired, "expired"), (&foreign, "another tenant's")] {
             let mut with = body.clone();
             with["unlockuuid"] = json!(unlock);
             let (status, answer) = app.root(command, with).await;
-            assert_eq!(status, StatusCode::FORBIDDEN, "{command} with an {why} unlock");
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{command} with an {why} unlock"
+            );
             assert_eq!(
                 answer["message"],
                 "The unlockuuid value was not found or is not valid"
@@ -197,6 +246,10 @@ async fn every_unlock_gated_command_refuses_a_missing_expired_or_foreign_unlock(
         }
         let mut with = body.clone();
         with["unlockuuid"] = json!(unlock(&app).await);
-        assert_eq!(app.root(command, with).await.0, StatusCode::OK, "{command} with a fresh one");
+        assert_eq!(
+            app.root(command, with).await.0,
+            StatusCode::OK,
+            "{command} with a fresh one"
+        );
     }
 }

@@ -243,7 +243,9 @@ impl Context<'_> {
         };
         let one = |value: Option<String>| value.map(Resolved::One);
         match name {
-            "principal_group_id" | "user_group_id" => one(self.principal_group.map(|g| g.to_string())),
+            "principal_group_id" | "user_group_id" => {
+                one(self.principal_group.map(|g| g.to_string()))
+            }
             "target_group_id" => one(self.target_group.map(|g| g.to_string())),
             "principal_token" => one(self.principal.token.map(|t| t.to_string())),
             "target_token" => one(self.target.token.map(|t| t.to_string())),

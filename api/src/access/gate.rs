@@ -270,9 +270,14 @@ impl Gate {
                 token: Some(target),
                 memberships: memberships.remove(&target).unwrap_or_default(),
             };
-            if let Access::Granted(visible) =
-                decide(action, &p.subject, &subject, &p.policies, &rosters, metadata)
-            {
+            if let Access::Granted(visible) = decide(
+                action,
+                &p.subject,
+                &subject,
+                &p.policies,
+                &rosters,
+                metadata,
+            ) {
                 granted.insert(target, visible);
             }
         }
@@ -284,7 +289,8 @@ impl PolicyPrincipal {
     /// Whether any Allow statement names `action` (before resources and conditions are looked at).
     fn may_allow(&self, action: &str) -> bool {
         self.policies.iter().any(|p| {
-            p.document.effect == Effect::Allow && p.document.action.iter().any(|a| matches(a, action))
+            p.document.effect == Effect::Allow
+                && p.document.action.iter().any(|a| matches(a, action))
         })
     }
 
@@ -336,7 +342,12 @@ mod tests {
         ] {
             assert_eq!(class(admin), CommandClass::AdminOnly, "{admin}");
         }
-        for per_user in ["UserGet", "BulkListGroupUsers", "UserSearch", "AuditGetEvent"] {
+        for per_user in [
+            "UserGet",
+            "BulkListGroupUsers",
+            "UserSearch",
+            "AuditGetEvent",
+        ] {
             assert_eq!(class(per_user), CommandClass::PerUser, "{per_user}");
         }
         for tenant in ["UserCreate", "TokenCreate", "GroupCreate", "BulkListTokens"] {

@@ -77,7 +77,6 @@ pub const COMMANDS: &[&str] = &[
     "XTokenCreateForRole",
 ];
 
-
 /// A policy document as stored and answered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,7 @@ use super::{page, ApiTags, Status};
 use crate::error::ApiError;
 use crate::extract::{lenient, Authenticated, JsonBody};
 use crate::vault::groups::GroupRef;
-use crate::vault::{Mode, UserView, Vault};
+use crate::vault::{UserView, Vault};
 
 /// The bulk commands.
 pub struct BulkApi {
@@ -184,14 +184,7 @@ impl BulkApi {
         body: JsonBody<BulkUsersRequest>,
     ) -> Result<Json<UserRows>, ApiError> {
         let r = body.0;
-        if r.users.is_empty() {
-            return Err(ApiError::bad_request("users must not be empty"));
-        }
-        let selectors = r
-            .users
-            .into_iter()
-            .map(|u| Ok((u.mode.parse::<Mode>()?, u.identity)))
-            .collect::<Result<Vec<_>, ApiError>>()?;
+        let selectors = UserSelectorItem::parse_all(r.users)?;
         let rows: Vec<UserRow> = self
             .vault
             .bulk_list_users(&caller.0, r.unlockuuid, selectors, r.request_metadata)

@@ -12,7 +12,7 @@ use crate::extract::{lenient, Authenticated, JsonBody};
 use crate::vault::expiry::Expiry;
 use crate::vault::groups::{GroupRef, RoleSelector};
 use crate::vault::users::Membership;
-use crate::vault::{Change, Mode, Vault, VaultError};
+use crate::vault::{Change, Mode, Vault};
 
 /// The user commands.
 pub struct UserApi {
@@ -142,8 +142,21 @@ pub struct UserSelector {
 #[derive(Debug, Object, Deserialize)]
 pub struct UserSelectorItem {
     /// `token`, `email`, `phone`, `login` or `custom` (BulkListUsers: not `token`).
-    pub(crate) mode: String,
-    pub(crate) identity: String,
+    mode: String,
+    identity: String,
+}
+
+impl UserSelectorItem {
+    /// The users a bulk command names, in order; none is a 400.
+    pub(crate) fn parse_all(items: Vec<Self>) -> Result<Vec<(Mode, String)>, ApiError> {
+        if items.is_empty() {
+            return Err(ApiError::bad_request("users must not be empty"));
+        }
+        items
+            .into_iter()
+            .map(|u| Ok((u.mode.parse::<Mode>()?, u.identity)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -369,14 +382,7 @@ impl UserApi {
         body: JsonBody<UserDeleteBulkRequest>,
     ) -> Result<Json<UsersDeleted>, ApiError> {
         let request = body.0;
-        if request.users.is_empty() {
-            return Err(ApiError::bad_request("users must not be empty"));
-        }
-        let selectors = request
-            .users
-            .into_iter()
-            .map(|u| Ok((u.mode.parse::<Mode>()?, u.identity)))
-            .collect::<Result<Vec<_>, VaultError>>()?;
+        let selectors = UserSelectorItem::parse_all(request.users)?;
         let deleted = self
             .vault
             .forget_users(

@@ -102,7 +102,10 @@ impl XTokenApi {
             }
         };
         let expiry = Expiry::parse(r.slidingtime.as_ref(), r.finaltime.as_ref())?;
-        let issued = self.vault.create_role_xtoken(&caller.0, role, expiry).await?;
+        let issued = self
+            .vault
+            .create_role_xtoken(&caller.0, role, expiry)
+            .await?;
         Ok(Json(RoleXToken {
             status: Status::Ok,
             xtoken: issued.token.secret.expose_secret().to_owned(),

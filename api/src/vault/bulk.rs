@@ -34,7 +34,11 @@ pub struct GroupMember {
 }
 
 /// Refuses a missing, malformed, expired or foreign unlock.
-pub(super) async fn require_unlock(tx: &TenantTx<'_>, unlock: &str, token_id: Uuid) -> Result<(), VaultError> {
+pub(super) async fn require_unlock(
+    tx: &TenantTx<'_>,
+    unlock: &str,
+    token_id: Uuid,
+) -> Result<(), VaultError> {
     let id = Uuid::try_parse(unlock.trim()).map_err(|_| VaultError::Forbidden(NOT_VALID))?;
     if store::unlock_is_valid(tx, id, token_id).await? {
         Ok(())
@@ -218,8 +222,14 @@ impl Vault {
                         });
                     }
                     let listed: Vec<Uuid> = rows.iter().map(|r| r.token).collect();
-                    let events =
-                        read_events(&keys, tx.tenant(), actor, ACTION, &listed, metadata.as_ref())?;
+                    let events = read_events(
+                        &keys,
+                        tx.tenant(),
+                        actor,
+                        ACTION,
+                        &listed,
+                        metadata.as_ref(),
+                    )?;
                     audit::record_many(tx, &events).await?;
                     Ok((rows, total))
                 })
@@ -249,7 +259,11 @@ impl Vault {
                     "users[{position}]: mode must be email, phone, login or custom"
                 )));
             }
-            match self.settings.normalizer.lookup(&keys.index, *mode, identity) {
+            match self
+                .settings
+                .normalizer
+                .lookup(&keys.index, *mode, identity)
+            {
                 Ok(lookup) => lookups.push(lookup),
                 // An empty value names nobody.
                 Err(VaultError::NotFound) => {}
@@ -269,19 +283,23 @@ impl Vault {
                     let mut found = Vec::new();
                     for lookup in lookups {
                         match resolve(tx, lookup).await {
-                            Ok(user) if !found.iter().any(|u: &StoredUser| u.token == user.token) => {
+                            Ok(user)
+                                if !found.iter().any(|u: &StoredUser| u.token == user.token) =>
+                            {
                                 found.push(user)
                             }
                             Ok(_) | Err(VaultError::NotFound) => {}
                             Err(err) => return Err(err),
                         }
                     }
-                    let views = visible_views(tx, &keys, &gate, ACTION, found, metadata.as_ref()).await?;
-                    let listed: Vec<Uuid> = views.iter().map(|v| v.token).collect();
-                    let events =
-                        read_events(&keys, tx.tenant(), actor, ACTION, &listed, metadata.as_ref())?;
-                    audit::record_many(tx, &events).await?;
-                    Ok(views)
+                    let listing = Listing {
+                        keys: &keys,
+                        gate: &gate,
+                        actor,
+                        action: ACTION,
+                        metadata: metadata.as_ref(),
+                    };
+                    listing.answer(tx, found).await
                 })
             })
             .await
@@ -317,9 +335,12 @@ impl Vault {
                         // opened), then page what is left.
                         Gate::Policies(_) => {
                             let tokens = user_store::live_tokens(tx).await?;
-                            let visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
-                            let seen: Vec<Uuid> =
-                                tokens.into_iter().filter(|t| visible.contains_key(t)).collect();
+                            let visible =
+                                gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
+                            let seen: Vec<Uuid> = tokens
+                                .into_iter()
+                                .filter(|t| visible.contains_key(t))
+                                .collect();
                             let total = seen.len() as i64;
                             let page = page_of(seen, offset, limit);
                             let mut users = user_store::get_users(tx, &page).await?;
@@ -327,37 +348,61 @@ impl Vault {
                             (users, total)
                         }
                     };
-                    let views = visible_views(tx, &keys, &gate, ACTION, page, metadata.as_ref()).await?;
-                    let listed: Vec<Uuid> = views.iter().map(|v| v.token).collect();
-                    let events =
-                        read_events(&keys, tx.tenant(), actor, ACTION, &listed, metadata.as_ref())?;
-                    audit::record_many(tx, &events).await?;
-                    Ok((views, total))
+                    let listing = Listing {
+                        keys: &keys,
+                        gate: &gate,
+                        actor,
+                        action: ACTION,
+                        metadata: metadata.as_ref(),
+                    };
+                    Ok((listing.answer(tx, page).await?, total))
                 })
             })
             .await
     }
 }
 
-/// The users (in order) as `gate` lets `action` see them; those it may not see are left out.
-async fn visible_views(
-    tx: &TenantTx<'_>,
-    keys: &TenantKeys,
-    gate: &Gate,
-    action: &str,
-    users: Vec<StoredUser>,
-    metadata: Option<&Value>,
-) -> Result<Vec<UserView>, VaultError> {
-    let tokens: Vec<Uuid> = users.iter().map(|u| u.token).collect();
-    let visible = gate.visible(tx, action, &tokens, metadata).await?;
-    let mut views = Vec::with_capacity(users.len());
-    for user in users.iter().filter(|u| is_live(u)) {
-        if let Some(seen) = visible.get(&user.token) {
-            let profile = open_current(keys, tx.tenant(), user)?;
-            views.push(view_of(user, &profile, seen));
+/// A listing of users by one command: what the caller may see of each, each audited.
+struct Listing<'a> {
+    keys: &'a TenantKeys,
+    gate: &'a Gate,
+    actor: Actor,
+    action: &'static str,
+    metadata: Option<&'a Value>,
+}
+
+impl Listing<'_> {
+    /// The live users (in order) as the gate lets the action see them, those it may not see left
+    /// out; one read event for each user answered.
+    async fn answer(
+        &self,
+        tx: &TenantTx<'_>,
+        users: Vec<StoredUser>,
+    ) -> Result<Vec<UserView>, VaultError> {
+        let tokens: Vec<Uuid> = users.iter().map(|u| u.token).collect();
+        let visible = self
+            .gate
+            .visible(tx, self.action, &tokens, self.metadata)
+            .await?;
+        let mut views = Vec::with_capacity(users.len());
+        for user in users.iter().filter(|u| is_live(u)) {
+            if let Some(seen) = visible.get(&user.token) {
+                let profile = open_current(self.keys, tx.tenant(), user)?;
+                views.push(view_of(user, &profile, seen));
+            }
         }
+        let listed: Vec<Uuid> = views.iter().map(|v| v.token).collect();
+        let events = read_events(
+            self.keys,
+            tx.tenant(),
+            self.actor,
+            self.action,
+            &listed,
+            self.metadata,
+        )?;
+        audit::record_many(tx, &events).await?;
+        Ok(views)
     }
-    Ok(views)
 }
 
 /// `limit` items from `offset`.

@@ -112,9 +112,10 @@ impl Normalizer {
                     indexes
                         .exact
                         .push((field, key.blind_index(field, normal.as_bytes())));
-                    indexes
-                        .grams
-                        .push((field, search::grams(key, field, &search::searchable(field, &normal))));
+                    indexes.grams.push((
+                        field,
+                        search::grams(key, field, &search::searchable(field, &normal)),
+                    ));
                 }
             }
         }
@@ -136,13 +137,13 @@ impl Normalizer {
     pub fn search_term(&self, field: &'static str, identity: &str) -> Option<String> {
         let normal = match field {
             // A phone search takes any written form; a partial number is searched by its digits.
-            "phone" => self
-                .phone(identity)
-                .unwrap_or_else(|_| identity.to_owned()),
+            "phone" => self.phone(identity).unwrap_or_else(|_| identity.to_owned()),
             _ => identity.trim().to_owned(),
         };
         let term = search::searchable(field, &normal);
-        (term.chars().count() >= 2).then_some(term)
+        // Shorter terms would match a large share of any tenant and find nothing in particular.
+        let shortest = if field == "phone" { 5 } else { 3 };
+        (term.chars().count() >= shortest).then_some(term)
     }
 
     /// The normalized form of an indexed value; `None` for an empty or null one (not indexed).

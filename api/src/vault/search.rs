@@ -64,10 +64,15 @@ fn ordered_grams(key: &BlindIndexKey, field: &str, text: &str) -> Vec<i64> {
         .collect()
 }
 
-/// What a search for `term` asks the index: all of its grams, how many of them a candidate must
-/// share (half), and the grams to probe the index with. Any value sharing half of the grams holds
-/// at least one of any `n - half + 1` of them, so the probe can leave out the two leading grams
-/// (the first letters, which many values share) and the index returns far fewer rows.
+/// How many of a term's trigrams a match may lack: a transposition changes four, a typo or a
+/// missing end fewer.
+const MAX_LOST: usize = 4;
+
+/// What a search for `term` asks the index: all of its `n` grams, how many of them a candidate must
+/// share (half, and all but [`MAX_LOST`]), and the grams to probe the index with. Any value sharing
+/// `m` of the grams holds at least one of any `n - m + 1` of them, so the probe may be any such
+/// subset: it takes those least likely to be common (not the first letters, which many values
+/// share, nor an e-mail's domain), so that the index hands back far fewer rows to count.
 pub struct SearchGrams {
     pub all: Vec<i64>,
     pub min_shared: i64,
@@ -79,14 +84,30 @@ impl SearchGrams {
         let ordered = ordered_grams(key, field, term);
         let all = grams(key, field, term);
         let n = all.len();
-        let min_shared = n.div_ceil(2);
+        let min_shared = n.div_ceil(2).max(n.saturating_sub(MAX_LOST));
         let needed = n - min_shared + 1;
-        let mut probe: Vec<i64> = ordered.iter().skip(2).copied().collect();
-        probe.sort_unstable();
-        probe.dedup();
-        if probe.len() < needed {
-            probe = all.clone();
+        // Window `i` holds characters i-2..=i of the term (before the term: padding).
+        let at = term.find('@').map(|at| term[..at].chars().count());
+        let rank = |i: usize| match at {
+            _ if i < 2 => (3, i),
+            Some(at) if i >= at + 2 => (2, i),
+            Some(at) if i >= at => (1, i),
+            // Within the value (or an e-mail's local part), later windows first: suffixes vary
+            // more than prefixes.
+            _ => (0, usize::MAX - i),
+        };
+        let mut positions: Vec<usize> = (0..ordered.len()).collect();
+        positions.sort_by_key(|i| rank(*i));
+        let mut probe: Vec<i64> = Vec::new();
+        for i in positions {
+            if probe.len() >= needed {
+                break;
+            }
+            if let Some(gram) = ordered.get(i).filter(|g| !probe.contains(g)) {
+                probe.push(*gram);
+            }
         }
+        probe.sort_unstable();
         SearchGrams {
             all,
             min_shared: min_shared as i64,
@@ -157,10 +178,9 @@ impl Vault {
                             .await?,
                         );
                     }
-                    candidates.sort_by(|a, b| b.1.cmp(&a.1));
                     let mut tokens: Vec<_> = candidates.iter().map(|(t, _)| *t).collect();
+                    tokens.sort_unstable();
                     tokens.dedup();
-                    tokens.truncate(CANDIDATES as usize);
                     let mut visible = gate
                         .visible(tx, "UserSearch", &tokens, metadata.as_ref())
                         .await?;
@@ -227,7 +247,11 @@ mod tests {
         assert_eq!(shared, 4);
         let other_field = grams(&key, "custom", "jdoe");
         assert!(a.iter().all(|g| !other_field.contains(g)));
-        let other_key = grams(&MasterKey::generate(1).tenant_keys(1).index, "login", "jdoe");
+        let other_key = grams(
+            &MasterKey::generate(1).tenant_keys(1).index,
+            "login",
+            "jdoe",
+        );
         assert!(a.iter().all(|g| !other_key.contains(g)));
     }
 
@@ -236,10 +260,16 @@ mod tests {
         let key = MasterKey::generate(1).tenant_keys(1).index;
         let q = SearchGrams::of(&key, "login", "jdoee");
         assert_eq!((q.all.len(), q.min_shared, q.probe.len()), (6, 3, 4));
+        let leading = grams(&key, "login", "j");
+        assert!(q.probe.iter().all(|g| !leading.contains(g)), "not the first letters");
         let stored = grams(&key, "login", "jdoe");
         assert!(q.probe.iter().any(|g| stored.contains(g)));
-        let short = SearchGrams::of(&key, "login", "jd");
-        assert_eq!(short.probe, short.all, "too short to leave any out");
+        let short = SearchGrams::of(&key, "login", "jdo");
+        assert_eq!((short.min_shared, short.probe.len()), (2, 3));
+        let email = SearchGrams::of(&key, "email", "jdoee@example.com");
+        assert_eq!((email.all.len(), email.min_shared, email.probe.len()), (18, 14, 5));
+        let domain = grams(&key, "email", "example.com");
+        assert!(email.probe.iter().all(|g| !domain.contains(g)), "not the domain");
     }
 
     #[test]

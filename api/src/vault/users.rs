@@ -411,7 +411,11 @@ pub(super) fn is_live(user: &StoredUser) -> bool {
 }
 
 /// A user as answered, showing what `visible` allows of the opened profile.
-pub(super) fn view_of(user: &StoredUser, profile: &Map<String, Value>, visible: &Visible) -> UserView {
+pub(super) fn view_of(
+    user: &StoredUser,
+    profile: &Map<String, Value>,
+    visible: &Visible,
+) -> UserView {
     UserView {
         token: user.token,
         profile: visible.mask(profile),
