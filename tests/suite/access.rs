@@ -631,3 +631,86 @@ async fn role_and_user_tokens_expire_and_slide() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_token_allowed_one_command_is_refused_every_other_command() {
+    let app = TestApp::spawn_with(TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    })
+    .await;
+    policy(
+        &app,
+        "reader",
+        "read-only",
+        json!({"Effect": "Allow", "Action": ["UserGet"], "Resource": ["users.profile"]}),
+    )
+    .await;
+    group(&app, "g").await;
+    let jane = member(&app, json!({"login": "jane"}), "g", "reader").await;
+    let (_, events) = app
+        .root(
+            "AuditListUserEvents",
+            json!({"mode": "token", "identity": jane}),
+        )
+        .await;
+    let event = events["rows"][0]["auditeventuuid"].clone();
+    let root_unlock = unlock(&app, &app.root_token).await;
+    let (_, role) = app
+        .root("XTokenCreateForRole", json!({"rolename": "reader"}))
+        .await;
+    let role = role["xtoken"].as_str().unwrap().to_owned();
+    let user = user_token(&app, "jane").await;
+    // Every field any command needs, so that no command stops at a 400 before deciding.
+    let body = json!({
+        "mode": "token", "identity": jane, "users": [{"mode": "login", "identity": "jane"}],
+        "groupname": "g", "rolename": "reader", "auditeventuuid": event, "profile": {"x": 1},
+        "patch": [], "tokens": [], "records": [{"profile": {}}], "unlockuuid": root_unlock,
+        "tenantname": "other", "tenantorg": "o", "tenantid": 1, "policyname": "p",
+        "policy": {"Action": ["UserGet"]}, "tokentype": "uint32", "record": "7",
+        "key1": "x", "key2": "x", "key3": "x"
+    });
+    let spec: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let commands: Vec<String> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|p| p.trim_start_matches('/').to_owned())
+        .collect();
+    assert!(commands.len() > 40, "{commands:?}");
+    let own_reads = [
+        "UserGet",
+        "UserListVersions",
+        "AuditListUserEvents",
+        "AuditGetEvent",
+        "GroupListUserGroups",
+    ];
+    for command in &commands {
+        let (status, answer) = app.call(command, &role, None, body.clone()).await;
+        let expected = if command == "UserGet" {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(status, expected, "role token, {command}: {answer}");
+        let (status, answer) = app.call(command, &user, None, body.clone()).await;
+        let expected = if own_reads.contains(&command.as_str()) {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(status, expected, "user token, {command}: {answer}");
+    }
+    let (_, still) = app
+        .root("UserGet", json!({"mode": "token", "identity": jane}))
+        .await;
+    assert_eq!(still["profile"], json!({"login": "jane"}), "nothing changed");
+}

@@ -7,7 +7,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::identity::{Lookup, Mode};
-use super::users::{record_event, resolve};
+use crate::access::Gate;
+
+use super::users::record_event;
 use super::{audit_label, UserEvent, Vault, VaultError};
 
 /// One page of a user's events.
@@ -38,17 +40,24 @@ impl Vault {
     ) -> Result<EventPage, VaultError> {
         let tenant = caller.tenant.id;
         let (_, lookup) = self.locate(tenant, mode, identity)?;
+        let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let token = match lookup {
-                        Lookup::Token(token) => {
+                    let gate = Gate::load(tx, &principal).await?;
+                    let token = match (&gate, lookup) {
+                        (Gate::Admin, Lookup::Token(token)) => {
                             users_store::get_user(tx, token)
                                 .await?
                                 .ok_or(VaultError::NotFound)?
                                 .token
                         }
-                        Lookup::Index(..) => resolve(tx, lookup).await?.token,
+                        _ => {
+                            gate.resolve(tx, lookup, "AuditListUserEvents", None)
+                                .await?
+                                .0
+                                .token
+                        }
                     };
                     let (events, total) = store::list_user_events(tx, token, offset, limit).await?;
                     Ok(EventPage {
@@ -74,12 +83,21 @@ impl Vault {
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = caller.actor();
+        let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let event = store::get_event(tx, id)
-                        .await?
-                        .ok_or(VaultError::EventNotFound)?;
+                    let gate = Gate::load(tx, &principal).await?;
+                    let event = store::get_event(tx, id).await?;
+                    match (&gate, event.as_ref().and_then(|e| e.user_token)) {
+                        (Gate::Admin, _) => {}
+                        (_, Some(user)) => {
+                            gate.check(tx, "AuditGetEvent", user, metadata.as_ref())
+                                .await?;
+                        }
+                        (_, None) => gate.require("AuditGetEvent", metadata.as_ref())?,
+                    }
+                    let event = event.ok_or(VaultError::EventNotFound)?;
                     let details = match &event.details {
                         Some(sealed) => {
                             let row = event.id.to_string();

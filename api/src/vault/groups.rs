@@ -12,7 +12,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::identity::Mode;
-use super::users::{record_event, resolve};
+use crate::access::Gate;
+
+use super::users::record_event;
 use super::{UserEvent, Vault, VaultError};
 
 /// A group named by id or by name, as the SDKs send it.
@@ -285,10 +287,14 @@ impl Vault {
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(tenant, mode, identity)?;
         let actor = caller.actor();
+        let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let user = resolve(tx, lookup).await?;
+                    let (user, _) = Gate::load(tx, &principal)
+                        .await?
+                        .resolve(tx, lookup, "GroupAddUser", metadata.as_ref())
+                        .await?;
                     add_membership(tx, &keys, user.token, &group, role.as_ref()).await?;
                     let event = UserEvent::about("GroupAddUser", user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await
@@ -309,10 +315,14 @@ impl Vault {
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(tenant, mode, identity)?;
         let actor = caller.actor();
+        let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let user = resolve(tx, lookup).await?;
+                    let (user, _) = Gate::load(tx, &principal)
+                        .await?
+                        .resolve(tx, lookup, "GroupDeleteUser", metadata.as_ref())
+                        .await?;
                     let stored = find_group(tx, &keys, &group).await?;
                     if !store::remove_member(tx, stored.id, user.token).await? {
                         return Err(VaultError::BadRequest(
@@ -335,10 +345,14 @@ impl Vault {
     ) -> Result<Vec<(GroupView, Option<String>)>, VaultError> {
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let user = resolve(tx, lookup).await?;
+                    let (user, _) = Gate::load(tx, &principal)
+                        .await?
+                        .resolve(tx, lookup, "GroupListUserGroups", None)
+                        .await?;
                     store::user_memberships(tx, user.token)
                         .await?
                         .iter()
