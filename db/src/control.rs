@@ -210,12 +210,11 @@ pub async fn insert_expiring_token(
 
 /// Deletes every access token of a user of the transaction's tenant (forget-me).
 pub async fn delete_user_tokens(tx: &TenantTx<'_>, user: Uuid) -> Result<u64, DbError> {
-    Ok(tx
-        .execute(
-            "DELETE FROM access_tokens WHERE tenant_id = $1 AND user_token = $2",
-            &[&tx.tenant().0, &user],
-        )
-        .await?)
+    tx.execute(
+        "DELETE FROM access_tokens WHERE tenant_id = $1 AND user_token = $2",
+        &[&tx.tenant().0, &user],
+    )
+    .await
 }
 
 /// Creates a tenant; a taken name is a [`DbError::UniqueViolation`] on `tenants_name_key`.

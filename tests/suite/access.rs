@@ -712,5 +712,34 @@ async fn a_token_allowed_one_command_is_refused_every_other_command() {
     let (_, still) = app
         .root("UserGet", json!({"mode": "token", "identity": jane}))
         .await;
-    assert_eq!(still["profile"], json!({"login": "jane"}), "nothing changed");
+    assert_eq!(
+        still["profile"],
+        json!({"login": "jane"}),
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn a_user_token_never_changes_its_own_record_even_where_a_policy_allows_changes() {
+    let app = TestApp::spawn().await;
+    policy(
+        &app,
+        "editor",
+        "edit-profiles",
+        json!({"Effect": "Allow", "Action": ["UserUpdate", "UserGet"], "Resource": ["users.profile"]}),
+    )
+    .await;
+    group(&app, "desk").await;
+    let ed = member(&app, json!({"login": "ed"}), "desk", "editor").await;
+    let other = app.create_user(json!({"login": "other"})).await;
+    let token = user_token(&app, "ed").await;
+    let update = |who: &str| json!({"mode": "token", "identity": who, "profile": {"note": "x"}});
+    let (status, body) = app.call("UserUpdate", &token, None, update(&other)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "another user, as the policy allows: {body}"
+    );
+    let (status, body) = app.call("UserUpdate", &token, None, update(&ed)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "its own record: {body}");
 }

@@ -261,15 +261,24 @@ mod tests {
         let q = SearchGrams::of(&key, "login", "jdoee");
         assert_eq!((q.all.len(), q.min_shared, q.probe.len()), (6, 3, 4));
         let leading = grams(&key, "login", "j");
-        assert!(q.probe.iter().all(|g| !leading.contains(g)), "not the first letters");
+        assert!(
+            q.probe.iter().all(|g| !leading.contains(g)),
+            "not the first letters"
+        );
         let stored = grams(&key, "login", "jdoe");
         assert!(q.probe.iter().any(|g| stored.contains(g)));
         let short = SearchGrams::of(&key, "login", "jdo");
         assert_eq!((short.min_shared, short.probe.len()), (2, 3));
         let email = SearchGrams::of(&key, "email", "jdoee@example.com");
-        assert_eq!((email.all.len(), email.min_shared, email.probe.len()), (18, 14, 5));
+        assert_eq!(
+            (email.all.len(), email.min_shared, email.probe.len()),
+            (18, 14, 5)
+        );
         let domain = grams(&key, "email", "example.com");
-        assert!(email.probe.iter().all(|g| !domain.contains(g)), "not the domain");
+        assert!(
+            email.probe.iter().all(|g| !domain.contains(g)),
+            "not the domain"
+        );
     }
 
     #[test]

@@ -407,7 +407,7 @@ pub(super) fn is_live(user: &StoredUser) -> bool {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    user.record.is_some() && !user.expires_at.is_some_and(|at| at <= now)
+    user.record.is_some() && user.expires_at.is_none_or(|at| at > now)
 }
 
 /// A user as answered, showing what `visible` allows of the opened profile.
