@@ -254,11 +254,7 @@ impl GroupApi {
     ) -> Result<Json<Done>, ApiError> {
         let request = body.0;
         let mode: Mode = request.mode.parse()?;
-        let role = match (request.roleid, request.rolename.or(request.role)) {
-            (Some(id), _) => Some(RoleSelector::Id(id)),
-            (None, Some(name)) => Some(RoleSelector::Name(name)),
-            (None, None) => None,
-        };
+        let role = RoleSelector::named(request.roleid, request.rolename.or(request.role));
         self.vault
             .add_user_to_group(
                 &caller.0,

@@ -188,15 +188,9 @@ impl PolicyApi {
         body: JsonBody<LinkPolicyRequest>,
     ) -> Result<Json<Done>, ApiError> {
         let r = body.0;
-        let role = match (r.roleid, r.rolename) {
-            (Some(id), _) => RoleSelector::Id(id),
-            (None, Some(name)) => RoleSelector::Name(name),
-            (None, None) => {
-                return Err(ApiError::bad_request(
-                    "Missing API request parameters: roleid or rolename",
-                ))
-            }
-        };
+        let role = RoleSelector::named(r.roleid, r.rolename).ok_or_else(|| {
+            ApiError::bad_request("Missing API request parameters: roleid or rolename")
+        })?;
         self.vault
             .link_policy(&caller.0, role, policy_selector(r.policyid, r.policyname)?)
             .await?;

@@ -442,11 +442,7 @@ fn membership(
     rolename: Option<String>,
     roleid: Option<i64>,
 ) -> Result<Option<Membership>, ApiError> {
-    let role = match (roleid, rolename) {
-        (Some(id), _) => Some(RoleSelector::Id(id)),
-        (None, Some(name)) => Some(RoleSelector::Name(name)),
-        (None, None) => None,
-    };
+    let role = RoleSelector::named(roleid, rolename);
     if groupid.is_none() && groupname.is_none() {
         if role.is_some() {
             return Err(ApiError::bad_request(

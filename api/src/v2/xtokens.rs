@@ -92,15 +92,9 @@ impl XTokenApi {
         body: JsonBody<RoleXTokenRequest>,
     ) -> Result<Json<RoleXToken>, ApiError> {
         let r = body.0;
-        let role = match (r.roleid, r.rolename) {
-            (Some(id), _) => RoleSelector::Id(id),
-            (None, Some(name)) => RoleSelector::Name(name),
-            (None, None) => {
-                return Err(ApiError::bad_request(
-                    "Missing API request parameters: roleid or rolename",
-                ))
-            }
-        };
+        let role = RoleSelector::named(r.roleid, r.rolename).ok_or_else(|| {
+            ApiError::bad_request("Missing API request parameters: roleid or rolename")
+        })?;
         let expiry = Expiry::parse(r.slidingtime.as_ref(), r.finaltime.as_ref())?;
         let issued = self
             .vault

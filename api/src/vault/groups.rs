@@ -31,6 +31,17 @@ pub enum RoleSelector {
     Name(String),
 }
 
+impl RoleSelector {
+    /// The role a request names by `roleid` (which wins) or `rolename`, if any.
+    pub fn named(id: Option<i64>, name: Option<String>) -> Option<Self> {
+        match (id, name) {
+            (Some(id), _) => Some(RoleSelector::Id(id)),
+            (None, Some(name)) => Some(RoleSelector::Name(name)),
+            (None, None) => None,
+        }
+    }
+}
+
 /// A group as answered.
 #[derive(Clone, Debug)]
 pub struct GroupView {
