@@ -729,3 +729,35 @@ async fn when_the_audit_write_fails_the_request_fails_and_nothing_is_stored() {
     assert_eq!(body["profile"]["name"], "A", "the update left nothing");
     assert_eq!(body["version"], 1);
 }
+
+#[tokio::test]
+async fn a_users_audit_events_are_paged_newest_first() {
+    let app = TestApp::spawn().await;
+    let token = app.create_user(json!({"login": "paged"})).await;
+    let sel = json!({"mode": "token", "identity": token});
+    for _ in 0..12 {
+        app.root("UserGet", sel.clone()).await;
+    }
+    let (_, first) = app.root("AuditListUserEvents", sel.clone()).await;
+    assert_eq!(first["total"], 13);
+    assert_eq!(first["rows"].as_array().unwrap().len(), 10, "10 by default");
+    assert_eq!(first["rows"][0]["eventtype"], "UserGet");
+    let (_, last) = app
+        .root(
+            "AuditListUserEvents",
+            json!({"mode": "token", "identity": token, "offset": 10, "limit": 5}),
+        )
+        .await;
+    let types: Vec<&str> = last["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["eventtype"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["UserGet", "UserGet", "UserCreate"],
+        "the oldest last"
+    );
+    assert_eq!(last["total"], 13);
+}

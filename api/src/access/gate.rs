@@ -154,8 +154,12 @@ impl Gate {
         for (role, document) in policy_store::linked_to_roles(tx, &roles).await? {
             match parse(document) {
                 Ok(document) => policies.push(LinkedPolicy { role, document }),
-                // Validated on write; one that no longer parses grants nothing.
-                Err(err) => tracing::warn!(%err, "a stored policy does not parse; ignored"),
+                // Validated on write, so only a change of Bunker's policy language gets here. It
+                // might be a Deny: refuse everything rather than risk allowing what it denies.
+                Err(err) => {
+                    tracing::error!(%err, "a stored policy does not parse; its roles are refused");
+                    return Err(VaultError::Forbidden(DENIED));
+                }
             }
         }
         Ok(Gate::Policies(PolicyPrincipal { subject, policies }))
