@@ -18,6 +18,7 @@ pub struct LocalCluster {
     bindir: PathBuf,
     root: PathBuf,
     as_postgres: bool,
+    durable: bool,
 }
 
 /// How quickly [`LocalCluster::stop`] stops the server.
@@ -43,7 +44,15 @@ impl LocalCluster {
             bindir,
             root,
             as_postgres: running_as_root()?,
+            durable: false,
         })
+    }
+
+    /// The same cluster, started with `fsync` on, as production runs: for benchmarks. Without it
+    /// the cluster skips flushing to disk (fine for tests and the demo, not for measuring).
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
+        self
     }
 
     /// The data directory.
@@ -87,8 +96,9 @@ impl LocalCluster {
     pub fn start(&self) -> Result<(), DbError> {
         self.prepare_dirs()?;
         let run_dir = self.run_dir();
+        let fsync = if self.durable { "on" } else { "off" };
         let options = format!(
-            "-k {} -p {SOCKET_PORT} -c listen_addresses='' -c fsync=off",
+            "-k {} -p {SOCKET_PORT} -c listen_addresses='' -c fsync={fsync}",
             run_dir.display()
         );
         let log = run_dir.join("postgres.log");

@@ -318,17 +318,21 @@ pub async fn run_bunker<K: AsRef<str>, V: AsRef<str>>(
 
 static BINARY: OnceLock<PathBuf> = OnceLock::new();
 
-/// The `bunker` binary, next to this test binary. Built (or found current) by cargo on first use,
-/// so that a test never drives a stale binary.
+/// The `bunker` binary of the running binary's profile. Built (or found current) by cargo on first
+/// use, so that a test never drives a stale binary.
 pub fn bunker_binary() -> PathBuf {
     BINARY
         .get_or_init(|| {
+            // A test binary lives in `<target>/<profile>/deps`, a binary (the benchmarks) in
+            // `<target>/<profile>`.
             let exe = std::env::current_exe().expect("test binary path");
-            let profile_dir = exe
-                .parent()
-                .and_then(|deps| deps.parent())
-                .expect("target directory")
-                .to_path_buf();
+            let dir = exe.parent().expect("binary directory");
+            let profile_dir = if dir.ends_with("deps") {
+                dir.parent().expect("target directory")
+            } else {
+                dir
+            }
+            .to_path_buf();
             let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
             let mut build = Command::new(cargo);

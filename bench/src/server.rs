@@ -1,0 +1,114 @@
+//! `bunker serve` as a child process over the benchmark's cluster, so that its memory is its own.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::cluster::BenchCluster;
+
+pub struct Server {
+    child: Child,
+    pub address: String,
+    pub root_token: String,
+}
+
+impl Server {
+    /// Initializes database `bunker` and serves it on a free loopback port.
+    pub async fn start(cluster: &BenchCluster) -> Result<Server, String> {
+        let admin = cluster.cluster.connection_string("postgres");
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        client
+            .batch_execute("CREATE DATABASE bunker")
+            .await
+            .map_err(|e| e.to_string())?;
+        let binary = bunker_tests::bunker_binary();
+        let root_token = uuid_like();
+        let wrapping: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let env = [
+            (
+                "BUNKER_DATABASE_URL",
+                cluster.cluster.connection_string("bunker"),
+            ),
+            ("BUNKER_WRAPPING_KEY", wrapping),
+            ("BUNKER_ROOT_TOKEN", root_token.clone()),
+            ("BUNKER_LISTEN", address.clone()),
+            ("BUNKER_LOG", "warn".to_owned()),
+        ];
+        let init = Command::new(&binary)
+            .arg("init")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .map_err(|e| format!("bunker init: {e}"))?;
+        if !init.status.success() {
+            return Err(format!(
+                "bunker init failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            ));
+        }
+        let child = Command::new(&binary)
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("bunker serve: {e}"))?;
+        let server = Server {
+            child,
+            address: format!("http://{address}"),
+            root_token,
+        };
+        for _ in 0..300 {
+            if reqwest::get(format!("{}/ready", server.address))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err("bunker serve did not become ready".to_owned())
+    }
+
+    /// The server's peak resident memory so far (VmHWM), in MiB.
+    pub fn peak_memory_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn uuid_like() -> String {
+    let b: [u8; 16] = rand::random();
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
