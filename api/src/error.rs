@@ -145,6 +145,8 @@ impl From<VaultError> for ApiError {
             VaultError::Forbidden(_) => StatusCode::FORBIDDEN,
             VaultError::Duplicate(_) | VaultError::Conflict => StatusCode::CONFLICT,
             VaultError::Database(db) => return db_error(db),
+            // The cause is logged by the writer of the batch.
+            VaultError::AuditUnavailable => return ApiError::internal(),
             VaultError::Keys(keys) => {
                 tracing::error!(error = %keys, "a sealed value did not open");
                 return ApiError::new(

@@ -42,6 +42,36 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Records the events of many requests, of any tenants, in one transaction: one commit, so one
+    /// WAL flush, for all of them (the group commit of read events). Each tenant's events are
+    /// written with that tenant set, as always.
+    pub async fn record_event_batch(
+        &self,
+        batch: &[(TenantId, Vec<(uuid::Uuid, crate::audit::AuditEvent)>)],
+    ) -> Result<(), DbError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let mut scoped = TenantTx {
+            tx,
+            tenant: TenantId(0),
+        };
+        for (tenant, events) in batch {
+            scoped
+                .tx
+                .execute(
+                    "SELECT set_config('bunker.tenant_id', $1, true)",
+                    &[&tenant.0.to_string()],
+                )
+                .await?;
+            scoped.tenant = *tenant;
+            crate::audit::record_many(&scoped, events).await?;
+        }
+        scoped.tx.commit().await?;
+        Ok(())
+    }
+}
+
 impl TenantTx<'_> {
     /// The tenant this transaction is scoped to.
     pub fn tenant(&self) -> TenantId {

@@ -10,6 +10,7 @@ pub mod expiry;
 pub mod groups;
 pub mod identity;
 pub mod policies;
+mod readaudit;
 mod reencrypt;
 pub mod search;
 mod sweeper;
@@ -29,6 +30,7 @@ use uuid::Uuid;
 
 pub use audit::{EventDetails, EventPage};
 pub use identity::{Mode, Normalizer};
+use readaudit::ReadAudit;
 pub use reencrypt::ReencryptReport;
 pub use sweeper::spawn_sweeper;
 pub use users::{Change, NewProfile, UserView, VersionInfo};
@@ -54,6 +56,7 @@ pub struct Vault {
     db: Database,
     keyring: SharedKeyring,
     settings: VaultSettings,
+    reads: ReadAudit,
 }
 
 /// Why a vault operation failed. Messages never contain personal data.
@@ -85,6 +88,8 @@ pub enum VaultError {
     DuplicatePolicy,
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error("The audit event could not be recorded")]
+    AuditUnavailable,
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error(transparent)]
@@ -92,8 +97,10 @@ pub enum VaultError {
 }
 
 impl Vault {
+    /// The vault over `db`; starts the writer of read events on the current Tokio runtime.
     pub fn new(db: Database, keyring: SharedKeyring, settings: VaultSettings) -> Self {
         Vault {
+            reads: ReadAudit::spawn(db.clone()),
             db,
             keyring,
             settings,

@@ -143,7 +143,8 @@ impl Vault {
         let keys = self.keys(tenant);
         let actor = Performer::Token(caller.actor());
         let handle = handle.to_owned();
-        self.db
+        let (value, event) = self
+            .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     let token = find(tx, &handle).await?;
@@ -163,17 +164,20 @@ impl Vault {
                         &token.token_type,
                         metadata.as_ref(),
                     )?;
-                    audit::record_many(tx, &[event]).await?;
-                    Ok(TokenValue {
+                    let value = TokenValue {
                         uuid: token.uuid,
                         base: token.base,
                         token_type: token.token_type,
                         record,
                         expirationtime: renewed.or(token.expires_at),
-                    })
+                    };
+                    Ok::<_, VaultError>((value, event))
                 })
             })
-            .await
+            .await?;
+        // Like UserGet: the event joins the group commit of reads, and the answer waits for it.
+        self.reads.record(tenant, vec![event]).await?;
+        Ok(value)
     }
 
     /// Deletes a token: both handles stop resolving.

@@ -148,7 +148,8 @@ impl Vault {
         let (keys, lookup) = self.locate(tenant, mode, identity)?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
-        self.db
+        let read = self
+            .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     let gate = Gate::load(tx, &principal).await?;
@@ -169,19 +170,30 @@ impl Vault {
                         }
                     };
                     let renewed = store::renew_expiry(tx, user.token).await?;
-                    let event = UserEvent::about("UserGet", user.token, metadata.as_ref());
-                    record_event(tx, &keys, actor, event).await?;
-                    Ok(UserView {
+                    let id = Uuid::new_v4();
+                    let event = UserEvent::about("UserGet", user.token, metadata.as_ref()).seal(
+                        &keys,
+                        tx.tenant(),
+                        id,
+                        Performer::Token(actor),
+                    )?;
+                    let view = UserView {
                         token: user.token,
                         profile: visible.mask(&profile),
                         version,
                         finaltime: user.final_at,
                         slidingtime: user.sliding_seconds,
                         expirationtime: renewed.or(user.expires_at),
-                    })
+                    };
+                    Ok::<_, VaultError>((view, (id, event)))
                 })
             })
-            .await
+            .await?;
+        // The read wrote nothing (unless it renewed an expiry): its event joins the group commit,
+        // and the answer waits for it.
+        let (view, event) = read;
+        self.reads.record(tenant, vec![event]).await?;
+        Ok(view)
     }
 
     /// Changes a profile. Optimistic: the update names the version it read, and one that lost a race
