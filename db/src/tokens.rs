@@ -30,6 +30,8 @@ pub struct StoredToken {
     pub expires_at: Option<i64>,
     /// Whether it has expired (and awaits the sweeper).
     pub expired: bool,
+    /// Whether each read renews its expiry.
+    pub sliding: bool,
 }
 
 /// Inserts tokens in three batched statements. A clash of format-preserving tokens is a
@@ -74,7 +76,8 @@ pub async fn insert_tokens(tx: &TenantTx<'_>, tokens: &[NewToken]) -> Result<(),
 }
 
 const TOKEN_COLUMNS: &str = "t.token_uuid, t.token_base, t.token_type, t.record,
-     extract(epoch FROM t.expires_at)::bigint AS expires, COALESCE(t.expires_at <= now(), false) AS expired";
+     extract(epoch FROM t.expires_at)::bigint AS expires, COALESCE(t.expires_at <= now(), false) AS expired,
+     t.sliding_seconds IS NOT NULL AS sliding";
 
 fn from_row(row: &tokio_postgres::Row) -> Result<StoredToken, DbError> {
     Ok(StoredToken {
@@ -84,6 +87,7 @@ fn from_row(row: &tokio_postgres::Row) -> Result<StoredToken, DbError> {
         record: row.try_get(3)?,
         expires_at: row.try_get(4)?,
         expired: row.try_get(5)?,
+        sliding: row.try_get(6)?,
     })
 }
 
@@ -100,7 +104,7 @@ pub async fn find_unique(
     tx.query(&sql, &[&hashes])
         .await?
         .iter()
-        .map(|row| Ok((row.try_get(6)?, from_row(row)?)))
+        .map(|row| Ok((row.try_get(7)?, from_row(row)?)))
         .collect()
 }
 

@@ -235,26 +235,27 @@ pub async fn get_users(tx: &TenantTx<'_>, tokens: &[Uuid]) -> Result<Vec<StoredU
         .collect()
 }
 
-/// The token whose `field` index has this hash.
-pub async fn find_by_index(
-    tx: &TenantTx<'_>,
-    field: &str,
-    hash: &[u8; 32],
-) -> Result<Option<Uuid>, DbError> {
-    Ok(tx
-        .query_opt(
-            "SELECT token FROM user_indexes WHERE field = $1 AND hash = $2",
-            &[&field, &hash.as_slice()],
-        )
-        .await?
-        .map(|row| row.try_get(0))
-        .transpose()?)
-}
-
 /// A user by token (forgotten users included, with no record).
 pub async fn get_user(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<StoredUser>, DbError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE token = $1");
     tx.query_opt(&sql, &[&token])
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+}
+
+/// The user whose `field` index has this hash (forgotten users have no index), in one round trip.
+pub async fn get_user_by_index(
+    tx: &TenantTx<'_>,
+    field: &str,
+    hash: &[u8; 32],
+) -> Result<Option<StoredUser>, DbError> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users
+          WHERE token = (SELECT token FROM user_indexes WHERE field = $1 AND hash = $2)"
+    );
+    tx.query_opt(&sql, &[&field, &hash.as_slice()])
         .await?
         .as_ref()
         .map(user_from_row)

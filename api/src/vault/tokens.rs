@@ -154,7 +154,12 @@ impl Vault {
                         .open(&token_label(tx.tenant(), &row), &token.record)?;
                     let record = String::from_utf8(plain.to_vec())
                         .map_err(|_| VaultError::Keys(KeyError::Unsealable))?;
-                    let renewed = store::renew(tx, token.uuid).await?;
+                    // Only a sliding token is written to: a plain read stays read-only.
+                    let renewed = if token.sliding {
+                        store::renew(tx, token.uuid).await?
+                    } else {
+                        None
+                    };
                     let event = token_event(
                         &keys,
                         tx.tenant(),

@@ -169,7 +169,11 @@ impl Vault {
                             )
                         }
                     };
-                    let renewed = store::renew_expiry(tx, user.token).await?;
+                    // Only a sliding expiry is written to: a plain read stays read-only.
+                    let renewed = match user.sliding_seconds {
+                        Some(_) => store::renew_expiry(tx, user.token).await?,
+                        None => None,
+                    };
                     let id = Uuid::new_v4();
                     let event = UserEvent::about("UserGet", user.token, metadata.as_ref()).seal(
                         &keys,
@@ -399,15 +403,11 @@ impl Vault {
 
 /// The live user a lookup names: not forgotten, not expired.
 pub(crate) async fn resolve(tx: &TenantTx<'_>, lookup: Lookup) -> Result<StoredUser, VaultError> {
-    let token = match lookup {
-        Lookup::Token(token) => token,
-        Lookup::Index(field, hash) => store::find_by_index(tx, field, &hash)
-            .await?
-            .ok_or(VaultError::NotFound)?,
-    };
-    let user = store::get_user(tx, token)
-        .await?
-        .ok_or(VaultError::NotFound)?;
+    let user = match lookup {
+        Lookup::Token(token) => store::get_user(tx, token).await?,
+        Lookup::Index(field, hash) => store::get_user_by_index(tx, field, &hash).await?,
+    }
+    .ok_or(VaultError::NotFound)?;
     if !is_live(&user) {
         return Err(VaultError::NotFound);
     }
