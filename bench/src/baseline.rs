@@ -19,6 +19,8 @@ pub struct Baseline {
     pub tps: f64,
     /// Mean latency (pgbench reports no percentiles without per-transaction logs).
     pub mean_ms: f64,
+    /// PostgreSQL's CPU per transaction, in microseconds (pgbench's own is not counted).
+    pub postgres_us: f64,
 }
 
 pub const INSERT_ONE: &str = "BEGIN;
@@ -93,6 +95,7 @@ pub fn pgbench(
 ) -> Result<Baseline, String> {
     let file = scratch.join("script.sql");
     std::fs::write(&file, script).map_err(|e| e.to_string())?;
+    let before = crate::cpu::of_named("postgres");
     let output = Command::new(cluster.cluster.tool("pgbench"))
         .args(["-n", "-h"])
         .arg(cluster.socket_dir())
@@ -120,9 +123,12 @@ pub fn pgbench(
             .and_then(|n| n.parse::<f64>().ok())
             .ok_or_else(|| format!("pgbench printed no `{prefix}`: {text}"))
     };
+    let postgres = crate::cpu::of_named("postgres") - before;
+    let tps = number("tps = ")?;
     Ok(Baseline {
-        tps: number("tps = ")?,
+        tps,
         mean_ms: number("latency average = ")?,
+        postgres_us: postgres * 1e6 / (tps * seconds as f64).max(1.0),
     })
 }
 

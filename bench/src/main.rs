@@ -7,6 +7,7 @@
 
 mod baseline;
 mod cluster;
+mod cpu;
 mod load;
 mod run;
 mod search;

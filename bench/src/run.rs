@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::baseline::{self, Baseline};
 use crate::cluster::BenchCluster;
+use crate::cpu::Snapshot;
 use crate::load::{drive, Measured};
 use crate::server::Server;
 
@@ -21,6 +22,16 @@ enum Against {
     InsertOne,
     InsertBatch,
     PointRead,
+}
+
+/// One Bunker figure with its baseline and the CPU it took per record: (bunker, postgres,
+/// load generator), in microseconds.
+struct Row<'a> {
+    case: &'a Case,
+    measured: Measured,
+    base_name: &'static str,
+    base: f64,
+    cpu: [f64; 3],
 }
 
 struct Case {
@@ -149,6 +160,7 @@ pub async fn run(quick: bool, json_path: &Path) -> Result<(), String> {
 
     let mut rows = Vec::new();
     for case in &cases {
+        let before = Snapshot::take(Some(server.pid()));
         let measured = drive(
             &server.address,
             &server.root_token,
@@ -158,12 +170,22 @@ pub async fn run(quick: bool, json_path: &Path) -> Result<(), String> {
             case.body.clone(),
         )
         .await;
+        let cpu = before.per_record(
+            &Snapshot::take(Some(server.pid())),
+            (measured.requests * case.records) as f64,
+        );
         let (base_name, base): (&str, f64) = match case.against {
             Against::InsertOne => ("raw 1-row insert", insert_one.tps),
             Against::InsertBatch => ("raw 100-row insert", insert_batch.tps * 100.0),
             Against::PointRead => ("raw point read", point_read.tps),
         };
-        rows.push((case, measured, base_name, base));
+        rows.push(Row {
+            case,
+            measured,
+            base_name,
+            base,
+            cpu,
+        });
     }
     let memory = server.peak_memory_mib();
     print_table(
@@ -272,12 +294,7 @@ async fn preload_data(server: &Server, count: usize) -> Result<(Vec<String>, Vec
     Ok((users, tokens))
 }
 
-fn print_table(
-    rows: &[(&Case, Measured, &str, f64)],
-    baselines: [&Baseline; 3],
-    memory: Option<f64>,
-    quick: bool,
-) {
+fn print_table(rows: &[Row<'_>], baselines: [&Baseline; 3], memory: Option<f64>, quick: bool) {
     println!();
     println!(
         "Bunker vs raw PostgreSQL, {} connections, {} CPUs{}",
@@ -303,7 +320,8 @@ fn print_table(
             b.mean_ms
         );
     }
-    for (case, m, base_name, base) in rows {
+    for row in rows {
+        let (case, m, base_name, base) = (row.case, &row.measured, row.base_name, row.base);
         let rate = m.per_second * case.records as f64;
         let ratio = rate / base;
         let (target, met) = match case.target {
@@ -335,6 +353,24 @@ fn print_table(
             met
         );
     }
+    println!();
+    println!("CPU per record, microseconds (2 CPUs shared by all three):");
+    println!();
+    println!("| operation | bunker | postgres | load generator |");
+    println!("|---|---|---|---|");
+    for (name, b, unit) in [
+        ("raw 1-row insert (pgbench)", baselines[0], 1.0),
+        ("raw 100-row insert (pgbench)", baselines[1], 100.0),
+        ("raw point read under RLS (pgbench)", baselines[2], 1.0),
+    ] {
+        println!("| {name} | - | {:.0} | (pgbench) |", b.postgres_us / unit);
+    }
+    for row in rows {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} |",
+            row.case.label, row.cpu[0], row.cpu[1], row.cpu[2]
+        );
+    }
     if let Some(mib) = memory {
         println!();
         println!("bunker serve peak resident memory: {mib:.0} MiB");
@@ -343,7 +379,7 @@ fn print_table(
 
 fn write_json(
     path: &Path,
-    rows: &[(&Case, Measured, &str, f64)],
+    rows: &[Row<'_>],
     baselines: [&Baseline; 3],
     memory: Option<f64>,
     quick: bool,
@@ -351,13 +387,15 @@ fn write_json(
 ) -> Result<(), String> {
     let figures: Vec<Value> = rows
         .iter()
-        .map(|(case, m, base_name, base)| {
+        .map(|row| {
+            let (case, m, base_name, base) = (row.case, &row.measured, row.base_name, row.base);
             let rate = m.per_second * case.records as f64;
             json!({
                 "operation": case.label, "command": case.command, "records_per_second": rate,
                 "requests": m.requests, "errors": m.errors, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms,
                 "baseline": base_name, "baseline_records_per_second": base, "ratio": rate / base,
                 "target_ratio": case.target,
+                "cpu_us_per_record": {"bunker": row.cpu[0], "postgres": row.cpu[1], "load_generator": row.cpu[2]},
             })
         })
         .collect();
@@ -367,9 +405,9 @@ fn write_json(
         "connections": CONNECTIONS,
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "baselines": {
-            "insert_one": {"tps": baselines[0].tps, "mean_ms": baselines[0].mean_ms},
-            "insert_batch_100": {"tps": baselines[1].tps, "rows_per_second": baselines[1].tps * 100.0, "mean_ms": baselines[1].mean_ms},
-            "point_read": {"tps": baselines[2].tps, "mean_ms": baselines[2].mean_ms},
+            "insert_one": {"tps": baselines[0].tps, "mean_ms": baselines[0].mean_ms, "postgres_cpu_us": baselines[0].postgres_us},
+            "insert_batch_100": {"tps": baselines[1].tps, "rows_per_second": baselines[1].tps * 100.0, "mean_ms": baselines[1].mean_ms, "postgres_cpu_us_per_row": baselines[1].postgres_us / 100.0},
+            "point_read": {"tps": baselines[2].tps, "mean_ms": baselines[2].mean_ms, "postgres_cpu_us": baselines[2].postgres_us},
         },
         "figures": figures,
         "server_peak_memory_mib": memory,
