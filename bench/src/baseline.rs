@@ -95,7 +95,7 @@ pub fn pgbench(
 ) -> Result<Baseline, String> {
     let file = scratch.join("script.sql");
     std::fs::write(&file, script).map_err(|e| e.to_string())?;
-    let before = crate::cpu::of_named("postgres");
+    let sampler = crate::cpu::Sampler::start(None);
     let output = Command::new(cluster.cluster.tool("pgbench"))
         .args(["-n", "-h"])
         .arg(cluster.socket_dir())
@@ -123,7 +123,7 @@ pub fn pgbench(
             .and_then(|n| n.parse::<f64>().ok())
             .ok_or_else(|| format!("pgbench printed no `{prefix}`: {text}"))
     };
-    let postgres = crate::cpu::of_named("postgres") - before;
+    let postgres = sampler.stop()[1];
     let tps = number("tps = ")?;
     Ok(Baseline {
         tps,

@@ -21,7 +21,8 @@ impl BenchCluster {
         .map_err(|e| e.to_string())?;
         let cluster = LocalCluster::new(&root, bindir)
             .map_err(|e| e.to_string())?
-            .durable();
+            .durable()
+            .with_setting("shared_preload_libraries", "pg_stat_statements");
         cluster.initdb().map_err(|e| e.to_string())?;
         cluster.start().map_err(|e| e.to_string())?;
         Ok(BenchCluster { cluster, root })

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::baseline::{self, Baseline};
 use crate::cluster::BenchCluster;
-use crate::cpu::Snapshot;
+use crate::cpu::{per_record, Sampler};
 use crate::load::{drive, Measured};
 use crate::server::Server;
 
@@ -160,7 +160,7 @@ pub async fn run(quick: bool, json_path: &Path) -> Result<(), String> {
 
     let mut rows = Vec::new();
     for case in &cases {
-        let before = Snapshot::take(Some(server.pid()));
+        let sampler = Sampler::start(Some(server.pid()));
         let measured = drive(
             &server.address,
             &server.root_token,
@@ -170,10 +170,7 @@ pub async fn run(quick: bool, json_path: &Path) -> Result<(), String> {
             case.body.clone(),
         )
         .await;
-        let cpu = before.per_record(
-            &Snapshot::take(Some(server.pid())),
-            (measured.requests * case.records) as f64,
-        );
+        let cpu = per_record(sampler.stop(), (measured.requests * case.records) as f64);
         let (base_name, base): (&str, f64) = match case.against {
             Against::InsertOne => ("raw 1-row insert", insert_one.tps),
             Against::InsertBatch => ("raw 100-row insert", insert_batch.tps * 100.0),
@@ -188,6 +185,13 @@ pub async fn run(quick: bool, json_path: &Path) -> Result<(), String> {
         });
     }
     let memory = server.peak_memory_mib();
+    if !quick {
+        println!("PostgreSQL's statements by total time (database bunker, whole run):");
+        for (calls, mean_us, total_ms, query) in Server::top_statements(&cluster).await? {
+            let query: String = query.chars().take(110).collect();
+            println!("{calls:>9} calls {mean_us:>8.1} µs {total_ms:>9.0} ms  {query}");
+        }
+    }
     print_table(
         &rows,
         [&insert_one, &insert_batch, &point_read],

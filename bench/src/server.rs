@@ -23,6 +23,14 @@ impl Server {
             .batch_execute("CREATE DATABASE bunker")
             .await
             .map_err(|e| e.to_string())?;
+        let bunker = cluster.cluster.connection_string("bunker");
+        let (db, connection) = tokio_postgres::connect(&bunker, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        db.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await
+            .map_err(|e| e.to_string())?;
         let binary = bunker_tests::bunker_binary();
         let root_token = uuid_like();
         let wrapping: String = (0..32)
@@ -77,6 +85,31 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err("bunker serve did not become ready".to_owned())
+    }
+
+    /// The statements that took PostgreSQL the most time in database `bunker`: (calls, mean µs,
+    /// total ms, statement).
+    pub async fn top_statements(
+        cluster: &BenchCluster,
+    ) -> Result<Vec<(i64, f64, f64, String)>, String> {
+        let url = cluster.cluster.connection_string("bunker");
+        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let rows = db
+            .query(
+                "SELECT calls, mean_exec_time * 1000, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g')
+                   FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+                  WHERE d.datname = 'bunker' ORDER BY total_exec_time DESC LIMIT 15",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
     }
 
     /// The server's process id.

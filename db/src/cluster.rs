@@ -19,6 +19,7 @@ pub struct LocalCluster {
     root: PathBuf,
     as_postgres: bool,
     durable: bool,
+    settings: Vec<(String, String)>,
 }
 
 /// How quickly [`LocalCluster::stop`] stops the server.
@@ -45,6 +46,7 @@ impl LocalCluster {
             root,
             as_postgres: running_as_root()?,
             durable: false,
+            settings: Vec::new(),
         })
     }
 
@@ -52,6 +54,13 @@ impl LocalCluster {
     /// the cluster skips flushing to disk (fine for tests and the demo, not for measuring).
     pub fn durable(mut self) -> Self {
         self.durable = true;
+        self
+    }
+
+    /// The same cluster, started with this server setting (`-c name=value`; a value of letters,
+    /// digits and `_` only).
+    pub fn with_setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -97,10 +106,13 @@ impl LocalCluster {
         self.prepare_dirs()?;
         let run_dir = self.run_dir();
         let fsync = if self.durable { "on" } else { "off" };
-        let options = format!(
+        let mut options = format!(
             "-k {} -p {SOCKET_PORT} -c listen_addresses='' -c fsync={fsync}",
             run_dir.display()
         );
+        for (name, value) in &self.settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
         let log = run_dir.join("postgres.log");
         self.run(
             "pg_ctl",
