@@ -142,9 +142,15 @@ pub async fn record_many(tx: &TenantTx<'_>, events: &[(Uuid, AuditEvent)]) -> Re
     Ok(())
 }
 
+/// A new event id: a UUIDv7, ordered by time, so that the primary key grows at its end instead of
+/// at random places (far fewer pages written per event). The time it tells is the event's own.
+pub fn new_event_id() -> Uuid {
+    Uuid::now_v7()
+}
+
 /// Records `event` in the transaction's tenant and returns the event's id.
 pub async fn record(tx: &TenantTx<'_>, event: &AuditEvent) -> Result<Uuid, DbError> {
-    let id = Uuid::new_v4();
+    let id = new_event_id();
     record_with_id(tx, id, event).await?;
     Ok(id)
 }

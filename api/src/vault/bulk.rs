@@ -424,7 +424,7 @@ pub(super) fn read_events(
     users
         .iter()
         .map(|user| {
-            let id = Uuid::new_v4();
+            let id = audit::new_event_id();
             let event = UserEvent::about(action, *user, metadata);
             Ok((id, event.seal(keys, tenant, id, Performer::Token(actor))?))
         })

@@ -7,7 +7,6 @@ use bunker_db::audit::{self, AuditEvent, Performer};
 use bunker_db::tokens;
 use bunker_db::users as store;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 use super::{UserEvent, Vault, VaultError};
 
@@ -47,7 +46,7 @@ impl Vault {
                             for token in &expired {
                                 store::forget_user(tx, *token).await?;
                                 let event = UserEvent::about("UserExpired", *token, None);
-                                let id = Uuid::new_v4();
+                                let id = audit::new_event_id();
                                 let sealed =
                                     event.seal(&keys, tx.tenant(), id, Performer::System)?;
                                 audit::record_with_id(tx, id, &sealed).await?;

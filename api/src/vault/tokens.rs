@@ -384,7 +384,7 @@ pub(super) fn token_event(
     token_type: &str,
     metadata: Option<&Value>,
 ) -> Result<(Uuid, AuditEvent), VaultError> {
-    let id = Uuid::new_v4();
+    let id = audit::new_event_id();
     let details = json!({ "tokentype": token_type, "request_metadata": metadata });
     let plain = serde_json::to_vec(&details).map_err(|_| KeyError::Seal)?;
     let row = id.to_string();

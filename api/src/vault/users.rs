@@ -107,7 +107,7 @@ impl Vault {
                 fields: profile.keys().cloned().collect(),
                 metadata,
             };
-            let id = Uuid::new_v4();
+            let id = audit::new_event_id();
             events.push((
                 id,
                 event.seal(&keys, tenant, id, Performer::Token(caller.actor()))?,
@@ -174,7 +174,7 @@ impl Vault {
                         Some(_) => store::renew_expiry(tx, user.token).await?,
                         None => None,
                     };
-                    let id = Uuid::new_v4();
+                    let id = audit::new_event_id();
                     let event = UserEvent::about("UserGet", user.token, metadata.as_ref()).seal(
                         &keys,
                         tx.tenant(),
@@ -455,7 +455,7 @@ pub(super) async fn record_event(
     actor: Actor,
     event: UserEvent<'_>,
 ) -> Result<(), VaultError> {
-    let id = Uuid::new_v4();
+    let id = audit::new_event_id();
     let sealed = event.seal(keys, tx.tenant(), id, Performer::Token(actor))?;
     audit::record_with_id(tx, id, &sealed).await?;
     Ok(())
