@@ -250,52 +250,44 @@ fn card(i: usize) -> String {
 /// Users and tokens to read back: (user tokens, token uuids).
 async fn preload_data(server: &Server, count: usize) -> Result<(Vec<String>, Vec<String>), String> {
     let client = reqwest::Client::new();
-    let call = |command: &str, body: Value| {
-        client
-            .post(format!("{}/v2/{command}", server.address))
-            .header("X-Bunker-Token", &server.root_token)
-            .json(&body)
-            .send()
-    };
     let mut users = Vec::with_capacity(count);
     let mut tokens = Vec::with_capacity(count);
     for start in (0..count).step_by(500) {
-        let records: Vec<Value> = (start..start + 500)
-            .map(|i| json!({"profile": profile(i)}))
-            .collect();
-        let answer: Value = call("UserCreateBulk", json!({"records": records}))
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let created = answer["created"]
-            .as_array()
-            .ok_or_else(|| format!("preloading users: {answer}"))?;
-        users.extend(
-            created
-                .iter()
-                .filter_map(|c| c["token"].as_str().map(str::to_owned)),
-        );
-        let records: Vec<Value> = (start..start + 500)
-            .map(|i| json!({"tokentype": "creditcard", "record": card(i)}))
-            .collect();
-        let answer: Value = call("TokenCreateBulk", json!({"records": records}))
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let created = answer["created"]
-            .as_array()
-            .ok_or_else(|| format!("preloading tokens: {answer}"))?;
-        tokens.extend(
-            created
-                .iter()
-                .filter_map(|c| c["tokenuuid"].as_str().map(str::to_owned)),
-        );
+        let people = (start..start + 500).map(|i| json!({"profile": profile(i)}));
+        users.extend(create_many(&client, server, "UserCreateBulk", people, "token").await?);
+        let cards =
+            (start..start + 500).map(|i| json!({"tokentype": "creditcard", "record": card(i)}));
+        tokens.extend(create_many(&client, server, "TokenCreateBulk", cards, "tokenuuid").await?);
     }
     Ok((users, tokens))
+}
+
+/// Sends `records` to a bulk create command; returns the `field` of each one created.
+async fn create_many(
+    client: &reqwest::Client,
+    server: &Server,
+    command: &str,
+    records: impl Iterator<Item = Value>,
+    field: &str,
+) -> Result<Vec<String>, String> {
+    let records: Vec<Value> = records.collect();
+    let answer: Value = client
+        .post(format!("{}/v2/{command}", server.address))
+        .header("X-Bunker-Token", &server.root_token)
+        .json(&json!({"records": records}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let created = answer["created"]
+        .as_array()
+        .ok_or_else(|| format!("preloading with {command}: {answer}"))?;
+    Ok(created
+        .iter()
+        .filter_map(|c| c[field].as_str().map(str::to_owned))
+        .collect())
 }
 
 fn print_table(rows: &[Row<'_>], baselines: [&Baseline; 3], memory: Option<f64>, quick: bool) {
