@@ -157,8 +157,8 @@ pub async fn replace_indexes(
 }
 
 /// The users whose `field` search grams share at least `min_shared` of `grams`, most alike first
-/// (Jaccard similarity of the two sets): up to `limit` (token, shared count) pairs. The GIN index is
-/// probed with `probe`, a subset of `grams` that every such user must touch.
+/// (Jaccard similarity of the two sets): up to `limit` tokens. The GIN index is probed with
+/// `probe`, a subset of `grams` that every such user must touch.
 pub async fn search_candidates(
     tx: &TenantTx<'_>,
     field: &str,
@@ -166,9 +166,9 @@ pub async fn search_candidates(
     probe: &[i64],
     min_shared: i64,
     limit: i64,
-) -> Result<Vec<(Uuid, i64)>, DbError> {
+) -> Result<Vec<Uuid>, DbError> {
     tx.query(
-        "SELECT s.token, c.shared
+        "SELECT s.token
            FROM user_search s,
                 LATERAL (SELECT count(*) AS shared FROM unnest(s.grams) g WHERE g = ANY($2)) c
           WHERE s.field = $1 AND s.grams && $3 AND c.shared >= $4
@@ -179,22 +179,21 @@ pub async fn search_candidates(
     )
     .await?
     .iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .map(|row| Ok(row.try_get(0)?))
     .collect()
 }
 
+/// Which users are live: not forgotten, not expired.
+const LIVE: &str = "record IS NOT NULL AND (expires_at IS NULL OR expires_at > now())";
+
 /// The live users' tokens of the transaction's tenant, oldest first (for listing all users).
 pub async fn live_tokens(tx: &TenantTx<'_>) -> Result<Vec<Uuid>, DbError> {
-    tx.query(
-        "SELECT token FROM users
-          WHERE record IS NOT NULL AND (expires_at IS NULL OR expires_at > now())
-          ORDER BY created_at, token",
-        &[],
-    )
-    .await?
-    .iter()
-    .map(|row| Ok(row.try_get(0)?))
-    .collect()
+    let sql = format!("SELECT token FROM users WHERE {LIVE} ORDER BY created_at, token");
+    tx.query(&sql, &[])
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get(0)?))
+        .collect()
 }
 
 /// One page of the live users of the transaction's tenant (oldest first) and how many there are.
@@ -204,9 +203,7 @@ pub async fn live_page(
     limit: i64,
 ) -> Result<(Vec<StoredUser>, i64), DbError> {
     let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users
-          WHERE record IS NOT NULL AND (expires_at IS NULL OR expires_at > now())
-          ORDER BY created_at, token OFFSET $1 LIMIT $2"
+        "SELECT {USER_COLUMNS} FROM users WHERE {LIVE} ORDER BY created_at, token OFFSET $1 LIMIT $2"
     );
     let users = tx
         .query(&sql, &[&offset, &limit])
@@ -215,11 +212,7 @@ pub async fn live_page(
         .map(user_from_row)
         .collect::<Result<Vec<_>, _>>()?;
     let total: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM users
-              WHERE record IS NOT NULL AND (expires_at IS NULL OR expires_at > now())",
-            &[],
-        )
+        .query_one(&format!("SELECT count(*) FROM users WHERE {LIVE}"), &[])
         .await?
         .try_get(0)?;
     Ok((users, total))
@@ -347,7 +340,8 @@ pub async fn list_versions(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<StoredV
 }
 
 /// Forget-me: removes the sealed record, its versions, its indexes, its group memberships and its
-/// access tokens; the row stays so that the token is never issued again. Returns whether there was a record to forget.
+/// access tokens; the row stays so that the token is never issued again. Returns whether there was
+/// a record to forget.
 pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError> {
     let forgotten = tx
         .execute(

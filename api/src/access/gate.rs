@@ -243,10 +243,10 @@ impl Gate {
         };
         let mut granted = HashMap::new();
         let own = p.subject.token;
-        if own.is_some_and(|me| targets.contains(&me)) && OWN_RECORD_READS.contains(&action) {
-            if let Some(me) = own {
-                granted.insert(me, Visible::all());
-            }
+        if let Some(me) =
+            own.filter(|me| targets.contains(me) && OWN_RECORD_READS.contains(&action))
+        {
+            granted.insert(me, Visible::all());
         }
         if !p.may_allow(action) {
             return Ok(granted);

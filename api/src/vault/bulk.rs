@@ -8,7 +8,7 @@ use bunker_db::audit::{self, Actor, AuditEvent, Performer};
 use bunker_db::bulk as store;
 use bunker_db::tokens as token_store;
 use bunker_db::users::{self as user_store, StoredUser};
-use bunker_db::{TenantId, TenantTx};
+use bunker_db::TenantTx;
 use bunker_keys::TenantKeys;
 use bunker_tenancy::Caller;
 use serde_json::{Map, Value};
@@ -21,7 +21,7 @@ use super::groups::{find_group, GroupRef};
 use super::identity::Mode;
 use super::tokens::{find_many, open_token, token_event, TokenValue};
 use super::users::{is_live, open_current, resolve, view_of, UserView};
-use super::{UserEvent, Vault, VaultError};
+use super::{read_events, Vault, VaultError};
 
 const NOT_VALID: &str = "The unlockuuid value was not found or is not valid";
 
@@ -197,40 +197,33 @@ impl Vault {
                     let members = store::all_group_members(tx, stored.id).await?;
                     let tokens: Vec<Uuid> = members.iter().map(|(t, _)| *t).collect();
                     let mut visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
-                    let seen: Vec<(Uuid, Option<String>, Visible)> = members
-                        .into_iter()
-                        .filter_map(|(t, role)| Some((t, role, visible.remove(&t)?)))
-                        .collect();
+                    let mut roles: HashMap<Uuid, Option<String>> = HashMap::new();
+                    let mut seen = Vec::new();
+                    for (token, role) in members {
+                        if let Some(v) = visible.remove(&token) {
+                            // The role shows only where the group section is granted.
+                            roles.insert(token, role.filter(|_| v.groups()));
+                            seen.push((token, v));
+                        }
+                    }
                     let total = seen.len() as i64;
-                    let page = page_of(seen, offset, limit);
-                    let page_tokens: Vec<Uuid> = page.iter().map(|(t, ..)| *t).collect();
-                    let users: HashMap<Uuid, StoredUser> = user_store::get_users(tx, &page_tokens)
+                    let page = in_order(tx, page_of(seen, offset, limit)).await?;
+                    let listing = Listing {
+                        keys: &keys,
+                        actor,
+                        action: ACTION,
+                        metadata: metadata.as_ref(),
+                    };
+                    let rows = listing
+                        .answer(tx, page)
                         .await?
                         .into_iter()
-                        .map(|u| (u.token, u))
+                        .map(|user| GroupMember {
+                            rolename: roles.remove(&user.token).flatten(),
+                            token: user.token,
+                            profile: user.profile,
+                        })
                         .collect();
-                    let mut rows = Vec::with_capacity(page.len());
-                    for (token, rolename, seen) in page {
-                        let Some(user) = users.get(&token).filter(|u| is_live(u)) else {
-                            continue;
-                        };
-                        let profile = open_current(&keys, tx.tenant(), user)?;
-                        rows.push(GroupMember {
-                            token,
-                            profile: seen.mask(&profile),
-                            rolename: rolename.filter(|_| seen.groups()),
-                        });
-                    }
-                    let listed: Vec<Uuid> = rows.iter().map(|r| r.token).collect();
-                    let events = read_events(
-                        &keys,
-                        tx.tenant(),
-                        actor,
-                        ACTION,
-                        &listed,
-                        metadata.as_ref(),
-                    )?;
-                    audit::record_many(tx, &events).await?;
                     Ok((rows, total))
                 })
             })
@@ -292,9 +285,15 @@ impl Vault {
                             Err(err) => return Err(err),
                         }
                     }
+                    let tokens: Vec<Uuid> = found.iter().map(|u| u.token).collect();
+                    let mut visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
+                    let found = found
+                        .into_iter()
+                        .filter_map(|u| Some((visible.remove(&u.token)?, u)))
+                        .map(|(v, u)| (u, v))
+                        .collect();
                     let listing = Listing {
                         keys: &keys,
-                        gate: &gate,
                         actor,
                         action: ACTION,
                         metadata: metadata.as_ref(),
@@ -329,28 +328,28 @@ impl Vault {
                     require_unlock(tx, &unlock, actor.token_id).await?;
                     let gate = Gate::load(tx, &principal).await?;
                     let (page, total) = match &gate {
-                        // Admins page in the database.
-                        Gate::Admin => user_store::live_page(tx, offset, limit).await?,
+                        // Admins see everyone: page in the database.
+                        Gate::Admin => {
+                            let (users, total) = user_store::live_page(tx, offset, limit).await?;
+                            let all = users.into_iter().map(|u| (u, Visible::all())).collect();
+                            (all, total)
+                        }
                         // Others see a subset: decide for every user (memberships only, nothing
                         // opened), then page what is left.
                         Gate::Policies(_) => {
                             let tokens = user_store::live_tokens(tx).await?;
-                            let visible =
+                            let mut visible =
                                 gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
-                            let seen: Vec<Uuid> = tokens
+                            let seen: Vec<(Uuid, Visible)> = tokens
                                 .into_iter()
-                                .filter(|t| visible.contains_key(t))
+                                .filter_map(|t| Some((t, visible.remove(&t)?)))
                                 .collect();
                             let total = seen.len() as i64;
-                            let page = page_of(seen, offset, limit);
-                            let mut users = user_store::get_users(tx, &page).await?;
-                            users.sort_by_key(|u| page.iter().position(|t| *t == u.token));
-                            (users, total)
+                            (in_order(tx, page_of(seen, offset, limit)).await?, total)
                         }
                     };
                     let listing = Listing {
                         keys: &keys,
-                        gate: &gate,
                         actor,
                         action: ACTION,
                         metadata: metadata.as_ref(),
@@ -365,31 +364,23 @@ impl Vault {
 /// A listing of users by one command: what the caller may see of each, each audited.
 struct Listing<'a> {
     keys: &'a TenantKeys,
-    gate: &'a Gate,
     actor: Actor,
     action: &'static str,
     metadata: Option<&'a Value>,
 }
 
 impl Listing<'_> {
-    /// The live users (in order) as the gate lets the action see them, those it may not see left
-    /// out; one read event for each user answered.
+    /// The live ones of `users` (in order), each showing what its visibility allows; one read event
+    /// for each user answered.
     async fn answer(
         &self,
         tx: &TenantTx<'_>,
-        users: Vec<StoredUser>,
+        users: Vec<(StoredUser, Visible)>,
     ) -> Result<Vec<UserView>, VaultError> {
-        let tokens: Vec<Uuid> = users.iter().map(|u| u.token).collect();
-        let visible = self
-            .gate
-            .visible(tx, self.action, &tokens, self.metadata)
-            .await?;
         let mut views = Vec::with_capacity(users.len());
-        for user in users.iter().filter(|u| is_live(u)) {
-            if let Some(seen) = visible.get(&user.token) {
-                let profile = open_current(self.keys, tx.tenant(), user)?;
-                views.push(view_of(user, &profile, seen));
-            }
+        for (user, seen) in users.iter().filter(|(u, _)| is_live(u)) {
+            let profile = open_current(self.keys, tx.tenant(), user)?;
+            views.push(view_of(user, &profile, seen));
         }
         let listed: Vec<Uuid> = views.iter().map(|v| v.token).collect();
         let events = read_events(
@@ -405,28 +396,26 @@ impl Listing<'_> {
     }
 }
 
+/// The stored users of `page`, in its order, each with its visibility.
+async fn in_order(
+    tx: &TenantTx<'_>,
+    page: Vec<(Uuid, Visible)>,
+) -> Result<Vec<(StoredUser, Visible)>, VaultError> {
+    let tokens: Vec<Uuid> = page.iter().map(|(t, _)| *t).collect();
+    let mut users: HashMap<Uuid, StoredUser> = user_store::get_users(tx, &tokens)
+        .await?
+        .into_iter()
+        .map(|u| (u.token, u))
+        .collect();
+    Ok(page
+        .into_iter()
+        .filter_map(|(t, v)| Some((users.remove(&t)?, v)))
+        .collect())
+}
+
 /// `limit` items from `offset`.
 fn page_of<T>(items: Vec<T>, offset: i64, limit: i64) -> Vec<T> {
     let skip = usize::try_from(offset).unwrap_or(usize::MAX);
     let take = usize::try_from(limit).unwrap_or(0);
     items.into_iter().skip(skip).take(take).collect()
-}
-
-/// One sealed read event per user listed.
-pub(super) fn read_events(
-    keys: &TenantKeys,
-    tenant: TenantId,
-    actor: Actor,
-    action: &'static str,
-    users: &[Uuid],
-    metadata: Option<&Value>,
-) -> Result<Vec<(Uuid, AuditEvent)>, VaultError> {
-    users
-        .iter()
-        .map(|user| {
-            let id = audit::new_event_id();
-            let event = UserEvent::about(action, *user, metadata);
-            Ok((id, event.seal(keys, tenant, id, Performer::Token(actor))?))
-        })
-        .collect()
 }

@@ -18,7 +18,7 @@ pub mod tokens;
 pub mod users;
 pub mod xtokens;
 
-use bunker_db::audit::{AuditEvent, Performer};
+use bunker_db::audit::{Actor, AuditEvent, Performer};
 use bunker_db::{Database, DbError, TenantId};
 use bunker_keys::{KeyError, Label, TenantKeys};
 
@@ -232,6 +232,25 @@ impl<'a> UserEvent<'a> {
             details: Some(keys.audit.seal(&audit_label(tenant, &row), &plain)?),
         })
     }
+}
+
+/// One sealed read event per user, for reads that answer several users (or one, by group commit).
+fn read_events(
+    keys: &TenantKeys,
+    tenant: TenantId,
+    actor: Actor,
+    action: &'static str,
+    users: &[Uuid],
+    metadata: Option<&Value>,
+) -> Result<Vec<(Uuid, AuditEvent)>, VaultError> {
+    users
+        .iter()
+        .map(|user| {
+            let id = bunker_db::audit::new_event_id();
+            let event = UserEvent::about(action, *user, metadata);
+            Ok((id, event.seal(keys, tenant, id, Performer::Token(actor))?))
+        })
+        .collect()
 }
 
 /// Where a token's value is sealed.

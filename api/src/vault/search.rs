@@ -18,10 +18,10 @@ use serde_json::Value;
 
 use crate::access::Gate;
 
-use super::bulk::{read_events, require_unlock};
+use super::bulk::require_unlock;
 use super::identity::INDEXED_FIELDS;
 use super::users::{is_live, open_current, view_of, UserView};
-use super::{Vault, VaultError};
+use super::{read_events, Vault, VaultError};
 
 /// How many candidates are opened and ranked at most.
 const CANDIDATES: i64 = 50;
@@ -164,9 +164,9 @@ impl Vault {
                 Box::pin(async move {
                     require_unlock(tx, &unlock, actor.token_id).await?;
                     let gate = Gate::load(tx, &principal).await?;
-                    let mut candidates = Vec::new();
+                    let mut tokens = Vec::new();
                     for (field, grams) in &queries {
-                        candidates.extend(
+                        tokens.extend(
                             store::search_candidates(
                                 tx,
                                 field,
@@ -178,7 +178,6 @@ impl Vault {
                             .await?,
                         );
                     }
-                    let mut tokens: Vec<_> = candidates.iter().map(|(t, _)| *t).collect();
                     tokens.sort_unstable();
                     tokens.dedup();
                     let mut visible = gate

@@ -18,8 +18,8 @@ use super::expiry::Expiry;
 use super::groups::{add_membership, GroupRef, RoleSelector};
 use super::identity::{Lookup, Mode};
 use super::{
-    open_profile, record_label, seal_profile, version_label, version_row, UserEvent, Vault,
-    VaultError,
+    open_profile, read_events, record_label, seal_profile, version_label, version_row, UserEvent,
+    Vault, VaultError,
 };
 
 /// How often an update that lost an optimistic race is retried before the caller gets a conflict.
@@ -174,12 +174,13 @@ impl Vault {
                         Some(_) => store::renew_expiry(tx, user.token).await?,
                         None => None,
                     };
-                    let id = audit::new_event_id();
-                    let event = UserEvent::about("UserGet", user.token, metadata.as_ref()).seal(
+                    let events = read_events(
                         &keys,
                         tx.tenant(),
-                        id,
-                        Performer::Token(actor),
+                        actor,
+                        "UserGet",
+                        &[user.token],
+                        metadata.as_ref(),
                     )?;
                     let view = UserView {
                         token: user.token,
@@ -189,14 +190,14 @@ impl Vault {
                         slidingtime: user.sliding_seconds,
                         expirationtime: renewed.or(user.expires_at),
                     };
-                    Ok::<_, VaultError>((view, (id, event)))
+                    Ok::<_, VaultError>((view, events))
                 })
             })
             .await?;
         // The read wrote nothing (unless it renewed an expiry): its event joins the group commit,
         // and the answer waits for it.
-        let (view, event) = read;
-        self.reads.record(tenant, vec![event]).await?;
+        let (view, events) = read;
+        self.reads.record(tenant, events).await?;
         Ok(view)
     }
 
