@@ -2,7 +2,8 @@
 //!
 //! - `bench run [--quick] [--json PATH]`: raw PostgreSQL baselines (pgbench) and Bunker's commands
 //!   in one run on one cluster, as one table with each figure's ratio to its baseline and target
-//!   (`--quick`: a smoke run of well under a minute).
+//!   (`--quick`: a smoke run of well under a minute; `--only TEXT`: only the commands whose label
+//!   contains TEXT, for profiling one of them; `--seconds N`: how long each figure runs).
 //! - `bench search [USERS] [QUERIES]`: UserSearch latency at USERS users.
 
 mod baseline;
@@ -20,14 +21,21 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => {
-            let quick = args.iter().any(|a| a == "--quick");
-            let json = args
-                .iter()
-                .position(|a| a == "--json")
-                .and_then(|i| args.get(i + 1))
+            let value = |flag: &str| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| args.get(i + 1))
+                    .cloned()
+            };
+            let options = run::Options {
+                quick: args.iter().any(|a| a == "--quick"),
+                only: value("--only"),
+                seconds: value("--seconds").and_then(|s| s.parse().ok()),
+            };
+            let json = value("--json")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("bench-results.json"));
-            if let Err(err) = run::run(quick, &json).await {
+            if let Err(err) = run::run(&options, &json).await {
                 eprintln!("bench run failed: {err}");
                 std::process::exit(1);
             }
@@ -38,7 +46,7 @@ async fn main() {
             search::run(users, queries).await;
         }
         _ => {
-            eprintln!("usage: bench run [--quick] [--json PATH] | bench search [USERS] [QUERIES]");
+            eprintln!("usage: bench run [--quick] [--only TEXT] [--seconds N] [--json PATH] | bench search [USERS] [QUERIES]");
             std::process::exit(2);
         }
     }

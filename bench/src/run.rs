@@ -45,8 +45,19 @@ struct Case {
     body: Arc<dyn Fn(usize) -> Value + Send + Sync>,
 }
 
-pub async fn run(quick: bool, json_path: &Path) -> Result<(), String> {
-    let seconds: u64 = if quick { 2 } else { 10 };
+/// What `bench run` was asked for.
+pub struct Options {
+    /// A smoke run: short figures, few preloaded records.
+    pub quick: bool,
+    /// Only the commands whose label contains this (the baselines always run).
+    pub only: Option<String>,
+    /// How long each figure runs (default 10 s, `--quick` 2 s).
+    pub seconds: Option<u64>,
+}
+
+pub async fn run(options: &Options, json_path: &Path) -> Result<(), String> {
+    let quick = options.quick;
+    let seconds: u64 = options.seconds.unwrap_or(if quick { 2 } else { 10 });
     let preload: usize = if quick { 1_000 } else { 10_000 };
     let cluster = BenchCluster::start()?;
     baseline::prepare(&cluster).await?;
@@ -159,7 +170,13 @@ pub async fn run(quick: bool, json_path: &Path) -> Result<(), String> {
     };
 
     let mut rows = Vec::new();
-    for case in &cases {
+    let chosen = cases.iter().filter(|case| {
+        options
+            .only
+            .as_deref()
+            .is_none_or(|only| case.label.contains(only))
+    });
+    for case in chosen {
         let sampler = Sampler::start(Some(server.pid()));
         let measured = drive(
             &server.address,

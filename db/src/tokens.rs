@@ -34,9 +34,9 @@ pub struct StoredToken {
     pub sliding: bool,
 }
 
-/// Inserts tokens in three batched statements. A clash of format-preserving tokens is a
-/// [`DbError::UniqueViolation`] on a `token_handles_*` constraint; two `unique` tokens for one
-/// value, on a `token_unique_*` one (named after the partition's index).
+/// Inserts tokens with their handles and uniqueness rows, in one statement. A clash of
+/// format-preserving tokens is a [`DbError::UniqueViolation`] on a `token_handles_*` constraint; two
+/// `unique` tokens for one value, on a `token_unique_*` one (named after the partition's index).
 pub async fn insert_tokens(tx: &TenantTx<'_>, tokens: &[NewToken]) -> Result<(), DbError> {
     let tenant = tx.tenant().0;
     let uuids: Vec<Uuid> = tokens.iter().map(|t| t.uuid).collect();
@@ -50,26 +50,21 @@ pub async fn insert_tokens(tx: &TenantTx<'_>, tokens: &[NewToken]) -> Result<(),
     let sliding: Vec<Option<i64>> = tokens.iter().map(|t| t.sliding_seconds).collect();
     let finals: Vec<Option<SystemTime>> = tokens.iter().map(|t| t.final_at).collect();
     tx.execute(
-        "INSERT INTO tokens (tenant_id, token_uuid, token_base, token_type, record, value_hash,
-                             sliding_seconds, final_at, expires_at)
-         SELECT $1, t.uuid, t.base, t.type, t.record, t.hash, t.sliding, t.final_at,
-                LEAST(t.final_at, now() + make_interval(secs => t.sliding))
-           FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::bigint[], $8::timestamptz[])
-                AS t(uuid, base, type, record, hash, sliding, final_at)",
-        &[&tenant, &uuids, &bases, &types, &records, &hashes, &sliding, &finals],
-    )
-    .await?;
-    tx.execute(
-        "INSERT INTO token_handles (tenant_id, token_base, token_uuid)
-         SELECT $1, h.base, h.uuid FROM UNNEST($2::text[], $3::uuid[]) AS h(base, uuid)",
-        &[&tenant, &bases, &uuids],
-    )
-    .await?;
-    tx.execute(
-        "INSERT INTO token_unique (tenant_id, value_hash, token_uuid)
-         SELECT $1, u.hash, u.uuid FROM UNNEST($2::bytea[], $3::uuid[]) AS u(hash, uuid)
+        "WITH new_tokens AS (
+             INSERT INTO tokens (tenant_id, token_uuid, token_base, token_type, record, value_hash,
+                                 sliding_seconds, final_at, expires_at)
+             SELECT $1, t.uuid, t.base, t.type, t.record, t.hash, t.sliding, t.final_at,
+                    LEAST(t.final_at, now() + make_interval(secs => t.sliding))
+               FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::bigint[], $8::timestamptz[])
+                    AS t(uuid, base, type, record, hash, sliding, final_at)
+         ), handles AS (
+             INSERT INTO token_handles (tenant_id, token_base, token_uuid)
+             SELECT $1, h.base, h.uuid FROM UNNEST($3::text[], $2::uuid[]) AS h(base, uuid)
+         )
+         INSERT INTO token_unique (tenant_id, value_hash, token_uuid)
+         SELECT $1, u.hash, u.uuid FROM UNNEST($6::bytea[], $2::uuid[]) AS u(hash, uuid)
           WHERE u.hash IS NOT NULL",
-        &[&tenant, &hashes, &uuids],
+        &[&tenant, &uuids, &bases, &types, &records, &hashes, &sliding, &finals],
     )
     .await?;
     Ok(())

@@ -1,6 +1,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use deadpool_postgres::{ClientWrapper, Object};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -11,10 +12,73 @@ pub type TxFuture<'t, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send +
 
 /// One request's transaction, working as `bunker_app` with `bunker.tenant_id` set transaction-locally.
 ///
-/// Only this crate's query functions can run SQL through it. Dropping it without commit rolls back.
+/// Only this crate's query functions can run SQL through it. It is opened and ended by
+/// [`Database::in_tenant`], which rolls it back if the work fails.
 pub struct TenantTx<'a> {
-    tx: deadpool_postgres::Transaction<'a>,
+    client: &'a ClientWrapper,
     tenant: TenantId,
+}
+
+/// The tenant setting, transaction-local: gone when the transaction ends.
+const SET_TENANT: &str = "SELECT set_config('bunker.tenant_id', $1, true)";
+
+/// A pooled connection inside a transaction that this code opened by hand (so that `BEGIN` and the
+/// tenant setting travel together, in one round trip). If it is dropped before [`OpenTx::end`]
+/// succeeds — the request was cancelled, or `COMMIT`/`ROLLBACK` failed — the connection is taken
+/// out of the pool and closed, and PostgreSQL rolls the transaction back: a connection that may
+/// still be inside a transaction, with a tenant set, never goes back to the pool.
+struct OpenTx {
+    client: Option<Object>,
+}
+
+impl OpenTx {
+    /// Checks a connection out and opens a transaction on it for `tenant`.
+    async fn begin(db: &Database, tenant: TenantId) -> Result<OpenTx, DbError> {
+        let open = OpenTx {
+            client: Some(db.pool().get().await?),
+        };
+        open.set_tenant_with(Some("BEGIN"), tenant).await?;
+        Ok(open)
+    }
+
+    fn client(&self) -> &ClientWrapper {
+        self.client
+            .as_ref()
+            .expect("an open transaction holds its connection until it ends")
+    }
+
+    /// Sets the tenant, after running `first` (pipelined: one round trip for both).
+    async fn set_tenant_with(&self, first: Option<&str>, tenant: TenantId) -> Result<(), DbError> {
+        let client = self.client();
+        let set = client.prepare_cached(SET_TENANT).await?;
+        let tenant = tenant.0.to_string();
+        let params: [&(dyn ToSql + Sync); 1] = [&tenant];
+        match first {
+            Some(sql) => {
+                tokio::try_join!(client.batch_execute(sql), client.execute(&set, &params))?;
+            }
+            None => {
+                client.execute(&set, &params).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits or rolls back; only then does the connection go back to the pool.
+    async fn end(mut self, sql: &'static str) -> Result<(), DbError> {
+        self.client().batch_execute(sql).await?;
+        // Back to the pool, outside any transaction.
+        drop(self.client.take());
+        Ok(())
+    }
+}
+
+impl Drop for OpenTx {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+    }
 }
 
 impl Database {
@@ -27,18 +91,23 @@ impl Database {
         E: From<DbError>,
         F: for<'t> FnOnce(&'t TenantTx<'t>) -> TxFuture<'t, T, E>,
     {
-        let mut client = self.pool().get().await.map_err(DbError::from)?;
-        let tx = client.transaction().await.map_err(DbError::from)?;
-        tx.execute(
-            "SELECT set_config('bunker.tenant_id', $1, true)",
-            &[&tenant.0.to_string()],
-        )
-        .await
-        .map_err(DbError::from)?;
-        let scoped = TenantTx { tx, tenant };
-        let value = work(&scoped).await?;
-        scoped.tx.commit().await.map_err(DbError::from)?;
-        Ok(value)
+        let open = OpenTx::begin(self, tenant).await?;
+        let scoped = TenantTx {
+            client: open.client(),
+            tenant,
+        };
+        let outcome = work(&scoped).await;
+        match outcome {
+            Ok(value) => {
+                open.end("COMMIT").await?;
+                Ok(value)
+            }
+            Err(err) => {
+                // The work's error is the answer; a failed rollback only discards the connection.
+                let _ = open.end("ROLLBACK").await;
+                Err(err)
+            }
+        }
     }
 }
 
@@ -50,25 +119,21 @@ impl Database {
         &self,
         batch: &[(TenantId, Vec<(uuid::Uuid, crate::audit::AuditEvent)>)],
     ) -> Result<(), DbError> {
-        let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
-        let mut scoped = TenantTx {
-            tx,
-            tenant: TenantId(0),
+        let Some((first, _)) = batch.first() else {
+            return Ok(());
         };
-        for (tenant, events) in batch {
-            scoped
-                .tx
-                .execute(
-                    "SELECT set_config('bunker.tenant_id', $1, true)",
-                    &[&tenant.0.to_string()],
-                )
-                .await?;
-            scoped.tenant = *tenant;
+        let open = OpenTx::begin(self, *first).await?;
+        for (i, (tenant, events)) in batch.iter().enumerate() {
+            if i > 0 {
+                open.set_tenant_with(None, *tenant).await?;
+            }
+            let scoped = TenantTx {
+                client: open.client(),
+                tenant: *tenant,
+            };
             crate::audit::record_many(&scoped, events).await?;
         }
-        scoped.tx.commit().await?;
-        Ok(())
+        open.end("COMMIT").await
     }
 }
 
@@ -83,8 +148,8 @@ impl TenantTx<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, DbError> {
-        let statement = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.query(&statement, params).await?)
+        let statement = self.client.prepare_cached(sql).await?;
+        Ok(self.client.query(&statement, params).await?)
     }
 
     pub(crate) async fn query_opt(
@@ -92,8 +157,8 @@ impl TenantTx<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, DbError> {
-        let statement = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.query_opt(&statement, params).await?)
+        let statement = self.client.prepare_cached(sql).await?;
+        Ok(self.client.query_opt(&statement, params).await?)
     }
 
     pub(crate) async fn query_one(
@@ -101,8 +166,8 @@ impl TenantTx<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, DbError> {
-        let statement = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.query_one(&statement, params).await?)
+        let statement = self.client.prepare_cached(sql).await?;
+        Ok(self.client.query_one(&statement, params).await?)
     }
 
     pub(crate) async fn execute(
@@ -110,7 +175,7 @@ impl TenantTx<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, DbError> {
-        let statement = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.execute(&statement, params).await?)
+        let statement = self.client.prepare_cached(sql).await?;
+        Ok(self.client.execute(&statement, params).await?)
     }
 }

@@ -64,32 +64,86 @@ fn user_from_row(row: &Row) -> Result<StoredUser, DbError> {
     })
 }
 
-/// Inserts users, their indexes and first versions in three batched statements. A clashing index
-/// is a [`DbError::UniqueViolation`] on `user_index_<field>`.
+/// Inserts users with their first versions, exact indexes and search grams, in one statement (one
+/// round trip, however many users). A clashing index is a [`DbError::UniqueViolation`] on
+/// `user_index_<field>`.
 pub async fn insert_users(tx: &TenantTx<'_>, users: &[NewUser]) -> Result<(), DbError> {
     let tenant = tx.tenant().0;
     let tokens: Vec<Uuid> = users.iter().map(|u| u.token).collect();
     let records: Vec<&[u8]> = users.iter().map(|u| u.record.as_slice()).collect();
     let sliding: Vec<Option<i64>> = users.iter().map(|u| u.sliding_seconds).collect();
     let finals: Vec<Option<SystemTime>> = users.iter().map(|u| u.final_at).collect();
-    tx.execute(
-        "INSERT INTO users (tenant_id, token, record, sliding_seconds, final_at, expires_at)
-         SELECT $1, u.token, u.record, u.sliding, u.final_at,
-                LEAST(u.final_at, now() + make_interval(secs => u.sliding))
-           FROM UNNEST($2::uuid[], $3::bytea[], $4::bigint[], $5::timestamptz[])
-                AS u(token, record, sliding, final_at)",
-        &[&tenant, &tokens, &records, &sliding, &finals],
-    )
-    .await?;
     let versions: Vec<&[u8]> = users.iter().map(|u| u.first_version.as_slice()).collect();
+    let indexed: Vec<(Uuid, &UserIndexes)> = users.iter().map(|u| (u.token, &u.indexes)).collect();
+    let rows = IndexRows::of(&indexed);
+    // Data-modifying CTEs all run, in this one statement; the foreign keys from versions, indexes
+    // and grams to `users` are checked at its end.
     tx.execute(
-        "INSERT INTO user_versions (tenant_id, token, version, record)
-         SELECT $1, v.token, 1, v.record FROM UNNEST($2::uuid[], $3::bytea[]) AS v(token, record)",
-        &[&tenant, &tokens, &versions],
+        "WITH new_users AS (
+             INSERT INTO users (tenant_id, token, record, sliding_seconds, final_at, expires_at)
+             SELECT $1, u.token, u.record, u.sliding, u.final_at,
+                    LEAST(u.final_at, now() + make_interval(secs => u.sliding))
+               FROM UNNEST($2::uuid[], $3::bytea[], $4::bigint[], $5::timestamptz[])
+                    AS u(token, record, sliding, final_at)
+         ), first_versions AS (
+             INSERT INTO user_versions (tenant_id, token, version, record)
+             SELECT $1, v.token, 1, v.record FROM UNNEST($2::uuid[], $6::bytea[]) AS v(token, record)
+         ), exact AS (
+             INSERT INTO user_indexes (tenant_id, token, field, hash)
+             SELECT $1, i.token, i.field, i.hash
+               FROM UNNEST($7::uuid[], $8::text[], $9::bytea[]) AS i(token, field, hash)
+         )
+         INSERT INTO user_search (tenant_id, token, field, grams)
+         SELECT $1, s.token, s.field, s.grams::bigint[]
+           FROM UNNEST($10::uuid[], $11::text[], $12::text[]) AS s(token, field, grams)",
+        &[
+            &tenant,
+            &tokens,
+            &records,
+            &sliding,
+            &finals,
+            &versions,
+            &rows.tokens,
+            &rows.fields,
+            &rows.hashes,
+            &rows.gram_tokens,
+            &rows.gram_fields,
+            &rows.grams,
+        ],
     )
     .await?;
-    let indexed: Vec<(Uuid, &UserIndexes)> = users.iter().map(|u| (u.token, &u.indexes)).collect();
-    insert_index_rows(tx, &indexed).await
+    Ok(())
+}
+
+/// Users' exact and search indexes as the columns of their rows, for `UNNEST`.
+#[derive(Default)]
+struct IndexRows<'a> {
+    tokens: Vec<Uuid>,
+    fields: Vec<&'static str>,
+    hashes: Vec<&'a [u8]>,
+    gram_tokens: Vec<Uuid>,
+    gram_fields: Vec<&'static str>,
+    /// Arrays of arrays must be rectangular for `UNNEST`: each set travels as one text value.
+    grams: Vec<String>,
+}
+
+impl<'a> IndexRows<'a> {
+    fn of(users: &[(Uuid, &'a UserIndexes)]) -> Self {
+        let mut rows = IndexRows::default();
+        for (token, indexes) in users {
+            for (field, hash) in &indexes.exact {
+                rows.tokens.push(*token);
+                rows.fields.push(*field);
+                rows.hashes.push(hash.as_slice());
+            }
+            for (field, set) in &indexes.grams {
+                rows.gram_tokens.push(*token);
+                rows.gram_fields.push(*field);
+                rows.grams.push(gram_literal(set));
+            }
+        }
+        rows
+    }
 }
 
 /// Inserts the exact and search indexes of users, in two batched statements.
@@ -97,40 +151,27 @@ async fn insert_index_rows(
     tx: &TenantTx<'_>,
     users: &[(Uuid, &UserIndexes)],
 ) -> Result<(), DbError> {
-    let mut tokens = Vec::new();
-    let mut fields = Vec::new();
-    let mut hashes: Vec<&[u8]> = Vec::new();
-    let mut gram_tokens = Vec::new();
-    let mut gram_fields = Vec::new();
-    let mut grams = Vec::new();
-    for (token, indexes) in users {
-        for (field, hash) in &indexes.exact {
-            tokens.push(*token);
-            fields.push(*field);
-            hashes.push(hash.as_slice());
-        }
-        for (field, set) in &indexes.grams {
-            gram_tokens.push(*token);
-            gram_fields.push(*field);
-            // Arrays of arrays must be rectangular for UNNEST: each set travels as one text value.
-            grams.push(gram_literal(set));
-        }
-    }
-    if !tokens.is_empty() {
+    let rows = IndexRows::of(users);
+    if !rows.tokens.is_empty() {
         tx.execute(
             "INSERT INTO user_indexes (tenant_id, token, field, hash)
              SELECT $1, i.token, i.field, i.hash
                FROM UNNEST($2::uuid[], $3::text[], $4::bytea[]) AS i(token, field, hash)",
-            &[&tx.tenant().0, &tokens, &fields, &hashes],
+            &[&tx.tenant().0, &rows.tokens, &rows.fields, &rows.hashes],
         )
         .await?;
     }
-    if !gram_tokens.is_empty() {
+    if !rows.gram_tokens.is_empty() {
         tx.execute(
             "INSERT INTO user_search (tenant_id, token, field, grams)
              SELECT $1, s.token, s.field, s.grams::bigint[]
                FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS s(token, field, grams)",
-            &[&tx.tenant().0, &gram_tokens, &gram_fields, &grams],
+            &[
+                &tx.tenant().0,
+                &rows.gram_tokens,
+                &rows.gram_fields,
+                &rows.grams,
+            ],
         )
         .await?;
     }

@@ -168,3 +168,55 @@ async fn a_pooled_connection_carries_no_tenant_after_a_request() {
     assert!(status.is_success());
     assert_eq!(app.db.idle_tenant_setting().await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_cancelled_or_failed_transaction_leaves_no_tenant_on_the_pooled_connection() {
+    use bunker_db::{control, DbError, TenantId};
+
+    let app = TestApp::spawn().await;
+    let (acme, _) = app.create_tenant("acme").await;
+    let acme = TenantId(acme);
+    // A pool of one connection, of this test's own (the server's background work shares the
+    // server's pool): whatever the cancelled and the failed work leave behind, the next user gets.
+    let db = bunker_db::Database::connect(&app.database_url(), 1)
+        .await
+        .unwrap();
+
+    // Cancelled inside its transaction, with the tenant set (a client that went away): the work
+    // signals once its statement has run, and is dropped there.
+    let (reached, cancel) = tokio::sync::oneshot::channel::<()>();
+    let work = db.in_tenant(acme, |tx| {
+        Box::pin(async move {
+            control::get_tenant(tx, acme).await?;
+            let _ = reached.send(());
+            std::future::pending::<()>().await;
+            Ok::<_, DbError>(())
+        })
+    });
+    tokio::select! {
+        _ = work => panic!("the work never ends by itself"),
+        signal = cancel => signal.expect("the work ran its statement"),
+    }
+    assert_eq!(db.idle_tenant_setting().await.unwrap(), None);
+
+    // Failed after a statement: rolled back, and the connection is clean.
+    let failed = db
+        .in_tenant(acme, |tx| {
+            Box::pin(async move {
+                control::get_tenant(tx, acme).await?;
+                Err::<(), _>(DbError::Schema("the work failed".into()))
+            })
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(db.idle_tenant_setting().await.unwrap(), None);
+
+    // And the next request works.
+    let found = db
+        .in_tenant(acme, |tx| {
+            Box::pin(async move { control::get_tenant(tx, acme).await })
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.map(|t| t.name).as_deref(), Some("acme"));
+}

@@ -259,7 +259,6 @@ async fn issue(
         store::restart_expiry(tx, &reused, expiry.sliding_seconds, expiry.final_at).await?;
     }
     let (issued, fresh) = draw(keys, tenant, specs, canonical, &hashes, &existing, expiry)?;
-    store::insert_tokens(tx, &fresh).await?;
     let mut events = Vec::with_capacity(issued.len());
     for token in &issued {
         events.push(token_event(
@@ -272,7 +271,13 @@ async fn issue(
             metadata,
         )?);
     }
-    audit::record_many(tx, &events).await?;
+    // Pipelined: both statements go out before either answer is awaited.
+    let (inserted, audited) = tokio::join!(
+        store::insert_tokens(tx, &fresh),
+        audit::record_many(tx, &events)
+    );
+    inserted?;
+    audited?;
     Ok(issued)
 }
 

@@ -123,11 +123,16 @@ impl Vault {
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    store::insert_users(tx, &users).await.map_err(duplicate)?;
+                    // Pipelined: both statements go out before either answer is awaited.
+                    let (inserted, audited) = tokio::join!(
+                        store::insert_users(tx, &users),
+                        audit::record_many(tx, &events)
+                    );
+                    inserted.map_err(duplicate)?;
+                    audited?;
                     for (token, (group, role)) in &joining {
                         add_membership(tx, &keys, *token, group, role.as_ref()).await?;
                     }
-                    audit::record_many(tx, &events).await?;
                     Ok::<_, VaultError>(())
                 })
             })
