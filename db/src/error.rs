@@ -23,6 +23,9 @@ pub enum DbError {
     /// The database was initialized before.
     #[error("the database is already initialized (it has a root token); refusing to initialize it again")]
     AlreadyInitialized,
+    /// A transaction's connection was used after the transaction ended (a defect, never expected).
+    #[error("the transaction has already ended")]
+    TransactionEnded,
     /// A local PostgreSQL cluster could not be set up, started or stopped.
     #[error("local PostgreSQL cluster: {0}")]
     Cluster(String),

@@ -41,15 +41,14 @@ impl OpenTx {
         Ok(open)
     }
 
-    fn client(&self) -> &ClientWrapper {
-        self.client
-            .as_ref()
-            .expect("an open transaction holds its connection until it ends")
+    /// The connection, held from `begin` until `end` or drop.
+    fn client(&self) -> Result<&ClientWrapper, DbError> {
+        self.client.as_deref().ok_or(DbError::TransactionEnded)
     }
 
     /// Sets the tenant, after running `first` (pipelined: one round trip for both).
     async fn set_tenant_with(&self, first: Option<&str>, tenant: TenantId) -> Result<(), DbError> {
-        let client = self.client();
+        let client = self.client()?;
         let set = client.prepare_cached(SET_TENANT).await?;
         let tenant = tenant.0.to_string();
         let params: [&(dyn ToSql + Sync); 1] = [&tenant];
@@ -66,7 +65,7 @@ impl OpenTx {
 
     /// Commits or rolls back; only then does the connection go back to the pool.
     async fn end(mut self, sql: &'static str) -> Result<(), DbError> {
-        self.client().batch_execute(sql).await?;
+        self.client()?.batch_execute(sql).await?;
         // Back to the pool, outside any transaction.
         drop(self.client.take());
         Ok(())
@@ -93,7 +92,7 @@ impl Database {
     {
         let open = OpenTx::begin(self, tenant).await?;
         let scoped = TenantTx {
-            client: open.client(),
+            client: open.client()?,
             tenant,
         };
         let outcome = work(&scoped).await;
@@ -128,7 +127,7 @@ impl Database {
                 open.set_tenant_with(None, *tenant).await?;
             }
             let scoped = TenantTx {
-                client: open.client(),
+                client: open.client()?,
                 tenant: *tenant,
             };
             crate::audit::record_many(&scoped, events).await?;

@@ -280,20 +280,38 @@ pub async fn get_user(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<StoredUse
 }
 
 /// The user whose `field` index has this hash (forgotten users have no index), in one round trip.
+/// A field that has no index finds no one.
 pub async fn get_user_by_index(
     tx: &TenantTx<'_>,
     field: &str,
     hash: &[u8; 32],
 ) -> Result<Option<StoredUser>, DbError> {
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users
-          WHERE token = (SELECT token FROM user_indexes WHERE field = $1 AND hash = $2)"
-    );
-    tx.query_opt(&sql, &[&field, &hash.as_slice()])
+    let Some(sql) = index_lookup_sql(field) else {
+        return Ok(None);
+    };
+    tx.query_opt(&sql, &[&hash.as_slice()])
         .await?
         .as_ref()
         .map(user_from_row)
         .transpose()
+}
+
+/// The fields with an exact index, each with a partial unique index of its own
+/// (`user_index_<field>`, `WHERE field = '<field>'`).
+pub const INDEXED_FIELDS: [&str; 4] = ["email", "phone", "login", "custom"];
+
+/// The statement that finds a user by `field`'s blind index (`$1`), if `field` is indexed.
+///
+/// The field is written into the SQL, not passed as a parameter: once PostgreSQL switches a
+/// prepared statement to its generic plan, a parameter cannot be matched against a partial index's
+/// predicate, and the lookup fell back to scanning every index row of the tenant (seen in the
+/// benchmark: 4.5 ms of PostgreSQL CPU per lookup instead of ~0.3 ms).
+pub fn index_lookup_sql(field: &str) -> Option<String> {
+    let field = INDEXED_FIELDS.into_iter().find(|f| *f == field)?;
+    Some(format!(
+        "SELECT {USER_COLUMNS} FROM users
+          WHERE token = (SELECT token FROM user_indexes WHERE field = '{field}' AND hash = $1)"
+    ))
 }
 
 /// Renews a sliding expiry on access; returns the new expiry (Unix seconds), if any.

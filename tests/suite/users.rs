@@ -761,3 +761,68 @@ async fn a_users_audit_events_are_paged_newest_first() {
     );
     assert_eq!(last["total"], 13);
 }
+
+#[tokio::test]
+async fn a_lookup_by_an_indexed_field_uses_that_fields_index_even_in_a_generic_plan() {
+    use bunker_db::users::{index_lookup_sql, INDEXED_FIELDS};
+
+    let app = TestApp::spawn().await;
+    let records: Vec<Value> = (0..500)
+        .map(|i| {
+            json!({"profile": {"email": format!("u{i}@example.com"), "phone": format!("+4479111{i:05}"),
+                               "login": format!("user{i}"), "custom": format!("C-{i}")}})
+        })
+        .collect();
+    let (status, body) = app
+        .root("UserCreateBulk", json!({ "records": records }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.superuser()
+        .await
+        .batch_execute("ANALYZE")
+        .await
+        .unwrap();
+
+    // After five executions PostgreSQL may switch a prepared statement to its generic plan; force
+    // it, and read the plan as the server's role would get it.
+    let mut db = app.app_role().await;
+    db.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    for field in INDEXED_FIELDS {
+        let plan = generic_plan(&mut db, &index_lookup_sql(field).unwrap(), "'\\x00'").await;
+        assert!(
+            plan.contains(&format!("user_index_{field}")),
+            "{field}:\n{plan}"
+        );
+        assert!(!plan.contains("Seq Scan"), "{field}:\n{plan}");
+    }
+    // The form this replaced, with the field as a parameter, cannot use the partial indexes.
+    let parameter = index_lookup_sql("email")
+        .unwrap()
+        .replace("field = 'email' AND hash = $1", "field = $2 AND hash = $1");
+    let plan = generic_plan(&mut db, &parameter, "'\\x00', 'email'").await;
+    assert!(!plan.contains("user_index_email"), "{plan}");
+    assert!(index_lookup_sql("name").is_none());
+}
+
+/// The plan PostgreSQL makes for `sql` executed with `args`, in tenant 1.
+async fn generic_plan(db: &mut tokio_postgres::Client, sql: &str, args: &str) -> String {
+    let tx = db.transaction().await.unwrap();
+    tx.batch_execute("SELECT set_config('bunker.tenant_id', '1', true)")
+        .await
+        .unwrap();
+    tx.batch_execute(&format!("PREPARE lookup AS {sql}"))
+        .await
+        .unwrap();
+    let lines: Vec<String> = tx
+        .query(&format!("EXPLAIN EXECUTE lookup({args})"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    tx.batch_execute("DEALLOCATE lookup").await.unwrap();
+    tx.rollback().await.unwrap();
+    lines.join("\n")
+}
