@@ -283,8 +283,15 @@ pub async fn update_tenant(
 }
 
 /// Deletes a tenant. Its access tokens and the rows of every tenant table go with it, in this
-/// transaction, through their `ON DELETE CASCADE` foreign keys. Returns whether it existed.
+/// transaction: most through their `ON DELETE CASCADE` foreign keys; a user's versions, indexes and
+/// search grams, which have none (V11), explicitly, working as that tenant meanwhile. Returns whether
+/// it existed.
 pub async fn delete_tenant(tx: &TenantTx<'_>, id: TenantId) -> Result<bool, DbError> {
+    tx.switch_tenant(id).await?;
+    for table in ["user_search", "user_indexes", "user_versions"] {
+        tx.execute(&format!("DELETE FROM {table}"), &[]).await?;
+    }
+    tx.switch_tenant(tx.tenant()).await?;
     Ok(tx
         .execute("DELETE FROM tenants WHERE id = $1", &[&id.0])
         .await?

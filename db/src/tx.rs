@@ -142,6 +142,13 @@ impl TenantTx<'_> {
         self.tenant
     }
 
+    /// Works as `tenant` (transaction-locally, as always) for the statements that follow, until
+    /// switched back: only for work that spans tenants in one transaction, such as deleting one.
+    pub(crate) async fn switch_tenant(&self, tenant: TenantId) -> Result<(), DbError> {
+        self.execute(SET_TENANT, &[&tenant.0.to_string()]).await?;
+        Ok(())
+    }
+
     pub(crate) async fn query(
         &self,
         sql: &str,

@@ -228,6 +228,46 @@ async fn tenant_delete_removes_every_row_of_the_tenant_and_its_token() {
         }
     };
     assert!(rows_of(acme).await >= 3);
+    // And a user with every kind of row a user has, and a token.
+    let (status, _) = app
+        .call(
+            "UserCreate",
+            &token,
+            Some("acme"),
+            json!({"profile": {"email": "someone@acme.test", "login": "someone", "name": "S"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .call(
+            "TokenCreate",
+            &token,
+            Some("acme"),
+            json!({"tokentype": "creditcard", "record": "4111111111111111", "unique": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let count = |table: &'static str| {
+        let db = &db;
+        async move {
+            db.query_one(
+                &format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"),
+                &[&acme],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    for table in [
+        "users",
+        "user_versions",
+        "user_indexes",
+        "user_search",
+        "tokens",
+    ] {
+        assert!(count(table).await > 0, "{table} has rows of the tenant");
+    }
 
     let (status, body) = app.root("TenantDelete", json!({"tenantid": acme})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
