@@ -246,7 +246,9 @@ pub fn routes(state: Arc<AppState>) -> BoxEndpoint<'static> {
         .nest(
             "/v2",
             api.into_endpoint()
-                .catch_all_error(|err| envelope(err, true)),
+                .catch_all_error(|err| envelope(err, true))
+                // Room for the transaction a request's authentication opens (bunker_db::session).
+                .around(|next, req| async move { bunker_db::session::scope(next.call(req)).await }),
         )
         .at("/openapi.json", spec)
         .nest("/docs", docs)

@@ -154,13 +154,18 @@ impl<'a> ApiExtractor<'a> for Authenticated {
             .get("x-bunker-tenant")
             .map(|v| v.to_str().unwrap_or(""));
         let host = headers.get("host").and_then(|v| v.to_str().ok());
+        // The body is read before authenticating, and put back for the command's own extractor:
+        // authentication opens the request's transaction, and a slow client must not hold a
+        // database connection while it sends its body.
+        let bytes = read_body(body, state.max_body_bytes).await?;
+        *body = RequestBody::new(poem::Body::from(bytes.clone()));
         let caller = state
             .tenancy
             .authenticate(token, tenant, host)
             .await
             .map_err(ApiError::from)?;
         if !caller.is_admin() {
-            authorize_command(state, request, body, &caller).await?;
+            authorize_command(state, request, &bytes, &caller).await?;
         }
         Ok(Authenticated(caller))
     }
@@ -171,7 +176,7 @@ impl<'a> ApiExtractor<'a> for Authenticated {
 async fn authorize_command(
     state: &AppState,
     request: &Request,
-    body: &mut RequestBody,
+    body: &[u8],
     caller: &Caller,
 ) -> Result<(), ApiError> {
     let command = request.uri().path().rsplit('/').next().unwrap_or_default();
@@ -179,11 +184,8 @@ async fn authorize_command(
         CommandClass::PerUser => Ok(()),
         CommandClass::AdminOnly => Err(ApiError::new(StatusCode::FORBIDDEN, access::DENIED)),
         CommandClass::Tenant => {
-            // Conditions may name the request's metadata: read the body, and put it back for the
-            // command's own extractor.
-            let bytes = read_body(body, state.max_body_bytes).await?;
-            *body = RequestBody::new(poem::Body::from(bytes.clone()));
-            let metadata = serde_json::from_slice::<Value>(&bytes)
+            // Conditions may name the request's metadata.
+            let metadata = serde_json::from_slice::<Value>(body)
                 .ok()
                 .and_then(|mut v| v.get_mut("request_metadata").map(Value::take))
                 .filter(|v| !v.is_null());

@@ -1,9 +1,12 @@
 //! The control plane: tenants and access tokens. These tables are outside row-level security (a token
 //! is resolved before its tenant is known) and are reached only through the tenancy service.
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use crate::session;
+use crate::tx::OpenTx;
 use crate::{Database, DbError, TenantId, TenantTx};
 
 /// What an access token may do: see `tenancy` for the rules.
@@ -92,69 +95,46 @@ impl Database {
             .collect()
     }
 
-    /// Finds the token with this SHA-256 hash and, in the same round trip, the tenant named
-    /// `tenant_name`. Runs as `bunker_app` outside any tenant transaction.
-    pub async fn find_credential(
+    /// Authenticates a request and opens its transaction, in one round trip: `BEGIN`, the tenant
+    /// named `tenant_name` set as the transaction's tenant, and the token with this SHA-256 hash
+    /// found with that tenant. A sliding token's expiry is pushed forward in the same transaction.
+    ///
+    /// The open transaction is kept for the request's first tenant work in that tenant (see
+    /// [`crate::session`]); outside a request's scope, or if no token is found, it is rolled back.
+    pub async fn authenticate(
         &self,
         token_hash: &[u8; 32],
         tenant_name: &str,
     ) -> Result<Option<Credential>, DbError> {
-        let client = self.pool().get().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT a.id AS token_id, a.token_hash, a.kind, a.tenant_id AS token_tenant,
-                        a.role_id, r.name AS role_name, a.user_token,
-                        COALESCE(a.expires_at <= now(), false) AS expired,
-                        a.sliding_seconds IS NOT NULL AS sliding,
-                        t.id, t.name, t.org
-                   FROM access_tokens a
-                   LEFT JOIN roles r ON r.id = a.role_id
-                   LEFT JOIN tenants t ON t.name = $2
-                  WHERE a.token_hash = $1",
-            )
-            .await?;
-        let Some(row) = client
-            .query_opt(&statement, &[&token_hash.as_slice(), &tenant_name])
-            .await?
-        else {
-            return Ok(None);
-        };
-        let kind: String = row.try_get("kind")?;
-        let Some(kind) = TokenKind::parse(&kind) else {
-            return Ok(None);
-        };
-        let requested = match row.try_get::<_, Option<i64>>("id")? {
-            Some(_) => Some(TenantRecord::from_row(&row)?),
+        let open = OpenTx::checkout(self).await?;
+        let client = open.client()?;
+        let set = client.prepare_cached(SET_TENANT_BY_NAME).await?;
+        let find = client.prepare_cached(FIND_CREDENTIAL).await?;
+        let hash = token_hash.as_slice();
+        let set_params: [&(dyn ToSql + Sync); 1] = [&tenant_name];
+        let find_params: [&(dyn ToSql + Sync); 2] = [&hash, &tenant_name];
+        let (_, _, row) = tokio::try_join!(
+            client.batch_execute("BEGIN"),
+            client.execute(&set, &set_params),
+            client.query_opt(&find, &find_params),
+        )?;
+        let credential = match row {
+            Some(row) => credential_from_row(&row)?,
             None => None,
         };
-        Ok(Some(Credential {
-            token_id: row.try_get("token_id")?,
-            token_hash: row.try_get("token_hash")?,
-            kind,
-            token_tenant: row.try_get::<_, Option<i64>>("token_tenant")?.map(TenantId),
-            role: match row.try_get::<_, Option<i64>>("role_id")? {
-                Some(id) => Some((id, row.try_get("role_name")?)),
-                None => None,
-            },
-            user_token: row.try_get("user_token")?,
-            expired: row.try_get("expired")?,
-            sliding: row.try_get("sliding")?,
-            requested,
-        }))
-    }
-
-    /// Pushes a sliding token's expiry forward (never past its final time).
-    pub async fn renew_access_token(&self, token_id: Uuid) -> Result<(), DbError> {
-        let client = self.pool().get().await?;
-        client
-            .execute(
-                "UPDATE access_tokens
-                    SET expires_at = LEAST(final_at, now() + make_interval(secs => sliding_seconds))
-                  WHERE id = $1 AND sliding_seconds IS NOT NULL",
-                &[&token_id],
-            )
-            .await?;
-        Ok(())
+        let Some(credential) = credential else {
+            open.end("ROLLBACK").await?;
+            return Ok(None);
+        };
+        if credential.sliding && !credential.expired {
+            let renew = client.prepare_cached(RENEW_SLIDING).await?;
+            client.execute(&renew, &[&credential.token_id]).await?;
+        }
+        match &credential.requested {
+            Some(tenant) => session::keep(tenant.id, open).await?,
+            None => open.end("ROLLBACK").await?,
+        }
+        Ok(Some(credential))
     }
 
     /// Deletes role and user tokens that have expired; returns how many.
@@ -164,6 +144,52 @@ impl Database {
             .execute("DELETE FROM access_tokens WHERE expires_at <= now()", &[])
             .await?)
     }
+}
+
+/// The requested tenant as the transaction's tenant (none, if no tenant has that name).
+const SET_TENANT_BY_NAME: &str = "SELECT set_config('bunker.tenant_id',
+        COALESCE((SELECT id::text FROM tenants WHERE name = $1), ''), true)";
+
+/// An access token by its hash, with the tenant the request names (`$2`) if it exists.
+const FIND_CREDENTIAL: &str =
+    "SELECT a.id AS token_id, a.token_hash, a.kind, a.tenant_id AS token_tenant,
+        a.role_id, r.name AS role_name, a.user_token,
+        COALESCE(a.expires_at <= now(), false) AS expired,
+        a.sliding_seconds IS NOT NULL AS sliding,
+        t.id, t.name, t.org
+   FROM access_tokens a
+   LEFT JOIN roles r ON r.id = a.role_id
+   LEFT JOIN tenants t ON t.name = $2
+  WHERE a.token_hash = $1";
+
+/// Pushes a sliding token's expiry forward (never past its final time).
+const RENEW_SLIDING: &str = "UPDATE access_tokens
+    SET expires_at = LEAST(final_at, now() + make_interval(secs => sliding_seconds))
+  WHERE id = $1 AND sliding_seconds IS NOT NULL";
+
+fn credential_from_row(row: &Row) -> Result<Option<Credential>, DbError> {
+    let kind: String = row.try_get("kind")?;
+    let Some(kind) = TokenKind::parse(&kind) else {
+        return Ok(None);
+    };
+    let requested = match row.try_get::<_, Option<i64>>("id")? {
+        Some(_) => Some(TenantRecord::from_row(row)?),
+        None => None,
+    };
+    Ok(Some(Credential {
+        token_id: row.try_get("token_id")?,
+        token_hash: row.try_get("token_hash")?,
+        kind,
+        token_tenant: row.try_get::<_, Option<i64>>("token_tenant")?.map(TenantId),
+        role: match row.try_get::<_, Option<i64>>("role_id")? {
+            Some(id) => Some((id, row.try_get("role_name")?)),
+            None => None,
+        },
+        user_token: row.try_get("user_token")?,
+        expired: row.try_get("expired")?,
+        sliding: row.try_get("sliding")?,
+        requested,
+    }))
 }
 
 /// What a role or user token acts as, and how long it lives.

@@ -17,6 +17,7 @@ pub mod policies;
 mod pool;
 mod posture;
 pub mod reseal;
+pub mod session;
 pub mod tokens;
 mod tx;
 pub mod users;

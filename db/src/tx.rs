@@ -27,22 +27,27 @@ const SET_TENANT: &str = "SELECT set_config('bunker.tenant_id', $1, true)";
 /// succeeds — the request was cancelled, or `COMMIT`/`ROLLBACK` failed — the connection is taken
 /// out of the pool and closed, and PostgreSQL rolls the transaction back: a connection that may
 /// still be inside a transaction, with a tenant set, never goes back to the pool.
-struct OpenTx {
+pub(crate) struct OpenTx {
     client: Option<Object>,
 }
 
 impl OpenTx {
+    /// Checks a connection out; the caller opens the transaction on it.
+    pub(crate) async fn checkout(db: &Database) -> Result<OpenTx, DbError> {
+        Ok(OpenTx {
+            client: Some(db.pool().get().await?),
+        })
+    }
+
     /// Checks a connection out and opens a transaction on it for `tenant`.
     async fn begin(db: &Database, tenant: TenantId) -> Result<OpenTx, DbError> {
-        let open = OpenTx {
-            client: Some(db.pool().get().await?),
-        };
+        let open = OpenTx::checkout(db).await?;
         open.set_tenant_with(Some("BEGIN"), tenant).await?;
         Ok(open)
     }
 
     /// The connection, held from `begin` until `end` or drop.
-    fn client(&self) -> Result<&ClientWrapper, DbError> {
+    pub(crate) fn client(&self) -> Result<&ClientWrapper, DbError> {
         self.client.as_deref().ok_or(DbError::TransactionEnded)
     }
 
@@ -64,7 +69,7 @@ impl OpenTx {
     }
 
     /// Commits or rolls back; only then does the connection go back to the pool.
-    async fn end(mut self, sql: &'static str) -> Result<(), DbError> {
+    pub(crate) async fn end(mut self, sql: &'static str) -> Result<(), DbError> {
         self.client()?.batch_execute(sql).await?;
         // Back to the pool, outside any transaction.
         drop(self.client.take());
@@ -90,7 +95,15 @@ impl Database {
         E: From<DbError>,
         F: for<'t> FnOnce(&'t TenantTx<'t>) -> TxFuture<'t, T, E>,
     {
-        let open = OpenTx::begin(self, tenant).await?;
+        // The transaction this request's authentication opened, if it is for this tenant.
+        let open = match crate::session::take() {
+            Some((kept, open)) if kept == tenant => open,
+            Some((_, open)) => {
+                open.end("ROLLBACK").await?;
+                OpenTx::begin(self, tenant).await?
+            }
+            None => OpenTx::begin(self, tenant).await?,
+        };
         let scoped = TenantTx {
             client: open.client()?,
             tenant,

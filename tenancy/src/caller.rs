@@ -78,7 +78,11 @@ impl Tenancy {
     /// An invalid tenant name is refused first; then a missing, unknown or expired token; a tenant's
     /// token (admin, role or user) used on another tenant is refused whether or not that tenant
     /// exists (so a token cannot probe for tenant names); root asking for a tenant that does not
-    /// exist gets [`TenancyError::TenantNotFound`]. A sliding token's expiry is pushed forward.
+    /// exist gets [`TenancyError::TenantNotFound`]. A sliding token's expiry is pushed forward (in
+    /// the request's transaction: a refused or failed request does not renew it).
+    ///
+    /// Within a request's [`bunker_db::session::scope`], the transaction the lookup opened is kept
+    /// for the request's work in the tenant (see [`bunker_db::Database::authenticate`]).
     pub async fn authenticate(
         &self,
         token: Option<&str>,
@@ -90,7 +94,7 @@ impl Tenancy {
         let hash = TokenHash::of(token);
         let credential = self
             .db
-            .find_credential(hash.as_bytes(), tenant_name.as_str())
+            .authenticate(hash.as_bytes(), tenant_name.as_str())
             .await?
             .filter(|c| hash.matches(&c.token_hash) && !c.expired)
             .ok_or(TenancyError::InvalidToken)?;
@@ -114,9 +118,6 @@ impl Tenancy {
                 ))
             }
         };
-        if credential.sliding {
-            self.db.renew_access_token(credential.token_id).await?;
-        }
         Ok(Caller {
             tenant,
             principal,

@@ -1,6 +1,6 @@
 //! Row-level security: what `bunker_app` can see and write, with and without a tenant set.
 
-use bunker_tests::{pg_message, tenant_tables, TestApp, TestOptions};
+use bunker_tests::{pg_message, tenant_tables, StatusCode, TestApp, TestOptions};
 use serde_json::json;
 
 /// Two tenants with rows in every tenant table: audit events, users, indexes and versions.
@@ -219,4 +219,66 @@ async fn a_cancelled_or_failed_transaction_leaves_no_tenant_on_the_pooled_connec
         .await
         .unwrap();
     assert_eq!(found.map(|t| t.name).as_deref(), Some("acme"));
+}
+
+#[tokio::test]
+async fn a_refused_request_leaves_no_transaction_behind_on_its_connection() {
+    // One connection: the transaction that authentication opens must be rolled back and the
+    // connection returned whenever the request ends without using it, or the next request waits
+    // for a connection until the pool gives up.
+    let app = TestApp::spawn_with(TestOptions {
+        pool_size: 1,
+        ..TestOptions::default()
+    })
+    .await;
+    let (_, acme) = app.create_tenant("acme").await;
+    let (_, globex) = app.create_tenant("globex").await;
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        // Authenticated, then refused: a body that is not JSON, a missing field, another tenant.
+        let status = app
+            .command("UserCreate")
+            .header("X-Bunker-Token", &acme)
+            .header("X-Bunker-Tenant", "acme")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = app.call("UserCreate", &acme, Some("acme"), json!({})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = app
+            .call(
+                "UserCreate",
+                &acme,
+                Some("globex"),
+                json!({"profile": {"login": "x"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (status, body) = app
+        .call(
+            "UserCreate",
+            &globex,
+            Some("globex"),
+            json!({"profile": {"login": "g"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "a request waited for the only connection"
+    );
+    assert_eq!(app.db.idle_tenant_setting().await.unwrap(), None);
+    let (status, body) = app
+        .call(
+            "UserGet",
+            &globex,
+            Some("globex"),
+            json!({"mode": "login", "identity": "g"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

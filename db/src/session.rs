@@ -1,0 +1,54 @@
+//! The transaction a request's authentication opened, kept for the request's first tenant work.
+//!
+//! [`Database::authenticate`](crate::Database::authenticate) opens a transaction, sets the requested
+//! tenant and finds the access token in one round trip. Within a request's [`scope`], that open
+//! transaction waits here; the request's first [`Database::in_tenant`](crate::Database::in_tenant)
+//! continues in it if it is for the same tenant (one round trip fewer per request), and rolls it back
+//! otherwise. Whatever is left when the request ends is rolled back and its connection returned.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use crate::tx::OpenTx;
+use crate::{DbError, TenantId};
+
+tokio::task_local! {
+    static KEPT: Mutex<Option<(TenantId, OpenTx)>>;
+}
+
+/// Runs one request with room for the transaction its authentication opens.
+pub async fn scope<F: Future>(request: F) -> F::Output {
+    KEPT.scope(Mutex::new(None), async move {
+        let output = request.await;
+        if let Some((_, open)) = take() {
+            // Unused (the request was refused or failed before its work): nothing to keep.
+            let _ = open.end("ROLLBACK").await;
+        }
+        output
+    })
+    .await
+}
+
+/// Keeps `open`, a transaction for `tenant`, for the request's first tenant work; outside a
+/// request's scope it is rolled back at once.
+pub(crate) async fn keep(tenant: TenantId, open: OpenTx) -> Result<(), DbError> {
+    let mut open = Some(open);
+    let previous = KEPT
+        .try_with(|slot| match slot.lock() {
+            Ok(mut slot) => slot.replace((tenant, open.take()?)),
+            Err(_) => None,
+        })
+        .ok()
+        .flatten();
+    for left in [open, previous.map(|(_, open)| open)].into_iter().flatten() {
+        left.end("ROLLBACK").await?;
+    }
+    Ok(())
+}
+
+/// The kept transaction, if any (taken: the slot is left empty).
+pub(crate) fn take() -> Option<(TenantId, OpenTx)> {
+    KEPT.try_with(|slot| slot.lock().ok().and_then(|mut slot| slot.take()))
+        .ok()
+        .flatten()
+}
