@@ -132,6 +132,17 @@ pub fn pgbench(
     })
 }
 
+/// Vacuums, analyzes and checkpoints the baseline database, as before each of Bunker's figures.
+pub async fn settle(cluster: &BenchCluster) -> Result<(), String> {
+    let db = connect(&cluster.cluster.connection_string("baseline")).await?;
+    for statement in ["VACUUM ANALYZE", "CHECKPOINT"] {
+        db.batch_execute(statement)
+            .await
+            .map_err(|e| format!("{statement}: {e}"))?;
+    }
+    Ok(())
+}
+
 async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await

@@ -112,6 +112,23 @@ impl Server {
             .collect())
     }
 
+    /// Settles the database between figures: what one figure wrote is vacuumed, analyzed and
+    /// checkpointed before the next starts, so that no figure pays for the one before it (an
+    /// autovacuum of 100,000 fresh rows ran during the reads that followed the bulk creates).
+    pub async fn settle(cluster: &BenchCluster) -> Result<(), String> {
+        let url = cluster.cluster.connection_string("bunker");
+        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        for statement in ["VACUUM ANALYZE", "CHECKPOINT"] {
+            db.batch_execute(statement)
+                .await
+                .map_err(|e| format!("{statement}: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
