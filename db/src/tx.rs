@@ -90,6 +90,8 @@ impl Database {
     ///
     /// The tenant is set with `set_config('bunker.tenant_id', $1, true)`: transaction-local, so it
     /// is gone when the transaction ends and never leaks to the next user of the pooled connection.
+    /// Within a request, the first call continues the transaction the request's authentication
+    /// opened if it is for `tenant` (see [`crate::session`]).
     pub async fn in_tenant<T, E, F>(&self, tenant: TenantId, work: F) -> Result<T, E>
     where
         E: From<DbError>,
