@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -76,44 +77,42 @@ pub async fn insert_users(tx: &TenantTx<'_>, users: &[NewUser]) -> Result<(), Db
     let versions: Vec<&[u8]> = users.iter().map(|u| u.first_version.as_slice()).collect();
     let indexed: Vec<(Uuid, &UserIndexes)> = users.iter().map(|u| (u.token, &u.indexes)).collect();
     let rows = IndexRows::of(&indexed);
-    // Data-modifying CTEs all run, in this one statement; the foreign keys from versions, indexes
-    // and grams to `users` are checked at its end.
-    tx.execute(
-        "WITH new_users AS (
+    let mut params = rows.params(&tenant).to_vec();
+    params.extend([
+        &tokens as &(dyn ToSql + Sync),
+        &records,
+        &sliding,
+        &finals,
+        &versions,
+    ]);
+    // Data-modifying CTEs all run, in this one statement (nothing orders them: since V11 no foreign
+    // key ties the indexes, grams or versions to their user row).
+    let sql = format!(
+        "WITH {INDEX_CTES}, new_users AS (
              INSERT INTO users (tenant_id, token, record, sliding_seconds, final_at, expires_at)
              SELECT $1, u.token, u.record, u.sliding, u.final_at,
                     LEAST(u.final_at, now() + make_interval(secs => u.sliding))
-               FROM UNNEST($2::uuid[], $3::bytea[], $4::bigint[], $5::timestamptz[])
+               FROM UNNEST($8::uuid[], $9::bytea[], $10::bigint[], $11::timestamptz[])
                     AS u(token, record, sliding, final_at)
-         ), first_versions AS (
-             INSERT INTO user_versions (tenant_id, token, version, record)
-             SELECT $1, v.token, 1, v.record FROM UNNEST($2::uuid[], $6::bytea[]) AS v(token, record)
-         ), exact AS (
-             INSERT INTO user_indexes (tenant_id, token, field, hash)
-             SELECT $1, i.token, i.field, i.hash
-               FROM UNNEST($7::uuid[], $8::text[], $9::bytea[]) AS i(token, field, hash)
          )
-         INSERT INTO user_search (tenant_id, token, field, grams)
-         SELECT $1, s.token, s.field, s.grams::bigint[]
-           FROM UNNEST($10::uuid[], $11::text[], $12::text[]) AS s(token, field, grams)",
-        &[
-            &tenant,
-            &tokens,
-            &records,
-            &sliding,
-            &finals,
-            &versions,
-            &rows.tokens,
-            &rows.fields,
-            &rows.hashes,
-            &rows.gram_tokens,
-            &rows.gram_fields,
-            &rows.grams,
-        ],
-    )
-    .await?;
+         INSERT INTO user_versions (tenant_id, token, version, record)
+         SELECT $1, v.token, 1, v.record FROM UNNEST($8::uuid[], $12::bytea[]) AS v(token, record)"
+    );
+    tx.execute(&sql, &params).await?;
     Ok(())
 }
+
+/// The statements that write users' exact indexes and search grams, as data-modifying CTEs over
+/// [`IndexRows::params`]: `$1` the tenant, `$2`-`$4` the exact rows, `$5`-`$7` the gram rows.
+const INDEX_CTES: &str = "exact AS (
+         INSERT INTO user_indexes (tenant_id, token, field, hash)
+         SELECT $1, i.token, i.field, i.hash
+           FROM UNNEST($2::uuid[], $3::text[], $4::bytea[]) AS i(token, field, hash)
+     ), search AS (
+         INSERT INTO user_search (tenant_id, token, field, grams)
+         SELECT $1, s.token, s.field, s.grams::bigint[]
+           FROM UNNEST($5::uuid[], $6::text[], $7::text[]) AS s(token, field, grams)
+     )";
 
 /// Users' exact and search indexes as the columns of their rows, for `UNNEST`.
 #[derive(Default)]
@@ -144,38 +143,19 @@ impl<'a> IndexRows<'a> {
         }
         rows
     }
-}
 
-/// Inserts the exact and search indexes of users, in two batched statements.
-async fn insert_index_rows(
-    tx: &TenantTx<'_>,
-    users: &[(Uuid, &UserIndexes)],
-) -> Result<(), DbError> {
-    let rows = IndexRows::of(users);
-    if !rows.tokens.is_empty() {
-        tx.execute(
-            "INSERT INTO user_indexes (tenant_id, token, field, hash)
-             SELECT $1, i.token, i.field, i.hash
-               FROM UNNEST($2::uuid[], $3::text[], $4::bytea[]) AS i(token, field, hash)",
-            &[&tx.tenant().0, &rows.tokens, &rows.fields, &rows.hashes],
-        )
-        .await?;
+    /// The parameters of [`INDEX_CTES`], `$1` to `$7`.
+    fn params<'p>(&'p self, tenant: &'p i64) -> [&'p (dyn ToSql + Sync); 7] {
+        [
+            tenant,
+            &self.tokens,
+            &self.fields,
+            &self.hashes,
+            &self.gram_tokens,
+            &self.gram_fields,
+            &self.grams,
+        ]
     }
-    if !rows.gram_tokens.is_empty() {
-        tx.execute(
-            "INSERT INTO user_search (tenant_id, token, field, grams)
-             SELECT $1, s.token, s.field, s.grams::bigint[]
-               FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS s(token, field, grams)",
-            &[
-                &tx.tenant().0,
-                &rows.gram_tokens,
-                &rows.gram_fields,
-                &rows.grams,
-            ],
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// A set of gram hashes as a PostgreSQL array literal (`{1,-2,3}`): numbers only.
@@ -194,7 +174,11 @@ pub async fn replace_indexes(
         .await?;
     tx.execute("DELETE FROM user_search WHERE token = $1", &[&token])
         .await?;
-    insert_index_rows(tx, &[(token, indexes)]).await
+    let rows = IndexRows::of(&[(token, indexes)]);
+    let tenant = tx.tenant().0;
+    let sql = format!("WITH {INDEX_CTES} SELECT 1");
+    tx.execute(&sql, &rows.params(&tenant)).await?;
+    Ok(())
 }
 
 /// The users whose `field` search grams share at least `min_shared` of `grams`, most alike first

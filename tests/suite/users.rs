@@ -581,12 +581,7 @@ async fn each_user_operation_leaves_an_audit_event() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let types: Vec<&str> = body["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["eventtype"].as_str().unwrap())
-        .collect();
+    let types = event_types(&body);
     assert_eq!(
         types,
         [
@@ -748,12 +743,7 @@ async fn a_users_audit_events_are_paged_newest_first() {
             json!({"mode": "token", "identity": token, "offset": 10, "limit": 5}),
         )
         .await;
-    let types: Vec<&str> = last["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["eventtype"].as_str().unwrap())
-        .collect();
+    let types = event_types(&last);
     assert_eq!(
         types,
         ["UserGet", "UserGet", "UserCreate"],
@@ -825,4 +815,14 @@ async fn generic_plan(db: &mut tokio_postgres::Client, sql: &str, args: &str) ->
     tx.batch_execute("DEALLOCATE lookup").await.unwrap();
     tx.rollback().await.unwrap();
     lines.join("\n")
+}
+
+/// The event types of an AuditListUserEvents answer, in order.
+fn event_types(answer: &Value) -> Vec<&str> {
+    answer["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["eventtype"].as_str().unwrap())
+        .collect()
 }
