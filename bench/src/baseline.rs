@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use tokio_postgres::NoTls;
-
 use crate::cluster::BenchCluster;
 
 /// Rows the point-read baseline reads from.
@@ -48,12 +46,12 @@ COMMIT;
 /// Creates the baseline database: three tables like Bunker's (tenant id, uuid, sealed-size record),
 /// forced row-level security, a non-superuser login role, and rows to read.
 pub async fn prepare(cluster: &BenchCluster) -> Result<(), String> {
-    let admin = connect(&cluster.cluster.connection_string("postgres")).await?;
+    let admin = cluster.connect("postgres").await?;
     admin
         .batch_execute("CREATE DATABASE baseline")
         .await
         .map_err(|e| e.to_string())?;
-    let db = connect(&cluster.cluster.connection_string("baseline")).await?;
+    let db = cluster.connect("baseline").await?;
     let mut sql = String::from(
         "DO $$ BEGIN
              IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'bench_app') THEN
@@ -130,23 +128,4 @@ pub fn pgbench(
         mean_ms: number("latency average = ")?,
         postgres_us: postgres * 1e6 / (tps * seconds as f64).max(1.0),
     })
-}
-
-/// Vacuums, analyzes and checkpoints the baseline database, as before each of Bunker's figures.
-pub async fn settle(cluster: &BenchCluster) -> Result<(), String> {
-    let db = connect(&cluster.cluster.connection_string("baseline")).await?;
-    for statement in ["VACUUM ANALYZE", "CHECKPOINT"] {
-        db.batch_execute(statement)
-            .await
-            .map_err(|e| format!("{statement}: {e}"))?;
-    }
-    Ok(())
-}
-
-async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    Ok(client)
 }

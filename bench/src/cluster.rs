@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use bunker_db::cluster::{find_bindir, LocalCluster, StopMode};
+use tokio_postgres::{Client, NoTls};
 
 pub struct BenchCluster {
     pub cluster: LocalCluster,
@@ -31,6 +32,28 @@ impl BenchCluster {
     /// The socket directory, for pgbench's `-h`.
     pub fn socket_dir(&self) -> PathBuf {
         self.cluster.run_dir()
+    }
+
+    /// A superuser connection to `database`.
+    pub async fn connect(&self, database: &str) -> Result<Client, String> {
+        let url = self.cluster.connection_string(database);
+        let (client, connection) = tokio_postgres::connect(&url, NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// Settles `database` between figures: what one figure wrote is vacuumed, analyzed and
+    /// checkpointed before the next starts, so that no figure pays for the one before it.
+    pub async fn settle(&self, database: &str) -> Result<(), String> {
+        let db = self.connect(database).await?;
+        for statement in ["VACUUM ANALYZE", "CHECKPOINT"] {
+            db.batch_execute(statement)
+                .await
+                .map_err(|e| format!("{statement}: {e}"))?;
+        }
+        Ok(())
     }
 }
 

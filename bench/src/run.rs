@@ -63,7 +63,7 @@ pub async fn run(options: &Options, json_path: &Path) -> Result<(), String> {
     baseline::prepare(&cluster).await?;
     let scratch = std::env::temp_dir().join(format!("bunker-bench-scripts-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-    baseline::settle(&cluster).await?;
+    cluster.settle("baseline").await?;
     let insert_one = baseline::pgbench(
         &cluster,
         baseline::INSERT_ONE,
@@ -71,7 +71,7 @@ pub async fn run(options: &Options, json_path: &Path) -> Result<(), String> {
         seconds,
         &scratch,
     )?;
-    baseline::settle(&cluster).await?;
+    cluster.settle("baseline").await?;
     let insert_batch = baseline::pgbench(
         &cluster,
         baseline::INSERT_BATCH,
@@ -79,7 +79,7 @@ pub async fn run(options: &Options, json_path: &Path) -> Result<(), String> {
         seconds,
         &scratch,
     )?;
-    baseline::settle(&cluster).await?;
+    cluster.settle("baseline").await?;
     let point_read = baseline::pgbench(
         &cluster,
         baseline::POINT_READ,
@@ -180,7 +180,7 @@ pub async fn run(options: &Options, json_path: &Path) -> Result<(), String> {
             .is_none_or(|only| case.label.contains(only))
     });
     for case in chosen {
-        Server::settle(&cluster).await?;
+        cluster.settle("bunker").await?;
         let sampler = Sampler::start(Some(server.pid()));
         let measured = drive(
             &server.address,

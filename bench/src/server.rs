@@ -14,20 +14,13 @@ pub struct Server {
 impl Server {
     /// Initializes database `bunker` and serves it on a free loopback port.
     pub async fn start(cluster: &BenchCluster) -> Result<Server, String> {
-        let admin = cluster.cluster.connection_string("postgres");
-        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        client
+        cluster
+            .connect("postgres")
+            .await?
             .batch_execute("CREATE DATABASE bunker")
             .await
             .map_err(|e| e.to_string())?;
-        let bunker = cluster.cluster.connection_string("bunker");
-        let (db, connection) = tokio_postgres::connect(&bunker, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
+        let db = cluster.connect("bunker").await?;
         db.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             .await
             .map_err(|e| e.to_string())?;
@@ -92,11 +85,7 @@ impl Server {
     pub async fn top_statements(
         cluster: &BenchCluster,
     ) -> Result<Vec<(i64, f64, f64, String)>, String> {
-        let url = cluster.cluster.connection_string("bunker");
-        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
+        let db = cluster.connect("bunker").await?;
         let rows = db
             .query(
                 "SELECT calls, mean_exec_time * 1000, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g')
@@ -110,23 +99,6 @@ impl Server {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect())
-    }
-
-    /// Settles the database between figures: what one figure wrote is vacuumed, analyzed and
-    /// checkpointed before the next starts, so that no figure pays for the one before it (an
-    /// autovacuum of 100,000 fresh rows ran during the reads that followed the bulk creates).
-    pub async fn settle(cluster: &BenchCluster) -> Result<(), String> {
-        let url = cluster.cluster.connection_string("bunker");
-        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        for statement in ["VACUUM ANALYZE", "CHECKPOINT"] {
-            db.batch_execute(statement)
-                .await
-                .map_err(|e| format!("{statement}: {e}"))?;
-        }
-        Ok(())
     }
 
     /// The server's process id.
