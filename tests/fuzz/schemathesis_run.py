@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""Fuzz every operation of Bunker's /openapi.json with schemathesis and count what the server got wrong.
+
+Starts its own throwaway server (`bunker demo` in a fresh temporary directory, root token `DEMO`),
+creates the tenant `fuzz`, then runs `schemathesis run` twice over every operation: with the tenant's
+admin token in its tenant, and with the root token in the default tenant. Every answer schemathesis
+receives is recorded (this file is also the schemathesis hooks module, loaded through
+SCHEMATHESIS_HOOKS), and the script prints, per token kind: the number of requests, the answers with
+a 5xx status, the answers whose body is not a JSON object with a `status` field, the requests that
+got no answer at all, the status codes seen and a few failing commands (command and status, never a
+body). It exits 1 if any of those failure counts is non-zero, and stops the server (SIGINT) and
+removes the temporary directory however it ends.
+
+Requirements (a venv at /root/.venvs/bunker-fuzz; the script itself needs only the standard library):
+
+    python3.11 -m venv /root/.venvs/bunker-fuzz
+    /root/.venvs/bunker-fuzz/bin/pip install 'schemathesis==4.32.5'
+
+Usage: python3 tests/fuzz/schemathesis_run.py [--binary PATH] [--max-examples N] [--workers N]
+       [--seed N] [--extra-checks CHECKS] [--log-dir DIR]
+"""
+
+import argparse
+import collections
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_BINARY = "/root/.cache/bunker/target/debug/bunker"
+DEFAULT_SCHEMATHESIS = "/root/.venvs/bunker-fuzz/bin/schemathesis"
+PG_BINDIR = "/usr/lib/postgresql/15/bin"
+DEMO_ROOT_TOKEN = "DEMO"
+FUZZ_TENANT = "fuzz"
+# The checks behind the two acceptance figures: 5xx answers, and answers without the JSON envelope.
+ACCEPTANCE_CHECKS = ["not_a_server_error", "status_envelope"]
+# Where the hooks (running inside schemathesis) append one JSON line per request.
+RECORD_ENV = "BUNKER_FUZZ_RECORD"
+FAILING_EXAMPLES_SHOWN = 8
+
+
+# --- Inside schemathesis: the hooks module -----------------------------------------------------
+
+
+def has_status_envelope(body: bytes) -> bool:
+    """Whether a response body is a JSON object with a `status` field, as every Bunker answer must be."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and "status" in value
+
+
+def register_schemathesis_hooks() -> None:
+    """Registers the envelope check and the hooks that record every request schemathesis makes."""
+    import schemathesis
+
+    # Open for the life of the schemathesis process; line-buffered, so every request is on disk when it ends.
+    record = open(os.environ[RECORD_ENV], "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    lock = threading.Lock()
+
+    def write(command: str, status: int | None, envelope: bool) -> None:
+        line = json.dumps({"command": command, "status": status, "envelope": envelope})
+        with lock:
+            record.write(line + "\n")
+
+    @schemathesis.check
+    def status_envelope(ctx, response, case):
+        """Every answer is a JSON object with a `status` field."""
+        if not has_status_envelope(response.content):
+            raise AssertionError("The answer is not a JSON object with a `status` field")
+
+    @schemathesis.hook
+    def after_call(context, case, response):
+        write(case.operation.path.lstrip("/"), response.status_code, has_status_envelope(response.content))
+
+    @schemathesis.hook
+    def after_network_error(context, case, request):
+        write(case.operation.path.lstrip("/"), None, False)
+
+
+# --- The harness ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post(port: int, command: str, body: dict, token: str) -> tuple[int, dict]:
+    """One `POST /v2/<command>` in the default tenant; returns the status and the decoded answer."""
+    headers = {"Content-Type": "application/json", "X-Bunker-Token": token}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", f"/v2/{command}", json.dumps(body), headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+class DemoServer:
+    """`bunker demo` on a free port, its PostgreSQL cluster under `workdir/data`."""
+
+    def __init__(self, binary: str, workdir: Path, log_path: Path):
+        self.binary = binary
+        self.data_dir = workdir / "data"
+        self.log_path = log_path
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> None:
+        env = dict(
+            os.environ,
+            BUNKER_DATA_DIR=str(self.data_dir),
+            BUNKER_LISTEN=f"127.0.0.1:{self.port}",
+            BUNKER_LIST_USERS="true",
+        )
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "demo"],
+                cwd=self.data_dir.parent,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the harness only, which then stops the demo
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                raise RuntimeError(f"bunker demo exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.is_ready():
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"bunker demo not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def is_ready(self) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            conn.request("GET", "/ready")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The end of the server's log (it never holds bodies, headers or tokens)."""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Ctrl-C, upon which the demo stops its cluster cleanly; a demo that hangs is killed, and a cluster
+        left running by a demo that died is stopped."""
+        if self.is_running():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        pg_data = self.data_dir / "pg"
+        if (pg_data / "postmaster.pid").exists():
+            as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+            pg_ctl = [f"{PG_BINDIR}/pg_ctl", "-D", str(pg_data), "-m", "immediate", "stop"]
+            subprocess.run(as_postgres + pg_ctl, check=False, capture_output=True)
+
+
+@dataclass
+class TokenPass:
+    """One schemathesis run: which token, in which tenant."""
+
+    kind: str
+    token: str
+    tenant: str | None
+
+
+@dataclass
+class Figures:
+    """What one pass's requests got back."""
+
+    requests: int = 0
+    server_errors: int = 0
+    bad_envelopes: int = 0
+    no_answer: int = 0
+    statuses: collections.Counter = field(default_factory=collections.Counter)
+    failures: collections.Counter = field(default_factory=collections.Counter)  # (command, status) -> count
+
+    @property
+    def failed(self) -> bool:
+        return self.server_errors + self.bad_envelopes + self.no_answer > 0 or self.requests == 0
+
+
+def read_figures(record_path: Path) -> Figures:
+    figures = Figures()
+    if not record_path.exists():
+        return figures
+    with open(record_path, encoding="utf-8") as record:
+        for line in record:
+            entry = json.loads(line)
+            status = entry["status"]
+            shown = "no answer" if status is None else status
+            figures.requests += 1
+            figures.statuses[shown] += 1
+            if status is None:
+                figures.no_answer += 1
+            else:
+                figures.server_errors += status >= 500
+                figures.bad_envelopes += not entry["envelope"]
+            if status is None or status >= 500 or not entry["envelope"]:
+                figures.failures[(entry["command"], shown)] += 1
+    return figures
+
+
+def run_schemathesis(args, port: int, token_pass: TokenPass, workdir: Path, output_path: Path) -> tuple[Figures, int]:
+    """Runs schemathesis over every operation with one token; returns the figures and its exit code."""
+    record_path = workdir / f"record-{token_pass.kind}.jsonl"
+    checks = ACCEPTANCE_CHECKS + [c for c in args.extra_checks.split(",") if c]
+    # fmt: off
+    command = [
+        args.schemathesis, "run", f"http://127.0.0.1:{port}/openapi.json",
+        "--max-examples", str(args.max_examples),
+        "--workers", str(args.workers),
+        "--checks", ",".join(checks),
+        "--seed", str(args.seed),
+        "--generation-database", "none",
+        "--request-timeout", "30",
+        "--no-color",
+        "-H", f"X-Bunker-Token: {token_pass.token}",
+    ]
+    # fmt: on
+    if token_pass.tenant:
+        command += ["-H", f"X-Bunker-Tenant: {token_pass.tenant}"]
+    env = dict(os.environ, SCHEMATHESIS_HOOKS=os.path.abspath(__file__), **{RECORD_ENV: str(record_path)})
+    with open(output_path, "wb") as output:
+        finished = subprocess.run(command, cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT, check=False)
+    return read_figures(record_path), finished.returncode
+
+
+def print_figures(token_pass: TokenPass, figures: Figures, exit_code: int, seconds: float, output_path: Path) -> None:
+    where = f"tenant {token_pass.tenant}" if token_pass.tenant else "default tenant"
+    print(f"\n== {token_pass.kind} token ({where}): {seconds:.0f} s, schemathesis exit code {exit_code} ==")
+    print(f"requests:                                 {figures.requests}")
+    print(f"5xx answers:                              {figures.server_errors}")
+    print(f"answers not a JSON object with `status`:  {figures.bad_envelopes}")
+    print(f"requests with no answer:                  {figures.no_answer}")
+    codes = sorted(figures.statuses.items(), key=lambda item: str(item[0]))
+    print("status codes: " + ", ".join(f"{code}: {count}" for code, count in codes))
+    if figures.failures:
+        print("failing requests (command status: count):")
+        for (command, status), count in figures.failures.most_common(FAILING_EXAMPLES_SHOWN):
+            print(f"    {command} {status}: {count}")
+        if len(figures.failures) > FAILING_EXAMPLES_SHOWN:
+            print(f"    ... and {len(figures.failures) - FAILING_EXAMPLES_SHOWN} more command/status pairs")
+    if figures.requests == 0:
+        tail = output_path.read_text(errors="replace").splitlines()[-15:]
+        print("schemathesis made no request; the end of its output:\n" + "\n".join(tail))
+
+
+def create_fuzz_tenant(port: int) -> str:
+    status, answer = post(port, "TenantCreate", {"tenantname": FUZZ_TENANT, "tenantorg": FUZZ_TENANT}, DEMO_ROOT_TOKEN)
+    if status != 200 or "xtoken" not in answer:
+        raise RuntimeError(f"TenantCreate answered {status}")
+    return answer["xtoken"]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--binary", default=DEFAULT_BINARY, help="the bunker binary (default: %(default)s)")
+    parser.add_argument(
+        "--schemathesis", default=DEFAULT_SCHEMATHESIS, help="the schemathesis CLI (default: %(default)s)"
+    )
+    parser.add_argument("--max-examples", type=int, default=200, help="examples per operation (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="schemathesis workers (default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=int, default=secrets.randbelow(2**63), help="schemathesis seed (default: random)"
+    )
+    parser.add_argument(
+        "--extra-checks",
+        default="",
+        help="more schemathesis checks, comma-separated (e.g. response_schema_conformance); their findings go to "
+        "schemathesis's output and exit code only, not to the figures",
+    )
+    parser.add_argument("--log-dir", type=Path, help="keep the server log and schemathesis's output here")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    workdir = Path(tempfile.mkdtemp(prefix="bunker-fuzz-", dir="/tmp"))
+    workdir.chmod(0o755)  # the demo runs PostgreSQL as `postgres`, which must reach the data directory
+    log_dir = args.log_dir or workdir
+    log_dir.mkdir(parents=True, exist_ok=True)
+    server = DemoServer(args.binary, workdir, log_dir / "server.log")
+    failed = False
+    try:
+        server.start()
+        print(
+            f"bunker demo on port {server.port}; {args.max_examples} examples per operation, "
+            f"{args.workers} workers, seed {args.seed}"
+        )
+        passes = [
+            TokenPass("tenant-admin", create_fuzz_tenant(server.port), FUZZ_TENANT),
+            TokenPass("root", DEMO_ROOT_TOKEN, None),
+        ]
+        for token_pass in passes:
+            output_path = log_dir / f"schemathesis-{token_pass.kind}.log"
+            started = time.monotonic()
+            figures, exit_code = run_schemathesis(args, server.port, token_pass, workdir, output_path)
+            print_figures(token_pass, figures, exit_code, time.monotonic() - started, output_path)
+            failed |= figures.failed
+            if not server.is_running():
+                print(f"the server exited during the run:\n{server.log_tail()}")
+                failed = True
+                break
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\nFAILED" if failed else "\nOK")
+    return 1 if failed else 0
+
+
+if __name__ == "_schemathesis_hooks":
+    register_schemathesis_hooks()
+elif __name__ == "__main__":
+    sys.exit(main())
