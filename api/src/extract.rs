@@ -86,6 +86,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ));
     };
     fields.retain(|_, v| !v.is_null());
+    refuse_nul(&fields)?;
     serde_path_to_error::deserialize(Value::Object(fields)).map_err(|err| {
         let inner = err.inner().to_string();
         match missing_field(&inner) {
@@ -95,6 +96,61 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             None => ApiError::bad_request(format!("Invalid value for parameter: {}", err.path())),
         }
     })
+}
+
+/// The fields whose values are only ever sealed or hashed, never stored as text: they may hold any
+/// character (at the top level, and in each of `records`).
+const SEALED_FIELDS: [&str; 5] = ["profile", "patch", "record", "request_metadata", "identity"];
+
+/// Refuses U+0000 anywhere but in sealed fields: PostgreSQL text cannot hold it. The message names
+/// the request field (`records[2].tokentype`), never what it holds.
+fn refuse_nul(fields: &Map<String, Value>) -> Result<(), ApiError> {
+    let refused = |field: String| {
+        ApiError::bad_request(format!(
+            "Invalid value for parameter: {field}: text may not contain NUL characters"
+        ))
+    };
+    for (key, value) in fields {
+        if key.contains('\0') {
+            return Err(ApiError::bad_request(
+                "Failed to decode the request body: a field name contains a NUL character",
+            ));
+        }
+        if SEALED_FIELDS.contains(&key.as_str()) {
+            continue;
+        }
+        if let (Some(items), "records") = (value.as_array(), key.as_str()) {
+            for (i, item) in items.iter().enumerate() {
+                match item.as_object() {
+                    Some(record) => {
+                        for (name, inner) in record {
+                            if !SEALED_FIELDS.contains(&name.as_str()) && holds_nul(inner) {
+                                return Err(refused(format!("records[{i}].{name}")));
+                            }
+                            if name.contains('\0') {
+                                return Err(refused(format!("records[{i}]")));
+                            }
+                        }
+                    }
+                    None if holds_nul(item) => return Err(refused(format!("records[{i}]"))),
+                    None => {}
+                }
+            }
+        } else if holds_nul(value) {
+            return Err(refused(key.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a NUL character is in any string or key of `value`.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// The field name in serde's "missing field `name`" message.
@@ -205,34 +261,30 @@ fn app_state(request: &Request) -> Result<&Arc<AppState>, ApiError> {
 pub mod lenient {
     use serde::de::Error;
     use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum IntOrText {
-        Int(i64),
-        Text(String),
-    }
-
-    fn to_int<E: Error>(value: IntOrText) -> Result<i64, E> {
-        match value {
-            IntOrText::Int(n) => Ok(n),
-            IntOrText::Text(text) => text
-                .trim()
-                .parse()
-                .map_err(|_| E::custom("expected an integer")),
-        }
+    /// Read through a [`Value`] rather than an untagged enum: with serde_json's exact numbers
+    /// (`arbitrary_precision`), untagged enums cannot read numbers.
+    fn to_int<E: Error>(value: Value) -> Result<i64, E> {
+        let parsed = match &value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(text) => text.trim().parse().ok(),
+            _ => None,
+        };
+        parsed.ok_or_else(|| E::custom("expected an integer"))
     }
 
     /// A required integer.
     pub fn int<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-        to_int(IntOrText::deserialize(deserializer)?)
+        to_int(Value::deserialize(deserializer)?)
     }
 
     /// An optional integer (use with `#[serde(default)]`).
     pub fn opt_int<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
-        Option::<IntOrText>::deserialize(deserializer)?
-            .map(to_int)
-            .transpose()
+        match Value::deserialize(deserializer)? {
+            Value::Null => Ok(None),
+            value => to_int(value).map(Some),
+        }
     }
 }
 
@@ -272,6 +324,27 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_kept_exactly() {
+        let body = br#"{"profile":{"big":123456789012345678901234567890,"pi":3.14159265358979323846,"e":1e400}}"#;
+        let value: Value = serde_json::from_slice(body).unwrap();
+        // Every digit kept; only an exponent's sign is written out.
+        assert_eq!(
+            serde_json::to_string(&value["profile"]).unwrap(),
+            r#"{"big":123456789012345678901234567890,"e":1e+400,"pi":3.14159265358979323846}"#
+        );
+        let probe: Result<Probe, _> = decode(br#"{"name":"x","count":42}"#);
+        assert!(matches!(
+            probe,
+            Ok(Probe {
+                count: Some(42),
+                ..
+            })
+        ));
+        let too_big: Result<Probe, _> = decode(br#"{"name":"x","count":99999999999999999999}"#);
+        assert_eq!(message(too_big), "Invalid value for parameter: count");
+    }
+
+    #[test]
     fn numeric_strings_are_integers() {
         let probe: Result<Probe, _> = decode(br#"{"name":"x","count":" 42"}"#);
         assert!(matches!(
@@ -281,6 +354,38 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn nul_characters_are_refused_by_field_except_in_sealed_values() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Any {
+            groupname: Option<String>,
+            profile: Option<Value>,
+            records: Option<Vec<Value>>,
+            policy: Option<Value>,
+        }
+        let refused = |body: &str| match decode::<Any>(body.as_bytes()) {
+            Ok(_) => String::new(),
+            Err(e) => e.message().to_owned(),
+        };
+        assert!(
+            refused(r#"{"groupname":"a\u0000b"}"#).contains("groupname: text may not contain NUL")
+        );
+        assert!(refused(r#"{"policy":{"Action":["\u0000"]}}"#).contains("policy:"));
+        assert!(
+            refused(r#"{"records":[{"profile":{"a":"\u0000"}},{"tokentype":"\u0000"}]}"#)
+                .contains("records[1].tokentype")
+        );
+        assert!(refused(r#"{"x\u0000":1}"#).contains("field name"));
+        for sealed in [
+            r#"{"profile":{"name":"a\u0000b","k\u0000":1}}"#,
+            r#"{"records":[{"profile":{"a":"\u0000"},"record":"\u0000"}]}"#,
+            r#"{"request_metadata":{"why":"\u0000"}}"#,
+        ] {
+            assert_eq!(refused(sealed), "", "{sealed}");
+        }
     }
 
     #[test]

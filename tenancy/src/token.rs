@@ -10,9 +10,15 @@ use uuid::Uuid;
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
-    /// Hashes a token as presented by a client.
+    /// Hashes a token as presented by a client. Tokens are UUIDs, hashed in their canonical form
+    /// (lower-case, hyphenated), so that every way of writing one (upper case, braces, no hyphens)
+    /// names the same token; an operator's own root token that is not a UUID is hashed as given.
     pub fn of(token: &str) -> Self {
-        TokenHash(Sha256::digest(token.as_bytes()).into())
+        let digest = match Uuid::try_parse(token) {
+            Ok(uuid) => Sha256::digest(uuid.hyphenated().to_string().as_bytes()),
+            Err(_) => Sha256::digest(token.as_bytes()),
+        };
+        TokenHash(digest.into())
     }
 
     pub fn as_bytes(&self) -> &[u8; 32] {
@@ -67,6 +73,22 @@ mod tests {
         assert!(TokenHash::of(token.secret.expose_secret()).matches(stored.as_bytes()));
         assert!(!TokenHash::of("something else").matches(stored.as_bytes()));
         assert!(!TokenHash::of(token.secret.expose_secret()).matches(&stored.as_bytes()[..31]));
+    }
+
+    #[test]
+    fn a_uuid_token_matches_however_it_is_written() {
+        let token = IssuedToken::generate();
+        let stored = token.hash();
+        let written = token.secret.expose_secret().to_owned();
+        for form in [
+            written.to_uppercase(),
+            written.replace('-', ""),
+            format!("{{{written}}}"),
+        ] {
+            assert!(TokenHash::of(&form).matches(stored.as_bytes()), "{form}");
+        }
+        let chosen = IssuedToken::from_secret(SecretString::from("Not-A-Uuid-Root-Token"));
+        assert!(!TokenHash::of("not-a-uuid-root-token").matches(chosen.hash().as_bytes()));
     }
 
     #[test]

@@ -318,7 +318,10 @@ async fn policies_are_validated_stored_and_linked_to_roles_by_root_only() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["message"], "Invalid policy: unknown action UserSteal");
+    assert_eq!(
+        body["message"],
+        "Invalid policy: Action[0] names no command (command names, with * for any run of characters)"
+    );
     let (status, _) = app
         .call(
             "PolicyCreate",

@@ -25,9 +25,18 @@ async fn search(app: &TestApp, unlock: &str, identity: &str) -> Vec<String> {
         .collect()
 }
 
+/// A server whose listings (UserSearch among them) are on.
+async fn listing_app() -> TestApp {
+    TestApp::spawn_with(TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_misspelled_or_partial_value_finds_the_user() {
-    let app = TestApp::spawn().await;
+    let app = listing_app().await;
     app.create_user(json!({"login": "jdoe", "email": "john.doe@example.com", "phone": "+447911123456", "name": "John"})).await;
     app.create_user(
         json!({"login": "jane", "email": "jane@example.org", "phone": "+447911123457"}),
@@ -126,6 +135,16 @@ async fn listing_users_is_off_unless_configured() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["message"], "BulkListUsers is disabled");
+    // A search for a few letters lists users too.
+    app.create_user(json!({"login": "jdoe"})).await;
+    let (status, body) = app
+        .root(
+            "UserSearch",
+            json!({"unlockuuid": unlock, "identity": "jdo"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["message"], "UserSearch is disabled");
 }
 
 #[tokio::test]

@@ -743,13 +743,21 @@ async fn a_users_audit_events_are_paged_newest_first() {
             json!({"mode": "token", "identity": token, "offset": 10, "limit": 5}),
         )
         .await;
+    // The first listing was itself audited: one event more.
     let types = event_types(&last);
     assert_eq!(
         types,
-        ["UserGet", "UserGet", "UserCreate"],
+        ["UserGet", "UserGet", "UserGet", "UserCreate"],
         "the oldest last"
     );
-    assert_eq!(last["total"], 13);
+    assert_eq!(last["total"], 14);
+    let (_, newest) = app
+        .root(
+            "AuditListUserEvents",
+            json!({"mode": "token", "identity": token, "limit": 1}),
+        )
+        .await;
+    assert_eq!(newest["rows"][0]["eventtype"], "AuditListUserEvents");
 }
 
 #[tokio::test]

@@ -5,10 +5,18 @@
 //! A statement applies through one of the principal's memberships (group `g`, role `r`) when its
 //! policy is linked to `r` and its Action matches. Each Resource then names targets:
 //! `${target_group_members:role/X}` binds every group `h` in which the target has role X;
-//! `${target_user}` the principal's own record; `users` and `*` any target. The Condition is checked
-//! with `${principal_group_id}` = g, `${target_group_id}` = h, `${principal_group_members:role/Y}` =
-//! the members of g with role Y, `${target_group_members:role/Z}` = the members of h with role Z,
-//! `${request_metadata:k}` = the request's metadata.
+//! `${target_user}` the principal's own record; `users` and `*` any target, binding each of its
+//! groups (or none). The Condition is checked with `${principal_group_id}` = g,
+//! `${target_group_id}` = h, `${principal_group_members:role/Y}` = the members of g with role Y,
+//! `${target_group_members:role/Z}` = the members of h with role Z, `${request_metadata:k}` = the
+//! request's metadata.
+//!
+//! Conditions have three outcomes ([`Truth`]): a clause over a variable that is **absent** (a
+//! metadata key not sent, no group bound) follows AWS IAM: `StringEquals` and `ListIntersect` are
+//! false, `StringNotEquals` is true. A clause that **cannot be decided** (a variable about a target
+//! when there is none, values of the wrong kind) is unknown: an Allow needs every clause true, a
+//! Deny applies unless a clause is false. So a missing key never lets a negated Deny fall away, and
+//! nothing undecidable ever grants.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -29,6 +37,16 @@ pub struct Membership {
 pub struct Subject {
     pub token: Option<Uuid>,
     pub memberships: Vec<Membership>,
+}
+
+/// What a decision is about.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// A command that names no user (GroupCreate, TokenCreate, ...): only `*` and `users…`
+    /// resources apply, and every variable about a target is undecidable.
+    Nobody,
+    /// One user.
+    User(&'a Subject),
 }
 
 /// The members of each group with each role: `(group, role) -> users`.
@@ -68,15 +86,25 @@ impl Visible {
         self.sections.contains("group")
     }
 
+    /// Whether the whole profile may be seen.
+    pub fn whole_profile(&self) -> bool {
+        self.sections.contains("profile")
+    }
+
+    /// Whether this top-level profile field may be seen.
+    pub fn field(&self, field: &str) -> bool {
+        self.whole_profile() || self.profile_fields.contains(field)
+    }
+
     /// Whether every one of these top-level profile fields may be seen (and so changed).
     pub fn covers(&self, fields: &[String]) -> bool {
-        self.sections.contains("profile") || fields.iter().all(|f| self.profile_fields.contains(f))
+        fields.iter().all(|f| self.field(f))
     }
 
     /// The profile as this principal may see it: hidden strings become `"***"`, other hidden values
     /// are dropped.
     pub fn mask(&self, profile: &Map<String, Value>) -> Map<String, Value> {
-        if self.sections.contains("profile") {
+        if self.whole_profile() {
             return profile.clone();
         }
         profile
@@ -101,48 +129,94 @@ pub struct LinkedPolicy {
     pub document: PolicyDocument,
 }
 
+/// The outcome of a condition: see the module's documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Truth {
+    True,
+    False,
+    Unknown,
+}
+
+impl Truth {
+    fn from_bool(value: bool) -> Self {
+        if value {
+            Truth::True
+        } else {
+            Truth::False
+        }
+    }
+
+    /// Whether a statement with this condition outcome takes effect: an Allow only on a
+    /// condition that holds, a Deny unless its condition is known not to hold.
+    fn applies(self, effect: Effect) -> bool {
+        match effect {
+            Effect::Allow => self == Truth::True,
+            Effect::Deny => self != Truth::False,
+        }
+    }
+}
+
+/// One statement, reached through one of the principal's memberships.
+struct Reached<'a> {
+    membership: &'a Membership,
+    document: &'a PolicyDocument,
+}
+
+/// The statements whose Action matches `action`, each with the membership that reaches it.
+fn reached<'a>(
+    action: &'a str,
+    principal: &'a Subject,
+    policies: &'a [LinkedPolicy],
+) -> impl Iterator<Item = Reached<'a>> + 'a {
+    principal.memberships.iter().flat_map(move |membership| {
+        policies
+            .iter()
+            .filter(move |p| membership.role.as_ref() == Some(&p.role))
+            .filter(move |p| p.document.action.iter().any(|a| matches(a, action)))
+            .map(move |p| Reached {
+                membership,
+                document: &p.document,
+            })
+    })
+}
+
 /// Decides `action` by `principal` on `target`.
 pub fn decide(
     action: &str,
     principal: &Subject,
-    target: &Subject,
+    target: Target<'_>,
     policies: &[LinkedPolicy],
     rosters: &Rosters,
     metadata: Option<&Value>,
 ) -> Access {
     let mut granted = Visible::default();
     let mut any_grant = false;
-    for membership in &principal.memberships {
-        let Some(role) = &membership.role else {
-            continue;
-        };
-        for policy in policies.iter().filter(|p| &p.role == role) {
-            let document = &policy.document;
-            if !document.action.iter().any(|a| matches(a, action)) {
+    for statement in reached(action, principal, policies) {
+        let document = statement.document;
+        for resource in &document.resource {
+            let Some((selector, path)) = split_resource(resource) else {
                 continue;
-            }
-            for resource in &document.resource {
-                let Some((selector, path)) = split_resource(resource) else {
-                    continue;
+            };
+            for binding in bindings(selector, principal, target) {
+                let context = Context {
+                    principal,
+                    target: match target {
+                        Target::Nobody => None,
+                        Target::User(subject) => Some(subject),
+                    },
+                    principal_group: statement.membership.group_id,
+                    target_group: binding,
+                    rosters,
+                    metadata,
                 };
-                for binding in bindings(selector, principal, target) {
-                    let context = Context {
-                        principal,
-                        target,
-                        principal_group: membership.group_id,
-                        target_group: binding,
-                        rosters,
-                        metadata,
-                    };
-                    if !conditions_hold(document, &context) {
-                        continue;
-                    }
-                    if document.effect == Effect::Deny {
-                        return Access::Denied;
-                    }
-                    any_grant = true;
-                    grant(&mut granted, path);
+                if !condition(document, &context).applies(document.effect) {
+                    continue;
                 }
+                if document.effect == Effect::Deny {
+                    return Access::Denied;
+                }
+                any_grant = true;
+                grant(&mut granted, path);
             }
         }
     }
@@ -151,6 +225,119 @@ pub fn decide(
     } else {
         Access::Denied
     }
+}
+
+/// Whether `principal` may ask for a bulk unlock, which reads nothing itself: each command it opens
+/// is decided again, user by user. So the question is whether a command it opens (or
+/// BulkListUnlock) *might* be allowed: an Allow naming one applies unless its condition is known to
+/// be false without a target (a clause about a target is undecidable, not false). A Deny of
+/// BulkListUnlock refuses unless its condition is known to be false.
+pub fn may_unlock(
+    principal: &Subject,
+    opened: &[&str],
+    policies: &[LinkedPolicy],
+    rosters: &Rosters,
+    metadata: Option<&Value>,
+) -> bool {
+    let context = |membership: &Membership| Context {
+        principal,
+        target: None,
+        principal_group: membership.group_id,
+        target_group: None,
+        rosters,
+        metadata,
+    };
+    for statement in reached("BulkListUnlock", principal, policies) {
+        let document = statement.document;
+        let truth = condition(document, &context(statement.membership));
+        if document.effect == Effect::Deny && truth != Truth::False {
+            return false;
+        }
+    }
+    ["BulkListUnlock"]
+        .iter()
+        .chain(opened)
+        .flat_map(|command| reached(command, principal, policies))
+        .any(|statement| {
+            let document = statement.document;
+            document.effect == Effect::Allow
+                && condition(document, &context(statement.membership)) != Truth::False
+        })
+}
+
+/// A membership being given or taken away: `role` (or none) in `group`.
+#[derive(Clone, Copy, Debug)]
+pub struct MembershipChange<'a> {
+    pub group: i64,
+    pub role: Option<&'a str>,
+}
+
+/// Whether `principal` may give (or take away) `change` to `target` with `action`. `target` is the
+/// user as they will be with the membership (or, for a removal, as they are with it).
+///
+/// Only a member of the group manages it: an Allow counts only through the principal's own
+/// membership in that group, and only with a resource in the `group` section that binds the target
+/// through the group: `${target_group_members:role/R}.group` naming the very role given (a
+/// membership without a role also accepts `users.group` and `*`). Its Condition must hold with
+/// `${target_group_id}` = the group. A Deny of the action on the `group` section (or `*`) that binds
+/// the target through the group refuses, unless its condition is known not to hold. Role tokens
+/// hold their role in no group, so they never change memberships.
+pub fn may_change_membership(
+    action: &str,
+    principal: &Subject,
+    target: &Subject,
+    change: MembershipChange<'_>,
+    policies: &[LinkedPolicy],
+    rosters: &Rosters,
+    metadata: Option<&Value>,
+) -> bool {
+    let mut allowed = false;
+    for statement in reached(action, principal, policies) {
+        let document = statement.document;
+        for resource in &document.resource {
+            let Some((selector, path)) = split_resource(resource) else {
+                continue;
+            };
+            let in_group_section = path == "*" || path == "group" || path.starts_with("group.");
+            if !in_group_section {
+                continue;
+            }
+            let names_role = selector
+                .strip_prefix("${target_group_members:role/")
+                .and_then(|r| r.strip_suffix('}'));
+            // The target holds the membership being changed, so a selector binds it through the
+            // group when it names that role, or names any member (`*`, `users`) or the principal.
+            let binds = match names_role {
+                Some(role) => change.role == Some(role),
+                None if selector == "${target_user}" => {
+                    principal.token.is_some() && principal.token == target.token
+                }
+                None => selector == "*" || selector == "users",
+            };
+            if !binds {
+                continue;
+            }
+            let context = Context {
+                principal,
+                target: Some(target),
+                principal_group: statement.membership.group_id,
+                target_group: Some(change.group),
+                rosters,
+                metadata,
+            };
+            let truth = condition(document, &context);
+            match document.effect {
+                Effect::Deny if truth != Truth::False => return false,
+                Effect::Deny => {}
+                Effect::Allow => {
+                    let through_the_group = statement.membership.group_id == Some(change.group);
+                    let role_named = change.role.is_none() || names_role.is_some();
+                    allowed |= truth == Truth::True && through_the_group && role_named;
+                }
+            }
+        }
+    }
+    allowed
 }
 
 /// `(selector, path)`: `("${target_group_members:role/child}", "profile.name")`.
@@ -169,9 +356,22 @@ fn split_resource(resource: &str) -> Option<(&str, &str)> {
 }
 
 /// The target groups a selector binds (`None` = no group bound); empty when it names no such target.
-fn bindings(selector: &str, principal: &Subject, target: &Subject) -> Vec<Option<i64>> {
+/// `*` and `users` bind each group the target is in (none for a user in no group, or no target), so
+/// that `${target_group_id}` means something under them too.
+fn bindings(selector: &str, principal: &Subject, target: Target<'_>) -> Vec<Option<i64>> {
+    let target = match target {
+        Target::Nobody if selector == "*" || selector == "users" => return vec![None],
+        Target::Nobody => return Vec::new(),
+        Target::User(subject) => subject,
+    };
     if selector == "*" || selector == "users" {
-        return vec![None];
+        let mut groups: Vec<Option<i64>> = target.memberships.iter().map(|m| m.group_id).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        if groups.is_empty() {
+            groups.push(None);
+        }
+        return groups;
     }
     if selector == "${target_user}" {
         return if principal.token.is_some() && principal.token == target.token {
@@ -215,88 +415,142 @@ fn grant(visible: &mut Visible, path: &str) {
 
 struct Context<'a> {
     principal: &'a Subject,
-    target: &'a Subject,
+    /// `None` when the decision has no target user: every variable about one is undecidable.
+    target: Option<&'a Subject>,
     principal_group: Option<i64>,
     target_group: Option<i64>,
     rosters: &'a Rosters,
     metadata: Option<&'a Value>,
 }
 
-/// A variable's value: one string, or a set (group rosters).
+/// A variable's (or literal's) value.
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Resolved {
     One(String),
+    /// A group roster, or a list literal.
     Set(BTreeSet<String>),
+    /// Not there: a metadata key not sent, no group bound.
+    Absent,
+    /// Cannot be decided here.
+    Unknown,
 }
 
 impl Context<'_> {
-    fn resolve(&self, text: &str) -> Option<Resolved> {
-        let Some(name) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) else {
-            return Some(Resolved::One(text.to_owned()));
-        };
-        let roster = |group: Option<i64>, role: &str| {
-            let members = group.and_then(|g| self.rosters.get(&(g, role.to_owned())));
-            Resolved::Set(
-                members
+    /// The value of one side of a clause: a `${variable}` or a literal.
+    fn value(&self, side: &Value) -> Resolved {
+        match side {
+            Value::String(text) => {
+                match text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) {
+                    Some(name) => self.variable(name),
+                    None => Resolved::One(text.clone()),
+                }
+            }
+            Value::Number(n) => Resolved::One(n.to_string()),
+            Value::Bool(b) => Resolved::One(b.to_string()),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<BTreeSet<String>>>()
+                .map_or(Resolved::Unknown, Resolved::Set),
+            Value::Null | Value::Object(_) => Resolved::Unknown,
+        }
+    }
+
+    fn variable(&self, name: &str) -> Resolved {
+        let one = |value: Option<String>| value.map_or(Resolved::Absent, Resolved::One);
+        let roster = |group: Option<i64>, role: &str| match group {
+            None => Resolved::Absent,
+            Some(g) => Resolved::Set(
+                self.rosters
+                    .get(&(g, role.to_owned()))
                     .map(|m| m.iter().map(Uuid::to_string).collect())
                     .unwrap_or_default(),
-            )
+            ),
         };
-        let one = |value: Option<String>| value.map(Resolved::One);
         match name {
             "principal_group_id" | "user_group_id" => {
                 one(self.principal_group.map(|g| g.to_string()))
             }
-            "target_group_id" => one(self.target_group.map(|g| g.to_string())),
             "principal_token" => one(self.principal.token.map(|t| t.to_string())),
-            "target_token" => one(self.target.token.map(|t| t.to_string())),
+            "target_group_id" | "target_token" if self.target.is_none() => Resolved::Unknown,
+            "target_group_id" => one(self.target_group.map(|g| g.to_string())),
+            "target_token" => one(self.target.and_then(|t| t.token).map(|t| t.to_string())),
             _ => {
                 if let Some(role) = name.strip_prefix("principal_group_members:role/") {
-                    Some(roster(self.principal_group, role))
+                    roster(self.principal_group, role)
                 } else if let Some(role) = name.strip_prefix("target_group_members:role/") {
-                    Some(roster(self.target_group, role))
+                    match self.target {
+                        None => Resolved::Unknown,
+                        Some(_) => roster(self.target_group, role),
+                    }
                 } else if let Some(key) = name.strip_prefix("request_metadata:") {
-                    match self.metadata?.get(key)? {
-                        Value::String(s) => Some(Resolved::One(s.clone())),
-                        other => Some(Resolved::One(other.to_string())),
+                    match self.metadata.and_then(|m| m.get(key)) {
+                        None | Some(Value::Null) => Resolved::Absent,
+                        Some(Value::String(s)) => Resolved::One(s.clone()),
+                        Some(value @ (Value::Number(_) | Value::Bool(_))) => {
+                            Resolved::One(value.to_string())
+                        }
+                        Some(other) => self.value(other),
                     }
                 } else {
-                    None
+                    Resolved::Unknown
                 }
             }
         }
     }
 }
 
-fn conditions_hold(document: &PolicyDocument, context: &Context<'_>) -> bool {
-    let Some(condition) = &document.condition else {
-        return true;
+/// A statement's Condition: every clause of every operator (no Condition holds).
+fn condition(document: &PolicyDocument, context: &Context<'_>) -> Truth {
+    let Some(operators) = &document.condition else {
+        return Truth::True;
     };
-    condition.iter().all(|(operator, clauses)| {
+    let mut outcome = Truth::True;
+    for (operator, clauses) in operators {
         let Some(clauses) = clauses.as_object() else {
-            return false;
+            outcome = Truth::Unknown;
+            continue;
         };
-        clauses.iter().all(|(left, right)| {
-            let right_text = match right {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let (Some(l), Some(r)) = (context.resolve(left), context.resolve(&right_text)) else {
-                return false;
-            };
-            match (operator.as_str(), l, r) {
-                ("StringEquals", Resolved::One(a), Resolved::One(b)) => a == b,
-                ("StringNotEquals", Resolved::One(a), Resolved::One(b)) => a != b,
-                ("ListIntersect" | "ForAnyValue:ListIntersect", a, b) => {
-                    let set = |v: Resolved| match v {
-                        Resolved::One(s) => BTreeSet::from([s]),
-                        Resolved::Set(s) => s,
-                    };
-                    !set(a).is_disjoint(&set(b))
-                }
-                _ => false,
+        for (left, right) in clauses {
+            let left = context.value(&Value::String(left.clone()));
+            match clause(operator, left, context.value(right)) {
+                Truth::False => return Truth::False,
+                Truth::Unknown => outcome = Truth::Unknown,
+                Truth::True => {}
             }
-        })
-    })
+        }
+    }
+    outcome
+}
+
+/// One clause. On an absent value: `StringEquals` and `ListIntersect` are false, `StringNotEquals`
+/// true (AWS IAM's rule). A single value against a set asks whether the set holds it.
+fn clause(operator: &str, left: Resolved, right: Resolved) -> Truth {
+    use Resolved::{Absent, One, Set, Unknown};
+    if left == Unknown || right == Unknown {
+        return Truth::Unknown;
+    }
+    match operator {
+        "StringEquals" | "StringNotEquals" => {
+            let negated = operator == "StringNotEquals";
+            let equal = match (left, right) {
+                (Absent, _) | (_, Absent) => return Truth::from_bool(negated),
+                (One(a), One(b)) => a == b,
+                (One(a), Set(s)) | (Set(s), One(a)) => s.contains(&a),
+                _ => return Truth::Unknown,
+            };
+            Truth::from_bool(equal != negated)
+        }
+        "ListIntersect" | "ForAnyValue:ListIntersect" => {
+            let set = |v: Resolved| match v {
+                One(s) => BTreeSet::from([s]),
+                Set(s) => s,
+                Absent | Unknown => BTreeSet::new(),
+            };
+            Truth::from_bool(!set(left).is_disjoint(&set(right)))
+        }
+        _ => Truth::Unknown,
+    }
 }
 
 #[cfg(test)]
@@ -367,7 +621,14 @@ mod tests {
         let other_mum = subject(other_mum, vec![member(FAMILY_1, "parent")]);
         let policies = [parent_policy()];
         let rosters = Rosters::new();
-        match decide("UserGet", &mum, &kid, &policies, &rosters, None) {
+        match decide(
+            "UserGet",
+            &mum,
+            Target::User(&kid),
+            &policies,
+            &rosters,
+            None,
+        ) {
             Access::Granted(visible) => {
                 assert!(
                     visible.sections.contains("profile") && visible.sections.contains("consent")
@@ -376,22 +637,50 @@ mod tests {
             Access::Denied => panic!("a parent reads their child"),
         }
         assert_eq!(
-            decide("UserGet", &mum, &other_kid, &policies, &rosters, None),
+            decide(
+                "UserGet",
+                &mum,
+                Target::User(&other_kid),
+                &policies,
+                &rosters,
+                None
+            ),
             Access::Denied,
             "another family's child"
         );
         assert_eq!(
-            decide("UserGet", &mum, &other_mum, &policies, &rosters, None),
+            decide(
+                "UserGet",
+                &mum,
+                Target::User(&other_mum),
+                &policies,
+                &rosters,
+                None
+            ),
             Access::Denied,
             "not a child"
         );
         assert_eq!(
-            decide("UserDelete", &mum, &kid, &policies, &rosters, None),
+            decide(
+                "UserDelete",
+                &mum,
+                Target::User(&kid),
+                &policies,
+                &rosters,
+                None
+            ),
             Access::Denied,
             "not an allowed action"
         );
         assert_eq!(
-            decide("UserGet", &kid, &mum, &policies, &rosters, None),
+            decide(
+                "UserGet",
+                &kid,
+                Target::User(&mum),
+                &policies,
+                &rosters,
+                None
+            ),
             Access::Denied,
             "children hold no policy"
         );
@@ -410,9 +699,14 @@ mod tests {
         rosters.insert((FAMILY_1, "parent".into()), BTreeSet::from([dad]));
         rosters.insert((FAMILY_2, "child".into()), BTreeSet::from([stranger_kid]));
         let policies = [teacher_policy(), parent_policy()];
-        let Access::Granted(visible) =
-            decide("UserGet", &teacher_s, &dad_s, &policies, &rosters, None)
-        else {
+        let Access::Granted(visible) = decide(
+            "UserGet",
+            &teacher_s,
+            Target::User(&dad_s),
+            &policies,
+            &rosters,
+            None,
+        ) else {
             panic!("a teacher reads a student's parent");
         };
         let profile = json!({"name": "Dad", "phone": "+447911123456", "email": "dad@example.com", "age": 41, "kids": ["x"]});
@@ -423,11 +717,25 @@ mod tests {
             "hidden strings become ***, other hidden values are dropped"
         );
         assert_eq!(
-            decide("UserGet", &teacher_s, &stranger, &policies, &rosters, None),
+            decide(
+                "UserGet",
+                &teacher_s,
+                Target::User(&stranger),
+                &policies,
+                &rosters,
+                None
+            ),
             Access::Denied
         );
         assert_eq!(
-            decide("UserUpdate", &teacher_s, &dad_s, &policies, &rosters, None),
+            decide(
+                "UserUpdate",
+                &teacher_s,
+                Target::User(&dad_s),
+                &policies,
+                &rosters,
+                None
+            ),
             Access::Denied
         );
     }
@@ -454,7 +762,7 @@ mod tests {
             decide(
                 "UserGet",
                 &agent,
-                &customer,
+                Target::User(&customer),
                 &policies,
                 &rosters,
                 Some(&ticket)
@@ -465,7 +773,7 @@ mod tests {
             decide(
                 "UserGet",
                 &agent,
-                &customer,
+                Target::User(&customer),
                 &policies,
                 &rosters,
                 Some(&json!({"purpose": "marketing"}))
@@ -473,14 +781,21 @@ mod tests {
             Access::Denied
         );
         assert_eq!(
-            decide("UserGet", &agent, &customer, &policies, &rosters, None),
+            decide(
+                "UserGet",
+                &agent,
+                Target::User(&customer),
+                &policies,
+                &rosters,
+                None
+            ),
             Access::Denied
         );
         assert_eq!(
             decide(
                 "UserDelete",
                 &agent,
-                &customer,
+                Target::User(&customer),
                 &policies,
                 &rosters,
                 Some(&ticket)
@@ -503,7 +818,7 @@ mod tests {
             decide(
                 "UserGet",
                 &principal,
-                &subject(me, vec![]),
+                Target::User(&subject(me, vec![])),
                 &policies,
                 &rosters,
                 None
@@ -514,12 +829,427 @@ mod tests {
             decide(
                 "UserGet",
                 &principal,
-                &subject(user(), vec![]),
+                Target::User(&subject(user(), vec![])),
                 &policies,
                 &rosters,
                 None
             ),
             Access::Denied
         );
+    }
+
+    fn unlock_policy(effect: &str, action: &str, condition: Value) -> LinkedPolicy {
+        linked(
+            "clerk",
+            json!({"Effect": effect, "Action": [action], "Resource": ["*"], "Condition": condition}),
+        )
+    }
+
+    #[test]
+    fn a_negated_deny_applies_when_its_key_is_missing() {
+        let (agent, customer) = (user(), user());
+        let agent = subject(agent, vec![member(9, "support")]);
+        let customer = subject(customer, vec![]);
+        let policies = [
+            linked(
+                "support",
+                json!({"Effect": "Allow", "Action": ["UserGet"], "Resource": ["users.profile"]}),
+            ),
+            linked(
+                "support",
+                json!({"Effect": "Deny", "Action": ["UserGet"], "Resource": ["*"],
+                       "Condition": {"StringNotEquals": {"${request_metadata:purpose}": "support-ticket"}}}),
+            ),
+        ];
+        let rosters = Rosters::new();
+        let get = |metadata: Option<&Value>| {
+            decide(
+                "UserGet",
+                &agent,
+                Target::User(&customer),
+                &policies,
+                &rosters,
+                metadata,
+            )
+        };
+        assert_eq!(get(None), Access::Denied, "no request_metadata at all");
+        assert_eq!(
+            get(Some(&json!({"other": "x"}))),
+            Access::Denied,
+            "key missing"
+        );
+        assert_eq!(
+            get(Some(&json!({"purpose": null}))),
+            Access::Denied,
+            "key null"
+        );
+        assert_eq!(get(Some(&json!({"purpose": "marketing"}))), Access::Denied);
+        assert!(matches!(
+            get(Some(&json!({"purpose": "support-ticket"}))),
+            Access::Granted(_)
+        ));
+    }
+
+    #[test]
+    fn every_operator_has_a_rule_for_missing_keys() {
+        let context = Context {
+            principal: &Subject::default(),
+            target: None,
+            principal_group: None,
+            target_group: None,
+            rosters: &Rosters::new(),
+            metadata: Some(&json!({"purpose": "x", "tags": ["a", "b"], "deep": {"k": 1}})),
+        };
+        let cases = [
+            // (operator, left, right, outcome)
+            (
+                "StringEquals",
+                "${request_metadata:missing}",
+                json!("x"),
+                Truth::False,
+            ),
+            (
+                "StringNotEquals",
+                "${request_metadata:missing}",
+                json!("x"),
+                Truth::True,
+            ),
+            (
+                "ListIntersect",
+                "${request_metadata:missing}",
+                json!(["x"]),
+                Truth::False,
+            ),
+            (
+                "ForAnyValue:ListIntersect",
+                "${request_metadata:missing}",
+                json!(["x"]),
+                Truth::False,
+            ),
+            (
+                "StringEquals",
+                "${request_metadata:purpose}",
+                json!("x"),
+                Truth::True,
+            ),
+            (
+                "StringNotEquals",
+                "${request_metadata:purpose}",
+                json!("x"),
+                Truth::False,
+            ),
+            (
+                "StringEquals",
+                "${request_metadata:purpose}",
+                json!(["y", "x"]),
+                Truth::True,
+            ),
+            (
+                "StringNotEquals",
+                "${request_metadata:purpose}",
+                json!(["y", "x"]),
+                Truth::False,
+            ),
+            (
+                "ListIntersect",
+                "${request_metadata:tags}",
+                json!(["b", "c"]),
+                Truth::True,
+            ),
+            // No group bound for a role token: absent.
+            (
+                "StringEquals",
+                "${principal_group_id}",
+                json!("1"),
+                Truth::False,
+            ),
+            (
+                "StringNotEquals",
+                "${principal_group_id}",
+                json!("1"),
+                Truth::True,
+            ),
+            // No target at all: undecidable, whatever the operator.
+            (
+                "StringEquals",
+                "${target_group_id}",
+                json!("1"),
+                Truth::Unknown,
+            ),
+            (
+                "StringNotEquals",
+                "${target_token}",
+                json!("1"),
+                Truth::Unknown,
+            ),
+            (
+                "ListIntersect",
+                "${target_group_members:role/child}",
+                json!(["1"]),
+                Truth::Unknown,
+            ),
+            // Values of the wrong kind: undecidable.
+            (
+                "StringEquals",
+                "${request_metadata:deep}",
+                json!("x"),
+                Truth::Unknown,
+            ),
+            (
+                "StringEquals",
+                "${request_metadata:tags}",
+                json!(["a"]),
+                Truth::Unknown,
+            ),
+            (
+                "StringLike",
+                "${request_metadata:purpose}",
+                json!("x"),
+                Truth::Unknown,
+            ),
+        ];
+        for (operator, left, right, outcome) in cases {
+            // Built directly: validation would refuse the unknown operator before the engine.
+            let document = PolicyDocument {
+                effect: Effect::Allow,
+                principal: None,
+                action: vec!["UserGet".into()],
+                resource: vec![],
+                condition: json!({ operator: { left: right } }).as_object().cloned(),
+            };
+            assert_eq!(
+                condition(&document, &context),
+                outcome,
+                "{operator} {left} {right}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_undecidable_condition_never_grants_and_never_lifts_a_deny() {
+        let clerk = subject(user(), vec![member(4, "clerk")]);
+        let rosters = Rosters::new();
+        let about_a_target = json!({"StringEquals": {"${target_group_id}": "4"}});
+        let allow = [unlock_policy(
+            "Allow",
+            "GroupCreate",
+            about_a_target.clone(),
+        )];
+        assert_eq!(
+            decide(
+                "GroupCreate",
+                &clerk,
+                Target::Nobody,
+                &allow,
+                &rosters,
+                None
+            ),
+            Access::Denied
+        );
+        let deny = [
+            unlock_policy("Allow", "GroupCreate", json!({})),
+            unlock_policy("Deny", "GroupCreate", about_a_target),
+        ];
+        assert_eq!(
+            decide("GroupCreate", &clerk, Target::Nobody, &deny, &rosters, None),
+            Access::Denied
+        );
+        assert!(matches!(
+            decide(
+                "GroupCreate",
+                &clerk,
+                Target::Nobody,
+                &deny[..1],
+                &rosters,
+                None
+            ),
+            Access::Granted(_)
+        ));
+    }
+
+    #[test]
+    fn a_bulk_unlock_honours_deny_and_conditions() {
+        let clerk = subject(user(), vec![member(4, "clerk")]);
+        let rosters = Rosters::new();
+        let opened = ["BulkListGroupUsers", "UserSearch"];
+        let group_bound = linked(
+            "clerk",
+            json!({"Action": ["BulkListGroupUsers"], "Resource": ["${target_group_members:role/x}.profile"],
+                   "Condition": {"StringEquals": {"${principal_group_id}": "${target_group_id}"}}}),
+        );
+        assert!(
+            may_unlock(
+                &clerk,
+                &opened,
+                std::slice::from_ref(&group_bound),
+                &rosters,
+                None
+            ),
+            "a group-bound Allow of a command the unlock opens"
+        );
+        let denied = [
+            group_bound.clone(),
+            unlock_policy("Deny", "BulkListUnlock", json!({})),
+        ];
+        assert!(!may_unlock(&clerk, &opened, &denied, &rosters, None));
+        let negated_deny = [
+            group_bound.clone(),
+            unlock_policy(
+                "Deny",
+                "BulkListUnlock",
+                json!({"StringNotEquals": {"${request_metadata:purpose}": "audit"}}),
+            ),
+        ];
+        assert!(!may_unlock(&clerk, &opened, &negated_deny, &rosters, None));
+        assert!(may_unlock(
+            &clerk,
+            &opened,
+            &negated_deny,
+            &rosters,
+            Some(&json!({"purpose": "audit"}))
+        ));
+        let conditional = [unlock_policy(
+            "Allow",
+            "BulkListUnlock",
+            json!({"StringEquals": {"${request_metadata:purpose}": "audit"}}),
+        )];
+        assert!(!may_unlock(&clerk, &opened, &conditional, &rosters, None));
+        assert!(!may_unlock(&clerk, &opened, &[], &rosters, None));
+        let unrelated = [unlock_policy("Allow", "UserGet", json!({}))];
+        assert!(!may_unlock(&clerk, &opened, &unrelated, &rosters, None));
+    }
+
+    fn manager_policy(resource: &str, condition: Value) -> LinkedPolicy {
+        linked(
+            "parent",
+            json!({"Action": ["GroupAddUser"], "Resource": [resource], "Condition": condition}),
+        )
+    }
+
+    #[test]
+    fn only_a_member_of_a_group_gives_its_memberships_and_only_the_roles_named() {
+        let (mum_t, kid_t) = (user(), user());
+        let mum = subject(mum_t, vec![member(FAMILY_1, "parent")]);
+        let same_group = json!({"StringEquals": {"${principal_group_id}": "${target_group_id}"}});
+        let policies = [manager_policy(
+            "${target_group_members:role/child}.group",
+            same_group.clone(),
+        )];
+        let rosters = Rosters::new();
+        let kid_in = |group| subject(kid_t, vec![member(group, "child")]);
+        let change = |group, role| MembershipChange { group, role };
+        let may = |target: &Subject, group, role, policies: &[LinkedPolicy]| {
+            may_change_membership(
+                "GroupAddUser",
+                &mum,
+                target,
+                change(group, role),
+                policies,
+                &rosters,
+                None,
+            )
+        };
+        assert!(may(&kid_in(FAMILY_1), FAMILY_1, Some("child"), &policies));
+        assert!(
+            !may(&kid_in(FAMILY_2), FAMILY_2, Some("child"), &policies),
+            "another family's group"
+        );
+        let as_parent = subject(kid_t, vec![member(FAMILY_1, "parent")]);
+        assert!(
+            !may(&as_parent, FAMILY_1, Some("parent"), &policies),
+            "a role the policy does not name"
+        );
+        // Even without a condition, only through the principal's own membership of the group.
+        let unconditional = [manager_policy(
+            "${target_group_members:role/child}.group",
+            json!({}),
+        )];
+        assert!(!may(
+            &kid_in(FAMILY_2),
+            FAMILY_2,
+            Some("child"),
+            &unconditional
+        ));
+        // `${target_user}.group`: the reported escalation, a user making itself parent elsewhere.
+        let own = [manager_policy("${target_user}.group", json!({}))];
+        let me_elsewhere = subject(
+            mum_t,
+            vec![member(FAMILY_1, "parent"), member(FAMILY_2, "parent")],
+        );
+        assert!(!may(&me_elsewhere, FAMILY_2, Some("parent"), &own));
+        assert!(!may(&me_elsewhere, FAMILY_2, None, &own));
+        // A profile grant is not a grant of memberships.
+        let profile = [manager_policy(
+            "${target_group_members:role/child}.profile",
+            same_group,
+        )];
+        assert!(!may(&kid_in(FAMILY_1), FAMILY_1, Some("child"), &profile));
+        // A role token holds its role in no group.
+        let role_token = Subject {
+            token: None,
+            memberships: vec![Membership {
+                group_id: None,
+                role: Some("parent".into()),
+            }],
+        };
+        assert!(!may_change_membership(
+            "GroupAddUser",
+            &role_token,
+            &kid_in(FAMILY_1),
+            change(FAMILY_1, Some("child")),
+            &policies,
+            &rosters,
+            None
+        ));
+        // A Deny on the group section refuses.
+        let denied = [
+            policies[0].clone(),
+            linked(
+                "parent",
+                json!({"Effect": "Deny", "Action": ["GroupAddUser"], "Resource": ["users.group"]}),
+            ),
+        ];
+        assert!(!may(&kid_in(FAMILY_1), FAMILY_1, Some("child"), &denied));
+    }
+
+    #[test]
+    fn users_and_star_bind_each_group_of_the_target() {
+        let agent = subject(user(), vec![member(7, "support")]);
+        let in_group_5 = subject(user(), vec![member(5, "customer")]);
+        let in_no_group = subject(user(), vec![]);
+        let policies = [
+            linked(
+                "support",
+                json!({"Action": ["UserGet"], "Resource": ["users.profile"]}),
+            ),
+            linked(
+                "support",
+                json!({"Effect": "Deny", "Action": ["UserGet"], "Resource": ["users.profile"],
+                       "Condition": {"StringEquals": {"${target_group_id}": "5"}}}),
+            ),
+        ];
+        let rosters = Rosters::new();
+        assert_eq!(
+            decide(
+                "UserGet",
+                &agent,
+                Target::User(&in_group_5),
+                &policies,
+                &rosters,
+                None
+            ),
+            Access::Denied
+        );
+        assert!(matches!(
+            decide(
+                "UserGet",
+                &agent,
+                Target::User(&in_no_group),
+                &policies,
+                &rosters,
+                None
+            ),
+            Access::Granted(_)
+        ));
     }
 }

@@ -18,7 +18,10 @@ use bunker_tenancy::Principal;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::engine::{decide, Access, LinkedPolicy, Membership, Rosters, Subject, Visible};
+use super::engine::{
+    self, decide, Access, LinkedPolicy, Membership, MembershipChange, Rosters, Subject, Target,
+    Visible,
+};
 use super::policy::{matches, parse, Effect};
 use crate::vault::identity::Lookup;
 use crate::vault::users::resolve;
@@ -27,6 +30,13 @@ use crate::vault::VaultError;
 /// The answer to a role or user token that may not do something, whether or not its target exists
 /// (so that a token cannot probe for users).
 pub const DENIED: &str = "API access denied";
+
+/// A membership change to decide: a role (or none) given in a group, or the membership taken away.
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
+    Give(Option<&'a str>),
+    TakeAway,
+}
 
 /// How a command is authorized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,17 +176,22 @@ impl Gate {
     }
 
     /// Refuses a command that names no user unless a policy allows it (admins always pass).
-    pub fn require(&self, action: &str, metadata: Option<&Value>) -> Result<(), VaultError> {
+    pub async fn require(
+        &self,
+        tx: &TenantTx<'_>,
+        action: &str,
+        metadata: Option<&Value>,
+    ) -> Result<(), VaultError> {
         let Gate::Policies(p) = self else {
             return Ok(());
         };
-        let nobody = Subject::default();
+        let rosters = p.rosters_if_needed(tx, Vec::new()).await?;
         match decide(
             action,
             &p.subject,
-            &nobody,
+            Target::Nobody,
             &p.policies,
-            &Rosters::new(),
+            &rosters,
             metadata,
         ) {
             Access::Granted(_) => Ok(()),
@@ -184,16 +199,117 @@ impl Gate {
         }
     }
 
-    /// Whether the caller may ask for a bulk unlock: admins, and role or user tokens one of whose
-    /// policies allows a command the unlock opens (or BulkListUnlock itself).
-    pub fn may_unlock(&self) -> bool {
+    /// Refuses a bulk unlock unless the caller is an admin or a command the unlock opens might be
+    /// allowed to it; a Deny of BulkListUnlock refuses (see [`engine::may_unlock`]).
+    pub async fn require_unlock(
+        &self,
+        tx: &TenantTx<'_>,
+        metadata: Option<&Value>,
+    ) -> Result<(), VaultError> {
         let Gate::Policies(p) = self else {
-            return true;
+            return Ok(());
         };
-        UNLOCKED
-            .iter()
-            .chain(["BulkListUnlock"].iter())
-            .any(|command| p.may_allow(command))
+        let rosters = p.rosters_if_needed(tx, Vec::new()).await?;
+        if engine::may_unlock(&p.subject, UNLOCKED, &p.policies, &rosters, metadata) {
+            Ok(())
+        } else {
+            Err(denied("BulkListUnlock"))
+        }
+    }
+
+    /// Refuses a membership change a role or user token may not make (admins always pass):
+    /// `target` given a role (or none) in `group`, or losing its membership of `group`. Giving a
+    /// membership where the target already has another role also takes that one away, so both
+    /// must be allowed. See [`engine::may_change_membership`].
+    pub async fn require_membership_change(
+        &self,
+        tx: &TenantTx<'_>,
+        action: &str,
+        target: Uuid,
+        group: i64,
+        change: Change<'_>,
+        metadata: Option<&Value>,
+    ) -> Result<(), VaultError> {
+        let Gate::Policies(p) = self else {
+            return Ok(());
+        };
+        let current: Vec<Membership> = group_store::memberships_of(tx, &[target])
+            .await?
+            .into_iter()
+            .map(|(_, group, role)| Membership {
+                group_id: Some(group),
+                role,
+            })
+            .collect();
+        let held = current.iter().find(|m| m.group_id == Some(group));
+        // Each change to decide: the target as it will be (or is, for a removal), and the role.
+        let mut decisions: Vec<(Vec<Membership>, Option<String>)> = Vec::new();
+        match change {
+            Change::Give(role) => {
+                if let Some(old) = held.filter(|old| old.role.as_deref() != role) {
+                    decisions.push((current.clone(), old.role.clone()));
+                }
+                let mut after: Vec<Membership> = current
+                    .iter()
+                    .filter(|m| m.group_id != Some(group))
+                    .cloned()
+                    .collect();
+                after.push(Membership {
+                    group_id: Some(group),
+                    role: role.map(str::to_owned),
+                });
+                decisions.push((after, role.map(str::to_owned)));
+            }
+            Change::TakeAway => match held {
+                Some(old) => decisions.push((current.clone(), old.role.clone())),
+                // Not a member: nothing it may take away (and no hint either way).
+                None => return Err(denied(action)),
+            },
+        }
+        let rosters = p.rosters_if_needed(tx, vec![group]).await?;
+        for (memberships, role) in decisions {
+            let subject = Subject {
+                token: Some(target),
+                memberships,
+            };
+            let change = MembershipChange {
+                group,
+                role: role.as_deref(),
+            };
+            if !engine::may_change_membership(
+                action,
+                &p.subject,
+                &subject,
+                change,
+                &p.policies,
+                &rosters,
+                metadata,
+            ) {
+                return Err(denied(action));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the caller is an admin (no policy applies to it).
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Gate::Admin)
+    }
+
+    /// What a role or user token is told when something it names does not exist: the same as a
+    /// refusal, so that it cannot probe for users, groups, roles or events. Admins get `err`.
+    pub fn hide_missing(&self, action: &str, err: VaultError) -> VaultError {
+        match (self, err) {
+            (Gate::Admin, err) => err,
+            (
+                Gate::Policies(_),
+                VaultError::NotFound
+                | VaultError::GroupNotFound
+                | VaultError::RoleNotFound
+                | VaultError::EventNotFound,
+            ) => denied(action),
+            (Gate::Policies(_), err) => err,
+        }
     }
 
     /// The live user a lookup names and what `action` may see of them. A role or user token gets
@@ -263,12 +379,8 @@ impl Gate {
                 role,
             });
         }
-        let rosters = if p.has_conditions() {
-            let target_groups = memberships.values().flatten().filter_map(|m| m.group_id);
-            p.rosters(tx, target_groups.collect()).await?
-        } else {
-            Rosters::new()
-        };
+        let target_groups = memberships.values().flatten().filter_map(|m| m.group_id);
+        let rosters = p.rosters_if_needed(tx, target_groups.collect()).await?;
         for target in others {
             let subject = Subject {
                 token: Some(target),
@@ -277,7 +389,7 @@ impl Gate {
             if let Access::Granted(visible) = decide(
                 action,
                 &p.subject,
-                &subject,
+                Target::User(&subject),
                 &p.policies,
                 &rosters,
                 metadata,
@@ -298,16 +410,16 @@ impl PolicyPrincipal {
         })
     }
 
-    fn has_conditions(&self) -> bool {
-        self.policies.iter().any(|p| p.document.condition.is_some())
-    }
-
-    /// The members holding a role in the principal's groups and in `targets`' groups.
-    async fn rosters(
+    /// The members holding a role in the principal's groups and in `target_groups`, if any policy
+    /// has a condition (only conditions read rosters).
+    async fn rosters_if_needed(
         &self,
         tx: &TenantTx<'_>,
         target_groups: Vec<i64>,
     ) -> Result<Rosters, VaultError> {
+        if !self.policies.iter().any(|p| p.document.condition.is_some()) {
+            return Ok(Rosters::new());
+        }
         let groups: BTreeSet<i64> = self
             .subject
             .memberships

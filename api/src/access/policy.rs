@@ -123,25 +123,40 @@ pub enum RoleNames {
 #[error("Invalid policy: {0}")]
 pub struct PolicyError(pub String);
 
-/// Parses and validates a policy document.
+/// How much one policy may hold: its lists, its conditions and each of its texts.
+const MAX_ENTRIES: usize = 100;
+const MAX_CLAUSES: usize = 50;
+const MAX_TEXT: usize = 256;
+
+/// Parses and validates a policy document. A refusal names the position and the rule, never the
+/// text submitted.
 pub fn parse(value: Value) -> Result<PolicyDocument, PolicyError> {
     let document: PolicyDocument = serde_path_to_error::deserialize(value).map_err(|e| {
-        PolicyError(format!(
-            "{} at {}",
-            describe_serde(&e.inner().to_string()),
-            e.path()
-        ))
+        let message = e.inner().to_string();
+        PolicyError(if message.starts_with("unknown field") {
+            "a policy has only the fields Effect, Principal, Action, Resource and Condition".into()
+        } else if message.starts_with("unknown variant") {
+            "Effect must be Allow or Deny".into()
+        } else if message.starts_with("missing field") {
+            format!("a field is missing at {}", e.path())
+        } else {
+            format!("wrong type at {}", e.path())
+        })
     })?;
     if document.action.is_empty() {
         return Err(PolicyError("Action must name at least one command".into()));
     }
-    for action in &document.action {
+    check_size("Action", &document.action)?;
+    check_size("Resource", &document.resource)?;
+    for (i, action) in document.action.iter().enumerate() {
         if !COMMANDS.iter().any(|c| matches(action, c)) {
-            return Err(PolicyError(format!("unknown action {action}")));
+            return Err(PolicyError(format!(
+                "Action[{i}] names no command (command names, with * for any run of characters)"
+            )));
         }
     }
-    for resource in &document.resource {
-        check_resource(resource)?;
+    for (i, resource) in document.resource.iter().enumerate() {
+        check_resource(resource).map_err(|rule| PolicyError(format!("Resource[{i}] {rule}")))?;
     }
     if let Some(condition) = &document.condition {
         check_condition(condition)?;
@@ -149,68 +164,64 @@ pub fn parse(value: Value) -> Result<PolicyDocument, PolicyError> {
     Ok(document)
 }
 
-/// Keeps serde's own words only where they cannot quote a value.
-fn describe_serde(message: &str) -> String {
-    if message.starts_with("unknown field")
-        || message.starts_with("unknown variant")
-        || message.starts_with("missing field")
+fn check_size(field: &str, items: &[String]) -> Result<(), PolicyError> {
+    if items.len() > MAX_ENTRIES {
+        return Err(PolicyError(format!(
+            "{field} may hold at most {MAX_ENTRIES} entries"
+        )));
+    }
+    match items
+        .iter()
+        .position(|item| item.chars().count() > MAX_TEXT)
     {
-        message
-            .split(", expected")
-            .next()
-            .unwrap_or(message)
-            .to_owned()
-    } else {
-        "wrong type".to_owned()
+        Some(i) => Err(PolicyError(format!(
+            "{field}[{i}] is longer than {MAX_TEXT} characters"
+        ))),
+        None => Ok(()),
     }
 }
 
-/// Whether an action pattern (`*` matches any run of characters) matches a command.
+/// Whether an action pattern (`*` matches any run of characters, nothing else is special) matches
+/// a command. Linear in the pattern's length, however many `*` it holds.
 pub fn matches(pattern: &str, command: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == command,
-        Some((head, tail)) => {
-            command.len() >= head.len() + tail.len() && command.starts_with(head) && {
-                let rest = &command[head.len()..];
-                (0..=rest.len()).any(|i| rest.get(i..).is_some_and(|r| matches(tail, r)))
-            }
-        }
-    }
+    // The single-character wildcard is NUL, which no command name (nor any accepted text) holds.
+    wildmatch::WildMatchPattern::<'*', '\0'>::new(pattern).matches(command)
 }
 
 /// `*`, or `<target>.<section>[.<field>]` where target is `${target_group_members:role/<role>}`,
 /// `${target_user}` or `users`, and section is `profile`, `consent`, `appdata` or `group` (`profile.*`
-/// too).
-fn check_resource(resource: &str) -> Result<(), PolicyError> {
+/// too). The error is the rule broken.
+fn check_resource(resource: &str) -> Result<(), &'static str> {
+    const MALFORMED: &str = "is malformed: use *, users.<section>, ${target_user}.<section> or \
+         ${target_group_members:role/<role>}.<section>, where a section is profile, consent, \
+         appdata or group, and profile may name a field (profile.<field>, profile.*)";
     if resource == "*" {
         return Ok(());
     }
-    let malformed = || PolicyError(format!("malformed resource {resource}"));
-    let (target, path) = if let Some(rest) = resource.strip_prefix("${") {
-        let (variable, path) = rest.split_once('}').ok_or_else(malformed)?;
+    let path = if let Some(rest) = resource.strip_prefix("${") {
+        let (variable, path) = rest.split_once('}').ok_or(MALFORMED)?;
         let ok = variable == "target_user"
             || variable
                 .strip_prefix("target_group_members:role/")
                 .is_some_and(is_role_name);
         if !ok {
-            return Err(malformed());
+            return Err(MALFORMED);
         }
-        (variable, path)
+        path
     } else if let Some(path) = resource.strip_prefix("users") {
-        ("users", path)
+        path
     } else {
-        return Err(malformed());
+        return Err(MALFORMED);
     };
-    let _ = target;
-    let mut parts = path.strip_prefix('.').ok_or_else(malformed)?.splitn(2, '.');
-    let section = parts.next().ok_or_else(malformed)?;
+    let mut parts = path.strip_prefix('.').ok_or(MALFORMED)?.splitn(2, '.');
+    let section = parts.next().ok_or(MALFORMED)?;
     if !SECTIONS.contains(&section) {
-        return Err(malformed());
+        return Err(MALFORMED);
     }
     match parts.next() {
         None => Ok(()),
         Some(field) if section == "profile" && (field == "*" || is_field_path(field)) => Ok(()),
-        Some(_) => Err(malformed()),
+        Some(_) => Err(MALFORMED),
     }
 }
 
@@ -229,29 +240,59 @@ fn is_field_path(path: &str) -> bool {
     })
 }
 
+/// The condition operators, and what each does with a missing key (see the engine).
+const OPERATORS: &str = "StringEquals, StringNotEquals, ListIntersect or ForAnyValue:ListIntersect";
+
 /// Operators map variables to a variable or a literal.
 fn check_condition(condition: &Map<String, Value>) -> Result<(), PolicyError> {
+    let mut clauses_seen = 0;
     for (operator, clauses) in condition {
         if !matches!(
             operator.as_str(),
             "StringEquals" | "StringNotEquals" | "ListIntersect" | "ForAnyValue:ListIntersect"
         ) {
             return Err(PolicyError(format!(
-                "unknown condition operator {operator}"
+                "Condition may use only the operators {OPERATORS}"
             )));
         }
-        let clauses = clauses
-            .as_object()
-            .ok_or_else(|| PolicyError(format!("{operator} must map variables to values")))?;
+        let clauses = clauses.as_object().ok_or_else(|| {
+            PolicyError(format!("Condition.{operator} must map variables to values"))
+        })?;
+        clauses_seen += clauses.len();
+        if clauses_seen > MAX_CLAUSES {
+            return Err(PolicyError(format!(
+                "Condition may hold at most {MAX_CLAUSES} clauses"
+            )));
+        }
         for (left, right) in clauses {
-            check_variable(left)?;
+            let unknown = || {
+                PolicyError(format!(
+                    "Condition.{operator} names a variable that is not known (see the policy \
+                     language: ${{principal_group_id}}, ${{target_group_id}}, ${{request_metadata:<key>}}, ...)"
+                ))
+            };
+            if left.chars().count() > MAX_TEXT || !is_variable(left) {
+                return Err(unknown());
+            }
             match right {
-                Value::String(s) if s.starts_with("${") => check_variable(s)?,
-                Value::String(_) | Value::Number(_) | Value::Bool(_) => {}
-                Value::Array(items) if items.iter().all(|i| i.is_string()) => {}
+                Value::String(s) if s.starts_with("${") => {
+                    if !is_variable(s) {
+                        return Err(unknown());
+                    }
+                }
+                Value::String(s) if s.chars().count() <= MAX_TEXT => {}
+                Value::Number(_) | Value::Bool(_) => {}
+                Value::Array(items)
+                    if items.len() <= MAX_ENTRIES
+                        && items
+                            .iter()
+                            .all(|i| i.as_str().is_some_and(|s| s.chars().count() <= MAX_TEXT)) => {
+                }
                 _ => {
                     return Err(PolicyError(format!(
-                        "{operator}: the value for {left} must be a string or list of strings"
+                        "Condition.{operator}: each value must be a variable, a string, a number, \
+                         a boolean or a list of strings (at most {MAX_ENTRIES} of \
+                         {MAX_TEXT} characters)"
                     )))
                 }
             }
@@ -260,13 +301,11 @@ fn check_condition(condition: &Map<String, Value>) -> Result<(), PolicyError> {
     Ok(())
 }
 
-fn check_variable(text: &str) -> Result<(), PolicyError> {
-    let unknown = || PolicyError(format!("unknown variable {text}"));
-    let name = text
-        .strip_prefix("${")
-        .and_then(|t| t.strip_suffix('}'))
-        .ok_or_else(unknown)?;
-    let known = matches!(
+fn is_variable(text: &str) -> bool {
+    let Some(name) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) else {
+        return false;
+    };
+    matches!(
         name,
         "principal_group_id"
             | "target_group_id"
@@ -281,12 +320,7 @@ fn check_variable(text: &str) -> Result<(), PolicyError> {
             .is_some_and(is_role_name)
         || name
             .strip_prefix("request_metadata:")
-            .is_some_and(|k| !k.is_empty());
-    if known {
-        Ok(())
-    } else {
-        Err(unknown())
-    }
+            .is_some_and(|k| !k.is_empty())
 }
 
 #[cfg(test)]
@@ -319,34 +353,66 @@ mod tests {
 
     #[test]
     fn problems_are_named() {
-        for (policy, problem) in [
-            (json!({"Action": ["UserSteal"]}), "unknown action UserSteal"),
-            (json!({"Action": []}), "at least one command"),
+        for (policy, problem, submitted) in [
+            (
+                json!({"Action": ["UserGet", "UserSteal"]}),
+                "Action[1] names no command",
+                "UserSteal",
+            ),
+            (json!({"Action": []}), "at least one command", ""),
             (
                 json!({"Action": ["UserGet"], "Resource": ["${target_group_members:role/child}.secrets"]}),
-                "malformed resource",
+                "Resource[0] is malformed",
+                "secrets",
             ),
             (
-                json!({"Action": ["UserGet"], "Resource": ["profile"]}),
-                "malformed resource",
+                json!({"Action": ["UserGet"], "Resource": ["*", "profile"]}),
+                "Resource[1] is malformed",
+                "",
             ),
             (
                 json!({"Action": ["UserGet"], "Condition": {"StringLike": {}}}),
-                "unknown condition operator StringLike",
+                "only the operators",
+                "StringLike",
             ),
             (
                 json!({"Action": ["UserGet"], "Condition": {"StringEquals": {"${who_knows}": "x"}}}),
-                "unknown variable ${who_knows}",
+                "Condition.StringEquals names a variable that is not known",
+                "who_knows",
             ),
             (
                 json!({"Effect": "Maybe", "Action": ["UserGet"]}),
-                "unknown variant",
+                "Effect must be Allow or Deny",
+                "Maybe",
             ),
-            (json!({"Action": ["UserGet"], "Extra": 1}), "unknown field"),
+            (
+                json!({"Action": ["UserGet"], "Extra": 1}),
+                "only the fields",
+                "Extra",
+            ),
+            (json!({"Action": "UserGet"}), "wrong type at Action", ""),
+            (
+                json!({"Action": vec!["UserGet"; MAX_ENTRIES + 1]}),
+                "Action may hold at most 100 entries",
+                "",
+            ),
         ] {
             let err = parse(policy).unwrap_err().to_string();
             assert!(err.contains(problem), "{err}");
+            if !submitted.is_empty() {
+                assert!(!err.contains(submitted), "{err} quotes what was submitted");
+            }
         }
+    }
+
+    #[test]
+    fn matching_is_linear_in_the_stars_of_a_pattern() {
+        // The recursive matcher tried every split of the command among the stars: this pattern
+        // did not finish; a linear one answers at once.
+        let pattern = format!("{}x", "*".repeat(200));
+        assert!(!matches(&pattern, "BulkListAllUserRequests"));
+        assert!(matches(&"*".repeat(200), "UserGet"));
+        assert!(!matches("User?et", "UserGet"), "? is not a wildcard");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub struct AuditListRequest {
     offset: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     limit: Option<i64>,
+    request_metadata: Option<Value>,
 }
 
 #[derive(Debug, Object)]
@@ -71,7 +72,13 @@ impl AuditApi {
         let (offset, limit) = page(request.offset, request.limit)?;
         let events = self
             .vault
-            .list_user_events(&caller.0, mode, &request.identity, offset, limit)
+            .list_user_events(
+                &caller.0,
+                mode,
+                &request.identity,
+                (offset, limit),
+                request.request_metadata,
+            )
             .await?;
         Ok(Json(AuditList {
             status: Status::Ok,

@@ -19,6 +19,12 @@ pub struct BulkApi {
     pub vault: Vault,
 }
 
+#[derive(Debug, Object, Deserialize)]
+pub struct UnlockRequest {
+    /// Free-form; policy conditions may name its keys, and it is recorded (sealed) in the audit.
+    request_metadata: Option<Value>,
+}
+
 #[derive(Debug, Object)]
 pub struct Unlocked {
     status: Status,
@@ -246,9 +252,12 @@ impl BulkApi {
     async fn bulk_list_unlock(
         &self,
         caller: Authenticated,
-        _body: JsonBody<Value>,
+        body: JsonBody<UnlockRequest>,
     ) -> Result<Json<Unlocked>, ApiError> {
-        let id = self.vault.bulk_unlock(&caller.0).await?;
+        let id = self
+            .vault
+            .bulk_unlock(&caller.0, body.0.request_metadata)
+            .await?;
         Ok(Json(Unlocked {
             status: Status::Ok,
             unlockuuid: id.to_string(),

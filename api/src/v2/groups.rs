@@ -94,6 +94,7 @@ pub struct GroupMemberRequest {
 pub struct UserGroupsRequest {
     mode: String,
     identity: String,
+    request_metadata: Option<Value>,
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -234,10 +235,11 @@ impl GroupApi {
         caller: Authenticated,
         body: JsonBody<UserGroupsRequest>,
     ) -> Result<Json<GroupList>, ApiError> {
-        let mode: Mode = body.0.mode.parse()?;
+        let request = body.0;
+        let mode: Mode = request.mode.parse()?;
         let groups = self
             .vault
-            .list_user_groups(&caller.0, mode, &body.0.identity)
+            .list_user_groups(&caller.0, mode, &request.identity, request.request_metadata)
             .await?;
         Ok(Json(GroupList {
             status: Status::Ok,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::identity::{Lookup, Mode};
-use crate::access::Gate;
+use crate::access::{Gate, DENIED};
 
 use super::users::record_event;
 use super::{audit_label, UserEvent, Vault, VaultError};
@@ -29,17 +29,21 @@ pub struct EventDetails {
 }
 
 impl Vault {
-    /// A user's audit events. A forgotten user's events stay readable by token.
+    /// A user's audit events. A forgotten user's events stay readable by token (admins). A role or
+    /// user token needs the user's whole profile: the trail names the fields touched and carries
+    /// request metadata. The listing is itself audited.
     pub async fn list_user_events(
         &self,
         caller: &Caller,
         mode: Mode,
         identity: &str,
-        offset: i64,
-        limit: i64,
+        page: (i64, i64),
+        metadata: Option<Value>,
     ) -> Result<EventPage, VaultError> {
+        const ACTION: &str = "AuditListUserEvents";
         let tenant = caller.tenant.id;
-        let (_, lookup) = self.locate(tenant, mode, identity)?;
+        let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
@@ -53,13 +57,18 @@ impl Vault {
                                 .token
                         }
                         _ => {
-                            gate.resolve(tx, lookup, "AuditListUserEvents", None)
-                                .await?
-                                .0
-                                .token
+                            let (user, visible) =
+                                gate.resolve(tx, lookup, ACTION, metadata.as_ref()).await?;
+                            if !visible.whole_profile() {
+                                return Err(VaultError::Forbidden(DENIED));
+                            }
+                            user.token
                         }
                     };
+                    let (offset, limit) = page;
                     let (events, total) = store::list_user_events(tx, token, offset, limit).await?;
+                    let event = UserEvent::about(ACTION, token, metadata.as_ref());
+                    record_event(tx, &keys, actor, event).await?;
                     Ok(EventPage {
                         rows: events
                             .into_iter()
@@ -87,17 +96,23 @@ impl Vault {
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
+                    const ACTION: &str = "AuditGetEvent";
                     let gate = Gate::load(tx, &principal).await?;
-                    let event = store::get_event(tx, id).await?;
-                    match (&gate, event.as_ref().and_then(|e| e.user_token)) {
+                    let event = store::get_event(tx, id)
+                        .await?
+                        .ok_or(VaultError::EventNotFound)
+                        .map_err(|e| gate.hide_missing(ACTION, e))?;
+                    match (&gate, event.user_token) {
                         (Gate::Admin, _) => {}
+                        // The user's whole profile, as for the user's trail.
                         (_, Some(user)) => {
-                            gate.check(tx, "AuditGetEvent", user, metadata.as_ref())
-                                .await?;
+                            let visible = gate.check(tx, ACTION, user, metadata.as_ref()).await?;
+                            if !visible.whole_profile() {
+                                return Err(VaultError::Forbidden(DENIED));
+                            }
                         }
-                        (_, None) => gate.require("AuditGetEvent", metadata.as_ref())?,
+                        (_, None) => gate.require(tx, ACTION, metadata.as_ref()).await?,
                     }
-                    let event = event.ok_or(VaultError::EventNotFound)?;
                     let details = match &event.details {
                         Some(sealed) => {
                             let row = event.id.to_string();

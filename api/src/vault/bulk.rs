@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::access::engine::Visible;
-use crate::access::{Gate, DENIED};
+use crate::access::Gate;
 
 use super::groups::{find_group, GroupRef};
 use super::identity::Mode;
@@ -49,16 +49,21 @@ pub(super) async fn require_unlock(
 
 impl Vault {
     /// A fresh `unlockuuid` for the caller's token in the caller's tenant.
-    pub async fn bulk_unlock(&self, caller: &Caller) -> Result<Uuid, VaultError> {
+    pub async fn bulk_unlock(
+        &self,
+        caller: &Caller,
+        metadata: Option<Value>,
+    ) -> Result<Uuid, VaultError> {
         let actor = caller.actor();
         let principal = caller.principal.clone();
         let seconds = self.settings.unlock_seconds;
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
-                    if !Gate::load(tx, &principal).await?.may_unlock() {
-                        return Err(VaultError::Forbidden(DENIED));
-                    }
+                    Gate::load(tx, &principal)
+                        .await?
+                        .require_unlock(tx, metadata.as_ref())
+                        .await?;
                     let id = Uuid::new_v4();
                     store::insert_unlock(tx, id, actor.token_id, seconds).await?;
                     let event = AuditEvent::about(
@@ -193,7 +198,9 @@ impl Vault {
                 Box::pin(async move {
                     require_unlock(tx, &unlock, actor.token_id).await?;
                     let gate = Gate::load(tx, &principal).await?;
-                    let stored = find_group(tx, &keys, &group).await?;
+                    let stored = find_group(tx, &keys, &group)
+                        .await
+                        .map_err(|e| gate.hide_missing(ACTION, e))?;
                     let members = store::all_group_members(tx, stored.id).await?;
                     let tokens: Vec<Uuid> = members.iter().map(|(t, _)| *t).collect();
                     let mut visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;

@@ -32,9 +32,14 @@ impl Expiry {
     }
 }
 
+/// The longest duration, and the furthest time, accepted: 100 years. Beyond it PostgreSQL's
+/// intervals and timestamps overflow, and no retention period needs it.
+const MAX_SECONDS: i64 = 100 * 365 * 86_400;
+
 fn invalid(field: &str) -> VaultError {
     VaultError::BadRequest(format!(
-        "The {field} value must be a duration such as 30d, 12h, 15m or 10s, or a Unix time"
+        "The {field} value must be a duration such as 30d, 12h, 15m or 10s, or a Unix time, \
+         at most 100 years away"
     ))
 }
 
@@ -46,7 +51,7 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
-/// A positive duration in seconds.
+/// A positive duration in seconds, at most [`MAX_SECONDS`].
 fn seconds(value: &Value) -> Option<i64> {
     let text = text(value)?;
     let split = text
@@ -62,15 +67,19 @@ fn seconds(value: &Value) -> Option<i64> {
         "y" => 365 * 86_400,
         _ => return None,
     };
-    number.checked_mul(scale).filter(|s| *s > 0)
+    number
+        .checked_mul(scale)
+        .filter(|s| (1..=MAX_SECONDS).contains(s))
 }
 
-/// A bare number larger than now is a Unix time; anything else is a duration from now.
+/// A bare number larger than now is a Unix time (at most [`MAX_SECONDS`] away); anything else is
+/// a duration from now.
 fn final_instant(value: &Value, now: SystemTime) -> Option<SystemTime> {
     let now_secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
     if let Some(Ok(unix)) = text(value).map(|t| t.parse::<u64>()) {
         if unix > now_secs {
-            return UNIX_EPOCH.checked_add(Duration::from_secs(unix));
+            let furthest = now_secs.checked_add(u64::try_from(MAX_SECONDS).ok()?)?;
+            return (unix <= furthest).then(|| UNIX_EPOCH + Duration::from_secs(unix));
         }
     }
     let secs = u64::try_from(seconds(value)?).ok()?;
@@ -97,8 +106,32 @@ mod tests {
             json!("-5m"),
             json!(true),
             json!("1.5h"),
+            json!("101y"),
+            json!("9223372036854775807"),
+            json!(9223372036854775807i64),
+            json!("99999999999999999999d"),
         ] {
             assert_eq!(seconds(&bad), None, "{bad}");
+        }
+        assert_eq!(seconds(&json!("100y")), Some(MAX_SECONDS));
+    }
+
+    #[test]
+    fn times_past_a_hundred_years_are_refused_by_field() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for far in [
+            json!("10000000000000"),
+            json!(10000000000000u64),
+            json!("101y"),
+        ] {
+            assert_eq!(final_instant(&far, now), None, "{far}");
+        }
+        for (sliding, finaltime, field) in [
+            (Some(json!("9223372036854775807")), None, "slidingtime"),
+            (None, Some(json!("10000000000000")), "finaltime"),
+        ] {
+            let err = Expiry::parse(sliding.as_ref(), finaltime.as_ref()).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
         }
     }
 

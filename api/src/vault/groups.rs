@@ -12,7 +12,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::identity::Mode;
-use crate::access::Gate;
+use crate::access::gate::Change;
+use crate::access::{Gate, DENIED};
 
 use super::users::record_event;
 use super::{UserEvent, Vault, VaultError};
@@ -201,10 +202,13 @@ impl Vault {
     ) -> Result<GroupView, VaultError> {
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
+        let admin = caller.is_admin();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let stored = find_group(tx, &keys, &group).await?;
+                    let stored = find_group(tx, &keys, &group)
+                        .await
+                        .map_err(|e| hide_from(admin, "GroupGet", e))?;
                     open_group(&keys, tx.tenant(), &stored)
                 })
             })
@@ -240,10 +244,13 @@ impl Vault {
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = Performer::Token(caller.actor());
+        let admin = caller.is_admin();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let stored = find_group(tx, &keys, &group).await?;
+                    let stored = find_group(tx, &keys, &group)
+                        .await
+                        .map_err(|e| hide_from(admin, "GroupUpdate", e))?;
                     let current = open_group(&keys, tx.tenant(), &stored)?;
                     let name = name.unwrap_or(current.name);
                     let description = description.unwrap_or(current.description);
@@ -272,10 +279,13 @@ impl Vault {
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = Performer::Token(caller.actor());
+        let admin = caller.is_admin();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let stored = find_group(tx, &keys, &group).await?;
+                    let stored = find_group(tx, &keys, &group)
+                        .await
+                        .map_err(|e| hide_from(admin, "GroupDelete", e))?;
                     store::delete_group(tx, stored.id).await?;
                     let target = format!("group:{}", stored.id);
                     audit::record(tx, &AuditEvent::about(actor, "GroupDelete", target)).await?;
@@ -285,7 +295,9 @@ impl Vault {
             .await
     }
 
-    /// Adds a user to a group with an optional role (or changes their role in it).
+    /// Adds a user to a group with an optional role (or changes their role in it). A role or user
+    /// token needs the command allowed on the user as they are and on the membership given (see
+    /// [`Gate::require_membership_change`]).
     pub async fn add_user_to_group(
         &self,
         caller: &Caller,
@@ -295,6 +307,7 @@ impl Vault {
         role: Option<RoleSelector>,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
+        const ACTION: &str = "GroupAddUser";
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(tenant, mode, identity)?;
         let actor = caller.actor();
@@ -302,19 +315,23 @@ impl Vault {
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let (user, _) = Gate::load(tx, &principal)
-                        .await?
-                        .resolve(tx, lookup, "GroupAddUser", metadata.as_ref())
-                        .await?;
-                    add_membership(tx, &keys, user.token, &group, role.as_ref()).await?;
-                    let event = UserEvent::about("GroupAddUser", user.token, metadata.as_ref());
+                    let gate = Gate::load(tx, &principal).await?;
+                    let (user, _) = gate.resolve(tx, lookup, ACTION, metadata.as_ref()).await?;
+                    let joining = Joining {
+                        token: user.token,
+                        group: &group,
+                        role: role.as_ref(),
+                    };
+                    add_membership(tx, &keys, &gate, ACTION, joining, metadata.as_ref()).await?;
+                    let event = UserEvent::about(ACTION, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await
                 })
             })
             .await
     }
 
-    /// Removes a user from a group.
+    /// Removes a user from a group. A role or user token needs the command allowed on the user and
+    /// on the membership taken away.
     pub async fn remove_user_from_group(
         &self,
         caller: &Caller,
@@ -323,6 +340,7 @@ impl Vault {
         group: GroupRef,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
+        const ACTION: &str = "GroupDeleteUser";
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(tenant, mode, identity)?;
         let actor = caller.actor();
@@ -330,41 +348,58 @@ impl Vault {
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let (user, _) = Gate::load(tx, &principal)
-                        .await?
-                        .resolve(tx, lookup, "GroupDeleteUser", metadata.as_ref())
-                        .await?;
-                    let stored = find_group(tx, &keys, &group).await?;
+                    let gate = Gate::load(tx, &principal).await?;
+                    let (user, _) = gate.resolve(tx, lookup, ACTION, metadata.as_ref()).await?;
+                    let stored = find_group(tx, &keys, &group)
+                        .await
+                        .map_err(|e| gate.hide_missing(ACTION, e))?;
+                    let change = Change::TakeAway;
+                    gate.require_membership_change(
+                        tx,
+                        ACTION,
+                        user.token,
+                        stored.id,
+                        change,
+                        metadata.as_ref(),
+                    )
+                    .await?;
                     if !store::remove_member(tx, stored.id, user.token).await? {
                         return Err(VaultError::BadRequest(
                             "The user is not in this group".into(),
                         ));
                     }
-                    let event = UserEvent::about("GroupDeleteUser", user.token, metadata.as_ref());
+                    let event = UserEvent::about(ACTION, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await
                 })
             })
             .await
     }
 
-    /// The groups a user is in, with their role in each.
+    /// The groups a user is in, with their role in each. A role or user token needs the `group`
+    /// section of the user (group names identify people); every answer is audited.
     pub async fn list_user_groups(
         &self,
         caller: &Caller,
         mode: Mode,
         identity: &str,
+        metadata: Option<Value>,
     ) -> Result<Vec<(GroupView, Option<String>)>, VaultError> {
+        const ACTION: &str = "GroupListUserGroups";
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let (user, _) = Gate::load(tx, &principal)
+                    let (user, visible) = Gate::load(tx, &principal)
                         .await?
-                        .resolve(tx, lookup, "GroupListUserGroups", None)
+                        .resolve(tx, lookup, ACTION, metadata.as_ref())
                         .await?;
-                    store::user_memberships(tx, user.token)
+                    if !visible.groups() {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
+                    let groups = store::user_memberships(tx, user.token)
                         .await?
                         .iter()
                         .map(|m| {
@@ -373,7 +408,10 @@ impl Vault {
                                 m.role.as_ref().map(|r| r.name.clone()),
                             ))
                         })
-                        .collect()
+                        .collect::<Result<Vec<_>, VaultError>>()?;
+                    let event = UserEvent::about(ACTION, user.token, metadata.as_ref());
+                    record_event(tx, &keys, actor, event).await?;
+                    Ok(groups)
                 })
             })
             .await
@@ -438,20 +476,47 @@ impl Vault {
     }
 }
 
-/// Adds `token` to a group with an optional role, inside a transaction.
+/// For a role or user token (not `admin`), a group that does not exist is the same refusal as one
+/// it may not touch, so that it cannot probe for group names.
+fn hide_from(admin: bool, action: &str, err: VaultError) -> VaultError {
+    match err {
+        VaultError::GroupNotFound if !admin => {
+            tracing::info!(command = action, "refused by policy");
+            VaultError::Forbidden(DENIED)
+        }
+        err => err,
+    }
+}
+
+/// A user joining a group, with a role or none.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Joining<'a> {
+    pub token: Uuid,
+    pub group: &'a GroupRef,
+    pub role: Option<&'a RoleSelector>,
+}
+
+/// Adds a user to a group with an optional role, inside a transaction, if `gate` allows the
+/// membership (admins always). A group or role that does not exist is, for a role or user token,
+/// the same refusal as one it may not give.
 pub(super) async fn add_membership(
     tx: &TenantTx<'_>,
     keys: &TenantKeys,
-    token: Uuid,
-    group: &GroupRef,
-    role: Option<&RoleSelector>,
+    gate: &Gate,
+    action: &str,
+    joining: Joining<'_>,
+    metadata: Option<&Value>,
 ) -> Result<(), VaultError> {
-    let stored = find_group(tx, keys, group).await?;
-    let role_id = match role {
-        Some(role) => Some(find_role(tx, role).await?.id),
+    let hide = |e| gate.hide_missing(action, e);
+    let stored = find_group(tx, keys, joining.group).await.map_err(hide)?;
+    let role = match joining.role {
+        Some(role) => Some(find_role(tx, role).await.map_err(hide)?),
         None => None,
     };
-    store::add_member(tx, stored.id, token, role_id).await?;
+    let given = Change::Give(role.as_ref().map(|r| r.name.as_str()));
+    gate.require_membership_change(tx, action, joining.token, stored.id, given, metadata)
+        .await?;
+    store::add_member(tx, stored.id, joining.token, role.map(|r| r.id)).await?;
     Ok(())
 }
 

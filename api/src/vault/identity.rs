@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use bunker_db::users::UserIndexes;
 
+use super::limits::MAX_INDEXED_CHARS;
 use super::{search, VaultError};
 
 /// The profile keys that are indexed for lookup, each unique within a tenant.
@@ -158,6 +159,11 @@ impl Normalizer {
                 )))
             }
         };
+        if text.chars().count() > MAX_INDEXED_CHARS {
+            return Err(VaultError::BadRequest(format!(
+                "The {field} value must be at most {MAX_INDEXED_CHARS} characters"
+            )));
+        }
         let normal = match field {
             "email" => text.trim().to_lowercase(),
             "login" => text.trim().to_owned(),
@@ -224,6 +230,16 @@ mod tests {
         assert_eq!(normal("custom", json!(42)).unwrap().as_deref(), Some("42"));
         assert_eq!(normal("email", json!("  ")).unwrap(), None);
         assert!(normal("email", json!(["x"])).is_err());
+    }
+
+    #[test]
+    fn indexed_values_are_bounded_in_length() {
+        let long = "a".repeat(MAX_INDEXED_CHARS + 1);
+        for field in INDEXED_FIELDS {
+            let err = normal(field, json!(long)).unwrap_err().to_string();
+            assert!(err.contains("at most 320 characters"), "{field}: {err}");
+        }
+        assert!(normal("login", json!("a".repeat(MAX_INDEXED_CHARS))).is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod bulk;
 pub mod expiry;
 pub mod groups;
 pub mod identity;
+pub mod limits;
 pub mod policies;
 mod readaudit;
 mod reencrypt;
@@ -129,7 +130,8 @@ impl Vault {
                 Box::pin(async move {
                     Gate::load(tx, &principal)
                         .await?
-                        .require(&command, metadata.as_ref())
+                        .require(tx, &command, metadata.as_ref())
+                        .await
                 })
             })
             .await

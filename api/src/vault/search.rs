@@ -20,6 +20,7 @@ use crate::access::Gate;
 
 use super::bulk::require_unlock;
 use super::identity::INDEXED_FIELDS;
+use super::limits::MAX_INDEXED_CHARS;
 use super::users::{is_live, open_current, view_of, UserView};
 use super::{read_events, Vault, VaultError};
 
@@ -117,20 +118,35 @@ impl SearchGrams {
 }
 
 /// How alike a search term and a stored value are, from 0 to 1: 1 for equal, 0.9 when the value
-/// contains the term (three characters or more), else edit-distance similarity.
+/// contains the term (three characters or more), else edit-distance similarity; 0 for values
+/// whose lengths alone keep them under [`THRESHOLD`] (the distance is at least the difference in
+/// length), which spares the quadratic edit distance for them.
 pub fn similarity(term: &str, value: &str) -> f64 {
+    let (a, b) = (term.chars().count(), value.chars().count());
     if term == value {
         1.0
-    } else if term.chars().count() >= 3 && value.contains(term) {
+    } else if a >= 3 && value.contains(term) {
         0.9
+    } else if (a.abs_diff(b) as f64) > (1.0 - THRESHOLD) * a.max(b) as f64 {
+        0.0
     } else {
         strsim::normalized_damerau_levenshtein(term, value)
     }
 }
 
+/// The best similarity of any term to the value of its field, among the fields given.
+fn score(terms: &[(&'static str, String)], values: &HashMap<&'static str, String>) -> f64 {
+    terms
+        .iter()
+        .filter_map(|(field, term)| Some(similarity(term, values.get(field)?)))
+        .fold(0.0, f64::max)
+}
+
 impl Vault {
     /// Users whose email (for a term with `@`), or login, phone or custom value (otherwise) is
-    /// like `identity`, best first. Behind a bulk unlock; every user answered is audited.
+    /// like `identity`, best first. Behind a bulk unlock and `BUNKER_LIST_USERS` (a search for a
+    /// few letters lists users); every user answered is audited. Only fields the caller may see
+    /// are compared, so that the ranking tells nothing about hidden ones.
     pub async fn search_users(
         &self,
         caller: &Caller,
@@ -138,6 +154,14 @@ impl Vault {
         identity: String,
         metadata: Option<Value>,
     ) -> Result<Vec<UserView>, VaultError> {
+        if !self.settings.list_users {
+            return Err(VaultError::Forbidden("UserSearch is disabled"));
+        }
+        if identity.chars().count() > MAX_INDEXED_CHARS {
+            return Err(VaultError::BadRequest(format!(
+                "The search term must be at most {MAX_INDEXED_CHARS} characters"
+            )));
+        }
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let fields: Vec<&'static str> = if identity.contains('@') {
@@ -183,7 +207,7 @@ impl Vault {
                     let mut visible = gate
                         .visible(tx, "UserSearch", &tokens, metadata.as_ref())
                         .await?;
-                    let mut ranked = Vec::new();
+                    let mut candidates = Vec::new();
                     for user in store::get_users(tx, &tokens).await? {
                         let Some(seen) = visible.remove(&user.token) else {
                             continue;
@@ -192,16 +216,24 @@ impl Vault {
                             continue;
                         }
                         let profile = open_current(&keys, tx.tenant(), &user)?;
-                        let values: HashMap<_, _> =
-                            normalizer.searchable_values(&profile).into_iter().collect();
-                        let score = terms
-                            .iter()
-                            .filter_map(|(field, term)| Some(similarity(term, values.get(field)?)))
-                            .fold(0.0, f64::max);
-                        if score >= THRESHOLD {
-                            ranked.push((score, view_of(&user, &profile, &seen)));
-                        }
+                        let values: HashMap<_, _> = normalizer
+                            .searchable_values(&profile)
+                            .into_iter()
+                            .filter(|(field, _)| seen.field(field))
+                            .collect();
+                        candidates.push((view_of(&user, &profile, &seen), values));
                     }
+                    // Bounded (50 candidates a field, values and term of at most 320 characters)
+                    // but quadratic: off the async workers.
+                    let mut ranked = tokio::task::spawn_blocking(move || {
+                        candidates
+                            .into_iter()
+                            .map(|(view, values)| (score(&terms, &values), view))
+                            .filter(|(score, _)| *score >= THRESHOLD)
+                            .collect::<Vec<_>>()
+                    })
+                    .await
+                    .map_err(|_| VaultError::BadRequest("The search failed".into()))?;
                     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
                     ranked.truncate(MATCHES);
                     let views: Vec<UserView> = ranked.into_iter().map(|(_, v)| v).collect();

@@ -1,6 +1,6 @@
 //! The user commands: create (one or many), get, update (merge or JSON Patch), forget, versions.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bunker_db::audit::{self, Actor, Performer};
@@ -15,8 +15,11 @@ use crate::access::engine::Visible;
 use crate::access::{Gate, DENIED};
 
 use super::expiry::Expiry;
-use super::groups::{add_membership, GroupRef, RoleSelector};
+use super::groups::{add_membership, GroupRef, Joining, RoleSelector};
 use super::identity::{Lookup, Mode};
+use super::limits::{
+    check_document, depth, size, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_PATCH_OPERATIONS,
+};
 use super::{
     open_profile, read_events, record_label, seal_profile, version_label, version_row, UserEvent,
     Vault, VaultError,
@@ -120,6 +123,8 @@ impl Vault {
             .filter_map(|(token, m)| m.map(|m| (*token, m)))
             .collect();
         let keys = self.keys(tenant);
+        let principal = caller.principal.clone();
+        let metadata = metadata.cloned();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
@@ -130,8 +135,17 @@ impl Vault {
                     );
                     inserted.map_err(duplicate)?;
                     audited?;
-                    for (token, (group, role)) in &joining {
-                        add_membership(tx, &keys, *token, group, role.as_ref()).await?;
+                    if !joining.is_empty() {
+                        let gate = Gate::load(tx, &principal).await?;
+                        for (token, (group, role)) in &joining {
+                            let joins = Joining {
+                                token: *token,
+                                group,
+                                role: role.as_ref(),
+                            };
+                            add_membership(tx, &keys, &gate, action, joins, metadata.as_ref())
+                                .await?;
+                        }
                     }
                     Ok::<_, VaultError>(())
                 })
@@ -263,31 +277,68 @@ impl Vault {
             .await?
             .resolve(tx, lookup, action, metadata.as_ref())
             .await?;
-        let mut profile = Value::Object(open_current(keys, tx.tenant(), &user)?);
-        let fields = match &change {
-            Change::Merge(update) => {
-                json_patch::merge(&mut profile, &Value::Object(update.clone()));
-                update.keys().cloned().collect()
-            }
-            Change::Patch(patch) => {
-                json_patch::patch(&mut profile, patch).map_err(|err| {
-                    VaultError::BadRequest(format!(
-                        "The patch could not be applied (operation {}: {})",
-                        err.operation, err.kind
-                    ))
-                })?;
-                patched_fields(patch)
-            }
+        let current = open_current(keys, tx.tenant(), &user)?;
+        // A change may read or write only what the principal may see: decided on what the change
+        // names, before it is applied, so that neither its outcome nor its errors tell anything
+        // about hidden fields (a `test` is a read, a `copy` reads its `from`).
+        let touched = match &change {
+            Change::Merge(update) => Touched::Fields(update.keys().cloned().collect()),
+            Change::Patch(patch) => Touched::of_patch(patch),
         };
-        // A principal may change only what it may see.
-        if !visible.covers(&fields) {
+        let allowed = match &touched {
+            Touched::Whole => visible.whole_profile(),
+            Touched::Fields(fields) => fields.iter().all(|f| visible.field(f)),
+        };
+        if !allowed {
             return Err(VaultError::Forbidden(DENIED));
         }
-        let Value::Object(profile) = profile else {
+        let before = Value::Object(current.clone());
+        let after = match change {
+            Change::Merge(update) => {
+                let mut merged = before.clone();
+                json_patch::merge(&mut merged, &Value::Object(update));
+                merged
+            }
+            // Bounded but possibly heavy (a copy duplicates a subtree): off the async workers.
+            Change::Patch(patch) => {
+                tokio::task::spawn_blocking(move || apply_patch(before, &patch))
+                    .await
+                    .map_err(|_| {
+                        VaultError::BadRequest("The patch could not be applied".into())
+                    })??
+            }
+        };
+        let Value::Object(profile) = after else {
             return Err(VaultError::BadRequest(
                 "The profile must remain a JSON object".into(),
             ));
         };
+        check_document(
+            &Value::Object(profile.clone()),
+            "profile",
+            MAX_DOCUMENT_BYTES,
+        )?;
+        let fields: Vec<String> = match touched {
+            Touched::Fields(fields) => fields.into_iter().collect(),
+            Touched::Whole => current
+                .keys()
+                .chain(profile.keys())
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        let event = UserEvent {
+            action,
+            user: user.token,
+            fields,
+            metadata: metadata.as_ref(),
+        };
+        // A change that changes nothing (a `test` alone, a value set to what it was) writes no
+        // version; it is still audited, as a read.
+        if profile == current {
+            return record_event(tx, keys, actor, event).await;
+        }
         let tenant = tx.tenant();
         let next = user.version + 1;
         let row = user.token.to_string();
@@ -308,12 +359,6 @@ impl Vault {
         store::replace_indexes(tx, user.token, &indexes)
             .await
             .map_err(duplicate)?;
-        let event = UserEvent {
-            action,
-            user: user.token,
-            fields,
-            metadata: metadata.as_ref(),
-        };
         record_event(tx, keys, actor, event).await
     }
 
@@ -478,28 +523,106 @@ fn duplicate(err: DbError) -> VaultError {
     }
 }
 
-/// The top-level profile keys a patch touches.
-fn patched_fields(patch: &json_patch::Patch) -> Vec<String> {
+/// What a change reads or writes: some top-level profile fields, or the whole profile (a JSON
+/// Pointer to the root).
+#[derive(Debug, PartialEq, Eq)]
+enum Touched {
+    Fields(BTreeSet<String>),
+    Whole,
+}
+
+impl Touched {
+    /// Every top-level field a patch reads or writes: each operation's `path`, and the `from` of
+    /// `copy` and `move`; a `test` reads its `path`. Pointers are decoded (`~1` is `/`, `~0` is
+    /// `~`).
+    fn of_patch(patch: &json_patch::Patch) -> Self {
+        use json_patch::PatchOperation as Op;
+        let mut fields = BTreeSet::new();
+        for op in patch.iter() {
+            let pointers: Vec<&json_patch::jsonptr::PointerBuf> = match op {
+                Op::Add(o) => vec![&o.path],
+                Op::Remove(o) => vec![&o.path],
+                Op::Replace(o) => vec![&o.path],
+                Op::Move(o) => vec![&o.from, &o.path],
+                Op::Copy(o) => vec![&o.from, &o.path],
+                Op::Test(o) => vec![&o.path],
+            };
+            for pointer in pointers {
+                match pointer.first() {
+                    Some(field) => {
+                        fields.insert(field.decoded().into_owned());
+                    }
+                    None => return Touched::Whole,
+                }
+            }
+        }
+        Touched::Fields(fields)
+    }
+}
+
+/// Applies a patch, all or nothing (on a copy: an error leaves nothing applied), refusing one that
+/// would nest deeper than [`MAX_DEPTH`] or grow past [`MAX_DOCUMENT_BYTES`] before it does: each
+/// operation's effect is bounded first (an `add` grows the profile by its value, a `copy` by what
+/// it copies), so that no operation builds what the limits forbid.
+fn apply_patch(mut doc: Value, patch: &json_patch::Patch) -> Result<Value, VaultError> {
     use json_patch::PatchOperation as Op;
-    let top = |path: &json_patch::jsonptr::PointerBuf| {
-        path.as_str()
-            .split('/')
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned()
+    if patch.len() > MAX_PATCH_OPERATIONS {
+        return Err(VaultError::BadRequest(format!(
+            "A patch may hold at most {MAX_PATCH_OPERATIONS} operations"
+        )));
+    }
+    let too_deep = || {
+        VaultError::BadRequest(format!(
+            "The patched profile would be nested deeper than {MAX_DEPTH} levels"
+        ))
     };
-    let mut fields: Vec<String> = patch
-        .iter()
-        .flat_map(|op| match op {
-            Op::Add(o) => vec![top(&o.path)],
-            Op::Remove(o) => vec![top(&o.path)],
-            Op::Replace(o) => vec![top(&o.path)],
-            Op::Move(o) => vec![top(&o.from), top(&o.path)],
-            Op::Copy(o) => vec![top(&o.path)],
-            Op::Test(_) => vec![],
-        })
-        .collect();
-    fields.sort();
-    fields.dedup();
-    fields
+    let too_large = || {
+        VaultError::BadRequest(format!(
+            "The patched profile would be larger than {MAX_DOCUMENT_BYTES} bytes as JSON"
+        ))
+    };
+    let mut deepest = depth(&doc);
+    let mut bytes = size(&doc, MAX_DOCUMENT_BYTES).ok_or_else(too_large)?;
+    for (position, op) in patch.iter().enumerate() {
+        let levels = |pointer: &json_patch::jsonptr::PointerBuf| pointer.tokens().count();
+        let (reach, growth) = match op {
+            Op::Add(o) => (
+                levels(&o.path) + depth(&o.value),
+                size(&o.value, MAX_DOCUMENT_BYTES),
+            ),
+            Op::Replace(o) => (
+                levels(&o.path) + depth(&o.value),
+                size(&o.value, MAX_DOCUMENT_BYTES),
+            ),
+            Op::Copy(o) => {
+                let copied = doc.pointer(o.from.as_str());
+                (
+                    levels(&o.path) + copied.map_or(0, depth),
+                    copied.map_or(Some(0), |c| size(c, MAX_DOCUMENT_BYTES)),
+                )
+            }
+            Op::Move(o) => (levels(&o.path) + deepest, Some(0)),
+            Op::Remove(_) | Op::Test(_) => (0, Some(0)),
+        };
+        deepest = deepest.max(reach);
+        if deepest > MAX_DEPTH {
+            return Err(too_deep());
+        }
+        let growth = growth.ok_or_else(too_large)?;
+        if bytes + growth > MAX_DOCUMENT_BYTES {
+            // The running figure only ever grows: count again before refusing.
+            bytes = size(&doc, MAX_DOCUMENT_BYTES).ok_or_else(too_large)?;
+            if bytes + growth > MAX_DOCUMENT_BYTES {
+                return Err(too_large());
+            }
+        }
+        json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|err| {
+            VaultError::BadRequest(format!(
+                "The patch could not be applied (operation {position}: {})",
+                err.kind
+            ))
+        })?;
+        bytes += growth;
+    }
+    Ok(doc)
 }

@@ -114,7 +114,9 @@ impl Vault {
     fn lifetime(&self, expiry: Expiry) -> (Option<i64>, SystemTime) {
         let longest = self.settings.xtoken_max_seconds;
         let now = SystemTime::now();
-        let latest = now + Duration::from_secs(u64::try_from(longest).unwrap_or(0));
+        let latest = now
+            .checked_add(Duration::from_secs(u64::try_from(longest).unwrap_or(0)))
+            .unwrap_or(now + DEFAULT_LIFETIME);
         let sliding = expiry.sliding_seconds.map(|s| s.min(longest));
         let wanted = match (expiry.final_at, sliding) {
             (Some(at), _) => at,
