@@ -17,6 +17,7 @@ use poem_openapi::OpenApiService;
 
 use crate::error::envelope;
 use crate::keyadmin::{load_keyring, KeyAdminError, SharedKeyring};
+use crate::listener::EnvelopeAcceptor;
 use crate::ops;
 use crate::v2::audit::AuditApi;
 use crate::v2::bulk::BulkApi;
@@ -82,7 +83,7 @@ pub enum StartError {
 
 /// A server that is bound and checked, ready to run.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: EnvelopeAcceptor,
     local_addr: SocketAddr,
     endpoint: BoxEndpoint<'static>,
     vault: Vault,
@@ -133,7 +134,7 @@ impl Application {
             .await
             .map_err(listen_error)?;
         let local_addr = listener.local_addr().map_err(listen_error)?;
-        let acceptor = TcpAcceptor::from_tokio(listener).map_err(listen_error)?;
+        let acceptor = EnvelopeAcceptor(TcpAcceptor::from_tokio(listener).map_err(listen_error)?);
         let tenancy = Tenancy::new(db.clone(), TenantResolver::new(&settings.domains));
         let state_db = db.clone();
         let state = Arc::new(AppState {

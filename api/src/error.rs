@@ -146,7 +146,10 @@ impl From<VaultError> for ApiError {
             VaultError::Duplicate(_) | VaultError::Conflict => StatusCode::CONFLICT,
             VaultError::Database(db) => return db_error(db),
             // The cause is logged by the writer of the batch.
-            VaultError::AuditUnavailable => return ApiError::internal(),
+            VaultError::AuditUnavailable => {
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
+            }
+            VaultError::AuditFailed => return ApiError::internal(),
             VaultError::Keys(keys) => {
                 tracing::error!(error = %keys, "a sealed value did not open");
                 return ApiError::new(
@@ -176,18 +179,35 @@ impl From<KeyAdminError> for ApiError {
 }
 
 fn db_error(err: &DbError) -> ApiError {
-    match err {
-        DbError::Pool(_) => {
-            tracing::error!(error = %err, "database unavailable");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The database is unavailable",
-            )
-        }
-        _ => {
-            tracing::error!(error = %err, "database error");
-            ApiError::internal()
-        }
+    if err.is_unavailable() {
+        log_unavailable(err);
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database is unavailable",
+        );
+    }
+    tracing::error!(error = %err, "database error");
+    ApiError::internal()
+}
+
+/// Logs that the database is unavailable at most once a second, with how many requests met it
+/// since: an outage under load would otherwise write a line per request.
+fn log_unavailable(err: &DbError) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_LOGGED: AtomicU64 = AtomicU64::new(0);
+    static SINCE: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let met = SINCE.fetch_add(1, Ordering::Relaxed) + 1;
+    let last = LAST_LOGGED.load(Ordering::Relaxed);
+    if now > last
+        && LAST_LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        SINCE.store(0, Ordering::Relaxed);
+        tracing::error!(error = %err, requests = met, "database unavailable");
     }
 }
 

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod keyadmin;
+mod listener;
 mod ops;
 pub mod tokens;
 pub mod v2;

@@ -1,5 +1,6 @@
-//! The control plane: tenants and access tokens. These tables are outside row-level security (a token
-//! is resolved before its tenant is known) and are reached only through the tenancy service.
+//! The control plane: tenants and access tokens. Tenants are outside row-level security; access
+//! tokens are under it (a tenant's tokens are visible only as that tenant, the root token always),
+//! and authentication sets the requested tenant in the same round trip as the token lookup.
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -137,12 +138,15 @@ impl Database {
         Ok(Some(credential))
     }
 
-    /// Deletes role and user tokens that have expired; returns how many.
-    pub async fn delete_expired_access_tokens(&self) -> Result<u64, DbError> {
-        let client = self.pool().get().await?;
-        Ok(client
-            .execute("DELETE FROM access_tokens WHERE expires_at <= now()", &[])
-            .await?)
+    /// Deletes the role and user tokens of `tenant` that have expired; returns how many.
+    pub async fn delete_expired_access_tokens(&self, tenant: TenantId) -> Result<u64, DbError> {
+        self.in_tenant(tenant, |tx| {
+            Box::pin(async move {
+                tx.execute("DELETE FROM access_tokens WHERE expires_at <= now()", &[])
+                    .await
+            })
+        })
+        .await
     }
 }
 
@@ -258,24 +262,26 @@ pub async fn insert_tenant(
     TenantRecord::from_row(&row)
 }
 
-/// Stores an access token by its id and SHA-256 hash.
-pub async fn insert_access_token(
+/// Stores a tenant admin token of `tenant` by its id and SHA-256 hash. Access tokens are under
+/// row-level security: the insert works as `tenant` (transaction-locally, as always), then back.
+pub async fn insert_admin_token(
     tx: &TenantTx<'_>,
     token_id: Uuid,
     token_hash: &[u8; 32],
-    kind: TokenKind,
-    tenant: Option<TenantId>,
+    tenant: TenantId,
 ) -> Result<(), DbError> {
+    tx.switch_tenant(tenant).await?;
     tx.execute(
         "INSERT INTO access_tokens (id, token_hash, kind, tenant_id) VALUES ($1, $2, $3, $4)",
         &[
             &token_id,
             &token_hash.as_slice(),
-            &kind.as_str(),
-            &tenant.map(|t| t.0),
+            &TokenKind::TenantAdmin.as_str(),
+            &tenant.0,
         ],
     )
     .await?;
+    tx.switch_tenant(tx.tenant()).await?;
     Ok(())
 }
 

@@ -45,6 +45,28 @@ impl From<tokio_postgres::Error> for DbError {
 }
 
 impl DbError {
+    /// Whether the database could not be reached or went away: no connection, a connection lost
+    /// mid-request, or a server shutting down or refusing connections. A request that meets it
+    /// wrote nothing (its transaction never committed) and may be retried.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Pool(_) => true,
+            DbError::Postgres(err) => match err.code() {
+                // Connection exceptions; admin, crash or startup shutdown; too many connections.
+                Some(code) => {
+                    let code = code.code();
+                    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+                }
+                // No SQLSTATE: unavailable only if the connection closed or failed (I/O).
+                None => {
+                    err.is_closed()
+                        || std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>())
+                }
+            },
+            _ => false,
+        }
+    }
+
     /// The name of the unique constraint this error reports, if it is a unique violation.
     pub fn violated_constraint(&self) -> Option<&str> {
         match self {

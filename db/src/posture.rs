@@ -2,9 +2,10 @@
 
 use crate::{Database, DbError, APP_ROLE};
 
-/// Tables with a `tenant_id` column that are deliberately outside row-level security. Every other
-/// table with a `tenant_id` column is a tenant table and must be isolated.
-pub const CONTROL_PLANE_TABLES: &[&str] = &["tenants", "access_tokens"];
+/// Tables with a `tenant_id` column that are deliberately outside row-level security (the tenants
+/// themselves). Every other table with a `tenant_id` column, access tokens included, is a tenant
+/// table and must be isolated.
+pub const CONTROL_PLANE_TABLES: &[&str] = &["tenants"];
 
 impl Database {
     /// Refuses (with every reason at once) a role that is a superuser, has BYPASSRLS, owns or can

@@ -1,7 +1,7 @@
 //! The tenant commands. Each runs in one transaction that also writes its audit event.
 
 use bunker_db::audit::{self, Actor, AuditEvent, Performer};
-use bunker_db::control::{self, TenantRecord, TokenKind};
+use bunker_db::control::{self, TenantRecord};
 use bunker_db::{DbError, TenantId};
 
 use crate::token::IssuedToken;
@@ -51,14 +51,7 @@ impl Tenancy {
                     let tenant = control::insert_tenant(tx, new.name.as_str(), &new.org)
                         .await
                         .map_err(duplicate_name)?;
-                    control::insert_access_token(
-                        tx,
-                        token_id,
-                        hash.as_bytes(),
-                        TokenKind::TenantAdmin,
-                        Some(tenant.id),
-                    )
-                    .await?;
+                    control::insert_admin_token(tx, token_id, hash.as_bytes(), tenant.id).await?;
                     audit::record(tx, &event(actor, "TenantCreate", tenant.id)).await?;
                     Ok::<_, TenancyError>(tenant)
                 })

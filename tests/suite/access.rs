@@ -445,7 +445,7 @@ async fn a_role_token_is_refused_commands_outside_its_policy() {
             json!({"mode": "token", "identity": jane}),
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "another tenant: {body}");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "another tenant: {body}");
 }
 
 #[tokio::test]

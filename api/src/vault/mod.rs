@@ -89,8 +89,11 @@ pub enum VaultError {
     DuplicatePolicy,
     #[error("{0}")]
     Forbidden(&'static str),
-    #[error("The audit event could not be recorded")]
+    /// The batch of read events could not be written because the database was unreachable.
+    #[error("The audit trail is unavailable; nothing was answered")]
     AuditUnavailable,
+    #[error("The audit event could not be recorded")]
+    AuditFailed,
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error(transparent)]

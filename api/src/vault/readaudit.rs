@@ -19,7 +19,16 @@ const BATCH: usize = 512;
 struct Pending {
     tenant: TenantId,
     events: Vec<(Uuid, AuditEvent)>,
-    committed: oneshot::Sender<bool>,
+    committed: oneshot::Sender<Outcome>,
+}
+
+/// How a batch ended, for every read in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Committed,
+    /// The database was unreachable: the reads may be retried.
+    Unavailable,
+    Failed,
 }
 
 /// The handle requests send their read events to.
@@ -48,11 +57,14 @@ impl ReadAudit {
             events,
             committed,
         };
-        let failed = || VaultError::AuditUnavailable;
-        self.queue.send(pending).await.map_err(|_| failed())?;
+        self.queue
+            .send(pending)
+            .await
+            .map_err(|_| VaultError::AuditFailed)?;
         match done.await {
-            Ok(true) => Ok(()),
-            _ => Err(failed()),
+            Ok(Outcome::Committed) => Ok(()),
+            Ok(Outcome::Unavailable) => Err(VaultError::AuditUnavailable),
+            _ => Err(VaultError::AuditFailed),
         }
     }
 }
@@ -79,15 +91,19 @@ async fn write_batches(db: Database, mut receiver: mpsc::Receiver<Pending>) {
             }
             replies.push(pending.committed);
         }
-        let ok = match db.record_event_batch(&by_tenant).await {
-            Ok(()) => true,
+        let outcome = match db.record_event_batch(&by_tenant).await {
+            Ok(()) => Outcome::Committed,
             Err(err) => {
                 tracing::error!(error = %err, events = count, "a batch of read events could not be recorded");
-                false
+                if err.is_unavailable() {
+                    Outcome::Unavailable
+                } else {
+                    Outcome::Failed
+                }
             }
         };
         for reply in replies {
-            let _ = reply.send(ok);
+            let _ = reply.send(outcome);
         }
     }
 }

@@ -32,10 +32,10 @@ pub fn spawn_sweeper(vault: Vault, every: Duration) -> JoinHandle<()> {
 impl Vault {
     /// One sweep over all tenants; returns how many users were forgotten.
     pub async fn sweep(&self) -> Result<usize, VaultError> {
-        // Expired role and user tokens already fail to authenticate; this only tidies them away.
-        self.db.delete_expired_access_tokens().await?;
         let mut forgotten = 0;
         for tenant in self.db.tenant_ids().await? {
+            // Expired role and user tokens already fail to authenticate; this only tidies them.
+            self.db.delete_expired_access_tokens(tenant).await?;
             loop {
                 let keys = self.keys(tenant);
                 let swept = self
