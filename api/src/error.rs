@@ -139,11 +139,14 @@ impl From<VaultError> for ApiError {
             | VaultError::GroupNotFound
             | VaultError::RoleNotFound
             | VaultError::PolicyNotFound => StatusCode::NOT_FOUND,
-            VaultError::RoleExists | VaultError::DuplicateGroup | VaultError::DuplicatePolicy => {
+            VaultError::RoleExists
+            | VaultError::DuplicateGroup
+            | VaultError::DuplicatePolicy
+            | VaultError::TokenSpaceExhausted => StatusCode::CONFLICT,
+            VaultError::Forbidden(_) => StatusCode::FORBIDDEN,
+            VaultError::Duplicate(_) | VaultError::Clash { .. } | VaultError::Conflict => {
                 StatusCode::CONFLICT
             }
-            VaultError::Forbidden(_) => StatusCode::FORBIDDEN,
-            VaultError::Duplicate(_) | VaultError::Conflict => StatusCode::CONFLICT,
             VaultError::Database(db) => return db_error(db),
             // The cause is logged by the writer of the batch.
             VaultError::AuditUnavailable => {

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use crate::access::{self, CommandClass};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::vault::limits;
 
 /// A `/v2` request body of type `T`.
 pub struct JsonBody<T>(pub T);
@@ -87,6 +88,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     };
     fields.retain(|_, v| !v.is_null());
     refuse_nul(&fields)?;
+    // Sealed into every audit event of the request: bounded once, here.
+    limits::check_metadata(fields.get("request_metadata")).map_err(ApiError::from)?;
     serde_path_to_error::deserialize(Value::Object(fields)).map_err(|err| {
         let inner = err.inner().to_string();
         match missing_field(&inner) {

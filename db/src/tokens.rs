@@ -34,10 +34,12 @@ pub struct StoredToken {
     pub sliding: bool,
 }
 
-/// Inserts tokens with their handles and uniqueness rows, in one statement. A clash of
-/// format-preserving tokens is a [`DbError::UniqueViolation`] on a `token_handles_*` constraint; two
-/// `unique` tokens for one value, on a `token_unique_*` one (named after the partition's index).
-pub async fn insert_tokens(tx: &TenantTx<'_>, tokens: &[NewToken]) -> Result<(), DbError> {
+/// Inserts tokens with their handles and uniqueness rows, in one statement, and returns the ones
+/// inserted: a token whose format-preserving handle is already taken in the tenant (or by another
+/// token of the same call) is left out with all its rows, so that the caller draws it again. Two
+/// `unique` tokens for one value are a [`DbError::UniqueViolation`] on a `token_unique_*`
+/// constraint (named after the partition's index).
+pub async fn insert_tokens(tx: &TenantTx<'_>, tokens: &[NewToken]) -> Result<Vec<Uuid>, DbError> {
     let tenant = tx.tenant().0;
     let uuids: Vec<Uuid> = tokens.iter().map(|t| t.uuid).collect();
     let bases: Vec<&str> = tokens.iter().map(|t| t.base.as_str()).collect();
@@ -49,25 +51,32 @@ pub async fn insert_tokens(tx: &TenantTx<'_>, tokens: &[NewToken]) -> Result<(),
         .collect();
     let sliding: Vec<Option<i64>> = tokens.iter().map(|t| t.sliding_seconds).collect();
     let finals: Vec<Option<SystemTime>> = tokens.iter().map(|t| t.final_at).collect();
-    tx.execute(
-        "WITH new_tokens AS (
+    tx.query(
+        "WITH handles AS (
+             INSERT INTO token_handles (tenant_id, token_base, token_uuid)
+             SELECT $1, h.base, h.uuid FROM UNNEST($3::text[], $2::uuid[]) AS h(base, uuid)
+             ON CONFLICT DO NOTHING
+             RETURNING token_uuid
+         ), new_tokens AS (
              INSERT INTO tokens (tenant_id, token_uuid, token_base, token_type, record, value_hash,
                                  sliding_seconds, final_at, expires_at)
              SELECT $1, t.uuid, t.base, t.type, t.record, t.hash, t.sliding, t.final_at,
                     LEAST(t.final_at, now() + make_interval(secs => t.sliding))
                FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::bytea[], $6::bytea[], $7::bigint[], $8::timestamptz[])
                     AS t(uuid, base, type, record, hash, sliding, final_at)
-         ), handles AS (
-             INSERT INTO token_handles (tenant_id, token_base, token_uuid)
-             SELECT $1, h.base, h.uuid FROM UNNEST($3::text[], $2::uuid[]) AS h(base, uuid)
+              WHERE t.uuid IN (SELECT token_uuid FROM handles)
+         ), unique_values AS (
+             INSERT INTO token_unique (tenant_id, value_hash, token_uuid)
+             SELECT $1, u.hash, u.uuid FROM UNNEST($6::bytea[], $2::uuid[]) AS u(hash, uuid)
+              WHERE u.hash IS NOT NULL AND u.uuid IN (SELECT token_uuid FROM handles)
          )
-         INSERT INTO token_unique (tenant_id, value_hash, token_uuid)
-         SELECT $1, u.hash, u.uuid FROM UNNEST($6::bytea[], $2::uuid[]) AS u(hash, uuid)
-          WHERE u.hash IS NOT NULL",
+         SELECT token_uuid FROM handles",
         &[&tenant, &uuids, &bases, &types, &records, &hashes, &sliding, &finals],
     )
-    .await?;
-    Ok(())
+    .await?
+    .iter()
+    .map(|row| Ok(row.try_get(0)?))
+    .collect()
 }
 
 const TOKEN_COLUMNS: &str = "t.token_uuid, t.token_base, t.token_type, t.record,

@@ -298,6 +298,48 @@ pub fn index_lookup_sql(field: &str) -> Option<String> {
     ))
 }
 
+/// The users holding any of these exact indexes: `(field, hash, token)` for each one found. One
+/// round trip; each field is looked up through its own partial unique index (the field is in the
+/// SQL, see [`index_lookup_sql`]).
+pub async fn index_holders(
+    tx: &TenantTx<'_>,
+    indexes: &[(&'static str, [u8; 32])],
+) -> Result<Vec<(&'static str, [u8; 32], Uuid)>, DbError> {
+    let hashes_of = |field: &str| -> Vec<&[u8]> {
+        indexes
+            .iter()
+            .filter(|(f, _)| *f == field)
+            .map(|(_, h)| h.as_slice())
+            .collect()
+    };
+    let [email, phone, login, custom] = INDEXED_FIELDS.map(hashes_of);
+    let rows = tx
+        .query(
+            "SELECT field, hash, token FROM user_indexes WHERE field = 'email' AND hash = ANY($1)
+             UNION ALL
+             SELECT field, hash, token FROM user_indexes WHERE field = 'phone' AND hash = ANY($2)
+             UNION ALL
+             SELECT field, hash, token FROM user_indexes WHERE field = 'login' AND hash = ANY($3)
+             UNION ALL
+             SELECT field, hash, token FROM user_indexes WHERE field = 'custom' AND hash = ANY($4)",
+            &[&email, &phone, &login, &custom],
+        )
+        .await?;
+    let mut holders = Vec::with_capacity(rows.len());
+    for row in rows {
+        let field: String = row.try_get(0)?;
+        let hash: Vec<u8> = row.try_get(1)?;
+        let (Some(field), Ok(hash)) = (
+            INDEXED_FIELDS.into_iter().find(|f| *f == field),
+            <[u8; 32]>::try_from(hash.as_slice()),
+        ) else {
+            continue;
+        };
+        holders.push((field, hash, row.try_get(2)?));
+    }
+    Ok(holders)
+}
+
 /// Renews a sliding expiry on access; returns the new expiry (Unix seconds), if any.
 pub async fn renew_expiry(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<i64>, DbError> {
     let row = tx

@@ -381,55 +381,117 @@ async fn forget_me_makes_every_lookup_fail_and_keeps_the_token_reserved() {
 }
 
 #[tokio::test]
-async fn bulk_create_and_delete_are_all_or_nothing() {
+async fn bulk_create_and_delete_succeed_record_by_record() {
     let app = TestApp::spawn().await;
+    app.create_user(json!({"login": "taken"})).await;
     let records = json!([
         {"profile": {"email": "a@bulk.test", "n": 1}},
-        {"profile": {"email": "b@bulk.test", "n": 2}},
-        {"profile": {"email": "A@bulk.test", "n": 3}}
+        {"profile": {"email": "A@bulk.test", "n": 2}},
+        {"profile": {"phone": "not a phone"}},
+        {"profile": {"login": "taken", "email": "c@bulk.test"}},
+        {"profile": ["not", "an", "object"]},
+        {"profile": {"email": "d@bulk.test"}, "groupname": "no-such-group"},
+        {"profile": {"email": "b@bulk.test", "n": 3}, "rolename": "parent"},
+        {"profile": {"email": "b@bulk.test", "n": 4}}
     ]);
-    let (status, body) = app
-        .root("UserCreateBulk", json!({"records": records}))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(
-        get(&app, "email", "b@bulk.test").await.0,
-        StatusCode::NOT_FOUND,
-        "nothing was stored"
-    );
-
     let (status, body) = app
         .root(
             "UserCreateBulk",
-            json!({"records": [{"profile": {"email": "a@bulk.test"}}, {"profile": {"email": "b@bulk.test"}}], "finaltime": "30d"}),
+            json!({"records": records, "finaltime": "30d"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["errors"], json!([]));
     let created = body["created"].as_array().unwrap();
-    assert_eq!(created[1]["profile"], json!({"email": "b@bulk.test"}));
+    let profiles: Vec<&Value> = created.iter().map(|c| &c["profile"]).collect();
+    assert_eq!(
+        profiles,
+        [
+            &json!({"email": "a@bulk.test", "n": 1}),
+            &json!({"email": "b@bulk.test", "n": 4})
+        ],
+        "each record created on its own, with its submitted profile"
+    );
+    let reasons: Vec<(&Value, &str)> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (&e["profile"], e["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (
+                &json!({"email": "A@bulk.test", "n": 2}),
+                "Duplicate index: email"
+            ),
+            (
+                &json!({"phone": "not a phone"}),
+                "The phone value is not a valid phone number"
+            ),
+            (
+                &json!({"login": "taken", "email": "c@bulk.test"}),
+                "Duplicate index: login"
+            ),
+            (
+                &json!(["not", "an", "object"]),
+                "records[4].profile must be a JSON object"
+            ),
+            (
+                &json!({"email": "d@bulk.test"}),
+                "The group record was not found"
+            ),
+            (
+                &json!({"email": "b@bulk.test", "n": 3}),
+                "A role needs a group: give groupname or groupid"
+            ),
+        ]
+    );
     let (_, user) = get(&app, "email", "b@bulk.test").await;
     assert_eq!(user["token"], created[1]["token"]);
+    assert_eq!(user["profile"]["n"], 4);
     assert!(user["finaltime"].as_i64().is_some(), "batch expiry applies");
+    for (email, why) in [
+        ("c@bulk.test", "a refused record leaves nothing of itself"),
+        ("d@bulk.test", "nor does a refused membership"),
+    ] {
+        assert_eq!(
+            get(&app, "email", email).await.0,
+            StatusCode::NOT_FOUND,
+            "{why}"
+        );
+    }
+    let stored: i64 = app
+        .superuser()
+        .await
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 3, "taken, a and b: nothing else");
 
-    let (status, _) = app
-        .root("UserDeleteBulk", json!({"users": [{"mode": "email", "identity": "a@bulk.test"}, {"mode": "email", "identity": "nobody@bulk.test"}]}))
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        get(&app, "email", "a@bulk.test").await.0,
-        StatusCode::OK,
-        "nothing was deleted"
-    );
     let (status, body) = app
-        .root("UserDeleteBulk", json!({"users": [{"mode": "email", "identity": "a@bulk.test"}, {"mode": "token", "identity": created[1]["token"]}]}))
+        .root(
+            "UserDeleteBulk",
+            json!({"users": [
+                {"mode": "email", "identity": "a@bulk.test"},
+                {"mode": "email", "identity": "nobody@bulk.test"},
+                {"mode": "token", "identity": "not-a-token"},
+                {"mode": "token", "identity": created[1]["token"]}
+            ]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["deleted_count"], 2);
     assert_eq!(
-        get(&app, "email", "b@bulk.test").await.0,
-        StatusCode::NOT_FOUND
+        body["errors"],
+        json!([
+            {"mode": "email", "identity": "nobody@bulk.test", "reason": "The user record was not found"},
+            {"mode": "token", "identity": "not-a-token", "reason": "Bad UUID"}
+        ])
     );
+    for email in ["a@bulk.test", "b@bulk.test"] {
+        assert_eq!(get(&app, "email", email).await.0, StatusCode::NOT_FOUND);
+    }
 }
 
 #[tokio::test]

@@ -291,6 +291,14 @@ impl Gate {
         Ok(())
     }
 
+    /// Whether some Allow names `action` (admins: always), before resources and conditions.
+    pub fn may_allow(&self, action: &str) -> bool {
+        match self {
+            Gate::Admin => true,
+            Gate::Policies(p) => p.may_allow(action),
+        }
+    }
+
     /// Whether the caller is an admin (no policy applies to it).
     pub fn is_admin(&self) -> bool {
         matches!(self, Gate::Admin)

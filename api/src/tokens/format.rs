@@ -203,10 +203,14 @@ fn card_token(card: &str, options: FormatOptions, rng: &mut impl Rng) -> String 
     token.iter().map(|d| char::from(b'0' + d)).collect()
 }
 
+/// The shortest random local part of an e-mail token: 36^16 (about 2^82) tokens per domain, so
+/// that short addresses (`a@example.com`) do not share a space of 36.
+const EMAIL_LOCAL_MIN: usize = 16;
+
 fn email_token(email: &str, rng: &mut impl Rng) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let (local, domain) = email.rsplit_once('@').unwrap_or((email, ""));
-    let random: String = (0..local.chars().count().max(1))
+    let random: String = (0..local.chars().count().max(EMAIL_LOCAL_MIN))
         .map(|_| {
             let i = rng.random_range(0..ALPHABET.len());
             char::from(ALPHABET.get(i).copied().unwrap_or(b'x'))
@@ -314,7 +318,24 @@ mod tests {
             &mut rng,
         )
         .unwrap();
-        assert!(email.ends_with("@example.com") && email.len() == "jane.doe@example.com".len());
+        assert!(email.ends_with("@example.com"));
+        assert_eq!(
+            email.len(),
+            16 + "@example.com".len(),
+            "at least 16 random characters"
+        );
+        let long = shaped_token(
+            TokenType::Email,
+            "jane.alexandra.doe@example.com",
+            FormatOptions::default(),
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(
+            long.len(),
+            "jane.alexandra.doe@example.com".len(),
+            "as long as the original"
+        );
         for _ in 0..1000 {
             let n: u64 = shaped_token(
                 TokenType::UnixTime,

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::extract::{Authenticated, JsonBody};
 use crate::tokens::format::{FormatOptions, TokenType};
 use crate::vault::expiry::Expiry;
+use crate::vault::limits::check_bulk;
 use crate::vault::tokens::TokenSpec;
 use crate::vault::Vault;
 
@@ -164,9 +165,7 @@ impl TokenApi {
         body: JsonBody<TokenCreateBulkRequest>,
     ) -> Result<Json<TokensCreated>, ApiError> {
         let request = body.0;
-        if request.records.is_empty() {
-            return Err(ApiError::bad_request("records must not be empty"));
-        }
+        check_bulk(request.records.len(), "records")?;
         let expiry = Expiry::parse(request.slidingtime.as_ref(), request.finaltime.as_ref())?;
         let mut specs = Vec::with_capacity(request.records.len());
         for (i, r) in request.records.into_iter().enumerate() {

@@ -9,10 +9,12 @@ use serde_json::{Map, Value};
 use super::{ApiTags, Done, Status};
 use crate::error::ApiError;
 use crate::extract::{lenient, Authenticated, JsonBody};
+use crate::vault::create::NewUserRecord;
 use crate::vault::expiry::Expiry;
 use crate::vault::groups::{GroupRef, RoleSelector};
+use crate::vault::limits::check_bulk;
 use crate::vault::users::Membership;
-use crate::vault::{Change, Mode, Vault};
+use crate::vault::{Change, Mode, Vault, VaultError};
 
 /// The user commands.
 pub struct UserApi {
@@ -58,7 +60,7 @@ pub struct BulkRecord {
 
 #[derive(Debug, Object, Deserialize)]
 pub struct UserCreateBulkRequest {
-    /// The users to create: all of them, or (on any error) none.
+    /// The users to create: each is created or listed in `errors` (at most 10,000).
     records: Vec<BulkRecord>,
     slidingtime: Option<Value>,
     finaltime: Option<Value>,
@@ -82,7 +84,7 @@ pub struct UsersCreated {
     status: Status,
     /// In the order of `records`, each with the submitted profile.
     created: Vec<CreatedUser>,
-    /// Always empty: a batch is all or nothing.
+    /// The records refused, each with the submitted profile and the reason.
     errors: Vec<BulkError>,
 }
 
@@ -149,9 +151,7 @@ pub struct UserSelectorItem {
 impl UserSelectorItem {
     /// The users a bulk command names, in order; none is a 400.
     pub(crate) fn parse_all(items: Vec<Self>) -> Result<Vec<(Mode, String)>, ApiError> {
-        if items.is_empty() {
-            return Err(ApiError::bad_request("users must not be empty"));
-        }
+        check_bulk(items.len(), "users")?;
         items
             .into_iter()
             .map(|u| Ok((u.mode.parse::<Mode>()?, u.identity)))
@@ -161,7 +161,7 @@ impl UserSelectorItem {
 
 #[derive(Debug, Object, Deserialize)]
 pub struct UserDeleteBulkRequest {
-    /// The users to forget: all of them, or (if any is not found) none.
+    /// The users to forget: each is forgotten or listed in `errors` (at most 10,000).
     users: Vec<UserSelectorItem>,
     request_metadata: Option<Value>,
 }
@@ -169,7 +169,17 @@ pub struct UserDeleteBulkRequest {
 #[derive(Debug, Object)]
 pub struct UsersDeleted {
     status: Status,
+    /// How many of the users named were forgotten (one named twice counts twice).
     deleted_count: i64,
+    /// The users not forgotten, each with the reason.
+    errors: Vec<DeleteError>,
+}
+
+#[derive(Debug, Object)]
+pub struct DeleteError {
+    mode: String,
+    identity: String,
+    reason: String,
 }
 
 #[derive(Debug, Object)]
@@ -197,33 +207,38 @@ impl UserApi {
         body: JsonBody<UserCreateRequest>,
     ) -> Result<Json<UserCreated>, ApiError> {
         let request = body.0;
-        let joining = membership(
-            request.groupname,
-            request.groupid,
-            request.rolename,
-            request.roleid,
-        )?;
+        let record = NewUserRecord {
+            profile: request.profile,
+            membership: membership(
+                request.groupname,
+                request.groupid,
+                request.rolename,
+                request.roleid,
+            ),
+        };
         let expiry = Expiry::parse(request.slidingtime.as_ref(), request.finaltime.as_ref())?;
-        let profile = object(request.profile, "profile")?;
-        let tokens = self
+        let created = self
             .vault
             .create_users(
                 &caller.0,
                 "UserCreate",
-                std::slice::from_ref(&profile),
-                vec![joining],
+                vec![record],
                 expiry,
-                request.request_metadata.as_ref(),
+                request.request_metadata,
             )
             .await?;
-        let token = tokens.first().ok_or_else(ApiError::internal)?;
+        let token = created
+            .into_iter()
+            .next()
+            .ok_or_else(ApiError::internal)??;
         Ok(Json(UserCreated {
             status: Status::Ok,
             token: token.to_string(),
         }))
     }
 
-    /// Store many user profiles in one transaction: all or none.
+    /// Store many user profiles: each is created or listed in `errors` with its reason; a record
+    /// that fails leaves nothing of itself behind.
     #[oai(path = "/UserCreateBulk", method = "post")]
     async fn user_create_bulk(
         &self,
@@ -232,43 +247,43 @@ impl UserApi {
     ) -> Result<Json<UsersCreated>, ApiError> {
         let request = body.0;
         let expiry = Expiry::parse(request.slidingtime.as_ref(), request.finaltime.as_ref())?;
-        let mut profiles = Vec::with_capacity(request.records.len());
-        let mut memberships = Vec::with_capacity(request.records.len());
-        for (i, record) in request.records.into_iter().enumerate() {
-            memberships.push(membership(
-                record.groupname,
-                record.groupid,
-                record.rolename,
-                record.roleid,
-            )?);
-            profiles.push(object(record.profile, &format!("records[{i}].profile"))?);
-        }
-        if profiles.is_empty() {
-            return Err(ApiError::bad_request("records must not be empty"));
-        }
-        let tokens = self
+        let records: Vec<NewUserRecord> = request
+            .records
+            .into_iter()
+            .map(|r| NewUserRecord {
+                membership: membership(r.groupname, r.groupid, r.rolename, r.roleid),
+                profile: r.profile,
+            })
+            .collect();
+        let profiles: Vec<Value> = records.iter().map(|r| r.profile.clone()).collect();
+        let outcomes = self
             .vault
             .create_users(
                 &caller.0,
                 "UserCreateBulk",
-                &profiles,
-                memberships,
+                records,
                 expiry,
-                request.request_metadata.as_ref(),
+                request.request_metadata,
             )
             .await?;
-        let created = tokens
-            .into_iter()
-            .zip(profiles)
-            .map(|(token, profile)| CreatedUser {
-                token: token.to_string(),
-                profile: Value::Object(profile),
-            })
-            .collect();
+        let mut created = Vec::new();
+        let mut errors = Vec::new();
+        for (outcome, profile) in outcomes.into_iter().zip(profiles) {
+            match outcome {
+                Ok(token) => created.push(CreatedUser {
+                    token: token.to_string(),
+                    profile,
+                }),
+                Err(err) => errors.push(BulkError {
+                    profile,
+                    reason: err.to_string(),
+                }),
+            }
+        }
         Ok(Json(UsersCreated {
             status: Status::Ok,
             created,
-            errors: Vec::new(),
+            errors,
         }))
     }
 
@@ -363,7 +378,8 @@ impl UserApi {
     ) -> Result<Json<Done>, ApiError> {
         let request = body.0;
         let selector = (request.mode.parse()?, request.identity);
-        self.vault
+        let forgotten = self
+            .vault
             .forget_users(
                 &caller.0,
                 "UserDelete",
@@ -371,6 +387,10 @@ impl UserApi {
                 request.request_metadata,
             )
             .await?;
+        forgotten
+            .into_iter()
+            .next()
+            .ok_or_else(ApiError::internal)??;
         Ok(Json(Done { status: Status::Ok }))
     }
 
@@ -383,7 +403,7 @@ impl UserApi {
     ) -> Result<Json<UsersDeleted>, ApiError> {
         let request = body.0;
         let selectors = UserSelectorItem::parse_all(request.users)?;
-        let deleted = self
+        let outcomes = self
             .vault
             .forget_users(
                 &caller.0,
@@ -392,9 +412,22 @@ impl UserApi {
                 request.request_metadata,
             )
             .await?;
+        let mut deleted_count = 0;
+        let mut errors = Vec::new();
+        for (outcome, (mode, identity)) in outcomes.into_iter().zip(selectors) {
+            match outcome {
+                Ok(()) => deleted_count += 1,
+                Err(err) => errors.push(DeleteError {
+                    mode: mode.as_str().to_owned(),
+                    identity,
+                    reason: err.to_string(),
+                }),
+            }
+        }
         Ok(Json(UsersDeleted {
             status: Status::Ok,
-            deleted_count: deleted as i64,
+            deleted_count,
+            errors,
         }))
     }
 
@@ -441,12 +474,12 @@ fn membership(
     groupid: Option<i64>,
     rolename: Option<String>,
     roleid: Option<i64>,
-) -> Result<Option<Membership>, ApiError> {
+) -> Result<Option<Membership>, VaultError> {
     let role = RoleSelector::named(roleid, rolename);
     if groupid.is_none() && groupname.is_none() {
         if role.is_some() {
-            return Err(ApiError::bad_request(
-                "A role needs a group: give groupname or groupid",
+            return Err(VaultError::BadRequest(
+                "A role needs a group: give groupname or groupid".into(),
             ));
         }
         return Ok(None);

@@ -19,6 +19,7 @@ use crate::access::Gate;
 
 use super::groups::{find_group, GroupRef};
 use super::identity::Mode;
+use super::limits::check_at_most;
 use super::tokens::{find_many, open_token, token_event, TokenValue};
 use super::users::{is_live, open_current, resolve, view_of, UserView};
 use super::{read_events, Vault, VaultError};
@@ -85,6 +86,7 @@ impl Vault {
         unlock: String,
         handles: Vec<String>,
     ) -> Result<Vec<TokenValue>, VaultError> {
+        check_at_most(handles.len(), "tokens")?;
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = caller.actor();
@@ -127,6 +129,7 @@ impl Vault {
         unlock: String,
         handles: Vec<String>,
     ) -> Result<u64, VaultError> {
+        check_at_most(handles.len(), "tokens")?;
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = caller.actor();

@@ -496,17 +496,17 @@ pub(super) struct Joining<'a> {
     pub role: Option<&'a RoleSelector>,
 }
 
-/// Adds a user to a group with an optional role, inside a transaction, if `gate` allows the
-/// membership (admins always). A group or role that does not exist is, for a role or user token,
-/// the same refusal as one it may not give.
-pub(super) async fn add_membership(
+/// The group and role ids of a membership `gate` allows (admins always); nothing is written. A
+/// group or role that does not exist is, for a role or user token, the same refusal as one it may
+/// not give.
+pub(super) async fn allowed_membership(
     tx: &TenantTx<'_>,
     keys: &TenantKeys,
     gate: &Gate,
     action: &str,
     joining: Joining<'_>,
     metadata: Option<&Value>,
-) -> Result<(), VaultError> {
+) -> Result<(i64, Option<i64>), VaultError> {
     let hide = |e| gate.hide_missing(action, e);
     let stored = find_group(tx, keys, joining.group).await.map_err(hide)?;
     let role = match joining.role {
@@ -516,7 +516,21 @@ pub(super) async fn add_membership(
     let given = Change::Give(role.as_ref().map(|r| r.name.as_str()));
     gate.require_membership_change(tx, action, joining.token, stored.id, given, metadata)
         .await?;
-    store::add_member(tx, stored.id, joining.token, role.map(|r| r.id)).await?;
+    Ok((stored.id, role.map(|r| r.id)))
+}
+
+/// Adds a user to a group with an optional role, inside a transaction, if `gate` allows it (see
+/// [`allowed_membership`]).
+pub(super) async fn add_membership(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    gate: &Gate,
+    action: &str,
+    joining: Joining<'_>,
+    metadata: Option<&Value>,
+) -> Result<(), VaultError> {
+    let (group, role) = allowed_membership(tx, keys, gate, action, joining, metadata).await?;
+    store::add_member(tx, group, joining.token, role).await?;
     Ok(())
 }
 

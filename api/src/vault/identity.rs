@@ -46,6 +46,17 @@ impl FromStr for Mode {
 }
 
 impl Mode {
+    /// The name a request gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Token => "token",
+            Mode::Email => "email",
+            Mode::Phone => "phone",
+            Mode::Login => "login",
+            Mode::Custom => "custom",
+        }
+    }
+
     fn field(self) -> Option<&'static str> {
         match self {
             Mode::Token => None,

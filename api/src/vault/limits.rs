@@ -18,7 +18,7 @@ pub const MAX_INDEXED_CHARS: usize = 320;
 /// The most operations in one UserPatch.
 pub const MAX_PATCH_OPERATIONS: usize = 100;
 /// The most records, users or token handles in one bulk request.
-pub const MAX_BULK_ITEMS: usize = 5_000;
+pub const MAX_BULK_ITEMS: usize = 10_000;
 /// The largest `request_metadata`, as JSON: it is sealed into every audit event of the request.
 pub const MAX_METADATA_BYTES: usize = 8 * 1024;
 
@@ -51,6 +51,11 @@ pub fn check_bulk(count: usize, what: &str) -> Result<(), VaultError> {
     if count == 0 {
         return Err(VaultError::BadRequest(format!("{what} must not be empty")));
     }
+    check_at_most(count, what)
+}
+
+/// Refuses a list of more than [`MAX_BULK_ITEMS`] items.
+pub fn check_at_most(count: usize, what: &str) -> Result<(), VaultError> {
     if count > MAX_BULK_ITEMS {
         return Err(VaultError::BadRequest(format!(
             "{what} may hold at most {MAX_BULK_ITEMS} items"

@@ -6,6 +6,7 @@
 
 mod audit;
 pub mod bulk;
+pub mod create;
 pub mod expiry;
 pub mod groups;
 pub mod identity;
@@ -69,12 +70,22 @@ pub enum VaultError {
     NotFound,
     #[error("Duplicate index: {0}")]
     Duplicate(&'static str),
+    /// A change clashed with the value another user holds for `field` (before the clash is
+    /// recorded in that user's trail and answered as [`VaultError::Duplicate`]).
+    #[error("Duplicate index: {field}")]
+    Clash { field: &'static str, hash: [u8; 32] },
     #[error("The user record was changed by another request at the same time; retry")]
     Conflict,
     #[error("The audit event was not found")]
     EventNotFound,
     #[error("Token not found")]
     TokenNotFound,
+    /// Every draw of a format-preserving token hit one already taken: the shape's space (see
+    /// README) is used up, or nearly.
+    #[error(
+        "No unused token of this shape could be drawn: its space is used up; use a wider type"
+    )]
+    TokenSpaceExhausted,
     #[error("The group record was not found")]
     GroupNotFound,
     #[error("The role record was not found")]
@@ -98,6 +109,21 @@ pub enum VaultError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Database(#[from] DbError),
+}
+
+impl VaultError {
+    /// Whether this refuses what was asked (bad input, not allowed, not found, taken) rather than
+    /// failing to do it: in a batch, a refusal concerns its record only.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(
+            self,
+            VaultError::Database(_)
+                | VaultError::Keys(_)
+                | VaultError::AuditUnavailable
+                | VaultError::AuditFailed
+                | VaultError::Conflict
+        )
+    }
 }
 
 impl Vault {
@@ -203,6 +229,9 @@ struct UserEvent<'a> {
     user: Uuid,
     fields: Vec<String>,
     metadata: Option<&'a Value>,
+    /// Why the request was refused, when the event records an attempt that revealed something
+    /// about this user (another request's clash with one of its indexed values).
+    refused: Option<String>,
 }
 
 impl<'a> UserEvent<'a> {
@@ -213,6 +242,36 @@ impl<'a> UserEvent<'a> {
             user,
             fields: Vec::new(),
             metadata,
+            refused: None,
+        }
+    }
+
+    /// A change of fields of a user.
+    fn change(
+        action: &'static str,
+        user: Uuid,
+        fields: Vec<String>,
+        metadata: Option<&'a Value>,
+    ) -> Self {
+        UserEvent {
+            fields,
+            ..UserEvent::about(action, user, metadata)
+        }
+    }
+
+    /// Another request was refused because this user holds the value it gave for `field`: the
+    /// attempt is recorded in this user's trail, since the refusal told its caller that someone
+    /// holds that value.
+    fn probe(
+        action: &'static str,
+        holder: Uuid,
+        field: &'static str,
+        metadata: Option<&'a Value>,
+    ) -> Self {
+        UserEvent {
+            fields: vec![field.to_owned()],
+            refused: Some(VaultError::Duplicate(field).to_string()),
+            ..UserEvent::about(action, holder, metadata)
         }
     }
 
@@ -224,8 +283,13 @@ impl<'a> UserEvent<'a> {
         actor: Performer,
     ) -> Result<AuditEvent, VaultError> {
         let mut details = json!({ "fields": self.fields });
-        if let (Some(metadata), Some(map)) = (self.metadata, details.as_object_mut()) {
-            map.insert("request_metadata".to_owned(), metadata.clone());
+        if let Some(map) = details.as_object_mut() {
+            if let Some(metadata) = self.metadata {
+                map.insert("request_metadata".to_owned(), metadata.clone());
+            }
+            if let Some(refused) = self.refused {
+                map.insert("refused".to_owned(), Value::String(refused));
+            }
         }
         let row = event_id.to_string();
         let plain = serde_json::to_vec(&details).map_err(|_| KeyError::Seal)?;

@@ -16,8 +16,12 @@ use super::expiry::Expiry;
 use super::{audit_label, token_label, Vault, VaultError};
 use crate::tokens::format::{self, FormatOptions, TokenType};
 
-/// How often a batch whose random tokens clashed with existing ones is drawn again.
+/// How often a batch is tried again after a concurrent request made a `unique` token for one of
+/// its values first.
 const ATTEMPTS: usize = 5;
+/// How often a token whose format-preserving handle is taken is drawn again, in the same
+/// transaction, before its space counts as used up.
+const REDRAWS: usize = 16;
 
 /// One value to tokenize.
 #[derive(Clone, Debug)]
@@ -62,9 +66,7 @@ impl From<DbError> for Attempt {
         // On a partitioned table the violated constraint is named after the partition's index
         // (`token_unique_p3_pkey`), so match by table.
         match err.violated_constraint() {
-            Some(c) if c.starts_with("token_handles_") || c.starts_with("token_unique_") => {
-                Attempt::Retry
-            }
+            Some(c) if c.starts_with("token_unique_") => Attempt::Retry,
             _ => Attempt::Failed(err.into()),
         }
     }
@@ -258,7 +260,7 @@ async fn issue(
         let reused: Vec<Uuid> = existing.values().map(|t| t.uuid).collect();
         store::restart_expiry(tx, &reused, expiry.sliding_seconds, expiry.final_at).await?;
     }
-    let (issued, fresh) = draw(keys, tenant, specs, canonical, &hashes, &existing, expiry)?;
+    let (mut issued, mut fresh) = draw(keys, tenant, specs, canonical, &hashes, &existing, expiry)?;
     let mut events = Vec::with_capacity(issued.len());
     for token in &issued {
         events.push(token_event(
@@ -272,17 +274,56 @@ async fn issue(
         )?);
     }
     // Pipelined: both statements go out before either answer is awaited.
+    let new_tokens: Vec<NewToken> = fresh.iter().map(|(_, t)| t.clone()).collect();
     let (inserted, audited) = tokio::join!(
-        store::insert_tokens(tx, &fresh),
+        store::insert_tokens(tx, &new_tokens),
         audit::record_many(tx, &events)
     );
-    inserted?;
+    let mut placed = inserted?;
     audited?;
-    Ok(issued)
+    // Tokens whose handle was taken (by a stored token or one of this batch) are drawn again, on
+    // their own: the rest of the batch stays as it is.
+    for _ in 0..REDRAWS {
+        fresh.retain(|(_, token)| !placed.contains(&token.uuid));
+        if fresh.is_empty() {
+            return Ok(issued);
+        }
+        redraw(specs, canonical, &mut fresh, &mut issued);
+        let again: Vec<NewToken> = fresh.iter().map(|(_, t)| t.clone()).collect();
+        placed = store::insert_tokens(tx, &again).await?;
+    }
+    fresh.retain(|(_, token)| !placed.contains(&token.uuid));
+    if fresh.is_empty() {
+        Ok(issued)
+    } else {
+        Err(Attempt::Failed(VaultError::TokenSpaceExhausted))
+    }
+}
+
+/// New handles for `fresh` tokens (each with the position of its spec), also in `issued`.
+fn redraw(
+    specs: &[TokenSpec],
+    canonical: &[String],
+    fresh: &mut [(usize, NewToken)],
+    issued: &mut [IssuedValueToken],
+) {
+    let mut rng = rand::rng();
+    for (position, token) in fresh.iter_mut() {
+        let (Some(spec), Some(value)) = (specs.get(*position), canonical.get(*position)) else {
+            continue;
+        };
+        let row = token.uuid.to_string();
+        token.base =
+            format::shaped_token(spec.token_type, value, spec.options, &mut rng).unwrap_or(row);
+        if let Some(made) = issued.iter_mut().find(|i| i.uuid == token.uuid) {
+            made.base = token.base.clone();
+        }
+    }
 }
 
 /// Draws new tokens for the values that need one (synchronously: the thread's CSPRNG is not
 /// `Send`); reuses `existing` tokens and repeats within the batch for `unique` values.
+#[allow(clippy::type_complexity)]
 fn draw(
     keys: &TenantKeys,
     tenant: TenantId,
@@ -291,12 +332,12 @@ fn draw(
     hashes: &[Option<[u8; 32]>],
     existing: &HashMap<Vec<u8>, StoredToken>,
     expiry: Expiry,
-) -> Result<(Vec<IssuedValueToken>, Vec<NewToken>), VaultError> {
+) -> Result<(Vec<IssuedValueToken>, Vec<(usize, NewToken)>), VaultError> {
     let mut issued = Vec::with_capacity(specs.len());
     let mut fresh = Vec::new();
     let mut made_now: HashMap<[u8; 32], usize> = HashMap::new();
     let mut rng = rand::rng();
-    for ((spec, value), hash) in specs.iter().zip(canonical).zip(hashes) {
+    for (position, ((spec, value), hash)) in specs.iter().zip(canonical).zip(hashes).enumerate() {
         if let Some(hash) = hash {
             if let Some(token) = existing.get(hash.as_slice()) {
                 issued.push(IssuedValueToken {
@@ -322,15 +363,18 @@ fn draw(
             .tokens
             .seal(&token_label(tenant, &row), value.as_bytes())
             .map_err(VaultError::from)?;
-        fresh.push(NewToken {
-            uuid,
-            base: base.clone(),
-            token_type: spec.token_type.as_str(),
-            record,
-            value_hash: *hash,
-            sliding_seconds: expiry.sliding_seconds,
-            final_at: expiry.final_at,
-        });
+        fresh.push((
+            position,
+            NewToken {
+                uuid,
+                base: base.clone(),
+                token_type: spec.token_type.as_str(),
+                record,
+                value_hash: *hash,
+                sliding_seconds: expiry.sliding_seconds,
+                final_at: expiry.final_at,
+            },
+        ));
         issued.push(IssuedValueToken {
             uuid,
             base,

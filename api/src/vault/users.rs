@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bunker_db::audit::{self, Actor, Performer};
-use bunker_db::users::{self as store, NewUser, StoredUser};
+use bunker_db::users::{self as store, StoredUser};
 use bunker_db::{DbError, TenantTx};
 use bunker_keys::TenantKeys;
 use bunker_tenancy::{Caller, Principal};
@@ -14,11 +14,10 @@ use uuid::Uuid;
 use crate::access::engine::Visible;
 use crate::access::{Gate, DENIED};
 
-use super::expiry::Expiry;
-use super::groups::{add_membership, GroupRef, Joining, RoleSelector};
+use super::groups::{GroupRef, RoleSelector};
 use super::identity::{Lookup, Mode};
 use super::limits::{
-    check_document, depth, size, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_PATCH_OPERATIONS,
+    check_bulk, check_document, depth, size, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_PATCH_OPERATIONS,
 };
 use super::{
     open_profile, read_events, record_label, seal_profile, version_label, version_row, UserEvent,
@@ -77,83 +76,6 @@ struct ChangeRequest {
 }
 
 impl Vault {
-    /// Stores profiles (all or none, in one transaction), each optionally added to a group with a
-    /// role, and returns their new tokens in order.
-    pub async fn create_users(
-        &self,
-        caller: &Caller,
-        action: &'static str,
-        profiles: &[NewProfile],
-        memberships: Vec<Option<Membership>>,
-        expiry: Expiry,
-        metadata: Option<&Value>,
-    ) -> Result<Vec<Uuid>, VaultError> {
-        let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
-        let mut users = Vec::with_capacity(profiles.len());
-        let mut events = Vec::with_capacity(profiles.len());
-        for profile in profiles {
-            let token = Uuid::new_v4();
-            let row = token.to_string();
-            let first = version_row(token, 1);
-            users.push(NewUser {
-                token,
-                indexes: self.settings.normalizer.indexes(&keys.index, profile)?,
-                record: seal_profile(&keys, &record_label(tenant, &row), profile)?,
-                first_version: seal_profile(&keys, &version_label(tenant, &first), profile)?,
-                sliding_seconds: expiry.sliding_seconds,
-                final_at: expiry.final_at,
-            });
-            let event = UserEvent {
-                action,
-                user: token,
-                fields: profile.keys().cloned().collect(),
-                metadata,
-            };
-            let id = audit::new_event_id();
-            events.push((
-                id,
-                event.seal(&keys, tenant, id, Performer::Token(caller.actor()))?,
-            ));
-        }
-        let tokens: Vec<Uuid> = users.iter().map(|u| u.token).collect();
-        let joining: Vec<(Uuid, Membership)> = tokens
-            .iter()
-            .zip(memberships)
-            .filter_map(|(token, m)| m.map(|m| (*token, m)))
-            .collect();
-        let keys = self.keys(tenant);
-        let principal = caller.principal.clone();
-        let metadata = metadata.cloned();
-        self.db
-            .in_tenant(tenant, move |tx| {
-                Box::pin(async move {
-                    // Pipelined: both statements go out before either answer is awaited.
-                    let (inserted, audited) = tokio::join!(
-                        store::insert_users(tx, &users),
-                        audit::record_many(tx, &events)
-                    );
-                    inserted.map_err(duplicate)?;
-                    audited?;
-                    if !joining.is_empty() {
-                        let gate = Gate::load(tx, &principal).await?;
-                        for (token, (group, role)) in &joining {
-                            let joins = Joining {
-                                token: *token,
-                                group,
-                                role: role.as_ref(),
-                            };
-                            add_membership(tx, &keys, &gate, action, joins, metadata.as_ref())
-                                .await?;
-                        }
-                    }
-                    Ok::<_, VaultError>(())
-                })
-            })
-            .await?;
-        Ok(tokens)
-    }
-
     /// A user's current profile, or one kept version of it. Renews a sliding expiry.
     pub async fn get_user(
         &self,
@@ -254,6 +176,11 @@ impl Vault {
                 .await;
             match result {
                 Err(VaultError::Conflict) if attempt < UPDATE_ATTEMPTS => continue,
+                Err(VaultError::Clash { field, hash }) => {
+                    return Err(self
+                        .record_clash(caller, action, field, hash, metadata)
+                        .await)
+                }
                 other => return other,
             }
         }
@@ -328,12 +255,7 @@ impl Vault {
                 .into_iter()
                 .collect(),
         };
-        let event = UserEvent {
-            action,
-            user: user.token,
-            fields,
-            metadata: metadata.as_ref(),
-        };
+        let event = UserEvent::change(action, user.token, fields, metadata.as_ref());
         // A change that changes nothing (a `test` alone, a value set to what it was) writes no
         // version; it is still audited, as a read.
         if profile == current {
@@ -358,55 +280,105 @@ impl Vault {
         .ok_or(VaultError::Conflict)?;
         store::replace_indexes(tx, user.token, &indexes)
             .await
-            .map_err(duplicate)?;
+            .map_err(|err| match duplicate(err) {
+                VaultError::Duplicate(field) => {
+                    let hash = indexes.exact.iter().find(|(f, _)| *f == field).map(|i| i.1);
+                    match hash {
+                        Some(hash) => VaultError::Clash { field, hash },
+                        None => VaultError::Duplicate(field),
+                    }
+                }
+                other => other,
+            })?;
         record_event(tx, keys, actor, event).await
     }
 
-    /// Forget-me for one or more users, all or none: records, versions and indexes are removed; the
-    /// tokens stay reserved. Returns how many users were forgotten.
+    /// Records in the trail of the user holding `field`'s value that a change by `caller` clashed
+    /// with it (the refusal tells the caller that someone holds it); returns the refusal.
+    async fn record_clash(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        field: &'static str,
+        hash: [u8; 32],
+        metadata: Option<Value>,
+    ) -> VaultError {
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let actor = caller.actor();
+        let recorded = self
+            .db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    for (_, _, holder) in store::index_holders(tx, &[(field, hash)]).await? {
+                        let probe = UserEvent::probe(action, holder, field, metadata.as_ref());
+                        record_event(tx, &keys, actor, probe).await?;
+                    }
+                    Ok::<_, VaultError>(())
+                })
+            })
+            .await;
+        match recorded {
+            Ok(()) => VaultError::Duplicate(field),
+            Err(err) => err,
+        }
+    }
+
+    /// Forget-me for one or more users: records, versions and indexes are removed; the tokens
+    /// stay reserved. Returns, for each selector in order, whether its user was forgotten or why
+    /// not (not found, not allowed, a bad value): each is decided on its own, as UserCreateBulk's
+    /// records are. Errors of the whole request (the database, the audit) forget no one.
     pub async fn forget_users(
         &self,
         caller: &Caller,
         action: &'static str,
         selectors: &[(Mode, String)],
         metadata: Option<Value>,
-    ) -> Result<usize, VaultError> {
+    ) -> Result<Vec<Result<(), VaultError>>, VaultError> {
+        check_bulk(selectors.len(), "users")?;
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
-        let lookups = selectors
+        let lookups: Vec<Result<Lookup, VaultError>> = selectors
             .iter()
             .map(|(mode, identity)| {
                 self.settings
                     .normalizer
                     .lookup(&keys.index, *mode, identity)
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect();
         let actor = caller.actor();
         let principal = caller.principal.clone();
-        let bulk = selectors.len() > 1;
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     let gate = Gate::load(tx, &principal).await?;
+                    // A token no policy allows the command at all is refused outright.
+                    if !gate.may_allow(action) {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
                     let mut done = HashSet::new();
-                    for (position, lookup) in lookups.into_iter().enumerate() {
-                        let token = match gate.resolve(tx, lookup, action, metadata.as_ref()).await {
+                    let mut outcomes = Vec::with_capacity(lookups.len());
+                    for lookup in lookups {
+                        let resolved = match lookup {
+                            Ok(lookup) => gate.resolve(tx, lookup, action, metadata.as_ref()).await,
+                            Err(err) => Err(err),
+                        };
+                        let token = match resolved {
                             Ok((user, _)) => user.token,
-                            Err(VaultError::NotFound) if bulk => {
-                                return Err(VaultError::BadRequest(format!(
-                                    "The user record was not found: users[{position}]; nothing was deleted"
-                                )))
+                            Err(err) if err.is_refusal() => {
+                                outcomes.push(Err(err));
+                                continue;
                             }
                             Err(err) => return Err(err),
                         };
-                        if !done.insert(token) {
-                            continue;
+                        outcomes.push(Ok(()));
+                        if done.insert(token) {
+                            store::forget_user(tx, token).await?;
+                            let event = UserEvent::about(action, token, metadata.as_ref());
+                            record_event(tx, &keys, actor, event).await?;
                         }
-                        store::forget_user(tx, token).await?;
-                        let event = UserEvent::about(action, token, metadata.as_ref());
-                        record_event(tx, &keys, actor, event).await?;
                     }
-                    Ok(done.len())
+                    Ok(outcomes)
                 })
             })
             .await
@@ -513,7 +485,7 @@ pub(super) async fn record_event(
 }
 
 /// A clash on a blind index, named by field (never by value).
-fn duplicate(err: DbError) -> VaultError {
+pub(super) fn duplicate(err: DbError) -> VaultError {
     match err.violated_constraint() {
         Some("user_index_email") => VaultError::Duplicate("email"),
         Some("user_index_phone") => VaultError::Duplicate("phone"),
