@@ -265,6 +265,59 @@ impl TestApp {
     }
 }
 
+/// Access control set-up, as root: roles, policies and the tokens held to them.
+impl TestApp {
+    /// Creates `role` (if it does not exist yet) and a policy `name` linked to it.
+    pub async fn grant(&self, role: &str, name: &str, document: Value) {
+        self.root("RoleCreate", serde_json::json!({"rolename": role}))
+            .await;
+        let (status, body) = self
+            .root(
+                "PolicyCreate",
+                serde_json::json!({"policyname": name, "policy": document}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "PolicyCreate {name}: {body}");
+        let (status, body) = self
+            .root(
+                "RoleLinkPolicy",
+                serde_json::json!({"rolename": role, "policyname": name}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "RoleLinkPolicy {name}: {body}");
+    }
+
+    /// A role token for `role` in the default tenant.
+    pub async fn role_token(&self, role: &str) -> String {
+        let (status, body) = self
+            .root("XTokenCreateForRole", serde_json::json!({"rolename": role}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "XTokenCreateForRole: {body}");
+        body["xtoken"].as_str().expect("xtoken").to_owned()
+    }
+
+    /// A user token for the user `mode`/`identity` names, in the default tenant.
+    pub async fn user_xtoken(&self, mode: &str, identity: &str) -> String {
+        let (status, body) = self
+            .root(
+                "XTokenCreateForUser",
+                serde_json::json!({"mode": mode, "identity": identity}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "XTokenCreateForUser: {body}");
+        body["xtoken"].as_str().expect("xtoken").to_owned()
+    }
+
+    /// A fresh bulk unlock for `token` in the default tenant.
+    pub async fn unlock_for(&self, token: &str) -> String {
+        let (status, body) = self
+            .call("BulkListUnlock", token, None, serde_json::json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "BulkListUnlock: {body}");
+        body["unlockuuid"].as_str().expect("unlockuuid").to_owned()
+    }
+}
+
 /// Sends a request and returns its status and JSON body (every answer of Bunker's is JSON).
 pub async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let response = request.send().await.expect("request sent");

@@ -46,7 +46,9 @@ async fn every_tenant_table_enables_and_forces_row_level_security_with_a_policy(
     let app = TestApp::spawn().await;
     let db = app.superuser().await;
     let tables = tenant_tables(&db).await;
-    assert!(tables.contains(&"audit_events".to_owned()), "{tables:?}");
+    for table in ["audit_events", "access_tokens"] {
+        assert!(tables.contains(&table.to_owned()), "{table} in {tables:?}");
+    }
     for table in &tables {
         let row = db
             .query_one(

@@ -415,3 +415,72 @@ async fn token_operations_are_audited_without_the_value() {
     assert_eq!(event["details"]["request_metadata"]["ticket"], "T-9");
     assert!(!event.to_string().contains("audited.value"));
 }
+
+#[tokio::test]
+async fn short_email_addresses_get_a_token_space_of_their_own() {
+    let app = TestApp::spawn().await;
+    // One-letter local parts shared a space of 36 tokens; now at least 16 random characters.
+    let records: Vec<Value> = (0..200)
+        .map(|_| json!({"tokentype": "email", "record": "a@example.com"}))
+        .collect();
+    let (status, body) = app
+        .root("TokenCreateBulk", json!({"records": records}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut tokens: Vec<&str> = body["created"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["tokenbase"].as_str().unwrap())
+        .collect();
+    assert!(tokens
+        .iter()
+        .all(|t| t.ends_with("@example.com") && t.len() >= 16 + "@example.com".len()));
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 200);
+}
+
+#[tokio::test]
+async fn a_used_up_token_space_is_its_own_409() {
+    let app = TestApp::spawn().await;
+    // A 12-digit card keeping its first digit and last four has 10^6 tokens (six random digits,
+    // the seventh settles the Luhn sum). Take every one of them in the default tenant.
+    let su = app.superuser().await;
+    su.batch_execute(
+        "CREATE FUNCTION pg_temp.luhn_double(d int) RETURNS int LANGUAGE sql
+             AS $$ SELECT CASE WHEN d * 2 > 9 THEN d * 2 - 9 ELSE d * 2 END $$;
+         INSERT INTO token_handles (tenant_id, token_base, token_uuid)
+         SELECT 1, '4' || r || ((10 - s % 10) % 10)::text || '1117', gen_random_uuid()
+           FROM (SELECT lpad(n::text, 6, '0') AS r FROM generate_series(0, 999999) n) g,
+                LATERAL (SELECT pg_temp.luhn_double(4)
+                              + substr(r, 1, 1)::int + pg_temp.luhn_double(substr(r, 2, 1)::int)
+                              + substr(r, 3, 1)::int + pg_temp.luhn_double(substr(r, 4, 1)::int)
+                              + substr(r, 5, 1)::int + pg_temp.luhn_double(substr(r, 6, 1)::int)
+                              + pg_temp.luhn_double(1) + 1 + pg_temp.luhn_double(1) + 7 AS s) sum",
+    )
+    .await
+    .unwrap();
+    let (status, body) = app
+        .root(
+            "TokenCreate",
+            json!({"tokentype": "creditcard", "record": "411111111117", "keeplast4": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body["message"],
+        "No unused token of this shape could be drawn: its space is used up; use a wider type"
+    );
+    let (status, _) = app
+        .root(
+            "TokenCreate",
+            json!({"tokentype": "creditcard", "record": "411111111117"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "without keeplast4 the space is wider"
+    );
+}

@@ -42,7 +42,7 @@ impl Vault {
     ) -> Result<EventPage, VaultError> {
         const ACTION: &str = "AuditListUserEvents";
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity)?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db

@@ -201,9 +201,15 @@ impl Vault {
                 Box::pin(async move {
                     require_unlock(tx, &unlock, actor.token_id).await?;
                     let gate = Gate::load(tx, &principal).await?;
-                    let stored = find_group(tx, &keys, &group)
-                        .await
-                        .map_err(|e| gate.hide_missing(ACTION, e))?;
+                    let stored = match find_group(tx, &keys, &group).await {
+                        Ok(stored) => stored,
+                        // To a role or user token, a group that does not exist is one in which
+                        // it may see no one: the same empty page.
+                        Err(VaultError::GroupNotFound) if !gate.is_admin() => {
+                            return Ok((Vec::new(), 0))
+                        }
+                        Err(err) => return Err(err),
+                    };
                     let members = store::all_group_members(tx, stored.id).await?;
                     let tokens: Vec<Uuid> = members.iter().map(|(t, _)| *t).collect();
                     let mut visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;

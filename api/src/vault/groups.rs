@@ -309,7 +309,7 @@ impl Vault {
     ) -> Result<(), VaultError> {
         const ACTION: &str = "GroupAddUser";
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity)?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db
@@ -342,7 +342,7 @@ impl Vault {
     ) -> Result<(), VaultError> {
         const ACTION: &str = "GroupDeleteUser";
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity)?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db
@@ -386,7 +386,7 @@ impl Vault {
     ) -> Result<Vec<(GroupView, Option<String>)>, VaultError> {
         const ACTION: &str = "GroupListUserGroups";
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity)?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db

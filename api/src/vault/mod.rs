@@ -24,7 +24,7 @@ use bunker_db::audit::{Actor, AuditEvent, Performer};
 use bunker_db::{Database, DbError, TenantId};
 use bunker_keys::{KeyError, Label, TenantKeys};
 
-use crate::access::Gate;
+use crate::access::{Gate, DENIED};
 use crate::keyadmin::SharedKeyring;
 use bunker_tenancy::Caller;
 use serde_json::{json, Map, Value};
@@ -166,18 +166,24 @@ impl Vault {
             .await
     }
 
-    /// The caller's tenant keys and the user a request names (normalized, blind-indexed).
+    /// The caller's tenant keys and the user a request names (normalized, blind-indexed). An empty
+    /// value names no one: not found for an admin, and for a role or user token the same refusal as
+    /// any user it may not touch.
     fn locate(
         &self,
-        tenant: TenantId,
+        caller: &Caller,
         mode: Mode,
         identity: &str,
     ) -> Result<(TenantKeys, identity::Lookup), VaultError> {
-        let keys = self.keys(tenant);
+        let keys = self.keys(caller.tenant.id);
         let lookup = self
             .settings
             .normalizer
-            .lookup(&keys.index, mode, identity)?;
+            .lookup(&keys.index, mode, identity)
+            .map_err(|err| match err {
+                VaultError::NotFound if !caller.is_admin() => VaultError::Forbidden(DENIED),
+                err => err,
+            })?;
         Ok((keys, lookup))
     }
 }

@@ -86,7 +86,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<UserView, VaultError> {
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity)?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         let read = self
@@ -154,7 +154,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
         let tenant = caller.tenant.id;
-        let (_, lookup) = self.locate(tenant, mode, identity)?;
+        let (_, lookup) = self.locate(caller, mode, identity)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -340,11 +340,7 @@ impl Vault {
         let keys = self.keys(tenant);
         let lookups: Vec<Result<Lookup, VaultError>> = selectors
             .iter()
-            .map(|(mode, identity)| {
-                self.settings
-                    .normalizer
-                    .lookup(&keys.index, *mode, identity)
-            })
+            .map(|(mode, identity)| Ok(self.locate(caller, *mode, identity)?.1))
             .collect();
         let actor = caller.actor();
         let principal = caller.principal.clone();
@@ -393,7 +389,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<Vec<VersionInfo>, VaultError> {
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(tenant, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity)?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db

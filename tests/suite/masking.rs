@@ -1,0 +1,305 @@
+//! What a role that may see only some of a user sees, by every way in: JSON Patch (`copy`, `move`,
+//! `test`, escaped pointers, the root), merges, search ranking, group memberships and the audit
+//! trail.
+
+use bunker_tests::{StatusCode, TestApp, TestOptions};
+use serde_json::{json, Value};
+
+const DENIED: &str = "API access denied";
+
+/// A support role that may read and change the name of any user, and nothing else; returns its
+/// token and a user with a hidden SSN.
+async fn name_only(app: &TestApp) -> (String, String) {
+    app.grant(
+        "support",
+        "names-only",
+        json!({"Effect": "Allow", "Action": ["UserGet", "UserPatch", "UserUpdate", "UserSearch",
+               "BulkListUnlock", "GroupListUserGroups", "AuditListUserEvents", "AuditGetEvent"],
+               "Resource": ["users.profile.name"]}),
+    )
+    .await;
+    let user = app
+        .create_user(json!({"login": "jane", "name": "Jane", "ssn": "123-45-6789", "phone": "+447911123456", "s/n": "serial", "~x": "tilde"}))
+        .await;
+    (app.role_token("support").await, user)
+}
+
+async fn patch(app: &TestApp, token: &str, user: &str, ops: Value) -> (StatusCode, Value) {
+    app.call(
+        "UserPatch",
+        token,
+        None,
+        json!({"mode": "token", "identity": user, "patch": ops}),
+    )
+    .await
+}
+
+async fn stored(app: &TestApp, user: &str) -> Value {
+    app.root("UserGet", json!({"mode": "token", "identity": user}))
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn a_patch_cannot_copy_move_or_test_a_hidden_field() {
+    let app = TestApp::spawn().await;
+    let (support, jane) = name_only(&app).await;
+    let before = stored(&app, &jane).await;
+
+    let (status, body) = patch(
+        &app,
+        &support,
+        &jane,
+        json!([{"op": "replace", "path": "/name", "value": "Janet"}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a visible field: {body}");
+
+    for (ops, what) in [
+        (
+            json!([{"op": "copy", "from": "/ssn", "path": "/name"}]),
+            "copy from a hidden field",
+        ),
+        (
+            json!([{"op": "move", "from": "/ssn", "path": "/name"}]),
+            "move from a hidden field",
+        ),
+        (
+            json!([{"op": "test", "path": "/ssn", "value": "123-45-6789"}]),
+            "test a hidden field (right value)",
+        ),
+        (
+            json!([{"op": "test", "path": "/ssn", "value": "000-00-0000"}]),
+            "test a hidden field (wrong value)",
+        ),
+        (
+            json!([{"op": "test", "path": "/ssn/0", "value": "x"}]),
+            "test inside a hidden field",
+        ),
+        (
+            json!([{"op": "replace", "path": "/s~1n", "value": "x"}]),
+            "an escaped pointer to a hidden field (s/n)",
+        ),
+        (
+            json!([{"op": "remove", "path": "/~0x"}]),
+            "an escaped pointer to a hidden field (~x)",
+        ),
+        (
+            json!([{"op": "replace", "path": "", "value": {"name": "Jane"}}]),
+            "the whole profile",
+        ),
+        (
+            json!([{"op": "copy", "from": "", "path": "/name"}]),
+            "a copy of the whole profile",
+        ),
+    ] {
+        let (status, body) = patch(&app, &support, &jane, ops).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{what}: {body}");
+        assert_eq!(
+            body["message"], DENIED,
+            "{what}: the same refusal whatever the value"
+        );
+    }
+    let after = stored(&app, &jane).await;
+    assert_eq!(after["profile"]["ssn"], before["profile"]["ssn"]);
+    assert_eq!(after["profile"]["name"], "Janet");
+    assert_eq!(
+        after["version"], 2,
+        "only the allowed patch wrote a version"
+    );
+
+    // Merges the same way: a nested object or a null on a hidden field is a change of it.
+    for (profile, what) in [
+        (json!({"ssn": null}), "null removes a hidden field"),
+        (
+            json!({"ssn": {"x": 1}}),
+            "a nested merge into a hidden field",
+        ),
+    ] {
+        let (status, _) = app
+            .call(
+                "UserUpdate",
+                &support,
+                None,
+                json!({"mode": "token", "identity": jane, "profile": profile}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{what}");
+    }
+    assert_eq!(stored(&app, &jane).await, after);
+}
+
+#[tokio::test]
+async fn a_patch_that_changes_nothing_writes_no_version_but_is_audited() {
+    let app = TestApp::spawn().await;
+    let jane = app
+        .create_user(json!({"login": "jane", "name": "Jane"}))
+        .await;
+    let (status, body) = app
+        .root(
+            "UserPatch",
+            json!({"mode": "token", "identity": jane, "patch": [{"op": "test", "path": "/name", "value": "Jane"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = app
+        .root(
+            "UserUpdate",
+            json!({"mode": "token", "identity": jane, "profile": {"name": "Jane"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored(&app, &jane).await["version"], 1);
+    let (_, versions) = app
+        .root(
+            "UserListVersions",
+            json!({"mode": "token", "identity": jane}),
+        )
+        .await;
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
+    let (_, events) = app
+        .root(
+            "AuditListUserEvents",
+            json!({"mode": "token", "identity": jane}),
+        )
+        .await;
+    let types: Vec<&str> = events["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["eventtype"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"UserPatch") && types.contains(&"UserUpdate"),
+        "{types:?}"
+    );
+}
+
+#[tokio::test]
+async fn search_ranks_only_the_fields_the_caller_may_see() {
+    let app = TestApp::spawn_with(TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    })
+    .await;
+    let (support, _) = name_only(&app).await;
+    let unlock = app.unlock_for(&support).await;
+    // The phone (hidden) matches exactly, the login (hidden) nearly: neither may rank Jane.
+    for term in ["07911 123456", "447911123456", "jane", "janee"] {
+        let (status, body) = app
+            .call(
+                "UserSearch",
+                &support,
+                None,
+                json!({"identity": term, "unlockuuid": unlock}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["rows"], json!([]), "{term} matches only hidden fields");
+    }
+    let (_, body) = app
+        .root(
+            "UserSearch",
+            json!({"identity": "07911 123456", "unlockuuid": app.unlock_for(&app.root_token).await}),
+        )
+        .await;
+    assert_eq!(
+        body["rows"].as_array().unwrap().len(),
+        1,
+        "an admin finds her"
+    );
+}
+
+#[tokio::test]
+async fn group_memberships_need_the_group_section_and_every_listing_is_audited() {
+    let app = TestApp::spawn().await;
+    let (support, jane) = name_only(&app).await;
+    app.root("GroupCreate", json!({"groupname": "The Smith family"}))
+        .await;
+    app.root(
+        "GroupAddUser",
+        json!({"mode": "token", "identity": jane, "groupname": "The Smith family"}),
+    )
+    .await;
+    let list = json!({"mode": "token", "identity": jane});
+    let (status, body) = app
+        .call("GroupListUserGroups", &support, None, list.clone())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(!body.to_string().contains("Smith"));
+
+    app.grant(
+        "clerk",
+        "groups-of-users",
+        json!({"Action": ["GroupListUserGroups"], "Resource": ["users.group"]}),
+    )
+    .await;
+    let clerk = app.role_token("clerk").await;
+    let (status, body) = app
+        .call("GroupListUserGroups", &clerk, None, list.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"][0]["groupname"], "The Smith family");
+    let listed: i64 = app
+        .superuser()
+        .await
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'GroupListUserGroups' AND user_token = $1",
+            &[&uuid::Uuid::parse_str(&jane).unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        listed, 1,
+        "the answer that revealed the memberships is audited"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_trail_of_a_user_needs_the_whole_profile() {
+    let app = TestApp::spawn().await;
+    let (support, jane) = name_only(&app).await;
+    let (_, events) = app
+        .root(
+            "AuditListUserEvents",
+            json!({"mode": "token", "identity": jane}),
+        )
+        .await;
+    let event = events["rows"][0]["auditeventuuid"].clone();
+    let (status, _) = app
+        .call(
+            "AuditListUserEvents",
+            &support,
+            None,
+            json!({"mode": "token", "identity": jane}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a name-only role sees no trail"
+    );
+    let (status, body) = app
+        .call(
+            "AuditGetEvent",
+            &support,
+            None,
+            json!({"auditeventuuid": event}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = app
+        .call(
+            "AuditGetEvent",
+            &support,
+            None,
+            json!({"auditeventuuid": uuid::Uuid::new_v4().to_string()}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["message"]),
+        (StatusCode::FORBIDDEN, &json!(DENIED)),
+        "an unknown event looks the same"
+    );
+}
