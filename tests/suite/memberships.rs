@@ -72,7 +72,13 @@ async fn a_user_token_cannot_make_itself_a_member_of_another_group() {
     app.grant(
         "parent",
         "own-memberships",
-        json!({"Action": ["GroupAddUser", "UserGet"], "Resource": ["${target_user}.group", "${target_group_members:role/child}.profile"],
+        json!({"Action": ["GroupAddUser"], "Resource": ["${target_user}.group"]}),
+    )
+    .await;
+    app.grant(
+        "parent",
+        "parents-read-children",
+        json!({"Action": ["UserGet"], "Resource": ["${target_group_members:role/child}.profile"],
                "Condition": {"StringEquals": {"${principal_group_id}": "${target_group_id}"}}}),
     )
     .await;
