@@ -141,6 +141,7 @@ impl From<VaultError> for ApiError {
             | VaultError::PolicyNotFound => StatusCode::NOT_FOUND,
             VaultError::RoleExists
             | VaultError::DuplicateGroup
+            | VaultError::GroupClash(_)
             | VaultError::DuplicatePolicy
             | VaultError::TokenSpaceExhausted => StatusCode::CONFLICT,
             VaultError::Forbidden(_) => StatusCode::FORBIDDEN,

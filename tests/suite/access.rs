@@ -664,7 +664,7 @@ async fn a_token_allowed_one_command_is_refused_every_other_command() {
     // Every field any command needs, so that no command stops at a 400 before deciding.
     let body = json!({
         "mode": "token", "identity": jane, "users": [{"mode": "login", "identity": "jane"}],
-        "groupname": "g", "rolename": "reader", "auditeventuuid": event, "profile": {"x": 1},
+        "groupname": "g", "groupid": 1, "rolename": "reader", "auditeventuuid": event, "profile": {"x": 1},
         "patch": [], "tokens": [], "records": [{"profile": {}}], "unlockuuid": root_unlock,
         "tenantname": "other", "tenantorg": "o", "tenantid": 1, "policyname": "p",
         "policy": {"Action": ["UserGet"]}, "tokentype": "uint32", "record": "7",

@@ -42,6 +42,15 @@ async fn a_negated_deny_applies_when_request_metadata_is_missing() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(
+        read(json!({"purpose": ["support-ticket", "marketing"]})).await,
+        StatusCode::FORBIDDEN,
+        "a list is not one purpose"
+    );
+    assert_eq!(
+        read(json!({"purpose": {"is": "support-ticket"}})).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
         read(json!({"purpose": "support-ticket"})).await,
         StatusCode::OK
     );

@@ -64,7 +64,7 @@ async fn a_patch_is_bounded_in_operations_and_in_what_it_builds() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body["message"],
-        "The patched profile would be larger than 1048576 bytes as JSON"
+        "The patch would add more than 1048576 bytes as JSON"
     );
     let many: Vec<Value> = (0..101)
         .map(|i| json!({"op": "add", "path": format!("/k{i}"), "value": i}))
@@ -399,4 +399,62 @@ async fn a_uuid_token_works_however_it_is_written() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn patched_numbers_are_kept_exactly_too() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user(json!({"login": "n"})).await;
+    let body = format!(
+        r#"{{"mode":"token","identity":"{user}","patch":[{{"op":"add","path":"/big","value":18446744073709551616}},{{"op":"add","path":"/list","value":[-9223372036854775809]}}]}}"#
+    );
+    let (status, answer) = bunker_tests::answer(
+        app.command("UserPatch")
+            .header("X-Bunker-Token", &app.root_token)
+            .body(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let read = app
+        .command("UserGet")
+        .header("X-Bunker-Token", &app.root_token)
+        .json(&json!({"mode": "token", "identity": user}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(read.contains(r#""big":18446744073709551616"#), "{read}");
+    assert!(read.contains(r#""list":[-9223372036854775809]"#), "{read}");
+    let (status, _) = app
+        .root(
+            "UserPatch",
+            json!({"mode": "token", "identity": user, "patch": [{"op": "add", "path": "/x"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an add needs a value");
+}
+
+#[tokio::test]
+async fn token_records_that_become_text_are_bounded_and_refuse_nul() {
+    let app = TestApp::spawn().await;
+    for record in [
+        "a@b\u{0}c.com".to_owned(),
+        format!("a@{}.com", "b".repeat(500_000)),
+    ] {
+        for (command, body) in [
+            (
+                "TokenCreate",
+                json!({"tokentype": "email", "record": record}),
+            ),
+            (
+                "TokenCreateBulk",
+                json!({"records": [{"tokentype": "email", "record": record}]}),
+            ),
+        ] {
+            let (status, answer) = app.root(command, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{command}: {answer}");
+        }
+    }
 }

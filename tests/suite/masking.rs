@@ -303,3 +303,147 @@ async fn the_audit_trail_of_a_user_needs_the_whole_profile() {
         "an unknown event looks the same"
     );
 }
+
+#[tokio::test]
+async fn a_lookup_by_a_hidden_field_finds_no_one() {
+    let app = TestApp::spawn_with(TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    })
+    .await;
+    let (support, jane) = name_only(&app).await;
+    app.grant(
+        "support",
+        "support-lists",
+        json!({"Action": ["BulkListUsers"], "Resource": ["users.profile.name"]}),
+    )
+    .await;
+    let missing = app
+        .call(
+            "UserGet",
+            &support,
+            None,
+            json!({"mode": "login", "identity": "nobody"}),
+        )
+        .await;
+    for (mode, identity) in [("login", "jane"), ("phone", "07911 123456")] {
+        let found = app
+            .call(
+                "UserGet",
+                &support,
+                None,
+                json!({"mode": mode, "identity": identity}),
+            )
+            .await;
+        assert_eq!(found, missing, "{mode}: the same refusal as for no one");
+    }
+    let (status, _) = app
+        .call(
+            "UserGet",
+            &support,
+            None,
+            json!({"mode": "token", "identity": jane}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "by token she is found");
+    let unlock = app.unlock_for(&support).await;
+    let (status, body) = app
+        .call(
+            "BulkListUsers",
+            &support,
+            None,
+            json!({"unlockuuid": unlock, "users": [{"mode": "phone", "identity": "+447911123400"},
+                                                    {"mode": "phone", "identity": "+447911123456"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["rows"],
+        json!([]),
+        "guessing a hidden phone confirms nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_nested_field_is_not_granted_on_its_own() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .root(
+            "PolicyCreate",
+            json!({"policyname": "first-names", "policy": {"Action": ["UserGet"], "Resource": ["users.profile.name.first"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Invalid policy: Resource[0] is malformed"));
+}
+
+#[tokio::test]
+async fn a_refused_change_tells_nothing_of_the_size_or_depth_of_hidden_fields() {
+    let app = TestApp::spawn().await;
+    let (support, small) = name_only(&app).await;
+    let deep = (0..60).fold(json!("x"), |inner, _| json!({ "a": inner }));
+    let big = app
+        .create_user(json!({"name": "Big", "bio": "b".repeat(900_000), "deep": deep}))
+        .await;
+    for (length, accepted) in [(100_000, true), (300_000, false)] {
+        let mut answers = Vec::new();
+        for user in [&small, &big] {
+            let (status, body) = app
+                .call(
+                    "UserUpdate",
+                    &support,
+                    None,
+                    json!({"mode": "token", "identity": user, "profile": {"name": "n".repeat(length)}}),
+                )
+                .await;
+            answers.push((status, body));
+        }
+        assert_eq!(
+            answers[0], answers[1],
+            "a name of {length}: the same answer for both users"
+        );
+        assert_eq!(answers[0].0 == StatusCode::OK, accepted, "{:?}", answers[0]);
+    }
+    let (status, body) = patch(
+        &app,
+        &support,
+        &big,
+        json!([{"op": "move", "from": "/name", "path": "/name"}]),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a hidden deep field does not matter: {body}"
+    );
+}
+
+#[tokio::test]
+async fn forgetting_a_user_or_listing_versions_needs_the_whole_profile() {
+    let app = TestApp::spawn().await;
+    let (support, jane) = name_only(&app).await;
+    app.grant(
+        "support",
+        "support-forgets",
+        json!({"Action": ["UserDelete", "UserDeleteBulk", "UserListVersions"], "Resource": ["users.profile.name"]}),
+    )
+    .await;
+    let selector = json!({"mode": "token", "identity": jane});
+    for command in ["UserDelete", "UserListVersions"] {
+        let (status, _) = app.call(command, &support, None, selector.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{command}");
+    }
+    let (_, body) = app
+        .call(
+            "UserDeleteBulk",
+            &support,
+            None,
+            json!({"users": [selector]}),
+        )
+        .await;
+    assert_eq!(body["deleted_count"], 0, "{body}");
+    assert_eq!(stored(&app, &jane).await["profile"]["name"], "Jane");
+}

@@ -339,3 +339,117 @@ async fn a_taken_value_is_refused_and_the_attempt_is_recorded_in_the_holders_tra
         "no value in the trail"
     );
 }
+
+#[tokio::test]
+async fn only_a_member_renames_or_deletes_a_group() {
+    let app = TestApp::spawn().await;
+    families(&app).await;
+    app.grant(
+        "clerk",
+        "group-clerks",
+        json!({"Action": ["GroupUpdate", "GroupDelete"], "Resource": ["*"]}),
+    )
+    .await;
+    let clerk = app.role_token("clerk").await;
+    app.grant(
+        "parent",
+        "parents-name-their-family",
+        json!({"Action": ["GroupUpdate"], "Resource": ["users.group"],
+               "Condition": {"StringEquals": {"${principal_group_id}": "${target_group_id}"}}}),
+    )
+    .await;
+    let alice = app.user_xtoken("login", "alice").await;
+    for (token, command, group, why) in [
+        (
+            &clerk,
+            "GroupDelete",
+            "family-1",
+            "a role token is a member of no group",
+        ),
+        (
+            &clerk,
+            "GroupUpdate",
+            "family-1",
+            "a role token is a member of no group",
+        ),
+        (&alice, "GroupUpdate", "family-2", "not her family"),
+        (
+            &alice,
+            "GroupDelete",
+            "family-1",
+            "not a command she is allowed",
+        ),
+    ] {
+        let (status, body) = app
+            .call(
+                command,
+                token,
+                None,
+                json!({"groupname": group, "groupid": group_id(&app, group).await, "groupdesc": "x"}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{command} {group}: {why}: {body}"
+        );
+    }
+    assert_eq!(
+        groups_of(&app, "kim").await,
+        [("family-1".to_owned(), json!("child"))]
+    );
+    let (status, body) = app
+        .call(
+            "GroupUpdate",
+            &alice,
+            None,
+            json!({"groupid": group_id(&app, "family-1").await, "groupdesc": "the Smiths"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "her own family: {body}");
+}
+
+#[tokio::test]
+async fn a_taken_group_name_is_refused_and_the_attempt_is_recorded() {
+    let app = TestApp::spawn().await;
+    families(&app).await;
+    app.grant(
+        "clerk",
+        "group-makers",
+        json!({"Action": ["GroupCreate"], "Resource": ["*"]}),
+    )
+    .await;
+    let clerk = app.role_token("clerk").await;
+    let (status, body) = app
+        .call(
+            "GroupCreate",
+            &clerk,
+            None,
+            json!({"groupname": "family-2"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["message"]),
+        (StatusCode::CONFLICT, &json!("Duplicate group name"))
+    );
+    let holder = group_id(&app, "family-2").await;
+    let recorded: i64 = app
+        .superuser()
+        .await
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'GroupCreate' AND target = $1",
+            &[&format!("group:{holder}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        recorded, 2,
+        "its creation, and the attempt that found its name taken"
+    );
+}
+
+async fn group_id(app: &TestApp, name: &str) -> i64 {
+    let (_, body) = app.root("GroupGet", json!({"groupname": name})).await;
+    body["groupid"].as_i64().unwrap()
+}

@@ -340,6 +340,63 @@ pub fn may_change_membership(
     allowed
 }
 
+/// Whether `principal` may rename or delete `group` with `action` (GroupUpdate, GroupDelete):
+/// deleting a group takes every membership of it away, so it is held to the rule of memberships.
+/// An Allow counts only through the principal's own membership in that group, with a resource in
+/// the `group` section (`*`, `users.group`, `${target_group_members:role/R}.group`) and its
+/// Condition holding with `${target_group_id}` = the group (no target user: `${target_token}` is
+/// absent). A Deny of the action on the `group` section (or `*`) refuses unless its condition is
+/// known not to hold.
+pub fn may_manage_group(
+    action: &str,
+    principal: &Subject,
+    group: i64,
+    policies: &[LinkedPolicy],
+    rosters: &Rosters,
+    metadata: Option<&Value>,
+) -> bool {
+    let the_group = Subject {
+        token: None,
+        memberships: vec![Membership {
+            group_id: Some(group),
+            role: None,
+        }],
+    };
+    let mut allowed = false;
+    for statement in reached(action, principal, policies) {
+        let document = statement.document;
+        for resource in &document.resource {
+            let Some((selector, path)) = split_resource(resource) else {
+                continue;
+            };
+            let in_group_section = path == "*" || path == "group" || path.starts_with("group.");
+            let names_group = selector == "*"
+                || selector == "users"
+                || selector.starts_with("${target_group_members:role/");
+            if !in_group_section || !names_group {
+                continue;
+            }
+            let context = Context {
+                principal,
+                target: Some(&the_group),
+                principal_group: statement.membership.group_id,
+                target_group: Some(group),
+                rosters,
+                metadata,
+            };
+            let truth = condition(document, &context);
+            match document.effect {
+                Effect::Deny if truth != Truth::False => return false,
+                Effect::Deny => {}
+                Effect::Allow => {
+                    allowed |= truth == Truth::True && statement.membership.group_id == Some(group);
+                }
+            }
+        }
+    }
+    allowed
+}
+
 /// `(selector, path)`: `("${target_group_members:role/child}", "profile.name")`.
 fn split_resource(resource: &str) -> Option<(&str, &str)> {
     if resource == "*" {
@@ -403,10 +460,12 @@ fn grant(visible: &mut Visible, path: &str) {
         Some(("profile", "*")) => {
             visible.sections.insert("profile".to_owned());
         }
-        Some(("profile", field)) => {
-            let top = field.split('.').next().unwrap_or(field);
-            visible.profile_fields.insert(top.to_owned());
+        // Only top-level fields are granted one by one: a nested path (no longer accepted on
+        // write) grants nothing rather than its whole top-level field.
+        Some(("profile", field)) if !field.contains('.') => {
+            visible.profile_fields.insert(field.to_owned());
         }
+        Some(("profile", _)) => {}
         Some((section, _)) => {
             visible.sections.insert(section.to_owned());
         }
@@ -427,8 +486,11 @@ struct Context<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Resolved {
     One(String),
-    /// A group roster, or a list literal.
+    /// A group roster, or a list literal of the policy (any of its values).
     Set(BTreeSet<String>),
+    /// A list sent in the request's metadata: a set to `ListIntersect`, undecidable to the string
+    /// operators (it is not one value: `["ticket", "x"]` must not pass as the purpose `ticket`).
+    Sent(BTreeSet<String>),
     /// Not there: a metadata key not sent, no group bound.
     Absent,
     /// Cannot be decided here.
@@ -490,7 +552,12 @@ impl Context<'_> {
                         Some(value @ (Value::Number(_) | Value::Bool(_))) => {
                             Resolved::One(value.to_string())
                         }
-                        Some(other) => self.value(other),
+                        Some(Value::Array(items)) => items
+                            .iter()
+                            .map(|item| item.as_str().map(str::to_owned))
+                            .collect::<Option<BTreeSet<String>>>()
+                            .map_or(Resolved::Unknown, Resolved::Sent),
+                        Some(_) => Resolved::Unknown,
                     }
                 } else {
                     Resolved::Unknown
@@ -526,7 +593,7 @@ fn condition(document: &PolicyDocument, context: &Context<'_>) -> Truth {
 /// One clause. On an absent value: `StringEquals` and `ListIntersect` are false, `StringNotEquals`
 /// true (AWS IAM's rule). A single value against a set asks whether the set holds it.
 fn clause(operator: &str, left: Resolved, right: Resolved) -> Truth {
-    use Resolved::{Absent, One, Set, Unknown};
+    use Resolved::{Absent, One, Sent, Set, Unknown};
     if left == Unknown || right == Unknown {
         return Truth::Unknown;
     }
@@ -544,7 +611,7 @@ fn clause(operator: &str, left: Resolved, right: Resolved) -> Truth {
         "ListIntersect" | "ForAnyValue:ListIntersect" => {
             let set = |v: Resolved| match v {
                 One(s) => BTreeSet::from([s]),
-                Set(s) => s,
+                Set(s) | Sent(s) => s,
                 Absent | Unknown => BTreeSet::new(),
             };
             Truth::from_bool(!set(left).is_disjoint(&set(right)))
@@ -999,6 +1066,18 @@ mod tests {
                 "StringEquals",
                 "${request_metadata:tags}",
                 json!(["a"]),
+                Truth::Unknown,
+            ),
+            (
+                "StringEquals",
+                "${request_metadata:tags}",
+                json!("a"),
+                Truth::Unknown,
+            ),
+            (
+                "StringNotEquals",
+                "${request_metadata:tags}",
+                json!("c"),
                 Truth::Unknown,
             ),
             (

@@ -63,6 +63,9 @@ const PER_USER: &[&str] = &[
     "GroupListUserGroups",
     "GroupAddUser",
     "GroupDeleteUser",
+    // Decided on the group they change, inside the command.
+    "GroupUpdate",
+    "GroupDelete",
     "BulkListUnlock",
     "BulkListUsers",
     "BulkListAllUsers",
@@ -291,6 +294,26 @@ impl Gate {
         Ok(())
     }
 
+    /// Refuses renaming or deleting `group` unless the caller may (admins always; see
+    /// [`engine::may_manage_group`]).
+    pub async fn require_group(
+        &self,
+        tx: &TenantTx<'_>,
+        action: &str,
+        group: i64,
+        metadata: Option<&Value>,
+    ) -> Result<(), VaultError> {
+        let Gate::Policies(p) = self else {
+            return Ok(());
+        };
+        let rosters = p.rosters_if_needed(tx, vec![group]).await?;
+        if engine::may_manage_group(action, &p.subject, group, &p.policies, &rosters, metadata) {
+            Ok(())
+        } else {
+            Err(denied(action))
+        }
+    }
+
     /// Whether some Allow names `action` (admins: always), before resources and conditions.
     pub fn may_allow(&self, action: &str) -> bool {
         match self {
@@ -321,7 +344,8 @@ impl Gate {
     }
 
     /// The live user a lookup names and what `action` may see of them. A role or user token gets
-    /// [`DENIED`] both for a user it may not touch and for one that does not exist.
+    /// [`DENIED`] for a user it may not touch, for one that does not exist, and for one named by
+    /// an indexed field it may not see (the lookup would confirm the hidden value).
     pub async fn resolve(
         &self,
         tx: &TenantTx<'_>,
@@ -336,6 +360,12 @@ impl Gate {
             (Gate::Policies(_), Err(err)) => return Err(err),
         };
         let visible = self.check(tx, action, user.token, metadata).await?;
+        // Found by a field the caller may not see: answering would confirm that hidden value.
+        if let Lookup::Index(field, _) = lookup {
+            if !visible.field(field) {
+                return Err(denied(action));
+            }
+        }
         Ok((user, visible))
     }
 

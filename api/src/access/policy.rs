@@ -148,6 +148,13 @@ pub fn parse(value: Value) -> Result<PolicyDocument, PolicyError> {
     }
     check_size("Action", &document.action)?;
     check_size("Resource", &document.resource)?;
+    if let Some(principal) = &document.principal {
+        let roles = match &principal.role {
+            RoleNames::One(role) => std::slice::from_ref(role),
+            RoleNames::Many(roles) => roles.as_slice(),
+        };
+        check_size("Principal.Role", roles)?;
+    }
     for (i, action) in document.action.iter().enumerate() {
         if !COMMANDS.iter().any(|c| matches(action, c)) {
             return Err(PolicyError(format!(
@@ -194,7 +201,7 @@ pub fn matches(pattern: &str, command: &str) -> bool {
 fn check_resource(resource: &str) -> Result<(), &'static str> {
     const MALFORMED: &str = "is malformed: use *, users.<section>, ${target_user}.<section> or \
          ${target_group_members:role/<role>}.<section>, where a section is profile, consent, \
-         appdata or group, and profile may name a field (profile.<field>, profile.*)";
+         appdata or group, and profile may name a top-level field (profile.<field>, profile.*)";
     if resource == "*" {
         return Ok(());
     }
@@ -220,7 +227,7 @@ fn check_resource(resource: &str) -> Result<(), &'static str> {
     }
     match parts.next() {
         None => Ok(()),
-        Some(field) if section == "profile" && (field == "*" || is_field_path(field)) => Ok(()),
+        Some(field) if section == "profile" && (field == "*" || is_field_name(field)) => Ok(()),
         Some(_) => Err(MALFORMED),
     }
 }
@@ -232,12 +239,13 @@ fn is_role_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-fn is_field_path(path: &str) -> bool {
-    path.split('.').all(|p| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    })
+/// A top-level profile field: fields are granted (and masked) whole, so a nested path is refused
+/// rather than silently granting its whole top-level field.
+fn is_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// The condition operators, and what each does with a missing key (see the engine).
@@ -276,7 +284,7 @@ fn check_condition(condition: &Map<String, Value>) -> Result<(), PolicyError> {
             }
             match right {
                 Value::String(s) if s.starts_with("${") => {
-                    if !is_variable(s) {
+                    if s.chars().count() > MAX_TEXT || !is_variable(s) {
                         return Err(unknown());
                     }
                 }

@@ -96,13 +96,17 @@ pub fn canonical(ty: TokenType, record: &str) -> Result<String, FormatError> {
             let (local, domain) = email
                 .rsplit_once('@')
                 .ok_or(FormatError("email must look like name@domain"))?;
+            // The domain is kept in the token, which is stored and answered as text.
             let valid = !local.is_empty()
                 && domain.contains('.')
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
-                && !email.chars().any(char::is_whitespace);
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control());
             if !valid {
                 return Err(FormatError("email must look like name@domain"));
+            }
+            if email.chars().count() > 320 {
+                return Err(FormatError("email must be at most 320 characters"));
             }
             Ok(email.to_owned())
         }
@@ -292,6 +296,7 @@ mod tests {
             (TokenType::CreditCard, "4111-1111-1111-111x", "only digits"),
             (TokenType::Email, "no-at-sign", "name@domain"),
             (TokenType::Email, "a@b", "name@domain"),
+            (TokenType::Email, "a@b\u{0}c.com", "name@domain"),
             (TokenType::Uint32, "4294967296", "uint32"),
             (TokenType::Uint32, "-1", "uint32"),
             (TokenType::Uint64, "1.5", "uint64"),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{ApiTags, Done, Status};
 use crate::error::ApiError;
 use crate::extract::{lenient, Authenticated, JsonBody};
-use crate::vault::groups::{GroupRef, GroupView, RoleSelector};
+use crate::vault::groups::{GroupChanges, GroupRef, GroupView, RoleSelector};
 use crate::vault::{Mode, Vault};
 
 /// The group and role commands.
@@ -36,6 +36,7 @@ pub struct GroupRefRequest {
     #[serde(default, deserialize_with = "lenient::opt_int")]
     groupid: Option<i64>,
     groupname: Option<String>,
+    request_metadata: Option<Value>,
 }
 
 #[derive(Debug, Object)]
@@ -73,6 +74,7 @@ pub struct GroupUpdateRequest {
     groupname: Option<String>,
     groupdesc: Option<String>,
     grouptype: Option<String>,
+    request_metadata: Option<Value>,
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -207,9 +209,12 @@ impl GroupApi {
             .update_group(
                 &caller.0,
                 group_ref(Some(request.groupid), None),
-                request.groupname,
-                request.groupdesc,
-                request.grouptype,
+                GroupChanges {
+                    name: request.groupname,
+                    description: request.groupdesc,
+                    grouptype: request.grouptype,
+                },
+                request.request_metadata,
             )
             .await?;
         Ok(Json(Done { status: Status::Ok }))
@@ -222,8 +227,13 @@ impl GroupApi {
         caller: Authenticated,
         body: JsonBody<GroupRefRequest>,
     ) -> Result<Json<Done>, ApiError> {
+        let request = body.0;
         self.vault
-            .delete_group(&caller.0, group_ref(body.0.groupid, body.0.groupname))
+            .delete_group(
+                &caller.0,
+                group_ref(request.groupid, request.groupname),
+                request.request_metadata,
+            )
             .await?;
         Ok(Json(Done { status: Status::Ok }))
     }

@@ -18,7 +18,7 @@ use crate::access::engine::Visible;
 use crate::access::Gate;
 
 use super::groups::{find_group, GroupRef};
-use super::identity::Mode;
+use super::identity::{Lookup, Mode};
 use super::limits::check_at_most;
 use super::tokens::{find_many, open_token, token_event, TokenValue};
 use super::users::{is_live, open_current, resolve, view_of, UserView};
@@ -289,24 +289,32 @@ impl Vault {
                 Box::pin(async move {
                     require_unlock(tx, &unlock, actor.token_id).await?;
                     let gate = Gate::load(tx, &principal).await?;
-                    let mut found = Vec::new();
+                    // Each user with the fields that found them.
+                    let mut found: Vec<(StoredUser, Vec<&'static str>)> = Vec::new();
                     for lookup in lookups {
+                        let Lookup::Index(field, _) = lookup else {
+                            continue;
+                        };
                         match resolve(tx, lookup).await {
-                            Ok(user)
-                                if !found.iter().any(|u: &StoredUser| u.token == user.token) =>
+                            Ok(user) => match found.iter_mut().find(|(u, _)| u.token == user.token)
                             {
-                                found.push(user)
-                            }
-                            Ok(_) | Err(VaultError::NotFound) => {}
+                                Some((_, fields)) => fields.push(field),
+                                None => found.push((user, vec![field])),
+                            },
+                            Err(VaultError::NotFound) => {}
                             Err(err) => return Err(err),
                         }
                     }
-                    let tokens: Vec<Uuid> = found.iter().map(|u| u.token).collect();
+                    let tokens: Vec<Uuid> = found.iter().map(|(u, _)| u.token).collect();
                     let mut visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
+                    // A user found by a value the caller may not see is left out, as if not found:
+                    // listing them would confirm the hidden value.
                     let found = found
                         .into_iter()
-                        .filter_map(|u| Some((visible.remove(&u.token)?, u)))
-                        .map(|(v, u)| (u, v))
+                        .filter_map(|(u, fields)| {
+                            let seen = visible.remove(&u.token)?;
+                            fields.iter().all(|f| seen.field(f)).then_some((u, seen))
+                        })
                         .collect();
                     let listing = Listing {
                         keys: &keys,

@@ -8,7 +8,7 @@ use bunker_db::{DbError, TenantId, TenantTx};
 use bunker_keys::{KeyError, Label, TenantKeys};
 use bunker_tenancy::Caller;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::identity::Mode;
@@ -16,7 +16,7 @@ use crate::access::gate::Change;
 use crate::access::{Gate, DENIED};
 
 use super::users::record_event;
-use super::{UserEvent, Vault, VaultError};
+use super::{audit_label, UserEvent, Vault, VaultError};
 
 /// A group named by id or by name, as the SDKs send it.
 #[derive(Clone, Debug, Default)]
@@ -43,6 +43,14 @@ impl RoleSelector {
     }
 }
 
+/// Changes to a group; `None` keeps a field.
+#[derive(Clone, Debug, Default)]
+pub struct GroupChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub grouptype: Option<String>,
+}
+
 /// A group as answered.
 #[derive(Clone, Debug)]
 pub struct GroupView {
@@ -61,6 +69,8 @@ struct GroupLabel {
 
 /// The longest group type (contract: a short label).
 const MAX_GROUPTYPE: usize = 30;
+/// The longest description of a group or role.
+pub(super) const MAX_DESCRIPTION: usize = 1024;
 
 pub(super) fn group_seal_label(tenant: TenantId, row: &str) -> Label<'_> {
     Label {
@@ -109,12 +119,13 @@ fn open_group(
     })
 }
 
-fn check_group_fields(name: &str, grouptype: &str) -> Result<(), VaultError> {
+fn check_group_fields(name: &str, description: &str, grouptype: &str) -> Result<(), VaultError> {
     if name.trim().is_empty() || name.chars().count() > 200 {
         return Err(VaultError::BadRequest(
             "groupname must be 1 to 200 characters".into(),
         ));
     }
+    check_description("groupdesc", Some(description))?;
     if grouptype.is_empty() || grouptype.chars().count() > MAX_GROUPTYPE {
         return Err(VaultError::BadRequest(
             "grouptype must be 1 to 30 characters".into(),
@@ -123,9 +134,10 @@ fn check_group_fields(name: &str, grouptype: &str) -> Result<(), VaultError> {
     Ok(())
 }
 
-fn duplicate_group(err: DbError) -> VaultError {
+/// A taken group name, carried with its blind index so that the clash can be recorded.
+fn duplicate_group(err: DbError, index: [u8; 32]) -> VaultError {
     match err.violated_constraint() {
-        Some("groups_name_key") => VaultError::DuplicateGroup,
+        Some("groups_name_key") => VaultError::GroupClash(index),
         _ => VaultError::Database(err),
     }
 }
@@ -171,18 +183,19 @@ impl Vault {
         grouptype: Option<String>,
     ) -> Result<i64, VaultError> {
         let grouptype = grouptype.unwrap_or_else(|| "users".to_owned());
-        check_group_fields(&name, &grouptype)?;
+        check_group_fields(&name, &description, &grouptype)?;
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = Performer::Token(caller.actor());
-        self.db
+        let created = self
+            .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     let id = store::next_group_id(tx).await?;
                     let sealed = seal_group(&keys, tx.tenant(), id, &name, &description)?;
                     store::insert_group(tx, id, &name_index(&keys, &name), &sealed, &grouptype)
                         .await
-                        .map_err(duplicate_group)?;
+                        .map_err(|e| duplicate_group(e, name_index(&keys, &name)))?;
                     audit::record(
                         tx,
                         &AuditEvent::about(actor, "GroupCreate", format!("group:{id}")),
@@ -191,7 +204,46 @@ impl Vault {
                     Ok(id)
                 })
             })
+            .await;
+        self.record_group_clash(caller, "GroupCreate", created)
             .await
+    }
+
+    /// Records, in the trail, that a create or rename by `caller` clashed with the name of an
+    /// existing group (the 409 told the caller that the name is taken); passes `outcome` on.
+    async fn record_group_clash<T>(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        outcome: Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        let Err(VaultError::GroupClash(index)) = outcome else {
+            return outcome;
+        };
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let actor = Performer::Token(caller.actor());
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    if let Some(holder) = store::find_group(tx, None, Some(&index)).await? {
+                        let id = audit::new_event_id();
+                        let details = json!({ "refused": VaultError::DuplicateGroup.to_string() });
+                        let plain = serde_json::to_vec(&details).map_err(|_| KeyError::Seal)?;
+                        let row = id.to_string();
+                        let event = AuditEvent {
+                            details: Some(
+                                keys.audit.seal(&audit_label(tx.tenant(), &row), &plain)?,
+                            ),
+                            ..AuditEvent::about(actor, action, format!("group:{}", holder.id))
+                        };
+                        audit::record_with_id(tx, id, &event).await?;
+                    }
+                    Ok::<_, VaultError>(())
+                })
+            })
+            .await?;
+        Err(VaultError::DuplicateGroup)
     }
 
     /// One group of the caller's tenant.
@@ -232,30 +284,35 @@ impl Vault {
             .await
     }
 
-    /// Renames a group or changes its description or type; `None` keeps a field.
+    /// Renames a group or changes its description or type; `None` keeps a field. A role or user
+    /// token may do so only for a group it manages (see [`Gate::require_group`]).
     pub async fn update_group(
         &self,
         caller: &Caller,
         group: GroupRef,
-        name: Option<String>,
-        description: Option<String>,
-        grouptype: Option<String>,
+        changes: GroupChanges,
+        metadata: Option<Value>,
     ) -> Result<(), VaultError> {
+        const ACTION: &str = "GroupUpdate";
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = Performer::Token(caller.actor());
-        let admin = caller.is_admin();
-        self.db
+        let principal = caller.principal.clone();
+        let updated = self
+            .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
+                    let gate = Gate::load(tx, &principal).await?;
                     let stored = find_group(tx, &keys, &group)
                         .await
-                        .map_err(|e| hide_from(admin, "GroupUpdate", e))?;
+                        .map_err(|e| gate.hide_missing(ACTION, e))?;
+                    gate.require_group(tx, ACTION, stored.id, metadata.as_ref())
+                        .await?;
                     let current = open_group(&keys, tx.tenant(), &stored)?;
-                    let name = name.unwrap_or(current.name);
-                    let description = description.unwrap_or(current.description);
-                    let grouptype = grouptype.unwrap_or(current.grouptype);
-                    check_group_fields(&name, &grouptype)?;
+                    let name = changes.name.unwrap_or(current.name);
+                    let description = changes.description.unwrap_or(current.description);
+                    let grouptype = changes.grouptype.unwrap_or(current.grouptype);
+                    check_group_fields(&name, &description, &grouptype)?;
                     let sealed = seal_group(&keys, tx.tenant(), stored.id, &name, &description)?;
                     store::update_group(
                         tx,
@@ -265,30 +322,41 @@ impl Vault {
                         &grouptype,
                     )
                     .await
-                    .map_err(duplicate_group)?;
+                    .map_err(|e| duplicate_group(e, name_index(&keys, &name)))?;
                     let target = format!("group:{}", stored.id);
-                    audit::record(tx, &AuditEvent::about(actor, "GroupUpdate", target)).await?;
+                    audit::record(tx, &AuditEvent::about(actor, ACTION, target)).await?;
                     Ok(())
                 })
             })
-            .await
+            .await;
+        self.record_group_clash(caller, ACTION, updated).await
     }
 
-    /// Deletes a group and its memberships.
-    pub async fn delete_group(&self, caller: &Caller, group: GroupRef) -> Result<(), VaultError> {
+    /// Deletes a group and its memberships. A role or user token may do so only for a group it
+    /// manages (see [`Gate::require_group`]): deleting a group takes away every membership of it.
+    pub async fn delete_group(
+        &self,
+        caller: &Caller,
+        group: GroupRef,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        const ACTION: &str = "GroupDelete";
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = Performer::Token(caller.actor());
-        let admin = caller.is_admin();
+        let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
+                    let gate = Gate::load(tx, &principal).await?;
                     let stored = find_group(tx, &keys, &group)
                         .await
-                        .map_err(|e| hide_from(admin, "GroupDelete", e))?;
+                        .map_err(|e| gate.hide_missing(ACTION, e))?;
+                    gate.require_group(tx, ACTION, stored.id, metadata.as_ref())
+                        .await?;
                     store::delete_group(tx, stored.id).await?;
                     let target = format!("group:{}", stored.id);
-                    audit::record(tx, &AuditEvent::about(actor, "GroupDelete", target)).await?;
+                    audit::record(tx, &AuditEvent::about(actor, ACTION, target)).await?;
                     Ok(())
                 })
             })
@@ -426,6 +494,7 @@ impl Vault {
     ) -> Result<i64, VaultError> {
         require_root(caller, "Only the main tenant admin can create roles")?;
         check_role_name(&name)?;
+        check_description("roledesc", Some(&description))?;
         let actor = Performer::Token(caller.actor());
         self.db
             .in_tenant(TenantId::MAIN, move |tx| {
@@ -456,6 +525,7 @@ impl Vault {
         if let Some(name) = &name {
             check_role_name(name)?;
         }
+        check_description("roledesc", description.as_deref())?;
         let actor = Performer::Token(caller.actor());
         self.db
             .in_tenant(TenantId::MAIN, move |tx| {
@@ -532,6 +602,16 @@ pub(super) async fn add_membership(
     let (group, role) = allowed_membership(tx, keys, gate, action, joining, metadata).await?;
     store::add_member(tx, group, joining.token, role).await?;
     Ok(())
+}
+
+/// Refuses a description over [`MAX_DESCRIPTION`] characters, naming `field`.
+pub(super) fn check_description(field: &str, description: Option<&str>) -> Result<(), VaultError> {
+    match description {
+        Some(text) if text.chars().count() > MAX_DESCRIPTION => Err(VaultError::BadRequest(
+            format!("{field} must be at most {MAX_DESCRIPTION} characters"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Role names: 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit

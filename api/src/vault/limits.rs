@@ -8,8 +8,14 @@ use serde_json::Value;
 
 use super::VaultError;
 
-/// The largest profile (and any other sealed document), as JSON.
+/// The largest profile (and any other sealed document) as JSON, when written by a caller who sees
+/// all of it.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// The most a caller who sees only some fields of a profile may hold in those fields, as JSON.
+pub const MAX_VISIBLE_BYTES: usize = 256 * 1024;
+/// The ceiling of any stored profile, as JSON: reached only by several callers each filling fields
+/// the others cannot see.
+pub const MAX_STORED_BYTES: usize = 4 * 1024 * 1024;
 /// The deepest nesting of objects and arrays in a stored document. Well under what the JSON
 /// parser accepts (128), so that whatever is stored can always be read back.
 pub const MAX_DEPTH: usize = 64;

@@ -94,6 +94,10 @@ pub enum VaultError {
     RoleExists,
     #[error("Duplicate group name")]
     DuplicateGroup,
+    /// A group name taken, with its blind index (before the clash is recorded and answered as
+    /// [`VaultError::DuplicateGroup`]).
+    #[error("Duplicate group name")]
+    GroupClash([u8; 32]),
     #[error("The policy record was not found")]
     PolicyNotFound,
     #[error("Duplicate policy name")]

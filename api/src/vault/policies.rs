@@ -7,6 +7,7 @@ use bunker_db::{DbError, TenantId, TenantTx};
 use bunker_tenancy::Caller;
 use serde_json::Value;
 
+use super::groups::check_description;
 use super::groups::{find_role, RoleSelector};
 use super::{Vault, VaultError};
 use crate::access::policy;
@@ -65,6 +66,7 @@ impl Vault {
                 "policyname must be 1 to 128 characters".into(),
             ));
         }
+        check_description("policydesc", Some(&description))?;
         let document = validated(document)?;
         self.db
             .in_tenant(TenantId::MAIN, move |tx| {
@@ -117,6 +119,7 @@ impl Vault {
         document: Option<Value>,
     ) -> Result<(), VaultError> {
         let actor = root_only(caller)?;
+        check_description("policydesc", description.as_deref())?;
         let document = document.map(validated).transpose()?;
         self.db
             .in_tenant(TenantId::MAIN, move |tx| {

@@ -17,7 +17,8 @@ use crate::access::{Gate, DENIED};
 use super::groups::{GroupRef, RoleSelector};
 use super::identity::{Lookup, Mode};
 use super::limits::{
-    check_bulk, check_document, depth, size, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_PATCH_OPERATIONS,
+    check_bulk, check_document, depth, fits, size, MAX_DEPTH, MAX_DOCUMENT_BYTES,
+    MAX_PATCH_OPERATIONS, MAX_STORED_BYTES, MAX_VISIBLE_BYTES,
 };
 use super::{
     open_profile, read_events, record_label, seal_profile, version_label, version_row, UserEvent,
@@ -240,11 +241,7 @@ impl Vault {
                 "The profile must remain a JSON object".into(),
             ));
         };
-        check_document(
-            &Value::Object(profile.clone()),
-            "profile",
-            MAX_DOCUMENT_BYTES,
-        )?;
+        check_changed(&profile, &visible)?;
         let fields: Vec<String> = match touched {
             Touched::Fields(fields) => fields.into_iter().collect(),
             Touched::Whole => current
@@ -360,6 +357,11 @@ impl Vault {
                             Err(err) => Err(err),
                         };
                         let token = match resolved {
+                            // Forgetting takes every field: it needs the whole profile.
+                            Ok((_, visible)) if !visible.whole_profile() => {
+                                outcomes.push(Err(VaultError::Forbidden(DENIED)));
+                                continue;
+                            }
                             Ok((user, _)) => user.token,
                             Err(err) if err.is_refusal() => {
                                 outcomes.push(Err(err));
@@ -395,10 +397,14 @@ impl Vault {
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let (user, _) = Gate::load(tx, &principal)
+                    let (user, visible) = Gate::load(tx, &principal)
                         .await?
                         .resolve(tx, lookup, "UserListVersions", metadata.as_ref())
                         .await?;
+                    // A checksum of each whole version tells when hidden fields changed.
+                    if !visible.whole_profile() {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
                     let mut versions = Vec::new();
                     for stored in store::list_versions(tx, user.token).await? {
                         let row = version_row(user.token, stored.version);
@@ -491,6 +497,37 @@ pub(super) fn duplicate(err: DbError) -> VaultError {
     }
 }
 
+/// Refuses a changed profile that is too large or too deep. A caller who sees the whole profile is
+/// held to [`MAX_DOCUMENT_BYTES`]; one who sees only some fields, to [`MAX_VISIBLE_BYTES`] for
+/// those fields (a limit over the whole would tell it the size of the rest), with the ceiling
+/// [`MAX_STORED_BYTES`] for the whole, which only many such callers filling different fields can
+/// reach. Depth is checked on the fields seen: the others are within the limit already.
+fn check_changed(profile: &Map<String, Value>, visible: &Visible) -> Result<(), VaultError> {
+    if visible.whole_profile() {
+        return check_document(
+            &Value::Object(profile.clone()),
+            "profile",
+            MAX_DOCUMENT_BYTES,
+        );
+    }
+    let seen: Map<String, Value> = profile
+        .iter()
+        .filter(|(field, _)| visible.field(field))
+        .map(|(field, value)| (field.clone(), value.clone()))
+        .collect();
+    check_document(
+        &Value::Object(seen),
+        "part of the profile this caller may see",
+        MAX_VISIBLE_BYTES,
+    )?;
+    if !fits(profile, MAX_STORED_BYTES) {
+        return Err(VaultError::BadRequest(format!(
+            "The profile is full: it would be larger than {MAX_STORED_BYTES} bytes as JSON"
+        )));
+    }
+    Ok(())
+}
+
 /// What a change reads or writes: some top-level profile fields, or the whole profile (a JSON
 /// Pointer to the root).
 #[derive(Debug, PartialEq, Eq)]
@@ -529,9 +566,11 @@ impl Touched {
 }
 
 /// Applies a patch, all or nothing (on a copy: an error leaves nothing applied), refusing one that
-/// would nest deeper than [`MAX_DEPTH`] or grow past [`MAX_DOCUMENT_BYTES`] before it does: each
-/// operation's effect is bounded first (an `add` grows the profile by its value, a `copy` by what
-/// it copies), so that no operation builds what the limits forbid.
+/// would build what the limits forbid before it does: each operation's new subtree is bounded in
+/// depth (its path plus the depth of its value, or of what a `copy` or `move` takes), and what the
+/// operations add in all (values, and what copies duplicate) is bounded in size. Every figure comes
+/// from the patch and from what it reads, never from the rest of the profile, so that a refusal
+/// tells a caller who sees only some fields nothing about the others.
 fn apply_patch(mut doc: Value, patch: &json_patch::Patch) -> Result<Value, VaultError> {
     use json_patch::PatchOperation as Op;
     if patch.len() > MAX_PATCH_OPERATIONS {
@@ -546,11 +585,10 @@ fn apply_patch(mut doc: Value, patch: &json_patch::Patch) -> Result<Value, Vault
     };
     let too_large = || {
         VaultError::BadRequest(format!(
-            "The patched profile would be larger than {MAX_DOCUMENT_BYTES} bytes as JSON"
+            "The patch would add more than {MAX_DOCUMENT_BYTES} bytes as JSON"
         ))
     };
-    let mut deepest = depth(&doc);
-    let mut bytes = size(&doc, MAX_DOCUMENT_BYTES).ok_or_else(too_large)?;
+    let mut added = 0usize;
     for (position, op) in patch.iter().enumerate() {
         let levels = |pointer: &json_patch::jsonptr::PointerBuf| pointer.tokens().count();
         let (reach, growth) = match op {
@@ -569,20 +607,18 @@ fn apply_patch(mut doc: Value, patch: &json_patch::Patch) -> Result<Value, Vault
                     copied.map_or(Some(0), |c| size(c, MAX_DOCUMENT_BYTES)),
                 )
             }
-            Op::Move(o) => (levels(&o.path) + deepest, Some(0)),
+            Op::Move(o) => {
+                let moved = doc.pointer(o.from.as_str());
+                (levels(&o.path) + moved.map_or(0, depth), Some(0))
+            }
             Op::Remove(_) | Op::Test(_) => (0, Some(0)),
         };
-        deepest = deepest.max(reach);
-        if deepest > MAX_DEPTH {
+        if reach > MAX_DEPTH {
             return Err(too_deep());
         }
-        let growth = growth.ok_or_else(too_large)?;
-        if bytes + growth > MAX_DOCUMENT_BYTES {
-            // The running figure only ever grows: count again before refusing.
-            bytes = size(&doc, MAX_DOCUMENT_BYTES).ok_or_else(too_large)?;
-            if bytes + growth > MAX_DOCUMENT_BYTES {
-                return Err(too_large());
-            }
+        added += growth.ok_or_else(too_large)?;
+        if added > MAX_DOCUMENT_BYTES {
+            return Err(too_large());
         }
         json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|err| {
             VaultError::BadRequest(format!(
@@ -590,7 +626,6 @@ fn apply_patch(mut doc: Value, patch: &json_patch::Patch) -> Result<Value, Vault
                 err.kind
             ))
         })?;
-        bytes += growth;
     }
     Ok(doc)
 }
