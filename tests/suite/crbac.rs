@@ -78,24 +78,6 @@ async fn role(app: &TestApp, name: &str) {
     assert_eq!(status, StatusCode::OK, "RoleCreate {name}: {body}");
 }
 
-/// Creates a policy and links it to its role, as root.
-async fn linked_policy(app: &TestApp, role: &str, name: &str, document: Value) {
-    let (status, body) = app
-        .root(
-            "PolicyCreate",
-            json!({"policyname": name, "policy": document}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "PolicyCreate {name}: {body}");
-    let (status, body) = app
-        .root(
-            "RoleLinkPolicy",
-            json!({"rolename": role, "policyname": name}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "RoleLinkPolicy {name}: {body}");
-}
-
 async fn group(app: &TestApp, name: &str) -> i64 {
     let (status, body) = app.root("GroupCreate", json!({"groupname": name})).await;
     assert_eq!(status, StatusCode::OK, "GroupCreate {name}: {body}");
@@ -127,8 +109,7 @@ async fn school() -> School {
     for name in ["parent", "child", "teacher", "student", "attacker"] {
         role(&app, name).await;
     }
-    linked_policy(
-        &app,
+    app.grant(
         "parent",
         "parents-manage-children",
         json!({
@@ -140,8 +121,7 @@ async fn school() -> School {
         }),
     )
     .await;
-    linked_policy(
-        &app,
+    app.grant(
         "teacher",
         "teachers-read-parents",
         json!({
@@ -152,8 +132,7 @@ async fn school() -> School {
         }),
     )
     .await;
-    linked_policy(
-        &app,
+    app.grant(
         "attacker",
         "attacker-own-nickname",
         json!({
@@ -163,8 +142,7 @@ async fn school() -> School {
         }),
     )
     .await;
-    linked_policy(
-        &app,
+    app.grant(
         "attacker",
         "attacker-never-deletes",
         json!({

@@ -157,6 +157,7 @@ impl Truth {
 }
 
 /// One statement, reached through one of the principal's memberships.
+#[derive(Clone, Copy)]
 struct Reached<'a> {
     membership: &'a Membership,
     document: &'a PolicyDocument,
@@ -291,53 +292,34 @@ pub fn may_change_membership(
     rosters: &Rosters,
     metadata: Option<&Value>,
 ) -> bool {
-    let mut allowed = false;
-    for statement in reached(action, principal, policies) {
-        let document = statement.document;
-        for resource in &document.resource {
-            let Some((selector, path)) = split_resource(resource) else {
-                continue;
-            };
-            let in_group_section = path == "*" || path == "group" || path.starts_with("group.");
-            if !in_group_section {
-                continue;
+    // The target holds the membership being changed, so a selector binds it through the group
+    // when it names that role, or names any member (`*`, `users`) or the principal; a role given
+    // must be named.
+    decide_on_group(
+        action,
+        principal,
+        target,
+        change.group,
+        policies,
+        rosters,
+        metadata,
+        |selector| match role_of(selector) {
+            Some(role) => change.role == Some(role),
+            None if selector == "${target_user}" => {
+                change.role.is_none()
+                    && principal.token.is_some()
+                    && principal.token == target.token
             }
-            let names_role = selector
-                .strip_prefix("${target_group_members:role/")
-                .and_then(|r| r.strip_suffix('}'));
-            // The target holds the membership being changed, so a selector binds it through the
-            // group when it names that role, or names any member (`*`, `users`) or the principal.
-            let binds = match names_role {
-                Some(role) => change.role == Some(role),
-                None if selector == "${target_user}" => {
-                    principal.token.is_some() && principal.token == target.token
-                }
-                None => selector == "*" || selector == "users",
-            };
-            if !binds {
-                continue;
+            None => change.role.is_none() && (selector == "*" || selector == "users"),
+        },
+        |selector| match role_of(selector) {
+            Some(role) => change.role == Some(role),
+            None if selector == "${target_user}" => {
+                principal.token.is_some() && principal.token == target.token
             }
-            let context = Context {
-                principal,
-                target: Some(target),
-                principal_group: statement.membership.group_id,
-                target_group: Some(change.group),
-                rosters,
-                metadata,
-            };
-            let truth = condition(document, &context);
-            match document.effect {
-                Effect::Deny if truth != Truth::False => return false,
-                Effect::Deny => {}
-                Effect::Allow => {
-                    let through_the_group = statement.membership.group_id == Some(change.group);
-                    let role_named = change.role.is_none() || names_role.is_some();
-                    allowed |= truth == Truth::True && through_the_group && role_named;
-                }
-            }
-        }
-    }
-    allowed
+            None => selector == "*" || selector == "users",
+        },
+    )
 }
 
 /// Whether `principal` may rename or delete `group` with `action` (GroupUpdate, GroupDelete):
@@ -362,6 +344,38 @@ pub fn may_manage_group(
             role: None,
         }],
     };
+    let names_group =
+        |selector: &str| selector == "*" || selector == "users" || role_of(selector).is_some();
+    decide_on_group(
+        action,
+        principal,
+        &the_group,
+        group,
+        policies,
+        rosters,
+        metadata,
+        names_group,
+        names_group,
+    )
+}
+
+/// The decision on one group shared by memberships and group changes: the statements of `action`
+/// whose resource is in the `group` section. A Deny whose selector `denies_through` accepts refuses
+/// unless its condition is known not to hold; an Allow counts when its selector `allows_through`
+/// accepts, it reaches the principal through its own membership of `group`, and its condition
+/// holds, with `${target_group_id}` = `group` and `target` as the target.
+#[allow(clippy::too_many_arguments)]
+fn decide_on_group(
+    action: &str,
+    principal: &Subject,
+    target: &Subject,
+    group: i64,
+    policies: &[LinkedPolicy],
+    rosters: &Rosters,
+    metadata: Option<&Value>,
+    allows_through: impl Fn(&str) -> bool,
+    denies_through: impl Fn(&str) -> bool,
+) -> bool {
     let mut allowed = false;
     for statement in reached(action, principal, policies) {
         let document = statement.document;
@@ -369,32 +383,40 @@ pub fn may_manage_group(
             let Some((selector, path)) = split_resource(resource) else {
                 continue;
             };
-            let in_group_section = path == "*" || path == "group" || path.starts_with("group.");
-            let names_group = selector == "*"
-                || selector == "users"
-                || selector.starts_with("${target_group_members:role/");
-            if !in_group_section || !names_group {
+            if !(path == "*" || path == "group" || path.starts_with("group.")) {
                 continue;
             }
             let context = Context {
                 principal,
-                target: Some(&the_group),
+                target: Some(target),
                 principal_group: statement.membership.group_id,
                 target_group: Some(group),
                 rosters,
                 metadata,
             };
-            let truth = condition(document, &context);
             match document.effect {
-                Effect::Deny if truth != Truth::False => return false,
+                Effect::Deny if denies_through(selector) => {
+                    if condition(document, &context) != Truth::False {
+                        return false;
+                    }
+                }
                 Effect::Deny => {}
                 Effect::Allow => {
-                    allowed |= truth == Truth::True && statement.membership.group_id == Some(group);
+                    allowed |= allows_through(selector)
+                        && statement.membership.group_id == Some(group)
+                        && condition(document, &context) == Truth::True;
                 }
             }
         }
     }
     allowed
+}
+
+/// The role a `${target_group_members:role/R}` selector names.
+fn role_of(selector: &str) -> Option<&str> {
+    selector
+        .strip_prefix("${target_group_members:role/")
+        .and_then(|r| r.strip_suffix('}'))
 }
 
 /// `(selector, path)`: `("${target_group_members:role/child}", "profile.name")`.
