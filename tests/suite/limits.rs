@@ -441,6 +441,7 @@ async fn token_records_that_become_text_are_bounded_and_refuse_nul() {
     let app = TestApp::spawn().await;
     for record in [
         "a@b\u{0}c.com".to_owned(),
+        "a@b\u{202e}c.com".to_owned(),
         format!("a@{}.com", "b".repeat(500_000)),
     ] {
         for (command, body) in [

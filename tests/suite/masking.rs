@@ -447,3 +447,117 @@ async fn forgetting_a_user_or_listing_versions_needs_the_whole_profile() {
     assert_eq!(body["deleted_count"], 0, "{body}");
     assert_eq!(stored(&app, &jane).await["profile"]["name"], "Jane");
 }
+
+#[tokio::test]
+async fn a_hidden_value_decides_nothing_in_a_listing_of_several_lookups() {
+    let app = TestApp::spawn_with(TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    })
+    .await;
+    app.create_user(json!({"name": "Ann", "email": "ann@example.com", "phone": "+447911123456"}))
+        .await;
+    app.grant(
+        "mailer",
+        "names-and-emails",
+        json!({"Action": ["BulkListUsers", "BulkListUnlock"], "Resource": ["users.profile.name", "users.profile.email"]}),
+    )
+    .await;
+    let mailer = app.role_token("mailer").await;
+    let unlock = app.unlock_for(&mailer).await;
+    let mut answers = Vec::new();
+    for guess in ["+447911123456", "+447911123400"] {
+        let (status, body) = app
+            .call(
+                "BulkListUsers",
+                &mailer,
+                None,
+                json!({"unlockuuid": unlock, "users": [
+                    {"mode": "email", "identity": "ann@example.com"},
+                    {"mode": "phone", "identity": guess}
+                ]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        answers.push(body);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "a right and a wrong guess of the hidden phone"
+    );
+    assert_eq!(
+        answers[0]["rows"].as_array().unwrap().len(),
+        1,
+        "found by her e-mail"
+    );
+}
+
+#[tokio::test]
+async fn a_hidden_value_admits_no_one_past_another_fields_candidates() {
+    let app = TestApp::spawn_with(TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    })
+    .await;
+    let term = "abcdefghijkl";
+    // Decoys share more of the term's trigrams than the near match does (relative to their
+    // size), yet are not alike: they fill the login field's 50 candidates, leaving the near
+    // match (whose login contains the term, among much else) out of that field's query.
+    let decoys: Vec<Value> = (0..55)
+        .map(|i| json!({"profile": {"login": format!("abcdefghijZZ{i:02}")}}))
+        .collect();
+    let (status, body) = app.root("UserCreateBulk", json!({"records": decoys})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.grant(
+        "logins",
+        "logins-only",
+        json!({"Action": ["UserSearch", "BulkListUnlock"], "Resource": ["users.profile.login"]}),
+    )
+    .await;
+    let logins = app.role_token("logins").await;
+    let near = app
+        .create_user(json!({"login": format!("{term}-and-a-great-deal-more-besides-it"), "custom": "unrelated"}))
+        .await;
+    let search = || {
+        let app = &app;
+        let logins = &logins;
+        async move {
+            let unlock = app.unlock_for(logins).await;
+            app.call(
+                "UserSearch",
+                logins,
+                None,
+                json!({"identity": term, "unlockuuid": unlock}),
+            )
+            .await
+            .1
+        }
+    };
+    let unrelated = search().await;
+    assert_eq!(
+        unrelated["rows"],
+        json!([]),
+        "crowded out of the login candidates"
+    );
+    app.root(
+        "UserUpdate",
+        json!({"mode": "token", "identity": near, "profile": {"custom": term}}),
+    )
+    .await;
+    assert_eq!(
+        search().await,
+        unrelated,
+        "her hidden custom value, equal to the term, does not bring her in"
+    );
+    let unlock = app.unlock_for(&app.root_token).await;
+    let (_, admin) = app
+        .root(
+            "UserSearch",
+            json!({"identity": term, "unlockuuid": unlock}),
+        )
+        .await;
+    assert_eq!(
+        admin["rows"][0]["token"], near,
+        "an admin finds her by custom"
+    );
+}

@@ -453,3 +453,40 @@ async fn group_id(app: &TestApp, name: &str) -> i64 {
     let (_, body) = app.root("GroupGet", json!({"groupname": name})).await;
     body["groupid"].as_i64().unwrap()
 }
+
+#[tokio::test]
+async fn deleting_a_group_takes_only_memberships_the_caller_could_take_one_by_one() {
+    let app = TestApp::spawn().await;
+    families(&app).await;
+    app.grant(
+        "parent",
+        "parents-manage-children",
+        json!({"Action": ["GroupDelete", "GroupDeleteUser"], "Resource": ["${target_group_members:role/child}.group", "${target_group_members:role/child}.profile"],
+               "Condition": {"StringEquals": {"${principal_group_id}": "${target_group_id}"}}}),
+    )
+    .await;
+    let alice = app.user_xtoken("login", "alice").await;
+    let family = json!({"groupid": group_id(&app, "family-1").await});
+    let (status, body) = app.call("GroupDelete", &alice, None, family.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "alice herself holds a role the policy does not name: {body}"
+    );
+    assert_eq!(
+        groups_of(&app, "alice").await,
+        [("family-1".to_owned(), json!("parent"))]
+    );
+    let (status, _) = app.root("GroupDelete", family).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, trail) = app
+        .root(
+            "AuditListUserEvents",
+            json!({"mode": "login", "identity": "kim"}),
+        )
+        .await;
+    assert_eq!(
+        trail["rows"][0]["eventtype"], "GroupDelete",
+        "each member's trail records it"
+    );
+}

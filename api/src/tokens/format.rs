@@ -96,14 +96,22 @@ pub fn canonical(ty: TokenType, record: &str) -> Result<String, FormatError> {
             let (local, domain) = email
                 .rsplit_once('@')
                 .ok_or(FormatError("email must look like name@domain"))?;
-            // The domain is kept in the token, which is stored and answered as text.
+            // The domain is kept in the token, which is stored and shown as text: a host name
+            // (internationalized domains in their ASCII form), so that no invisible or
+            // direction-changing character can make it read as another domain.
+            let host = domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
             let valid = !local.is_empty()
+                && host
                 && domain.contains('.')
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !email.chars().any(|c| c.is_whitespace() || c.is_control());
             if !valid {
-                return Err(FormatError("email must look like name@domain"));
+                return Err(FormatError(
+                    "email must look like name@domain, the domain a host name in ASCII",
+                ));
             }
             if email.chars().count() > 320 {
                 return Err(FormatError("email must be at most 320 characters"));
@@ -297,6 +305,8 @@ mod tests {
             (TokenType::Email, "no-at-sign", "name@domain"),
             (TokenType::Email, "a@b", "name@domain"),
             (TokenType::Email, "a@b\u{0}c.com", "name@domain"),
+            (TokenType::Email, "a@b\u{202e}c.com", "name@domain"),
+            (TokenType::Email, "a@b\u{200b}c.com", "name@domain"),
             (TokenType::Uint32, "4294967296", "uint32"),
             (TokenType::Uint32, "-1", "uint32"),
             (TokenType::Uint64, "1.5", "uint64"),

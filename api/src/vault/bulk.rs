@@ -307,13 +307,14 @@ impl Vault {
                     }
                     let tokens: Vec<Uuid> = found.iter().map(|(u, _)| u.token).collect();
                     let mut visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
-                    // A user found by a value the caller may not see is left out, as if not found:
-                    // listing them would confirm the hidden value.
+                    // A hit through a value the caller may not see counts as a miss: a user is
+                    // listed only if found through a value it may see, so that no hidden value
+                    // decides whether anyone is listed.
                     let found = found
                         .into_iter()
                         .filter_map(|(u, fields)| {
                             let seen = visible.remove(&u.token)?;
-                            fields.iter().all(|f| seen.field(f)).then_some((u, seen))
+                            fields.iter().any(|f| seen.field(f)).then_some((u, seen))
                         })
                         .collect();
                     let listing = Listing {

@@ -333,7 +333,8 @@ impl Vault {
     }
 
     /// Deletes a group and its memberships. A role or user token may do so only for a group it
-    /// manages (see [`Gate::require_group`]): deleting a group takes away every membership of it.
+    /// manages (see [`Gate::require_group`]) and only if it may take away each of its members'
+    /// memberships on its own; each member's trail records the deletion.
     pub async fn delete_group(
         &self,
         caller: &Caller,
@@ -343,7 +344,8 @@ impl Vault {
         const ACTION: &str = "GroupDelete";
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
-        let actor = Performer::Token(caller.actor());
+        let by = caller.actor();
+        let actor = Performer::Token(by);
         let principal = caller.principal.clone();
         self.db
             .in_tenant(tenant, move |tx| {
@@ -354,9 +356,32 @@ impl Vault {
                         .map_err(|e| gate.hide_missing(ACTION, e))?;
                     gate.require_group(tx, ACTION, stored.id, metadata.as_ref())
                         .await?;
+                    // Every membership goes with the group: each must be one the caller could
+                    // take away on its own, and each member's trail records it.
+                    let members = bunker_db::bulk::all_group_members(tx, stored.id).await?;
+                    if !gate.is_admin() {
+                        for (member, _) in &members {
+                            gate.check(tx, ACTION, *member, metadata.as_ref()).await?;
+                            let change = Change::TakeAway;
+                            gate.require_membership_change(
+                                tx,
+                                ACTION,
+                                *member,
+                                stored.id,
+                                change,
+                                metadata.as_ref(),
+                            )
+                            .await?;
+                        }
+                    }
                     store::delete_group(tx, stored.id).await?;
                     let target = format!("group:{}", stored.id);
-                    audit::record(tx, &AuditEvent::about(actor, ACTION, target)).await?;
+                    let event = AuditEvent::about(actor, ACTION, target);
+                    audit::record(tx, &event).await?;
+                    for (member, _) in members {
+                        let event = UserEvent::about(ACTION, member, metadata.as_ref());
+                        record_event(tx, &keys, by, event).await?;
+                    }
                     Ok(())
                 })
             })

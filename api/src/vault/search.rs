@@ -15,6 +15,7 @@ use bunker_db::users as store;
 use bunker_keys::BlindIndexKey;
 use bunker_tenancy::Caller;
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::access::Gate;
 
@@ -188,22 +189,24 @@ impl Vault {
                 Box::pin(async move {
                     require_unlock(tx, &unlock, actor.token_id).await?;
                     let gate = Gate::load(tx, &principal).await?;
-                    let mut tokens = Vec::new();
+                    // Each candidate with the fields whose query found it.
+                    let mut found: HashMap<Uuid, Vec<&'static str>> = HashMap::new();
                     for (field, grams) in &queries {
-                        tokens.extend(
-                            store::search_candidates(
-                                tx,
-                                field,
-                                &grams.all,
-                                &grams.probe,
-                                grams.min_shared,
-                                CANDIDATES,
-                            )
-                            .await?,
-                        );
+                        let hits = store::search_candidates(
+                            tx,
+                            field,
+                            &grams.all,
+                            &grams.probe,
+                            grams.min_shared,
+                            CANDIDATES,
+                        )
+                        .await?;
+                        for token in hits {
+                            found.entry(token).or_default().push(field);
+                        }
                     }
+                    let mut tokens: Vec<Uuid> = found.keys().copied().collect();
                     tokens.sort_unstable();
-                    tokens.dedup();
                     let mut visible = gate
                         .visible(tx, "UserSearch", &tokens, metadata.as_ref())
                         .await?;
@@ -212,7 +215,12 @@ impl Vault {
                         let Some(seen) = visible.remove(&user.token) else {
                             continue;
                         };
-                        if !is_live(&user) {
+                        // Only a field the caller may see admits a candidate: a hidden value
+                        // must not pull anyone past another field's cap of candidates.
+                        let through_seen = found
+                            .get(&user.token)
+                            .is_some_and(|fields| fields.iter().any(|f| seen.field(f)));
+                        if !is_live(&user) || !through_seen {
                             continue;
                         }
                         let profile = open_current(&keys, tx.tenant(), &user)?;
