@@ -993,11 +993,8 @@ async fn the_attacker_reads_her_own_nickname_only_and_never_changes_her_record()
     findings.finish();
 }
 
-#[tokio::test]
-async fn an_attacker_learns_nothing_about_other_users_from_any_command() {
-    let school = school().await;
-    let before = snapshot(&school).await;
-    let victims = ["alice", "kim", "bob", "sam", "lee", "zed"];
+/// The attacker role token and mallory's user token, each with the secrets it must never see.
+async fn attackers(school: &School) -> (Caller, Caller) {
     let everyone = ["alice", "kim", "bob", "sam", "lee", "zed", "mallory"];
     let role = school.role_token("attacker").await;
     let role = school
@@ -1016,12 +1013,23 @@ async fn an_attacker_learns_nothing_about_other_users_from_any_command() {
             mallory,
             "mallory",
             "victims",
-            school.secrets(&victims, &GROUPS),
+            school.secrets(&VICTIMS, &GROUPS),
         )
         .await;
+    (role, mallory)
+}
+
+/// Everyone but mallory.
+const VICTIMS: [&str; 6] = ["alice", "kim", "bob", "sam", "lee", "zed"];
+
+#[tokio::test]
+async fn an_attacker_learns_nothing_about_other_users_from_any_command() {
+    let school = school().await;
+    let before = snapshot(&school).await;
+    let (role, mallory) = attackers(&school).await;
     let mut findings = Findings::default();
     for caller in [&role, &mallory] {
-        sweep_users(&school, caller, &victims, &mut findings).await;
+        sweep_users(&school, caller, &VICTIMS, &mut findings).await;
     }
     unchanged(&school, &before, &snapshot(&school).await, &mut findings);
     findings.finish();
@@ -1031,28 +1039,7 @@ async fn an_attacker_learns_nothing_about_other_users_from_any_command() {
 async fn an_attacker_neither_sees_nor_changes_any_group() {
     let school = school().await;
     let before = snapshot(&school).await;
-    let victims = ["alice", "kim", "bob", "sam", "lee", "zed"];
-    let everyone = ["alice", "kim", "bob", "sam", "lee", "zed", "mallory"];
-    let role = school.role_token("attacker").await;
-    let role = school
-        .caller(
-            "the attacker role token",
-            role,
-            "mallory",
-            "victims",
-            school.secrets(&everyone, &GROUPS),
-        )
-        .await;
-    let mallory = school.user_token("mallory").await;
-    let mallory = school
-        .caller(
-            "mallory",
-            mallory,
-            "mallory",
-            "victims",
-            school.secrets(&victims, &GROUPS),
-        )
-        .await;
+    let (role, mallory) = attackers(&school).await;
     let mut findings = Findings::default();
     for caller in [&role, &mallory] {
         sweep_groups(&school, caller, &GROUPS, "family-2", &mut findings).await;
