@@ -1,5 +1,8 @@
 //! The `bunker` commands: init, migrate, serve, keys (demo is in `demo.rs`).
 
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
 use bunker_db::audit::Performer;
 use bunker_db::keys::NewMasterKey;
 use bunker_db::{Database, OwnerConnection};
@@ -168,7 +171,7 @@ pub async fn keys_rotate_wrapping(config: &Config, target: RewrapTarget) -> anyh
 /// is lost) and re-wraps it under a new wrapping source.
 pub async fn keys_recover(
     config: &Config,
-    shares: &[String],
+    shares: &[Zeroizing<String>],
     target: RewrapTarget,
 ) -> anyhow::Result<()> {
     let url = config.require_database_url()?;
@@ -235,8 +238,50 @@ async fn kms_source(_config: &Config, _key_id: String) -> anyhow::Result<Wrappin
     Err(crate::config::ConfigError::KmsUnavailable.into())
 }
 
-/// Names recovery shares given on the command line `share 1`, `share 2`, ...
-fn named_shares(shares: &[String]) -> Vec<(String, &str)> {
+/// How many recovery shares a key ceremony takes.
+const SHARES_NEEDED: usize = 3;
+
+/// The recovery shares for a key ceremony: from `file` (one a line), or from standard input when
+/// there is none or it is `-` (on a terminal, asked for one by one without echo). Never from the
+/// command line, where `ps` and shell history would keep them. Blank lines are skipped.
+pub fn read_shares(file: Option<&Path>) -> anyhow::Result<Vec<Zeroizing<String>>> {
+    let from_lines = |text: &str| -> Vec<Zeroizing<String>> {
+        text.lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| Zeroizing::new(line.to_owned()))
+            .collect()
+    };
+    match file {
+        Some(path) if path != Path::new("-") => {
+            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|err| {
+                anyhow::anyhow!("cannot read the shares file {}: {err}", path.display())
+            })?);
+            Ok(from_lines(&text))
+        }
+        _ if std::io::stdin().is_terminal() => {
+            let mut shares = Vec::with_capacity(SHARES_NEEDED);
+            for i in 1..=SHARES_NEEDED {
+                let share = Zeroizing::new(rpassword::prompt_password(format!(
+                    "Recovery share {i} of {SHARES_NEEDED} (not shown): "
+                ))?);
+                if share.trim().is_empty() {
+                    break;
+                }
+                shares.push(Zeroizing::new(share.trim().to_owned()));
+            }
+            Ok(shares)
+        }
+        _ => {
+            let mut text = Zeroizing::new(String::new());
+            std::io::stdin().read_to_string(&mut text)?;
+            Ok(from_lines(&text))
+        }
+    }
+}
+
+/// Names recovery shares `share 1`, `share 2`, ... in the order given.
+fn named_shares(shares: &[Zeroizing<String>]) -> Vec<(String, &str)> {
     shares
         .iter()
         .enumerate()
@@ -247,7 +292,10 @@ fn named_shares(shares: &[String]) -> Vec<(String, &str)> {
 /// `bunker keys rotate-master`: a new master-key version, sealing new values from now on (servers
 /// pick it up within BUNKER_KEY_REFRESH_SECONDS). Takes three recovery shares, so that the new
 /// version can be recovered like the old one.
-pub async fn keys_rotate_master(config: &Config, shares: &[String]) -> anyhow::Result<()> {
+pub async fn keys_rotate_master(
+    config: &Config,
+    shares: &[Zeroizing<String>],
+) -> anyhow::Result<()> {
     let url = config.require_database_url()?;
     let source = config.require_wrapping_source().await?;
     let db = Database::connect(url.expose_secret(), 1).await?;

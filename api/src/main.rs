@@ -1,6 +1,7 @@
 //! The `bunker` binary.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bunker::config::Config;
@@ -55,17 +56,20 @@ enum KeysCommand {
     },
     /// Add a new master-key version for new writes (a key ceremony: takes 3 recovery shares).
     RotateMaster {
-        /// A recovery share printed by `bunker init` (give three).
-        #[arg(long = "share", required = true, num_args = 1)]
-        shares: Vec<String>,
+        /// A file holding three recovery shares printed by `bunker init`, one a line; without it
+        /// (or with `-`) they are read from standard input, asked for without echo on a terminal.
+        /// Never on the command line, where `ps` and shell history would keep them.
+        #[arg(long, value_name = "FILE")]
+        shares_file: Option<PathBuf>,
     },
     /// Re-seal all data under the newest master-key version, online, and retire older versions.
     Reencrypt,
     /// Recover the master key from 3 recovery shares and re-wrap it (when the wrapping key is lost).
     Recover {
-        /// A recovery share printed by `bunker init` (give three).
-        #[arg(long = "share", required = true, num_args = 1)]
-        shares: Vec<String>,
+        /// A file holding three recovery shares, one a line; without it (or with `-`), standard
+        /// input, asked for without echo on a terminal.
+        #[arg(long, value_name = "FILE")]
+        shares_file: Option<PathBuf>,
         /// Wrap with this KMS key instead of a new local key.
         #[arg(long)]
         to_kms: Option<String>,
@@ -98,13 +102,18 @@ fn main() -> ExitCode {
                     Command::Keys(KeysCommand::RotateWrapping { to_kms }) => {
                         commands::keys_rotate_wrapping(&config, target(to_kms)).await
                     }
-                    Command::Keys(KeysCommand::RotateMaster { shares }) => {
+                    Command::Keys(KeysCommand::RotateMaster { shares_file }) => {
+                        let shares = commands::read_shares(shares_file.as_deref())?;
                         commands::keys_rotate_master(&config, &shares).await
                     }
                     Command::Keys(KeysCommand::Reencrypt) => {
                         commands::keys_reencrypt(&config).await
                     }
-                    Command::Keys(KeysCommand::Recover { shares, to_kms }) => {
+                    Command::Keys(KeysCommand::Recover {
+                        shares_file,
+                        to_kms,
+                    }) => {
+                        let shares = commands::read_shares(shares_file.as_deref())?;
                         commands::keys_recover(&config, &shares, target(to_kms)).await
                     }
                 }

@@ -349,19 +349,39 @@ pub async fn tenant_tables(client: &Client) -> Vec<String> {
         .collect()
 }
 
-/// Runs the `bunker` binary with exactly `env` (plus PATH); returns success, stdout and stderr.
+/// Runs the `bunker` binary with exactly `env` (plus PATH) and nothing on standard input; returns
+/// success, stdout and stderr.
 pub async fn run_bunker<K: AsRef<str>, V: AsRef<str>>(
     args: &[&str],
     env: &[(K, V)],
 ) -> (bool, String, String) {
-    let output = tokio::process::Command::new(bunker_binary())
+    run_bunker_with_input(args, env, "").await
+}
+
+/// Runs the `bunker` binary as [`run_bunker`] does, with `input` on its standard input.
+pub async fn run_bunker_with_input<K: AsRef<str>, V: AsRef<str>>(
+    args: &[&str],
+    env: &[(K, V)],
+    input: &str,
+) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(bunker_binary())
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
-        .output()
-        .await
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run bunker");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(input.as_bytes())
+        .await
+        .expect("write stdin");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("bunker ran");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

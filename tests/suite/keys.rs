@@ -2,7 +2,7 @@
 
 use bunker::app::Application;
 use bunker_db::Database;
-use bunker_tests::{run_bunker, StatusCode, TestApp, TestOptions};
+use bunker_tests::{run_bunker, run_bunker_with_input, StatusCode, TestApp, TestOptions};
 use serde_json::json;
 
 /// Starts a second server on the same database with `wrapping_key`; returns why it refused, or
@@ -173,29 +173,20 @@ async fn cli_rotates_the_wrapping_key_and_recovers_from_three_shares() {
         "{stderr}"
     );
 
-    let share_args = |picks: &[usize]| -> Vec<String> {
-        let mut args = vec!["keys".to_owned(), "recover".to_owned()];
-        for &i in picks {
-            args.push("--share".to_owned());
-            args.push(app.shares[i].clone());
-        }
-        args
+    // Shares come on standard input (or from a file), never as arguments `ps` would show.
+    let shares = |picks: &[usize]| -> String {
+        picks
+            .iter()
+            .map(|&i| format!("{}\n", app.shares[i]))
+            .collect()
     };
     let url_only = [("BUNKER_DATABASE_URL", url.as_str())];
-    let two = share_args(&[0, 4]);
-    let (ok, _, stderr) = run_bunker(
-        &two.iter().map(String::as_str).collect::<Vec<_>>(),
-        &url_only,
-    )
-    .await;
+    let recover = ["keys", "recover"];
+    let (ok, _, stderr) = run_bunker_with_input(&recover, &url_only, &shares(&[0, 4])).await;
     assert!(!ok, "two shares do not recover");
     assert!(stderr.contains("3 recovery shares are needed"), "{stderr}");
-    let three = share_args(&[0, 3, 4]);
-    let (ok, stdout, stderr) = run_bunker(
-        &three.iter().map(String::as_str).collect::<Vec<_>>(),
-        &url_only,
-    )
-    .await;
+    let (ok, stdout, stderr) =
+        run_bunker_with_input(&recover, &url_only, &format!("\n  {}", shares(&[0, 3, 4]))).await;
     assert!(ok, "{stderr}");
     let recovered = printed_key(&stdout);
     assert!(start_with(&app, &rotated).await.is_some());
@@ -386,28 +377,24 @@ async fn cli_rotates_the_master_key_and_reencrypts() {
         ("BUNKER_WRAPPING_KEY", app.wrapping_key.as_str()),
         ("BUNKER_KEY_REFRESH_SECONDS", "1"),
     ];
-    let two_shares = [
-        "keys",
-        "rotate-master",
-        "--share",
-        &app.shares[0],
-        "--share",
-        &app.shares[1],
-    ];
-    let (ok, _, stderr) = run_bunker(&two_shares, &env).await;
+    let shares_file = std::env::temp_dir().join(format!("bunker-shares-{}", std::process::id()));
+    std::fs::write(
+        &shares_file,
+        format!("{}\n{}\n", app.shares[0], app.shares[1]),
+    )
+    .unwrap();
+    let file = shares_file.to_str().unwrap();
+    let rotate = ["keys", "rotate-master", "--shares-file", file];
+    let (ok, _, stderr) = run_bunker(&rotate, &env).await;
     assert!(!ok, "a master-key rotation takes three shares");
     assert!(stderr.contains("3 recovery shares are needed"), "{stderr}");
-    let rotate = [
-        "keys",
-        "rotate-master",
-        "--share",
-        &app.shares[0],
-        "--share",
-        &app.shares[1],
-        "--share",
-        &app.shares[4],
-    ];
+    std::fs::write(
+        &shares_file,
+        format!("{}\n{}\n{}\n", app.shares[0], app.shares[1], app.shares[4]),
+    )
+    .unwrap();
     let (ok, stdout, stderr) = run_bunker(&rotate, &env).await;
+    std::fs::remove_file(&shares_file).unwrap();
     assert!(ok, "{stderr}");
     assert!(stdout.contains("Master key version 2 created"), "{stdout}");
     let (ok, stdout, stderr) = run_bunker(&["keys", "reencrypt"], &env).await;
@@ -431,4 +418,18 @@ async fn cli_rotates_the_master_key_and_reencrypts() {
         None,
         "servers start with the rotated keys"
     );
+}
+
+#[tokio::test]
+async fn recovery_shares_are_never_taken_from_the_command_line() {
+    let none: [(&str, &str); 0] = [];
+    for command in ["recover", "rotate-master"] {
+        let (ok, help, _) = run_bunker(&["keys", command, "--help"], &none).await;
+        assert!(ok);
+        assert!(help.contains("--shares-file <FILE>"), "{help}");
+        assert!(!help.contains("--share "), "{help}");
+        let (ok, _, stderr) = run_bunker(&["keys", command, "--share", "x"], &none).await;
+        assert!(!ok, "{command} --share is refused");
+        assert!(stderr.contains("unexpected argument"), "{stderr}");
+    }
 }
