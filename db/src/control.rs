@@ -318,16 +318,26 @@ pub async fn update_tenant(
 /// transaction: most through their `ON DELETE CASCADE` foreign keys; a user's versions, indexes and
 /// search grams, which have none (V11), explicitly, working as that tenant meanwhile. Returns whether
 /// it existed.
+///
+/// The tenant row goes first: its cascade locks every user row, so it waits for any change of a
+/// user still running, and any change started after it finds no user to change. The versions,
+/// indexes and grams are deleted after that, when every change that could have written some has
+/// committed (and each statement sees what they wrote). Deleted the other way round, a change
+/// committing in between would leave its sealed rows behind.
 pub async fn delete_tenant(tx: &TenantTx<'_>, id: TenantId) -> Result<bool, DbError> {
+    let existed = tx
+        .execute("DELETE FROM tenants WHERE id = $1", &[&id.0])
+        .await?
+        > 0;
+    if !existed {
+        return Ok(false);
+    }
     tx.switch_tenant(id).await?;
     for table in ["user_search", "user_indexes", "user_versions"] {
         tx.execute(&format!("DELETE FROM {table}"), &[]).await?;
     }
     tx.switch_tenant(tx.tenant()).await?;
-    Ok(tx
-        .execute("DELETE FROM tenants WHERE id = $1", &[&id.0])
-        .await?
-        > 0)
+    Ok(true)
 }
 
 /// One page of tenants in id order, and how many there are in all.

@@ -392,3 +392,56 @@ async fn each_tenant_change_leaves_an_audit_event() {
     ];
     assert_eq!(events, expected);
 }
+
+#[tokio::test]
+async fn a_change_committed_while_its_tenant_is_deleted_leaves_nothing_behind() {
+    let app = TestApp::spawn().await;
+    let (acme, token) = app.create_tenant("acme").await;
+    let (status, body) = app
+        .call(
+            "UserCreate",
+            &token,
+            Some("acme"),
+            json!({"profile": {"login": "racer", "email": "r@acme.test"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A change of the user in flight: its row locked, a new version written, not yet committed
+    // (what UserUpdate does between its UPDATE and its COMMIT).
+    let mut changer = app.superuser().await;
+    let change = changer.transaction().await.unwrap();
+    change
+        .batch_execute(&format!(
+            "UPDATE users SET version = version + 1 WHERE tenant_id = {acme};
+             INSERT INTO user_versions (tenant_id, token, version, record)
+             SELECT tenant_id, token, version, record FROM users WHERE tenant_id = {acme};
+             INSERT INTO user_search (tenant_id, token, field, grams)
+             SELECT tenant_id, token, 'custom', '{{1,2}}' FROM users WHERE tenant_id = {acme};"
+        ))
+        .await
+        .unwrap();
+    let delete = {
+        let request = app
+            .command("TenantDelete")
+            .header("X-Bunker-Token", &app.root_token)
+            .json(&json!({"tenantid": acme}));
+        tokio::spawn(bunker_tests::answer(request))
+    };
+    // Let the delete reach the lock the change holds, then commit the change.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    change.commit().await.unwrap();
+    let (status, body) = delete.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let db = app.superuser().await;
+    for table in ["users", "user_versions", "user_indexes", "user_search"] {
+        let left: i64 = db
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"),
+                &[&acme],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "{table}: nothing of the deleted tenant is left");
+    }
+}
