@@ -26,6 +26,9 @@ pub enum DbError {
     /// A transaction's connection was used after the transaction ended (a defect, never expected).
     #[error("the transaction has already ended")]
     TransactionEnded,
+    /// The TLS settings of the database URL (`sslmode`, `sslrootcert`) are not usable.
+    #[error("database TLS: {0}")]
+    Tls(String),
     /// A local PostgreSQL cluster could not be set up, started or stopped.
     #[error("local PostgreSQL cluster: {0}")]
     Cluster(String),
@@ -81,7 +84,16 @@ impl DbError {
 fn describe(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => err.to_string(),
+        // The driver's own errors (connecting, TLS, I/O) say why only in their causes.
+        None => {
+            let mut text = err.to_string();
+            let mut cause = std::error::Error::source(err);
+            while let Some(inner) = cause {
+                text.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            text
+        }
     }
 }
 

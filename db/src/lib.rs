@@ -18,6 +18,7 @@ mod pool;
 mod posture;
 pub mod reseal;
 pub mod session;
+pub mod tls;
 pub mod tokens;
 mod tx;
 pub mod users;

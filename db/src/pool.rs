@@ -1,13 +1,12 @@
-use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
 
 use crate::keys::NewMasterKey;
 use crate::migrate::{self, SchemaStatus};
-use crate::{DbError, APP_ROLE};
+use crate::{tls, DbError, APP_ROLE};
 
 /// How pooled connections come to work as `bunker_app`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,11 +30,11 @@ impl Database {
     /// Nothing is checked here beyond reaching the server; call [`Database::check_posture`] and
     /// [`Database::schema_status`] before serving.
     pub async fn connect(url: &str, max_size: usize) -> Result<Self, DbError> {
-        let config = parse_config(url)?;
-        let mode = probe_role_mode(&config).await?;
+        let connection = tls::parse(url)?;
+        let mode = probe_role_mode(&connection).await?;
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            connection.config,
+            connection.tls,
             // `Clean` would run `SET SESSION AUTHORIZATION DEFAULT` and undo the role switch; the tenant
             // setting needs no cleaning because it is only ever set transaction-locally.
             ManagerConfig {
@@ -97,9 +96,9 @@ pub struct OwnerConnection {
 impl OwnerConnection {
     /// Connects to `url` without switching roles.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
-        let config = parse_config(url)?;
+        let connection = tls::parse(url)?;
         Ok(OwnerConnection {
-            client: open(&config).await?,
+            client: open(&connection).await?,
         })
     }
 
@@ -174,17 +173,8 @@ impl OwnerConnection {
     }
 }
 
-fn parse_config(url: &str) -> Result<Config, DbError> {
-    let mut config = Config::from_str(url)?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    config.application_name("bunker");
-    Ok(config)
-}
-
-async fn open(config: &Config) -> Result<Client, DbError> {
-    let (client, connection) = config.connect(NoTls).await?;
+async fn open(connection: &tls::Connection) -> Result<Client, DbError> {
+    let (client, connection) = connection.config.connect(connection.tls.clone()).await?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::warn!(error = %err, "database connection closed with an error");
@@ -195,8 +185,8 @@ async fn open(config: &Config) -> Result<Client, DbError> {
 
 /// A superuser or the owner of the schema is switched to `bunker_app`; any other role is taken to be
 /// an operator's login role for it, and [`Database::check_posture`] decides whether it is safe.
-async fn probe_role_mode(config: &Config) -> Result<RoleMode, DbError> {
-    let client = open(config).await?;
+async fn probe_role_mode(connection: &tls::Connection) -> Result<RoleMode, DbError> {
+    let client = open(connection).await?;
     let row = client
         .query_one(
             "SELECT r.rolsuper

@@ -20,5 +20,6 @@ mod resolution;
 mod search;
 mod startup;
 mod tenants;
+mod tls;
 mod tokens;
 mod users;
