@@ -315,7 +315,7 @@ pub async fn keys_reencrypt(config: &Config) -> anyhow::Result<()> {
     let url = config.require_database_url()?;
     let source = config.require_wrapping_source().await?;
     let settings = config.server_settings(source)?;
-    let db = Database::connect(url.expose_secret(), 2).await?;
+    let db = Database::connect_maintenance(url.expose_secret(), 2).await?;
     let (keyring, _) = load_keyring(&db, &settings.wrapping).await?;
     let vault = Vault::new(db, SharedKeyring::new(keyring), settings.vault);
     let settle = config.key_refresh_interval() * 2;

@@ -34,6 +34,10 @@ use std::fmt;
 /// The name of the role all tenant work runs as.
 pub const APP_ROLE: &str = "bunker_app";
 
+/// The role of re-encryption: `bunker_app`'s privileges, plus re-sealing what the server may never
+/// rewrite (audit details, kept versions).
+pub const MAINTENANCE_ROLE: &str = "bunker_maintenance";
+
 /// A tenant's numeric id. The main ("default") tenant is [`TenantId::MAIN`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(pub i64);

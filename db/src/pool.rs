@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::keys::NewMasterKey;
 use crate::migrate::{self, SchemaStatus};
-use crate::{tls, DbError, APP_ROLE};
+use crate::{tls, DbError, APP_ROLE, MAINTENANCE_ROLE};
 
 /// How pooled connections come to work as `bunker_app`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,24 @@ impl Database {
     /// Nothing is checked here beyond reaching the server; call [`Database::check_posture`] and
     /// [`Database::schema_status`] before serving.
     pub async fn connect(url: &str, max_size: usize) -> Result<Self, DbError> {
+        Self::connect_as(url, max_size, APP_ROLE).await
+    }
+
+    /// A pool for `bunker keys reencrypt`, working as `bunker_maintenance` (bunker_app's privileges
+    /// and row-level security, plus re-sealing audit details and kept versions, which the server
+    /// may not rewrite). Needs the schema owner's (or a superuser's) URL, which may switch to it.
+    pub async fn connect_maintenance(url: &str, max_size: usize) -> Result<Self, DbError> {
+        let db = Self::connect_as(url, max_size, MAINTENANCE_ROLE).await?;
+        if db.mode != RoleMode::SetRole {
+            return Err(DbError::UnsafeRole(format!(
+                "re-encryption works as {MAINTENANCE_ROLE}: give BUNKER_DATABASE_URL the schema \
+                 owner, which may switch to it"
+            )));
+        }
+        Ok(db)
+    }
+
+    async fn connect_as(url: &str, max_size: usize, role: &'static str) -> Result<Self, DbError> {
         let connection = tls::parse(url)?;
         let mode = probe_role_mode(&connection).await?;
         let manager = Manager::from_config(
@@ -47,10 +65,10 @@ impl Database {
             .wait_timeout(Some(Duration::from_secs(30)))
             .create_timeout(Some(Duration::from_secs(10)));
         if mode == RoleMode::SetRole {
-            builder = builder.post_create(Hook::async_fn(|client, _| {
+            builder = builder.post_create(Hook::async_fn(move |client, _| {
                 Box::pin(async move {
                     client
-                        .batch_execute("SET ROLE bunker_app")
+                        .batch_execute(&format!("SET ROLE {role}"))
                         .await
                         .map_err(HookError::Backend)
                 })

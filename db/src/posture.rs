@@ -1,6 +1,6 @@
 //! The start-up check that the role tenant work runs as cannot get around row-level security.
 
-use crate::{Database, DbError, APP_ROLE};
+use crate::{Database, DbError, APP_ROLE, MAINTENANCE_ROLE};
 
 /// Tables with a `tenant_id` column that are deliberately outside row-level security (the tenants
 /// themselves). Every other table with a `tenant_id` column, access tokens included, is a tenant
@@ -37,6 +37,21 @@ impl Database {
         if !role.try_get::<_, bool>(3)? {
             problems.push(format!(
                 "role {name} is not a member of {APP_ROLE} and lacks its privileges"
+            ));
+        }
+        // The trail is append-only for the server: only re-encryption (bunker_maintenance) may
+        // rewrite sealed audit details or kept versions.
+        let rewrites = client
+            .query_one(
+                "SELECT has_any_column_privilege(current_user, 'audit_events', 'UPDATE')
+                        OR has_table_privilege(current_user, 'audit_events', 'DELETE')
+                        OR has_any_column_privilege(current_user, 'user_versions', 'UPDATE')",
+                &[],
+            )
+            .await?;
+        if rewrites.try_get::<_, bool>(0)? {
+            problems.push(format!(
+                "role {name} may change audit events or kept versions (is it {MAINTENANCE_ROLE}?)"
             ));
         }
         let control: Vec<&str> = CONTROL_PLANE_TABLES.to_vec();

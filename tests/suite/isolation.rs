@@ -133,7 +133,9 @@ async fn bunker_app_cannot_change_or_remove_audit_events() {
     let mut as_app = app.app_role().await;
     for statement in [
         "UPDATE audit_events SET action = 'x'",
+        "UPDATE audit_events SET details = details",
         "DELETE FROM audit_events",
+        "UPDATE user_versions SET record = record",
     ] {
         let tx = as_app.transaction().await.unwrap();
         tx.execute(

@@ -61,6 +61,19 @@ async fn server_refuses_to_start_when_its_tenant_role_owns_a_tenant_table() {
 }
 
 #[tokio::test]
+async fn server_refuses_to_serve_as_a_role_that_may_rewrite_the_audit_trail() {
+    let app = TestApp::spawn().await;
+    let role = login_role(&app, "rewriter", "").await;
+    app.superuser()
+        .await
+        .batch_execute(&format!("GRANT bunker_maintenance TO {role}"))
+        .await
+        .unwrap();
+    let why = refusal(&url_as(&app, &role)).await;
+    assert!(why.contains("may change audit events"), "{why}");
+}
+
+#[tokio::test]
 async fn server_refuses_a_tenant_table_without_forced_row_level_security() {
     let app = TestApp::spawn().await;
     app.superuser()
