@@ -24,7 +24,7 @@ use crate::v2::bulk::BulkApi;
 use crate::v2::groups::GroupApi;
 use crate::v2::policies::PolicyApi;
 use crate::v2::system::SystemApi;
-use crate::v2::tenants::TenantApi;
+use crate::v2::tenants::{AccessTokenApi, TenantApi};
 use crate::v2::tokens::TokenApi;
 use crate::v2::users::UserApi;
 use crate::v2::xtokens::XTokenApi;
@@ -188,6 +188,7 @@ impl Application {
 /// The `/v2` command groups.
 pub type V2 = (
     TenantApi,
+    AccessTokenApi,
     UserApi,
     GroupApi,
     PolicyApi,
@@ -201,7 +202,10 @@ pub type V2 = (
 /// The OpenAPI service describing `/v2`, generated from the code.
 pub fn openapi(tenancy: Tenancy, vault: Vault, keys: KeyService) -> OpenApiService<V2, ()> {
     let api = (
-        TenantApi { tenancy },
+        TenantApi {
+            tenancy: tenancy.clone(),
+        },
+        AccessTokenApi { tenancy },
         UserApi {
             vault: vault.clone(),
         },

@@ -8,6 +8,7 @@ use bunker_db::keys::NewMasterKey;
 use bunker_db::{Database, OwnerConnection};
 use bunker_keys::{recovery, MasterKey, WrapPurpose, WrappingKey};
 use bunker_tenancy::token::IssuedToken;
+use bunker_tenancy::{Tenancy, TenantResolver};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
@@ -20,7 +21,19 @@ use crate::vault::Vault;
 use crate::wrapping::WrappingSource;
 
 /// A root token chosen by the operator must be at least this long.
-const MIN_ROOT_TOKEN_LEN: usize = 16;
+const MIN_ROOT_TOKEN_LEN: usize = 32;
+/// ... and must not repeat a few characters (`aaaa…`, `abab…`).
+const MIN_ROOT_TOKEN_DISTINCT: usize = 12;
+
+/// Whether an operator's root token is plausibly random enough: a UUID (as generated tokens are),
+/// or long and varied. It cannot be measured, only obvious weakness refused.
+fn strong_enough(token: &str) -> bool {
+    if uuid::Uuid::try_parse(token).is_ok() {
+        return true;
+    }
+    let distinct: std::collections::BTreeSet<char> = token.chars().collect();
+    token.chars().count() >= MIN_ROOT_TOKEN_LEN && distinct.len() >= MIN_ROOT_TOKEN_DISTINCT
+}
 
 /// Where `init` gets the root token from.
 pub enum RootToken {
@@ -71,8 +84,12 @@ pub async fn init_database(
 pub async fn init(config: &Config) -> anyhow::Result<()> {
     let url = config.require_database_url()?;
     let root = match &config.root_token {
-        Some(token) if token.expose_secret().chars().count() < MIN_ROOT_TOKEN_LEN => {
-            anyhow::bail!("BUNKER_ROOT_TOKEN must be at least {MIN_ROOT_TOKEN_LEN} characters")
+        Some(token) if !strong_enough(token.expose_secret()) => {
+            anyhow::bail!(
+                "BUNKER_ROOT_TOKEN must be a UUID or at least {MIN_ROOT_TOKEN_LEN} characters with \
+                 at least {MIN_ROOT_TOKEN_DISTINCT} different ones (some 128 bits when random: \
+                 `uuidgen`, `openssl rand -hex 24`)"
+            )
         }
         Some(token) => RootToken::Given(token.clone()),
         None => RootToken::Generate,
@@ -328,6 +345,77 @@ pub async fn keys_reencrypt(config: &Config) -> anyhow::Result<()> {
     println!(
         "{} value(s) re-sealed; retired master key version(s): {:?}",
         report.resealed, report.retired
+    );
+    Ok(())
+}
+
+/// The tenancy service over the configured database, for the `bunker token` commands.
+async fn tenancy(config: &Config) -> anyhow::Result<Tenancy> {
+    let url = config.require_database_url()?;
+    let db = Database::connect(url.expose_secret(), 1).await?;
+    Ok(Tenancy::new(db, TenantResolver::new(&config.domains)))
+}
+
+/// `bunker token list`.
+pub async fn token_list(config: &Config, tenant: &str) -> anyhow::Result<()> {
+    let tenancy = tenancy(config).await?;
+    let id = tenancy.tenant_named(tenant).await?;
+    for token in tenancy.list_tokens_of(id, Performer::Operator).await? {
+        let about = match (&token.role, token.user_token) {
+            (Some(role), _) => format!(" role {role}"),
+            (None, Some(user)) => format!(" user {user}"),
+            (None, None) => String::new(),
+        };
+        let expiry = token
+            .expires_at
+            .map(|at| format!(", expires {at} (Unix)"))
+            .unwrap_or_default();
+        println!(
+            "{} {}{about}, created {} (Unix){expiry}",
+            token.id,
+            token.kind.as_str(),
+            token.created_at
+        );
+    }
+    Ok(())
+}
+
+/// `bunker token revoke`.
+pub async fn token_revoke(config: &Config, tenant: &str, id: uuid::Uuid) -> anyhow::Result<()> {
+    let tenancy = tenancy(config).await?;
+    let tenant_id = tenancy.tenant_named(tenant).await?;
+    tenancy
+        .revoke_token_of(tenant_id, id, Performer::Operator)
+        .await?;
+    println!("Token {id} of tenant {tenant} is revoked.");
+    Ok(())
+}
+
+/// `bunker token rotate-admin`.
+pub async fn token_rotate_admin(config: &Config, tenant: &str) -> anyhow::Result<()> {
+    let tenancy = tenancy(config).await?;
+    let id = tenancy.tenant_named(tenant).await?;
+    let token = tenancy
+        .rotate_admin_token_of(id, Performer::Operator)
+        .await?;
+    println!(
+        "New admin token of tenant {tenant} (shown only this once; every earlier one is revoked):\n\n    {}",
+        token.secret.expose_secret()
+    );
+    Ok(())
+}
+
+/// `bunker token rotate-root`: as the schema owner, the only role that may write the root token.
+pub async fn token_rotate_root(config: &Config) -> anyhow::Result<()> {
+    let url = config.require_database_url()?;
+    let token = IssuedToken::generate();
+    OwnerConnection::connect(url.expose_secret())
+        .await?
+        .rotate_root(token.id, token.hash().as_bytes())
+        .await?;
+    println!(
+        "New root token (shown only this once; the old one no longer works):\n\n    {}",
+        token.secret.expose_secret()
     );
     Ok(())
 }

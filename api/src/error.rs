@@ -121,7 +121,7 @@ impl From<TenancyError> for ApiError {
             }
             TenancyError::MissingToken | TenancyError::InvalidToken => StatusCode::UNAUTHORIZED,
             TenancyError::Forbidden(_) => StatusCode::FORBIDDEN,
-            TenancyError::TenantNotFound => StatusCode::NOT_FOUND,
+            TenancyError::TenantNotFound | TenancyError::TokenNotFound => StatusCode::NOT_FOUND,
             TenancyError::DuplicateTenantName => StatusCode::CONFLICT,
             TenancyError::Database(db) => return db_error(db),
         };

@@ -42,6 +42,32 @@ enum Command {
     /// Key management: status, wrapping-key and master-key rotation, re-encryption, recovery.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Access tokens: list a tenant's, revoke one, rotate a tenant's admin token or the root token.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// A tenant's access tokens: ids, kinds, expiry (never their values).
+    List {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Revoke one access token of a tenant, at once on every server.
+    Revoke {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// The token's id, as `bunker token list` shows it.
+        id: uuid::Uuid,
+    },
+    /// A new admin token for a tenant (printed once); every earlier one is revoked.
+    RotateAdmin {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// A new root token (printed once); the old one stops working at once. Needs the owner's URL.
+    RotateRoot,
 }
 
 #[derive(Subcommand)]
@@ -115,6 +141,18 @@ fn main() -> ExitCode {
                     }) => {
                         let shares = commands::read_shares(shares_file.as_deref())?;
                         commands::keys_recover(&config, &shares, target(to_kms)).await
+                    }
+                    Command::Token(TokenCommand::List { tenant }) => {
+                        commands::token_list(&config, &tenant).await
+                    }
+                    Command::Token(TokenCommand::Revoke { tenant, id }) => {
+                        commands::token_revoke(&config, &tenant, id).await
+                    }
+                    Command::Token(TokenCommand::RotateAdmin { tenant }) => {
+                        commands::token_rotate_admin(&config, &tenant).await
+                    }
+                    Command::Token(TokenCommand::RotateRoot) => {
+                        commands::token_rotate_root(&config).await
                     }
                 }
             })

@@ -96,6 +96,16 @@ impl Database {
             .collect()
     }
 
+    /// The id of the tenant named `name`, if any.
+    pub async fn tenant_by_name(&self, name: &str) -> Result<Option<TenantId>, DbError> {
+        let client = self.pool().get().await?;
+        Ok(client
+            .query_opt("SELECT id FROM tenants WHERE name = $1", &[&name])
+            .await?
+            .map(|row| row.try_get(0).map(TenantId))
+            .transpose()?)
+    }
+
     /// Authenticates a request and opens its transaction, in one round trip: `BEGIN`, the tenant
     /// named `tenant_name` set as the transaction's tenant, and the token with this SHA-256 hash
     /// found with that tenant. A sliding token's expiry is pushed forward in the same transaction.
@@ -243,6 +253,70 @@ pub async fn delete_user_tokens(tx: &TenantTx<'_>, user: Uuid) -> Result<u64, Db
     tx.execute(
         "DELETE FROM access_tokens WHERE tenant_id = $1 AND user_token = $2",
         &[&tx.tenant().0, &user],
+    )
+    .await
+}
+
+/// An access token of a tenant as listed: never its value or hash.
+#[derive(Clone, Debug)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub kind: TokenKind,
+    /// The role a role token acts as.
+    pub role: Option<String>,
+    /// The user a user token acts as.
+    pub user_token: Option<Uuid>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When a role or user token expires (Unix seconds).
+    pub expires_at: Option<i64>,
+}
+
+/// The access tokens of the transaction's tenant (the root token belongs to none), oldest first.
+pub async fn list_access_tokens(tx: &TenantTx<'_>) -> Result<Vec<TokenInfo>, DbError> {
+    let rows = tx
+        .query(
+            "SELECT a.id, a.kind, r.name, a.user_token, extract(epoch FROM a.created_at)::bigint,
+                    extract(epoch FROM a.expires_at)::bigint
+               FROM access_tokens a LEFT JOIN roles r ON r.id = a.role_id
+              WHERE a.tenant_id = $1 ORDER BY a.created_at, a.id",
+            &[&tx.tenant().0],
+        )
+        .await?;
+    let mut tokens = Vec::with_capacity(rows.len());
+    for row in rows {
+        let kind: String = row.try_get(1)?;
+        let Some(kind) = TokenKind::parse(&kind) else {
+            continue;
+        };
+        tokens.push(TokenInfo {
+            id: row.try_get(0)?,
+            kind,
+            role: row.try_get(2)?,
+            user_token: row.try_get(3)?,
+            created_at: row.try_get(4)?,
+            expires_at: row.try_get(5)?,
+        });
+    }
+    Ok(tokens)
+}
+
+/// Revokes (deletes) an access token of the transaction's tenant; returns whether it existed.
+pub async fn revoke_access_token(tx: &TenantTx<'_>, id: Uuid) -> Result<bool, DbError> {
+    Ok(tx
+        .execute(
+            "DELETE FROM access_tokens WHERE id = $1 AND tenant_id = $2",
+            &[&id, &tx.tenant().0],
+        )
+        .await?
+        > 0)
+}
+
+/// Revokes every admin token of the transaction's tenant; returns how many there were.
+pub async fn revoke_admin_tokens(tx: &TenantTx<'_>) -> Result<u64, DbError> {
+    tx.execute(
+        "DELETE FROM access_tokens WHERE tenant_id = $1 AND kind = 'tenant_admin'",
+        &[&tx.tenant().0],
     )
     .await
 }

@@ -120,6 +120,39 @@ impl OwnerConnection {
         })
     }
 
+    /// Replaces the root token (its id and hash) and records it in the main tenant's trail, as
+    /// the operator, in one transaction: the old token stops working at once, everywhere (no server
+    /// caches tokens). Only the owner may write the root token (V12, V14).
+    pub async fn rotate_root(
+        &mut self,
+        root_token_id: Uuid,
+        root_token_hash: &[u8; 32],
+    ) -> Result<(), DbError> {
+        let tx = self.client.transaction().await?;
+        let changed = tx
+            .execute(
+                "UPDATE access_tokens SET id = $1, token_hash = $2, created_at = now()
+                  WHERE kind = 'root' AND tenant_id IS NULL",
+                &[&root_token_id, &root_token_hash.as_slice()],
+            )
+            .await?;
+        if changed != 1 {
+            return Err(DbError::Schema(
+                "no root token to rotate: run `bunker init` first".into(),
+            ));
+        }
+        tx.execute("SELECT set_config('bunker.tenant_id', '1', true)", &[])
+            .await?;
+        tx.execute(
+            "INSERT INTO audit_events (id, tenant_id, actor_kind, action, target)
+             VALUES ($1, 1, 'operator', 'RootTokenRotate', 'token:root')",
+            &[&crate::audit::new_event_id()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Applies every pending migration; returns how many were applied.
     pub async fn migrate(&mut self) -> Result<usize, DbError> {
         migrate::run(&mut self.client).await
@@ -205,6 +238,18 @@ async fn open(connection: &tls::Connection) -> Result<Client, DbError> {
 /// an operator's login role for it, and [`Database::check_posture`] decides whether it is safe.
 async fn probe_role_mode(connection: &tls::Connection) -> Result<RoleMode, DbError> {
     let client = open(connection).await?;
+    // Before the first migration bunker_app does not exist, and no connection could switch to it.
+    let roles = client
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&APP_ROLE],
+        )
+        .await?;
+    if roles.try_get::<_, i64>(0)? == 0 {
+        return Err(DbError::Schema(
+            "the database is not initialized: run `bunker init` first".to_owned(),
+        ));
+    }
     let row = client
         .query_one(
             "SELECT r.rolsuper

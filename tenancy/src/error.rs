@@ -16,6 +16,8 @@ pub enum TenancyError {
     TenantNotFound,
     #[error("Duplicate tenant name")]
     DuplicateTenantName,
+    #[error("The access token was not found")]
+    TokenNotFound,
     #[error("{0}")]
     InvalidRequest(&'static str),
     #[error(transparent)]

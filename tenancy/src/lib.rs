@@ -7,6 +7,7 @@
 //! ([`Tenancy::create_tenant`] and the rest) are the only way to the control-plane tables.
 
 mod caller;
+mod credentials;
 mod error;
 mod name;
 mod resolve;

@@ -192,6 +192,23 @@ impl TestApp {
         }
     }
 
+    /// Another server over this app's database (as a second replica would be): its address, and
+    /// the handle that keeps it running.
+    pub async fn replica(&self) -> (String, oneshot::Sender<()>) {
+        let db = Database::connect(&self.database_url(), 2)
+            .await
+            .expect("pool");
+        let app = Application::build(TestOptions::default().settings(&self.wrapping_key), db)
+            .await
+            .expect("replica builds");
+        let address = format!("http://{}", app.local_addr());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        (address, shutdown)
+    }
+
     /// The libpq connection string of this test's database, as the superuser.
     pub fn database_url(&self) -> String {
         cluster().connection_string(&self.database)

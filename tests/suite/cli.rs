@@ -68,7 +68,19 @@ async fn init_takes_the_root_token_from_the_environment() {
     )
     .await;
     assert!(!ok);
-    assert!(stderr.contains("at least 16"), "{stderr}");
+    assert!(stderr.contains("at least 32 characters"), "{stderr}");
+    for weak in ["a".repeat(40), "ab".repeat(20)] {
+        let (ok, _, stderr) = run_bunker(
+            &["init"],
+            &[
+                ("BUNKER_DATABASE_URL", url.as_str()),
+                ("BUNKER_ROOT_TOKEN", weak.as_str()),
+                ("BUNKER_WRAPPING_KEY", key.as_str()),
+            ],
+        )
+        .await;
+        assert!(!ok && stderr.contains("different ones"), "{weak}: {stderr}");
+    }
     let chosen = "a-chosen-root-token-for-automation";
     let (ok, stdout, stderr) = run_bunker(
         &["init"],

@@ -8,6 +8,7 @@ mod bulk;
 mod cli;
 mod conditions;
 mod crbac;
+mod credentials;
 mod groups;
 mod isolation;
 mod keys;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use bunker_db::cluster::{find_bindir, LocalCluster};
-use bunker_db::Database;
+use bunker_db::OwnerConnection;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 /// A certificate authority and, optionally, a server certificate it signed for `localhost`.
@@ -90,9 +90,10 @@ fn cluster(root: &Path, port: u16, tls: Option<(String, String)>) -> Running {
     Running(cluster)
 }
 
-/// What `Database::connect` says when it refuses `url` (empty when it connects).
+/// What connecting says when it refuses `url` (empty when it connects). The clusters here are
+/// bare (no Bunker schema): the owner's connection is the one that needs nothing of it.
 async fn refusal(url: &str) -> String {
-    match Database::connect(url, 1).await {
+    match OwnerConnection::connect(url).await {
         Ok(_) => String::new(),
         Err(err) => err.to_string(),
     }
@@ -116,13 +117,16 @@ async fn verify_full_connects_to_a_server_with_a_trusted_certificate_and_nothing
         )
     };
 
-    let verified = Database::connect(&url("localhost", port, "verify-full", &ca), 1).await;
+    let verified = OwnerConnection::connect(&url("localhost", port, "verify-full", &ca)).await;
     assert!(verified.is_ok(), "{:?}", verified.err());
     let as_url = format!(
         "postgresql://postgres@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
         ca.display()
     );
-    assert!(Database::connect(&as_url, 1).await.is_ok(), "the URL form");
+    assert!(
+        OwnerConnection::connect(&as_url).await.is_ok(),
+        "the URL form"
+    );
 
     let wrong = refusal(&url("localhost", port, "verify-full", &wrong_ca)).await;
     assert!(
@@ -135,7 +139,7 @@ async fn verify_full_connects_to_a_server_with_a_trusted_certificate_and_nothing
         "verify-full checks the name (the certificate is for localhost)"
     );
     assert!(
-        Database::connect(&url("127.0.0.1", port, "verify-ca", &ca), 1)
+        OwnerConnection::connect(&url("127.0.0.1", port, "verify-ca", &ca))
             .await
             .is_ok(),
         "verify-ca checks the chain only"
@@ -145,10 +149,9 @@ async fn verify_full_connects_to_a_server_with_a_trusted_certificate_and_nothing
         unencrypted.contains("server does not support TLS"),
         "a server without TLS is refused under require: {unencrypted}"
     );
-    let plain_ok = Database::connect(
-        &format!("host=localhost port={plain_port} user=postgres dbname=postgres sslmode=prefer"),
-        1,
-    )
+    let plain_ok = OwnerConnection::connect(&format!(
+        "host=localhost port={plain_port} user=postgres dbname=postgres sslmode=prefer"
+    ))
     .await;
     assert!(plain_ok.is_ok(), "prefer falls back, as libpq does");
 

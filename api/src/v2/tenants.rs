@@ -178,6 +178,105 @@ impl TenantApi {
     }
 }
 
+/// The access-token commands of a tenant (not in the upstream contract): TenantListTokens,
+/// TenantRevokeToken, TenantRotateToken. Root in any tenant (X-Bunker-Tenant), an admin in its own.
+pub struct AccessTokenApi {
+    pub tenancy: Tenancy,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct NoFields {}
+
+#[derive(Debug, Object)]
+pub struct AccessTokenRow {
+    /// The token's id (not its value, which Bunker never keeps).
+    tokenid: String,
+    /// `tenant_admin`, `role` or `user`.
+    kind: String,
+    #[oai(skip_serializing_if_is_none)]
+    rolename: Option<String>,
+    /// The user a user token acts as.
+    #[oai(skip_serializing_if_is_none)]
+    token: Option<String>,
+    /// When it was made (Unix seconds).
+    created: i64,
+    #[oai(skip_serializing_if_is_none)]
+    expirationtime: Option<i64>,
+}
+
+#[derive(Debug, Object)]
+pub struct AccessTokenList {
+    status: Status,
+    rows: Vec<AccessTokenRow>,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct RevokeRequest {
+    /// The id TenantListTokens shows.
+    tokenid: String,
+}
+
+#[derive(Debug, Object)]
+pub struct RotatedToken {
+    status: Status,
+    /// The tenant's new admin token, shown once; every earlier one no longer works.
+    xtoken: String,
+}
+
+#[OpenApi(tag = "ApiTags::Tenants")]
+impl AccessTokenApi {
+    /// List the tenant's access tokens (ids, kinds, expiry; never their values).
+    #[oai(path = "/TenantListTokens", method = "post")]
+    async fn tenant_list_tokens(
+        &self,
+        caller: Authenticated,
+        _body: JsonBody<NoFields>,
+    ) -> Result<Json<AccessTokenList>, ApiError> {
+        let tokens = self.tenancy.list_tokens(&caller.0).await?;
+        Ok(Json(AccessTokenList {
+            status: Status::Ok,
+            rows: tokens
+                .into_iter()
+                .map(|t| AccessTokenRow {
+                    tokenid: t.id.to_string(),
+                    kind: t.kind.as_str().to_owned(),
+                    rolename: t.role,
+                    token: t.user_token.map(|u| u.to_string()),
+                    created: t.created_at,
+                    expirationtime: t.expires_at,
+                })
+                .collect(),
+        }))
+    }
+
+    /// Revoke one of the tenant's access tokens, at once on every server.
+    #[oai(path = "/TenantRevokeToken", method = "post")]
+    async fn tenant_revoke_token(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<RevokeRequest>,
+    ) -> Result<Json<Done>, ApiError> {
+        let id = uuid::Uuid::try_parse(body.0.tokenid.trim())
+            .map_err(|_| ApiError::bad_request("tokenid must be a token id (a UUID)"))?;
+        self.tenancy.revoke_token(&caller.0, id).await?;
+        Ok(Json(Done { status: Status::Ok }))
+    }
+
+    /// Give the tenant a new admin token (shown once) and revoke every earlier one.
+    #[oai(path = "/TenantRotateToken", method = "post")]
+    async fn tenant_rotate_token(
+        &self,
+        caller: Authenticated,
+        _body: JsonBody<NoFields>,
+    ) -> Result<Json<RotatedToken>, ApiError> {
+        let token = self.tenancy.rotate_admin_token(&caller.0).await?;
+        Ok(Json(RotatedToken {
+            status: Status::Ok,
+            xtoken: token.secret.expose_secret().to_owned(),
+        }))
+    }
+}
+
 impl From<TenantRecord> for TenantRow {
     fn from(tenant: TenantRecord) -> Self {
         TenantRow {
