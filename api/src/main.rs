@@ -45,6 +45,19 @@ enum Command {
     /// Access tokens: list a tenant's, revoke one, rotate a tenant's admin token or the root token.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The login role `serve` should use in production.
+    #[command(subcommand)]
+    ServeRole(ServeRoleCommand),
+}
+
+#[derive(Subcommand)]
+enum ServeRoleCommand {
+    /// Create a login role that is a member of bunker_app only (with the owner's URL; its password
+    /// is printed once).
+    Create {
+        #[arg(long, default_value = "bunker_serve")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +166,9 @@ fn main() -> ExitCode {
                     }
                     Command::Token(TokenCommand::RotateRoot) => {
                         commands::token_rotate_root(&config).await
+                    }
+                    Command::ServeRole(ServeRoleCommand::Create { name }) => {
+                        commands::serve_role_create(&config, &name).await
                     }
                 }
             })

@@ -153,6 +153,24 @@ impl OwnerConnection {
         Ok(())
     }
 
+    /// Creates `name` as a login role with `password`, a member of bunker_app and nothing more:
+    /// the role `serve` should use in production. `name` must be a plain identifier (checked by
+    /// the caller); the password goes through the server's own quoting.
+    pub async fn create_serving_role(&mut self, name: &str, password: &str) -> Result<(), DbError> {
+        let tx = self.client.transaction().await?;
+        let statement: String = tx
+            .query_one(
+                "SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE \
+                         NOREPLICATION PASSWORD %L IN ROLE bunker_app', $1::text, $2::text)",
+                &[&name, &password],
+            )
+            .await?
+            .try_get(0)?;
+        tx.batch_execute(&statement).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Applies every pending migration; returns how many were applied.
     pub async fn migrate(&mut self) -> Result<usize, DbError> {
         migrate::run(&mut self.client).await

@@ -86,6 +86,47 @@ async fn server_refuses_a_tenant_table_without_forced_row_level_security() {
 }
 
 #[tokio::test]
+async fn the_serving_role_bunker_makes_is_a_member_of_bunker_app_only_and_serves() {
+    let app = TestApp::spawn().await;
+    let role = format!("{}_serve", app.database);
+    let url = app.database_url();
+    let (ok, stdout, stderr) = bunker_tests::run_bunker(
+        &["serve-role", "create", "--name", &role],
+        &[("BUNKER_DATABASE_URL", url.as_str())],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("password (shown only this once)"),
+        "{stdout}"
+    );
+    let su = app.superuser().await;
+    let row = su
+        .query_one(
+            "SELECT r.rolcanlogin, r.rolsuper, r.rolbypassrls, r.rolcreaterole,
+                    array(SELECT g.rolname::text FROM pg_auth_members m
+                            JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid)
+               FROM pg_roles r WHERE r.rolname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2),
+            row.get::<_, bool>(3)
+        ),
+        (true, false, false, false)
+    );
+    assert_eq!(row.get::<_, Vec<String>>(4), ["bunker_app"]);
+    let db = Database::connect(&url_as(&app, &role), 2).await.unwrap();
+    let server = Application::build(TestOptions::default().settings(&app.wrapping_key), db).await;
+    assert!(server.is_ok(), "{:?}", server.err().map(|e| e.to_string()));
+}
+
+#[tokio::test]
 async fn a_plain_login_role_of_bunker_app_serves() {
     let app = TestApp::spawn().await;
     let role = login_role(&app, "login", "").await;
