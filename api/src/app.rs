@@ -28,6 +28,7 @@ use crate::v2::tenants::{AccessTokenApi, TenantApi};
 use crate::v2::tokens::TokenApi;
 use crate::v2::users::UserApi;
 use crate::v2::xtokens::XTokenApi;
+use crate::vault::chain::spawn_chainer;
 use crate::vault::{spawn_sweeper, Vault, VaultSettings};
 use crate::wrapping::WrappingSource;
 
@@ -63,6 +64,10 @@ pub struct ServerSettings {
     pub vault: VaultSettings,
     /// How often expired users are forgotten (`BUNKER_SWEEP_SECONDS`).
     pub sweep_interval: Duration,
+    /// How often audit events are linked into the chain (`BUNKER_AUDIT_CHAIN_SECONDS`).
+    pub audit_chain_interval: Duration,
+    /// How old an event must be to be linked (`BUNKER_AUDIT_CHAIN_HORIZON_SECONDS`).
+    pub audit_chain_horizon: Duration,
     /// How often the server looks for a new master-key version (`BUNKER_KEY_REFRESH_SECONDS`).
     pub key_refresh_interval: Duration,
 }
@@ -88,6 +93,7 @@ pub struct Application {
     endpoint: BoxEndpoint<'static>,
     vault: Vault,
     sweep_interval: Duration,
+    chain: (Duration, Duration),
     refresher: KeyRefresher,
 }
 
@@ -154,6 +160,7 @@ impl Application {
             endpoint: routes(state),
             vault,
             sweep_interval: settings.sweep_interval,
+            chain: (settings.audit_chain_interval, settings.audit_chain_horizon),
             refresher: KeyRefresher {
                 keyring,
                 db: state_db,
@@ -174,12 +181,15 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let (every, horizon) = self.chain;
+        let chainer = spawn_chainer(self.vault.clone(), every, horizon);
         let sweeper = spawn_sweeper(self.vault, self.sweep_interval);
         let refresher = self.refresher.spawn();
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.endpoint, shutdown, Some(Duration::from_secs(10)))
             .await;
         sweeper.abort();
+        chainer.abort();
         refresher.abort();
         served
     }

@@ -456,6 +456,45 @@ pub async fn token_rotate_root(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `bunker audit verify`: recomputes the audit chain of every tenant (or of `tenant`) and names
+/// each event changed, deleted, inserted or moved in its linked part; fails if any is.
+pub async fn audit_verify(config: &Config, tenant: Option<&str>) -> anyhow::Result<()> {
+    let url = config.require_database_url()?;
+    let source = config.require_wrapping_source().await?;
+    let settings = config.server_settings(source)?;
+    let db = Database::connect(url.expose_secret(), 1).await?;
+    let (keyring, _) = load_keyring(&db, &settings.wrapping).await?;
+    let tenants = match tenant {
+        Some(name) => vec![db
+            .tenant_by_name(name)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no tenant is named {name}"))?],
+        None => db.tenant_ids().await?,
+    };
+    let vault = Vault::new(db, SharedKeyring::new(keyring), settings.vault);
+    let mut problems = 0;
+    for tenant in tenants {
+        let report = vault.verify_audit_chain(tenant).await?;
+        let verdict = if report.findings.is_empty() {
+            "verified".to_owned()
+        } else {
+            format!("{} problem(s)", report.findings.len())
+        };
+        println!(
+            "tenant {tenant}: {} linked event(s), {} newer than the last link: {verdict}",
+            report.verified, report.not_yet_linked
+        );
+        for finding in &report.findings {
+            println!("  {finding}");
+        }
+        problems += report.findings.len();
+    }
+    if problems > 0 {
+        anyhow::bail!("the audit trail does not verify: {problems} problem(s)");
+    }
+    Ok(())
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

@@ -45,6 +45,10 @@ pub struct Config {
     pub list_users: bool,
     /// `BUNKER_XTOKEN_MAX_SECONDS`: the longest a role or user token may live (default 1 day).
     pub xtoken_max_seconds: usize,
+    /// `BUNKER_AUDIT_CHAIN_SECONDS`: how often audit events are linked into the chain (default 10).
+    pub audit_chain_seconds: usize,
+    /// `BUNKER_AUDIT_CHAIN_HORIZON_SECONDS`: how old an event must be to be linked (default 300).
+    pub audit_chain_horizon_seconds: usize,
 }
 
 /// Where the wrapping key comes from.
@@ -145,6 +149,8 @@ impl Config {
                 }
             },
             xtoken_max_seconds: number("BUNKER_XTOKEN_MAX_SECONDS", 24 * 3600)?,
+            audit_chain_seconds: number("BUNKER_AUDIT_CHAIN_SECONDS", 10)?,
+            audit_chain_horizon_seconds: number("BUNKER_AUDIT_CHAIN_HORIZON_SECONDS", 300)?,
         })
     }
 
@@ -204,7 +210,14 @@ impl Config {
             },
             sweep_interval: Duration::from_secs(self.sweep_seconds as u64),
             key_refresh_interval: self.key_refresh_interval(),
+            audit_chain_interval: Duration::from_secs(self.audit_chain_seconds.max(1) as u64),
+            audit_chain_horizon: self.audit_chain_horizon(),
         })
+    }
+
+    /// How old an audit event must be before it is linked into the chain.
+    pub fn audit_chain_horizon(&self) -> Duration {
+        Duration::from_secs(self.audit_chain_horizon_seconds as u64)
     }
 }
 

@@ -45,9 +45,23 @@ enum Command {
     /// Access tokens: list a tenant's, revoke one, rotate a tenant's admin token or the root token.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The audit trail: `verify` recomputes its chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The login role `serve` should use in production.
     #[command(subcommand)]
     ServeRole(ServeRoleCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute each tenant's audit chain; name every event changed, deleted, inserted or moved
+    /// before its last link, and fail if there is one.
+    Verify {
+        /// One tenant (by name) instead of all.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,6 +180,9 @@ fn main() -> ExitCode {
                     }
                     Command::Token(TokenCommand::RotateRoot) => {
                         commands::token_rotate_root(&config).await
+                    }
+                    Command::Audit(AuditCommand::Verify { tenant }) => {
+                        commands::audit_verify(&config, tenant.as_deref()).await
                     }
                     Command::ServeRole(ServeRoleCommand::Create { name }) => {
                         commands::serve_role_create(&config, &name).await

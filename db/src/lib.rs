@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod bulk;
+pub mod chain;
 pub mod cluster;
 pub mod control;
 mod error;

@@ -91,6 +91,8 @@ pub struct TestOptions {
     pub pool_size: usize,
     pub versions_kept: i32,
     pub sweep_interval: Duration,
+    /// How often and from what age audit events are linked (the chain).
+    pub audit_chain: (Duration, Duration),
     pub key_refresh_interval: Duration,
     pub unlock_seconds: i64,
     /// `BUNKER_LIST_USERS` (off, as by default).
@@ -106,6 +108,7 @@ impl Default for TestOptions {
             pool_size: 4,
             versions_kept: 10,
             sweep_interval: Duration::from_secs(3600),
+            audit_chain: (Duration::from_secs(3600), Duration::from_secs(300)),
             key_refresh_interval: Duration::from_secs(3600),
             unlock_seconds: 60,
             list_users: false,
@@ -132,6 +135,8 @@ impl TestOptions {
                 xtoken_max_seconds: self.xtoken_max_seconds,
             },
             sweep_interval: self.sweep_interval,
+            audit_chain_interval: self.audit_chain.0,
+            audit_chain_horizon: self.audit_chain.1,
             key_refresh_interval: self.key_refresh_interval,
         }
     }
@@ -195,10 +200,15 @@ impl TestApp {
     /// Another server over this app's database (as a second replica would be): its address, and
     /// the handle that keeps it running.
     pub async fn replica(&self) -> (String, oneshot::Sender<()>) {
+        self.replica_with(TestOptions::default()).await
+    }
+
+    /// As [`TestApp::replica`], with these options.
+    pub async fn replica_with(&self, options: TestOptions) -> (String, oneshot::Sender<()>) {
         let db = Database::connect(&self.database_url(), 2)
             .await
             .expect("pool");
-        let app = Application::build(TestOptions::default().settings(&self.wrapping_key), db)
+        let app = Application::build(options.settings(&self.wrapping_key), db)
             .await
             .expect("replica builds");
         let address = format!("http://{}", app.local_addr());

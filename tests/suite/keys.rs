@@ -294,6 +294,8 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         SharedKeyring::new(keyring),
         TestOptions::default().settings(&app.wrapping_key).vault,
     );
+    // Link the trail as it is under version 1: re-sealing its details must leave the chain valid.
+    vault.extend_audit_chains(Duration::ZERO).await.unwrap();
     let report = vault
         .reencrypt_all(Duration::from_millis(500), false)
         .await
@@ -331,6 +333,11 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         .unwrap()
         .get(0);
     assert!(retired);
+    let chain = vault
+        .verify_audit_chain(bunker_db::TenantId::MAIN)
+        .await
+        .unwrap();
+    assert!(chain.verified > 0 && chain.findings.is_empty(), "{chain:?}");
 
     tokio::time::sleep(Duration::from_millis(1600)).await;
     for ((user, w), k) in &landed {

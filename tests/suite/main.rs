@@ -4,6 +4,7 @@
 mod access;
 mod api;
 mod at_rest;
+mod audit_chain;
 mod bulk;
 mod cli;
 mod conditions;

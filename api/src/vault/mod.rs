@@ -6,6 +6,7 @@
 
 mod audit;
 pub mod bulk;
+pub mod chain;
 pub mod create;
 pub mod expiry;
 pub mod groups;
