@@ -38,6 +38,16 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
         let (status, _) = app.call("UserUpdate", token, Some(tenant), change).await;
         assert!(status.is_success());
     }
+    // A link of each tenant's audit chain (the chaining task waits for events to age).
+    app.superuser()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO audit_chain (tenant_id, position, event_id, occurred_at, mac)
+             SELECT DISTINCT ON (tenant_id) tenant_id, 1, id, occurred_at, decode(repeat('00', 32), 'hex')
+               FROM audit_events WHERE tenant_id IN ({a}, {b}) ORDER BY tenant_id, occurred_at"
+        ))
+        .await
+        .unwrap();
     (a, b)
 }
 

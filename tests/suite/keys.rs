@@ -294,8 +294,13 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         SharedKeyring::new(keyring),
         TestOptions::default().settings(&app.wrapping_key).vault,
     );
-    // Link the trail as it is under version 1: re-sealing its details must leave the chain valid.
-    vault.extend_audit_chains(Duration::ZERO).await.unwrap();
+    // Link the trail as it is under version 1 (what is three seconds old: the writers' requests
+    // take far less): re-sealing its details must leave the chain valid.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    vault
+        .extend_audit_chains(Duration::from_secs(3))
+        .await
+        .unwrap();
     let report = vault
         .reencrypt_all(Duration::from_millis(500), false)
         .await
