@@ -72,8 +72,9 @@ pub struct Connection {
 }
 
 /// The TLS client of a connection. The driver asks for one for every host, Unix sockets included
-/// (whose paths are no server names, and over which PostgreSQL never speaks TLS): such a host gets
-/// a client for `localhost` that is never used.
+/// (whose paths are no server names, and over which PostgreSQL never speaks TLS): a socket (the
+/// driver gives an empty name) gets a client for `localhost` that is never used. Any other host
+/// is checked as it is named, and one that is no valid server name is refused.
 #[derive(Clone)]
 pub struct Tls(MakeRustlsConnect);
 
@@ -86,10 +87,11 @@ where
     type Error = <MakeRustlsConnect as MakeTlsConnect<S>>::Error;
 
     fn make_tls_connect(&mut self, host: &str) -> Result<Self::TlsConnect, Self::Error> {
-        let name = if ServerName::try_from(host).is_ok() {
-            host
-        } else {
+        // The driver names no host for a Unix socket (an empty string); a path is passed on too.
+        let name = if host.is_empty() || host.starts_with('/') {
             "localhost"
+        } else {
+            host
         };
         self.0.make_tls_connect(name)
     }
@@ -115,6 +117,12 @@ pub fn parse(url: &str) -> Result<Connection, DbError> {
         Some(mode) => mode.parse()?,
         None => default_mode(&config),
     };
+    if mode == SslMode::VerifyFull && config.get_hosts().len() < config.get_hostaddrs().len() {
+        // The driver would check such an address's certificate against no name at all.
+        return Err(DbError::Tls(
+            "sslmode=verify-full needs a host naming the server for every hostaddr".to_owned(),
+        ));
+    }
     config.ssl_mode(match mode {
         SslMode::Disable => DriverSslMode::Disable,
         SslMode::Prefer => DriverSslMode::Prefer,
@@ -131,13 +139,18 @@ pub fn parse(url: &str) -> Result<Connection, DbError> {
 /// loopback, `prefer` otherwise.
 fn default_mode(config: &Config) -> SslMode {
     let hosts = config.get_hosts();
+    // A `hostaddr` is where the connection goes, whatever `host` names.
+    let addresses = config.get_hostaddrs();
     let remote = hosts.iter().any(|host| match host {
         Host::Tcp(name) => !matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1"),
         Host::Unix(_) => false,
-    });
+    }) || addresses.iter().any(|a| !a.is_loopback());
     if remote {
         SslMode::Require
-    } else if !hosts.is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_))) {
+    } else if addresses.is_empty()
+        && !hosts.is_empty()
+        && hosts.iter().all(|h| matches!(h, Host::Unix(_)))
+    {
         SslMode::Disable
     } else {
         SslMode::Prefer
@@ -198,6 +211,13 @@ fn roots(root_cert: Option<&str>) -> Result<RootCertStore, DbError> {
                 let _ = roots.add(cert);
             }
         }
+    }
+    if roots.is_empty() {
+        return Err(DbError::Tls(match root_cert {
+            Some(path) => format!("sslrootcert {path} holds no PEM certificate"),
+            None => "no system certificates to verify the database server with: give sslrootcert"
+                .to_owned(),
+        }));
     }
     Ok(roots)
 }
@@ -444,9 +464,15 @@ mod tests {
                 "postgresql://db.example.com/b?sslmode=disable",
                 SslMode::Disable,
             ),
+            // The address is where the connection goes, whatever the host says.
+            ("host=localhost hostaddr=10.0.0.5 dbname=b", SslMode::Require),
+            ("host=/tmp hostaddr=10.0.0.5 dbname=b", SslMode::Require),
+            ("hostaddr=127.0.0.1 dbname=b", SslMode::Prefer),
         ] {
             assert_eq!(parse(url).unwrap().mode, mode, "{url}");
         }
         assert!(parse("postgresql://db/b?sslmode=sometimes").is_err());
+        // verify-full has no name to check an address's certificate against.
+        assert!(parse("hostaddr=10.0.0.5 dbname=b sslmode=verify-full").is_err());
     }
 }
