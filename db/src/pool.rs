@@ -155,14 +155,16 @@ impl OwnerConnection {
 
     /// Creates `name` as a login role with `password`, a member of bunker_app and nothing more:
     /// the role `serve` should use in production. `name` must be a plain identifier (checked by
-    /// the caller); the password goes through the server's own quoting.
+    /// the caller). Only a SCRAM-SHA-256 verifier of the password is sent (as psql's `\password`
+    /// does), so that no server log or statistics can show the password itself.
     pub async fn create_serving_role(&mut self, name: &str, password: &str) -> Result<(), DbError> {
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
         let tx = self.client.transaction().await?;
         let statement: String = tx
             .query_one(
                 "SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE \
                          NOREPLICATION PASSWORD %L IN ROLE bunker_app', $1::text, $2::text)",
-                &[&name, &password],
+                &[&name, &verifier],
             )
             .await?
             .try_get(0)?;

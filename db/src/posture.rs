@@ -45,8 +45,11 @@ impl Database {
             .query_one(
                 "SELECT has_any_column_privilege(current_user, 'audit_events', 'UPDATE')
                         OR has_table_privilege(current_user, 'audit_events', 'DELETE')
-                        OR has_any_column_privilege(current_user, 'user_versions', 'UPDATE')",
-                &[],
+                        OR has_any_column_privilege(current_user, 'user_versions', 'UPDATE')
+                        OR has_any_column_privilege(current_user, 'audit_chain', 'UPDATE')
+                        OR has_table_privilege(current_user, 'audit_chain', 'DELETE')
+                        OR pg_has_role(current_user, $1, 'MEMBER')",
+                &[&MAINTENANCE_ROLE],
             )
             .await?;
         if rewrites.try_get::<_, bool>(0)? {
