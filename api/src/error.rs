@@ -153,7 +153,7 @@ impl From<VaultError> for ApiError {
             VaultError::AuditUnavailable => {
                 return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
             }
-            VaultError::AuditFailed => return ApiError::internal(),
+            VaultError::AuditFailed | VaultError::AuditChainCut => return ApiError::internal(),
             VaultError::Keys(keys) => {
                 tracing::error!(error = %keys, "a sealed value did not open");
                 return ApiError::new(

@@ -61,6 +61,10 @@ enum AuditCommand {
         /// One tenant (by name) instead of all.
         #[arg(long)]
         tenant: Option<String>,
+        /// A head the server logged earlier (`POSITION:MAC`, "audit chain extended"), kept outside
+        /// the database: the chain must still hold it (with --tenant).
+        #[arg(long)]
+        head: Option<String>,
     },
 }
 
@@ -181,8 +185,8 @@ fn main() -> ExitCode {
                     Command::Token(TokenCommand::RotateRoot) => {
                         commands::token_rotate_root(&config).await
                     }
-                    Command::Audit(AuditCommand::Verify { tenant }) => {
-                        commands::audit_verify(&config, tenant.as_deref()).await
+                    Command::Audit(AuditCommand::Verify { tenant, head }) => {
+                        commands::audit_verify(&config, tenant.as_deref(), head.as_deref()).await
                     }
                     Command::ServeRole(ServeRoleCommand::Create { name }) => {
                         commands::serve_role_create(&config, &name).await

@@ -197,3 +197,55 @@ pub async fn count_after(
         .await?
         .try_get(0)?)
 }
+
+/// The link at `position`, if any.
+pub async fn link_at(tx: &TenantTx<'_>, position: i64) -> Result<Option<Link>, DbError> {
+    tx.query_opt(
+        "SELECT position, event_id, occurred_at, mac FROM audit_chain WHERE position = $1",
+        &[&position],
+    )
+    .await?
+    .as_ref()
+    .map(link_from_row)
+    .transpose()
+}
+
+/// How many events after `after` (in chain order) are older than `seconds` and yet unlinked.
+pub async fn count_unlinked_older_than(
+    tx: &TenantTx<'_>,
+    after: Option<(SystemTime, Uuid)>,
+    seconds: i64,
+) -> Result<i64, DbError> {
+    let (at, id) = match after {
+        Some((at, id)) => (Some(at), Some(id)),
+        None => (None, None),
+    };
+    Ok(tx
+        .query_one(
+            "SELECT count(*) FROM audit_events e
+              WHERE ($1::timestamptz IS NULL OR (e.occurred_at, e.id) > ($1::timestamptz, $2::uuid))
+                AND e.occurred_at < now() - make_interval(secs => $3::bigint)",
+            &[&at, &id, &seconds],
+        )
+        .await?
+        .try_get(0)?)
+}
+
+/// The tenants the transaction's trail says were created and never deleted (TenantCreate and
+/// TenantDelete events, `tenant:<id>` targets) but that do not exist: for the main tenant's trail.
+pub async fn vanished_tenants(tx: &TenantTx<'_>) -> Result<Vec<i64>, DbError> {
+    tx.query(
+        "SELECT DISTINCT substring(c.target FROM 8)::bigint AS id
+           FROM audit_events c
+          WHERE c.action = 'TenantCreate' AND c.target ~ '^tenant:[0-9]+$'
+            AND NOT EXISTS (SELECT 1 FROM audit_events d
+                             WHERE d.action = 'TenantDelete' AND d.target = c.target)
+            AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = substring(c.target FROM 8)::bigint)
+          ORDER BY 1",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|row| Ok(row.try_get(0)?))
+    .collect()
+}

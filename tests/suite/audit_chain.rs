@@ -130,3 +130,187 @@ async fn audit_verify_names_every_event_changed_deleted_inserted_or_moved() {
         .get(0);
     assert_eq!(linked_twice, 0);
 }
+
+/// A vault over the app's database, to link and verify by hand (the app's own task links nothing
+/// younger than five minutes).
+async fn vault_of(app: &TestApp) -> bunker::vault::Vault {
+    use bunker::keyadmin::{load_keyring, SharedKeyring};
+    use bunker::wrapping::WrappingSource;
+    use bunker_keys::WrappingKey;
+
+    let db = bunker_db::Database::connect(&app.database_url(), 2)
+        .await
+        .unwrap();
+    let source = WrappingSource::Local(WrappingKey::from_hex(&app.wrapping_key).unwrap());
+    let (keyring, _) = load_keyring(&db, &source).await.unwrap();
+    bunker::vault::Vault::new(
+        db,
+        SharedKeyring::new(keyring),
+        TestOptions::default().settings(&app.wrapping_key).vault,
+    )
+}
+
+async fn verify_with(app: &TestApp, extra: &[&str]) -> (bool, String) {
+    let url = app.database_url();
+    let mut args = vec!["audit", "verify", "--tenant", "default"];
+    args.extend_from_slice(extra);
+    let (ok, stdout, stderr) = run_bunker(
+        &args,
+        &[
+            ("BUNKER_DATABASE_URL", url.as_str()),
+            ("BUNKER_WRAPPING_KEY", app.wrapping_key.as_str()),
+        ],
+    )
+    .await;
+    (ok, format!("{stdout}{stderr}"))
+}
+
+#[tokio::test]
+async fn a_cut_chain_is_not_extended_and_a_recorded_head_shows_the_cut() {
+    use bunker::vault::chain::{Heads, VerifyOptions};
+    use bunker_db::TenantId;
+
+    let app = TestApp::spawn().await;
+    for i in 0..6 {
+        app.create_user(json!({"login": format!("c{i}")})).await;
+    }
+    let vault = vault_of(&app).await;
+    let mut heads = Heads::new();
+    assert!(vault.extend_audit_chains(Duration::ZERO, &mut heads).await >= 6);
+    let (position, mac) = heads[&TenantId::MAIN].clone();
+    let head = format!("{position}:{}", hex::encode(&mac));
+    let (ok, report) = verify_with(&app, &["--head", &head]).await;
+    assert!(ok, "the chain holds its head: {report}");
+
+    // The owner cuts the tail: the last two events and their links.
+    let db = app.superuser().await;
+    db.execute(
+        "WITH cut AS (DELETE FROM audit_chain WHERE tenant_id = 1 AND position > $1::bigint - 2
+                      RETURNING event_id)
+         DELETE FROM audit_events WHERE id IN (SELECT event_id FROM cut)",
+        &[&position],
+    )
+    .await
+    .unwrap();
+    app.create_user(json!({"login": "after-the-cut"})).await;
+
+    // A server that linked the head does not extend the chain over the cut...
+    assert_eq!(
+        vault.extend_audit_chains(Duration::ZERO, &mut heads).await,
+        0
+    );
+    assert_eq!(heads[&TenantId::MAIN].0, position);
+    // ... so the events since stay unlinked, which verification names once they are old enough.
+    let report = vault
+        .verify_audit_chain(
+            TenantId::MAIN,
+            VerifyOptions {
+                stale_after: Duration::ZERO,
+                anchor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.to_string().contains("old enough to be linked are not")),
+        "{report:?}"
+    );
+
+    // A server that never saw the head (restarted) links on from the cut; the head kept outside
+    // the database still shows it.
+    assert!(
+        vault
+            .extend_audit_chains(Duration::ZERO, &mut Heads::new())
+            .await
+            > 0
+    );
+    let (ok, report) = verify_with(&app, &["--head", &head]).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(&format!("link {position} is not the head recorded for it")),
+        "{report}"
+    );
+    let (ok, report) = verify_with(&app, &["--head", "1:zz"]).await;
+    assert!(!ok && report.contains("MAC is hexadecimal"), "{report}");
+    let (ok, _, stderr) = run_bunker(
+        &["audit", "verify", "--head", &head],
+        &[("BUNKER_DATABASE_URL", app.database_url().as_str())],
+    )
+    .await;
+    assert!(!ok && stderr.contains("give --tenant too"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_chain_and_the_main_trail_guard_themselves() {
+    let app = TestApp::spawn().await;
+    app.create_user(json!({"login": "g0"})).await;
+    let (kept, _) = app.create_tenant("kept").await;
+    let (removed, _) = app.create_tenant("removed").await;
+    let (deleted, _) = app.create_tenant("deleted").await;
+    let (status, _) = app.root("TenantDelete", json!({"tenantid": deleted})).await;
+    assert_eq!(status, bunker_tests::StatusCode::OK);
+    let vault = vault_of(&app).await;
+    assert!(
+        vault
+            .extend_audit_chains(Duration::ZERO, &mut Default::default())
+            .await
+            > 0
+    );
+    let (ok, report) = verify_with(&app, &[]).await;
+    assert!(ok, "{report}");
+
+    let db = app.superuser().await;
+    // The main tenant cannot be deleted, even by the owner.
+    let err = db
+        .execute("DELETE FROM tenants WHERE id = 1", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        bunker_tests::pg_message(&err).contains("main tenant cannot be deleted"),
+        "{err}"
+    );
+    // A link's position is positive: a link cannot be slipped in before the first.
+    let err = db
+        .execute(
+            "INSERT INTO audit_chain (tenant_id, position, event_id, occurred_at, mac)
+             SELECT 1, -1, gen_random_uuid(), now(), mac FROM audit_chain
+              WHERE tenant_id = 1 AND position = 1",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        bunker_tests::pg_message(&err).contains("audit_chain_position"),
+        "{err}"
+    );
+    // A tenant removed behind TenantDelete's back, with its whole trail, is named; one deleted
+    // through TenantDelete is not. And a link's time must be its event's.
+    db.execute("DELETE FROM tenants WHERE id = $1", &[&removed])
+        .await
+        .unwrap();
+    db.execute(
+        "UPDATE audit_chain SET occurred_at = occurred_at - interval '1 second'
+          WHERE tenant_id = 1 AND position = 2",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (ok, report) = verify_with(&app, &[]).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(&format!(
+            "tenant {removed} was created and never deleted, yet it and its trail are gone"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains("the chain itself was altered at link 2"),
+        "{report}"
+    );
+    for id in [kept, deleted] {
+        assert!(!report.contains(&format!("tenant {id} ")), "{report}");
+    }
+}

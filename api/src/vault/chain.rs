@@ -7,6 +7,7 @@
 //! replaces the sealed bytes, never what they hold). Only events older than a horizon are linked,
 //! so that no transaction still writing an earlier event can be open when its place is taken.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use bunker_db::chain::{self as store, ChainEvent, Link};
@@ -32,6 +33,13 @@ pub enum Finding {
     Reordered { earlier: Uuid, later: Uuid },
     /// A link itself is missing or out of order (the chain table was altered).
     BrokenChain { position: i64 },
+    /// Events old enough to have been linked are not: the chain was cut or stalled.
+    Unlinked { count: i64 },
+    /// The chain does not hold the head an operator recorded (`--head`).
+    AnchorMismatch { position: i64 },
+    /// The main trail records a tenant created and never deleted that no longer exists: its trail
+    /// was removed without TenantDelete.
+    TenantVanished(i64),
 }
 
 impl std::fmt::Display for Finding {
@@ -52,6 +60,18 @@ impl std::fmt::Display for Finding {
             Finding::BrokenChain { position } => {
                 write!(f, "the chain itself was altered at link {position}")
             }
+            Finding::Unlinked { count } => write!(
+                f,
+                "{count} event(s) old enough to be linked are not: the chain was cut or has stalled"
+            ),
+            Finding::AnchorMismatch { position } => write!(
+                f,
+                "link {position} is not the head recorded for it: the chain was cut or rewritten"
+            ),
+            Finding::TenantVanished(id) => write!(
+                f,
+                "tenant {id} was created and never deleted, yet it and its trail are gone"
+            ),
         }
     }
 }
@@ -66,36 +86,97 @@ pub struct ChainReport {
     pub findings: Vec<Finding>,
 }
 
+/// The head of a tenant's chain: the last link's position and MAC. Logged at every extension, so
+/// that a copy outside the database can later prove the chain was not cut (`--head`).
+pub type Head = (i64, Vec<u8>);
+
+/// The heads each server has written or seen, per tenant: a chain found shorter than, or not
+/// holding, the head remembered was cut, and is not extended over the cut.
+pub type Heads = HashMap<TenantId, Head>;
+
+/// What verification checks besides the chain itself.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// Events older than this must be linked (the horizon and a few rounds of the task).
+    pub stale_after: Duration,
+    /// A head recorded earlier that the chain must still hold.
+    pub anchor: Option<Head>,
+}
+
 impl Vault {
-    /// Links the events of every tenant that are older than `horizon`; returns how many.
-    pub async fn extend_audit_chains(&self, horizon: Duration) -> Result<usize, VaultError> {
+    /// Links the events of every tenant that are older than `horizon`; returns how many. A tenant
+    /// whose chain was cut below the head in `heads` is not linked (logged); an error in one
+    /// tenant does not stop the others.
+    pub async fn extend_audit_chains(&self, horizon: Duration, heads: &mut Heads) -> usize {
+        let tenants = match self.db.tenant_ids().await {
+            Ok(tenants) => tenants,
+            Err(err) => {
+                tracing::warn!(error = %err, "linking audit events: no tenant list; will retry");
+                return 0;
+            }
+        };
         let mut linked = 0;
-        for tenant in self.db.tenant_ids().await? {
+        for tenant in tenants {
             loop {
-                let done = self.extend_audit_chain(tenant, horizon).await?;
-                linked += done;
-                if done < BATCH as usize {
-                    break;
+                let remembered = heads.get(&tenant).cloned();
+                match self.extend_audit_chain(tenant, horizon, remembered).await {
+                    Ok((done, head)) => {
+                        if let Some(head) = head {
+                            if done > 0 {
+                                tracing::info!(
+                                    tenant = tenant.0,
+                                    position = head.0,
+                                    head = %hex::encode(&head.1),
+                                    "audit chain extended"
+                                );
+                            }
+                            heads.insert(tenant, head);
+                        }
+                        linked += done;
+                        if done < BATCH as usize {
+                            break;
+                        }
+                    }
+                    Err(VaultError::AuditChainCut) => {
+                        tracing::error!(
+                            tenant = tenant.0,
+                            "the audit chain no longer holds the head this server linked: it was \
+                             cut or rewritten; not extending it (run `bunker audit verify`)"
+                        );
+                        break;
+                    }
+                    Err(err) => {
+                        tracing::warn!(tenant = tenant.0, error = %err, "linking audit events failed; will retry");
+                        break;
+                    }
                 }
             }
         }
-        Ok(linked)
+        linked
     }
 
-    /// Links one batch of `tenant`'s events older than `horizon`; none when another server is
+    /// Links one batch of `tenant`'s events older than `horizon`, after checking that the chain
+    /// still holds `remembered`; returns how many and the head. None when another server is
     /// linking this tenant at the same time.
     async fn extend_audit_chain(
         &self,
         tenant: TenantId,
         horizon: Duration,
-    ) -> Result<usize, VaultError> {
+        remembered: Option<Head>,
+    ) -> Result<(usize, Option<Head>), VaultError> {
         let keys = self.keys(tenant);
         let horizon = i64::try_from(horizon.as_secs()).unwrap_or(i64::MAX);
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     if !store::try_lock(tx).await? {
-                        return Ok(0);
+                        return Ok((0, remembered));
+                    }
+                    if let Some((position, mac)) = &remembered {
+                        let held = store::link_at(tx, *position).await?;
+                        if held.is_none_or(|link| &link.mac != mac) {
+                            return Err(VaultError::AuditChainCut);
+                        }
                     }
                     let last = store::last_link(tx).await?;
                     let after = last.as_ref().map(|l| (l.occurred_at, l.event_id));
@@ -117,16 +198,23 @@ impl Vault {
                         previous = Some(mac.to_vec());
                     }
                     store::insert_links(tx, &links).await?;
-                    Ok::<_, VaultError>(links.len())
+                    let head = previous.map(|mac| (position, mac));
+                    Ok::<_, VaultError>((links.len(), head))
                 })
             })
             .await
     }
 
     /// Recomputes `tenant`'s chain and reports every event changed, deleted, inserted or moved
-    /// in the linked part of its trail.
-    pub async fn verify_audit_chain(&self, tenant: TenantId) -> Result<ChainReport, VaultError> {
+    /// in the linked part of its trail, events old enough that are not linked, a recorded head
+    /// the chain no longer holds, and (main tenant) tenants gone without TenantDelete.
+    pub async fn verify_audit_chain(
+        &self,
+        tenant: TenantId,
+        options: VerifyOptions,
+    ) -> Result<ChainReport, VaultError> {
         let keys = self.keys(tenant);
+        let stale = i64::try_from(options.stale_after.as_secs()).unwrap_or(i64::MAX);
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
@@ -165,6 +253,23 @@ impl Vault {
                             report.findings.push(Finding::Inserted(id));
                         }
                     }
+                    let stale = store::count_unlinked_older_than(tx, until, stale).await?;
+                    if stale > 0 {
+                        report.findings.push(Finding::Unlinked { count: stale });
+                    }
+                    if let Some((position, mac)) = &options.anchor {
+                        let held = store::link_at(tx, *position).await?;
+                        if held.is_none_or(|link| &link.mac != mac) {
+                            report.findings.push(Finding::AnchorMismatch {
+                                position: *position,
+                            });
+                        }
+                    }
+                    if tx.tenant() == TenantId::MAIN {
+                        for id in store::vanished_tenants(tx).await? {
+                            report.findings.push(Finding::TenantVanished(id));
+                        }
+                    }
                     report.not_yet_linked = store::count_after(tx, until).await?;
                     Ok::<_, VaultError>(report)
                 })
@@ -192,6 +297,12 @@ fn check_link(
         report.findings.push(Finding::Deleted(link.event_id));
         return;
     };
+    // The link's copy of the time orders the chain; it must be the event's.
+    if link.occurred_at != event.occurred_at {
+        report.findings.push(Finding::BrokenChain {
+            position: link.position,
+        });
+    }
     let mac = link_mac(
         keys,
         tx,
@@ -250,7 +361,8 @@ fn details_mac(keys: &TenantKeys, tenant: TenantId, event: &ChainEvent) -> [u8; 
 }
 
 /// Links old enough events every `every`, from every server (each tenant is linked by one server
-/// at a time); an error is logged and the next round tries again.
+/// at a time), remembering the heads it wrote or saw; an error is logged and the next round tries
+/// again.
 pub fn spawn_chainer(
     vault: Vault,
     every: Duration,
@@ -259,11 +371,10 @@ pub fn spawn_chainer(
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heads = Heads::new();
         loop {
             ticks.tick().await;
-            if let Err(err) = vault.extend_audit_chains(horizon).await {
-                tracing::warn!(error = %err, "linking audit events failed; will retry");
-            }
+            vault.extend_audit_chains(horizon, &mut heads).await;
         }
     })
 }

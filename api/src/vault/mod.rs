@@ -110,6 +110,9 @@ pub enum VaultError {
     AuditUnavailable,
     #[error("The audit event could not be recorded")]
     AuditFailed,
+    /// The audit chain no longer holds a head this server linked (see `vault::chain`).
+    #[error("The audit chain was cut or rewritten")]
+    AuditChainCut,
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error(transparent)]
@@ -126,6 +129,7 @@ impl VaultError {
                 | VaultError::Keys(_)
                 | VaultError::AuditUnavailable
                 | VaultError::AuditFailed
+                | VaultError::AuditChainCut
                 | VaultError::Conflict
         )
     }
