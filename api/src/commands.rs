@@ -25,14 +25,25 @@ const MIN_ROOT_TOKEN_LEN: usize = 32;
 /// ... and must not repeat a few characters (`aaaa…`, `abab…`).
 const MIN_ROOT_TOKEN_DISTINCT: usize = 12;
 
-/// Whether an operator's root token is plausibly random enough: a UUID (as generated tokens are),
-/// or long and varied. It cannot be measured, only obvious weakness refused.
+/// Whether an operator's root token is plausibly random enough: a random (version 4) UUID, as
+/// generated tokens are, that repeats no few digits; or long and varied. Randomness cannot be
+/// measured, only obvious weakness (`0000…`, `1111…`, the nil UUID) refused.
 fn strong_enough(token: &str) -> bool {
-    if uuid::Uuid::try_parse(token).is_ok() {
-        return true;
+    let distinct = |text: &str| {
+        text.chars()
+            .collect::<std::collections::BTreeSet<char>>()
+            .len()
+    };
+    match uuid::Uuid::try_parse(token) {
+        Ok(uuid) => {
+            let hex = uuid.simple().to_string();
+            uuid.get_version_num() == 4 && distinct(&hex) >= 8
+        }
+        Err(_) => {
+            token.chars().count() >= MIN_ROOT_TOKEN_LEN
+                && distinct(token) >= MIN_ROOT_TOKEN_DISTINCT
+        }
     }
-    let distinct: std::collections::BTreeSet<char> = token.chars().collect();
-    token.chars().count() >= MIN_ROOT_TOKEN_LEN && distinct.len() >= MIN_ROOT_TOKEN_DISTINCT
 }
 
 /// Where `init` gets the root token from.
@@ -86,9 +97,9 @@ pub async fn init(config: &Config) -> anyhow::Result<()> {
     let root = match &config.root_token {
         Some(token) if !strong_enough(token.expose_secret()) => {
             anyhow::bail!(
-                "BUNKER_ROOT_TOKEN must be a UUID or at least {MIN_ROOT_TOKEN_LEN} characters with \
-                 at least {MIN_ROOT_TOKEN_DISTINCT} different ones (some 128 bits when random: \
-                 `uuidgen`, `openssl rand -hex 24`)"
+                "BUNKER_ROOT_TOKEN must be a random (version 4) UUID or at least \
+                 {MIN_ROOT_TOKEN_LEN} characters with at least {MIN_ROOT_TOKEN_DISTINCT} different \
+                 ones (some 128 bits when random: `uuidgen -r`, `openssl rand -hex 24`)"
             )
         }
         Some(token) => RootToken::Given(token.clone()),
@@ -307,6 +318,7 @@ pub fn read_shares(file: Option<&Path>) -> anyhow::Result<Vec<Zeroizing<String>>
     };
     match file {
         Some(path) if path != Path::new("-") => {
+            warn_if_others_may_read(path);
             let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|err| {
                 anyhow::anyhow!("cannot read the shares file {}: {err}", path.display())
             })?);
@@ -329,6 +341,21 @@ pub fn read_shares(file: Option<&Path>) -> anyhow::Result<Vec<Zeroizing<String>>
             let mut text = Zeroizing::new(String::new());
             std::io::stdin().read_to_string(&mut text)?;
             Ok(from_lines(&text))
+        }
+    }
+}
+
+/// Warns (on standard error) when users other than the file's owner may read the shares file.
+fn warn_if_others_may_read(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            eprintln!(
+                "warning: the shares file {} may be read by others than its owner (mode {:o}): \
+                 `chmod 600` it, and delete it when done",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
         }
     }
 }
@@ -356,7 +383,8 @@ pub async fn keys_rotate_master(
     let refs: Vec<(&str, &str)> = named.iter().map(|(n, s)| (n.as_str(), *s)).collect();
     let version = rotate_master(&db, &source, &refs).await?;
     println!(
-        "Master key version {version} created; servers seal with it within {} s. Run          `bunker keys reencrypt` to re-seal existing data and retire the old version.",
+        "Master key version {version} created; servers seal with it within {} s. Run \
+         `bunker keys reencrypt` to re-seal existing data and retire the old version.",
         config.key_refresh_seconds
     );
     Ok(())
@@ -458,7 +486,33 @@ pub async fn token_rotate_root(config: &Config) -> anyhow::Result<()> {
 
 /// `bunker audit verify`: recomputes the audit chain of every tenant (or of `tenant`) and names
 /// each event changed, deleted, inserted or moved in its linked part; fails if any is.
-pub async fn audit_verify(config: &Config, tenant: Option<&str>) -> anyhow::Result<()> {
+pub async fn audit_verify(
+    config: &Config,
+    tenant: Option<&str>,
+    head: Option<&str>,
+) -> anyhow::Result<()> {
+    let anchor = match (head, tenant) {
+        (None, _) => None,
+        (Some(_), None) => anyhow::bail!("--head names a head of one tenant: give --tenant too"),
+        (Some(head), Some(_)) => {
+            let (position, mac) = head
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--head is POSITION:MAC, as the server logs it"))?;
+            Some((
+                position.trim().parse::<i64>()?,
+                hex::decode(mac.trim())
+                    .map_err(|_| anyhow::anyhow!("--head: MAC is hexadecimal"))?,
+            ))
+        }
+    };
+    // Events older than this must be linked: the horizon, two rounds of the task and a minute.
+    let stale_after = config.audit_chain_horizon()
+        + 2 * std::time::Duration::from_secs(config.audit_chain_seconds as u64)
+        + std::time::Duration::from_secs(60);
+    let options = crate::vault::chain::VerifyOptions {
+        stale_after,
+        anchor,
+    };
     let url = config.require_database_url()?;
     let source = config.require_wrapping_source().await?;
     let settings = config.server_settings(source)?;
@@ -474,7 +528,7 @@ pub async fn audit_verify(config: &Config, tenant: Option<&str>) -> anyhow::Resu
     let vault = Vault::new(db, SharedKeyring::new(keyring), settings.vault);
     let mut problems = 0;
     for tenant in tenants {
-        let report = vault.verify_audit_chain(tenant).await?;
+        let report = vault.verify_audit_chain(tenant, options.clone()).await?;
         let verdict = if report.findings.is_empty() {
             "verified".to_owned()
         } else {

@@ -128,7 +128,10 @@ impl Drop for Server {
 }
 
 fn uuid_like() -> String {
-    let b: [u8; 16] = rand::random();
+    // A random (version 4) UUID, as `bunker init` requires of a chosen root token.
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",

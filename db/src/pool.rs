@@ -129,6 +129,29 @@ impl OwnerConnection {
         root_token_hash: &[u8; 32],
     ) -> Result<(), DbError> {
         let tx = self.client.transaction().await?;
+        let owner: Option<bool> = tx
+            .query_one(
+                "SELECT (SELECT pg_has_role(current_user, tableowner, 'USAGE') FROM pg_tables
+                          WHERE schemaname = current_schema() AND tablename = 'access_tokens')",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        match owner {
+            None => {
+                return Err(DbError::Schema(
+                    "no root token to rotate: run `bunker init` first".into(),
+                ))
+            }
+            Some(false) => {
+                return Err(DbError::Schema(
+                    "only the schema owner may rotate the root token: give BUNKER_DATABASE_URL \
+                     the owner's URL (the one `bunker init` ran with)"
+                        .into(),
+                ))
+            }
+            Some(true) => {}
+        }
         let changed = tx
             .execute(
                 "UPDATE access_tokens SET id = $1, token_hash = $2, created_at = now()

@@ -465,7 +465,10 @@ mod tests {
                 SslMode::Disable,
             ),
             // The address is where the connection goes, whatever the host says.
-            ("host=localhost hostaddr=10.0.0.5 dbname=b", SslMode::Require),
+            (
+                "host=localhost hostaddr=10.0.0.5 dbname=b",
+                SslMode::Require,
+            ),
             ("host=/tmp hostaddr=10.0.0.5 dbname=b", SslMode::Require),
             ("hostaddr=127.0.0.1 dbname=b", SslMode::Prefer),
         ] {

@@ -72,12 +72,19 @@ impl Tenancy {
             .await
     }
 
-    /// A new admin token for `tenant`, by `by`; every earlier one is revoked.
+    /// A new admin token for `tenant`, by `by`; every earlier one is revoked. Not for the main
+    /// tenant, whose administrator is the root token (`bunker token rotate-root`): an admin token
+    /// there would be a second credential nobody asked for.
     pub async fn rotate_admin_token_of(
         &self,
         tenant: TenantId,
         by: Performer,
     ) -> Result<IssuedToken, TenancyError> {
+        if tenant == TenantId::MAIN {
+            return Err(TenancyError::InvalidRequest(
+                "The default tenant's administrator is the root token: rotate it with `bunker token rotate-root`",
+            ));
+        }
         let token = IssuedToken::generate();
         let (token_id, hash) = (token.id, token.hash());
         self.db

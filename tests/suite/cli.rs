@@ -69,7 +69,12 @@ async fn init_takes_the_root_token_from_the_environment() {
     .await;
     assert!(!ok);
     assert!(stderr.contains("at least 32 characters"), "{stderr}");
-    for weak in ["a".repeat(40), "ab".repeat(20)] {
+    for weak in [
+        "a".repeat(40),
+        "ab".repeat(20),
+        "00000000-0000-0000-0000-000000000000".to_owned(),
+        "1".repeat(32),
+    ] {
         let (ok, _, stderr) = run_bunker(
             &["init"],
             &[

@@ -122,6 +122,26 @@ async fn rotating_an_admin_token_revokes_the_old_one() {
         .call("TenantListTokens", new, Some("acme"), json!({}))
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The default tenant's administrator is the root token: no admin token is made for it.
+    let (status, body) = app
+        .call(
+            "TenantRotateToken",
+            &app.root_token,
+            Some("default"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("rotate-root"),
+        "{body}"
+    );
+    let (ok, _, stderr) = run_bunker(
+        &["token", "rotate-admin", "--tenant", "default"],
+        &[("BUNKER_DATABASE_URL", app.database_url().as_str())],
+    )
+    .await;
+    assert!(!ok && stderr.contains("rotate-root"), "{stderr}");
 }
 
 #[tokio::test]

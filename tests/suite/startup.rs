@@ -124,6 +124,13 @@ async fn the_serving_role_bunker_makes_is_a_member_of_bunker_app_only_and_serves
     let db = Database::connect(&url_as(&app, &role), 2).await.unwrap();
     let server = Application::build(TestOptions::default().settings(&app.wrapping_key), db).await;
     assert!(server.is_ok(), "{:?}", server.err().map(|e| e.to_string()));
+    // The serving role cannot rotate the root token, and is told whose URL can.
+    let (ok, _, stderr) = bunker_tests::run_bunker(
+        &["token", "rotate-root"],
+        &[("BUNKER_DATABASE_URL", url_as(&app, &role).as_str())],
+    )
+    .await;
+    assert!(!ok && stderr.contains("only the schema owner"), "{stderr}");
 }
 
 #[tokio::test]
