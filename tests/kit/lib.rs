@@ -219,6 +219,36 @@ impl TestApp {
         (address, shutdown)
     }
 
+    /// Another server over this app's database in a process of its own (`bunker serve`): its
+    /// address, once it answers, and the child process (killed when dropped).
+    pub async fn server_process(&self) -> (String, tokio::process::Child) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("its address")
+            .port();
+        let child = tokio::process::Command::new(bunker_binary())
+            .arg("serve")
+            .env("BUNKER_DATABASE_URL", self.database_url())
+            .env("BUNKER_WRAPPING_KEY", &self.wrapping_key)
+            .env("BUNKER_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("bunker serve starts");
+        let address = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if let Ok(answer) = self.http.get(format!("{address}/ready")).send().await {
+                if answer.status() == StatusCode::OK {
+                    return (address, child);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("bunker serve did not become ready");
+    }
+
     /// The libpq connection string of this test's database, as the superuser.
     pub fn database_url(&self) -> String {
         cluster().connection_string(&self.database)

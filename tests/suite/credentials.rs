@@ -58,7 +58,8 @@ async fn a_revoked_token_is_refused_at_once_on_every_server() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "admins only");
 
-    let (replica, _running) = app.replica().await;
+    // A second server process over the same database.
+    let (replica, _running) = app.server_process().await;
     let (status, _) = call_at(&app, &replica, "GroupListAllGroups", &role, "acme").await;
     assert_eq!(
         status,
