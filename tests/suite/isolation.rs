@@ -146,6 +146,8 @@ async fn bunker_app_cannot_change_or_remove_audit_events() {
         "UPDATE audit_events SET details = details",
         "DELETE FROM audit_events",
         "UPDATE user_versions SET record = record",
+        "UPDATE audit_chain SET mac = mac",
+        "DELETE FROM audit_chain",
     ] {
         let tx = as_app.transaction().await.unwrap();
         tx.execute(
