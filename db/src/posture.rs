@@ -57,6 +57,29 @@ impl Database {
                 "role {name} may change audit events or kept versions (is it {MAINTENANCE_ROLE}?)"
             ));
         }
+        // TRUNCATE empties a table for every tenant at once (row-level security does not apply to
+        // it), and TRIGGER lets a role attach code to every other role's writes.
+        let sweeping: Vec<String> = client
+            .query(
+                "SELECT c.relname::text
+                   FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()
+                    AND (has_table_privilege(current_user, c.oid, 'TRUNCATE')
+                         OR has_table_privilege(current_user, c.oid, 'TRIGGER'))
+                  ORDER BY 1",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        if !sweeping.is_empty() {
+            problems.push(format!(
+                "role {name} may TRUNCATE or add triggers to {}",
+                sweeping.join(", ")
+            ));
+        }
         let control: Vec<&str> = CONTROL_PLANE_TABLES.to_vec();
         let tables = client
             .query(

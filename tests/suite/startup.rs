@@ -71,6 +71,24 @@ async fn server_refuses_to_serve_as_a_role_that_may_rewrite_the_audit_trail() {
         .unwrap();
     let why = refusal(&url_as(&app, &role)).await;
     assert!(why.contains("may change audit events"), "{why}");
+    // TRUNCATE passes by row-level security; TRIGGER attaches code to others' writes.
+    for (suffix, privilege, table) in [
+        ("truncater", "TRUNCATE", "audit_chain"),
+        ("wiper", "TRUNCATE", "users"),
+        ("hooker", "TRIGGER", "audit_events"),
+    ] {
+        let role = login_role(&app, suffix, "").await;
+        app.superuser()
+            .await
+            .batch_execute(&format!("GRANT {privilege} ON {table} TO {role}"))
+            .await
+            .unwrap();
+        let why = refusal(&url_as(&app, &role)).await;
+        assert!(
+            why.contains("may TRUNCATE or add triggers to") && why.contains(table),
+            "{privilege} on {table}: {why}"
+        );
+    }
 }
 
 #[tokio::test]
