@@ -232,14 +232,16 @@ pub async fn count_unlinked_older_than(
 }
 
 /// The tenants the transaction's trail says were created and never deleted (TenantCreate and
-/// TenantDelete events, `tenant:<id>` targets) but that do not exist: for the main tenant's trail.
+/// TenantDelete events, `tenant:<id>` targets; a deletion dated in the future does not count)
+/// but that do not exist: for the main tenant's trail.
 pub async fn vanished_tenants(tx: &TenantTx<'_>) -> Result<Vec<i64>, DbError> {
     tx.query(
         "SELECT DISTINCT substring(c.target FROM 8)::bigint AS id
            FROM audit_events c
           WHERE c.action = 'TenantCreate' AND c.target ~ '^tenant:[0-9]+$'
             AND NOT EXISTS (SELECT 1 FROM audit_events d
-                             WHERE d.action = 'TenantDelete' AND d.target = c.target)
+                             WHERE d.action = 'TenantDelete' AND d.target = c.target
+                               AND d.occurred_at <= now())
             AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = substring(c.target FROM 8)::bigint)
           ORDER BY 1",
         &[],
@@ -248,4 +250,17 @@ pub async fn vanished_tenants(tx: &TenantTx<'_>) -> Result<Vec<i64>, DbError> {
     .iter()
     .map(|row| Ok(row.try_get(0)?))
     .collect()
+}
+
+/// How many events are dated more than `seconds` after now (none is, but for clocks that
+/// disagree): they would wait unlinked, and unflagged, until their time.
+pub async fn count_future(tx: &TenantTx<'_>, seconds: i64) -> Result<i64, DbError> {
+    Ok(tx
+        .query_one(
+            "SELECT count(*) FROM audit_events
+              WHERE occurred_at > now() + make_interval(secs => $1::bigint)",
+            &[&seconds],
+        )
+        .await?
+        .try_get(0)?)
 }

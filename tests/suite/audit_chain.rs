@@ -291,6 +291,14 @@ async fn the_chain_and_the_main_trail_guard_themselves() {
     db.execute("DELETE FROM tenants WHERE id = $1", &[&removed])
         .await
         .unwrap();
+    // A deletion dated in the future (never linked) does not account for it.
+    db.execute(
+        "INSERT INTO audit_events (id, tenant_id, occurred_at, actor_kind, action, target)
+         VALUES (gen_random_uuid(), 1, '2999-01-01', 'root', 'TenantDelete', 'tenant:' || $1::bigint)",
+        &[&removed],
+    )
+    .await
+    .unwrap();
     db.execute(
         "UPDATE audit_chain SET occurred_at = occurred_at - interval '1 second'
           WHERE tenant_id = 1 AND position = 2",
@@ -310,7 +318,93 @@ async fn the_chain_and_the_main_trail_guard_themselves() {
         report.contains("the chain itself was altered at link 2"),
         "{report}"
     );
+    assert!(
+        report.contains("1 event(s) are dated in the future"),
+        "{report}"
+    );
     for id in [kept, deleted] {
         assert!(!report.contains(&format!("tenant {id} ")), "{report}");
     }
+}
+
+#[tokio::test]
+async fn an_impossible_position_or_an_unreadable_event_is_reported_not_a_crash() {
+    let app = TestApp::spawn().await;
+    let (acme, acme_token) = app.create_tenant("acme").await;
+    app.create_user(json!({"login": "p0"})).await;
+    let (status, _) = app
+        .call(
+            "UserCreate",
+            &acme_token,
+            Some("acme"),
+            json!({"profile": {"login": "p1"}}),
+        )
+        .await;
+    assert_eq!(status, bunker_tests::StatusCode::OK);
+    let vault = vault_of(&app).await;
+    assert!(
+        vault
+            .extend_audit_chains(Duration::ZERO, &mut Default::default())
+            .await
+            > 0
+    );
+    let db = app.superuser().await;
+    // The main tenant's last link moved to the last position there is.
+    db.batch_execute(
+        "UPDATE audit_chain SET position = 9223372036854775807
+          WHERE tenant_id = 1 AND position = (SELECT max(position) FROM audit_chain WHERE tenant_id = 1)",
+    )
+    .await
+    .unwrap();
+    app.create_user(json!({"login": "p2"})).await;
+    // The chainer does not go past it (and does not panic), nor stop linking other tenants.
+    let (status, _) = app
+        .call(
+            "UserCreate",
+            &acme_token,
+            Some("acme"),
+            json!({"profile": {"login": "p3"}}),
+        )
+        .await;
+    assert_eq!(status, bunker_tests::StatusCode::OK);
+    let linked = vault
+        .extend_audit_chains(Duration::ZERO, &mut Default::default())
+        .await;
+    let acme_unlinked: i64 = db
+        .query_one(
+            "SELECT count(*) FROM audit_events e WHERE tenant_id = $1
+                AND NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_id = e.id)",
+            &[&acme],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(linked > 0 && acme_unlinked == 0, "{linked} {acme_unlinked}");
+    // An event of acme's that no longer reads (its schema altered by the owner) fails acme's
+    // verification, not the whole run.
+    db.batch_execute(&format!(
+        "ALTER TABLE audit_events ALTER actor_kind DROP NOT NULL;
+         UPDATE audit_events SET actor_kind = NULL
+          WHERE id = (SELECT event_id FROM audit_chain WHERE tenant_id = {acme} AND position = 1)"
+    ))
+    .await
+    .unwrap();
+    let url = app.database_url();
+    let (ok, stdout, stderr) = run_bunker(
+        &["audit", "verify"],
+        &[
+            ("BUNKER_DATABASE_URL", url.as_str()),
+            ("BUNKER_WRAPPING_KEY", app.wrapping_key.as_str()),
+        ],
+    )
+    .await;
+    assert!(!ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("tenant 1:") && stdout.contains("the chain itself was altered"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("tenant {acme}: could not be verified")),
+        "{stdout}{stderr}"
+    );
 }

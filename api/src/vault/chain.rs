@@ -18,6 +18,9 @@ use uuid::Uuid;
 use super::{audit_label, Vault, VaultError};
 
 /// Events linked per transaction at most.
+/// How far ahead of the database's clock an event may be dated (servers' clocks differ).
+const CLOCK_SKEW_SECONDS: i64 = 300;
+
 const BATCH: i64 = 1000;
 
 /// Something `verify` found wrong with a tenant's trail.
@@ -37,6 +40,8 @@ pub enum Finding {
     Unlinked { count: i64 },
     /// The chain does not hold the head an operator recorded (`--head`).
     AnchorMismatch { position: i64 },
+    /// Events dated in the future (beyond a few minutes of clock skew): they would wait unlinked.
+    Future { count: i64 },
     /// The main trail records a tenant created and never deleted that no longer exists: its trail
     /// was removed without TenantDelete.
     TenantVanished(i64),
@@ -67,6 +72,10 @@ impl std::fmt::Display for Finding {
             Finding::AnchorMismatch { position } => write!(
                 f,
                 "link {position} is not the head recorded for it: the chain was cut or rewritten"
+            ),
+            Finding::Future { count } => write!(
+                f,
+                "{count} event(s) are dated in the future, where no link can reach them yet"
             ),
             Finding::TenantVanished(id) => write!(
                 f,
@@ -187,7 +196,8 @@ impl Vault {
                     };
                     let mut links = Vec::with_capacity(events.len());
                     for event in &events {
-                        position += 1;
+                        // A position no chain can reach was written by someone else.
+                        position = position.checked_add(1).ok_or(VaultError::AuditChainCut)?;
                         let mac = link_mac(&keys, tx, previous.as_deref(), position, event);
                         links.push(Link {
                             position,
@@ -223,7 +233,12 @@ impl Vault {
                     // The time order of the events as they are now, to find moved ones.
                     let mut previous_event: Option<(SystemTime, Uuid)> = None;
                     loop {
-                        let from = previous.as_ref().map_or(1, |l| l.position + 1);
+                        let from = match previous.as_ref().map(|l| l.position.checked_add(1)) {
+                            None => 1,
+                            Some(Some(next)) => next,
+                            // The last possible position (the chain was altered: reported).
+                            Some(None) => break,
+                        };
                         let batch = store::links_with_events(tx, from, BATCH).await?;
                         let done = batch.len() < BATCH as usize;
                         for (link, event) in batch {
@@ -257,6 +272,10 @@ impl Vault {
                     if stale > 0 {
                         report.findings.push(Finding::Unlinked { count: stale });
                     }
+                    let future = store::count_future(tx, CLOCK_SKEW_SECONDS).await?;
+                    if future > 0 {
+                        report.findings.push(Finding::Future { count: future });
+                    }
                     if let Some((position, mac)) = &options.anchor {
                         let held = store::link_at(tx, *position).await?;
                         if held.is_none_or(|link| &link.mac != mac) {
@@ -287,10 +306,10 @@ fn check_link(
     event: Option<ChainEvent>,
     report: &mut ChainReport,
 ) {
-    let expected_position = previous.map_or(1, |p| p.position + 1);
-    if link.position != expected_position {
+    let expected_position = previous.map_or(Some(1), |p| p.position.checked_add(1));
+    if Some(link.position) != expected_position {
         report.findings.push(Finding::BrokenChain {
-            position: expected_position,
+            position: expected_position.unwrap_or(link.position),
         });
     }
     let Some(event) = event else {
@@ -374,7 +393,21 @@ pub fn spawn_chainer(
         let mut heads = Heads::new();
         loop {
             ticks.tick().await;
-            vault.extend_audit_chains(horizon, &mut heads).await;
+            // A round runs as a task of its own, so that a panic (a bug) costs one round, not
+            // the chaining of every tenant from then on; the heads survive it.
+            let (round_vault, mut round_heads) = (vault.clone(), heads.clone());
+            let round = tokio::spawn(async move {
+                round_vault
+                    .extend_audit_chains(horizon, &mut round_heads)
+                    .await;
+                round_heads
+            });
+            match round.await {
+                Ok(updated) => heads = updated,
+                Err(err) => {
+                    tracing::error!(error = %err, "a round of audit linking failed; will retry")
+                }
+            }
         }
     })
 }
