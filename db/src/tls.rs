@@ -239,9 +239,11 @@ fn take_tls_options(url: &str) -> Result<(String, TlsOptions), DbError> {
         };
         let mut kept = Vec::new();
         for pair in query.split('&') {
-            match pair.split_once('=') {
-                Some(("sslmode", value)) => options.mode = Some(percent_decode(value)?),
-                Some(("sslrootcert", value)) => options.root_cert = Some(percent_decode(value)?),
+            // Keys are percent-decoded too (by the driver, as by libpq): `ssl%6Dode` is `sslmode`.
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match percent_decode(key)?.as_str() {
+                "sslmode" => options.mode = Some(percent_decode(value)?),
+                "sslrootcert" => options.root_cert = Some(percent_decode(value)?),
                 _ => kept.push(pair),
             }
         }
@@ -452,6 +454,10 @@ mod tests {
         assert_eq!(options.mode.as_deref(), Some("verify-ca"));
         assert_eq!(options.root_cert.as_deref(), Some("/a b/c's.pem"));
         assert!(take_tls_options("host=db sslmode").is_err());
+        let (rest, options) =
+            take_tls_options("postgresql://127.0.0.1/b?ssl%6Dode=require&x=1").unwrap();
+        assert_eq!(rest, "postgresql://127.0.0.1/b?x=1");
+        assert_eq!(options.mode.as_deref(), Some("require"));
     }
 
     #[test]

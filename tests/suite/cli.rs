@@ -74,6 +74,12 @@ async fn init_takes_the_root_token_from_the_environment() {
         "ab".repeat(20),
         "00000000-0000-0000-0000-000000000000".to_owned(),
         "1".repeat(32),
+        // Version 4 in form, patterns in fact.
+        "12345678-1234-4123-8123-123456781234".to_owned(),
+        "{12345678-1234-4123-8123-123456781234}".to_owned(),
+        "01234567-0123-4012-0123-012345670123".to_owned(),
+        "abcdefghijkl".repeat(3)[..32].to_owned(),
+        "the-root-token-abcdefghijklmnopq".to_owned(),
     ] {
         let (ok, _, stderr) = run_bunker(
             &["init"],
