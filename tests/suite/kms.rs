@@ -77,7 +77,7 @@ async fn the_master_key_can_live_wrapped_by_kms_and_move_to_and_from_it() {
     env.push(("BUNKER_DATABASE_URL".into(), url.clone()));
     env.push((
         "BUNKER_ROOT_TOKEN".into(),
-        "kms-test-root-token-0001-abcdefghij".into(),
+        "kms-test-root-token-0001-x7Qp2mZrWk".into(),
     ));
 
     let (ok, _, stderr) = run_bunker(&["init"], &env).await;
@@ -105,7 +105,7 @@ async fn the_master_key_can_live_wrapped_by_kms_and_move_to_and_from_it() {
         ("BUNKER_DATABASE_URL".into(), url.clone()),
         (
             "BUNKER_ROOT_TOKEN".into(),
-            "kms-test-root-token-0001-abcdefghij".into(),
+            "kms-test-root-token-0001-x7Qp2mZrWk".into(),
         ),
         ("BUNKER_WRAPPING_KEY".into(), local.clone()),
     ];
@@ -126,7 +126,7 @@ async fn the_master_key_can_live_wrapped_by_kms_and_move_to_and_from_it() {
     second_env.push(("BUNKER_DATABASE_URL".into(), url.clone()));
     second_env.push((
         "BUNKER_ROOT_TOKEN".into(),
-        "kms-test-root-token-0001-abcdefghij".into(),
+        "kms-test-root-token-0001-x7Qp2mZrWk".into(),
     ));
     let (code, body) = serve_and(&second_env, false).await;
     assert_eq!(
