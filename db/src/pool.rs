@@ -131,8 +131,8 @@ impl OwnerConnection {
         let tx = self.client.transaction().await?;
         let owner: Option<bool> = tx
             .query_one(
-                "SELECT (SELECT pg_has_role(current_user, tableowner, 'USAGE') FROM pg_tables
-                          WHERE schemaname = current_schema() AND tablename = 'access_tokens')",
+                "SELECT (SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class
+                          WHERE oid = to_regclass('access_tokens'))",
                 &[],
             )
             .await?

@@ -39,46 +39,60 @@ impl Database {
                 "role {name} is not a member of {APP_ROLE} and lacks its privileges"
             ));
         }
-        // The trail is append-only for the server: only re-encryption (bunker_maintenance) may
-        // rewrite sealed audit details or kept versions.
-        let rewrites = client
-            .query_one(
-                "SELECT has_any_column_privilege(current_user, 'audit_events', 'UPDATE')
-                        OR has_table_privilege(current_user, 'audit_events', 'DELETE')
-                        OR has_any_column_privilege(current_user, 'user_versions', 'UPDATE')
-                        OR has_any_column_privilege(current_user, 'audit_chain', 'UPDATE')
-                        OR has_table_privilege(current_user, 'audit_chain', 'DELETE')
-                        OR pg_has_role(current_user, $1, 'MEMBER')",
+        // Every role this one can act as (itself, the roles it inherits and the ones it may SET
+        // ROLE to, NOINHERIT or not): none may bypass row-level security, rewrite the trail (only
+        // re-encryption, as bunker_maintenance, may rewrite sealed audit details or kept
+        // versions), TRUNCATE a table (row-level security does not apply to it) or attach
+        // triggers to one. Tables are looked for in every schema of the search path, which is
+        // where unqualified names resolve.
+        let reachable = client
+            .query(
+                "SELECT r.rolname::text,
+                        r.rolsuper OR r.rolbypassrls,
+                        has_any_column_privilege(r.oid, 'audit_events', 'UPDATE')
+                          OR has_table_privilege(r.oid, 'audit_events', 'DELETE')
+                          OR has_any_column_privilege(r.oid, 'user_versions', 'UPDATE')
+                          OR has_any_column_privilege(r.oid, 'audit_chain', 'UPDATE')
+                          OR has_table_privilege(r.oid, 'audit_chain', 'DELETE')
+                          OR r.rolname = $1,
+                        array(SELECT c.relname::text
+                                FROM pg_class c
+                                JOIN pg_namespace n ON n.oid = c.relnamespace
+                               WHERE c.relkind IN ('r', 'p')
+                                 AND n.nspname = ANY (current_schemas(false))
+                                 AND (has_table_privilege(r.oid, c.oid, 'TRUNCATE')
+                                      OR has_table_privilege(r.oid, c.oid, 'TRIGGER'))
+                               ORDER BY 1)
+                   FROM pg_roles r
+                  WHERE pg_has_role(current_user, r.oid, 'MEMBER')
+                  ORDER BY 1",
                 &[&MAINTENANCE_ROLE],
             )
             .await?;
-        if rewrites.try_get::<_, bool>(0)? {
-            problems.push(format!(
-                "role {name} may change audit events or kept versions (is it {MAINTENANCE_ROLE}?)"
-            ));
-        }
-        // TRUNCATE empties a table for every tenant at once (row-level security does not apply to
-        // it), and TRIGGER lets a role attach code to every other role's writes.
-        let sweeping: Vec<String> = client
-            .query(
-                "SELECT c.relname::text
-                   FROM pg_class c
-                   JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()
-                    AND (has_table_privilege(current_user, c.oid, 'TRUNCATE')
-                         OR has_table_privilege(current_user, c.oid, 'TRIGGER'))
-                  ORDER BY 1",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<_, _>>()?;
-        if !sweeping.is_empty() {
-            problems.push(format!(
-                "role {name} may TRUNCATE or add triggers to {}",
-                sweeping.join(", ")
-            ));
+        for row in &reachable {
+            let role: String = row.try_get(0)?;
+            let through = if role == name {
+                String::new()
+            } else {
+                format!(" through role {role}")
+            };
+            if role != name && row.try_get::<_, bool>(1)? {
+                problems.push(format!(
+                    "role {name} can act as {role}, which bypasses row-level security"
+                ));
+            }
+            if row.try_get::<_, bool>(2)? {
+                problems.push(format!(
+                    "role {name} may change audit events or kept versions{through} (is it {MAINTENANCE_ROLE}?)"
+                ));
+            }
+            let sweeping: Vec<String> = row.try_get(3)?;
+            if !sweeping.is_empty() {
+                problems.push(format!(
+                    "role {name} may TRUNCATE or add triggers to {}{through}",
+                    sweeping.join(", ")
+                ));
+            }
         }
         let control: Vec<&str> = CONTROL_PLANE_TABLES.to_vec();
         let tables = client
@@ -89,7 +103,7 @@ impl Database {
                    FROM pg_class c
                    JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE c.relkind IN ('r', 'p')
-                    AND n.nspname = current_schema()
+                    AND n.nspname = ANY (current_schemas(false))
                     AND c.relname <> ALL ($1)
                     AND EXISTS (SELECT 1 FROM pg_attribute a
                                  WHERE a.attrelid = c.oid AND a.attname = 'tenant_id'

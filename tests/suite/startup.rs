@@ -92,6 +92,65 @@ async fn server_refuses_to_serve_as_a_role_that_may_rewrite_the_audit_trail() {
 }
 
 #[tokio::test]
+async fn server_refuses_a_role_that_can_become_one_that_could_get_around_it() {
+    let app = TestApp::spawn().await;
+    let su = app.superuser().await;
+    // Not inherited (through a NOINHERIT role), but reachable with SET ROLE.
+    let role = login_role(&app, "noinherit", "").await;
+    let (middle, sweeper) = (
+        format!("{}_middle", app.database),
+        format!("{}_sweeper", app.database),
+    );
+    su.batch_execute(&format!(
+        "CREATE ROLE {middle} NOINHERIT; CREATE ROLE {sweeper};
+         GRANT TRUNCATE ON audit_events TO {sweeper};
+         GRANT {sweeper} TO {middle}; GRANT {middle} TO {role}"
+    ))
+    .await
+    .unwrap();
+    let why = refusal(&url_as(&app, &role)).await;
+    assert!(
+        why.contains("may TRUNCATE or add triggers to audit_events through role"),
+        "{why}"
+    );
+    // Attributes are never inherited: a role that may SET ROLE to one with BYPASSRLS.
+    let role = login_role(&app, "climber", "").await;
+    let bypass = format!("{}_bypass", app.database);
+    su.batch_execute(&format!(
+        "CREATE ROLE {bypass} BYPASSRLS; GRANT {bypass} TO {role}"
+    ))
+    .await
+    .unwrap();
+    let why = refusal(&url_as(&app, &role)).await;
+    assert!(
+        why.contains(&format!(
+            "can act as {bypass}, which bypasses row-level security"
+        )),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn the_check_covers_every_schema_of_the_search_path() {
+    let app = TestApp::spawn().await;
+    // A schema named after the role comes first in the default search path, and is empty.
+    let role = login_role(&app, "shadowed", "").await;
+    app.superuser()
+        .await
+        .batch_execute(&format!(
+            "CREATE SCHEMA {role}; GRANT USAGE ON SCHEMA {role} TO {role};
+             ALTER TABLE users NO FORCE ROW LEVEL SECURITY"
+        ))
+        .await
+        .unwrap();
+    let why = refusal(&url_as(&app, &role)).await;
+    assert!(
+        why.contains("users does not FORCE ROW LEVEL SECURITY"),
+        "{why}"
+    );
+}
+
+#[tokio::test]
 async fn server_refuses_a_tenant_table_without_forced_row_level_security() {
     let app = TestApp::spawn().await;
     app.superuser()
