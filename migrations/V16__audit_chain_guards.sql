@@ -10,3 +10,7 @@ END
 $$;
 CREATE TRIGGER tenants_keep_main BEFORE DELETE ON tenants
     FOR EACH ROW WHEN (OLD.id = 1) EXECUTE FUNCTION refuse_main_tenant_delete();
+
+-- No event is dated at infinity (such a time cannot be linked or compared with a clock). NOT VALID: no existing row
+-- is scanned (none can hold one but by hand), every new one is checked.
+ALTER TABLE audit_events ADD CONSTRAINT audit_events_time_finite CHECK (isfinite(occurred_at)) NOT VALID;

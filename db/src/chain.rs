@@ -98,6 +98,8 @@ pub async fn unlinked_events(
         "SELECT {EVENT_COLUMNS} FROM audit_events e
           WHERE ($1::timestamptz IS NULL OR (e.occurred_at, e.id) > ($1::timestamptz, $2::uuid))
             AND e.occurred_at < now() - make_interval(secs => $3::bigint)
+            -- A time no event has (-infinity, written by hand) is never linked: verify names it.
+            AND isfinite(e.occurred_at)
           ORDER BY e.occurred_at, e.id LIMIT $4"
     );
     tx.query(&sql, &[&at, &id, &horizon_seconds, &limit])
@@ -238,7 +240,7 @@ pub async fn vanished_tenants(tx: &TenantTx<'_>) -> Result<Vec<i64>, DbError> {
     tx.query(
         "SELECT DISTINCT substring(c.target FROM 8)::bigint AS id
            FROM audit_events c
-          WHERE c.action = 'TenantCreate' AND c.target ~ '^tenant:[0-9]+$'
+          WHERE c.action = 'TenantCreate' AND c.target ~ '^tenant:[0-9]{1,18}$'
             AND NOT EXISTS (SELECT 1 FROM audit_events d
                              WHERE d.action = 'TenantDelete' AND d.target = c.target
                                AND d.occurred_at <= now())
@@ -261,6 +263,15 @@ pub async fn count_future(tx: &TenantTx<'_>, seconds: i64) -> Result<i64, DbErro
               WHERE occurred_at > now() + make_interval(secs => $1::bigint)",
             &[&seconds],
         )
+        .await?
+        .try_get(0)?)
+}
+
+/// The lowest position in the chain, if any: the verifier walks from 1, so a link below it was
+/// slipped in.
+pub async fn lowest_position(tx: &TenantTx<'_>) -> Result<Option<i64>, DbError> {
+    Ok(tx
+        .query_one("SELECT min(position) FROM audit_chain", &[])
         .await?
         .try_get(0)?)
 }

@@ -306,8 +306,28 @@ async fn the_chain_and_the_main_trail_guard_themselves() {
     )
     .await
     .unwrap();
+    // A target no tenant id can be does not stop the check; a link slipped in below the first
+    // (the owner dropping the constraint) is named.
+    db.batch_execute(
+        "INSERT INTO audit_events (id, tenant_id, occurred_at, actor_kind, action, target)
+         VALUES (gen_random_uuid(), 1, now() - interval '1 hour', 'root', 'TenantCreate',
+                 'tenant:99999999999999999999');
+         ALTER TABLE audit_chain DROP CONSTRAINT audit_chain_position;
+         WITH forged AS (
+             INSERT INTO audit_events (id, tenant_id, occurred_at, actor_kind, action, target)
+             VALUES (gen_random_uuid(), 1, now() - interval '1 hour', 'root', 'UserDelete', 'user')
+             RETURNING id, occurred_at)
+         INSERT INTO audit_chain (tenant_id, position, event_id, occurred_at, mac)
+         SELECT 1, 0, id, occurred_at, decode(repeat('00', 32), 'hex') FROM forged",
+    )
+    .await
+    .unwrap();
     let (ok, report) = verify_with(&app, &[]).await;
     assert!(!ok, "{report}");
+    assert!(
+        report.contains("the chain itself was altered at link 0"),
+        "{report}"
+    );
     assert!(
         report.contains(&format!(
             "tenant {removed} was created and never deleted, yet it and its trail are gone"
@@ -325,6 +345,24 @@ async fn the_chain_and_the_main_trail_guard_themselves() {
     for id in [kept, deleted] {
         assert!(!report.contains(&format!("tenant {id} ")), "{report}");
     }
+    // The serving role cannot date an event where no clock is.
+    let mut as_app = app.app_role().await;
+    let tx = as_app.transaction().await.unwrap();
+    tx.execute("SELECT set_config('bunker.tenant_id', '1', true)", &[])
+        .await
+        .unwrap();
+    let err = tx
+        .execute(
+            "INSERT INTO audit_events (id, tenant_id, occurred_at, actor_kind, action, target)
+             VALUES (gen_random_uuid(), 1, '-infinity', 'root', 'UserGet', 'user')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        bunker_tests::pg_message(&err).contains("audit_events_time_finite"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

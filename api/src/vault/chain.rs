@@ -272,6 +272,11 @@ impl Vault {
                     if stale > 0 {
                         report.findings.push(Finding::Unlinked { count: stale });
                     }
+                    if let Some(lowest) = store::lowest_position(tx).await?.filter(|p| *p < 1) {
+                        report
+                            .findings
+                            .push(Finding::BrokenChain { position: lowest });
+                    }
                     let future = store::count_future(tx, CLOCK_SKEW_SECONDS).await?;
                     if future > 0 {
                         report.findings.push(Finding::Future { count: future });
