@@ -242,8 +242,12 @@ fn take_tls_options(url: &str) -> Result<(String, TlsOptions), DbError> {
             // Keys are percent-decoded too (by the driver, as by libpq): `ssl%6Dode` is `sslmode`.
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match percent_decode(key)?.as_str() {
-                "sslmode" => options.mode = Some(percent_decode(value)?),
-                "sslrootcert" => options.root_cert = Some(percent_decode(value)?),
+                "sslmode" => set_once(&mut options.mode, "sslmode", percent_decode(value)?)?,
+                "sslrootcert" => set_once(
+                    &mut options.root_cert,
+                    "sslrootcert",
+                    percent_decode(value)?,
+                )?,
                 _ => kept.push(pair),
             }
         }
@@ -257,8 +261,8 @@ fn take_tls_options(url: &str) -> Result<(String, TlsOptions), DbError> {
     let mut kept = Vec::new();
     for (key, value) in libpq_pairs(url)? {
         match key.as_str() {
-            "sslmode" => options.mode = Some(value),
-            "sslrootcert" => options.root_cert = Some(value),
+            "sslmode" => set_once(&mut options.mode, "sslmode", value)?,
+            "sslrootcert" => set_once(&mut options.root_cert, "sslrootcert", value)?,
             _ => kept.push(format!(
                 "{key}='{}'",
                 value.replace('\\', "\\\\").replace('\'', "\\'")
@@ -266,6 +270,18 @@ fn take_tls_options(url: &str) -> Result<(String, TlsOptions), DbError> {
         }
     }
     Ok((kept.join(" "), options))
+}
+
+/// Sets a TLS option given once: a second value (where libpq would take the last, so that an
+/// appended `sslmode=disable` silently wins) is refused.
+fn set_once(slot: &mut Option<String>, name: &str, value: String) -> Result<(), DbError> {
+    if slot.is_some() {
+        return Err(DbError::Tls(format!(
+            "{name} is given twice in the database URL"
+        )));
+    }
+    *slot = Some(value);
+    Ok(())
 }
 
 /// The `key=value` pairs of a libpq string: whitespace between pairs and around `=`; a value may be
@@ -458,6 +474,13 @@ mod tests {
             take_tls_options("postgresql://127.0.0.1/b?ssl%6Dode=require&x=1").unwrap();
         assert_eq!(rest, "postgresql://127.0.0.1/b?x=1");
         assert_eq!(options.mode.as_deref(), Some("require"));
+        for twice in [
+            "postgresql://db/b?sslmode=require&sslmode=disable",
+            "postgresql://db/b?sslmode=require&ssl%6Dode=disable",
+            "host=db sslrootcert=/a sslrootcert=/b",
+        ] {
+            assert!(take_tls_options(twice).is_err(), "{twice}");
+        }
     }
 
     #[test]

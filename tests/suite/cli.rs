@@ -68,7 +68,10 @@ async fn init_takes_the_root_token_from_the_environment() {
     )
     .await;
     assert!(!ok);
-    assert!(stderr.contains("at least 32 characters"), "{stderr}");
+    assert!(
+        stderr.contains("at least 32 visible ASCII characters"),
+        "{stderr}"
+    );
     for weak in [
         "a".repeat(40),
         "ab".repeat(20),
@@ -80,6 +83,12 @@ async fn init_takes_the_root_token_from_the_environment() {
         "01234567-0123-4012-0123-012345670123".to_owned(),
         "abcdefghijkl".repeat(3)[..32].to_owned(),
         "the-root-token-abcdefghijklmnopq".to_owned(),
+        "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9".to_owned(),
+        "aabbccddeeffgghhiijjkkllmmnnooppqq".to_owned(),
+        "0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p".to_owned(),
+        "01020304-0506-4708-890a-0b0c0d0e0f10".to_owned(),
+        "f47ac10b-58cc-4372-a567-0e02b2c3d479".to_owned(),
+        " 8c4c5a56-0b8e-4c47-9d1e-6a3f2b7e9d15 ".to_owned(),
     ] {
         let (ok, _, stderr) = run_bunker(
             &["init"],
