@@ -14,3 +14,4 @@ CREATE TRIGGER tenants_keep_main BEFORE DELETE ON tenants
 -- No event is dated at infinity (such a time cannot be linked or compared with a clock). NOT VALID: no existing row
 -- is scanned (none can hold one but by hand), every new one is checked.
 ALTER TABLE audit_events ADD CONSTRAINT audit_events_time_finite CHECK (isfinite(occurred_at)) NOT VALID;
+ALTER TABLE audit_chain ADD CONSTRAINT audit_chain_time_finite CHECK (isfinite(occurred_at)) NOT VALID;

@@ -49,6 +49,9 @@ impl Database {
             .query(
                 "SELECT r.rolname::text,
                         r.rolsuper OR r.rolbypassrls,
+                        r.rolcreaterole OR r.rolreplication
+                          OR r.rolname IN ('pg_execute_server_program', 'pg_read_server_files',
+                                           'pg_write_server_files'),
                         has_any_column_privilege(r.oid, 'audit_events', 'UPDATE')
                           OR has_table_privilege(r.oid, 'audit_events', 'DELETE')
                           OR has_any_column_privilege(r.oid, 'user_versions', 'UPDATE')
@@ -83,16 +86,69 @@ impl Database {
             }
             if row.try_get::<_, bool>(2)? {
                 problems.push(format!(
+                    "role {name} may create roles, replicate the cluster or use the server's files \
+                     or programs{through}"
+                ));
+            }
+            if row.try_get::<_, bool>(3)? {
+                problems.push(format!(
                     "role {name} may change audit events or kept versions{through} (is it {MAINTENANCE_ROLE}?)"
                 ));
             }
-            let sweeping: Vec<String> = row.try_get(3)?;
+            let sweeping: Vec<String> = row.try_get(4)?;
             if !sweeping.is_empty() {
                 problems.push(format!(
                     "role {name} may TRUNCATE or add triggers to {}{through}",
                     sweeping.join(", ")
                 ));
             }
+        }
+        // What runs with another role's rights, past row-level security: views (but those that
+        // check the invoker) and materialized views it may read, SECURITY DEFINER functions (not
+        // an extension's) it may call; and a permissive policy that applies to it without
+        // naming the tenant (only the root token's lookup may).
+        let around: Vec<String> = client
+            .query(
+                "WITH reachable AS (SELECT oid FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER'))
+                 SELECT 'view ' || c.relname
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY (current_schemas(false))
+                    AND c.relowner NOT IN (SELECT oid FROM reachable)
+                    AND NOT (c.relkind = 'v' AND coalesce(array_to_string(c.reloptions, ',')
+                             ~* 'security_invoker=(true|on|yes|1)', false))
+                    AND EXISTS (SELECT 1 FROM reachable r WHERE has_table_privilege(r.oid, c.oid, 'SELECT'))
+                 UNION ALL
+                 SELECT 'SECURITY DEFINER function ' || n.nspname || '.' || p.proname
+                   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                  WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                    AND p.proowner NOT IN (SELECT oid FROM reachable)
+                    AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                     WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                                       AND d.deptype = 'e')
+                    AND EXISTS (SELECT 1 FROM reachable r WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE'))
+                 UNION ALL
+                 SELECT 'policy ' || pol.polname || ' on ' || c.relname
+                   FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = ANY (current_schemas(false)) AND pol.polpermissive
+                    AND (pol.polroles = '{0}' OR pol.polroles && ARRAY(SELECT oid FROM reachable))
+                    AND NOT (c.relname = 'access_tokens' AND pol.polname = 'access_tokens_root_lookup')
+                    AND (coalesce(pg_get_expr(pol.polqual, pol.polrelid), 'bunker.tenant_id')
+                           NOT LIKE '%bunker.tenant_id%'
+                         OR coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), 'bunker.tenant_id')
+                           NOT LIKE '%bunker.tenant_id%')
+                  ORDER BY 1",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        if !around.is_empty() {
+            problems.push(format!(
+                "role {name} can get around row-level security through {}",
+                around.join(", ")
+            ));
         }
         let control: Vec<&str> = CONTROL_PLANE_TABLES.to_vec();
         let tables = client

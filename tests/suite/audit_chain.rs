@@ -363,6 +363,23 @@ async fn the_chain_and_the_main_trail_guard_themselves() {
         bunker_tests::pg_message(&err).contains("audit_events_time_finite"),
         "{err}"
     );
+    drop(tx);
+    let tx = as_app.transaction().await.unwrap();
+    tx.execute("SELECT set_config('bunker.tenant_id', '1', true)", &[])
+        .await
+        .unwrap();
+    let err = tx
+        .execute(
+            "INSERT INTO audit_chain (tenant_id, position, event_id, occurred_at, mac)
+             VALUES (1, 1000000, gen_random_uuid(), '-infinity', decode(repeat('00', 32), 'hex'))",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        bunker_tests::pg_message(&err).contains("audit_chain_time_finite"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

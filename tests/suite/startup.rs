@@ -131,6 +131,65 @@ async fn server_refuses_a_role_that_can_become_one_that_could_get_around_it() {
 }
 
 #[tokio::test]
+async fn server_refuses_a_role_with_ways_around_row_level_security() {
+    let app = TestApp::spawn().await;
+    let su = app.superuser().await;
+    for (suffix, attributes) in [("creator", "CREATEROLE"), ("replicator", "REPLICATION")] {
+        let role = login_role(&app, suffix, attributes).await;
+        let why = refusal(&url_as(&app, &role)).await;
+        assert!(
+            why.contains("may create roles, replicate the cluster"),
+            "{attributes}: {why}"
+        );
+    }
+    let role = login_role(&app, "filer", "").await;
+    su.batch_execute(&format!("GRANT pg_read_server_files TO {role}"))
+        .await
+        .unwrap();
+    let why = refusal(&url_as(&app, &role)).await;
+    assert!(why.contains("the server's files or programs"), "{why}");
+
+    // Objects that run with their owner's rights, or a policy that names no tenant.
+    let role = login_role(&app, "reader", "").await;
+    for (setup, named, undo) in [
+        (
+            format!("CREATE VIEW report_users AS SELECT * FROM users; GRANT SELECT ON report_users TO {role}"),
+            "view report_users",
+            "DROP VIEW report_users",
+        ),
+        (
+            "CREATE FUNCTION count_users() RETURNS bigint LANGUAGE sql SECURITY DEFINER \
+             AS 'SELECT count(*) FROM users'"
+                .to_owned(),
+            "SECURITY DEFINER function public.count_users",
+            "DROP FUNCTION count_users()",
+        ),
+        (
+            format!("CREATE POLICY everyone ON users FOR SELECT TO {role} USING (true)"),
+            "policy everyone on users",
+            "DROP POLICY everyone ON users",
+        ),
+    ] {
+        su.batch_execute(&setup).await.unwrap();
+        let why = refusal(&url_as(&app, &role)).await;
+        assert!(
+            why.contains("can get around row-level security through") && why.contains(named),
+            "{named}: {why}"
+        );
+        su.batch_execute(undo).await.unwrap();
+    }
+    // A view that checks its invoker is fine.
+    su.batch_execute(&format!(
+        "CREATE VIEW own_users WITH (security_invoker = true) AS SELECT * FROM users;
+         GRANT SELECT ON own_users TO {role}"
+    ))
+    .await
+    .unwrap();
+    let why = refusal(&url_as(&app, &role)).await;
+    assert!(!why.contains("get around"), "{why}");
+}
+
+#[tokio::test]
 async fn the_check_covers_every_schema_of_the_search_path() {
     let app = TestApp::spawn().await;
     // A schema named after the role comes first in the default search path, and is empty.
