@@ -104,9 +104,10 @@ impl Database {
             }
         }
         // What runs with another role's rights, past row-level security: views (but those that
-        // check the invoker) and materialized views it may read, SECURITY DEFINER functions (not
-        // an extension's) it may call; and a permissive policy that applies to it without
-        // naming the tenant (only the root token's lookup may).
+        // check the invoker) and materialized views it may read, SECURITY DEFINER functions it
+        // may call (neither an extension's); owning the database or a schema of the search path
+        // (whose tables it could then drop or replace); and a permissive policy that applies to
+        // it without naming the tenant (only the root token's lookup may).
         let around: Vec<String> = client
             .query(
                 "WITH reachable AS (SELECT oid FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER'))
@@ -116,6 +117,9 @@ impl Database {
                     AND c.relowner NOT IN (SELECT oid FROM reachable)
                     AND NOT (c.relkind = 'v' AND coalesce(array_to_string(c.reloptions, ',')
                              ~* 'security_invoker=(true|on|yes|1)', false))
+                    AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                       AND d.deptype = 'e')
                     AND EXISTS (SELECT 1 FROM reachable r WHERE has_table_privilege(r.oid, c.oid, 'SELECT'))
                  UNION ALL
                  SELECT 'SECURITY DEFINER function ' || n.nspname || '.' || p.proname
@@ -126,6 +130,15 @@ impl Database {
                                      WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
                                        AND d.deptype = 'e')
                     AND EXISTS (SELECT 1 FROM reachable r WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE'))
+                 UNION ALL
+                 SELECT 'owning the database'
+                   FROM pg_database db
+                  WHERE db.datname = current_database() AND db.datdba IN (SELECT oid FROM reachable)
+                 UNION ALL
+                 SELECT 'owning schema ' || n.nspname
+                   FROM pg_namespace n
+                  WHERE n.nspname = ANY (current_schemas(false))
+                    AND n.nspowner IN (SELECT oid FROM reachable)
                  UNION ALL
                  SELECT 'policy ' || pol.polname || ' on ' || c.relname
                    FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid

@@ -178,7 +178,23 @@ async fn server_refuses_a_role_with_ways_around_row_level_security() {
         );
         su.batch_execute(undo).await.unwrap();
     }
-    // A view that checks its invoker is fine.
+    // Owning the database (owners of a database own its schema public in PostgreSQL 15).
+    su.batch_execute(&format!("ALTER DATABASE {} OWNER TO {role}", app.database))
+        .await
+        .unwrap();
+    let why = refusal(&url_as(&app, &role)).await;
+    assert!(why.contains("owning the database"), "{why}");
+    su.batch_execute(&format!(
+        "ALTER DATABASE {} OWNER TO postgres",
+        app.database
+    ))
+    .await
+    .unwrap();
+    // A view that checks its invoker is fine, and so is an extension's view readable by all
+    // (pg_stat_statements' shows each caller its own statements).
+    su.batch_execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .unwrap();
     su.batch_execute(&format!(
         "CREATE VIEW own_users WITH (security_invoker = true) AS SELECT * FROM users;
          GRANT SELECT ON own_users TO {role}"
