@@ -1,9 +1,10 @@
 //! `bunker demo`: Bunker with no configuration at all, for trying it on one machine.
 //!
-//! Starts a private PostgreSQL cluster under `./bunker-data` (or `BUNKER_DATA_DIR`) with the
-//! machine's server binaries, initializes it on the first run with the root token `DEMO` and a
-//! generated wrapping key kept in the data directory (unless one is configured), serves, and stops
-//! the cluster cleanly on Ctrl-C. The next run finds the same data.
+//! Starts a private PostgreSQL cluster under `./bunker-data` (or `BUNKER_DATA_DIR`; under root, in
+//! a folder of the postgres user's when that user cannot enter it) with the machine's server
+//! binaries, initializes it on the first run with the root token `DEMO` and a generated wrapping
+//! key kept in the data directory (unless one is configured), serves, and stops the cluster
+//! cleanly on Ctrl-C. The next run finds the same data.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,7 +29,16 @@ const WRAPPING_KEY_FILE: &str = "wrapping.key";
 /// Runs the demo until Ctrl-C.
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let bindir = find_bindir(config.pg_bindir.as_deref())?;
-    let cluster = LocalCluster::new(&config.data_dir, bindir)?;
+    let (cluster, moved) = LocalCluster::for_data_dir(&config.data_dir, bindir)?;
+    if moved {
+        let data_dir = std::path::absolute(&config.data_dir)?;
+        println!(
+            "The postgres user cannot enter {}: PostgreSQL's files are kept in {} instead \
+             (everything else stays in {0}).",
+            data_dir.display(),
+            cluster.root().display()
+        );
+    }
     let starting = cluster.clone();
     tokio::task::spawn_blocking(move || {
         if !starting.is_initialized() {
@@ -48,7 +58,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     stopped?;
     println!(
         "PostgreSQL stopped; the data stays in {}",
-        config.data_dir.display()
+        cluster.root().display()
     );
     Ok(())
 }

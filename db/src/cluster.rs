@@ -9,6 +9,10 @@ use std::process::{Command, Output};
 
 use crate::DbError;
 
+/// The file in a data directory that names where its cluster is kept when the postgres user cannot
+/// enter the data directory (see [`LocalCluster::for_data_dir`]).
+pub const CLUSTER_POINTER: &str = "cluster-location";
+
 /// The port number names the socket file (`.s.PGSQL.<port>`); nothing listens on TCP.
 const SOCKET_PORT: u16 = 5432;
 
@@ -48,6 +52,39 @@ impl LocalCluster {
             durable: false,
             settings: Vec::new(),
         })
+    }
+
+    /// The cluster of the data directory `data_dir` (`bunker demo`'s): in `data_dir` itself, unless
+    /// the binaries run as the `postgres` user (under root) and that user cannot enter `data_dir`
+    /// (a clone under `/root`, a private temporary folder). Then the cluster goes to a folder of
+    /// the postgres user's own, named after `data_dir`'s path, and `data_dir` keeps a note of where
+    /// ([`CLUSTER_POINTER`]), which later runs follow. Returns the cluster and whether it was moved.
+    pub fn for_data_dir(data_dir: &Path, bindir: PathBuf) -> Result<(Self, bool), DbError> {
+        let local = LocalCluster::new(data_dir, bindir)?;
+        let pointer = local.root.join(CLUSTER_POINTER);
+        if let Ok(recorded) = std::fs::read_to_string(&pointer) {
+            let root = PathBuf::from(recorded.trim());
+            return Ok((LocalCluster { root, ..local }, true));
+        }
+        if !local.as_postgres || local.is_initialized() {
+            return Ok((local, false));
+        }
+        std::fs::create_dir_all(&local.root)
+            .map_err(|e| cluster_error(&format!("cannot create {}", local.root.display()), e))?;
+        if postgres_may_enter(&local.root)? {
+            return Ok((local, false));
+        }
+        let root = postgres_home()?
+            .join("bunker-clusters")
+            .join(cluster_name(&local.root)?);
+        std::fs::write(&pointer, format!("{}\n", root.display()))
+            .map_err(|e| cluster_error(&format!("cannot write {}", pointer.display()), e))?;
+        Ok((LocalCluster { root, ..local }, true))
+    }
+
+    /// The directory holding the cluster (`pg/`, `run/`).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The same cluster, started with `fsync` on, as production runs: for benchmarks. Without it
@@ -274,6 +311,51 @@ pub fn find_bindir(explicit: Option<&Path>) -> Result<PathBuf, DbError> {
                     .to_owned(),
             )
         })
+}
+
+/// Whether the postgres user may enter `dir` (and so every directory above it).
+fn postgres_may_enter(dir: &Path) -> Result<bool, DbError> {
+    let status = Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(dir)
+        .status()
+        .map_err(|e| cluster_error("cannot run runuser", e))?;
+    Ok(status.success())
+}
+
+/// The postgres user's home directory (its own to write in), from the user database.
+fn postgres_home() -> Result<PathBuf, DbError> {
+    let output = Command::new("getent")
+        .args(["passwd", "postgres"])
+        .output()
+        .map_err(|e| cluster_error("cannot run getent", e))?;
+    check(&output, "getent passwd postgres")?;
+    let entry = String::from_utf8_lossy(&output.stdout);
+    match entry.trim().split(':').nth(5) {
+        Some(home) if home.starts_with('/') => Ok(PathBuf::from(home)),
+        _ => Err(DbError::Cluster(
+            "the postgres user has no home directory to keep the cluster in".to_owned(),
+        )),
+    }
+}
+
+/// A folder name for the cluster of `data_dir`: its last component and a digest of its whole
+/// path, so that two data directories never share a cluster.
+fn cluster_name(data_dir: &Path) -> Result<String, DbError> {
+    use sha2::Digest;
+    let path = std::fs::canonicalize(data_dir)
+        .map_err(|e| cluster_error(&format!("cannot resolve {}", data_dir.display()), e))?;
+    let digest = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
+    let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let last: String = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(40)
+        .collect();
+    Ok(format!("{last}-{short}"))
 }
 
 fn running_as_root() -> Result<bool, DbError> {

@@ -128,8 +128,9 @@ async fn commands_need_a_database_url() {
     );
 }
 
-/// Starts `bunker demo`, its log appended to `log`, and waits until it serves.
-async fn start_demo(data_dir: &str, listen: &str, log: &std::path::Path) -> Child {
+/// Starts `bunker demo`, its log appended to `log`, and waits until it serves; returns it and
+/// what it printed until then.
+async fn start_demo(data_dir: &str, listen: &str, log: &std::path::Path) -> (Child, Vec<String>) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -146,18 +147,24 @@ async fn start_demo(data_dir: &str, listen: &str, log: &std::path::Path) -> Chil
         .spawn()
         .expect("start bunker demo");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
     let serving = tokio::time::timeout(Duration::from_secs(120), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if line.contains("Press Ctrl-C") {
                 return true;
             }
+            printed.push(line);
         }
         false
     })
     .await;
-    assert_eq!(serving.ok(), Some(true), "the demo did not start serving");
+    assert_eq!(
+        serving.ok(),
+        Some(true),
+        "the demo did not start serving: {printed:?}"
+    );
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
+    (child, printed)
 }
 
 async fn interrupt(mut child: Child) {
@@ -179,9 +186,13 @@ struct DemoDir(std::path::PathBuf);
 
 impl Drop for DemoDir {
     fn drop(&mut self) {
-        if let Ok(bindir) = bunker_db::cluster::find_bindir(None) {
-            if let Ok(cluster) = bunker_db::cluster::LocalCluster::new(&self.0, bindir) {
-                let _ = cluster.stop(bunker_db::cluster::StopMode::Immediate);
+        use bunker_db::cluster::{find_bindir, LocalCluster, StopMode};
+        if let Ok(bindir) = find_bindir(None) {
+            if let Ok((cluster, moved)) = LocalCluster::for_data_dir(&self.0, bindir) {
+                let _ = cluster.stop(StopMode::Immediate);
+                if moved {
+                    let _ = std::fs::remove_dir_all(cluster.root());
+                }
             }
         }
         let _ = std::fs::remove_dir_all(&self.0);
@@ -209,7 +220,7 @@ async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
     };
 
     let log = dir.with_extension("log");
-    let demo = start_demo(&data_dir, &listen, &log).await;
+    let (demo, _) = start_demo(&data_dir, &listen, &log).await;
     let (status, body) = answer(create(&http)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let xtoken = body["xtoken"].as_str().expect("xtoken").to_owned();
@@ -235,7 +246,7 @@ async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
         "the demo's wrapping key is readable by its owner only"
     );
 
-    let demo = start_demo(&data_dir, &listen, &log).await;
+    let (demo, _) = start_demo(&data_dir, &listen, &log).await;
     let (status, body) = answer(create(&http)).await;
     assert_eq!(status, StatusCode::CONFLICT, "acme is still there: {body}");
     let (status, body) = answer(
@@ -265,5 +276,65 @@ async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
         "an issued token never reaches the log, even at debug level"
     );
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test]
+async fn demo_runs_from_a_folder_the_postgres_user_cannot_enter() {
+    use std::os::unix::fs::PermissionsExt;
+    if !std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+    {
+        eprintln!("not root: the demo runs PostgreSQL as this user, who can enter the folder");
+        return;
+    }
+    // As for a clone under /root: only root may enter the folder above the data directory.
+    let private = std::env::temp_dir().join(format!("bunker-private-{}", std::process::id()));
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let guard = DemoDir(private.join("bunker-data"));
+    let data_dir = guard.0.to_string_lossy().into_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let log = private.with_extension("log");
+    let (demo, printed) = start_demo(&data_dir, &listen, &log).await;
+    let said = printed.join("\n");
+    assert!(
+        said.contains(&format!("The postgres user cannot enter {data_dir}")),
+        "it says where PostgreSQL's files went: {said}"
+    );
+    let recorded = std::fs::read_to_string(guard.0.join("cluster-location")).unwrap();
+    let cluster = std::path::PathBuf::from(recorded.trim());
+    assert!(
+        !cluster.starts_with(&private) && cluster.join("pg").join("PG_VERSION").is_file(),
+        "{cluster:?}"
+    );
+    assert!(
+        guard.0.join("wrapping.key").is_file(),
+        "everything else stays in the data directory"
+    );
+    let http = reqwest::Client::new();
+    let call = |command: &str, body: &str| {
+        http.post(format!("http://{listen}/v2/{command}"))
+            .header("X-Bunker-Token", "DEMO")
+            .body(body.to_owned())
+    };
+    let (status, created) = answer(call("UserCreate", r#"{"profile":{"login":"newcomer"}}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    interrupt(demo).await;
+    // The next run finds the same cluster, and the user in it.
+    let (demo, _) = start_demo(&data_dir, &listen, &log).await;
+    let (status, found) =
+        answer(call("UserGet", r#"{"mode":"login","identity":"newcomer"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    interrupt(demo).await;
+    drop(guard);
+    assert!(!cluster.exists(), "the test leaves no cluster behind");
+    let _ = std::fs::remove_dir_all(&private);
     let _ = std::fs::remove_file(&log);
 }
