@@ -336,10 +336,8 @@ async fn rewrap(
 
 #[cfg(feature = "kms")]
 async fn kms_source(config: &Config, key_id: String) -> anyhow::Result<WrappingSource> {
-    let endpoint = std::env::var("BUNKER_KMS_ENDPOINT").ok();
-    let _ = config;
     Ok(WrappingSource::Kms(
-        crate::wrapping::kms::KmsWrapper::new(key_id, endpoint).await,
+        crate::wrapping::kms::KmsWrapper::new(key_id, config.kms_endpoint.clone()).await,
     ))
 }
 

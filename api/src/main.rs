@@ -4,9 +4,12 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bunker::config::Config;
+use bunker::config::{
+    self, ChainArgs, Config, DatabaseArgs, DemoArgs, InitArgs, KmsArgs, RefreshArgs, ServerArgs,
+    Settings, WrappingArgs,
+};
 use bunker::{commands, demo};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than the system allocator: a request allocates and frees many small buffers
@@ -16,29 +19,60 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Bunker: a multi-tenant vault for personal data, speaking the Databunker Pro /v2 API.
 ///
-/// Configuration comes from the environment: BUNKER_DATABASE_URL, BUNKER_WRAPPING_KEY (or
-/// BUNKER_WRAPPING_KEY_FILE, or BUNKER_KMS_KEY_ID with BUNKER_KMS_ENDPOINT), BUNKER_LISTEN,
-/// BUNKER_DOMAIN, BUNKER_ROOT_TOKEN, BUNKER_MAX_BODY_BYTES, BUNKER_DB_POOL_SIZE,
-/// BUNKER_PHONE_REGION, BUNKER_USER_VERSIONS, BUNKER_SWEEP_SECONDS, BUNKER_KEY_REFRESH_SECONDS,
-/// BUNKER_LIST_USERS, BUNKER_XTOKEN_MAX_SECONDS, BUNKER_DATA_DIR, BUNKER_PG_BINDIR, BUNKER_LOG (see
-/// README).
+/// Each command takes its settings from the environment (BUNKER_*) or from flags; `bunker
+/// <command> --help` lists those it reads, with their defaults. Secrets (BUNKER_DATABASE_URL,
+/// BUNKER_WRAPPING_KEY, BUNKER_ROOT_TOKEN) are taken from the environment only. An empty variable
+/// counts as unset.
 #[derive(Parser)]
 #[command(name = "bunker", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The log filter (`info`, `debug`, `bunker=debug,warn`, ...); logs go to stderr.
+    #[arg(
+        long,
+        env = "BUNKER_LOG",
+        value_name = "FILTER",
+        default_value = "info",
+        global = true
+    )]
+    log: String,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Apply migrations, create the `default` tenant and the root token (printed once).
-    Init,
+    Init {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        wrapping: WrappingArgs,
+        #[command(flatten)]
+        init: InitArgs,
+    },
     /// Apply pending migrations.
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Serve the API (refuses an uninitialized or out-of-date database).
-    Serve,
+    Serve {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        wrapping: WrappingArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Try Bunker with no set-up: a private PostgreSQL under ./bunker-data, root token DEMO.
-    Demo,
+    Demo {
+        #[command(flatten)]
+        demo: DemoArgs,
+        #[command(flatten)]
+        wrapping: WrappingArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Key management: status, wrapping-key and master-key rotation, re-encryption, recovery.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -65,6 +99,12 @@ enum AuditCommand {
         /// the database: the chain must still hold it (with --tenant).
         #[arg(long)]
         head: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        wrapping: WrappingArgs,
+        #[command(flatten)]
+        chain: ChainArgs,
     },
 }
 
@@ -75,6 +115,8 @@ enum ServeRoleCommand {
     Create {
         #[arg(long, default_value = "bunker_serve")]
         name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
 }
 
@@ -84,6 +126,8 @@ enum TokenCommand {
     List {
         #[arg(long, default_value = "default")]
         tenant: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
     /// Revoke one access token of a tenant, at once on every server.
     Revoke {
@@ -91,25 +135,39 @@ enum TokenCommand {
         tenant: String,
         /// The token's id, as `bunker token list` shows it.
         id: uuid::Uuid,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
     /// A new admin token for a tenant (printed once); every earlier one is revoked.
     RotateAdmin {
         #[arg(long)]
         tenant: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
     /// A new root token (printed once); the old one stops working at once. Needs the owner's URL.
-    RotateRoot,
+    RotateRoot {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Master key versions, their wrapping source and dates (no secrets).
-    Status,
+    Status {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Re-wrap the master key under a new wrapping key (printed once) or a KMS key.
     RotateWrapping {
         /// Wrap with this KMS key instead of a new local key.
         #[arg(long)]
         to_kms: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        wrapping: WrappingArgs,
     },
     /// Add a new master-key version for new writes (a key ceremony: takes 3 recovery shares).
     RotateMaster {
@@ -118,9 +176,22 @@ enum KeysCommand {
         /// Never on the command line, where `ps` and shell history would keep them.
         #[arg(long, value_name = "FILE")]
         shares_file: Option<PathBuf>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        wrapping: WrappingArgs,
+        #[command(flatten)]
+        refresh: RefreshArgs,
     },
     /// Re-seal all data under the newest master-key version, online, and retire older versions.
-    Reencrypt,
+    Reencrypt {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        wrapping: WrappingArgs,
+        #[command(flatten)]
+        refresh: RefreshArgs,
+    },
     /// Recover the master key from 3 recovery shares and re-wrap it (when the wrapping key is lost).
     Recover {
         /// A file holding three recovery shares, one a line; without it (or with `-`), standard
@@ -130,6 +201,10 @@ enum KeysCommand {
         /// Wrap with this KMS key instead of a new local key.
         #[arg(long)]
         to_kms: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        kms: KmsArgs,
     },
 }
 
@@ -141,58 +216,20 @@ fn target(to_kms: Option<String>) -> commands::RewrapTarget {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
-    let result = Config::from_env()
+    config::drop_empty_variables();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    init_logging(&cli.log);
+    let result = config::refuse_secrets_in_argv(&matches)
         .map_err(anyhow::Error::from)
-        .and_then(|config| {
+        .and_then(|()| {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(async {
-                match cli.command {
-                    Command::Init => commands::init(&config).await,
-                    Command::Migrate => commands::migrate(&config).await,
-                    Command::Serve => commands::serve(&config).await,
-                    Command::Demo => demo::run(&config).await,
-                    Command::Keys(KeysCommand::Status) => commands::keys_status(&config).await,
-                    Command::Keys(KeysCommand::RotateWrapping { to_kms }) => {
-                        commands::keys_rotate_wrapping(&config, target(to_kms)).await
-                    }
-                    Command::Keys(KeysCommand::RotateMaster { shares_file }) => {
-                        let shares = commands::read_shares(shares_file.as_deref())?;
-                        commands::keys_rotate_master(&config, &shares).await
-                    }
-                    Command::Keys(KeysCommand::Reencrypt) => {
-                        commands::keys_reencrypt(&config).await
-                    }
-                    Command::Keys(KeysCommand::Recover {
-                        shares_file,
-                        to_kms,
-                    }) => {
-                        let shares = commands::read_shares(shares_file.as_deref())?;
-                        commands::keys_recover(&config, &shares, target(to_kms)).await
-                    }
-                    Command::Token(TokenCommand::List { tenant }) => {
-                        commands::token_list(&config, &tenant).await
-                    }
-                    Command::Token(TokenCommand::Revoke { tenant, id }) => {
-                        commands::token_revoke(&config, &tenant, id).await
-                    }
-                    Command::Token(TokenCommand::RotateAdmin { tenant }) => {
-                        commands::token_rotate_admin(&config, &tenant).await
-                    }
-                    Command::Token(TokenCommand::RotateRoot) => {
-                        commands::token_rotate_root(&config).await
-                    }
-                    Command::Audit(AuditCommand::Verify { tenant, head }) => {
-                        commands::audit_verify(&config, tenant.as_deref(), head.as_deref()).await
-                    }
-                    Command::ServeRole(ServeRoleCommand::Create { name }) => {
-                        commands::serve_role_create(&config, &name).await
-                    }
-                }
-            })
+            runtime.block_on(run(cli.command))
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -203,11 +240,141 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, filtered by BUNKER_LOG (default `info`). The database driver is held to
-/// warnings whatever the filter says: at debug level it would log query parameters.
-fn init_logging() {
-    let filter = std::env::var("BUNKER_LOG").unwrap_or_else(|_| "info".to_owned());
-    let filter = EnvFilter::try_new(&filter)
+/// Runs `command` with the settings it reads.
+async fn run(command: Command) -> anyhow::Result<()> {
+    let db = |database| Settings {
+        database: Some(database),
+        ..Settings::default()
+    };
+    let keyed = |database, wrapping| Settings {
+        database: Some(database),
+        wrapping: Some(wrapping),
+        ..Settings::default()
+    };
+    match &command {
+        Command::Init {
+            database,
+            wrapping,
+            init,
+        } => {
+            let config = Config::from_settings(Settings {
+                init: Some(init),
+                ..keyed(database, wrapping)
+            })?;
+            commands::init(&config).await
+        }
+        Command::Migrate { database } => {
+            commands::migrate(&Config::from_settings(db(database))?).await
+        }
+        Command::Serve {
+            database,
+            wrapping,
+            server,
+        } => {
+            let config = Config::from_settings(Settings {
+                server: Some(server),
+                ..keyed(database, wrapping)
+            })?;
+            commands::serve(&config).await
+        }
+        Command::Demo {
+            demo,
+            wrapping,
+            server,
+        } => {
+            let config = Config::from_settings(Settings {
+                demo: Some(demo),
+                wrapping: Some(wrapping),
+                server: Some(server),
+                ..Settings::default()
+            })?;
+            demo::run(&config).await
+        }
+        Command::Keys(KeysCommand::Status { database }) => {
+            commands::keys_status(&Config::from_settings(db(database))?).await
+        }
+        Command::Keys(KeysCommand::RotateWrapping {
+            to_kms,
+            database,
+            wrapping,
+        }) => {
+            let config = Config::from_settings(keyed(database, wrapping))?;
+            commands::keys_rotate_wrapping(&config, target(to_kms.clone())).await
+        }
+        Command::Keys(KeysCommand::RotateMaster {
+            shares_file,
+            database,
+            wrapping,
+            refresh,
+        }) => {
+            let config = Config::from_settings(Settings {
+                refresh: Some(refresh),
+                ..keyed(database, wrapping)
+            })?;
+            let shares = commands::read_shares(shares_file.as_deref())?;
+            commands::keys_rotate_master(&config, &shares).await
+        }
+        Command::Keys(KeysCommand::Reencrypt {
+            database,
+            wrapping,
+            refresh,
+        }) => {
+            let config = Config::from_settings(Settings {
+                refresh: Some(refresh),
+                ..keyed(database, wrapping)
+            })?;
+            commands::keys_reencrypt(&config).await
+        }
+        Command::Keys(KeysCommand::Recover {
+            shares_file,
+            to_kms,
+            database,
+            kms,
+        }) => {
+            let config = Config::from_settings(Settings {
+                kms: Some(kms),
+                ..db(database)
+            })?;
+            let shares = commands::read_shares(shares_file.as_deref())?;
+            commands::keys_recover(&config, &shares, target(to_kms.clone())).await
+        }
+        Command::Token(TokenCommand::List { tenant, database }) => {
+            commands::token_list(&Config::from_settings(db(database))?, tenant).await
+        }
+        Command::Token(TokenCommand::Revoke {
+            tenant,
+            id,
+            database,
+        }) => commands::token_revoke(&Config::from_settings(db(database))?, tenant, *id).await,
+        Command::Token(TokenCommand::RotateAdmin { tenant, database }) => {
+            commands::token_rotate_admin(&Config::from_settings(db(database))?, tenant).await
+        }
+        Command::Token(TokenCommand::RotateRoot { database }) => {
+            commands::token_rotate_root(&Config::from_settings(db(database))?).await
+        }
+        Command::Audit(AuditCommand::Verify {
+            tenant,
+            head,
+            database,
+            wrapping,
+            chain,
+        }) => {
+            let config = Config::from_settings(Settings {
+                chain: Some(chain),
+                ..keyed(database, wrapping)
+            })?;
+            commands::audit_verify(&config, tenant.as_deref(), head.as_deref()).await
+        }
+        Command::ServeRole(ServeRoleCommand::Create { name, database }) => {
+            commands::serve_role_create(&Config::from_settings(db(database))?, name).await
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `filter` (BUNKER_LOG, default `info`). The database driver is
+/// held to warnings whatever the filter says: at debug level it would log query parameters.
+fn init_logging(filter: &str) {
+    let filter = EnvFilter::try_new(filter)
         .unwrap_or_else(|_| EnvFilter::new("info"))
         .add_directive("tokio_postgres=warn".parse().unwrap_or_default());
     tracing_subscriber::fmt()
