@@ -87,7 +87,7 @@ pub struct RefreshArgs {
     /// Seconds between a server's looks for a new master-key version (`keys reencrypt` waits
     /// twice this before re-sealing).
     #[arg(long, env = "BUNKER_KEY_REFRESH_SECONDS", value_name = "SECONDS",
-          default_value_t = DEFAULT_KEY_REFRESH_SECONDS, value_parser = positive)]
+          default_value_t = DEFAULT_KEY_REFRESH_SECONDS, value_parser = positive("BUNKER_KEY_REFRESH_SECONDS"))]
     pub key_refresh_seconds: usize,
 }
 
@@ -103,11 +103,11 @@ pub struct ServerArgs {
     pub domain: Vec<String>,
     /// Larger request bodies get 413.
     #[arg(long, env = "BUNKER_MAX_BODY_BYTES", value_name = "BYTES",
-          default_value_t = DEFAULT_MAX_BODY_BYTES, value_parser = positive)]
+          default_value_t = DEFAULT_MAX_BODY_BYTES, value_parser = positive("BUNKER_MAX_BODY_BYTES"))]
     pub max_body_bytes: usize,
     /// Database connections per server.
     #[arg(long, env = "BUNKER_DB_POOL_SIZE", value_name = "CONNECTIONS",
-          default_value_t = DEFAULT_POOL_SIZE, value_parser = positive)]
+          default_value_t = DEFAULT_POOL_SIZE, value_parser = positive("BUNKER_DB_POOL_SIZE"))]
     pub db_pool_size: usize,
     /// How phone numbers without a country code are read (ISO 3166 code).
     #[arg(long, env = "BUNKER_PHONE_REGION", value_name = "REGION",
@@ -115,19 +115,19 @@ pub struct ServerArgs {
     pub phone_region: String,
     /// Versions of a profile kept, the current one included.
     #[arg(long, env = "BUNKER_USER_VERSIONS", value_name = "VERSIONS",
-          default_value_t = DEFAULT_USER_VERSIONS, value_parser = positive)]
+          default_value_t = DEFAULT_USER_VERSIONS, value_parser = positive("BUNKER_USER_VERSIONS"))]
     pub user_versions: usize,
     /// Seconds between sweeps that forget expired users.
     #[arg(long, env = "BUNKER_SWEEP_SECONDS", value_name = "SECONDS",
-          default_value_t = DEFAULT_SWEEP_SECONDS, value_parser = positive)]
+          default_value_t = DEFAULT_SWEEP_SECONDS, value_parser = positive("BUNKER_SWEEP_SECONDS"))]
     pub sweep_seconds: usize,
     /// Whether BulkListUsers, BulkListAllUsers and UserSearch answer.
     #[arg(long, env = "BUNKER_LIST_USERS", value_name = "BOOL", default_value = "false",
-          value_parser = boolean, action = clap::ArgAction::Set)]
+          value_parser = boolean("BUNKER_LIST_USERS"), action = clap::ArgAction::Set)]
     pub list_users: bool,
     /// The longest a role or user token lives, in seconds.
     #[arg(long, env = "BUNKER_XTOKEN_MAX_SECONDS", value_name = "SECONDS",
-          default_value_t = DEFAULT_XTOKEN_MAX_SECONDS, value_parser = positive)]
+          default_value_t = DEFAULT_XTOKEN_MAX_SECONDS, value_parser = positive("BUNKER_XTOKEN_MAX_SECONDS"))]
     pub xtoken_max_seconds: usize,
     #[command(flatten)]
     pub chain: ChainArgs,
@@ -140,11 +140,11 @@ pub struct ServerArgs {
 pub struct ChainArgs {
     /// Seconds between rounds linking audit events into the verifiable chain.
     #[arg(long, env = "BUNKER_AUDIT_CHAIN_SECONDS", value_name = "SECONDS",
-          default_value_t = DEFAULT_AUDIT_CHAIN_SECONDS, value_parser = positive)]
+          default_value_t = DEFAULT_AUDIT_CHAIN_SECONDS, value_parser = positive("BUNKER_AUDIT_CHAIN_SECONDS"))]
     pub audit_chain_seconds: usize,
     /// How old an event must be, in seconds, to be linked (older than any request).
     #[arg(long, env = "BUNKER_AUDIT_CHAIN_HORIZON_SECONDS", value_name = "SECONDS",
-          default_value_t = DEFAULT_AUDIT_CHAIN_HORIZON_SECONDS, value_parser = positive)]
+          default_value_t = DEFAULT_AUDIT_CHAIN_HORIZON_SECONDS, value_parser = positive("BUNKER_AUDIT_CHAIN_HORIZON_SECONDS"))]
     pub audit_chain_horizon_seconds: usize,
 }
 
@@ -203,29 +203,39 @@ pub fn refuse_secrets_in_argv(matches: &ArgMatches) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// An empty variable counts as unset: removes empty `BUNKER_*` variables before clap reads them.
-/// Call it first, before any thread starts.
-pub fn drop_empty_variables() {
+/// Prepares the `BUNKER_*` variables for clap: one that is empty or blank counts as unset (it is
+/// removed); one that is not UTF-8 is refused by name. Call it first, before any thread starts.
+pub fn prepare_variables() -> Result<(), ConfigError> {
     for (name, value) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("BUNKER_") && value.is_empty() {
-            std::env::remove_var(name);
+        let Some(name) = name.to_str().filter(|n| n.starts_with("BUNKER_")) else {
+            continue;
+        };
+        match value.to_str() {
+            None => return Err(ConfigError::NotUtf8(name.to_owned())),
+            Some(text) if text.trim().is_empty() => std::env::remove_var(name),
+            Some(_) => {}
         }
+    }
+    Ok(())
+}
+
+/// A parser of positive whole numbers whose error names `variable` (clap names only the flag).
+fn positive(variable: &'static str) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |text| {
+        text.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{variable} must be a positive whole number"))
     }
 }
 
-fn positive(text: &str) -> Result<usize, String> {
-    text.trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| "must be a positive whole number".to_owned())
-}
-
-fn boolean(text: &str) -> Result<bool, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
+/// A parser of true/false (on/off, yes/no, 1/0) whose error names `variable`.
+fn boolean(variable: &'static str) -> impl Fn(&str) -> Result<bool, String> + Clone {
+    move |text| match text.trim().to_ascii_lowercase().as_str() {
         "true" | "on" | "yes" | "1" => Ok(true),
         "false" | "off" | "no" | "0" => Ok(false),
-        _ => Err("must be true or false".to_owned()),
+        _ => Err(format!("{variable} must be true or false")),
     }
 }
 
@@ -306,6 +316,8 @@ pub enum ConfigError {
         "give {0} in the environment, not on the command line (where ps and shell history keep it)"
     )]
     SecretInArgv(&'static str),
+    #[error("{0} is not valid UTF-8")]
+    NotUtf8(String),
 }
 
 impl Config {

@@ -21,8 +21,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Each command takes its settings from the environment (BUNKER_*) or from flags; `bunker
 /// <command> --help` lists those it reads, with their defaults. Secrets (BUNKER_DATABASE_URL,
-/// BUNKER_WRAPPING_KEY, BUNKER_ROOT_TOKEN) are taken from the environment only. An empty variable
-/// counts as unset.
+/// BUNKER_WRAPPING_KEY, BUNKER_ROOT_TOKEN) are taken from the environment only. An empty or blank
+/// variable counts as unset.
 #[derive(Parser)]
 #[command(name = "bunker", version)]
 struct Cli {
@@ -216,7 +216,10 @@ fn target(to_kms: Option<String>) -> commands::RewrapTarget {
 }
 
 fn main() -> ExitCode {
-    config::drop_empty_variables();
+    if let Err(err) = config::prepare_variables() {
+        eprintln!("bunker: {err}");
+        return ExitCode::FAILURE;
+    }
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

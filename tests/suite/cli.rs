@@ -126,6 +126,24 @@ async fn commands_need_a_database_url() {
         stderr.contains("BUNKER_DATABASE_URL is not set"),
         "{stderr}"
     );
+    // A blank variable is unset; a malformed one is named.
+    let (ok, _, stderr) = run_bunker(&["migrate"], &[("BUNKER_DATABASE_URL", "  ")]).await;
+    assert!(
+        !ok && stderr.contains("BUNKER_DATABASE_URL is not set"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run_bunker(&["serve"], &[("BUNKER_MAX_BODY_BYTES", "lots")]).await;
+    assert!(
+        !ok && stderr.contains("BUNKER_MAX_BODY_BYTES must be a positive whole number"),
+        "{stderr}"
+    );
+    // A secret is never taken from the command line, where ps and shell history keep it.
+    let (ok, _, stderr) =
+        run_bunker::<&str, &str>(&["migrate", "--database-url=host=/tmp dbname=x"], &[]).await;
+    assert!(
+        !ok && stderr.contains("give BUNKER_DATABASE_URL in the environment"),
+        "{stderr}"
+    );
 }
 
 /// Starts `bunker demo`, its log appended to `log`, and waits until it serves; returns it and
