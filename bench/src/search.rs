@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use bunker_tests::{StatusCode, TestApp};
-use rand::Rng;
+use rand::{Rng, RngExt};
 use serde_json::{json, Value};
 
 const BATCH: usize = 1000;

@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 /// The kinds of value Bunker tokenizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
