@@ -3,8 +3,9 @@
 //! `SystemGenerateWrappingKey` and the `bunker keys` commands. Every operation is audited in the
 //! main tenant's trail.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bunker_db::audit::{self, AuditEvent, Performer};
 use bunker_db::keys::{self, NewMasterKey, StoredMasterKey};
 use bunker_db::{Database, DbError, TenantId};
@@ -32,29 +33,23 @@ pub enum KeyAdminError {
     Database(#[from] DbError),
 }
 
-/// The keyring the server seals and opens with, replaced when a new master version appears.
+/// The keyring the server seals and opens with, replaced when a new master version appears: the
+/// readers of every request take it without a lock (`ArcSwap`).
 #[derive(Clone)]
-pub struct SharedKeyring(Arc<RwLock<Arc<Keyring>>>);
+pub struct SharedKeyring(Arc<ArcSwap<Keyring>>);
 
 impl SharedKeyring {
     pub fn new(keyring: Keyring) -> Self {
-        SharedKeyring(Arc::new(RwLock::new(Arc::new(keyring))))
+        SharedKeyring(Arc::new(ArcSwap::from_pointee(keyring)))
     }
 
     /// The keyring as it is now.
     pub fn get(&self) -> Arc<Keyring> {
-        match self.0.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.0.load_full()
     }
 
     fn set(&self, keyring: Keyring) {
-        let keyring = Arc::new(keyring);
-        match self.0.write() {
-            Ok(mut guard) => *guard = keyring,
-            Err(poisoned) => *poisoned.into_inner() = keyring,
-        }
+        self.0.store(Arc::new(keyring));
     }
 
     /// Loads the master keys again if their versions changed (a rotation by another process).
