@@ -4,6 +4,41 @@ use bunker_tests::{answer, StatusCode, TestApp, TestOptions};
 use serde_json::{json, Value};
 
 #[tokio::test]
+async fn every_routed_command_has_an_authorization_class_and_every_classed_one_is_routed() {
+    use bunker::access::Command;
+    let app = TestApp::spawn().await;
+    let spec: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let routed: Vec<String> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|path| path.trim_start_matches('/').to_owned())
+        .collect();
+    assert!(routed.len() >= 48, "{routed:?}");
+    for name in &routed {
+        assert!(
+            Command::from_name(name).is_some(),
+            "the routed command {name} has no authorization class: add it to api/src/access/command.rs"
+        );
+    }
+    for command in Command::ALL {
+        assert!(
+            routed.iter().any(|name| name == command.name()),
+            "{} is classed but not routed",
+            command.name()
+        );
+    }
+}
+
+#[tokio::test]
 async fn openapi_json_lists_the_tenant_commands() {
     let app = TestApp::spawn().await;
     let spec: Value = app
