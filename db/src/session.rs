@@ -5,6 +5,11 @@
 //! transaction waits here; the request's first [`Database::in_tenant`](crate::Database::in_tenant)
 //! continues in it if it is for the same tenant (one round trip fewer per request), and rolls it back
 //! otherwise. Whatever is left when the request ends is rolled back and its connection returned.
+//!
+//! **The rule:** a request's first tenant work is for the tenant the request was authenticated in.
+//! Work for another tenant first (a misuse) is logged as an error and panics in debug builds; the
+//! kept transaction holds nothing but the token lookup, so rolling it back loses no write. The
+//! task-local stays because it saves a round trip on every request (BENCHMARKS.md, "one round trip").
 
 use std::future::Future;
 use std::sync::Mutex;

@@ -100,7 +100,16 @@ impl Database {
         // The transaction this request's authentication opened, if it is for this tenant.
         let open = match crate::session::take() {
             Some((kept, open)) if kept == tenant => open,
-            Some((_, open)) => {
+            Some((kept, open)) => {
+                // Never the case today: a request's first tenant work is for the tenant it was
+                // authenticated in (the rule, in `crate::session`). Loud, so that a change that
+                // breaks it is seen: an error in the log, and a panic in debug builds (tests).
+                tracing::error!(
+                    kept = kept.0,
+                    wanted = tenant.0,
+                    "a request's first tenant work is not for the tenant it was authenticated in"
+                );
+                debug_assert_eq!(kept, tenant, "see bunker_db::session");
                 open.end("ROLLBACK").await?;
                 OpenTx::begin(self, tenant).await?
             }
