@@ -249,6 +249,25 @@ impl TestApp {
         panic!("bunker serve did not become ready");
     }
 
+    /// The commands `/openapi.json` routes (`UserGet`, ...).
+    pub async fn routed_commands(&self) -> Vec<String> {
+        let spec: Value = self
+            .http
+            .get(format!("{}/openapi.json", self.address))
+            .send()
+            .await
+            .expect("openapi.json")
+            .json()
+            .await
+            .expect("openapi.json is JSON");
+        spec["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .map(|path| path.trim_start_matches('/').to_owned())
+            .collect()
+    }
+
     /// The libpq connection string of this test's database, as the superuser.
     pub fn database_url(&self) -> String {
         cluster().connection_string(&self.database)

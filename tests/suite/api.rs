@@ -7,21 +7,7 @@ use serde_json::{json, Value};
 async fn every_routed_command_has_an_authorization_class_and_every_classed_one_is_routed() {
     use bunker::access::Command;
     let app = TestApp::spawn().await;
-    let spec: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let routed: Vec<String> = spec["paths"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(|path| path.trim_start_matches('/').to_owned())
-        .collect();
+    let routed = app.routed_commands().await;
     assert!(routed.len() >= 48, "{routed:?}");
     for name in &routed {
         assert!(
