@@ -266,10 +266,10 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
 
     // Writers keep going while the re-encryption runs; each writer owns one field of each profile,
     // and they all work on ten hot users.
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let app = app.clone();
-            tokio::spawn(async move {
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..4usize {
+        let app = app.clone();
+        writers.spawn(async move {
                 let mut landed: HashMap<(usize, usize), i64> = HashMap::new();
                 for k in 0..40i64 {
                     let user = (w * 3 + k as usize) % 10;
@@ -285,9 +285,8 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
                     assert_eq!(status, StatusCode::OK);
                 }
                 landed
-            })
-        })
-        .collect();
+        });
+    }
     let (keyring, _) = load_keyring(&db, &source).await.unwrap();
     let vault = Vault::new(
         db.clone(),
@@ -308,8 +307,8 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
     assert!(report.resealed >= 40, "{report:?}");
     assert_eq!(report.retired, [1]);
     let mut landed = HashMap::new();
-    for writer in writers {
-        landed.extend(writer.await.unwrap());
+    for written in writers.join_all().await {
+        landed.extend(written);
     }
     assert!(!landed.is_empty());
     // The settle time was zero to force overlap, so writes may have sealed with version 1 after the

@@ -259,16 +259,17 @@ async fn concurrent_updates_all_land_or_get_a_clear_conflict() {
         ..TestOptions::default()
     })
     .await;
+    let app = std::sync::Arc::new(app);
     let token = create(&app, json!({"login": "busy"})).await;
-    let updates = (0..16).map(|i| {
-        let app = &app;
-        let token = token.clone();
-        async move {
+    let mut updates = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let (app, token) = (app.clone(), token.clone());
+        updates.spawn(async move {
             let body = json!({"mode": "token", "identity": token, "profile": {format!("f{i}"): i}});
             (i, app.root("UserUpdate", body).await)
-        }
-    });
-    let results = futures_join_all(updates).await;
+        });
+    }
+    let results = updates.join_all().await;
     let (_, body) = get(&app, "token", &token).await;
     let mut landed = 0;
     for (i, (status, answer)) in results {
@@ -287,38 +288,6 @@ async fn concurrent_updates_all_land_or_get_a_clear_conflict() {
     }
     assert!(landed > 0);
     assert_eq!(body["version"], 1 + landed, "one version per landed update");
-}
-
-/// Runs futures concurrently on this task (no extra crate needed for a join).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.map(Box::pin).collect();
-    let mut outputs = Vec::new();
-    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all_done = true;
-        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
-            if let Some(fut) = slot {
-                match fut.as_mut().poll(cx) {
-                    std::task::Poll::Ready(out) => {
-                        *result = Some(out);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all_done = false,
-                }
-            }
-        }
-        if all_done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs.extend(results.into_iter().flatten());
-    outputs
 }
 
 #[tokio::test]
