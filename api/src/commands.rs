@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::keyadmin::{
     load_keyring, load_masters, recover_masters, rewrap_masters, rotate_master, SharedKeyring,
 };
+use crate::vault::Progress;
 use crate::vault::Vault;
 use crate::wrapping::WrappingSource;
 
@@ -449,12 +450,39 @@ pub async fn keys_reencrypt(config: &Config) -> anyhow::Result<()> {
         settle.as_secs(),
         vault.current_version()
     );
-    let report = vault.reencrypt_all(settle, true).await?;
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut draw = |progress: Progress| match progress {
+        Progress::Tenant { tenant, total } => bar = Some(progress_bar(tenant, total)),
+        Progress::Resealed(done) => {
+            if let Some(bar) = &bar {
+                bar.inc(done as u64);
+            }
+        }
+        Progress::TenantDone => {
+            if let Some(bar) = bar.take() {
+                bar.finish();
+            }
+        }
+    };
+    let report = vault.reencrypt_all(settle, &mut draw).await?;
     println!(
         "{} value(s) re-sealed; retired master key version(s): {:?}",
         report.resealed, report.retired
     );
     Ok(())
+}
+
+/// A bar on standard error for re-sealing `tenant`'s `total` stale values.
+fn progress_bar(tenant: bunker_db::TenantId, total: i64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(u64::try_from(total).unwrap_or(0));
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("tenant {msg}: [{bar:40}] {pos}/{len} re-sealed")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(tenant.to_string());
+    bar
 }
 
 /// The tenancy service over the configured database, for the `bunker token` commands.

@@ -301,7 +301,7 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         .await;
     assert!(linked > 0);
     let report = vault
-        .reencrypt_all(Duration::from_millis(500), false)
+        .reencrypt_all(Duration::from_millis(500), &mut |_| {})
         .await
         .unwrap();
     assert!(report.resealed >= 40, "{report:?}");
@@ -314,7 +314,10 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
     // The settle time was zero to force overlap, so writes may have sealed with version 1 after the
     // last pass; complete the protocol as `bunker keys reencrypt` does once servers have switched.
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    vault.reencrypt_all(Duration::ZERO, false).await.unwrap();
+    vault
+        .reencrypt_all(Duration::ZERO, &mut |_| {})
+        .await
+        .unwrap();
 
     let su = app.superuser().await;
     let stale: i64 = su

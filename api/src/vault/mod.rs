@@ -34,7 +34,7 @@ use uuid::Uuid;
 pub use audit::{EventDetails, EventPage};
 pub use identity::{Mode, Normalizer};
 use readaudit::ReadAudit;
-pub use reencrypt::ReencryptReport;
+pub use reencrypt::{Progress, ReencryptReport};
 pub use sweeper::spawn_sweeper;
 pub use users::{Change, NewProfile, UserView, VersionInfo};
 

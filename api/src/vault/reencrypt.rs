@@ -8,7 +8,6 @@ use bunker_db::keys as key_store;
 use bunker_db::reseal::{self, SealedAt};
 use bunker_db::TenantId;
 use bunker_keys::{Label, SealKeys};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{
     audit_label, groups, record_label, token_label, version_label, version_row, Vault, VaultError,
@@ -19,6 +18,17 @@ type LabelOf = for<'a> fn(TenantId, &'a str) -> Label<'a>;
 
 /// Values re-sealed per transaction (of each kind).
 const BATCH: i64 = 200;
+
+/// What [`Vault::reencrypt_all`] reports as it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    /// A tenant with `total` stale values is being re-sealed.
+    Tenant { tenant: TenantId, total: i64 },
+    /// This many more of them are re-sealed.
+    Resealed(usize),
+    /// The tenant is done.
+    TenantDone,
+}
 
 /// What a re-encryption did.
 #[derive(Clone, Debug, Default)]
@@ -86,11 +96,12 @@ impl Vault {
 
     /// Re-seals every tenant's stale values, then retires the older master-key versions. First
     /// waits `settle` so that every server has loaded the new version and seals with it; then
-    /// passes over all tenants until a pass finds nothing stale.
+    /// passes over all tenants until a pass finds nothing stale. `progress` hears of each tenant's
+    /// work as it goes (the CLI draws a bar with it).
     pub async fn reencrypt_all(
         &self,
         settle: Duration,
-        show_progress: bool,
+        progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<ReencryptReport, VaultError> {
         tokio::time::sleep(settle).await;
         let current = self.current_version();
@@ -102,16 +113,16 @@ impl Vault {
                 if total == 0 {
                     continue;
                 }
-                let bar = progress_bar(total, tenant, show_progress);
+                progress(Progress::Tenant { tenant, total });
                 loop {
                     let done = self.reseal_batch(tenant).await?;
                     if done == 0 {
                         break;
                     }
                     report.resealed += done;
-                    bar.inc(done as u64);
+                    progress(Progress::Resealed(done));
                 }
-                bar.finish();
+                progress(Progress::TenantDone);
                 stale_left += self.count_stale(tenant).await?;
             }
             if stale_left == 0 {
@@ -146,20 +157,4 @@ impl Vault {
         report.retired = older;
         Ok(report)
     }
-}
-
-fn progress_bar(total: i64, tenant: TenantId, show: bool) -> ProgressBar {
-    let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
-    if show {
-        bar.set_draw_target(ProgressDrawTarget::stderr());
-        if let Ok(style) =
-            ProgressStyle::with_template("tenant {msg}: [{bar:40}] {pos}/{len} re-sealed")
-        {
-            bar.set_style(style);
-        }
-        bar.set_message(tenant.to_string());
-    } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar
 }
