@@ -3,8 +3,6 @@
 //! routed commands of the OpenAPI document, so a new command cannot fall into a class by accident
 //! (one missing from the list is refused to every role and user token).
 
-use super::gate::CommandClass;
-
 macro_rules! commands {
     ($($name:ident: $class:ident,)*) => {
         /// A routed `/v2` command.
@@ -89,6 +87,27 @@ commands! {
     BulkListAllAuditEvents: Tenant,
 }
 
+/// The answer to a role or user token that may not do something, whether or not its target exists
+/// (so that a token cannot probe for users).
+pub const DENIED: &str = "API access denied";
+
+/// How a command is authorized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandClass {
+    /// Root and tenant admins only.
+    AdminOnly,
+    /// Decided for each user the command touches, inside the command.
+    PerUser,
+    /// Decided once, with no user as target, before the command runs.
+    Tenant,
+}
+
+/// How `command` is authorized (see [`Command`]): a command Bunker does not route is refused to
+/// every role and user token.
+pub fn class(command: &str) -> CommandClass {
+    Command::from_name(command).map_or(CommandClass::AdminOnly, Command::class)
+}
+
 impl Command {
     /// The routed command named `name`, if there is one.
     pub fn from_name(name: &str) -> Option<Command> {
@@ -96,5 +115,39 @@ impl Command {
             .iter()
             .copied()
             .find(|command| command.name() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_classed() {
+        for admin in [
+            "TenantCreate",
+            "RoleCreate",
+            "PolicyUpdate",
+            "RoleLinkPolicy",
+            "SystemGenerateWrappingKey",
+            "XTokenCreateForUser",
+        ] {
+            assert_eq!(class(admin), CommandClass::AdminOnly, "{admin}");
+        }
+        for per_user in [
+            "UserGet",
+            "BulkListGroupUsers",
+            "UserSearch",
+            "AuditGetEvent",
+        ] {
+            assert_eq!(class(per_user), CommandClass::PerUser, "{per_user}");
+        }
+        for tenant in ["UserCreate", "TokenCreate", "GroupCreate", "BulkListTokens"] {
+            assert_eq!(class(tenant), CommandClass::Tenant, "{tenant}");
+        }
+        // A command not in the list (a typo, one not routed yet) is nobody's but an admin's.
+        for unknown in ["UserGetX", "ConsentAccept", ""] {
+            assert_eq!(class(unknown), CommandClass::AdminOnly, "{unknown}");
+        }
     }
 }

@@ -6,8 +6,9 @@ use bunker_tenancy::Caller;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::gate::Gate;
 use super::identity::{Lookup, Mode};
-use crate::access::{Gate, DENIED};
+use crate::access::DENIED;
 
 use super::users::record_event;
 use super::{audit_label, UserEvent, Vault, VaultError};

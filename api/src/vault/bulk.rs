@@ -14,8 +14,8 @@ use bunker_tenancy::Caller;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::gate::Gate;
 use crate::access::engine::Visible;
-use crate::access::Gate;
 
 use super::groups::{find_group, GroupRef};
 use super::identity::{Lookup, Mode};

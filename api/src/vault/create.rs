@@ -15,7 +15,7 @@ use bunker_tenancy::{Caller, Principal};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::access::Gate;
+use super::gate::Gate;
 
 use super::expiry::Expiry;
 use super::groups::{allowed_membership, Joining};

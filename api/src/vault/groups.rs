@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::gate::{Change, Gate};
 use super::identity::Mode;
-use crate::access::gate::Change;
-use crate::access::{Gate, DENIED};
+use crate::access::DENIED;
 
 use super::users::record_event;
 use super::{audit_label, UserEvent, Vault, VaultError};

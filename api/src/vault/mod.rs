@@ -9,6 +9,7 @@ pub mod bulk;
 pub mod chain;
 pub mod create;
 pub mod expiry;
+pub mod gate;
 pub mod groups;
 pub mod identity;
 pub mod limits;
@@ -25,9 +26,10 @@ use bunker_db::audit::{Actor, AuditEvent, Performer};
 use bunker_db::{Database, DbError, TenantId};
 use bunker_keys::{KeyError, Label, TenantKeys};
 
-use crate::access::{Gate, DENIED};
+use crate::access::DENIED;
 use crate::keyadmin::SharedKeyring;
 use bunker_tenancy::Caller;
+use gate::Gate;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 

@@ -17,7 +17,7 @@ use bunker_tenancy::Caller;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::access::Gate;
+use super::gate::Gate;
 
 use super::bulk::require_unlock;
 use super::identity::INDEXED_FIELDS;

@@ -11,8 +11,9 @@ use bunker_tenancy::{Caller, Principal};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::gate::Gate;
 use crate::access::engine::Visible;
-use crate::access::{Gate, DENIED};
+use crate::access::DENIED;
 
 use super::groups::{GroupRef, RoleSelector};
 use super::identity::{Lookup, Mode};

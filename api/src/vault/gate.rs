@@ -1,9 +1,9 @@
 //! Access control applied to a request. Root and tenant admin tokens pass; role and user tokens are
-//! held to the policies linked to their roles, evaluated by [`engine`](super::engine) with what this
-//! module loads inside the request's own transaction (memberships, group rosters, policies), so a
+//! held to the policies linked to their roles, evaluated by the pure [`crate::access::engine`] with
+//! what this module loads inside the request's own transaction (memberships, group rosters, policies), so a
 //! decision and the work it allows see the same data.
 //!
-//! Commands fall in three classes ([`class`]): those only admins may run (tenants, roles, policies,
+//! Commands fall in three classes ([`crate::access::class`]): those only admins may run (tenants, roles, policies,
 //! keys, access tokens); those that act on users one by one, decided per user inside the command
 //! ([`Gate::resolve`], [`Gate::visible`]); and the rest, decided once before the command runs, with
 //! no user as target ([`Gate::require`]).
@@ -18,36 +18,21 @@ use bunker_tenancy::Principal;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::command::Command;
-use super::engine::{
+use super::identity::Lookup;
+use super::users::resolve;
+use super::VaultError;
+use crate::access::engine::{
     self, decide, Access, LinkedPolicy, Membership, MembershipChange, Rosters, Subject, Target,
     Visible,
 };
-use super::policy::{matches, parse, Effect};
-use crate::vault::identity::Lookup;
-use crate::vault::users::resolve;
-use crate::vault::VaultError;
-
-/// The answer to a role or user token that may not do something, whether or not its target exists
-/// (so that a token cannot probe for users).
-pub const DENIED: &str = "API access denied";
+use crate::access::policy::{matches, parse, Effect};
+use crate::access::DENIED;
 
 /// A membership change to decide: a role (or none) given in a group, or the membership taken away.
 #[derive(Clone, Copy, Debug)]
 pub enum Change<'a> {
     Give(Option<&'a str>),
     TakeAway,
-}
-
-/// How a command is authorized.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CommandClass {
-    /// Root and tenant admins only.
-    AdminOnly,
-    /// Decided for each user the command touches, inside the command.
-    PerUser,
-    /// Decided once, with no user as target, before the command runs.
-    Tenant,
 }
 
 /// What a user token may do to its own record without any policy. Changing or deleting it goes
@@ -76,12 +61,6 @@ const UNLOCKED: &[&str] = &[
     "BulkListFilesByTag",
     "UserSearch",
 ];
-
-/// How `command` is authorized (see [`Command`]): a command Bunker does not route is refused to
-/// every role and user token.
-pub fn class(command: &str) -> CommandClass {
-    Command::from_name(command).map_or(CommandClass::AdminOnly, Command::class)
-}
 
 /// What the caller of one request may do, loaded in that request's transaction.
 pub enum Gate {
@@ -448,38 +427,4 @@ impl PolicyPrincipal {
 fn denied(action: &str) -> VaultError {
     tracing::info!(command = action, "refused by policy");
     VaultError::Forbidden(DENIED)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_are_classed() {
-        for admin in [
-            "TenantCreate",
-            "RoleCreate",
-            "PolicyUpdate",
-            "RoleLinkPolicy",
-            "SystemGenerateWrappingKey",
-            "XTokenCreateForUser",
-        ] {
-            assert_eq!(class(admin), CommandClass::AdminOnly, "{admin}");
-        }
-        for per_user in [
-            "UserGet",
-            "BulkListGroupUsers",
-            "UserSearch",
-            "AuditGetEvent",
-        ] {
-            assert_eq!(class(per_user), CommandClass::PerUser, "{per_user}");
-        }
-        for tenant in ["UserCreate", "TokenCreate", "GroupCreate", "BulkListTokens"] {
-            assert_eq!(class(tenant), CommandClass::Tenant, "{tenant}");
-        }
-        // A command not in the list (a typo, one not routed yet) is nobody's but an admin's.
-        for unknown in ["UserGetX", "ConsentAccept", ""] {
-            assert_eq!(class(unknown), CommandClass::AdminOnly, "{unknown}");
-        }
-    }
 }
