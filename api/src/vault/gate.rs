@@ -1,12 +1,12 @@
 //! Access control applied to a request. Root and tenant admin tokens pass; role and user tokens are
 //! held to the policies linked to their roles, evaluated by the pure [`crate::access::engine`] with
-//! what this module loads inside the request's own transaction (memberships, group rosters, policies), so a
-//! decision and the work it allows see the same data.
+//! what this module loads inside the request's own transaction (memberships, group rosters,
+//! policies), so a decision and the work it allows see the same data.
 //!
-//! Commands fall in three classes ([`crate::access::class`]): those only admins may run (tenants, roles, policies,
-//! keys, access tokens); those that act on users one by one, decided per user inside the command
-//! ([`Gate::resolve`], [`Gate::visible`]); and the rest, decided once before the command runs, with
-//! no user as target ([`Gate::require`]).
+//! Commands fall in three classes ([`crate::access::class`]): those only admins may run (tenants,
+//! roles, policies, keys, access tokens); those that act on users one by one, decided per user
+//! inside the command ([`Gate::resolve`], [`Gate::visible`]); and the rest, decided once before the
+//! command runs, with no user as target ([`Gate::require`]).
 
 use std::collections::{BTreeSet, HashMap};
 
