@@ -16,8 +16,9 @@ use bunker_keys::WrappingKey;
 use secrecy::SecretString;
 
 use crate::app::Application;
-use crate::commands::{init_database, shutdown_signal, RootToken};
+use crate::commands::shutdown_signal;
 use crate::config::Config;
+use crate::setup::{init_database, RootToken};
 use crate::wrapping::WrappingSource;
 
 /// The demo's fixed root token, as in Databunker's demo mode.

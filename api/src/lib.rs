@@ -14,6 +14,7 @@ pub mod extract;
 pub mod keyadmin;
 mod listener;
 mod ops;
+pub mod setup;
 pub mod tokens;
 pub mod v2;
 pub mod vault;

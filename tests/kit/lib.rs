@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bunker::app::{Application, ServerSettings};
-use bunker::commands::{init_database, RootToken};
+use bunker::setup::{init_database, RootToken};
 use bunker::vault::{Normalizer, VaultSettings};
 use bunker::wrapping::WrappingSource;
 use bunker_db::cluster::{find_bindir, LocalCluster};

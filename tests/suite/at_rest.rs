@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use bunker::commands::{init_database, RootToken};
+use bunker::setup::{init_database, RootToken};
 use bunker::wrapping::WrappingSource;
 use bunker_keys::WrappingKey;
 use bunker_tests::{answer, bunker_binary, cluster, fresh_database, StatusCode};
