@@ -5,7 +5,7 @@
 use bunker_db::audit::{self, AuditEvent, Performer};
 use bunker_db::groups::{self as store, RoleRef, StoredGroup};
 use bunker_db::{DbError, TenantId, TenantTx};
-use bunker_keys::{KeyError, Label, TenantKeys};
+use bunker_keys::{Label, TenantKeys};
 use bunker_tenancy::Caller;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -16,7 +16,7 @@ use super::identity::Mode;
 use crate::access::DENIED;
 
 use super::users::record_event;
-use super::{audit_label, UserEvent, Vault, VaultError};
+use super::{audit_label, open_json, seal_json, UserEvent, Vault, VaultError};
 
 /// A group named by id or by name, as the SDKs send it.
 #[derive(Clone, Debug, Default)]
@@ -95,9 +95,8 @@ fn seal_group(
         name: name.trim().to_owned(),
         description: description.to_owned(),
     };
-    let plain = serde_json::to_vec(&label).map_err(|_| KeyError::Seal)?;
     let row = id.to_string();
-    Ok(keys.records.seal(&group_seal_label(tenant, &row), &plain)?)
+    seal_json(&keys.records, &group_seal_label(tenant, &row), &label)
 }
 
 fn open_group(
@@ -106,11 +105,11 @@ fn open_group(
     group: &StoredGroup,
 ) -> Result<GroupView, VaultError> {
     let row = group.id.to_string();
-    let plain = keys
-        .records
-        .open(&group_seal_label(tenant, &row), &group.sealed)?;
-    let label: GroupLabel =
-        serde_json::from_slice(&plain).map_err(|_| VaultError::Keys(KeyError::Unsealable))?;
+    let label: GroupLabel = open_json(
+        &keys.records,
+        &group_seal_label(tenant, &row),
+        &group.sealed,
+    )?;
     Ok(GroupView {
         id: group.id,
         name: label.name,
@@ -229,12 +228,10 @@ impl Vault {
                     if let Some(holder) = store::find_group(tx, None, Some(&index)).await? {
                         let id = audit::new_event_id();
                         let details = json!({ "refused": VaultError::DuplicateGroup.to_string() });
-                        let plain = serde_json::to_vec(&details).map_err(|_| KeyError::Seal)?;
                         let row = id.to_string();
+                        let label = audit_label(tx.tenant(), &row);
                         let event = AuditEvent {
-                            details: Some(
-                                keys.audit.seal(&audit_label(tx.tenant(), &row), &plain)?,
-                            ),
+                            details: Some(seal_json(&keys.audit, &label, &details)?),
                             ..AuditEvent::about(actor, action, format!("group:{}", holder.id))
                         };
                         audit::record_with_id(tx, id, &event).await?;

@@ -24,7 +24,7 @@ pub mod xtokens;
 
 use bunker_db::audit::{Actor, AuditEvent, Performer};
 use bunker_db::{Database, DbError, TenantId};
-use bunker_keys::{KeyError, Label, TenantKeys};
+use bunker_keys::{KeyError, Label, SealKeys, TenantKeys};
 
 use crate::access::DENIED;
 use crate::keyadmin::SharedKeyring;
@@ -221,13 +221,33 @@ fn version_label(tenant: TenantId, row: &str) -> Label<'_> {
     }
 }
 
+/// Seals `value` as JSON with `keys` under `label`: the one way structured data is sealed
+/// (profiles, group labels, audit details). The serialized plain text is zeroed after.
+pub(crate) fn seal_json<T: serde::Serialize + ?Sized>(
+    keys: &SealKeys,
+    label: &Label<'_>,
+    value: &T,
+) -> Result<Vec<u8>, VaultError> {
+    let plain = zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(|_| KeyError::Seal)?);
+    Ok(keys.seal(label, &plain)?)
+}
+
+/// Opens what [`seal_json`] sealed.
+pub(crate) fn open_json<T: serde::de::DeserializeOwned>(
+    keys: &SealKeys,
+    label: &Label<'_>,
+    sealed: &[u8],
+) -> Result<T, VaultError> {
+    let plain = keys.open(label, sealed)?;
+    serde_json::from_slice(&plain).map_err(|_| VaultError::Keys(KeyError::Unsealable))
+}
+
 fn seal_profile(
     keys: &TenantKeys,
     label: &Label<'_>,
     profile: &Map<String, Value>,
 ) -> Result<Vec<u8>, VaultError> {
-    let plain = zeroize::Zeroizing::new(serde_json::to_vec(profile).map_err(|_| KeyError::Seal)?);
-    Ok(keys.records.seal(label, &plain)?)
+    seal_json(&keys.records, label, profile)
 }
 
 fn open_profile(
@@ -235,8 +255,7 @@ fn open_profile(
     label: &Label<'_>,
     sealed: &[u8],
 ) -> Result<Map<String, Value>, VaultError> {
-    let plain = keys.records.open(label, sealed)?;
-    serde_json::from_slice(&plain).map_err(|_| VaultError::Keys(KeyError::Unsealable))
+    open_json(&keys.records, label, sealed)
 }
 
 /// An audit event about a user, before sealing: the profile keys touched (names, not values) and the
@@ -309,13 +328,16 @@ impl<'a> UserEvent<'a> {
             }
         }
         let row = event_id.to_string();
-        let plain = serde_json::to_vec(&details).map_err(|_| KeyError::Seal)?;
         Ok(AuditEvent {
             actor,
             action: self.action,
             target: "user".to_owned(),
             user_token: Some(self.user),
-            details: Some(keys.audit.seal(&audit_label(tenant, &row), &plain)?),
+            details: Some(seal_json(
+                &keys.audit,
+                &audit_label(tenant, &row),
+                &details,
+            )?),
         })
     }
 }

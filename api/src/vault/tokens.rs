@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::expiry::Expiry;
-use super::{audit_label, token_label, Vault, VaultError};
+use super::{audit_label, seal_json, token_label, Vault, VaultError};
 use crate::tokens::format::{self, FormatOptions, TokenType};
 
 /// How often a batch is tried again after a concurrent request made a `unique` token for one of
@@ -435,9 +435,8 @@ pub(super) fn token_event(
 ) -> Result<(Uuid, AuditEvent), VaultError> {
     let id = audit::new_event_id();
     let details = json!({ "tokentype": token_type, "request_metadata": metadata });
-    let plain = serde_json::to_vec(&details).map_err(|_| KeyError::Seal)?;
     let row = id.to_string();
-    let sealed = keys.audit.seal(&audit_label(tenant, &row), &plain)?;
+    let sealed = seal_json(&keys.audit, &audit_label(tenant, &row), &details)?;
     Ok((
         id,
         AuditEvent {
