@@ -57,10 +57,18 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     let stopped = tokio::task::spawn_blocking(move || running.stop()).await?;
     served?;
     stopped?;
-    println!(
-        "PostgreSQL stopped; the data stays in {}",
-        cluster.root().display()
-    );
+    if moved {
+        println!(
+            "PostgreSQL stopped; its files stay in {}, the rest in {}",
+            cluster.root().display(),
+            config.data_dir.display()
+        );
+    } else {
+        println!(
+            "PostgreSQL stopped; the data stays in {}",
+            config.data_dir.display()
+        );
+    }
     Ok(())
 }
 
