@@ -40,19 +40,6 @@ async fn linked(db: &Client) -> Vec<Uuid> {
     .collect()
 }
 
-async fn verify(app: &TestApp) -> (bool, String) {
-    let url = app.database_url();
-    let (ok, stdout, stderr) = run_bunker(
-        &["audit", "verify", "--tenant", "default"],
-        &[
-            ("BUNKER_DATABASE_URL", url.as_str()),
-            ("BUNKER_WRAPPING_KEY", app.wrapping_key.as_str()),
-        ],
-    )
-    .await;
-    (ok, format!("{stdout}{stderr}"))
-}
-
 #[tokio::test]
 async fn audit_verify_names_every_event_changed_deleted_inserted_or_moved() {
     let app = TestApp::spawn_with(TestOptions {
@@ -77,7 +64,7 @@ async fn audit_verify_names_every_event_changed_deleted_inserted_or_moved() {
     }
     let db = app.superuser().await;
     all_linked(&db).await;
-    let (ok, report) = verify(&app).await;
+    let (ok, report) = verify_with(&app, &[]).await;
     assert!(ok, "an untouched trail verifies: {report}");
     assert!(report.contains(": verified"), "{report}");
 
@@ -110,7 +97,7 @@ async fn audit_verify_names_every_event_changed_deleted_inserted_or_moved() {
     .await
     .unwrap();
 
-    let (ok, report) = verify(&app).await;
+    let (ok, report) = verify_with(&app, &[]).await;
     assert!(!ok, "a tampered trail does not verify: {report}");
     for expected in [
         format!("event {changed} was changed after it was linked"),
@@ -150,6 +137,7 @@ async fn vault_of(app: &TestApp) -> bunker::vault::Vault {
     )
 }
 
+/// `bunker audit verify --tenant default` with `extra` arguments: whether it passed, and what it said.
 async fn verify_with(app: &TestApp, extra: &[&str]) -> (bool, String) {
     let url = app.database_url();
     let mut args = vec!["audit", "verify", "--tenant", "default"];
