@@ -56,8 +56,8 @@ impl LocalCluster {
 
     /// The cluster of the data directory `data_dir` (`bunker demo`'s): in `data_dir` itself, unless
     /// the binaries run as the `postgres` user (under root) and that user cannot enter `data_dir`
-    /// (a clone under `/root`, a private temporary folder). Then the cluster goes to a folder of
-    /// the postgres user's own, named after `data_dir`'s path, and `data_dir` keeps a note of where
+    /// (a clone under `/root`, a private temporary folder). Then the cluster goes under
+    /// `/var/lib/bunker-demo`, named after `data_dir`'s path, and `data_dir` keeps a note of where
     /// ([`CLUSTER_POINTER`]), which later runs follow. Returns the cluster and whether it was moved.
     pub fn for_data_dir(data_dir: &Path, bindir: PathBuf) -> Result<(Self, bool), DbError> {
         let local = LocalCluster::new(data_dir, bindir)?;
@@ -74,9 +74,7 @@ impl LocalCluster {
         if postgres_may_enter(&local.root)? {
             return Ok((local, false));
         }
-        let root = postgres_home()?
-            .join("bunker-clusters")
-            .join(cluster_name(&local.root)?);
+        let root = moved_clusters_dir()?.join(cluster_name(&local.root)?);
         std::fs::write(&pointer, format!("{}\n", root.display()))
             .map_err(|e| cluster_error(&format!("cannot write {}", pointer.display()), e))?;
         Ok((LocalCluster { root, ..local }, true))
@@ -323,20 +321,27 @@ fn postgres_may_enter(dir: &Path) -> Result<bool, DbError> {
     Ok(status.success())
 }
 
-/// The postgres user's home directory (its own to write in), from the user database.
-fn postgres_home() -> Result<PathBuf, DbError> {
-    let output = Command::new("getent")
-        .args(["passwd", "postgres"])
-        .output()
-        .map_err(|e| cluster_error("cannot run getent", e))?;
-    check(&output, "getent passwd postgres")?;
-    let entry = String::from_utf8_lossy(&output.stdout);
-    match entry.trim().split(':').nth(5) {
-        Some(home) if home.starts_with('/') => Ok(PathBuf::from(home)),
-        _ => Err(DbError::Cluster(
-            "the postgres user has no home directory to keep the cluster in".to_owned(),
-        )),
+/// Where clusters go whose data directory the postgres user cannot enter: a folder of root's that
+/// the postgres user may enter but not change (not the postgres user's home, where that user could
+/// swap a folder for a link and have root change the permissions of whatever it points to).
+const MOVED_CLUSTERS: &str = "/var/lib/bunker-demo";
+
+/// [`MOVED_CLUSTERS`], made if missing, writable by root only; refused unless it is a real
+/// directory of root's.
+fn moved_clusters_dir() -> Result<PathBuf, DbError> {
+    let dir = PathBuf::from(MOVED_CLUSTERS);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| cluster_error(&format!("cannot create {}", dir.display()), e))?;
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| cluster_error(&format!("cannot read {}", dir.display()), e))?;
+    if !meta.file_type().is_dir() || meta.uid() != 0 {
+        return Err(DbError::Cluster(format!(
+            "{} must be a directory of root's",
+            dir.display()
+        )));
     }
+    set_mode(&dir, 0o755)?;
+    Ok(dir)
 }
 
 /// A folder name for the cluster of `data_dir`: its last component and a digest of its whole

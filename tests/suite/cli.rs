@@ -332,6 +332,16 @@ async fn demo_runs_from_a_folder_the_postgres_user_cannot_enter() {
         !cluster.starts_with(&private) && cluster.join("pg").join("PG_VERSION").is_file(),
         "{cluster:?}"
     );
+    // Under a folder only root may change: the postgres user cannot swap it for a link.
+    for dir in [cluster.as_path(), cluster.parent().unwrap()] {
+        let meta = std::fs::symlink_metadata(dir).unwrap();
+        assert!(
+            meta.is_dir()
+                && std::os::unix::fs::MetadataExt::uid(&meta) == 0
+                && meta.permissions().mode() & 0o022 == 0,
+            "{dir:?}"
+        );
+    }
     assert!(
         guard.0.join("wrapping.key").is_file(),
         "everything else stays in the data directory"
