@@ -517,18 +517,23 @@ pub async fn audit_verify(
 
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
+    match shutdown_listener() {
+        Ok(signal) => signal.await,
+        Err(_) => std::future::pending::<()>().await,
     }
-    tracing::info!("shutting down");
+}
+
+/// Listens for Ctrl-C and SIGTERM from now on (a signal that comes before the returned future is
+/// awaited is kept, not lost, and no longer ends the process at once); completes on either.
+pub fn shutdown_listener() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
 }

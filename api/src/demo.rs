@@ -1,7 +1,7 @@
 //! `bunker demo`: Bunker with no configuration at all, for trying it on one machine.
 //!
-//! Starts a private PostgreSQL cluster under `./bunker-data` (or `BUNKER_DATA_DIR`; under root, in
-//! a folder of the postgres user's when that user cannot enter it) with the machine's server
+//! Starts a private PostgreSQL cluster under `./bunker-data` (or `BUNKER_DATA_DIR`; under root,
+//! in `/var/lib/bunker-demo` when the postgres user cannot enter it) with the machine's server
 //! binaries, initializes it on the first run with the root token `DEMO` and a generated wrapping
 //! key kept in the data directory (unless one is configured), serves, and stops the cluster
 //! cleanly on Ctrl-C. The next run finds the same data.
@@ -16,7 +16,7 @@ use bunker_keys::WrappingKey;
 use secrecy::SecretString;
 
 use crate::app::Application;
-use crate::commands::shutdown_signal;
+use crate::commands::shutdown_listener;
 use crate::config::Config;
 use crate::setup::{init_database, RootToken};
 use crate::wrapping::WrappingSource;
@@ -29,6 +29,9 @@ const WRAPPING_KEY_FILE: &str = "wrapping.key";
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(config: &Config) -> anyhow::Result<()> {
+    // From here on Ctrl-C stops the demo cleanly, even while PostgreSQL starts (it would otherwise
+    // end this process and leave PostgreSQL running).
+    let stop = shutdown_listener()?;
     let bindir = find_bindir(config.pg_bindir.as_deref())?;
     let (cluster, moved) = LocalCluster::for_data_dir(&config.data_dir, bindir)?;
     if moved {
@@ -53,7 +56,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     })
     .await??;
     let running = RunningCluster(Some(cluster.clone()));
-    let served = serve(&cluster, config).await;
+    let served = serve(&cluster, config, stop).await;
     let stopped = tokio::task::spawn_blocking(move || running.stop()).await?;
     served?;
     stopped?;
@@ -72,7 +75,11 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(cluster: &LocalCluster, config: &Config) -> anyhow::Result<()> {
+async fn serve(
+    cluster: &LocalCluster,
+    config: &Config,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     create_database(cluster).await?;
     let wrapping = match config.wrapping_source().await? {
         Some(source) => source,
@@ -99,14 +106,14 @@ async fn serve(cluster: &LocalCluster, config: &Config) -> anyhow::Result<()> {
     println!(
         "\nWARNING: this is Bunker's demo mode, for trying Bunker only. The root token is the public \
          value DEMO and the database lives in {}. Do not put real personal data in it.\n",
-        config.data_dir.display()
+        cluster.root().display()
     );
     println!("Bunker is serving on http://{address} (API docs: http://{address}/docs). Try:\n");
     println!(
         "    curl -s -X POST -H 'X-Bunker-Token: DEMO' http://{address}/v2/TenantCreate -d '{{\"tenantname\":\"acme\",\"tenantorg\":\"acme\"}}'\n"
     );
     println!("Press Ctrl-C to stop.");
-    app.run_until(shutdown_signal()).await?;
+    app.run_until(stop).await?;
     Ok(())
 }
 

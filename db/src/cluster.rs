@@ -61,20 +61,42 @@ impl LocalCluster {
     /// ([`CLUSTER_POINTER`]), which later runs follow. Returns the cluster and whether it was moved.
     pub fn for_data_dir(data_dir: &Path, bindir: PathBuf) -> Result<(Self, bool), DbError> {
         let local = LocalCluster::new(data_dir, bindir)?;
+        if !local.as_postgres {
+            return Ok((local, false));
+        }
+        // Root changes the modes and owners of what it finds here: only root may have put it there.
+        std::fs::create_dir_all(&local.root)
+            .map_err(|e| cluster_error(&format!("cannot create {}", local.root.display()), e))?;
+        only_root_may_change(&local.root)?;
         let pointer = local.root.join(CLUSTER_POINTER);
         if let Ok(recorded) = std::fs::read_to_string(&pointer) {
             let root = PathBuf::from(recorded.trim());
+            let moved = moved_clusters_dir()?;
+            if root.parent() != Some(moved.as_path())
+                || root
+                    .file_name()
+                    .is_none_or(|name| name == "." || name == "..")
+            {
+                return Err(DbError::Cluster(format!(
+                    "{} names no folder of {}",
+                    pointer.display(),
+                    moved.display()
+                )));
+            }
             return Ok((LocalCluster { root, ..local }, true));
         }
-        if !local.as_postgres || local.is_initialized() {
+        if local.is_initialized() || postgres_may_enter(&local.root)? {
             return Ok((local, false));
         }
-        std::fs::create_dir_all(&local.root)
-            .map_err(|e| cluster_error(&format!("cannot create {}", local.root.display()), e))?;
-        if postgres_may_enter(&local.root)? {
-            return Ok((local, false));
+        let moved = moved_clusters_dir()?;
+        let name = cluster_name(&local.root)?;
+        let mut root = moved.join(&name);
+        // Taken (by the cluster of a data directory that was here before, say): another name.
+        let mut attempt = 1;
+        while root.exists() {
+            attempt += 1;
+            root = moved.join(format!("{name}-{attempt}"));
         }
-        let root = moved_clusters_dir()?.join(cluster_name(&local.root)?);
         std::fs::write(&pointer, format!("{}\n", root.display()))
             .map_err(|e| cluster_error(&format!("cannot write {}", pointer.display()), e))?;
         Ok((LocalCluster { root, ..local }, true))
@@ -309,6 +331,33 @@ pub fn find_bindir(explicit: Option<&Path>) -> Result<PathBuf, DbError> {
                     .to_owned(),
             )
         })
+}
+
+/// Refuses `dir` unless only root (or the owner of the folder above, who ran the demo as root)
+/// may change it: a real directory, owned by root or by its parent's owner, that no one else may
+/// write to, in a folder no one else may rename it in (or a sticky one, like `/tmp`). Root is about
+/// to change the modes and owners of what it holds, and follows the note it finds there.
+fn only_root_may_change(dir: &Path) -> Result<(), DbError> {
+    let unsafe_dir = || {
+        DbError::Cluster(format!(
+            "{} could be changed by another user (it or the folder above is theirs, or writable by \
+             others): run the demo from a folder of your own",
+            dir.display()
+        ))
+    };
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| cluster_error(&format!("cannot read {}", dir.display()), e))?;
+    let parent = match dir.parent() {
+        Some(parent) => std::fs::metadata(parent)
+            .map_err(|e| cluster_error(&format!("cannot read {}", parent.display()), e))?,
+        None => meta.clone(),
+    };
+    let owner_ok = meta.uid() == 0 || meta.uid() == parent.uid();
+    let parent_ok = parent.mode() & 0o022 == 0 || parent.mode() & 0o1000 != 0;
+    if !meta.file_type().is_dir() || !owner_ok || meta.mode() & 0o022 != 0 || !parent_ok {
+        return Err(unsafe_dir());
+    }
+    Ok(())
 }
 
 /// Whether the postgres user may enter `dir` (and so every directory above it).

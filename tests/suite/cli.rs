@@ -366,3 +366,38 @@ async fn demo_runs_from_a_folder_the_postgres_user_cannot_enter() {
     let _ = std::fs::remove_dir_all(&private);
     let _ = std::fs::remove_file(&log);
 }
+
+#[tokio::test]
+async fn the_demo_run_as_root_refuses_folders_another_user_could_change() {
+    use std::os::unix::fs::PermissionsExt;
+    if !std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+    {
+        eprintln!("not root: nothing is changed on another user's behalf");
+        return;
+    }
+    let base = std::env::temp_dir().join(format!("bunker-unsafe-{}", std::process::id()));
+    // A data directory others may write to (another user could leave links or notes in it).
+    let open = base.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let open = open.to_string_lossy().into_owned();
+    let (ok, _, stderr) = run_bunker(&["demo"], &[("BUNKER_DATA_DIR", open.as_str())]).await;
+    assert!(
+        !ok && stderr.contains("could be changed by another user"),
+        "{stderr}"
+    );
+    // A note sending the cluster anywhere but the demo's own folder.
+    let private = base.join("private");
+    std::fs::create_dir_all(private.join("bunker-data")).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(private.join("bunker-data/cluster-location"), "/etc\n").unwrap();
+    let data_dir = private.join("bunker-data").to_string_lossy().into_owned();
+    let (ok, _, stderr) = run_bunker(&["demo"], &[("BUNKER_DATA_DIR", data_dir.as_str())]).await;
+    assert!(
+        !ok && stderr.contains("names no folder of /var/lib/bunker-demo"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
