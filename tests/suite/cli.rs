@@ -401,3 +401,40 @@ async fn the_demo_run_as_root_refuses_folders_another_user_could_change() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[tokio::test]
+async fn a_new_data_directory_where_a_moved_one_was_gets_a_cluster_of_its_own() {
+    use bunker_db::cluster::{find_bindir, LocalCluster};
+    use std::os::unix::fs::PermissionsExt;
+    if !std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+    {
+        eprintln!("not root: clusters stay in their data directories");
+        return;
+    }
+    let private = std::env::temp_dir().join(format!("bunker-moved-{}", std::process::id()));
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (here, there) = (private.join("a"), private.join("b"));
+    let bindir = find_bindir(None).unwrap();
+    let (first, moved) = LocalCluster::for_data_dir(&here, bindir.clone()).unwrap();
+    assert!(moved);
+    std::fs::create_dir_all(first.root()).unwrap(); // as a run of the demo would have
+    std::fs::rename(&here, &there).unwrap();
+    let (followed, _) = LocalCluster::for_data_dir(&there, bindir.clone()).unwrap();
+    assert_eq!(
+        followed.root(),
+        first.root(),
+        "a moved data directory keeps its cluster"
+    );
+    let (second, moved) = LocalCluster::for_data_dir(&here, bindir).unwrap();
+    assert!(moved);
+    assert_ne!(
+        second.root(),
+        first.root(),
+        "and a new one at its old path gets another"
+    );
+    let _ = std::fs::remove_dir_all(first.root());
+    let _ = std::fs::remove_dir_all(&private);
+}
