@@ -253,12 +253,7 @@ impl LocalCluster {
                     .map_err(|e| cluster_error("cannot run chown", e))?;
                 check(&output, "chown")?;
             }
-            let reachable = Command::new("runuser")
-                .args(["-u", "postgres", "--", "test", "-w"])
-                .arg(self.run_dir())
-                .status()
-                .map_err(|e| cluster_error("cannot run runuser", e))?;
-            if !reachable.success() {
+            if !postgres_passes("-w", &self.run_dir())? {
                 return Err(DbError::Cluster(format!(
                     "the postgres user cannot reach {}: choose a data directory whose parents it may enter",
                     self.root.display()
@@ -362,9 +357,14 @@ fn only_root_may_change(dir: &Path) -> Result<(), DbError> {
 
 /// Whether the postgres user may enter `dir` (and so every directory above it).
 fn postgres_may_enter(dir: &Path) -> Result<bool, DbError> {
+    postgres_passes("-x", dir)
+}
+
+/// Whether `test <check> <path>` succeeds as the postgres user (`-x`: may enter, `-w`: may write).
+fn postgres_passes(check: &str, path: &Path) -> Result<bool, DbError> {
     let status = Command::new("runuser")
-        .args(["-u", "postgres", "--", "test", "-x"])
-        .arg(dir)
+        .args(["-u", "postgres", "--", "test", check])
+        .arg(path)
         .status()
         .map_err(|e| cluster_error("cannot run runuser", e))?;
     Ok(status.success())
@@ -412,7 +412,8 @@ fn cluster_name(data_dir: &Path) -> Result<String, DbError> {
     Ok(format!("{last}-{short}"))
 }
 
-fn running_as_root() -> Result<bool, DbError> {
+/// Whether this process runs as root (and so runs PostgreSQL as the postgres user).
+pub fn running_as_root() -> Result<bool, DbError> {
     let meta = std::fs::metadata("/proc/self")
         .map_err(|e| cluster_error("cannot tell which user this process runs as", e))?;
     Ok(meta.uid() == 0)

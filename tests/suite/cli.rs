@@ -297,20 +297,28 @@ async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
     let _ = std::fs::remove_file(&log);
 }
 
+/// A fresh folder under the temp directory that only root may enter, or None (said on stderr)
+/// when the tests do not run as root: then PostgreSQL runs as this user, and a demo never moves
+/// its cluster or changes anything on another user's behalf.
+fn root_only_folder(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if !bunker_db::cluster::running_as_root().unwrap_or(false) {
+        eprintln!("not root: nothing to test here");
+        return None;
+    }
+    let folder = std::env::temp_dir().join(format!("bunker-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700)).unwrap();
+    Some(folder)
+}
+
 #[tokio::test]
 async fn demo_runs_from_a_folder_the_postgres_user_cannot_enter() {
     use std::os::unix::fs::PermissionsExt;
-    if !std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-    {
-        eprintln!("not root: the demo runs PostgreSQL as this user, who can enter the folder");
-        return;
-    }
     // As for a clone under /root: only root may enter the folder above the data directory.
-    let private = std::env::temp_dir().join(format!("bunker-private-{}", std::process::id()));
-    std::fs::create_dir_all(&private).unwrap();
-    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let Some(private) = root_only_folder("private") else {
+        return;
+    };
     let guard = DemoDir(private.join("bunker-data"));
     let data_dir = guard.0.to_string_lossy().into_owned();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -370,14 +378,9 @@ async fn demo_runs_from_a_folder_the_postgres_user_cannot_enter() {
 #[tokio::test]
 async fn the_demo_run_as_root_refuses_folders_another_user_could_change() {
     use std::os::unix::fs::PermissionsExt;
-    if !std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-    {
-        eprintln!("not root: nothing is changed on another user's behalf");
+    let Some(base) = root_only_folder("unsafe") else {
         return;
-    }
-    let base = std::env::temp_dir().join(format!("bunker-unsafe-{}", std::process::id()));
+    };
     // A data directory others may write to (another user could leave links or notes in it).
     let open = base.join("open");
     std::fs::create_dir_all(&open).unwrap();
@@ -405,17 +408,9 @@ async fn the_demo_run_as_root_refuses_folders_another_user_could_change() {
 #[tokio::test]
 async fn a_new_data_directory_where_a_moved_one_was_gets_a_cluster_of_its_own() {
     use bunker_db::cluster::{find_bindir, LocalCluster};
-    use std::os::unix::fs::PermissionsExt;
-    if !std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-    {
-        eprintln!("not root: clusters stay in their data directories");
+    let Some(private) = root_only_folder("moved") else {
         return;
-    }
-    let private = std::env::temp_dir().join(format!("bunker-moved-{}", std::process::id()));
-    std::fs::create_dir_all(&private).unwrap();
-    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    };
     let (here, there) = (private.join("a"), private.join("b"));
     let bindir = find_bindir(None).unwrap();
     let (first, moved) = LocalCluster::for_data_dir(&here, bindir.clone()).unwrap();
