@@ -1,21 +1,12 @@
-//! Bunker's server: the `/v2` API over poem + poem-openapi, and the `bunker` command line.
+//! Bunker's server: the `bunker` command line and the `/v2` API over poem + poem-openapi. What
+//! Bunker does is in `bunker_services`; this crate only reaches it.
 //!
-//! A request travels one way: `app` (routes, JSON envelope) -> `extract` (body, caller) ->
-//! `bunker_tenancy` (tenant, token, authorization, tenant commands) -> `bunker_db` (one transaction
-//! per request as `bunker_app`, tenant set transaction-locally).
+//! - [`cli`]: the commands (init, migrate, serve, keys, tokens, audit, demo) and their settings.
+//! - [`http`]: the application (routes, state, request logging), the extractors (body, caller) and
+//!   the JSON error envelope.
+//! - [`v2`]: the `/v2` request and response types and their handlers, one module per group of
+//!   commands; each handler decodes, calls one service, and shapes the answer.
 
-pub mod access;
-pub mod app;
-pub mod commands;
-pub mod config;
-pub mod demo;
-pub mod error;
-pub mod extract;
-pub mod keyadmin;
-mod listener;
-mod ops;
-pub mod setup;
-pub mod tokens;
+pub mod cli;
+pub mod http;
 pub mod v2;
-pub mod vault;
-pub mod wrapping;

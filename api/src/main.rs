@@ -4,11 +4,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bunker::config::{
+use bunker::cli::config::{
     self, ChainArgs, Config, DatabaseArgs, DemoArgs, InitArgs, KmsArgs, RefreshArgs, ServerArgs,
     Settings, WrappingArgs,
 };
-use bunker::{commands, demo};
+use bunker::cli::{self as commands, demo};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 

@@ -3,26 +3,23 @@
 //! A request's tenant comes from the `X-Bunker-Tenant` header, else the left-most label of a Host
 //! under one of the configured domains, else `default` ([`TenantResolver`]). Its `X-Bunker-Token` is
 //! looked up by SHA-256 hash and compared in constant time ([`token`]). A root token works in every
-//! tenant; a tenant admin token only in its own ([`Tenancy::authenticate`]). The tenant commands
-//! ([`Tenancy::create_tenant`] and the rest) are the only way to the control-plane tables.
+//! tenant; a tenant admin token only in its own ([`Tenancy::authenticate`]). The tenant commands are
+//! a service of `bunker-services` (`tenants`).
 
 mod caller;
-mod credentials;
 mod error;
 mod name;
 mod resolve;
-mod tenants;
 pub mod token;
 
 pub use caller::{Caller, Principal};
 pub use error::TenancyError;
 pub use name::TenantName;
 pub use resolve::TenantResolver;
-pub use tenants::{NewTenant, Page, TenantChanges};
 
 use bunker_db::Database;
 
-/// The tenancy service: authentication, authorization and the tenant commands.
+/// The tenancy service: which tenant a request is for, and who is asking.
 #[derive(Clone)]
 pub struct Tenancy {
     db: Database,

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bunker::app::{Application, ServerSettings};
-use bunker::setup::{init_database, RootToken};
-use bunker::vault::{Normalizer, VaultSettings};
-use bunker::wrapping::WrappingSource;
+use bunker::http::app::{Application, ServerSettings};
 use bunker_db::cluster::{find_bindir, LocalCluster};
 use bunker_db::Database;
 use bunker_keys::WrappingKey;
+use bunker_services::core::Normalizer;
+use bunker_services::keys::wrapping::WrappingSource;
+use bunker_services::setup::{init_database, RootToken};
+use bunker_services::VaultSettings;
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio::sync::oneshot;

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn every_routed_command_has_an_authorization_class_and_every_classed_one_is_routed() {
-    use bunker::access::Command;
+    use bunker_services::access::Command;
     let app = TestApp::spawn().await;
     let routed = app.routed_commands().await;
     assert!(routed.len() >= 48, "{routed:?}");

@@ -3,9 +3,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use bunker::setup::{init_database, RootToken};
-use bunker::wrapping::WrappingSource;
 use bunker_keys::WrappingKey;
+use bunker_services::keys::wrapping::WrappingSource;
+use bunker_services::setup::{init_database, RootToken};
 use bunker_tests::{answer, bunker_binary, cluster, fresh_database, StatusCode};
 use md5::Md5;
 use serde_json::{json, Value};

@@ -120,17 +120,17 @@ async fn audit_verify_names_every_event_changed_deleted_inserted_or_moved() {
 
 /// A vault over the app's database, to link and verify by hand (the app's own task links nothing
 /// younger than five minutes).
-async fn vault_of(app: &TestApp) -> bunker::vault::Vault {
-    use bunker::keyadmin::{load_keyring, SharedKeyring};
-    use bunker::wrapping::WrappingSource;
+async fn vault_of(app: &TestApp) -> bunker_services::Vault {
     use bunker_keys::WrappingKey;
+    use bunker_services::keys::wrapping::WrappingSource;
+    use bunker_services::keys::{load_keyring, SharedKeyring};
 
     let db = bunker_db::Database::connect(&app.database_url(), 2)
         .await
         .unwrap();
     let source = WrappingSource::Local(WrappingKey::from_hex(&app.wrapping_key).unwrap());
     let (keyring, _) = load_keyring(&db, &source).await.unwrap();
-    bunker::vault::Vault::new(
+    bunker_services::Vault::new(
         db,
         SharedKeyring::new(keyring),
         TestOptions::default().settings(&app.wrapping_key).vault,
@@ -155,8 +155,8 @@ async fn verify_with(app: &TestApp, extra: &[&str]) -> (bool, String) {
 
 #[tokio::test]
 async fn a_cut_chain_is_not_extended_and_a_recorded_head_shows_the_cut() {
-    use bunker::vault::chain::{Heads, VerifyOptions};
     use bunker_db::TenantId;
+    use bunker_services::audit::chain::{Heads, VerifyOptions};
 
     let app = TestApp::spawn().await;
     for i in 0..6 {

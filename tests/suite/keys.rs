@@ -1,6 +1,6 @@
 //! Key management: recovery shares, SystemGenerateWrappingKey, wrapping-key rotation.
 
-use bunker::app::Application;
+use bunker::http::app::Application;
 use bunker_db::Database;
 use bunker_tests::{run_bunker, run_bunker_with_input, StatusCode, TestApp, TestOptions};
 use serde_json::json;
@@ -228,10 +228,10 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
     use std::sync::Arc;
     use std::time::Duration;
 
-    use bunker::keyadmin::{load_keyring, rotate_master, SharedKeyring};
-    use bunker::vault::Vault;
-    use bunker::wrapping::WrappingSource;
     use bunker_keys::WrappingKey;
+    use bunker_services::keys::wrapping::WrappingSource;
+    use bunker_services::keys::{load_keyring, rotate_master, SharedKeyring};
+    use bunker_services::Vault;
 
     let app = Arc::new(
         TestApp::spawn_with(TestOptions {
@@ -343,7 +343,7 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
     let chain = vault
         .verify_audit_chain(
             bunker_db::TenantId::MAIN,
-            bunker::vault::chain::VerifyOptions {
+            bunker_services::audit::chain::VerifyOptions {
                 // The writers' latest events are not linked yet, and need not be.
                 stale_after: Duration::from_secs(3600),
                 anchor: None,

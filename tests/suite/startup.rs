@@ -1,6 +1,6 @@
 //! The server refuses to start when it could not keep tenants apart, or on the wrong schema.
 
-use bunker::app::Application;
+use bunker::http::app::Application;
 use bunker_db::Database;
 use bunker_keys::WrappingKey;
 use bunker_tests::{cluster, fresh_database, TestApp, TestOptions};

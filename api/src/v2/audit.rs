@@ -6,10 +6,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{page, ApiTags, Status};
-use crate::error::ApiError;
-use crate::extract::{lenient, Authenticated, JsonBody};
-use crate::vault::identity::parse_token;
-use crate::vault::{Mode, Vault};
+use crate::http::error::ApiError;
+use crate::http::extract::{lenient, Authenticated, JsonBody};
+use bunker_services::core::identity::parse_token;
+use bunker_services::core::Mode;
+use bunker_services::Vault;
 
 /// The audit commands.
 pub struct AuditApi {

@@ -9,10 +9,11 @@ use serde_json::Value;
 
 use super::users::UserSelectorItem;
 use super::{page, ApiTags, Status};
-use crate::error::ApiError;
-use crate::extract::{lenient, Authenticated, JsonBody};
-use crate::vault::groups::GroupRef;
-use crate::vault::{UserView, Vault};
+use crate::http::error::ApiError;
+use crate::http::extract::{lenient, Authenticated, JsonBody};
+use bunker_services::groups::GroupRef;
+use bunker_services::users::UserView;
+use bunker_services::Vault;
 
 /// The bulk commands.
 pub struct BulkApi {

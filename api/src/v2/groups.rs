@@ -7,10 +7,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiTags, Done, Status};
-use crate::error::ApiError;
-use crate::extract::{lenient, Authenticated, JsonBody};
-use crate::vault::groups::{GroupChanges, GroupRef, GroupView, RoleSelector};
-use crate::vault::{Mode, Vault};
+use crate::http::error::ApiError;
+use crate::http::extract::{lenient, Authenticated, JsonBody};
+use bunker_services::core::Mode;
+use bunker_services::groups::{GroupChanges, GroupRef, GroupView, RoleSelector};
+use bunker_services::Vault;
 
 /// The group and role commands.
 pub struct GroupApi {

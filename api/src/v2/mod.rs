@@ -12,7 +12,7 @@ pub mod xtokens;
 
 use poem_openapi::{Enum, Object, Tags};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The groups commands are listed under in the OpenAPI document.
 #[derive(Tags)]

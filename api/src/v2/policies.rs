@@ -6,11 +6,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiTags, Done, Status};
-use crate::error::ApiError;
-use crate::extract::{lenient, Authenticated, JsonBody};
-use crate::vault::groups::RoleSelector;
-use crate::vault::policies::PolicySelector;
-use crate::vault::Vault;
+use crate::http::error::ApiError;
+use crate::http::extract::{lenient, Authenticated, JsonBody};
+use bunker_services::groups::RoleSelector;
+use bunker_services::policies::PolicySelector;
+use bunker_services::Vault;
 
 /// The policy commands.
 pub struct PolicyApi {

@@ -8,11 +8,11 @@ use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
 
 use super::{ApiTags, Status};
-use crate::app::KeyService;
-use crate::error::ApiError;
-use crate::extract::{Authenticated, JsonBody};
-use crate::keyadmin::{recover_masters, rewrap_masters, KeyAdminError};
-use crate::wrapping::WrappingSource;
+use crate::http::app::KeyService;
+use crate::http::error::ApiError;
+use crate::http::extract::{Authenticated, JsonBody};
+use bunker_services::keys::wrapping::WrappingSource;
+use bunker_services::keys::{recover_masters, rewrap_masters, KeyAdminError};
 
 /// The system commands.
 pub struct SystemApi {

@@ -2,19 +2,20 @@
 
 use bunker_db::control::TenantRecord;
 use bunker_db::TenantId;
-use bunker_tenancy::{NewTenant, Tenancy, TenantChanges, TenantName};
+use bunker_services::tenants::{NewTenant, TenantChanges, Tenants};
+use bunker_tenancy::TenantName;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::{page, ApiTags, Done, Status};
-use crate::error::ApiError;
-use crate::extract::{lenient, Authenticated, JsonBody};
+use crate::http::error::ApiError;
+use crate::http::extract::{lenient, Authenticated, JsonBody};
 
 /// The tenant commands.
 pub struct TenantApi {
-    pub tenancy: Tenancy,
+    pub tenants: Tenants,
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -102,7 +103,7 @@ impl TenantApi {
             name: TenantName::parse(&request.tenantname)?,
             org: request.tenantorg,
         };
-        let (tenant, token) = self.tenancy.create_tenant(&caller.0, new).await?;
+        let (tenant, token) = self.tenants.create_tenant(&caller.0, new).await?;
         Ok(Json(TenantCreated {
             status: Status::Ok,
             tenantid: tenant.id.0,
@@ -118,7 +119,7 @@ impl TenantApi {
         body: JsonBody<TenantIdRequest>,
     ) -> Result<Json<TenantView>, ApiError> {
         let id = TenantId(body.0.tenantid);
-        let tenant = self.tenancy.get_tenant(&caller.0, id).await?;
+        let tenant = self.tenants.get_tenant(&caller.0, id).await?;
         let row = TenantRow::from(tenant);
         Ok(Json(TenantView {
             status: Status::Ok,
@@ -145,7 +146,7 @@ impl TenantApi {
                 .transpose()?,
             org: request.tenantorg,
         };
-        self.tenancy.update_tenant(&caller.0, id, changes).await?;
+        self.tenants.update_tenant(&caller.0, id, changes).await?;
         Ok(Json(Done { status: Status::Ok }))
     }
 
@@ -157,7 +158,7 @@ impl TenantApi {
         body: JsonBody<TenantIdRequest>,
     ) -> Result<Json<Done>, ApiError> {
         let id = TenantId(body.0.tenantid);
-        self.tenancy.delete_tenant(&caller.0, id).await?;
+        self.tenants.delete_tenant(&caller.0, id).await?;
         Ok(Json(Done { status: Status::Ok }))
     }
 
@@ -169,7 +170,7 @@ impl TenantApi {
         body: JsonBody<PageRequest>,
     ) -> Result<Json<TenantList>, ApiError> {
         let (offset, limit) = page(body.0.offset, body.0.limit)?;
-        let page = self.tenancy.list_tenants(&caller.0, offset, limit).await?;
+        let page = self.tenants.list_tenants(&caller.0, offset, limit).await?;
         Ok(Json(TenantList {
             status: Status::Ok,
             total: page.total,
@@ -181,7 +182,7 @@ impl TenantApi {
 /// The access-token commands of a tenant (not in the upstream contract): TenantListTokens,
 /// TenantRevokeToken, TenantRotateToken. Root in any tenant (X-Bunker-Tenant), an admin in its own.
 pub struct AccessTokenApi {
-    pub tenancy: Tenancy,
+    pub tenants: Tenants,
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -232,7 +233,7 @@ impl AccessTokenApi {
         caller: Authenticated,
         _body: JsonBody<NoFields>,
     ) -> Result<Json<AccessTokenList>, ApiError> {
-        let tokens = self.tenancy.list_tokens(&caller.0).await?;
+        let tokens = self.tenants.list_tokens(&caller.0).await?;
         Ok(Json(AccessTokenList {
             status: Status::Ok,
             rows: tokens
@@ -258,7 +259,7 @@ impl AccessTokenApi {
     ) -> Result<Json<Done>, ApiError> {
         let id = uuid::Uuid::try_parse(body.0.tokenid.trim())
             .map_err(|_| ApiError::bad_request("tokenid must be a token id (a UUID)"))?;
-        self.tenancy.revoke_token(&caller.0, id).await?;
+        self.tenants.revoke_token(&caller.0, id).await?;
         Ok(Json(Done { status: Status::Ok }))
     }
 
@@ -269,7 +270,7 @@ impl AccessTokenApi {
         caller: Authenticated,
         _body: JsonBody<NoFields>,
     ) -> Result<Json<RotatedToken>, ApiError> {
-        let token = self.tenancy.rotate_admin_token(&caller.0).await?;
+        let token = self.tenants.rotate_admin_token(&caller.0).await?;
         Ok(Json(RotatedToken {
             status: Status::Ok,
             xtoken: token.secret.expose_secret().to_owned(),

@@ -6,13 +6,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiTags, Done, Status};
-use crate::error::ApiError;
-use crate::extract::{Authenticated, JsonBody};
-use crate::tokens::format::{FormatOptions, TokenType};
-use crate::vault::expiry::Expiry;
-use crate::vault::limits::check_bulk;
-use crate::vault::tokens::TokenSpec;
-use crate::vault::Vault;
+use crate::http::error::ApiError;
+use crate::http::extract::{Authenticated, JsonBody};
+use bunker_services::core::expiry::Expiry;
+use bunker_services::core::limits::check_bulk;
+use bunker_services::tokens::format::{FormatOptions, TokenType};
+use bunker_services::tokens::TokenSpec;
+use bunker_services::Vault;
 
 /// The token commands.
 pub struct TokenApi {
@@ -108,9 +108,12 @@ fn spec(
     keeplast4: Option<bool>,
     luhninvalid: Option<bool>,
 ) -> Result<TokenSpec, ApiError> {
-    let token_type: TokenType = tokentype
-        .parse()
-        .map_err(|e: crate::tokens::format::FormatError| ApiError::bad_request(e.to_string()))?;
+    let token_type: TokenType =
+        tokentype
+            .parse()
+            .map_err(|e: bunker_services::tokens::format::FormatError| {
+                ApiError::bad_request(e.to_string())
+            })?;
     Ok(TokenSpec {
         token_type,
         record,

@@ -7,14 +7,16 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{ApiTags, Done, Status};
-use crate::error::ApiError;
-use crate::extract::{lenient, Authenticated, JsonBody};
-use crate::vault::create::NewUserRecord;
-use crate::vault::expiry::Expiry;
-use crate::vault::groups::{GroupRef, RoleSelector};
-use crate::vault::limits::check_bulk;
-use crate::vault::users::Membership;
-use crate::vault::{Change, Mode, Vault, VaultError};
+use crate::http::error::ApiError;
+use crate::http::extract::{lenient, Authenticated, JsonBody};
+use bunker_services::core::expiry::Expiry;
+use bunker_services::core::limits::check_bulk;
+use bunker_services::core::Mode;
+use bunker_services::groups::{GroupRef, RoleSelector};
+use bunker_services::users::create::NewUserRecord;
+use bunker_services::users::Change;
+use bunker_services::users::Membership;
+use bunker_services::{Vault, VaultError};
 
 /// The user commands.
 pub struct UserApi {

@@ -7,11 +7,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiTags, Status};
-use crate::error::ApiError;
-use crate::extract::{lenient, Authenticated, JsonBody};
-use crate::vault::expiry::Expiry;
-use crate::vault::groups::RoleSelector;
-use crate::vault::{Mode, Vault};
+use crate::http::error::ApiError;
+use crate::http::extract::{lenient, Authenticated, JsonBody};
+use bunker_services::core::expiry::Expiry;
+use bunker_services::core::Mode;
+use bunker_services::groups::RoleSelector;
+use bunker_services::Vault;
 
 /// The access token commands.
 pub struct XTokenApi {

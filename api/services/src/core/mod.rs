@@ -1,0 +1,402 @@
+//! What every service shares: the [`Vault`] handle (database, keyring, settings), [`VaultError`],
+//! the one generic seal / open of JSON ([`seal_json`], [`open_json`]), the labels that bind
+//! ciphertext to its tenant, kind and row, finding a user ([`resolve`]) and recording a user's audit
+//! event ([`record_event`]), input limits ([`limits`]), identities and their blind indexes
+//! ([`identity`]), expiry times ([`expiry`]), the batched read trail and the [`gate`].
+
+pub mod expiry;
+pub mod gate;
+pub mod grams;
+pub mod identity;
+pub mod keyring;
+pub mod limits;
+mod readaudit;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bunker_db::audit::{self, Actor, AuditEvent, Performer};
+use bunker_db::users::{self as store, StoredUser};
+use bunker_db::{Database, DbError, TenantId, TenantTx};
+use bunker_keys::{KeyError, Label, SealKeys, TenantKeys};
+
+use crate::access::DENIED;
+use bunker_tenancy::Caller;
+use gate::Gate;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+pub use identity::{Lookup, Mode, Normalizer};
+pub use keyring::SharedKeyring;
+use readaudit::ReadAudit;
+
+/// Settings of the vault.
+#[derive(Clone, Debug)]
+pub struct VaultSettings {
+    /// How phone numbers without a country code are read (`BUNKER_PHONE_REGION`).
+    pub normalizer: Normalizer,
+    /// How many versions of a profile are kept, the current one included (`BUNKER_USER_VERSIONS`).
+    pub versions_kept: i32,
+    /// How long a bulk unlock lives (60 s; shorter in tests).
+    pub unlock_seconds: i64,
+    /// Whether BulkListUsers and BulkListAllUsers work (`BUNKER_LIST_USERS`, off by default).
+    pub list_users: bool,
+    /// The longest a role or user token may live (`BUNKER_XTOKEN_MAX_SECONDS`).
+    pub xtoken_max_seconds: i64,
+}
+
+/// The vault service.
+#[derive(Clone)]
+pub struct Vault {
+    pub(crate) db: Database,
+    pub(crate) keyring: SharedKeyring,
+    pub(crate) settings: VaultSettings,
+    pub(crate) reads: ReadAudit,
+}
+
+/// Why a vault operation failed. Messages never contain personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("The user record was not found")]
+    NotFound,
+    #[error("Duplicate index: {0}")]
+    Duplicate(&'static str),
+    /// A change clashed with the value another user holds for `field` (before the clash is
+    /// recorded in that user's trail and answered as [`VaultError::Duplicate`]).
+    #[error("Duplicate index: {field}")]
+    Clash { field: &'static str, hash: [u8; 32] },
+    #[error("The user record was changed by another request at the same time; retry")]
+    Conflict,
+    #[error("The audit event was not found")]
+    EventNotFound,
+    #[error("Token not found")]
+    TokenNotFound,
+    /// Every draw of a format-preserving token hit one already taken: the shape's space (see
+    /// README) is used up, or nearly.
+    #[error(
+        "No unused token of this shape could be drawn: its space is used up; use a wider type"
+    )]
+    TokenSpaceExhausted,
+    #[error("The group record was not found")]
+    GroupNotFound,
+    #[error("The role record was not found")]
+    RoleNotFound,
+    #[error("The role record already exists")]
+    RoleExists,
+    #[error("Duplicate group name")]
+    DuplicateGroup,
+    /// A group name taken, with its blind index (before the clash is recorded and answered as
+    /// [`VaultError::DuplicateGroup`]).
+    #[error("Duplicate group name")]
+    GroupClash([u8; 32]),
+    #[error("The policy record was not found")]
+    PolicyNotFound,
+    #[error("Duplicate policy name")]
+    DuplicatePolicy,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The batch of read events could not be written because the database was unreachable.
+    #[error("The audit trail is unavailable; nothing was answered")]
+    AuditUnavailable,
+    #[error("The audit event could not be recorded")]
+    AuditFailed,
+    /// The audit chain no longer holds a head this server linked (see `vault::chain`).
+    #[error("The audit chain was cut or rewritten")]
+    AuditChainCut,
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+impl VaultError {
+    /// Whether this refuses what was asked (bad input, not allowed, not found, taken) rather than
+    /// failing to do it: in a batch, a refusal concerns its record only.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(
+            self,
+            VaultError::Database(_)
+                | VaultError::Keys(_)
+                | VaultError::AuditUnavailable
+                | VaultError::AuditFailed
+                | VaultError::AuditChainCut
+                | VaultError::Conflict
+        )
+    }
+}
+
+impl Vault {
+    /// The vault over `db`; starts the writer of read events on the current Tokio runtime.
+    pub fn new(db: Database, keyring: SharedKeyring, settings: VaultSettings) -> Self {
+        Vault {
+            reads: ReadAudit::spawn(db.clone()),
+            db,
+            keyring,
+            settings,
+        }
+    }
+
+    pub(crate) fn keys(&self, tenant: TenantId) -> TenantKeys {
+        self.keyring.get().tenant_keys(tenant.0)
+    }
+
+    /// Holds a role or user token to its policies for a command that names no user (see
+    /// [`crate::access::class`]); admins pass without a query.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        command: &str,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        if caller.is_admin() {
+            return Ok(());
+        }
+        let principal = caller.principal.clone();
+        let command = command.to_owned();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    Gate::load(tx, &principal)
+                        .await?
+                        .require(tx, &command, metadata.as_ref())
+                        .await
+                })
+            })
+            .await
+    }
+
+    /// The caller's tenant keys and the user a request names (normalized, blind-indexed). An empty
+    /// value names no one: not found for an admin, and for a role or user token the same refusal as
+    /// any user it may not touch.
+    pub(crate) fn locate(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        identity: &str,
+    ) -> Result<(TenantKeys, identity::Lookup), VaultError> {
+        let keys = self.keys(caller.tenant.id);
+        let lookup = self
+            .settings
+            .normalizer
+            .lookup(&keys.index, mode, identity)
+            .map_err(|err| match err {
+                VaultError::NotFound if !caller.is_admin() => VaultError::Forbidden(DENIED),
+                err => err,
+            })?;
+        Ok((keys, lookup))
+    }
+}
+
+/// Where a user's current record is sealed.
+pub(crate) fn record_label(tenant: TenantId, token: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "user",
+        row: token,
+    }
+}
+
+/// The row of one version of a user's record: `<token>/<version>`.
+pub(crate) fn version_row(token: Uuid, version: i32) -> String {
+    format!("{token}/{version}")
+}
+
+pub(crate) fn version_label(tenant: TenantId, row: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "user_version",
+        row,
+    }
+}
+
+/// Seals `value` as JSON with `keys` under `label`: the one way structured data is sealed
+/// (profiles, group labels, audit details). The serialized plain text is zeroed after.
+pub(crate) fn seal_json<T: serde::Serialize + ?Sized>(
+    keys: &SealKeys,
+    label: &Label<'_>,
+    value: &T,
+) -> Result<Vec<u8>, VaultError> {
+    let plain = zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(|_| KeyError::Seal)?);
+    Ok(keys.seal(label, &plain)?)
+}
+
+/// Opens what [`seal_json`] sealed.
+pub(crate) fn open_json<T: serde::de::DeserializeOwned>(
+    keys: &SealKeys,
+    label: &Label<'_>,
+    sealed: &[u8],
+) -> Result<T, VaultError> {
+    let plain = keys.open(label, sealed)?;
+    serde_json::from_slice(&plain).map_err(|_| VaultError::Keys(KeyError::Unsealable))
+}
+
+pub(crate) fn seal_profile(
+    keys: &TenantKeys,
+    label: &Label<'_>,
+    profile: &Map<String, Value>,
+) -> Result<Vec<u8>, VaultError> {
+    seal_json(&keys.records, label, profile)
+}
+
+pub(crate) fn open_profile(
+    keys: &TenantKeys,
+    label: &Label<'_>,
+    sealed: &[u8],
+) -> Result<Map<String, Value>, VaultError> {
+    open_json(&keys.records, label, sealed)
+}
+
+/// An audit event about a user, before sealing: the profile keys touched (names, not values) and the
+/// request metadata are sealed under the tenant's audit key.
+pub(crate) struct UserEvent<'a> {
+    action: &'static str,
+    user: Uuid,
+    fields: Vec<String>,
+    metadata: Option<&'a Value>,
+    /// Why the request was refused, when the event records an attempt that revealed something
+    /// about this user (another request's clash with one of its indexed values).
+    refused: Option<String>,
+}
+
+impl<'a> UserEvent<'a> {
+    /// An event about a user that touches no profile field (a read, a deletion, a membership).
+    pub(crate) fn about(action: &'static str, user: Uuid, metadata: Option<&'a Value>) -> Self {
+        UserEvent {
+            action,
+            user,
+            fields: Vec::new(),
+            metadata,
+            refused: None,
+        }
+    }
+
+    /// A change of fields of a user.
+    pub(crate) fn change(
+        action: &'static str,
+        user: Uuid,
+        fields: Vec<String>,
+        metadata: Option<&'a Value>,
+    ) -> Self {
+        UserEvent {
+            fields,
+            ..UserEvent::about(action, user, metadata)
+        }
+    }
+
+    /// Another request was refused because this user holds the value it gave for `field`: the
+    /// attempt is recorded in this user's trail, since the refusal told its caller that someone
+    /// holds that value.
+    pub(crate) fn probe(
+        action: &'static str,
+        holder: Uuid,
+        field: &'static str,
+        metadata: Option<&'a Value>,
+    ) -> Self {
+        UserEvent {
+            fields: vec![field.to_owned()],
+            refused: Some(VaultError::Duplicate(field).to_string()),
+            ..UserEvent::about(action, holder, metadata)
+        }
+    }
+
+    pub(crate) fn seal(
+        self,
+        keys: &TenantKeys,
+        tenant: TenantId,
+        event_id: Uuid,
+        actor: Performer,
+    ) -> Result<AuditEvent, VaultError> {
+        let mut details = json!({ "fields": self.fields });
+        if let Some(map) = details.as_object_mut() {
+            if let Some(metadata) = self.metadata {
+                map.insert("request_metadata".to_owned(), metadata.clone());
+            }
+            if let Some(refused) = self.refused {
+                map.insert("refused".to_owned(), Value::String(refused));
+            }
+        }
+        let row = event_id.to_string();
+        Ok(AuditEvent {
+            actor,
+            action: self.action,
+            target: "user".to_owned(),
+            user_token: Some(self.user),
+            details: Some(seal_json(
+                &keys.audit,
+                &audit_label(tenant, &row),
+                &details,
+            )?),
+        })
+    }
+}
+
+/// One sealed read event per user, for reads that answer several users (or one, by group commit).
+pub(crate) fn read_events(
+    keys: &TenantKeys,
+    tenant: TenantId,
+    actor: Actor,
+    action: &'static str,
+    users: &[Uuid],
+    metadata: Option<&Value>,
+) -> Result<Vec<(Uuid, AuditEvent)>, VaultError> {
+    users
+        .iter()
+        .map(|user| {
+            let id = bunker_db::audit::new_event_id();
+            let event = UserEvent::about(action, *user, metadata);
+            Ok((id, event.seal(keys, tenant, id, Performer::Token(actor))?))
+        })
+        .collect()
+}
+
+/// Where a token's value is sealed.
+pub(crate) fn token_label(tenant: TenantId, token_uuid: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "token",
+        row: token_uuid,
+    }
+}
+
+pub(crate) fn audit_label(tenant: TenantId, event_id: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "audit",
+        row: event_id,
+    }
+}
+
+/// The live user a lookup names: not forgotten, not expired.
+pub(crate) async fn resolve(tx: &TenantTx<'_>, lookup: Lookup) -> Result<StoredUser, VaultError> {
+    let user = match lookup {
+        Lookup::Token(token) => store::get_user(tx, token).await?,
+        Lookup::Index(field, hash) => store::get_user_by_index(tx, field, &hash).await?,
+    }
+    .ok_or(VaultError::NotFound)?;
+    if !is_live(&user) {
+        return Err(VaultError::NotFound);
+    }
+    Ok(user)
+}
+
+/// Whether a stored user is live: not forgotten, not expired.
+pub(crate) fn is_live(user: &StoredUser) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    user.record.is_some() && user.expires_at.is_none_or(|at| at > now)
+}
+
+/// Seals and records a user event in the transaction.
+pub(crate) async fn record_event(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    actor: Actor,
+    event: UserEvent<'_>,
+) -> Result<(), VaultError> {
+    let id = audit::new_event_id();
+    let sealed = event.seal(keys, tx.tenant(), id, Performer::Token(actor))?;
+    audit::record_with_id(tx, id, &sealed).await?;
+    Ok(())
+}

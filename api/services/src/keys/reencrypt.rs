@@ -1,0 +1,161 @@
+//! Master-key rotation, second half: re-sealing every value sealed under an older master-key
+//! version, online, a batch per transaction, then retiring the old versions.
+
+use std::time::Duration;
+
+use bunker_db::audit::{self, AuditEvent, Performer};
+use bunker_db::keys as key_store;
+use bunker_db::reseal::{self, SealedAt};
+use bunker_db::TenantId;
+use bunker_keys::{Label, SealKeys};
+
+use crate::core::{
+    audit_label, record_label, token_label, version_label, version_row, Vault, VaultError,
+};
+use crate::groups;
+
+/// How a kind of sealed value names its label from its row.
+type LabelOf = for<'a> fn(TenantId, &'a str) -> Label<'a>;
+
+/// Values re-sealed per transaction (of each kind).
+const BATCH: i64 = 200;
+
+/// What [`Vault::reencrypt_all`] reports as it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    /// A tenant with `total` stale values is being re-sealed.
+    Tenant { tenant: TenantId, total: i64 },
+    /// This many more of them are re-sealed.
+    Resealed(usize),
+    /// The tenant is done.
+    TenantDone,
+}
+
+/// What a re-encryption did.
+#[derive(Clone, Debug, Default)]
+pub struct ReencryptReport {
+    pub resealed: usize,
+    pub retired: Vec<i32>,
+}
+
+impl Vault {
+    /// The master-key version new values are sealed with.
+    pub fn current_version(&self) -> i32 {
+        self.keyring.get().current().version()
+    }
+
+    /// How many values of `tenant` are sealed under an older version.
+    pub async fn count_stale(&self, tenant: TenantId) -> Result<i64, VaultError> {
+        let current = self.current_version();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(
+                    async move { Ok::<_, VaultError>(reseal::count_stale(tx, current).await?) },
+                )
+            })
+            .await
+    }
+
+    /// Re-seals one batch of `tenant`'s stale values; returns how many were replaced. A value that
+    /// changed meanwhile (a concurrent write) is left alone: it is either current already or found
+    /// again by the next batch.
+    pub async fn reseal_batch(&self, tenant: TenantId) -> Result<usize, VaultError> {
+        let keys = self.keys(tenant);
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let current = keys.records.current_version();
+                    let mut replaced = 0;
+                    for stale in reseal::stale_values(tx, current, BATCH).await? {
+                        let (row, label_of, seal_keys): (String, LabelOf, &SealKeys) = match &stale
+                            .at
+                        {
+                            SealedAt::User(token) => {
+                                (token.to_string(), record_label, &keys.records)
+                            }
+                            SealedAt::UserVersion(token, version) => {
+                                (version_row(*token, *version), version_label, &keys.records)
+                            }
+                            SealedAt::AuditEvent(id) => (id.to_string(), audit_label, &keys.audit),
+                            SealedAt::Token(uuid) => (uuid.to_string(), token_label, &keys.tokens),
+                            SealedAt::Group(id) => {
+                                (id.to_string(), groups::group_seal_label, &keys.records)
+                            }
+                        };
+                        let label = label_of(tx.tenant(), &row);
+                        let fresh =
+                            seal_keys.seal(&label, &seal_keys.open(&label, &stale.sealed)?)?;
+                        if reseal::replace(tx, &stale.at, &stale.sealed, &fresh).await? {
+                            replaced += 1;
+                        }
+                    }
+                    Ok(replaced)
+                })
+            })
+            .await
+    }
+
+    /// Re-seals every tenant's stale values, then retires the older master-key versions. First
+    /// waits `settle` so that every server has loaded the new version and seals with it; then
+    /// passes over all tenants until a pass finds nothing stale. `progress` hears of each tenant's
+    /// work as it goes (the CLI draws a bar with it).
+    pub async fn reencrypt_all(
+        &self,
+        settle: Duration,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<ReencryptReport, VaultError> {
+        tokio::time::sleep(settle).await;
+        let current = self.current_version();
+        let mut report = ReencryptReport::default();
+        loop {
+            let mut stale_left = 0;
+            for tenant in self.db.tenant_ids().await? {
+                let total = self.count_stale(tenant).await?;
+                if total == 0 {
+                    continue;
+                }
+                progress(Progress::Tenant { tenant, total });
+                loop {
+                    let done = self.reseal_batch(tenant).await?;
+                    if done == 0 {
+                        break;
+                    }
+                    report.resealed += done;
+                    progress(Progress::Resealed(done));
+                }
+                progress(Progress::TenantDone);
+                stale_left += self.count_stale(tenant).await?;
+            }
+            if stale_left == 0 {
+                break;
+            }
+        }
+        let older: Vec<i32> = self
+            .db
+            .master_keys()
+            .await?
+            .iter()
+            .filter(|k| k.version < current && !k.retired)
+            .map(|k| k.version)
+            .collect();
+        let retiring = older.clone();
+        self.db
+            .in_tenant(TenantId::MAIN, move |tx| {
+                Box::pin(async move {
+                    for version in &retiring {
+                        key_store::retire(tx, *version).await?;
+                        let event = AuditEvent::about(
+                            Performer::Operator,
+                            "KeysRetireMaster",
+                            format!("master-key:v{version}"),
+                        );
+                        audit::record(tx, &event).await?;
+                    }
+                    Ok::<_, VaultError>(())
+                })
+            })
+            .await?;
+        report.retired = older;
+        Ok(report)
+    }
+}

@@ -1,0 +1,176 @@
+//! Where the master key's primary wrapping comes from: a local wrapping key (environment or file),
+//! or AWS KMS. Exactly one is configured; the master key row records which one wrapped it.
+
+use std::fmt;
+
+use bunker_keys::{KeyError, MasterKey, WrappingKey};
+use uuid::Uuid;
+
+/// Why wrapping or unwrapping failed. Never contains key material.
+#[derive(Debug, thiserror::Error)]
+pub enum WrapError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("AWS KMS: {0}")]
+    Kms(String),
+    #[error("the master key is wrapped by {stored}, but {configured} is configured")]
+    SourceMismatch {
+        stored: String,
+        configured: &'static str,
+    },
+}
+
+/// The configured wrapping source.
+pub enum WrappingSource {
+    /// A 256-bit key held by the operator (`BUNKER_WRAPPING_KEY[_FILE]`).
+    Local(WrappingKey),
+    /// A KMS key (`BUNKER_KMS_KEY_ID`).
+    #[cfg(feature = "kms")]
+    Kms(kms::KmsWrapper),
+}
+
+impl fmt::Debug for WrappingSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+impl WrappingSource {
+    /// The name stored in `master_keys.wrap_source`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WrappingSource::Local(_) => "local",
+            #[cfg(feature = "kms")]
+            WrappingSource::Kms(_) => "kms",
+        }
+    }
+
+    /// Wraps `master` for this installation.
+    pub async fn wrap(&self, master: &MasterKey, installation: Uuid) -> Result<Vec<u8>, WrapError> {
+        let _ = installation;
+        match self {
+            WrappingSource::Local(key) => Ok(master.wrap(key)?),
+            #[cfg(feature = "kms")]
+            WrappingSource::Kms(kms) => kms.wrap(master, installation).await,
+        }
+    }
+
+    /// Unwraps a master key that this kind of source wrapped.
+    pub async fn unwrap(
+        &self,
+        version: i32,
+        wrapped: &[u8],
+        stored_source: &str,
+        installation: Uuid,
+    ) -> Result<MasterKey, WrapError> {
+        if stored_source != self.kind() {
+            return Err(WrapError::SourceMismatch {
+                stored: stored_source.to_owned(),
+                configured: self.kind(),
+            });
+        }
+        let _ = installation;
+        match self {
+            WrappingSource::Local(key) => Ok(MasterKey::unwrap(version, wrapped, key)?),
+            #[cfg(feature = "kms")]
+            WrappingSource::Kms(kms) => kms.unwrap(version, wrapped, installation).await,
+        }
+    }
+}
+
+#[cfg(feature = "kms")]
+pub mod kms {
+    //! AWS KMS through the real SDK: the master key is sent to KMS `Encrypt` with an encryption
+    //! context naming the installation and the key version, and comes back only via `Decrypt` with
+    //! the same context. Bounded: 3 attempts, 3 s to connect, 15 s per operation.
+
+    use std::time::Duration;
+
+    use aws_config::meta::region::RegionProviderChain;
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    use aws_config::BehaviorVersion;
+    use aws_sdk_kms::error::DisplayErrorContext;
+    use aws_sdk_kms::primitives::Blob;
+    use aws_sdk_kms::Client;
+    use bunker_keys::MasterKey;
+    use uuid::Uuid;
+    use zeroize::Zeroizing;
+
+    use super::WrapError;
+
+    /// A KMS key and a client for it.
+    pub struct KmsWrapper {
+        client: Client,
+        key_id: String,
+    }
+
+    impl KmsWrapper {
+        /// A client from the standard AWS credential chain (environment, profile, IRSA on EKS, ...),
+        /// optionally pointed at another endpoint (`BUNKER_KMS_ENDPOINT`).
+        pub async fn new(key_id: String, endpoint: Option<String>) -> Self {
+            let region = RegionProviderChain::default_provider().or_else("us-east-1");
+            let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                .region(region)
+                .retry_config(RetryConfig::standard().with_max_attempts(3))
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(3))
+                        .operation_timeout(Duration::from_secs(15))
+                        .build(),
+                );
+            if let Some(endpoint) = endpoint {
+                loader = loader.endpoint_url(endpoint);
+            }
+            let config = loader.load().await;
+            KmsWrapper {
+                client: Client::new(&config),
+                key_id,
+            }
+        }
+
+        pub(crate) async fn wrap(
+            &self,
+            master: &MasterKey,
+            installation: Uuid,
+        ) -> Result<Vec<u8>, WrapError> {
+            let out = self
+                .client
+                .encrypt()
+                .key_id(&self.key_id)
+                .plaintext(Blob::new(master.expose_for_wrapping().to_vec()))
+                .encryption_context("bunker:installation", installation.to_string())
+                .encryption_context("bunker:master-key-version", master.version().to_string())
+                .send()
+                .await
+                .map_err(|e| WrapError::Kms(DisplayErrorContext(e).to_string()))?;
+            out.ciphertext_blob()
+                .map(|blob| blob.as_ref().to_vec())
+                .ok_or_else(|| WrapError::Kms("Encrypt returned no ciphertext".to_owned()))
+        }
+
+        pub(crate) async fn unwrap(
+            &self,
+            version: i32,
+            wrapped: &[u8],
+            installation: Uuid,
+        ) -> Result<MasterKey, WrapError> {
+            let out = self
+                .client
+                .decrypt()
+                .key_id(&self.key_id)
+                .ciphertext_blob(Blob::new(wrapped.to_vec()))
+                .encryption_context("bunker:installation", installation.to_string())
+                .encryption_context("bunker:master-key-version", version.to_string())
+                .send()
+                .await
+                .map_err(|e| WrapError::Kms(DisplayErrorContext(e).to_string()))?;
+            let plain = Zeroizing::new(
+                out.plaintext()
+                    .map(|blob| blob.as_ref().to_vec())
+                    .ok_or_else(|| WrapError::Kms("Decrypt returned no plaintext".to_owned()))?,
+            );
+            Ok(MasterKey::from_unwrapped(version, &plain)?)
+        }
+    }
+}
