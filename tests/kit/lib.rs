@@ -252,6 +252,15 @@ impl TestApp {
 
     /// The commands `/openapi.json` routes (`UserGet`, ...).
     pub async fn routed_commands(&self) -> Vec<String> {
+        self.routed_operations()
+            .await
+            .into_iter()
+            .map(|(command, _)| command)
+            .collect()
+    }
+
+    /// Each command `/openapi.json` routes, with its operation id (`None`: the document has none).
+    pub async fn routed_operations(&self) -> Vec<(String, Option<String>)> {
         let spec: Value = self
             .http
             .get(format!("{}/openapi.json", self.address))
@@ -264,8 +273,11 @@ impl TestApp {
         spec["paths"]
             .as_object()
             .expect("paths")
-            .keys()
-            .map(|path| path.trim_start_matches('/').to_owned())
+            .iter()
+            .map(|(path, item)| {
+                let id = item["post"]["operationId"].as_str().map(str::to_owned);
+                (path.trim_start_matches('/').to_owned(), id)
+            })
             .collect()
     }
 

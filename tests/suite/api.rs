@@ -7,18 +7,32 @@ use serde_json::{json, Value};
 async fn every_routed_command_has_an_authorization_class_and_every_classed_one_is_routed() {
     use bunker_services::access::Command;
     let app = TestApp::spawn().await;
-    let routed = app.routed_commands().await;
+    let routed = app.routed_operations().await;
     assert!(routed.len() >= 48, "{routed:?}");
-    for name in &routed {
-        assert!(
-            Command::from_name(name).is_some(),
-            "the routed command {name} has no authorization class: add it to api/src/access/command.rs"
+    for (name, operation_id) in &routed {
+        let command = Command::from_name(name).unwrap_or_else(|| {
+            panic!(
+                "the routed command {name} has no authorization class: add it to \
+                 api/services/src/access/command.rs"
+            )
+        });
+        assert_eq!(
+            operation_id.as_deref(),
+            Some(command.operation_id()),
+            "{name}: its operation id in the OpenAPI document is the Command list's"
         );
     }
     for command in Command::ALL {
         assert!(
-            routed.iter().any(|name| name == command.name()),
+            routed.iter().any(|(name, _)| name == command.name()),
             "{} is classed but not routed",
+            command.name()
+        );
+    }
+    for command in Command::PLANNED {
+        assert!(
+            !routed.iter().any(|(name, _)| name == command.name()),
+            "{} is routed: move it to the routed commands, with its class",
             command.name()
         );
     }

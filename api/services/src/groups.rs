@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::access::DENIED;
+use crate::access::{Command, DENIED};
 use crate::core::gate::{Change, Gate};
 use crate::core::identity::Mode;
 
@@ -197,14 +197,18 @@ impl Vault {
                         .map_err(|e| duplicate_group(e, name_index(&keys, &name)))?;
                     audit::record(
                         tx,
-                        &AuditEvent::about(actor, "GroupCreate", format!("group:{id}")),
+                        &AuditEvent::about(
+                            actor,
+                            Command::GroupCreate.audit_action(),
+                            format!("group:{id}"),
+                        ),
                     )
                     .await?;
                     Ok(id)
                 })
             })
             .await;
-        self.record_group_clash(caller, "GroupCreate", created)
+        self.record_group_clash(caller, Command::GroupCreate, created)
             .await
     }
 
@@ -213,7 +217,7 @@ impl Vault {
     async fn record_group_clash<T>(
         &self,
         caller: &Caller,
-        action: &'static str,
+        command: Command,
         outcome: Result<T, VaultError>,
     ) -> Result<T, VaultError> {
         let Err(VaultError::GroupClash(index)) = outcome else {
@@ -232,7 +236,11 @@ impl Vault {
                         let label = audit_label(tx.tenant(), &row);
                         let event = AuditEvent {
                             details: Some(seal_json(&keys.audit, &label, &details)?),
-                            ..AuditEvent::about(actor, action, format!("group:{}", holder.id))
+                            ..AuditEvent::about(
+                                actor,
+                                command.audit_action(),
+                                format!("group:{}", holder.id),
+                            )
                         };
                         audit::record_with_id(tx, id, &event).await?;
                     }
@@ -257,7 +265,7 @@ impl Vault {
                 Box::pin(async move {
                     let stored = find_group(tx, &keys, &group)
                         .await
-                        .map_err(|e| hide_from(admin, "GroupGet", e))?;
+                        .map_err(|e| hide_from(admin, Command::GroupGet, e))?;
                     open_group(&keys, tx.tenant(), &stored)
                 })
             })
@@ -290,7 +298,7 @@ impl Vault {
         changes: GroupChanges,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
-        const ACTION: &str = "GroupUpdate";
+        const COMMAND: Command = Command::GroupUpdate;
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = Performer::Token(caller.actor());
@@ -302,8 +310,8 @@ impl Vault {
                     let gate = Gate::load(tx, &principal).await?;
                     let stored = find_group(tx, &keys, &group)
                         .await
-                        .map_err(|e| gate.hide_missing(ACTION, e))?;
-                    gate.require_group(tx, ACTION, stored.id, metadata.as_ref())
+                        .map_err(|e| gate.hide_missing(COMMAND, e))?;
+                    gate.require_group(tx, COMMAND, stored.id, metadata.as_ref())
                         .await?;
                     let current = open_group(&keys, tx.tenant(), &stored)?;
                     let name = changes.name.unwrap_or(current.name);
@@ -321,12 +329,16 @@ impl Vault {
                     .await
                     .map_err(|e| duplicate_group(e, name_index(&keys, &name)))?;
                     let target = format!("group:{}", stored.id);
-                    audit::record(tx, &AuditEvent::about(actor, ACTION, target)).await?;
+                    audit::record(
+                        tx,
+                        &AuditEvent::about(actor, COMMAND.audit_action(), target),
+                    )
+                    .await?;
                     Ok(())
                 })
             })
             .await;
-        self.record_group_clash(caller, ACTION, updated).await
+        self.record_group_clash(caller, COMMAND, updated).await
     }
 
     /// Deletes a group and its memberships. A role or user token may do so only for a group it
@@ -338,7 +350,7 @@ impl Vault {
         group: GroupRef,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
-        const ACTION: &str = "GroupDelete";
+        const COMMAND: Command = Command::GroupDelete;
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let by = caller.actor();
@@ -350,19 +362,19 @@ impl Vault {
                     let gate = Gate::load(tx, &principal).await?;
                     let stored = find_group(tx, &keys, &group)
                         .await
-                        .map_err(|e| gate.hide_missing(ACTION, e))?;
-                    gate.require_group(tx, ACTION, stored.id, metadata.as_ref())
+                        .map_err(|e| gate.hide_missing(COMMAND, e))?;
+                    gate.require_group(tx, COMMAND, stored.id, metadata.as_ref())
                         .await?;
                     // Every membership goes with the group: each must be one the caller could
                     // take away on its own, and each member's trail records it.
                     let members = bunker_db::bulk::all_group_members(tx, stored.id).await?;
                     if !gate.is_admin() {
                         for (member, _) in &members {
-                            gate.check(tx, ACTION, *member, metadata.as_ref()).await?;
+                            gate.check(tx, COMMAND, *member, metadata.as_ref()).await?;
                             let change = Change::TakeAway;
                             gate.require_membership_change(
                                 tx,
-                                ACTION,
+                                COMMAND,
                                 *member,
                                 stored.id,
                                 change,
@@ -373,10 +385,10 @@ impl Vault {
                     }
                     store::delete_group(tx, stored.id).await?;
                     let target = format!("group:{}", stored.id);
-                    let event = AuditEvent::about(actor, ACTION, target);
+                    let event = AuditEvent::about(actor, COMMAND.audit_action(), target);
                     audit::record(tx, &event).await?;
                     for (member, _) in members {
-                        let event = UserEvent::about(ACTION, member, metadata.as_ref());
+                        let event = UserEvent::about(COMMAND, member, metadata.as_ref());
                         record_event(tx, &keys, by, event).await?;
                     }
                     Ok(())
@@ -397,7 +409,7 @@ impl Vault {
         role: Option<RoleSelector>,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
-        const ACTION: &str = "GroupAddUser";
+        const COMMAND: Command = Command::GroupAddUser;
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(caller, mode, identity)?;
         let actor = caller.actor();
@@ -406,14 +418,14 @@ impl Vault {
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     let gate = Gate::load(tx, &principal).await?;
-                    let (user, _) = gate.resolve(tx, lookup, ACTION, metadata.as_ref()).await?;
+                    let (user, _) = gate.resolve(tx, lookup, COMMAND, metadata.as_ref()).await?;
                     let joining = Joining {
                         token: user.token,
                         group: &group,
                         role: role.as_ref(),
                     };
-                    add_membership(tx, &keys, &gate, ACTION, joining, metadata.as_ref()).await?;
-                    let event = UserEvent::about(ACTION, user.token, metadata.as_ref());
+                    add_membership(tx, &keys, &gate, COMMAND, joining, metadata.as_ref()).await?;
+                    let event = UserEvent::about(COMMAND, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await
                 })
             })
@@ -430,7 +442,7 @@ impl Vault {
         group: GroupRef,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
-        const ACTION: &str = "GroupDeleteUser";
+        const COMMAND: Command = Command::GroupDeleteUser;
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(caller, mode, identity)?;
         let actor = caller.actor();
@@ -439,14 +451,14 @@ impl Vault {
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     let gate = Gate::load(tx, &principal).await?;
-                    let (user, _) = gate.resolve(tx, lookup, ACTION, metadata.as_ref()).await?;
+                    let (user, _) = gate.resolve(tx, lookup, COMMAND, metadata.as_ref()).await?;
                     let stored = find_group(tx, &keys, &group)
                         .await
-                        .map_err(|e| gate.hide_missing(ACTION, e))?;
+                        .map_err(|e| gate.hide_missing(COMMAND, e))?;
                     let change = Change::TakeAway;
                     gate.require_membership_change(
                         tx,
-                        ACTION,
+                        COMMAND,
                         user.token,
                         stored.id,
                         change,
@@ -458,7 +470,7 @@ impl Vault {
                             "The user is not in this group".into(),
                         ));
                     }
-                    let event = UserEvent::about(ACTION, user.token, metadata.as_ref());
+                    let event = UserEvent::about(COMMAND, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await
                 })
             })
@@ -474,7 +486,7 @@ impl Vault {
         identity: &str,
         metadata: Option<Value>,
     ) -> Result<Vec<(GroupView, Option<String>)>, VaultError> {
-        const ACTION: &str = "GroupListUserGroups";
+        const COMMAND: Command = Command::GroupListUserGroups;
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(caller, mode, identity)?;
         let actor = caller.actor();
@@ -484,7 +496,7 @@ impl Vault {
                 Box::pin(async move {
                     let (user, visible) = Gate::load(tx, &principal)
                         .await?
-                        .resolve(tx, lookup, ACTION, metadata.as_ref())
+                        .resolve(tx, lookup, COMMAND, metadata.as_ref())
                         .await?;
                     if !visible.groups() {
                         return Err(VaultError::Forbidden(DENIED));
@@ -499,7 +511,7 @@ impl Vault {
                             ))
                         })
                         .collect::<Result<Vec<_>, VaultError>>()?;
-                    let event = UserEvent::about(ACTION, user.token, metadata.as_ref());
+                    let event = UserEvent::about(COMMAND, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
                     Ok(groups)
                 })
@@ -526,7 +538,11 @@ impl Vault {
                         .map_err(role_error)?;
                     audit::record(
                         tx,
-                        &AuditEvent::about(actor, "RoleCreate", format!("role:{id}")),
+                        &AuditEvent::about(
+                            actor,
+                            Command::RoleCreate.audit_action(),
+                            format!("role:{id}"),
+                        ),
                     )
                     .await?;
                     Ok(id)
@@ -558,7 +574,11 @@ impl Vault {
                         .map_err(role_error)?;
                     audit::record(
                         tx,
-                        &AuditEvent::about(actor, "RoleUpdate", format!("role:{}", found.id)),
+                        &AuditEvent::about(
+                            actor,
+                            Command::RoleUpdate.audit_action(),
+                            format!("role:{}", found.id),
+                        ),
                     )
                     .await?;
                     Ok(())
@@ -570,10 +590,10 @@ impl Vault {
 
 /// For a role or user token (not `admin`), a group that does not exist is the same refusal as one
 /// it may not touch, so that it cannot probe for group names.
-fn hide_from(admin: bool, action: &str, err: VaultError) -> VaultError {
+fn hide_from(admin: bool, command: Command, err: VaultError) -> VaultError {
     match err {
         VaultError::GroupNotFound if !admin => {
-            tracing::info!(command = action, "refused by policy");
+            tracing::info!(command = command.name(), "refused by policy");
             VaultError::Forbidden(DENIED)
         }
         err => err,
@@ -595,18 +615,18 @@ pub(crate) async fn allowed_membership(
     tx: &TenantTx<'_>,
     keys: &TenantKeys,
     gate: &Gate,
-    action: &str,
+    command: Command,
     joining: Joining<'_>,
     metadata: Option<&Value>,
 ) -> Result<(i64, Option<i64>), VaultError> {
-    let hide = |e| gate.hide_missing(action, e);
+    let hide = |e| gate.hide_missing(command, e);
     let stored = find_group(tx, keys, joining.group).await.map_err(hide)?;
     let role = match joining.role {
         Some(role) => Some(find_role(tx, role).await.map_err(hide)?),
         None => None,
     };
     let given = Change::Give(role.as_ref().map(|r| r.name.as_str()));
-    gate.require_membership_change(tx, action, joining.token, stored.id, given, metadata)
+    gate.require_membership_change(tx, command, joining.token, stored.id, given, metadata)
         .await?;
     Ok((stored.id, role.map(|r| r.id)))
 }
@@ -617,11 +637,11 @@ pub(crate) async fn add_membership(
     tx: &TenantTx<'_>,
     keys: &TenantKeys,
     gate: &Gate,
-    action: &str,
+    command: Command,
     joining: Joining<'_>,
     metadata: Option<&Value>,
 ) -> Result<(), VaultError> {
-    let (group, role) = allowed_membership(tx, keys, gate, action, joining, metadata).await?;
+    let (group, role) = allowed_membership(tx, keys, gate, command, joining, metadata).await?;
     store::add_member(tx, group, joining.token, role).await?;
     Ok(())
 }

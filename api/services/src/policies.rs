@@ -7,7 +7,7 @@ use bunker_db::{DbError, TenantId, TenantTx};
 use bunker_tenancy::Caller;
 use serde_json::Value;
 
-use crate::access::policy;
+use crate::access::{policy, Command};
 use crate::core::{Vault, VaultError};
 use crate::groups::check_description;
 use crate::groups::{find_role, RoleSelector};
@@ -76,7 +76,11 @@ impl Vault {
                         .map_err(duplicate)?;
                     audit::record(
                         tx,
-                        &AuditEvent::about(actor, "PolicyCreate", format!("policy:{id}")),
+                        &AuditEvent::about(
+                            actor,
+                            Command::PolicyCreate.audit_action(),
+                            format!("policy:{id}"),
+                        ),
                     )
                     .await?;
                     Ok(id)
@@ -136,7 +140,11 @@ impl Vault {
                     .map_err(duplicate)?;
                     audit::record(
                         tx,
-                        &AuditEvent::about(actor, "PolicyUpdate", format!("policy:{}", found.id)),
+                        &AuditEvent::about(
+                            actor,
+                            Command::PolicyUpdate.audit_action(),
+                            format!("policy:{}", found.id),
+                        ),
                     )
                     .await?;
                     Ok(())
@@ -160,7 +168,11 @@ impl Vault {
                     let found = find(tx, &selector).await?;
                     store::link(tx, role.id, found.id).await?;
                     let target = format!("role:{}:policy:{}", role.id, found.id);
-                    audit::record(tx, &AuditEvent::about(actor, "RoleLinkPolicy", target)).await?;
+                    audit::record(
+                        tx,
+                        &AuditEvent::about(actor, Command::RoleLinkPolicy.audit_action(), target),
+                    )
+                    .await?;
                     Ok(())
                 })
             })

@@ -8,6 +8,7 @@ use bunker_db::tokens;
 use bunker_db::users as store;
 use tokio::task::JoinHandle;
 
+use crate::access::Operation;
 use crate::core::{UserEvent, Vault, VaultError};
 
 /// Users forgotten per transaction.
@@ -45,7 +46,7 @@ impl Vault {
                             let expired = store::lock_expired(tx, BATCH).await?;
                             for token in &expired {
                                 store::forget_user(tx, *token).await?;
-                                let event = UserEvent::about("UserExpired", *token, None);
+                                let event = UserEvent::operation(Operation::UserExpired, *token);
                                 let id = audit::new_event_id();
                                 let sealed =
                                     event.seal(&keys, tx.tenant(), id, Performer::System)?;
@@ -56,7 +57,7 @@ impl Vault {
                             for token in &tokens {
                                 let event = AuditEvent::about(
                                     Performer::System,
-                                    "TokenExpired",
+                                    Operation::TokenExpired.audit_action(),
                                     format!("token:{token}"),
                                 );
                                 audit::record(tx, &event).await?;

@@ -12,6 +12,7 @@ use bunker_tenancy::Caller;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::access::Command;
 use crate::core::expiry::Expiry;
 use crate::core::identity::Mode;
 use crate::core::{record_event, resolve};
@@ -60,7 +61,8 @@ impl Vault {
                     let expires_at =
                         control::insert_expiring_token(tx, token_id, hash.as_bytes(), &expiring)
                             .await?;
-                    let event = UserEvent::about("XTokenCreateForUser", user, metadata.as_ref());
+                    let event =
+                        UserEvent::about(Command::XTokenCreateForUser, user, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
                     Ok::<_, VaultError>((expires_at, user))
                 })
@@ -98,7 +100,7 @@ impl Vault {
                             .await?;
                     let event = AuditEvent::about(
                         Performer::Token(actor),
-                        "XTokenCreateForRole",
+                        Command::XTokenCreateForRole.audit_action(),
                         format!("role:{}", role.id),
                     );
                     audit::record(tx, &event).await?;

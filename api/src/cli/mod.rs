@@ -9,6 +9,7 @@ use std::path::Path;
 use bunker_db::audit::Performer;
 use bunker_db::{Database, OwnerConnection, RoleMode};
 use bunker_keys::{recovery, MasterKey, WrappingKey};
+use bunker_services::access::Operation;
 use bunker_services::tenants::Tenants;
 use bunker_tenancy::token::IssuedToken;
 use secrecy::ExposeSecret;
@@ -162,7 +163,7 @@ pub async fn keys_rotate_wrapping(config: &Config, target: RewrapTarget) -> anyh
         &masters,
         installation,
         target,
-        "KeysRotateWrapping",
+        Operation::KeysRotateWrapping.audit_action(),
     )
     .await
 }
@@ -180,7 +181,15 @@ pub async fn keys_recover(
     let refs: Vec<(&str, &str)> = named.iter().map(|(n, s)| (n.as_str(), *s)).collect();
     let masters = recover_masters(&db, &refs).await?;
     let installation = db.installation_id().await?;
-    rewrap(config, &db, &masters, installation, target, "KeysRecover").await
+    rewrap(
+        config,
+        &db,
+        &masters,
+        installation,
+        target,
+        Operation::KeysRecover.audit_action(),
+    )
+    .await
 }
 
 async fn rewrap(

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::http::app::AppState;
 use crate::http::error::ApiError;
-use bunker_services::access::{self, CommandClass};
+use bunker_services::access::{self, Command, CommandClass};
 use bunker_services::core::limits;
 
 /// A `/v2` request body of type `T`.
@@ -231,19 +231,25 @@ impl<'a> ApiExtractor<'a> for Authenticated {
 }
 
 /// Holds a role or user token to its policies for the commands decided before they run (see
-/// [`access::class`]); commands that act on users are decided inside, user by user.
+/// [`CommandClass`]); commands that act on users are decided inside, user by user. A path that
+/// names no routed command is nobody's but an admin's.
 async fn authorize_command(
     state: &AppState,
     request: &Request,
     body: &[u8],
     caller: &Caller,
 ) -> Result<(), ApiError> {
-    let command = request.uri().path().rsplit('/').next().unwrap_or_default();
-    match access::class(command) {
+    let name = request.uri().path().rsplit('/').next().unwrap_or_default();
+    let Some(command) = Command::from_name(name) else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, access::DENIED));
+    };
+    match command.class() {
         CommandClass::PerUser => Ok(()),
         CommandClass::AdminOnly => Err(ApiError::new(StatusCode::FORBIDDEN, access::DENIED)),
         CommandClass::Tenant => {
-            // Conditions may name the request's metadata.
+            // Conditions may name the request's metadata. Read as the command's own extractor
+            // reads it (a repeated key: the last), so that the decision and the command see the
+            // same metadata.
             let metadata = serde_json::from_slice::<Value>(body)
                 .ok()
                 .and_then(|mut v| v.get_mut("request_metadata").map(Value::take))

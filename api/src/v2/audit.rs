@@ -62,7 +62,11 @@ pub struct AuditEventView {
 #[OpenApi(tag = "ApiTags::Audit")]
 impl AuditApi {
     /// List a user's audit events, newest first.
-    #[oai(path = "/AuditListUserEvents", method = "post")]
+    #[oai(
+        path = "/AuditListUserEvents",
+        method = "post",
+        operation_id = "AuditListUserEvents"
+    )]
     async fn audit_list_user_events(
         &self,
         caller: Authenticated,
@@ -97,7 +101,11 @@ impl AuditApi {
     }
 
     /// Read one audit event with its details.
-    #[oai(path = "/AuditGetEvent", method = "post")]
+    #[oai(
+        path = "/AuditGetEvent",
+        method = "post",
+        operation_id = "AuditGetEvent"
+    )]
     async fn audit_get_event(
         &self,
         caller: Authenticated,

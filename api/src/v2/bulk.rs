@@ -184,7 +184,11 @@ pub struct SearchRows {
 #[OpenApi(tag = "ApiTags::Bulk")]
 impl BulkApi {
     /// Users named by email, phone, login or custom value (needs `BUNKER_LIST_USERS`).
-    #[oai(path = "/BulkListUsers", method = "post")]
+    #[oai(
+        path = "/BulkListUsers",
+        method = "post",
+        operation_id = "BulkListUsers"
+    )]
     async fn bulk_list_users(
         &self,
         caller: Authenticated,
@@ -207,7 +211,11 @@ impl BulkApi {
     }
 
     /// One page of all of the tenant's users, oldest first (needs `BUNKER_LIST_USERS`).
-    #[oai(path = "/BulkListAllUsers", method = "post")]
+    #[oai(
+        path = "/BulkListAllUsers",
+        method = "post",
+        operation_id = "BulkListAllUsers"
+    )]
     async fn bulk_list_all_users(
         &self,
         caller: Authenticated,
@@ -227,7 +235,12 @@ impl BulkApi {
     }
 
     /// Fuzzy search: users whose email, login, phone or custom value is like `identity`.
-    #[oai(path = "/UserSearch", method = "post", tag = "ApiTags::Users")]
+    #[oai(
+        path = "/UserSearch",
+        method = "post",
+        operation_id = "UserSearch",
+        tag = "ApiTags::Users"
+    )]
     async fn user_search(
         &self,
         caller: Authenticated,
@@ -249,7 +262,11 @@ impl BulkApi {
     }
 
     /// An `unlockuuid` for the bulk commands: 60 seconds, this tenant and this token only.
-    #[oai(path = "/BulkListUnlock", method = "post")]
+    #[oai(
+        path = "/BulkListUnlock",
+        method = "post",
+        operation_id = "BulkListUnlock"
+    )]
     async fn bulk_list_unlock(
         &self,
         caller: Authenticated,
@@ -266,7 +283,11 @@ impl BulkApi {
     }
 
     /// The values behind many tokens.
-    #[oai(path = "/BulkListTokens", method = "post")]
+    #[oai(
+        path = "/BulkListTokens",
+        method = "post",
+        operation_id = "BulkListTokens"
+    )]
     async fn bulk_list_tokens(
         &self,
         caller: Authenticated,
@@ -293,7 +314,11 @@ impl BulkApi {
     }
 
     /// Delete many tokens.
-    #[oai(path = "/BulkDeleteTokens", method = "post")]
+    #[oai(
+        path = "/BulkDeleteTokens",
+        method = "post",
+        operation_id = "BulkDeleteTokens"
+    )]
     async fn bulk_delete_tokens(
         &self,
         caller: Authenticated,
@@ -311,7 +336,11 @@ impl BulkApi {
     }
 
     /// One page of the tenant's audit trail, newest first.
-    #[oai(path = "/BulkListAllAuditEvents", method = "post")]
+    #[oai(
+        path = "/BulkListAllAuditEvents",
+        method = "post",
+        operation_id = "BulkListAllAuditEvents"
+    )]
     async fn bulk_list_all_audit_events(
         &self,
         caller: Authenticated,
@@ -340,7 +369,11 @@ impl BulkApi {
     }
 
     /// One page of a group's members with their profiles and roles.
-    #[oai(path = "/BulkListGroupUsers", method = "post")]
+    #[oai(
+        path = "/BulkListGroupUsers",
+        method = "post",
+        operation_id = "BulkListGroupUsers"
+    )]
     async fn bulk_list_group_users(
         &self,
         caller: Authenticated,

@@ -142,7 +142,7 @@ fn group_ref(groupid: Option<i64>, groupname: Option<String>) -> GroupRef {
 #[OpenApi(tag = "ApiTags::Groups")]
 impl GroupApi {
     /// Create a group in the tenant.
-    #[oai(path = "/GroupCreate", method = "post")]
+    #[oai(path = "/GroupCreate", method = "post", operation_id = "GroupCreate")]
     async fn group_create(
         &self,
         caller: Authenticated,
@@ -165,7 +165,7 @@ impl GroupApi {
     }
 
     /// Read a group by id or name.
-    #[oai(path = "/GroupGet", method = "post")]
+    #[oai(path = "/GroupGet", method = "post", operation_id = "GroupGet")]
     async fn group_get(
         &self,
         caller: Authenticated,
@@ -185,7 +185,11 @@ impl GroupApi {
     }
 
     /// List every group of the tenant.
-    #[oai(path = "/GroupListAllGroups", method = "post")]
+    #[oai(
+        path = "/GroupListAllGroups",
+        method = "post",
+        operation_id = "GroupListAllGroups"
+    )]
     async fn group_list_all(
         &self,
         caller: Authenticated,
@@ -199,7 +203,7 @@ impl GroupApi {
     }
 
     /// Rename a group or change its description or type.
-    #[oai(path = "/GroupUpdate", method = "post")]
+    #[oai(path = "/GroupUpdate", method = "post", operation_id = "GroupUpdate")]
     async fn group_update(
         &self,
         caller: Authenticated,
@@ -222,7 +226,7 @@ impl GroupApi {
     }
 
     /// Delete a group (by id or name) and its memberships.
-    #[oai(path = "/GroupDelete", method = "post")]
+    #[oai(path = "/GroupDelete", method = "post", operation_id = "GroupDelete")]
     async fn group_delete(
         &self,
         caller: Authenticated,
@@ -240,7 +244,11 @@ impl GroupApi {
     }
 
     /// The groups a user is in, with the user's role in each.
-    #[oai(path = "/GroupListUserGroups", method = "post")]
+    #[oai(
+        path = "/GroupListUserGroups",
+        method = "post",
+        operation_id = "GroupListUserGroups"
+    )]
     async fn group_list_user_groups(
         &self,
         caller: Authenticated,
@@ -259,7 +267,7 @@ impl GroupApi {
     }
 
     /// Add a user to a group, optionally with a role (or change the user's role in it).
-    #[oai(path = "/GroupAddUser", method = "post")]
+    #[oai(path = "/GroupAddUser", method = "post", operation_id = "GroupAddUser")]
     async fn group_add_user(
         &self,
         caller: Authenticated,
@@ -282,7 +290,11 @@ impl GroupApi {
     }
 
     /// Remove a user from a group.
-    #[oai(path = "/GroupDeleteUser", method = "post")]
+    #[oai(
+        path = "/GroupDeleteUser",
+        method = "post",
+        operation_id = "GroupDeleteUser"
+    )]
     async fn group_delete_user(
         &self,
         caller: Authenticated,
@@ -303,7 +315,7 @@ impl GroupApi {
     }
 
     /// Define a role (root token only); roles are shared by all tenants.
-    #[oai(path = "/RoleCreate", method = "post")]
+    #[oai(path = "/RoleCreate", method = "post", operation_id = "RoleCreate")]
     async fn role_create(
         &self,
         caller: Authenticated,
@@ -325,7 +337,7 @@ impl GroupApi {
     }
 
     /// Rename a role or change its description (root token only).
-    #[oai(path = "/RoleUpdate", method = "post")]
+    #[oai(path = "/RoleUpdate", method = "post", operation_id = "RoleUpdate")]
     async fn role_update(
         &self,
         caller: Authenticated,

@@ -93,7 +93,7 @@ fn policy_selector(id: Option<i64>, name: Option<String>) -> Result<PolicySelect
 #[OpenApi(tag = "ApiTags::Groups")]
 impl PolicyApi {
     /// Create a policy (root token only); it is validated first.
-    #[oai(path = "/PolicyCreate", method = "post")]
+    #[oai(path = "/PolicyCreate", method = "post", operation_id = "PolicyCreate")]
     async fn policy_create(
         &self,
         caller: Authenticated,
@@ -116,7 +116,7 @@ impl PolicyApi {
     }
 
     /// Read a policy by id or name (root token only).
-    #[oai(path = "/PolicyGet", method = "post")]
+    #[oai(path = "/PolicyGet", method = "post", operation_id = "PolicyGet")]
     async fn policy_get(
         &self,
         caller: Authenticated,
@@ -139,7 +139,11 @@ impl PolicyApi {
     }
 
     /// List every policy (root token only).
-    #[oai(path = "/PolicyListAllPolicies", method = "post")]
+    #[oai(
+        path = "/PolicyListAllPolicies",
+        method = "post",
+        operation_id = "PolicyListAllPolicies"
+    )]
     async fn policy_list(
         &self,
         caller: Authenticated,
@@ -163,7 +167,7 @@ impl PolicyApi {
     }
 
     /// Change a policy (root token only); a new document is validated first.
-    #[oai(path = "/PolicyUpdate", method = "post")]
+    #[oai(path = "/PolicyUpdate", method = "post", operation_id = "PolicyUpdate")]
     async fn policy_update(
         &self,
         caller: Authenticated,
@@ -181,7 +185,11 @@ impl PolicyApi {
     }
 
     /// Link a policy to a role (root token only).
-    #[oai(path = "/RoleLinkPolicy", method = "post")]
+    #[oai(
+        path = "/RoleLinkPolicy",
+        method = "post",
+        operation_id = "RoleLinkPolicy"
+    )]
     async fn role_link_policy(
         &self,
         caller: Authenticated,

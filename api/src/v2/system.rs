@@ -11,6 +11,7 @@ use super::{ApiTags, Status};
 use crate::http::app::KeyService;
 use crate::http::error::ApiError;
 use crate::http::extract::{Authenticated, JsonBody};
+use bunker_services::access::Command;
 use bunker_services::keys::wrapping::WrappingSource;
 use bunker_services::keys::{recover_masters, rewrap_masters, KeyAdminError};
 
@@ -39,7 +40,11 @@ pub struct NewWrappingKey {
 impl SystemApi {
     /// Recover the master key from three recovery shares and re-wrap it under a new wrapping key,
     /// returned once (root token only). No data is re-encrypted.
-    #[oai(path = "/SystemGenerateWrappingKey", method = "post")]
+    #[oai(
+        path = "/SystemGenerateWrappingKey",
+        method = "post",
+        operation_id = "SystemGenerateWrappingKey"
+    )]
     async fn system_generate_wrapping_key(
         &self,
         caller: Authenticated,
@@ -71,7 +76,7 @@ impl SystemApi {
             &WrappingSource::Local(new_key),
             self.keys.installation,
             Performer::Token(caller.actor()),
-            "SystemGenerateWrappingKey",
+            Command::SystemGenerateWrappingKey.audit_action(),
         )
         .await?;
         Ok(Json(NewWrappingKey {

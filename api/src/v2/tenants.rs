@@ -92,7 +92,7 @@ pub struct TenantList {
 #[OpenApi(tag = "ApiTags::Tenants")]
 impl TenantApi {
     /// Create a tenant and its admin token (root token only).
-    #[oai(path = "/TenantCreate", method = "post")]
+    #[oai(path = "/TenantCreate", method = "post", operation_id = "TenantCreate")]
     async fn tenant_create(
         &self,
         caller: Authenticated,
@@ -112,7 +112,7 @@ impl TenantApi {
     }
 
     /// Read a tenant: root any, a tenant's token its own.
-    #[oai(path = "/TenantGet", method = "post")]
+    #[oai(path = "/TenantGet", method = "post", operation_id = "TenantGet")]
     async fn tenant_get(
         &self,
         caller: Authenticated,
@@ -130,7 +130,7 @@ impl TenantApi {
     }
 
     /// Rename a tenant or change its organisation: root any, a tenant's token its own.
-    #[oai(path = "/TenantUpdate", method = "post")]
+    #[oai(path = "/TenantUpdate", method = "post", operation_id = "TenantUpdate")]
     async fn tenant_update(
         &self,
         caller: Authenticated,
@@ -151,7 +151,7 @@ impl TenantApi {
     }
 
     /// Delete a tenant with all of its data and tokens (root token only).
-    #[oai(path = "/TenantDelete", method = "post")]
+    #[oai(path = "/TenantDelete", method = "post", operation_id = "TenantDelete")]
     async fn tenant_delete(
         &self,
         caller: Authenticated,
@@ -163,7 +163,11 @@ impl TenantApi {
     }
 
     /// List tenants, a page at a time (root token only).
-    #[oai(path = "/TenantListTenants", method = "post")]
+    #[oai(
+        path = "/TenantListTenants",
+        method = "post",
+        operation_id = "TenantListTenants"
+    )]
     async fn tenant_list(
         &self,
         caller: Authenticated,
@@ -227,7 +231,11 @@ pub struct RotatedToken {
 #[OpenApi(tag = "ApiTags::Tenants")]
 impl AccessTokenApi {
     /// List the tenant's access tokens (ids, kinds, expiry; never their values).
-    #[oai(path = "/TenantListTokens", method = "post")]
+    #[oai(
+        path = "/TenantListTokens",
+        method = "post",
+        operation_id = "TenantListTokens"
+    )]
     async fn tenant_list_tokens(
         &self,
         caller: Authenticated,
@@ -251,7 +259,11 @@ impl AccessTokenApi {
     }
 
     /// Revoke one of the tenant's access tokens, at once on every server.
-    #[oai(path = "/TenantRevokeToken", method = "post")]
+    #[oai(
+        path = "/TenantRevokeToken",
+        method = "post",
+        operation_id = "TenantRevokeToken"
+    )]
     async fn tenant_revoke_token(
         &self,
         caller: Authenticated,
@@ -264,7 +276,11 @@ impl AccessTokenApi {
     }
 
     /// Give the tenant a new admin token (shown once) and revoke every earlier one.
-    #[oai(path = "/TenantRotateToken", method = "post")]
+    #[oai(
+        path = "/TenantRotateToken",
+        method = "post",
+        operation_id = "TenantRotateToken"
+    )]
     async fn tenant_rotate_token(
         &self,
         caller: Authenticated,

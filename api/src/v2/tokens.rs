@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::{ApiTags, Done, Status};
 use crate::http::error::ApiError;
 use crate::http::extract::{Authenticated, JsonBody};
+use bunker_services::access::Command;
 use bunker_services::core::expiry::Expiry;
 use bunker_services::core::limits::check_bulk;
 use bunker_services::tokens::format::{FormatOptions, TokenType};
@@ -127,7 +128,7 @@ fn spec(
 #[OpenApi(tag = "ApiTags::Tokens")]
 impl TokenApi {
     /// Replace one sensitive value with a random token of the same shape.
-    #[oai(path = "/TokenCreate", method = "post")]
+    #[oai(path = "/TokenCreate", method = "post", operation_id = "TokenCreate")]
     async fn token_create(
         &self,
         caller: Authenticated,
@@ -145,7 +146,7 @@ impl TokenApi {
             .vault
             .create_tokens(
                 &caller.0,
-                "TokenCreate",
+                Command::TokenCreate,
                 &specs,
                 request.unique.unwrap_or(false),
                 expiry,
@@ -161,7 +162,11 @@ impl TokenApi {
     }
 
     /// Tokenize many values in one transaction: all or none.
-    #[oai(path = "/TokenCreateBulk", method = "post")]
+    #[oai(
+        path = "/TokenCreateBulk",
+        method = "post",
+        operation_id = "TokenCreateBulk"
+    )]
     async fn token_create_bulk(
         &self,
         caller: Authenticated,
@@ -181,7 +186,7 @@ impl TokenApi {
             .vault
             .create_tokens(
                 &caller.0,
-                "TokenCreateBulk",
+                Command::TokenCreateBulk,
                 &specs,
                 request.unique.unwrap_or(false),
                 expiry,
@@ -208,7 +213,7 @@ impl TokenApi {
     }
 
     /// The value behind a token (by `tokenuuid` or `tokenbase`).
-    #[oai(path = "/TokenGet", method = "post")]
+    #[oai(path = "/TokenGet", method = "post", operation_id = "TokenGet")]
     async fn token_get(
         &self,
         caller: Authenticated,
@@ -230,7 +235,7 @@ impl TokenApi {
     }
 
     /// Delete a token: neither handle resolves afterwards.
-    #[oai(path = "/TokenDelete", method = "post")]
+    #[oai(path = "/TokenDelete", method = "post", operation_id = "TokenDelete")]
     async fn token_delete(
         &self,
         caller: Authenticated,

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::{ApiTags, Done, Status};
 use crate::http::error::ApiError;
 use crate::http::extract::{lenient, Authenticated, JsonBody};
+use bunker_services::access::Command;
 use bunker_services::core::expiry::Expiry;
 use bunker_services::core::limits::check_bulk;
 use bunker_services::core::Mode;
@@ -202,7 +203,7 @@ pub struct VersionList {
 #[OpenApi(tag = "ApiTags::Users")]
 impl UserApi {
     /// Store a user profile, sealed; returns its token.
-    #[oai(path = "/UserCreate", method = "post")]
+    #[oai(path = "/UserCreate", method = "post", operation_id = "UserCreate")]
     async fn user_create(
         &self,
         caller: Authenticated,
@@ -223,7 +224,7 @@ impl UserApi {
             .vault
             .create_users(
                 &caller.0,
-                "UserCreate",
+                Command::UserCreate,
                 vec![record],
                 expiry,
                 request.request_metadata,
@@ -241,7 +242,11 @@ impl UserApi {
 
     /// Store many user profiles: each is created or listed in `errors` with its reason; a record
     /// that fails leaves nothing of itself behind.
-    #[oai(path = "/UserCreateBulk", method = "post")]
+    #[oai(
+        path = "/UserCreateBulk",
+        method = "post",
+        operation_id = "UserCreateBulk"
+    )]
     async fn user_create_bulk(
         &self,
         caller: Authenticated,
@@ -262,7 +267,7 @@ impl UserApi {
             .vault
             .create_users(
                 &caller.0,
-                "UserCreateBulk",
+                Command::UserCreateBulk,
                 records,
                 expiry,
                 request.request_metadata,
@@ -290,7 +295,7 @@ impl UserApi {
     }
 
     /// Read a user's profile (or a kept version of it).
-    #[oai(path = "/UserGet", method = "post")]
+    #[oai(path = "/UserGet", method = "post", operation_id = "UserGet")]
     async fn user_get(
         &self,
         caller: Authenticated,
@@ -324,7 +329,7 @@ impl UserApi {
     }
 
     /// Merge changes into a user's profile; `null` removes a key.
-    #[oai(path = "/UserUpdate", method = "post")]
+    #[oai(path = "/UserUpdate", method = "post", operation_id = "UserUpdate")]
     async fn user_update(
         &self,
         caller: Authenticated,
@@ -336,7 +341,7 @@ impl UserApi {
         self.vault
             .change_user(
                 &caller.0,
-                "UserUpdate",
+                Command::UserUpdate,
                 mode,
                 &request.identity,
                 change,
@@ -347,7 +352,7 @@ impl UserApi {
     }
 
     /// Apply RFC 6902 operations to a user's profile.
-    #[oai(path = "/UserPatch", method = "post")]
+    #[oai(path = "/UserPatch", method = "post", operation_id = "UserPatch")]
     async fn user_patch(
         &self,
         caller: Authenticated,
@@ -359,7 +364,7 @@ impl UserApi {
         self.vault
             .change_user(
                 &caller.0,
-                "UserPatch",
+                Command::UserPatch,
                 mode,
                 &request.identity,
                 Change::Patch(patch),
@@ -370,7 +375,7 @@ impl UserApi {
     }
 
     /// Forget a user: the record, its versions and its indexes are removed; the token stays reserved.
-    #[oai(path = "/UserDelete", method = "post")]
+    #[oai(path = "/UserDelete", method = "post", operation_id = "UserDelete")]
     async fn user_delete(
         &self,
         caller: Authenticated,
@@ -382,7 +387,7 @@ impl UserApi {
             .vault
             .forget_users(
                 &caller.0,
-                "UserDelete",
+                Command::UserDelete,
                 &[selector],
                 request.request_metadata,
             )
@@ -395,7 +400,11 @@ impl UserApi {
     }
 
     /// Forget many users in one transaction: all or none.
-    #[oai(path = "/UserDeleteBulk", method = "post")]
+    #[oai(
+        path = "/UserDeleteBulk",
+        method = "post",
+        operation_id = "UserDeleteBulk"
+    )]
     async fn user_delete_bulk(
         &self,
         caller: Authenticated,
@@ -407,7 +416,7 @@ impl UserApi {
             .vault
             .forget_users(
                 &caller.0,
-                "UserDeleteBulk",
+                Command::UserDeleteBulk,
                 &selectors,
                 request.request_metadata,
             )
@@ -432,7 +441,11 @@ impl UserApi {
     }
 
     /// List the kept versions of a user's profile.
-    #[oai(path = "/UserListVersions", method = "post")]
+    #[oai(
+        path = "/UserListVersions",
+        method = "post",
+        operation_id = "UserListVersions"
+    )]
     async fn user_list_versions(
         &self,
         caller: Authenticated,

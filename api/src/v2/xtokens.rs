@@ -64,7 +64,11 @@ pub struct RoleXToken {
 impl XTokenApi {
     /// An access token that acts as a user: their own record (read only), and what the policies of
     /// the roles they hold in groups allow.
-    #[oai(path = "/XTokenCreateForUser", method = "post")]
+    #[oai(
+        path = "/XTokenCreateForUser",
+        method = "post",
+        operation_id = "XTokenCreateForUser"
+    )]
     async fn xtoken_create_for_user(
         &self,
         caller: Authenticated,
@@ -86,7 +90,11 @@ impl XTokenApi {
     }
 
     /// An access token that acts as a role: what the role's policies allow.
-    #[oai(path = "/XTokenCreateForRole", method = "post")]
+    #[oai(
+        path = "/XTokenCreateForRole",
+        method = "post",
+        operation_id = "XTokenCreateForRole"
+    )]
     async fn xtoken_create_for_role(
         &self,
         caller: Authenticated,

@@ -4,28 +4,46 @@
 //! (one missing from the list is refused to every role and user token).
 
 macro_rules! commands {
-    ($($name:ident: $class:ident,)*) => {
-        /// A routed `/v2` command.
+    (
+        routed { $($name:ident: $class:ident,)* }
+        planned { $($planned:ident,)* }
+    ) => {
+        /// A `/v2` command: one Bunker routes, or one of the contract that policies may name
+        /// already and that is not routed yet ([`Command::is_routed`]).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Command {
             $($name,)*
+            $($planned,)*
         }
 
         impl Command {
             /// Every routed command.
             pub const ALL: &'static [Command] = &[$(Command::$name,)*];
 
+            /// The contract's commands that policies may name but that are not routed yet.
+            pub const PLANNED: &'static [Command] = &[$(Command::$planned,)*];
+
             /// The command's name, as in `/v2/<name>`.
             pub fn name(self) -> &'static str {
                 match self {
                     $(Command::$name => stringify!($name),)*
+                    $(Command::$planned => stringify!($planned),)*
                 }
             }
 
-            /// How the command is authorized.
+            /// How the command is authorized; a command not routed yet is nobody's but an admin's.
             pub fn class(self) -> CommandClass {
                 match self {
                     $(Command::$name => CommandClass::$class,)*
+                    $(Command::$planned => CommandClass::AdminOnly,)*
+                }
+            }
+
+            /// Whether Bunker routes the command.
+            pub fn is_routed(self) -> bool {
+                match self {
+                    $(Command::$name => true,)*
+                    $(Command::$planned => false,)*
                 }
             }
         }
@@ -33,58 +51,122 @@ macro_rules! commands {
 }
 
 commands! {
-    // Tenants, their access tokens, roles, policies, keys and role/user tokens: admins only.
-    TenantCreate: AdminOnly,
-    TenantGet: AdminOnly,
-    TenantUpdate: AdminOnly,
-    TenantDelete: AdminOnly,
-    TenantListTenants: AdminOnly,
-    TenantListTokens: AdminOnly,
-    TenantRevokeToken: AdminOnly,
-    TenantRotateToken: AdminOnly,
-    RoleCreate: AdminOnly,
-    RoleUpdate: AdminOnly,
-    RoleLinkPolicy: AdminOnly,
-    PolicyCreate: AdminOnly,
-    PolicyGet: AdminOnly,
-    PolicyUpdate: AdminOnly,
-    PolicyListAllPolicies: AdminOnly,
-    SystemGenerateWrappingKey: AdminOnly,
-    XTokenCreateForRole: AdminOnly,
-    XTokenCreateForUser: AdminOnly,
-    // Decided for each user the command touches, inside the command.
-    UserGet: PerUser,
-    UserUpdate: PerUser,
-    UserPatch: PerUser,
-    UserDelete: PerUser,
-    UserDeleteBulk: PerUser,
-    UserListVersions: PerUser,
-    UserSearch: PerUser,
-    AuditListUserEvents: PerUser,
-    AuditGetEvent: PerUser,
-    GroupListUserGroups: PerUser,
-    GroupAddUser: PerUser,
-    GroupDeleteUser: PerUser,
-    // Decided on the group they change, inside the command.
-    GroupUpdate: PerUser,
-    GroupDelete: PerUser,
-    BulkListUnlock: PerUser,
-    BulkListUsers: PerUser,
-    BulkListAllUsers: PerUser,
-    BulkListGroupUsers: PerUser,
-    // Decided once, with no user as target, before the command runs.
-    UserCreate: Tenant,
-    UserCreateBulk: Tenant,
-    GroupCreate: Tenant,
-    GroupGet: Tenant,
-    GroupListAllGroups: Tenant,
-    TokenCreate: Tenant,
-    TokenCreateBulk: Tenant,
-    TokenGet: Tenant,
-    TokenDelete: Tenant,
-    BulkListTokens: Tenant,
-    BulkDeleteTokens: Tenant,
-    BulkListAllAuditEvents: Tenant,
+    routed {
+        // Tenants, their access tokens, roles, policies, keys and role/user tokens: admins only.
+        TenantCreate: AdminOnly,
+        TenantGet: AdminOnly,
+        TenantUpdate: AdminOnly,
+        TenantDelete: AdminOnly,
+        TenantListTenants: AdminOnly,
+        TenantListTokens: AdminOnly,
+        TenantRevokeToken: AdminOnly,
+        TenantRotateToken: AdminOnly,
+        RoleCreate: AdminOnly,
+        RoleUpdate: AdminOnly,
+        RoleLinkPolicy: AdminOnly,
+        PolicyCreate: AdminOnly,
+        PolicyGet: AdminOnly,
+        PolicyUpdate: AdminOnly,
+        PolicyListAllPolicies: AdminOnly,
+        SystemGenerateWrappingKey: AdminOnly,
+        XTokenCreateForRole: AdminOnly,
+        XTokenCreateForUser: AdminOnly,
+        // Decided for each user the command touches, inside the command.
+        UserGet: PerUser,
+        UserUpdate: PerUser,
+        UserPatch: PerUser,
+        UserDelete: PerUser,
+        UserDeleteBulk: PerUser,
+        UserListVersions: PerUser,
+        UserSearch: PerUser,
+        AuditListUserEvents: PerUser,
+        AuditGetEvent: PerUser,
+        GroupListUserGroups: PerUser,
+        GroupAddUser: PerUser,
+        GroupDeleteUser: PerUser,
+        // Decided on the group they change, inside the command.
+        GroupUpdate: PerUser,
+        GroupDelete: PerUser,
+        BulkListUnlock: PerUser,
+        BulkListUsers: PerUser,
+        BulkListAllUsers: PerUser,
+        BulkListGroupUsers: PerUser,
+        // Decided once, with no user as target, before the command runs.
+        UserCreate: Tenant,
+        UserCreateBulk: Tenant,
+        GroupCreate: Tenant,
+        GroupGet: Tenant,
+        GroupListAllGroups: Tenant,
+        TokenCreate: Tenant,
+        TokenCreateBulk: Tenant,
+        TokenGet: Tenant,
+        TokenDelete: Tenant,
+        BulkListTokens: Tenant,
+        BulkDeleteTokens: Tenant,
+        BulkListAllAuditEvents: Tenant,
+    }
+    // The contract's commands a policy may name before Bunker routes them (so that a policy written
+    // today keeps its meaning when they land). Refused to everyone but admins until routed.
+    planned {
+        UserUpdateRequest,
+        UserPatchRequest,
+        UserDeleteRequest,
+        UserRequestGet,
+        UserRequestListUserRequests,
+        UserRequestApprove,
+        UserRequestCancel,
+        AppdataCreate,
+        AppdataGet,
+        AppdataUpdate,
+        AppdataUpdateRequest,
+        AppdataDelete,
+        AppdataListUserAppNames,
+        AppdataListAppNames,
+        AppdataListVersions,
+        FileCreate,
+        FileGet,
+        FileListUserFiles,
+        FileReplaceTags,
+        FileDelete,
+        AgreementAccept,
+        AgreementGet,
+        AgreementListUserAgreements,
+        AgreementCancel,
+        AgreementCancelRequest,
+        AgreementRevokeAll,
+        BulkListAllUserRequests,
+        BulkListFilesByTag,
+        SessionUpsert,
+        SessionGet,
+        SessionDelete,
+        SessionListUserSessions,
+        SharedRecordCreate,
+    }
+}
+
+/// What Bunker audits besides the commands: its own work (expiry) and the command line's (keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    UserExpired,
+    TokenExpired,
+    KeysRotateWrapping,
+    KeysRecover,
+    KeysRotateMaster,
+    KeysRetireMaster,
+}
+
+impl Operation {
+    /// What the operation's audit events record as their action.
+    pub fn audit_action(self) -> &'static str {
+        match self {
+            Operation::UserExpired => "UserExpired",
+            Operation::TokenExpired => "TokenExpired",
+            Operation::KeysRotateWrapping => "KeysRotateWrapping",
+            Operation::KeysRecover => "KeysRecover",
+            Operation::KeysRotateMaster => "KeysRotateMaster",
+            Operation::KeysRetireMaster => "KeysRetireMaster",
+        }
+    }
 }
 
 /// The answer to a role or user token that may not do something, whether or not its target exists
@@ -109,6 +191,36 @@ pub fn class(command: &str) -> CommandClass {
 }
 
 impl Command {
+    /// What the command's audit events record as their action.
+    pub fn audit_action(self) -> &'static str {
+        self.name()
+    }
+
+    /// The command's operation id in the OpenAPI document (a test holds the document to it).
+    pub fn operation_id(self) -> &'static str {
+        self.name()
+    }
+
+    /// Whether a policy may name the command: every command but the admins' own (tenants, their
+    /// tokens, roles, policies, keys); the role and user token commands may be named already.
+    pub fn nameable(self) -> bool {
+        !self.is_routed()
+            || self.class() != CommandClass::AdminOnly
+            || matches!(
+                self,
+                Command::XTokenCreateForRole | Command::XTokenCreateForUser
+            )
+    }
+
+    /// The names a policy's `Action` may match.
+    pub fn nameable_names() -> impl Iterator<Item = &'static str> {
+        Command::ALL
+            .iter()
+            .chain(Command::PLANNED)
+            .filter(|command| command.nameable())
+            .map(|command| command.name())
+    }
+
     /// The routed command named `name`, if there is one.
     pub fn from_name(name: &str) -> Option<Command> {
         Command::ALL
@@ -149,5 +261,32 @@ mod tests {
         for unknown in ["UserGetX", "ConsentAccept", ""] {
             assert_eq!(class(unknown), CommandClass::AdminOnly, "{unknown}");
         }
+        // So is one of the contract's that is not routed yet.
+        assert_eq!(class("UserRequestApprove"), CommandClass::AdminOnly);
+        assert!(Command::from_name("UserRequestApprove").is_none());
+    }
+
+    #[test]
+    fn policies_may_name_the_commands_on_users_and_their_data_but_not_the_admins_own() {
+        let names: Vec<&str> = Command::nameable_names().collect();
+        for nameable in [
+            "UserGet",
+            "UserCreateBulk",
+            "BulkListAllAuditEvents",
+            "XTokenCreateForUser",
+            "UserRequestApprove",
+            "SharedRecordCreate",
+        ] {
+            assert!(names.contains(&nameable), "{nameable}");
+        }
+        for admins in [
+            "TenantCreate",
+            "RoleLinkPolicy",
+            "PolicyUpdate",
+            "SystemGenerateWrappingKey",
+        ] {
+            assert!(!names.contains(&admins), "{admins}");
+        }
+        assert_eq!(names.len(), 32 + Command::PLANNED.len());
     }
 }

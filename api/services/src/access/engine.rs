@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::policy::{matches, Effect, PolicyDocument};
+use super::Command;
 
 /// A membership: a group and the role held in it. A role token holds its role in no group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -248,14 +249,14 @@ pub fn may_unlock(
         rosters,
         metadata,
     };
-    for statement in reached("BulkListUnlock", principal, policies) {
+    for statement in reached(Command::BulkListUnlock.name(), principal, policies) {
         let document = statement.document;
         let truth = condition(document, &context(statement.membership));
         if document.effect == Effect::Deny && truth != Truth::False {
             return false;
         }
     }
-    ["BulkListUnlock"]
+    [Command::BulkListUnlock.name()]
         .iter()
         .chain(opened)
         .flat_map(|command| reached(command, principal, policies))

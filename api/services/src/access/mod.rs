@@ -6,4 +6,4 @@ pub mod command;
 pub mod engine;
 pub mod policy;
 
-pub use command::{class, Command, CommandClass, DENIED};
+pub use command::{class, Command, CommandClass, Operation, DENIED};

@@ -7,75 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::engine::SECTIONS;
-
-/// Every `/v2` command a policy may name.
-pub const COMMANDS: &[&str] = &[
-    "UserCreate",
-    "UserCreateBulk",
-    "UserGet",
-    "UserUpdate",
-    "UserPatch",
-    "UserDelete",
-    "UserDeleteBulk",
-    "UserSearch",
-    "UserListVersions",
-    "UserUpdateRequest",
-    "UserPatchRequest",
-    "UserDeleteRequest",
-    "UserRequestGet",
-    "UserRequestListUserRequests",
-    "UserRequestApprove",
-    "UserRequestCancel",
-    "AppdataCreate",
-    "AppdataGet",
-    "AppdataUpdate",
-    "AppdataUpdateRequest",
-    "AppdataDelete",
-    "AppdataListUserAppNames",
-    "AppdataListAppNames",
-    "AppdataListVersions",
-    "FileCreate",
-    "FileGet",
-    "FileListUserFiles",
-    "FileReplaceTags",
-    "FileDelete",
-    "AgreementAccept",
-    "AgreementGet",
-    "AgreementListUserAgreements",
-    "AgreementCancel",
-    "AgreementCancelRequest",
-    "AgreementRevokeAll",
-    "GroupCreate",
-    "GroupGet",
-    "GroupListAllGroups",
-    "GroupUpdate",
-    "GroupDelete",
-    "GroupListUserGroups",
-    "GroupAddUser",
-    "GroupDeleteUser",
-    "TokenCreate",
-    "TokenCreateBulk",
-    "TokenGet",
-    "TokenDelete",
-    "BulkListUnlock",
-    "BulkListUsers",
-    "BulkListAllUsers",
-    "BulkListGroupUsers",
-    "BulkListAllUserRequests",
-    "BulkListAllAuditEvents",
-    "BulkListTokens",
-    "BulkDeleteTokens",
-    "BulkListFilesByTag",
-    "AuditListUserEvents",
-    "AuditGetEvent",
-    "SessionUpsert",
-    "SessionGet",
-    "SessionDelete",
-    "SessionListUserSessions",
-    "SharedRecordCreate",
-    "XTokenCreateForUser",
-    "XTokenCreateForRole",
-];
+use super::Command;
 
 /// A policy document as stored and answered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,7 +88,7 @@ pub fn parse(value: Value) -> Result<PolicyDocument, PolicyError> {
         check_size("Principal.Role", roles)?;
     }
     for (i, action) in document.action.iter().enumerate() {
-        if !COMMANDS.iter().any(|c| matches(action, c)) {
+        if !Command::nameable_names().any(|c| matches(action, c)) {
             return Err(PolicyError(format!(
                 "Action[{i}] names no command (command names, with * for any run of characters)"
             )));

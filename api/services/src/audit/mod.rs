@@ -8,7 +8,7 @@ use bunker_tenancy::Caller;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::access::DENIED;
+use crate::access::{Command, DENIED};
 use crate::core::gate::Gate;
 use crate::core::identity::{Lookup, Mode};
 
@@ -43,7 +43,7 @@ impl Vault {
         page: (i64, i64),
         metadata: Option<Value>,
     ) -> Result<EventPage, VaultError> {
-        const ACTION: &str = "AuditListUserEvents";
+        const COMMAND: Command = Command::AuditListUserEvents;
         let tenant = caller.tenant.id;
         let (keys, lookup) = self.locate(caller, mode, identity)?;
         let actor = caller.actor();
@@ -61,7 +61,7 @@ impl Vault {
                         }
                         _ => {
                             let (user, visible) =
-                                gate.resolve(tx, lookup, ACTION, metadata.as_ref()).await?;
+                                gate.resolve(tx, lookup, COMMAND, metadata.as_ref()).await?;
                             if !visible.whole_profile() {
                                 return Err(VaultError::Forbidden(DENIED));
                             }
@@ -70,7 +70,7 @@ impl Vault {
                     };
                     let (offset, limit) = page;
                     let (events, total) = store::list_user_events(tx, token, offset, limit).await?;
-                    let event = UserEvent::about(ACTION, token, metadata.as_ref());
+                    let event = UserEvent::about(COMMAND, token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
                     Ok(EventPage {
                         rows: events
@@ -99,22 +99,22 @@ impl Vault {
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    const ACTION: &str = "AuditGetEvent";
+                    const COMMAND: Command = Command::AuditGetEvent;
                     let gate = Gate::load(tx, &principal).await?;
                     let event = store::get_event(tx, id)
                         .await?
                         .ok_or(VaultError::EventNotFound)
-                        .map_err(|e| gate.hide_missing(ACTION, e))?;
+                        .map_err(|e| gate.hide_missing(COMMAND, e))?;
                     match (&gate, event.user_token) {
                         (Gate::Admin, _) => {}
                         // The user's whole profile, as for the user's trail.
                         (_, Some(user)) => {
-                            let visible = gate.check(tx, ACTION, user, metadata.as_ref()).await?;
+                            let visible = gate.check(tx, COMMAND, user, metadata.as_ref()).await?;
                             if !visible.whole_profile() {
                                 return Err(VaultError::Forbidden(DENIED));
                             }
                         }
-                        (_, None) => gate.require(tx, ACTION, metadata.as_ref()).await?,
+                        (_, None) => gate.require(tx, COMMAND, metadata.as_ref()).await?,
                     }
                     let details = match &event.details {
                         Some(sealed) => {
@@ -125,7 +125,8 @@ impl Vault {
                         None => Value::Object(Default::default()),
                     };
                     if let Some(user) = event.user_token {
-                        let read = UserEvent::about("AuditGetEvent", user, metadata.as_ref());
+                        let read =
+                            UserEvent::about(Command::AuditGetEvent, user, metadata.as_ref());
                         record_event(tx, &keys, actor, read).await?;
                     }
                     Ok(EventDetails {

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::access::engine::Visible;
 use crate::core::gate::Gate;
 
+use crate::access::Command;
 use crate::core::identity::{Lookup, Mode};
 use crate::core::limits::check_at_most;
 use crate::core::{is_live, resolve};
@@ -72,7 +73,7 @@ impl Vault {
                     store::insert_unlock(tx, id, actor.token_id, seconds).await?;
                     let event = AuditEvent::about(
                         Performer::Token(actor),
-                        "BulkListUnlock",
+                        Command::BulkListUnlock.audit_action(),
                         "bulk".to_owned(),
                     );
                     audit::record(tx, &event).await?;
@@ -105,7 +106,7 @@ impl Vault {
                             &keys,
                             tx.tenant(),
                             Performer::Token(actor),
-                            "BulkListTokens",
+                            Command::BulkListTokens,
                             &token.uuid,
                             &token.token_type,
                             None,
@@ -147,7 +148,7 @@ impl Vault {
                             &keys,
                             tx.tenant(),
                             Performer::Token(actor),
-                            "BulkDeleteTokens",
+                            Command::BulkDeleteTokens,
                             &token.uuid,
                             &token.token_type,
                             None,
@@ -194,7 +195,7 @@ impl Vault {
         limit: i64,
         metadata: Option<Value>,
     ) -> Result<(Vec<GroupMember>, i64), VaultError> {
-        const ACTION: &str = "BulkListGroupUsers";
+        const COMMAND: Command = Command::BulkListGroupUsers;
         let tenant = caller.tenant.id;
         let keys = self.keys(tenant);
         let actor = caller.actor();
@@ -215,7 +216,9 @@ impl Vault {
                     };
                     let members = store::all_group_members(tx, stored.id).await?;
                     let tokens: Vec<Uuid> = members.iter().map(|(t, _)| *t).collect();
-                    let mut visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
+                    let mut visible = gate
+                        .visible(tx, COMMAND, &tokens, metadata.as_ref())
+                        .await?;
                     let mut roles: HashMap<Uuid, Option<String>> = HashMap::new();
                     let mut seen = Vec::new();
                     for (token, role) in members {
@@ -230,7 +233,7 @@ impl Vault {
                     let listing = Listing {
                         keys: &keys,
                         actor,
-                        action: ACTION,
+                        command: COMMAND,
                         metadata: metadata.as_ref(),
                     };
                     let rows = listing
@@ -258,7 +261,7 @@ impl Vault {
         selectors: Vec<(Mode, String)>,
         metadata: Option<Value>,
     ) -> Result<Vec<UserView>, VaultError> {
-        const ACTION: &str = "BulkListUsers";
+        const COMMAND: Command = Command::BulkListUsers;
         if !self.settings.list_users {
             return Err(VaultError::Forbidden("BulkListUsers is disabled"));
         }
@@ -309,7 +312,9 @@ impl Vault {
                         }
                     }
                     let tokens: Vec<Uuid> = found.iter().map(|(u, _)| u.token).collect();
-                    let mut visible = gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
+                    let mut visible = gate
+                        .visible(tx, COMMAND, &tokens, metadata.as_ref())
+                        .await?;
                     // A hit through a value the caller may not see counts as a miss: a user is
                     // listed only if found through a value it may see, so that no hidden value
                     // decides whether anyone is listed.
@@ -323,7 +328,7 @@ impl Vault {
                     let listing = Listing {
                         keys: &keys,
                         actor,
-                        action: ACTION,
+                        command: COMMAND,
                         metadata: metadata.as_ref(),
                     };
                     listing.answer(tx, found).await
@@ -342,7 +347,7 @@ impl Vault {
         limit: i64,
         metadata: Option<Value>,
     ) -> Result<(Vec<UserView>, i64), VaultError> {
-        const ACTION: &str = "BulkListAllUsers";
+        const COMMAND: Command = Command::BulkListAllUsers;
         if !self.settings.list_users {
             return Err(VaultError::Forbidden("BulkListAllUsers is disabled"));
         }
@@ -366,8 +371,9 @@ impl Vault {
                         // opened), then page what is left.
                         Gate::Policies(_) => {
                             let tokens = user_store::live_tokens(tx).await?;
-                            let mut visible =
-                                gate.visible(tx, ACTION, &tokens, metadata.as_ref()).await?;
+                            let mut visible = gate
+                                .visible(tx, COMMAND, &tokens, metadata.as_ref())
+                                .await?;
                             let seen: Vec<(Uuid, Visible)> = tokens
                                 .into_iter()
                                 .filter_map(|t| Some((t, visible.remove(&t)?)))
@@ -379,7 +385,7 @@ impl Vault {
                     let listing = Listing {
                         keys: &keys,
                         actor,
-                        action: ACTION,
+                        command: COMMAND,
                         metadata: metadata.as_ref(),
                     };
                     Ok((listing.answer(tx, page).await?, total))
@@ -393,7 +399,7 @@ impl Vault {
 struct Listing<'a> {
     keys: &'a TenantKeys,
     actor: Actor,
-    action: &'static str,
+    command: Command,
     metadata: Option<&'a Value>,
 }
 
@@ -415,7 +421,7 @@ impl Listing<'_> {
             self.keys,
             tx.tenant(),
             self.actor,
-            self.action,
+            self.command,
             &listed,
             self.metadata,
         )?;

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::core::gate::Gate;
 
+use crate::access::Command;
 use crate::bulk::require_unlock;
 use crate::core::grams::SearchGrams;
 use crate::core::identity::INDEXED_FIELDS;
@@ -123,7 +124,7 @@ impl Vault {
                     let mut tokens: Vec<Uuid> = found.keys().copied().collect();
                     tokens.sort_unstable();
                     let mut visible = gate
-                        .visible(tx, "UserSearch", &tokens, metadata.as_ref())
+                        .visible(tx, Command::UserSearch, &tokens, metadata.as_ref())
                         .await?;
                     let mut candidates = Vec::new();
                     for user in store::get_users(tx, &tokens).await? {
@@ -165,7 +166,7 @@ impl Vault {
                         &keys,
                         tx.tenant(),
                         actor,
-                        "UserSearch",
+                        Command::UserSearch,
                         &tokens,
                         metadata.as_ref(),
                     )?;

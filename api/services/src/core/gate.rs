@@ -26,7 +26,7 @@ use crate::access::engine::{
     Visible,
 };
 use crate::access::policy::{matches, parse, Effect};
-use crate::access::DENIED;
+use crate::access::{Command, DENIED};
 
 /// A membership change to decide: a role (or none) given in a group, or the membership taken away.
 #[derive(Clone, Copy, Debug)]
@@ -37,29 +37,34 @@ pub enum Change<'a> {
 
 /// What a user token may do to its own record without any policy. Changing or deleting it goes
 /// through the `*Request` commands (the contract), which need a DPO's approval.
-const OWN_RECORD_READS: &[&str] = &[
-    "UserGet",
-    "UserListVersions",
-    "AuditListUserEvents",
-    "AuditGetEvent",
-    "GroupListUserGroups",
+const OWN_RECORD_READS: &[Command] = &[
+    Command::UserGet,
+    Command::UserListVersions,
+    Command::AuditListUserEvents,
+    Command::AuditGetEvent,
+    Command::GroupListUserGroups,
 ];
 
 /// What a user token may never do to its own record, whatever the policies say (the contract: a
 /// user asks for a change with the `*Request` commands instead).
-const OWN_RECORD_CHANGES: &[&str] = &["UserUpdate", "UserPatch", "UserDelete", "UserDeleteBulk"];
+const OWN_RECORD_CHANGES: &[Command] = &[
+    Command::UserUpdate,
+    Command::UserPatch,
+    Command::UserDelete,
+    Command::UserDeleteBulk,
+];
 
 /// The commands a bulk unlock opens.
-const UNLOCKED: &[&str] = &[
-    "BulkListUsers",
-    "BulkListAllUsers",
-    "BulkListGroupUsers",
-    "BulkListAllUserRequests",
-    "BulkListAllAuditEvents",
-    "BulkListTokens",
-    "BulkDeleteTokens",
-    "BulkListFilesByTag",
-    "UserSearch",
+const UNLOCKED: &[Command] = &[
+    Command::BulkListUsers,
+    Command::BulkListAllUsers,
+    Command::BulkListGroupUsers,
+    Command::BulkListAllUserRequests,
+    Command::BulkListAllAuditEvents,
+    Command::BulkListTokens,
+    Command::BulkDeleteTokens,
+    Command::BulkListFilesByTag,
+    Command::UserSearch,
 ];
 
 /// What the caller of one request may do, loaded in that request's transaction.
@@ -131,7 +136,7 @@ impl Gate {
     pub async fn require(
         &self,
         tx: &TenantTx<'_>,
-        action: &str,
+        command: Command,
         metadata: Option<&Value>,
     ) -> Result<(), VaultError> {
         let Gate::Policies(p) = self else {
@@ -139,7 +144,7 @@ impl Gate {
         };
         let rosters = p.rosters_if_needed(tx, Vec::new()).await?;
         match decide(
-            action,
+            command.name(),
             &p.subject,
             Target::Nobody,
             &p.policies,
@@ -147,7 +152,7 @@ impl Gate {
             metadata,
         ) {
             Access::Granted(_) => Ok(()),
-            Access::Denied => Err(denied(action)),
+            Access::Denied => Err(denied(command)),
         }
     }
 
@@ -162,10 +167,11 @@ impl Gate {
             return Ok(());
         };
         let rosters = p.rosters_if_needed(tx, Vec::new()).await?;
-        if engine::may_unlock(&p.subject, UNLOCKED, &p.policies, &rosters, metadata) {
+        let opened: Vec<&str> = UNLOCKED.iter().map(|command| command.name()).collect();
+        if engine::may_unlock(&p.subject, &opened, &p.policies, &rosters, metadata) {
             Ok(())
         } else {
-            Err(denied("BulkListUnlock"))
+            Err(denied(Command::BulkListUnlock))
         }
     }
 
@@ -176,7 +182,7 @@ impl Gate {
     pub async fn require_membership_change(
         &self,
         tx: &TenantTx<'_>,
-        action: &str,
+        command: Command,
         target: Uuid,
         group: i64,
         change: Change<'_>,
@@ -215,7 +221,7 @@ impl Gate {
             Change::TakeAway => match held {
                 Some(old) => decisions.push((current.clone(), old.role.clone())),
                 // Not a member: nothing it may take away (and no hint either way).
-                None => return Err(denied(action)),
+                None => return Err(denied(command)),
             },
         }
         let rosters = p.rosters_if_needed(tx, vec![group]).await?;
@@ -229,7 +235,7 @@ impl Gate {
                 role: role.as_deref(),
             };
             if !engine::may_change_membership(
-                action,
+                command.name(),
                 &p.subject,
                 &subject,
                 change,
@@ -237,7 +243,7 @@ impl Gate {
                 &rosters,
                 metadata,
             ) {
-                return Err(denied(action));
+                return Err(denied(command));
             }
         }
         Ok(())
@@ -248,7 +254,7 @@ impl Gate {
     pub async fn require_group(
         &self,
         tx: &TenantTx<'_>,
-        action: &str,
+        command: Command,
         group: i64,
         metadata: Option<&Value>,
     ) -> Result<(), VaultError> {
@@ -256,18 +262,25 @@ impl Gate {
             return Ok(());
         };
         let rosters = p.rosters_if_needed(tx, vec![group]).await?;
-        if engine::may_manage_group(action, &p.subject, group, &p.policies, &rosters, metadata) {
+        if engine::may_manage_group(
+            command.name(),
+            &p.subject,
+            group,
+            &p.policies,
+            &rosters,
+            metadata,
+        ) {
             Ok(())
         } else {
-            Err(denied(action))
+            Err(denied(command))
         }
     }
 
     /// Whether some Allow names `action` (admins: always), before resources and conditions.
-    pub fn may_allow(&self, action: &str) -> bool {
+    pub fn may_allow(&self, command: Command) -> bool {
         match self {
             Gate::Admin => true,
-            Gate::Policies(p) => p.may_allow(action),
+            Gate::Policies(p) => p.may_allow(command),
         }
     }
 
@@ -278,7 +291,7 @@ impl Gate {
 
     /// What a role or user token is told when something it names does not exist: the same as a
     /// refusal, so that it cannot probe for users, groups, roles or events. Admins get `err`.
-    pub fn hide_missing(&self, action: &str, err: VaultError) -> VaultError {
+    pub fn hide_missing(&self, command: Command, err: VaultError) -> VaultError {
         match (self, err) {
             (Gate::Admin, err) => err,
             (
@@ -287,7 +300,7 @@ impl Gate {
                 | VaultError::GroupNotFound
                 | VaultError::RoleNotFound
                 | VaultError::EventNotFound,
-            ) => denied(action),
+            ) => denied(command),
             (Gate::Policies(_), err) => err,
         }
     }
@@ -299,20 +312,20 @@ impl Gate {
         &self,
         tx: &TenantTx<'_>,
         lookup: Lookup,
-        action: &str,
+        command: Command,
         metadata: Option<&Value>,
     ) -> Result<(StoredUser, Visible), VaultError> {
         let user = match (self, resolve(tx, lookup).await) {
             (_, Ok(user)) => user,
             (Gate::Admin, Err(err)) => return Err(err),
-            (Gate::Policies(_), Err(VaultError::NotFound)) => return Err(denied(action)),
+            (Gate::Policies(_), Err(VaultError::NotFound)) => return Err(denied(command)),
             (Gate::Policies(_), Err(err)) => return Err(err),
         };
-        let visible = self.check(tx, action, user.token, metadata).await?;
+        let visible = self.check(tx, command, user.token, metadata).await?;
         // Found by a field the caller may not see: answering would confirm that hidden value.
         if let Lookup::Index(field, _) = lookup {
             if !visible.field(field) {
-                return Err(denied(action));
+                return Err(denied(command));
             }
         }
         Ok((user, visible))
@@ -322,21 +335,21 @@ impl Gate {
     pub async fn check(
         &self,
         tx: &TenantTx<'_>,
-        action: &str,
+        command: Command,
         target: Uuid,
         metadata: Option<&Value>,
     ) -> Result<Visible, VaultError> {
-        self.visible(tx, action, &[target], metadata)
+        self.visible(tx, command, &[target], metadata)
             .await?
             .remove(&target)
-            .ok_or_else(|| denied(action))
+            .ok_or_else(|| denied(command))
     }
 
     /// What `action` may see of each of `targets`; those it may not touch are absent.
     pub async fn visible(
         &self,
         tx: &TenantTx<'_>,
-        action: &str,
+        command: Command,
         targets: &[Uuid],
         metadata: Option<&Value>,
     ) -> Result<HashMap<Uuid, Visible>, VaultError> {
@@ -347,16 +360,16 @@ impl Gate {
         let mut granted = HashMap::new();
         let own = p.subject.token;
         if let Some(me) =
-            own.filter(|me| targets.contains(me) && OWN_RECORD_READS.contains(&action))
+            own.filter(|me| targets.contains(me) && OWN_RECORD_READS.contains(&command))
         {
             granted.insert(me, Visible::all());
         }
-        if !p.may_allow(action) {
+        if !p.may_allow(command) {
             return Ok(granted);
         }
         let settled = |t: &Uuid| {
             Some(*t) == own
-                && (OWN_RECORD_READS.contains(&action) || OWN_RECORD_CHANGES.contains(&action))
+                && (OWN_RECORD_READS.contains(&command) || OWN_RECORD_CHANGES.contains(&command))
         };
         let others: Vec<Uuid> = targets.iter().copied().filter(|t| !settled(t)).collect();
         let mut memberships: HashMap<Uuid, Vec<Membership>> = HashMap::new();
@@ -374,7 +387,7 @@ impl Gate {
                 memberships: memberships.remove(&target).unwrap_or_default(),
             };
             if let Access::Granted(visible) = decide(
-                action,
+                command.name(),
                 &p.subject,
                 Target::User(&subject),
                 &p.policies,
@@ -390,10 +403,10 @@ impl Gate {
 
 impl PolicyPrincipal {
     /// Whether any Allow statement names `action` (before resources and conditions are looked at).
-    fn may_allow(&self, action: &str) -> bool {
+    fn may_allow(&self, command: Command) -> bool {
         self.policies.iter().any(|p| {
             p.document.effect == Effect::Allow
-                && p.document.action.iter().any(|a| matches(a, action))
+                && p.document.action.iter().any(|a| matches(a, command.name()))
         })
     }
 
@@ -424,7 +437,7 @@ impl PolicyPrincipal {
 }
 
 /// A refusal by policy. Logged (command only, never who or what) so that operators can see them.
-fn denied(action: &str) -> VaultError {
-    tracing::info!(command = action, "refused by policy");
+fn denied(command: Command) -> VaultError {
+    tracing::info!(command = command.name(), "refused by policy");
     VaultError::Forbidden(DENIED)
 }

@@ -19,7 +19,7 @@ use bunker_db::users::{self as store, StoredUser};
 use bunker_db::{Database, DbError, TenantId, TenantTx};
 use bunker_keys::{KeyError, Label, SealKeys, TenantKeys};
 
-use crate::access::DENIED;
+use crate::access::{Command, Operation, DENIED};
 use bunker_tenancy::Caller;
 use gate::Gate;
 use serde_json::{json, Map, Value};
@@ -146,20 +146,19 @@ impl Vault {
     pub async fn authorize(
         &self,
         caller: &Caller,
-        command: &str,
+        command: Command,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
         if caller.is_admin() {
             return Ok(());
         }
         let principal = caller.principal.clone();
-        let command = command.to_owned();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
                     Gate::load(tx, &principal)
                         .await?
-                        .require(tx, &command, metadata.as_ref())
+                        .require(tx, command, metadata.as_ref())
                         .await
                 })
             })
@@ -261,7 +260,16 @@ pub(crate) struct UserEvent<'a> {
 
 impl<'a> UserEvent<'a> {
     /// An event about a user that touches no profile field (a read, a deletion, a membership).
-    pub(crate) fn about(action: &'static str, user: Uuid, metadata: Option<&'a Value>) -> Self {
+    pub(crate) fn about(command: Command, user: Uuid, metadata: Option<&'a Value>) -> Self {
+        UserEvent::of(command.audit_action(), user, metadata)
+    }
+
+    /// An event of Bunker's own about a user (its expiry).
+    pub(crate) fn operation(operation: Operation, user: Uuid) -> Self {
+        UserEvent::of(operation.audit_action(), user, None)
+    }
+
+    fn of(action: &'static str, user: Uuid, metadata: Option<&'a Value>) -> Self {
         UserEvent {
             action,
             user,
@@ -273,14 +281,14 @@ impl<'a> UserEvent<'a> {
 
     /// A change of fields of a user.
     pub(crate) fn change(
-        action: &'static str,
+        command: Command,
         user: Uuid,
         fields: Vec<String>,
         metadata: Option<&'a Value>,
     ) -> Self {
         UserEvent {
             fields,
-            ..UserEvent::about(action, user, metadata)
+            ..UserEvent::about(command, user, metadata)
         }
     }
 
@@ -288,7 +296,7 @@ impl<'a> UserEvent<'a> {
     /// attempt is recorded in this user's trail, since the refusal told its caller that someone
     /// holds that value.
     pub(crate) fn probe(
-        action: &'static str,
+        command: Command,
         holder: Uuid,
         field: &'static str,
         metadata: Option<&'a Value>,
@@ -296,7 +304,7 @@ impl<'a> UserEvent<'a> {
         UserEvent {
             fields: vec![field.to_owned()],
             refused: Some(VaultError::Duplicate(field).to_string()),
-            ..UserEvent::about(action, holder, metadata)
+            ..UserEvent::about(command, holder, metadata)
         }
     }
 
@@ -336,7 +344,7 @@ pub(crate) fn read_events(
     keys: &TenantKeys,
     tenant: TenantId,
     actor: Actor,
-    action: &'static str,
+    command: Command,
     users: &[Uuid],
     metadata: Option<&Value>,
 ) -> Result<Vec<(Uuid, AuditEvent)>, VaultError> {
@@ -344,7 +352,7 @@ pub(crate) fn read_events(
         .iter()
         .map(|user| {
             let id = bunker_db::audit::new_event_id();
-            let event = UserEvent::about(action, *user, metadata);
+            let event = UserEvent::about(command, *user, metadata);
             Ok((id, event.seal(keys, tenant, id, Performer::Token(actor))?))
         })
         .collect()

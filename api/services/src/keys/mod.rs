@@ -15,6 +15,7 @@ use bunker_db::{Database, DbError, TenantId};
 use bunker_keys::{recovery, KeyError, Keyring, MasterKey, WrapPurpose};
 use uuid::Uuid;
 
+use crate::access::Operation;
 use crate::keys::wrapping::{WrapError, WrappingSource};
 
 /// Why a key operation failed. Never contains key material or shares.
@@ -201,7 +202,7 @@ pub async fn rotate_master(
             keys::insert_version(tx, version, &new_key).await?;
             let event = AuditEvent::about(
                 Performer::Operator,
-                "KeysRotateMaster",
+                Operation::KeysRotateMaster.audit_action(),
                 format!("master-key:v{version}"),
             );
             audit::record(tx, &event).await?;

@@ -9,6 +9,7 @@ use bunker_db::reseal::{self, SealedAt};
 use bunker_db::TenantId;
 use bunker_keys::{Label, SealKeys};
 
+use crate::access::Operation;
 use crate::core::{
     audit_label, record_label, token_label, version_label, version_row, Vault, VaultError,
 };
@@ -146,7 +147,7 @@ impl Vault {
                         key_store::retire(tx, *version).await?;
                         let event = AuditEvent::about(
                             Performer::Operator,
-                            "KeysRetireMaster",
+                            Operation::KeysRetireMaster.audit_action(),
                             format!("master-key:v{version}"),
                         );
                         audit::record(tx, &event).await?;

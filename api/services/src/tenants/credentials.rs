@@ -12,6 +12,7 @@ use bunker_tenancy::token::IssuedToken;
 use bunker_tenancy::{Caller, TenancyError};
 
 use super::Tenants;
+use crate::access::Command;
 
 impl Tenants {
     /// The access tokens of the caller's tenant (root: of the tenant it names).
@@ -45,7 +46,11 @@ impl Tenants {
             .in_tenant(tenant, |tx| {
                 Box::pin(async move {
                     let tokens = control::list_access_tokens(tx).await?;
-                    let event = AuditEvent::about(by, "TenantListTokens", "tokens".into());
+                    let event = AuditEvent::about(
+                        by,
+                        Command::TenantListTokens.audit_action(),
+                        "tokens".into(),
+                    );
                     audit::record(tx, &event).await?;
                     Ok::<_, TenancyError>(tokens)
                 })
@@ -66,7 +71,11 @@ impl Tenants {
                     if !control::revoke_access_token(tx, id).await? {
                         return Err(TenancyError::TokenNotFound);
                     }
-                    let event = AuditEvent::about(by, "TenantRevokeToken", format!("token:{id}"));
+                    let event = AuditEvent::about(
+                        by,
+                        Command::TenantRevokeToken.audit_action(),
+                        format!("token:{id}"),
+                    );
                     audit::record(tx, &event).await?;
                     Ok(())
                 })
@@ -95,7 +104,8 @@ impl Tenants {
                     control::revoke_admin_tokens(tx).await?;
                     control::insert_admin_token(tx, token_id, hash.as_bytes(), tenant).await?;
                     let target = format!("token:{token_id}");
-                    let event = AuditEvent::about(by, "TenantRotateToken", target);
+                    let event =
+                        AuditEvent::about(by, Command::TenantRotateToken.audit_action(), target);
                     audit::record(tx, &event).await?;
                     Ok::<_, TenancyError>(())
                 })

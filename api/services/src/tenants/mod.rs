@@ -7,6 +7,7 @@ use bunker_db::audit::{self, Actor, AuditEvent, Performer};
 use bunker_db::control::{self, TenantRecord};
 use bunker_db::{Database, DbError, TenantId};
 
+use crate::access::Command;
 use bunker_tenancy::token::IssuedToken;
 use bunker_tenancy::{Caller, TenancyError, TenantName};
 
@@ -68,7 +69,11 @@ impl Tenants {
                         .await
                         .map_err(duplicate_name)?;
                     control::insert_admin_token(tx, token_id, hash.as_bytes(), tenant.id).await?;
-                    audit::record(tx, &event(actor, "TenantCreate", tenant.id)).await?;
+                    audit::record(
+                        tx,
+                        &event(actor, Command::TenantCreate.audit_action(), tenant.id),
+                    )
+                    .await?;
                     Ok::<_, TenancyError>(tenant)
                 })
             })
@@ -125,7 +130,8 @@ impl Tenants {
                         .await
                         .map_err(duplicate_name)?
                         .ok_or(TenancyError::TenantNotFound)?;
-                    audit::record(tx, &event(actor, "TenantUpdate", id)).await?;
+                    audit::record(tx, &event(actor, Command::TenantUpdate.audit_action(), id))
+                        .await?;
                     Ok(tenant)
                 })
             })
@@ -148,7 +154,8 @@ impl Tenants {
                     if !control::delete_tenant(tx, id).await? {
                         return Err(TenancyError::TenantNotFound);
                     }
-                    audit::record(tx, &event(actor, "TenantDelete", id)).await?;
+                    audit::record(tx, &event(actor, Command::TenantDelete.audit_action(), id))
+                        .await?;
                     Ok(())
                 })
             })

@@ -14,6 +14,7 @@ use bunker_tenancy::Caller;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::access::Command;
 use crate::core::expiry::Expiry;
 use crate::core::{audit_label, seal_json, token_label, Vault, VaultError};
 use format::{FormatOptions, TokenType};
@@ -80,7 +81,7 @@ impl Vault {
     pub async fn create_tokens(
         &self,
         caller: &Caller,
-        action: &'static str,
+        command: Command,
         specs: &[TokenSpec],
         unique: bool,
         expiry: Expiry,
@@ -117,7 +118,7 @@ impl Vault {
                             unique,
                             expiry,
                             actor,
-                            action,
+                            command,
                             metadata.as_ref(),
                         )
                         .await
@@ -168,7 +169,7 @@ impl Vault {
                         &keys,
                         tx.tenant(),
                         actor,
-                        "TokenGet",
+                        Command::TokenGet,
                         &token.uuid,
                         &token.token_type,
                         metadata.as_ref(),
@@ -209,7 +210,7 @@ impl Vault {
                         &keys,
                         tx.tenant(),
                         actor,
-                        "TokenDelete",
+                        Command::TokenDelete,
                         &token.uuid,
                         &token.token_type,
                         metadata.as_ref(),
@@ -232,7 +233,7 @@ async fn issue(
     unique: bool,
     expiry: Expiry,
     actor: Performer,
-    action: &'static str,
+    command: Command,
     metadata: Option<&Value>,
 ) -> Result<Vec<IssuedValueToken>, Attempt> {
     let tenant = tx.tenant();
@@ -269,7 +270,7 @@ async fn issue(
             keys,
             tenant,
             actor,
-            action,
+            command,
             &token.uuid,
             token.token_type.as_str(),
             metadata,
@@ -430,7 +431,7 @@ pub(crate) fn token_event(
     keys: &TenantKeys,
     tenant: TenantId,
     actor: Performer,
-    action: &'static str,
+    command: Command,
     token: &Uuid,
     token_type: &str,
     metadata: Option<&Value>,
@@ -443,7 +444,7 @@ pub(crate) fn token_event(
         id,
         AuditEvent {
             actor,
-            action,
+            action: command.audit_action(),
             target: format!("token:{token}"),
             user_token: None,
             details: Some(sealed),

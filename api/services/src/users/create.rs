@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::core::gate::Gate;
 
+use crate::access::Command;
 use crate::core::expiry::Expiry;
 use crate::core::limits::{check_bulk, check_document, check_metadata, MAX_DOCUMENT_BYTES};
 use crate::core::{
@@ -54,7 +55,7 @@ type Decided = Vec<(usize, Result<Uuid, VaultError>)>;
 struct Batch {
     principal: Principal,
     actor: Performer,
-    action: &'static str,
+    command: Command,
     metadata: Option<Value>,
 }
 
@@ -64,7 +65,7 @@ struct Preparing<'a> {
     tenant: TenantId,
     expiry: Expiry,
     actor: Performer,
-    action: &'static str,
+    command: Command,
     metadata: Option<&'a Value>,
     /// Whether messages name the record (`records[3].profile`).
     bulk: bool,
@@ -77,7 +78,7 @@ impl Vault {
     pub async fn create_users(
         &self,
         caller: &Caller,
-        action: &'static str,
+        command: Command,
         records: Vec<NewUserRecord>,
         expiry: Expiry,
         metadata: Option<Value>,
@@ -92,9 +93,9 @@ impl Vault {
             tenant,
             expiry,
             actor,
-            action,
+            command,
             metadata: metadata.as_ref(),
-            bulk: action == "UserCreateBulk",
+            bulk: command == Command::UserCreateBulk,
         };
         let count = records.len();
         let mut decided: Decided = Vec::with_capacity(count);
@@ -120,7 +121,7 @@ impl Vault {
         let batch = Batch {
             principal: caller.principal.clone(),
             actor,
-            action,
+            command,
             metadata: metadata.clone(),
         };
         let mut check_holders = false;
@@ -192,7 +193,7 @@ impl Vault {
         };
         let fields = profile.keys().cloned().collect();
         let id = audit::new_event_id();
-        let event = UserEvent::change(preparing.action, token, fields, preparing.metadata).seal(
+        let event = UserEvent::change(preparing.command, token, fields, preparing.metadata).seal(
             keys,
             tenant,
             id,
@@ -242,7 +243,7 @@ async fn insert(
             match clash {
                 Some((field, holder)) => {
                     let probe =
-                        UserEvent::probe(batch.action, holder, field, batch.metadata.as_ref());
+                        UserEvent::probe(batch.command, holder, field, batch.metadata.as_ref());
                     let id = audit::new_event_id();
                     events.push((id, probe.seal(keys, tx.tenant(), id, batch.actor)?));
                     decided.push((candidate.position, Err(VaultError::Duplicate(field))));
@@ -269,7 +270,7 @@ async fn insert(
                 role: role.as_ref(),
             };
             let metadata = batch.metadata.as_ref();
-            match allowed_membership(tx, keys, &gate, batch.action, joining, metadata).await {
+            match allowed_membership(tx, keys, &gate, batch.command, joining, metadata).await {
                 Ok((group, role)) => {
                     joins.push((candidate.user.token, group, role));
                     kept.push(candidate);

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::access::engine::Visible;
-use crate::access::DENIED;
+use crate::access::{Command, DENIED};
 use crate::core::gate::Gate;
 
 use crate::core::identity::{Lookup, Mode};
@@ -72,7 +72,7 @@ pub type Membership = (GroupRef, Option<RoleSelector>);
 struct ChangeRequest {
     principal: Principal,
     actor: Actor,
-    action: &'static str,
+    command: Command,
     lookup: Lookup,
     change: Change,
     metadata: Option<Value>,
@@ -98,7 +98,7 @@ impl Vault {
                 Box::pin(async move {
                     let gate = Gate::load(tx, &principal).await?;
                     let (user, visible) = gate
-                        .resolve(tx, lookup, "UserGet", metadata.as_ref())
+                        .resolve(tx, lookup, Command::UserGet, metadata.as_ref())
                         .await?;
                     let (profile, version) = match version {
                         None => (open_current(&keys, tx.tenant(), &user)?, user.version),
@@ -122,7 +122,7 @@ impl Vault {
                         &keys,
                         tx.tenant(),
                         actor,
-                        "UserGet",
+                        Command::UserGet,
                         &[user.token],
                         metadata.as_ref(),
                     )?;
@@ -150,7 +150,7 @@ impl Vault {
     pub async fn change_user(
         &self,
         caller: &Caller,
-        action: &'static str,
+        command: Command,
         mode: Mode,
         identity: &str,
         change: Change,
@@ -165,7 +165,7 @@ impl Vault {
             let request = ChangeRequest {
                 principal: caller.principal.clone(),
                 actor: caller.actor(),
-                action,
+                command,
                 lookup,
                 change: change.clone(),
                 metadata: metadata.clone(),
@@ -181,7 +181,7 @@ impl Vault {
                 Err(VaultError::Conflict) if attempt < UPDATE_ATTEMPTS => continue,
                 Err(VaultError::Clash { field, hash }) => {
                     return Err(self
-                        .record_clash(caller, action, field, hash, metadata)
+                        .record_clash(caller, command, field, hash, metadata)
                         .await)
                 }
                 other => return other,
@@ -198,14 +198,14 @@ impl Vault {
         let ChangeRequest {
             principal,
             actor,
-            action,
+            command,
             lookup,
             change,
             metadata,
         } = request;
         let (user, visible) = Gate::load(tx, &principal)
             .await?
-            .resolve(tx, lookup, action, metadata.as_ref())
+            .resolve(tx, lookup, command, metadata.as_ref())
             .await?;
         let current = open_current(keys, tx.tenant(), &user)?;
         // A change may read or write only what the principal may see: decided on what the change
@@ -254,7 +254,7 @@ impl Vault {
                 .into_iter()
                 .collect(),
         };
-        let event = UserEvent::change(action, user.token, fields, metadata.as_ref());
+        let event = UserEvent::change(command, user.token, fields, metadata.as_ref());
         // A change that changes nothing (a `test` alone, a value set to what it was) writes no
         // version; it is still audited, as a read.
         if profile == current {
@@ -297,7 +297,7 @@ impl Vault {
     async fn record_clash(
         &self,
         caller: &Caller,
-        action: &'static str,
+        command: Command,
         field: &'static str,
         hash: [u8; 32],
         metadata: Option<Value>,
@@ -310,7 +310,7 @@ impl Vault {
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     for (_, _, holder) in store::index_holders(tx, &[(field, hash)]).await? {
-                        let probe = UserEvent::probe(action, holder, field, metadata.as_ref());
+                        let probe = UserEvent::probe(command, holder, field, metadata.as_ref());
                         record_event(tx, &keys, actor, probe).await?;
                     }
                     Ok::<_, VaultError>(())
@@ -330,7 +330,7 @@ impl Vault {
     pub async fn forget_users(
         &self,
         caller: &Caller,
-        action: &'static str,
+        command: Command,
         selectors: &[(Mode, String)],
         metadata: Option<Value>,
     ) -> Result<Vec<Result<(), VaultError>>, VaultError> {
@@ -348,14 +348,16 @@ impl Vault {
                 Box::pin(async move {
                     let gate = Gate::load(tx, &principal).await?;
                     // A token no policy allows the command at all is refused outright.
-                    if !gate.may_allow(action) {
+                    if !gate.may_allow(command) {
                         return Err(VaultError::Forbidden(DENIED));
                     }
                     let mut done = HashSet::new();
                     let mut outcomes = Vec::with_capacity(lookups.len());
                     for lookup in lookups {
                         let resolved = match lookup {
-                            Ok(lookup) => gate.resolve(tx, lookup, action, metadata.as_ref()).await,
+                            Ok(lookup) => {
+                                gate.resolve(tx, lookup, command, metadata.as_ref()).await
+                            }
                             Err(err) => Err(err),
                         };
                         let token = match resolved {
@@ -374,7 +376,7 @@ impl Vault {
                         outcomes.push(Ok(()));
                         if done.insert(token) {
                             store::forget_user(tx, token).await?;
-                            let event = UserEvent::about(action, token, metadata.as_ref());
+                            let event = UserEvent::about(command, token, metadata.as_ref());
                             record_event(tx, &keys, actor, event).await?;
                         }
                     }
@@ -401,7 +403,7 @@ impl Vault {
                 Box::pin(async move {
                     let (user, visible) = Gate::load(tx, &principal)
                         .await?
-                        .resolve(tx, lookup, "UserListVersions", metadata.as_ref())
+                        .resolve(tx, lookup, Command::UserListVersions, metadata.as_ref())
                         .await?;
                     // A checksum of each whole version tells when hidden fields changed.
                     if !visible.whole_profile() {
@@ -419,7 +421,8 @@ impl Vault {
                             md5: hex::encode(digest.get(..16).unwrap_or_default()),
                         });
                     }
-                    let event = UserEvent::about("UserListVersions", user.token, metadata.as_ref());
+                    let event =
+                        UserEvent::about(Command::UserListVersions, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
                     Ok(versions)
                 })
