@@ -11,15 +11,18 @@ use bunker_tenancy::Caller;
 use poem::http::StatusCode;
 use poem::web::RequestBody;
 use poem::Request;
-use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSecurityScheme, Registry};
+use poem_openapi::registry::{
+    MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef, MetaSecurityScheme, Registry,
+};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use serde_path_to_error::Segment;
 
 use crate::http::app::AppState;
 use crate::http::error::ApiError;
-use bunker_services::access::{self, Command, CommandClass};
+use bunker_services::access::Command;
 use bunker_services::core::limits;
 
 /// A `/v2` request body of type `T`.
@@ -73,7 +76,7 @@ async fn read_body(body: &mut RequestBody, limit: usize) -> Result<bytes::Bytes,
 
 /// Decodes a request body: empty means `{}`, top-level `null` fields are dropped (absent), unknown
 /// fields are ignored. Error messages name fields, never values.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn decode<T: DeserializeOwned + Type>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = if bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())
     } else {
@@ -91,14 +94,54 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Sealed into every audit event of the request: bounded once, here.
     limits::check_metadata(fields.get("request_metadata")).map_err(ApiError::from)?;
     serde_path_to_error::deserialize(Value::Object(fields)).map_err(|err| {
-        let inner = err.inner().to_string();
-        match missing_field(&inner) {
+        // Refused: the body is read again (it was consumed) to name what is missing.
+        let body = serde_json::from_slice(bytes).unwrap_or_else(|_| Value::Object(Map::new()));
+        match missing_field::<T>(&body, err.path()) {
             Some(field) => {
                 ApiError::bad_request(format!("Missing API request parameters: {field}"))
             }
             None => ApiError::bad_request(format!("Invalid value for parameter: {}", err.path())),
         }
     })
+}
+
+/// The first field that the schema of the object at `path` requires and the body lacks there:
+/// the schema `/openapi.json` shows for `T` (so a client is told what the document says), read
+/// only for a refused body.
+fn missing_field<T: Type>(body: &Value, path: &serde_path_to_error::Path) -> Option<&'static str> {
+    let mut registry = Registry::new();
+    T::register(&mut registry);
+    let root = T::schema_ref();
+    let mut schema = lookup(&registry, &root)?;
+    let mut value = body;
+    for segment in path.iter() {
+        match segment {
+            Segment::Map { key } => {
+                let (_, property) = schema.properties.iter().find(|(name, _)| name == key)?;
+                schema = lookup(&registry, property)?;
+                value = value.get(key)?;
+            }
+            Segment::Seq { index } => {
+                schema = lookup(&registry, schema.items.as_deref()?)?;
+                value = value.get(index)?;
+            }
+            Segment::Enum { .. } | Segment::Unknown => return None,
+        }
+    }
+    let fields = value.as_object()?;
+    schema
+        .required
+        .iter()
+        .copied()
+        .find(|field| fields.get(*field).is_none_or(Value::is_null))
+}
+
+/// The schema a reference names, or the inline one.
+fn lookup<'a>(registry: &'a Registry, schema: &'a MetaSchemaRef) -> Option<&'a MetaSchema> {
+    match schema {
+        MetaSchemaRef::Inline(schema) => Some(schema),
+        MetaSchemaRef::Reference(name) => registry.schemas.get(name),
+    }
 }
 
 /// The fields whose values are only ever sealed or hashed, never stored as text: they may hold any
@@ -154,12 +197,6 @@ fn holds_nul(value: &Value) -> bool {
         Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
         Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
-}
-
-/// The field name in serde's "missing field `name`" message.
-fn missing_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("missing field `")?;
-    rest.split('`').next()
 }
 
 /// The authenticated caller of a `/v2` command: tenant resolved, token checked, tenant access allowed.
@@ -223,40 +260,29 @@ impl<'a> ApiExtractor<'a> for Authenticated {
             .authenticate(token, tenant, host)
             .await
             .map_err(ApiError::from)?;
-        if !caller.is_admin() {
-            authorize_command(state, request, &bytes, &caller).await?;
-        }
+        let command = request
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .and_then(Command::from_name);
+        state
+            .vault
+            .admit(&caller, command, || request_metadata(&bytes))
+            .await
+            .map_err(ApiError::from)?;
         Ok(Authenticated(caller))
     }
 }
 
-/// Holds a role or user token to its policies for the commands decided before they run (see
-/// [`CommandClass`]); commands that act on users are decided inside, user by user. A path that
-/// names no routed command is nobody's but an admin's.
-async fn authorize_command(
-    state: &AppState,
-    request: &Request,
-    body: &[u8],
-    caller: &Caller,
-) -> Result<(), ApiError> {
-    let name = request.uri().path().rsplit('/').next().unwrap_or_default();
-    let Some(command) = Command::from_name(name) else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, access::DENIED));
-    };
-    match command.class() {
-        CommandClass::PerUser => Ok(()),
-        CommandClass::AdminOnly => Err(ApiError::new(StatusCode::FORBIDDEN, access::DENIED)),
-        CommandClass::Tenant => {
-            // Conditions may name the request's metadata. Read as the command's own extractor
-            // reads it (a repeated key: the last), so that the decision and the command see the
-            // same metadata.
-            let metadata = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|mut v| v.get_mut("request_metadata").map(Value::take))
-                .filter(|v| !v.is_null());
-            Ok(state.vault.authorize(caller, command, metadata).await?)
-        }
-    }
+/// The request's metadata, for the policies' conditions when a command is admitted. Read as the
+/// command's own extractor reads it (a repeated key: the last), so that the decision and the
+/// command see the same metadata.
+fn request_metadata(body: &[u8]) -> Option<Value> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|mut v| v.get_mut("request_metadata").map(Value::take))
+        .filter(|v| !v.is_null())
 }
 
 fn app_state(request: &Request) -> Result<&Arc<AppState>, ApiError> {
@@ -302,7 +328,7 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, poem_openapi::Object)]
     struct Probe {
         name: String,
         #[serde(default, deserialize_with = "lenient::opt_int")]
@@ -366,8 +392,35 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_field_is_named_from_the_schema_at_any_depth_and_a_wrong_one_by_its_path() {
+        #[derive(Debug, Deserialize, poem_openapi::Object)]
+        struct Inner {
+            mode: String,
+            note: Option<String>,
+        }
+        #[derive(Debug, Deserialize, poem_openapi::Object)]
+        struct Outer {
+            records: Vec<Inner>,
+        }
+        let refused = |body: &[u8]| match decode::<Outer>(body) {
+            Ok(_) => String::new(),
+            Err(e) => e.message().to_owned(),
+        };
+        assert_eq!(refused(b"{}"), "Missing API request parameters: records");
+        assert_eq!(
+            refused(br#"{"records":[{"mode":"x"},{"note":"y"}]}"#),
+            "Missing API request parameters: mode"
+        );
+        assert_eq!(
+            refused(br#"{"records":[{"mode":"x"},{"mode":5}]}"#),
+            "Invalid value for parameter: records[1].mode"
+        );
+        assert_eq!(refused(br#"{"records":[{"mode":"x"}]}"#), "");
+    }
+
+    #[test]
     fn nul_characters_are_refused_by_field_except_in_sealed_values() {
-        #[derive(Debug, Deserialize)]
+        #[derive(Debug, Deserialize, poem_openapi::Object)]
         #[allow(dead_code)]
         struct Any {
             groupname: Option<String>,

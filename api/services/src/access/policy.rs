@@ -63,18 +63,9 @@ const MAX_TEXT: usize = 256;
 /// Parses and validates a policy document. A refusal names the position and the rule, never the
 /// text submitted.
 pub fn parse(value: Value) -> Result<PolicyDocument, PolicyError> {
-    let document: PolicyDocument = serde_path_to_error::deserialize(value).map_err(|e| {
-        let message = e.inner().to_string();
-        PolicyError(if message.starts_with("unknown field") {
-            "a policy has only the fields Effect, Principal, Action, Resource and Condition".into()
-        } else if message.starts_with("unknown variant") {
-            "Effect must be Allow or Deny".into()
-        } else if message.starts_with("missing field") {
-            format!("a field is missing at {}", e.path())
-        } else {
-            format!("wrong type at {}", e.path())
-        })
-    })?;
+    check_fields(&value)?;
+    let document: PolicyDocument = serde_path_to_error::deserialize(value)
+        .map_err(|e| PolicyError(format!("wrong type at {}", e.path())))?;
     if document.action.is_empty() {
         return Err(PolicyError("Action must name at least one command".into()));
     }
@@ -101,6 +92,41 @@ pub fn parse(value: Value) -> Result<PolicyDocument, PolicyError> {
         check_condition(condition)?;
     }
     Ok(document)
+}
+
+/// The fields a policy may have, and its Principal.
+const FIELDS: [&str; 5] = ["Effect", "Principal", "Action", "Resource", "Condition"];
+const PRINCIPAL_FIELDS: [&str; 1] = ["Role"];
+
+/// Refuses unknown fields, an Effect other than Allow or Deny and a Principal without a Role,
+/// each with its own message, before the document is read (which then only finds wrong types).
+fn check_fields(value: &Value) -> Result<(), PolicyError> {
+    // (A struct could be read from a JSON array too, field by position: not a policy.)
+    let Some(fields) = value.as_object() else {
+        return Err(PolicyError("a policy is a JSON object".into()));
+    };
+    if fields.keys().any(|key| !FIELDS.contains(&key.as_str())) {
+        return Err(PolicyError(
+            "a policy has only the fields Effect, Principal, Action, Resource and Condition".into(),
+        ));
+    }
+    if let Some(effect) = fields.get("Effect").and_then(Value::as_str) {
+        if effect != "Allow" && effect != "Deny" {
+            return Err(PolicyError("Effect must be Allow or Deny".into()));
+        }
+    }
+    if let Some(principal) = fields.get("Principal").and_then(Value::as_object) {
+        if principal
+            .keys()
+            .any(|key| !PRINCIPAL_FIELDS.contains(&key.as_str()))
+        {
+            return Err(PolicyError("a Principal has only the field Role".into()));
+        }
+        if !principal.contains_key("Role") {
+            return Err(PolicyError("a field is missing at Principal".into()));
+        }
+    }
+    Ok(())
 }
 
 fn check_size(field: &str, items: &[String]) -> Result<(), PolicyError> {
@@ -331,6 +357,26 @@ mod tests {
                 "Extra",
             ),
             (json!({"Action": "UserGet"}), "wrong type at Action", ""),
+            (
+                json!({"Action": ["UserGet"], "Effect": 1}),
+                "wrong type at Effect",
+                "",
+            ),
+            (
+                json!({"Action": ["UserGet"], "Principal": {"Role": "a", "Who": 1}}),
+                "only the field Role",
+                "Who",
+            ),
+            (
+                json!({"Action": ["UserGet"], "Principal": {}}),
+                "a field is missing at Principal",
+                "",
+            ),
+            (
+                json!(["Allow", null, ["UserGet"]]),
+                "a policy is a JSON object",
+                "",
+            ),
             (
                 json!({"Action": vec!["UserGet"; MAX_ENTRIES + 1]}),
                 "Action may hold at most 100 entries",
