@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use bunker_db::cluster::{find_bindir, LocalCluster, StopMode};
+use bunker::cli::cluster::{find_bindir, LocalCluster, StopMode};
 use tokio_postgres::{Client, NoTls};
 
 pub struct BenchCluster {

@@ -29,9 +29,6 @@ pub enum DbError {
     /// The TLS settings of the database URL (`sslmode`, `sslrootcert`) are not usable.
     #[error("database TLS: {0}")]
     Tls(String),
-    /// A local PostgreSQL cluster could not be set up, started or stopped.
-    #[error("local PostgreSQL cluster: {0}")]
-    Cluster(String),
 }
 
 impl From<tokio_postgres::Error> for DbError {

@@ -8,7 +8,6 @@
 pub mod audit;
 pub mod bulk;
 pub mod chain;
-pub mod cluster;
 pub mod control;
 mod error;
 pub mod groups;

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bunker::cli::cluster::{find_bindir, LocalCluster};
 use bunker::http::app::{Application, ServerSettings};
-use bunker_db::cluster::{find_bindir, LocalCluster};
 use bunker_db::Database;
 use bunker_keys::WrappingKey;
 use bunker_services::core::Normalizer;
@@ -223,31 +223,7 @@ impl TestApp {
     /// Another server over this app's database in a process of its own (`bunker serve`): its
     /// address, once it answers, and the child process (killed when dropped).
     pub async fn server_process(&self) -> (String, tokio::process::Child) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("its address")
-            .port();
-        let child = tokio::process::Command::new(bunker_binary())
-            .arg("serve")
-            .env("BUNKER_DATABASE_URL", self.database_url())
-            .env("BUNKER_WRAPPING_KEY", &self.wrapping_key)
-            .env("BUNKER_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("bunker serve starts");
-        let address = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if let Ok(answer) = self.http.get(format!("{address}/ready")).send().await {
-                if answer.status() == StatusCode::OK {
-                    return (address, child);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("bunker serve did not become ready");
+        serve_process(&self.database_url(), &self.wrapping_key, None).await
     }
 
     /// The commands `/openapi.json` routes (`UserGet`, ...).
@@ -611,4 +587,43 @@ impl Drop for KmsStandIn {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `bunker serve` over `database_url` in a process of its own, on a free port: its address once
+/// it is ready, and the child process (killed when dropped). With `log`, the server logs at debug
+/// level into it; else its output is dropped.
+pub async fn serve_process(
+    database_url: &str,
+    wrapping_hex: &str,
+    log: Option<std::fs::File>,
+) -> (String, tokio::process::Child) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port();
+    let mut command = tokio::process::Command::new(bunker_binary());
+    command
+        .arg("serve")
+        .env("BUNKER_DATABASE_URL", database_url)
+        .env("BUNKER_WRAPPING_KEY", wrapping_hex)
+        .env("BUNKER_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    match log {
+        Some(file) => command.env("BUNKER_LOG", "debug").stderr(file),
+        None => command.stderr(Stdio::null()),
+    };
+    let child = command.spawn().expect("bunker serve starts");
+    let address = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(answer) = http.get(format!("{address}/ready")).send().await {
+            if answer.status() == StatusCode::OK {
+                return (address, child);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("bunker serve did not become ready");
 }

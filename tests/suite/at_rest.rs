@@ -1,12 +1,9 @@
 //! Nothing personal in clear: not in the database (as `pg_dump` shows it), not in the server log.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use bunker_keys::WrappingKey;
 use bunker_services::keys::wrapping::WrappingSource;
 use bunker_services::setup::{init_database, RootToken};
-use bunker_tests::{answer, bunker_binary, cluster, fresh_database, StatusCode};
+use bunker_tests::{answer, cluster, fresh_database, serve_process, StatusCode};
 use md5::Md5;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -45,35 +42,13 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
     )
     .await
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     // Inside the run's cluster directory, which goes with the cluster whatever the outcome.
     let log_path = cluster()
         .run_dir()
         .with_file_name(format!("at-rest-{database}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut server = tokio::process::Command::new(bunker_binary())
-        .arg("serve")
-        .env("BUNKER_DATABASE_URL", &url)
-        .env("BUNKER_WRAPPING_KEY", &hex)
-        .env("BUNKER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("BUNKER_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (base, mut server) = serve_process(&url, &hex, Some(log)).await;
     let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http.get(format!("{base}/health")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let call = |command: &str, body: Value| {
         http.post(format!("{base}/v2/{command}"))
             .header("X-Bunker-Token", root)

@@ -204,7 +204,7 @@ struct DemoDir(std::path::PathBuf);
 
 impl Drop for DemoDir {
     fn drop(&mut self) {
-        use bunker_db::cluster::{find_bindir, LocalCluster, StopMode};
+        use bunker::cli::cluster::{find_bindir, LocalCluster, StopMode};
         if let Ok(bindir) = find_bindir(None) {
             if let Ok((cluster, moved)) = LocalCluster::for_data_dir(&self.0, bindir) {
                 let _ = cluster.stop(StopMode::Immediate);
@@ -302,7 +302,7 @@ async fn demo_serves_with_no_setup_and_keeps_its_data_across_runs() {
 /// its cluster or changes anything on another user's behalf.
 fn root_only_folder(name: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    if !bunker_db::cluster::running_as_root().unwrap_or(false) {
+    if !bunker::cli::cluster::running_as_root().unwrap_or(false) {
         eprintln!("not root: nothing to test here");
         return None;
     }
@@ -407,7 +407,7 @@ async fn the_demo_run_as_root_refuses_folders_another_user_could_change() {
 
 #[tokio::test]
 async fn a_new_data_directory_where_a_moved_one_was_gets_a_cluster_of_its_own() {
-    use bunker_db::cluster::{find_bindir, LocalCluster};
+    use bunker::cli::cluster::{find_bindir, LocalCluster};
     let Some(private) = root_only_folder("moved") else {
         return;
     };

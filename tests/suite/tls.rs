@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bunker_db::cluster::{find_bindir, LocalCluster};
+use bunker::cli::cluster::{find_bindir, LocalCluster};
 use bunker_db::OwnerConnection;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
@@ -52,7 +52,7 @@ struct Running(LocalCluster);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.stop(bunker_db::cluster::StopMode::Immediate);
+        let _ = self.0.stop(bunker::cli::cluster::StopMode::Immediate);
     }
 }
 

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bunker_keys::{KeyError, WrappingKey};
+use bunker_services::core::Normalizer;
+use bunker_services::keys::wrapping::WrappingSource;
+use bunker_services::VaultSettings;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use secrecy::SecretString;
 
 use crate::http::app::ServerSettings;
-use bunker_services::core::Normalizer;
-use bunker_services::keys::wrapping::WrappingSource;
-use bunker_services::VaultSettings;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -10,16 +10,16 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use bunker_db::cluster::{find_bindir, LocalCluster, StopMode};
+use super::cluster::{find_bindir, LocalCluster, StopMode};
 use bunker_db::{Database, OwnerConnection, SchemaStatus};
 use bunker_keys::WrappingKey;
+use bunker_services::keys::wrapping::WrappingSource;
+use bunker_services::setup::{init_database, RootToken};
 use secrecy::SecretString;
 
 use crate::cli::config::Config;
 use crate::cli::shutdown_listener;
 use crate::http::app::Application;
-use bunker_services::keys::wrapping::WrappingSource;
-use bunker_services::setup::{init_database, RootToken};
 
 /// The demo's fixed root token, as in Databunker's demo mode.
 pub const DEMO_ROOT_TOKEN: &str = "DEMO";
@@ -146,7 +146,7 @@ fn demo_wrapping_key(data_dir: &Path) -> anyhow::Result<WrappingKey> {
 struct RunningCluster(Option<LocalCluster>);
 
 impl RunningCluster {
-    fn stop(mut self) -> Result<(), bunker_db::DbError> {
+    fn stop(mut self) -> Result<(), super::cluster::ClusterError> {
         match self.0.take() {
             Some(cluster) => cluster.stop(StopMode::Fast),
             None => Ok(()),

@@ -7,7 +7,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::DbError;
+/// Why a local cluster could not be set up, started or stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("local PostgreSQL cluster: {0}")]
+pub struct ClusterError(String);
 
 /// The file in a data directory that names where its cluster is kept when the postgres user cannot
 /// enter the data directory (see [`LocalCluster::for_data_dir`]).
@@ -37,7 +40,7 @@ pub enum StopMode {
 
 impl LocalCluster {
     /// A cluster under `root`, run with the server binaries in `bindir` (see [`find_bindir`]).
-    pub fn new(root: &Path, bindir: PathBuf) -> Result<Self, DbError> {
+    pub fn new(root: &Path, bindir: PathBuf) -> Result<Self, ClusterError> {
         let root = if root.is_absolute() {
             root.to_path_buf()
         } else {
@@ -59,7 +62,7 @@ impl LocalCluster {
     /// (a clone under `/root`, a private temporary folder). Then the cluster goes under
     /// `/var/lib/bunker-demo`, named after `data_dir`'s path, and `data_dir` keeps a note of where
     /// ([`CLUSTER_POINTER`]), which later runs follow. Returns the cluster and whether it was moved.
-    pub fn for_data_dir(data_dir: &Path, bindir: PathBuf) -> Result<(Self, bool), DbError> {
+    pub fn for_data_dir(data_dir: &Path, bindir: PathBuf) -> Result<(Self, bool), ClusterError> {
         let local = LocalCluster::new(data_dir, bindir)?;
         if !local.as_postgres {
             return Ok((local, false));
@@ -77,7 +80,7 @@ impl LocalCluster {
                     .file_name()
                     .is_none_or(|name| name == "." || name == "..")
             {
-                return Err(DbError::Cluster(format!(
+                return Err(ClusterError(format!(
                     "{} names no folder of {}",
                     pointer.display(),
                     moved.display()
@@ -138,7 +141,7 @@ impl LocalCluster {
 
     /// Creates the directories and runs `initdb` (superuser `postgres`, trust authentication: the
     /// socket directory is private to the cluster's owner).
-    pub fn initdb(&self) -> Result<(), DbError> {
+    pub fn initdb(&self) -> Result<(), ClusterError> {
         self.prepare_dirs()?;
         let data = self.data_dir();
         self.run(
@@ -159,7 +162,7 @@ impl LocalCluster {
     }
 
     /// Starts the server and waits until it accepts connections.
-    pub fn start(&self) -> Result<(), DbError> {
+    pub fn start(&self) -> Result<(), ClusterError> {
         self.prepare_dirs()?;
         let run_dir = self.run_dir();
         let fsync = if self.durable { "on" } else { "off" };
@@ -188,7 +191,7 @@ impl LocalCluster {
     }
 
     /// Stops the server.
-    pub fn stop(&self, mode: StopMode) -> Result<(), DbError> {
+    pub fn stop(&self, mode: StopMode) -> Result<(), ClusterError> {
         let mode = match mode {
             StopMode::Fast => "fast",
             StopMode::Immediate => "immediate",
@@ -235,7 +238,7 @@ impl LocalCluster {
         self.bindir.join(tool)
     }
 
-    fn prepare_dirs(&self) -> Result<(), DbError> {
+    fn prepare_dirs(&self) -> Result<(), ClusterError> {
         for dir in [&self.root, &self.data_dir(), &self.run_dir()] {
             std::fs::create_dir_all(dir)
                 .map_err(|e| cluster_error(&format!("cannot create {}", dir.display()), e))?;
@@ -254,7 +257,7 @@ impl LocalCluster {
                 check(&output, "chown")?;
             }
             if !postgres_passes("-w", &self.run_dir())? {
-                return Err(DbError::Cluster(format!(
+                return Err(ClusterError(format!(
                     "the postgres user cannot reach {}: choose a data directory whose parents it may enter",
                     self.root.display()
                 )));
@@ -263,7 +266,7 @@ impl LocalCluster {
         Ok(())
     }
 
-    fn run(&self, tool: &str, args: &[&std::ffi::OsStr]) -> Result<Output, DbError> {
+    fn run(&self, tool: &str, args: &[&std::ffi::OsStr]) -> Result<Output, ClusterError> {
         let program = self.bindir.join(tool);
         let mut command = if self.as_postgres {
             let mut command = Command::new("runuser");
@@ -284,12 +287,12 @@ impl LocalCluster {
 
 /// Finds the PostgreSQL server binaries: `explicit` if given, else `pg_config --bindir`, else the
 /// newest `/usr/lib/postgresql/<version>/bin`, else the directory of an `initdb` on `PATH`.
-pub fn find_bindir(explicit: Option<&Path>) -> Result<PathBuf, DbError> {
+pub fn find_bindir(explicit: Option<&Path>) -> Result<PathBuf, ClusterError> {
     if let Some(dir) = explicit {
         return if dir.join("initdb").is_file() {
             Ok(dir.to_path_buf())
         } else {
-            Err(DbError::Cluster(format!(
+            Err(ClusterError(format!(
                 "no initdb in {} (BUNKER_PG_BINDIR)",
                 dir.display()
             )))
@@ -321,7 +324,7 @@ pub fn find_bindir(explicit: Option<&Path>) -> Result<PathBuf, DbError> {
         .into_iter()
         .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
         .ok_or_else(|| {
-            DbError::Cluster(
+            ClusterError(
                 "no PostgreSQL server binaries found (install the postgresql package, or set BUNKER_PG_BINDIR)"
                     .to_owned(),
             )
@@ -332,9 +335,9 @@ pub fn find_bindir(explicit: Option<&Path>) -> Result<PathBuf, DbError> {
 /// may change it: a real directory, owned by root or by its parent's owner, that no one else may
 /// write to, in a folder no one else may rename it in (or a sticky one, like `/tmp`). Root is about
 /// to change the modes and owners of what it holds, and follows the note it finds there.
-fn only_root_may_change(dir: &Path) -> Result<(), DbError> {
+fn only_root_may_change(dir: &Path) -> Result<(), ClusterError> {
     let unsafe_dir = || {
-        DbError::Cluster(format!(
+        ClusterError(format!(
             "{} could be changed by another user (it or the folder above is theirs, or writable by \
              others): run the demo from a folder of your own",
             dir.display()
@@ -356,12 +359,12 @@ fn only_root_may_change(dir: &Path) -> Result<(), DbError> {
 }
 
 /// Whether the postgres user may enter `dir` (and so every directory above it).
-fn postgres_may_enter(dir: &Path) -> Result<bool, DbError> {
+fn postgres_may_enter(dir: &Path) -> Result<bool, ClusterError> {
     postgres_passes("-x", dir)
 }
 
 /// Whether `test <check> <path>` succeeds as the postgres user (`-x`: may enter, `-w`: may write).
-fn postgres_passes(check: &str, path: &Path) -> Result<bool, DbError> {
+fn postgres_passes(check: &str, path: &Path) -> Result<bool, ClusterError> {
     let status = Command::new("runuser")
         .args(["-u", "postgres", "--", "test", check])
         .arg(path)
@@ -377,14 +380,14 @@ const MOVED_CLUSTERS: &str = "/var/lib/bunker-demo";
 
 /// [`MOVED_CLUSTERS`], made if missing, writable by root only; refused unless it is a real
 /// directory of root's.
-fn moved_clusters_dir() -> Result<PathBuf, DbError> {
+fn moved_clusters_dir() -> Result<PathBuf, ClusterError> {
     let dir = PathBuf::from(MOVED_CLUSTERS);
     std::fs::create_dir_all(&dir)
         .map_err(|e| cluster_error(&format!("cannot create {}", dir.display()), e))?;
     let meta = std::fs::symlink_metadata(&dir)
         .map_err(|e| cluster_error(&format!("cannot read {}", dir.display()), e))?;
     if !meta.file_type().is_dir() || meta.uid() != 0 {
-        return Err(DbError::Cluster(format!(
+        return Err(ClusterError(format!(
             "{} must be a directory of root's",
             dir.display()
         )));
@@ -395,7 +398,7 @@ fn moved_clusters_dir() -> Result<PathBuf, DbError> {
 
 /// A folder name for the cluster of `data_dir`: its last component and a digest of its whole
 /// path, so that two data directories never share a cluster.
-fn cluster_name(data_dir: &Path) -> Result<String, DbError> {
+fn cluster_name(data_dir: &Path) -> Result<String, ClusterError> {
     use sha2::Digest;
     let path = std::fs::canonicalize(data_dir)
         .map_err(|e| cluster_error(&format!("cannot resolve {}", data_dir.display()), e))?;
@@ -413,28 +416,28 @@ fn cluster_name(data_dir: &Path) -> Result<String, DbError> {
 }
 
 /// Whether this process runs as root (and so runs PostgreSQL as the postgres user).
-pub fn running_as_root() -> Result<bool, DbError> {
+pub fn running_as_root() -> Result<bool, ClusterError> {
     let meta = std::fs::metadata("/proc/self")
         .map_err(|e| cluster_error("cannot tell which user this process runs as", e))?;
     Ok(meta.uid() == 0)
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), DbError> {
+fn set_mode(path: &Path, mode: u32) -> Result<(), ClusterError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| cluster_error(&format!("cannot set permissions of {}", path.display()), e))
 }
 
-fn check(output: &Output, tool: &str) -> Result<(), DbError> {
+fn check(output: &Output, tool: &str) -> Result<(), ClusterError> {
     if output.status.success() {
         return Ok(());
     }
-    Err(DbError::Cluster(format!(
+    Err(ClusterError(format!(
         "{tool} failed ({}): {}",
         output.status,
         String::from_utf8_lossy(&output.stderr).trim()
     )))
 }
 
-fn cluster_error(what: &str, err: std::io::Error) -> DbError {
-    DbError::Cluster(format!("{what}: {err}"))
+fn cluster_error(what: &str, err: std::io::Error) -> ClusterError {
+    ClusterError(format!("{what}: {err}"))
 }
