@@ -3,10 +3,11 @@
 //! what this module loads inside the request's own transaction (memberships, group rosters,
 //! policies), so a decision and the work it allows see the same data.
 //!
-//! Commands fall in three classes ([`crate::access::class`]): those only admins may run (tenants,
-//! roles, policies, keys, access tokens); those that act on users one by one, decided per user
-//! inside the command ([`Gate::resolve`], [`Gate::visible`]); and the rest, decided once before the
-//! command runs, with no user as target ([`Gate::require`]).
+//! Commands fall in three classes ([`crate::access::Command::class`]): those only admins may run
+//! (tenants, roles, policies, keys, access tokens); those that act on users one by one, decided per
+//! user inside the command ([`Gate::resolve`], [`Gate::visible`]); and the rest, decided once before
+//! the command runs, with no user as target ([`Gate::require`]). [`Vault::admit`] applies the
+//! classes before a command runs, whatever way the request came in.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -14,19 +15,58 @@ use bunker_db::groups as group_store;
 use bunker_db::policies as policy_store;
 use bunker_db::users::StoredUser;
 use bunker_db::TenantTx;
-use bunker_tenancy::Principal;
+use bunker_tenancy::{Caller, Principal};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::identity::Lookup;
 use super::resolve;
-use super::VaultError;
+use super::{Vault, VaultError};
 use crate::access::engine::{
     self, decide, Access, LinkedPolicy, Membership, MembershipChange, Rosters, Subject, Target,
     Visible,
 };
 use crate::access::policy::{matches, parse, Effect};
-use crate::access::{Command, DENIED};
+use crate::access::{Command, CommandClass, DENIED};
+
+impl Vault {
+    /// Admits a caller to a command before it runs, whatever way the request came in: admins
+    /// always; a role or user token by the command's class ([`CommandClass`]) — refused an
+    /// admin-only command, or one Bunker does not route (`None`); held to its policies, with the
+    /// request's metadata (asked for only then), for a command that names no user; and let
+    /// through for a command that decides user by user inside.
+    pub async fn admit(
+        &self,
+        caller: &Caller,
+        command: Option<Command>,
+        metadata: impl FnOnce() -> Option<Value>,
+    ) -> Result<(), VaultError> {
+        if caller.is_admin() {
+            return Ok(());
+        }
+        let Some(command) = command else {
+            return Err(VaultError::Forbidden(DENIED));
+        };
+        match command.class() {
+            CommandClass::AdminOnly => Err(VaultError::Forbidden(DENIED)),
+            CommandClass::PerUser => Ok(()),
+            CommandClass::Tenant => {
+                let principal = caller.principal.clone();
+                let metadata = metadata();
+                self.db
+                    .in_tenant(caller.tenant.id, move |tx| {
+                        Box::pin(async move {
+                            Gate::load(tx, &principal)
+                                .await?
+                                .require(tx, command, metadata.as_ref())
+                                .await
+                        })
+                    })
+                    .await
+            }
+        }
+    }
+}
 
 /// A membership change to decide: a role (or none) given in a group, or the membership taken away.
 #[derive(Clone, Copy, Debug)]

@@ -19,9 +19,8 @@ use bunker_db::users::{self as store, StoredUser};
 use bunker_db::{Database, DbError, TenantId, TenantTx};
 use bunker_keys::{KeyError, Label, SealKeys, TenantKeys};
 
-use crate::access::{Command, CommandClass, Operation, DENIED};
+use crate::access::{Command, Operation, DENIED};
 use bunker_tenancy::Caller;
-use gate::Gate;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -139,43 +138,6 @@ impl Vault {
 
     pub(crate) fn keys(&self, tenant: TenantId) -> TenantKeys {
         self.keyring.get().tenant_keys(tenant.0)
-    }
-
-    /// Admits a caller to a command before it runs, whatever way the request came in: admins
-    /// always; a role or user token by the command's class ([`CommandClass`]) — refused an
-    /// admin-only command, or one Bunker does not route (`None`); held to its policies, with the
-    /// request's metadata (asked for only then), for a command that names no user; and let
-    /// through for a command that decides user by user inside.
-    pub async fn admit(
-        &self,
-        caller: &Caller,
-        command: Option<Command>,
-        metadata: impl FnOnce() -> Option<Value>,
-    ) -> Result<(), VaultError> {
-        if caller.is_admin() {
-            return Ok(());
-        }
-        let Some(command) = command else {
-            return Err(VaultError::Forbidden(DENIED));
-        };
-        match command.class() {
-            CommandClass::AdminOnly => Err(VaultError::Forbidden(DENIED)),
-            CommandClass::PerUser => Ok(()),
-            CommandClass::Tenant => {
-                let principal = caller.principal.clone();
-                let metadata = metadata();
-                self.db
-                    .in_tenant(caller.tenant.id, move |tx| {
-                        Box::pin(async move {
-                            Gate::load(tx, &principal)
-                                .await?
-                                .require(tx, command, metadata.as_ref())
-                                .await
-                        })
-                    })
-                    .await
-            }
-        }
     }
 
     /// The caller's tenant keys and the user a request names (normalized, blind-indexed). An empty
