@@ -137,14 +137,7 @@ impl Gate {
                 resolve(tx, Lookup::Token(*token))
                     .await
                     .map_err(|_| VaultError::Forbidden(DENIED))?;
-                let memberships = group_store::memberships_of(tx, &[*token])
-                    .await?
-                    .into_iter()
-                    .map(|(_, group, role)| Membership {
-                        group_id: Some(group),
-                        role,
-                    })
-                    .collect();
+                let memberships = memberships_of(tx, *token).await?;
                 Subject {
                     token: Some(*token),
                     memberships,
@@ -231,14 +224,7 @@ impl Gate {
         let Gate::Policies(p) = self else {
             return Ok(());
         };
-        let current: Vec<Membership> = group_store::memberships_of(tx, &[target])
-            .await?
-            .into_iter()
-            .map(|(_, group, role)| Membership {
-                group_id: Some(group),
-                role,
-            })
-            .collect();
+        let current = memberships_of(tx, target).await?;
         let held = current.iter().find(|m| m.group_id == Some(group));
         // Each change to decide: the target as it will be (or is, for a removal), and the role.
         let mut decisions: Vec<(Vec<Membership>, Option<String>)> = Vec::new();
@@ -474,6 +460,18 @@ impl PolicyPrincipal {
         }
         Ok(rosters)
     }
+}
+
+/// The groups `user` is a member of, with its role in each.
+async fn memberships_of(tx: &TenantTx<'_>, user: Uuid) -> Result<Vec<Membership>, VaultError> {
+    Ok(group_store::memberships_of(tx, &[user])
+        .await?
+        .into_iter()
+        .map(|(_, group, role)| Membership {
+            group_id: Some(group),
+            role,
+        })
+        .collect())
 }
 
 /// A refusal by policy. Logged (command only, never who or what) so that operators can see them.
