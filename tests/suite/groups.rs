@@ -322,6 +322,35 @@ async fn policies_are_validated_stored_and_linked_to_roles_by_root_only() {
         body["message"],
         "Invalid policy: Action[0] names no command (command names, with * for any run of characters)"
     );
+    // A Deny that names no resource would deny nothing: refused, as are shapes serde would read by
+    // position (a Principal as an array) or by variant (an Effect as an object).
+    for (policy, message) in [
+        (
+            json!({"Effect": "Deny", "Action": ["UserGet"]}),
+            "Invalid policy: Resource must name at least one resource (* for every one)",
+        ),
+        (
+            json!({"Effect": "Deny", "Action": ["UserGet"], "Resource": []}),
+            "Invalid policy: Resource must name at least one resource (* for every one)",
+        ),
+        (
+            json!({"Action": ["UserGet"], "Resource": ["*"], "Principal": ["parent"]}),
+            "Invalid policy: Principal must be an object with a Role",
+        ),
+        (
+            json!({"Action": ["UserGet"], "Resource": ["*"], "Effect": {"Deny": null}}),
+            "Invalid policy: Effect must be Allow or Deny",
+        ),
+    ] {
+        let (status, body) = app
+            .root(
+                "PolicyCreate",
+                json!({"policyname": "bad", "policy": policy}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["message"], message);
+    }
     let (status, _) = app
         .call(
             "PolicyCreate",

@@ -97,9 +97,13 @@ pub fn decode<T: DeserializeOwned + Type>(bytes: &[u8]) -> Result<T, ApiError> {
         // Refused: the body is read again (it was consumed) to name what is missing.
         let body = serde_json::from_slice(bytes).unwrap_or_else(|_| Value::Object(Map::new()));
         match missing_field::<T>(&body, err.path()) {
-            Some(field) => {
+            Some(field) if err.path().iter().next().is_none() => {
                 ApiError::bad_request(format!("Missing API request parameters: {field}"))
             }
+            Some(field) => ApiError::bad_request(format!(
+                "Missing API request parameters: {}.{field}",
+                err.path()
+            )),
             None => ApiError::bad_request(format!("Invalid value for parameter: {}", err.path())),
         }
     })
@@ -409,7 +413,7 @@ mod tests {
         assert_eq!(refused(b"{}"), "Missing API request parameters: records");
         assert_eq!(
             refused(br#"{"records":[{"mode":"x"},{"note":"y"}]}"#),
-            "Missing API request parameters: mode"
+            "Missing API request parameters: records[1].mode"
         );
         assert_eq!(
             refused(br#"{"records":[{"mode":"x"},{"mode":5}]}"#),

@@ -195,8 +195,19 @@ pub fn decide(
     let mut any_grant = false;
     for statement in reached(action, principal, policies) {
         let document = statement.document;
-        for resource in &document.resource {
-            let Some((selector, path)) = split_resource(resource) else {
+        // A Deny that names no resource (or one that cannot be read) denies everything: a Deny
+        // never fails open. (Policies are refused on write without a Resource; this holds for any
+        // stored before.)
+        let everything = [String::from("*")];
+        let resources = match document.effect {
+            Effect::Deny if document.resource.is_empty() => &everything[..],
+            _ => &document.resource[..],
+        };
+        for resource in resources {
+            let Some((selector, path)) = split_resource(resource).or(match document.effect {
+                Effect::Deny => Some(("*", "*")),
+                Effect::Allow => None,
+            }) else {
                 continue;
             };
             for binding in bindings(selector, principal, target) {
@@ -380,8 +391,19 @@ fn decide_on_group(
     let mut allowed = false;
     for statement in reached(action, principal, policies) {
         let document = statement.document;
-        for resource in &document.resource {
-            let Some((selector, path)) = split_resource(resource) else {
+        // A Deny that names no resource (or one that cannot be read) denies everything: a Deny
+        // never fails open. (Policies are refused on write without a Resource; this holds for any
+        // stored before.)
+        let everything = [String::from("*")];
+        let resources = match document.effect {
+            Effect::Deny if document.resource.is_empty() => &everything[..],
+            _ => &document.resource[..],
+        };
+        for resource in resources {
+            let Some((selector, path)) = split_resource(resource).or(match document.effect {
+                Effect::Deny => Some(("*", "*")),
+                Effect::Allow => None,
+            }) else {
                 continue;
             };
             if !(path == "*" || path == "group" || path.starts_with("group.")) {
@@ -509,6 +531,8 @@ struct Context<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Resolved {
     One(String),
+    /// A number, as [`canonical_number`] writes it.
+    Num(String),
     /// A group roster, or a list literal of the policy (any of its values).
     Set(BTreeSet<String>),
     /// A list sent in the request's metadata: a set to `ListIntersect`, undecidable to the string
@@ -530,7 +554,7 @@ impl Context<'_> {
                     None => Resolved::One(text.clone()),
                 }
             }
-            Value::Number(n) => Resolved::One(n.to_string()),
+            Value::Number(n) => number(n),
             Value::Bool(b) => Resolved::One(b.to_string()),
             Value::Array(items) => items
                 .iter()
@@ -572,9 +596,8 @@ impl Context<'_> {
                     match self.metadata.and_then(|m| m.get(key)) {
                         None | Some(Value::Null) => Resolved::Absent,
                         Some(Value::String(s)) => Resolved::One(s.clone()),
-                        Some(value @ (Value::Number(_) | Value::Bool(_))) => {
-                            Resolved::One(value.to_string())
-                        }
+                        Some(Value::Number(n)) => number(n),
+                        Some(Value::Bool(b)) => Resolved::One(b.to_string()),
                         Some(Value::Array(items)) => items
                             .iter()
                             .map(|item| item.as_str().map(str::to_owned))
@@ -588,6 +611,58 @@ impl Context<'_> {
             }
         }
     }
+}
+
+/// A number as the string operators compare it: by value, whichever way it was written (`1`, `1.0`,
+/// `10e-1` and `1E+0` are `1`; `2.50` is `2.5`; `1e3` is `1000`), so that a condition cannot be
+/// passed or dodged by writing a number differently. Beyond 64 places either side of the point it
+/// is written `<digits>e<power>`; a power too large to read is undecidable.
+fn number(n: &serde_json::Number) -> Resolved {
+    canonical_number(&n.to_string()).map_or(Resolved::Unknown, Resolved::Num)
+}
+
+/// Whether `text` (a string of the policy or the request) is the number `canonical` written as
+/// a JSON number (`"1.0"` is 1), or the same text.
+fn is_number(text: &str, canonical: &str) -> bool {
+    text == canonical
+        || serde_json::from_str::<serde_json::Number>(text)
+            .ok()
+            .and_then(|n| canonical_number(&n.to_string()))
+            .is_some_and(|c| c == canonical)
+}
+
+fn canonical_number(text: &str) -> Option<String> {
+    let (sign, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text),
+    };
+    let (mantissa, mut power) = match unsigned.split_once(['e', 'E']) {
+        Some((mantissa, power)) => (mantissa, power.parse::<i64>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    power = power.checked_sub(i64::try_from(fraction.len()).ok()?)?;
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    let significant = digits.trim_end_matches('0');
+    if significant.is_empty() {
+        return Some("0".to_owned());
+    }
+    power = power.checked_add(i64::try_from(digits.len() - significant.len()).ok()?)?;
+    let places = i64::try_from(significant.len()).ok()?;
+    Some(if (0..=64).contains(&power) {
+        format!("{sign}{significant}{}", "0".repeat(power as usize))
+    } else if (-64..0).contains(&power) {
+        let point = places + power;
+        if point > 0 {
+            let (int, frac) = significant.split_at(point as usize);
+            format!("{sign}{int}.{frac}")
+        } else {
+            format!("{sign}0.{}{significant}", "0".repeat((-point) as usize))
+        }
+    } else {
+        format!("{sign}{significant}e{power}")
+    })
 }
 
 /// A statement's Condition: every clause of every operator (no Condition holds).
@@ -616,7 +691,7 @@ fn condition(document: &PolicyDocument, context: &Context<'_>) -> Truth {
 /// One clause. On an absent value: `StringEquals` and `ListIntersect` are false, `StringNotEquals`
 /// true (AWS IAM's rule). A single value against a set asks whether the set holds it.
 fn clause(operator: &str, left: Resolved, right: Resolved) -> Truth {
-    use Resolved::{Absent, One, Sent, Set, Unknown};
+    use Resolved::{Absent, Num, One, Sent, Set, Unknown};
     if left == Unknown || right == Unknown {
         return Truth::Unknown;
     }
@@ -625,15 +700,17 @@ fn clause(operator: &str, left: Resolved, right: Resolved) -> Truth {
             let negated = operator == "StringNotEquals";
             let equal = match (left, right) {
                 (Absent, _) | (_, Absent) => return Truth::from_bool(negated),
-                (One(a), One(b)) => a == b,
+                (One(a), One(b)) | (Num(a), Num(b)) => a == b,
+                (One(a), Num(n)) | (Num(n), One(a)) => is_number(&a, &n),
                 (One(a), Set(s)) | (Set(s), One(a)) => s.contains(&a),
+                (Num(n), Set(s)) | (Set(s), Num(n)) => s.iter().any(|a| is_number(a, &n)),
                 _ => return Truth::Unknown,
             };
             Truth::from_bool(equal != negated)
         }
         "ListIntersect" | "ForAnyValue:ListIntersect" => {
             let set = |v: Resolved| match v {
-                One(s) => BTreeSet::from([s]),
+                One(s) | Num(s) => BTreeSet::from([s]),
                 Set(s) | Sent(s) => s,
                 Absent | Unknown => BTreeSet::new(),
             };
@@ -933,6 +1010,112 @@ mod tests {
             "clerk",
             json!({"Effect": effect, "Action": [action], "Resource": ["*"], "Condition": condition}),
         )
+    }
+
+    #[test]
+    fn a_deny_that_names_no_resource_denies_everything() {
+        let (agent, customer) = (user(), user());
+        let agent = subject(agent, vec![member(9, "support")]);
+        let customer = subject(customer, vec![]);
+        let allow = linked(
+            "support",
+            json!({"Effect": "Allow", "Action": ["*"], "Resource": ["*"]}),
+        );
+        // As a policy stored before Resource was required on write.
+        let mut deny = linked(
+            "support",
+            json!({"Effect": "Deny", "Action": ["UserGet", "UserCreate"], "Resource": ["*"]}),
+        );
+        deny.document.resource.clear();
+        let mut unreadable = deny.clone();
+        unreadable.document.resource = vec!["not a resource".into()];
+        let rosters = Rosters::new();
+        for deny in [deny, unreadable] {
+            let policies = [allow.clone(), deny];
+            let target = Target::User(&customer);
+            assert_eq!(
+                decide("UserGet", &agent, target, &policies, &rosters, None),
+                Access::Denied
+            );
+            assert_eq!(
+                decide(
+                    "UserCreate",
+                    &agent,
+                    Target::Nobody,
+                    &policies,
+                    &rosters,
+                    None
+                ),
+                Access::Denied
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_are_compared_by_value_however_they_are_written() {
+        let agent = subject(user(), vec![member(9, "support")]);
+        let policies = [
+            linked(
+                "support",
+                json!({"Effect": "Allow", "Action": ["GroupCreate"], "Resource": ["*"]}),
+            ),
+            linked(
+                "support",
+                json!({"Effect": "Deny", "Action": ["GroupCreate"], "Resource": ["*"],
+                       "Condition": {"StringEquals": {"${request_metadata:level}": 1}}}),
+            ),
+        ];
+        let rosters = Rosters::new();
+        let create = |metadata: Value| {
+            let metadata = json!({ "level": metadata });
+            decide(
+                "GroupCreate",
+                &agent,
+                Target::Nobody,
+                &policies,
+                &rosters,
+                Some(&metadata),
+            )
+        };
+        let written: Value =
+            serde_json::from_str(r#"[1, 1.0, 1e0, 10e-1, 100e-2, 1E+0, 0.1e1, "1", "1.0"]"#)
+                .unwrap();
+        for level in written.as_array().unwrap() {
+            assert_eq!(create(level.clone()), Access::Denied, "{level}");
+        }
+        for other in [json!(2), json!(1.5), json!("one"), json!(-1)] {
+            assert!(
+                matches!(create(other.clone()), Access::Granted(_)),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn canonical_numbers() {
+        for (written, canonical) in [
+            ("0", "0"),
+            ("-0.0", "0"),
+            ("1", "1"),
+            ("1.50", "1.5"),
+            ("-2.5e1", "-25"),
+            ("1e3", "1000"),
+            ("125e-2", "1.25"),
+            ("5e-3", "0.005"),
+            ("1e65", "1e65"),
+            ("12e-70", "12e-70"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
+        ] {
+            assert_eq!(
+                canonical_number(written).as_deref(),
+                Some(canonical),
+                "{written}"
+            );
+        }
+        assert_eq!(canonical_number("1e99999999999999999999"), None);
     }
 
     #[test]

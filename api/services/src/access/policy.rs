@@ -91,6 +91,11 @@ pub fn parse(value: Value) -> Result<PolicyDocument, PolicyError> {
     if let Some(condition) = &document.condition {
         check_condition(condition)?;
     }
+    if document.resource.is_empty() {
+        return Err(PolicyError(
+            "Resource must name at least one resource (* for every one)".into(),
+        ));
+    }
     Ok(document)
 }
 
@@ -110,12 +115,18 @@ fn check_fields(value: &Value) -> Result<(), PolicyError> {
             "a policy has only the fields Effect, Principal, Action, Resource and Condition".into(),
         ));
     }
-    if let Some(effect) = fields.get("Effect").and_then(Value::as_str) {
-        if effect != "Allow" && effect != "Deny" {
+    if let Some(effect) = fields.get("Effect").filter(|v| !v.is_null()) {
+        if effect.as_str() != Some("Allow") && effect.as_str() != Some("Deny") {
             return Err(PolicyError("Effect must be Allow or Deny".into()));
         }
     }
-    if let Some(principal) = fields.get("Principal").and_then(Value::as_object) {
+    if let Some(principal) = fields.get("Principal").filter(|v| !v.is_null()) {
+        // (Read from an array, a Principal would take its Role by position.)
+        let Some(principal) = principal.as_object() else {
+            return Err(PolicyError(
+                "Principal must be an object with a Role".into(),
+            ));
+        };
         if principal
             .keys()
             .any(|key| !PRINCIPAL_FIELDS.contains(&key.as_str()))
@@ -327,6 +338,26 @@ mod tests {
             ),
             (json!({"Action": []}), "at least one command", ""),
             (
+                json!({"Action": ["UserGet"]}),
+                "Resource must name at least one",
+                "",
+            ),
+            (
+                json!({"Effect": "Deny", "Action": ["UserGet"], "Resource": []}),
+                "Resource must name at least one",
+                "",
+            ),
+            (
+                json!({"Action": ["UserGet"], "Principal": ["r1"]}),
+                "Principal must be an object",
+                "r1",
+            ),
+            (
+                json!({"Action": ["UserGet"], "Effect": {"Deny": null}}),
+                "Effect must be Allow or Deny",
+                "",
+            ),
+            (
                 json!({"Action": ["UserGet"], "Resource": ["${target_group_members:role/child}.secrets"]}),
                 "Resource[0] is malformed",
                 "secrets",
@@ -359,7 +390,7 @@ mod tests {
             (json!({"Action": "UserGet"}), "wrong type at Action", ""),
             (
                 json!({"Action": ["UserGet"], "Effect": 1}),
-                "wrong type at Effect",
+                "Effect must be Allow or Deny",
                 "",
             ),
             (
