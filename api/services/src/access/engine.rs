@@ -567,6 +567,9 @@ impl Context<'_> {
 
     fn variable(&self, name: &str) -> Resolved {
         let one = |value: Option<String>| value.map_or(Resolved::Absent, Resolved::One);
+        // Group ids are numbers: compared by value, as a policy may write them either way.
+        let id =
+            |group: Option<i64>| group.map_or(Resolved::Absent, |g| Resolved::Num(g.to_string()));
         let roster = |group: Option<i64>, role: &str| match group {
             None => Resolved::Absent,
             Some(g) => Resolved::Set(
@@ -577,12 +580,10 @@ impl Context<'_> {
             ),
         };
         match name {
-            "principal_group_id" | "user_group_id" => {
-                one(self.principal_group.map(|g| g.to_string()))
-            }
+            "principal_group_id" | "user_group_id" => id(self.principal_group),
             "principal_token" => one(self.principal.token.map(|t| t.to_string())),
             "target_group_id" | "target_token" if self.target.is_none() => Resolved::Unknown,
-            "target_group_id" => one(self.target_group.map(|g| g.to_string())),
+            "target_group_id" => id(self.target_group),
             "target_token" => one(self.target.and_then(|t| t.token).map(|t| t.to_string())),
             _ => {
                 if let Some(role) = name.strip_prefix("principal_group_members:role/") {
@@ -624,11 +625,33 @@ fn number(n: &serde_json::Number) -> Resolved {
 /// Whether `text` (a string of the policy or the request) is the number `canonical` written as
 /// a JSON number (`"1.0"` is 1), or the same text.
 fn is_number(text: &str, canonical: &str) -> bool {
+    // Only a number's own characters: the JSON reader would take " 1\n" as 1 too.
+    let number_text = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
     text == canonical
-        || serde_json::from_str::<serde_json::Number>(text)
-            .ok()
-            .and_then(|n| canonical_number(&n.to_string()))
-            .is_some_and(|c| c == canonical)
+        || (number_text
+            && serde_json::from_str::<serde_json::Number>(text)
+                .ok()
+                .and_then(|n| canonical_number(&n.to_string()))
+                .is_some_and(|c| c == canonical))
+}
+
+/// Whether PostgreSQL can store the number (a policy is kept as `jsonb`, whose numbers are
+/// `numeric`: at most 131072 digits before the point and 16383 after).
+pub(crate) fn storable(n: &serde_json::Number) -> bool {
+    let Some(canonical) = canonical_number(&n.to_string()) else {
+        return false;
+    };
+    let unsigned = canonical.trim_start_matches('-');
+    let (significant, power) = match unsigned.split_once('e') {
+        Some((digits, power)) => (
+            digits.len() as i64,
+            power.parse::<i64>().unwrap_or(i64::MAX),
+        ),
+        None => return true,
+    };
+    power <= 131072 - significant && power >= -16383
 }
 
 fn canonical_number(text: &str) -> Option<String> {
@@ -709,12 +732,24 @@ fn clause(operator: &str, left: Resolved, right: Resolved) -> Truth {
             Truth::from_bool(equal != negated)
         }
         "ListIntersect" | "ForAnyValue:ListIntersect" => {
+            // A number meets a value that is that number, however written (as StringEquals).
+            let number = |v: &Resolved| match v {
+                Num(n) => Some(n.clone()),
+                _ => None,
+            };
             let set = |v: Resolved| match v {
                 One(s) | Num(s) => BTreeSet::from([s]),
                 Set(s) | Sent(s) => s,
                 Absent | Unknown => BTreeSet::new(),
             };
-            Truth::from_bool(!set(left).is_disjoint(&set(right)))
+            let (left_number, right_number) = (number(&left), number(&right));
+            let (left, right) = (set(left), set(right));
+            let meets = match (left_number, right_number) {
+                (Some(n), _) => right.iter().any(|s| is_number(s, &n)),
+                (_, Some(n)) => left.iter().any(|s| is_number(s, &n)),
+                (None, None) => !left.is_disjoint(&right),
+            };
+            Truth::from_bool(meets)
         }
         _ => Truth::Unknown,
     }
@@ -1089,6 +1124,60 @@ mod tests {
                 "{other}"
             );
         }
+    }
+
+    #[test]
+    fn a_number_in_a_list_condition_or_a_group_id_is_compared_by_value_too() {
+        let agent = subject(user(), vec![member(183, "support")]);
+        let rosters = Rosters::new();
+        let with = |condition: Value| {
+            [
+                linked(
+                    "support",
+                    json!({"Effect": "Allow", "Action": ["GroupCreate"], "Resource": ["*"]}),
+                ),
+                linked(
+                    "support",
+                    json!({"Effect": "Deny", "Action": ["GroupCreate"], "Resource": ["*"],
+                           "Condition": condition}),
+                ),
+            ]
+        };
+        let create = |policies: &[LinkedPolicy], level: Value| {
+            let metadata = json!({ "level": level });
+            decide(
+                "GroupCreate",
+                &agent,
+                Target::Nobody,
+                policies,
+                &rosters,
+                Some(&metadata),
+            )
+        };
+        let list = with(json!({"ListIntersect": {"${request_metadata:level}": 1}}));
+        for level in [json!(1.0), json!("1.0"), json!("1e0"), json!(["1.0", "x"])] {
+            assert_eq!(create(&list, level.clone()), Access::Denied, "{level}");
+        }
+        assert!(matches!(create(&list, json!(["2"])), Access::Granted(_)));
+        // Only a number's characters make a number: " 1" is not 1.
+        let equals = with(json!({"StringNotEquals": {"${request_metadata:level}": 1}}));
+        for padded in [" 1", "1 ", "\n1\t", "+1", "0x1", "01"] {
+            assert_eq!(create(&equals, json!(padded)), Access::Denied, "{padded:?}");
+        }
+        assert!(matches!(create(&equals, json!("1.0")), Access::Granted(_)));
+        // A group id is a number, written in the policy as a number or as a string.
+        for group in [
+            json!(183),
+            json!(183.0),
+            json!("183"),
+            json!("183.0"),
+            json!(1.83e2),
+        ] {
+            let policies = with(json!({"StringEquals": {"${principal_group_id}": group}}));
+            assert_eq!(create(&policies, json!(0)), Access::Denied, "{group}");
+        }
+        let other = with(json!({"StringEquals": {"${principal_group_id}": "184"}}));
+        assert!(matches!(create(&other, json!(0)), Access::Granted(_)));
     }
 
     #[test]

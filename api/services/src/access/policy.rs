@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::engine::SECTIONS;
+use super::engine::{storable, SECTIONS};
 use super::Command;
 
 /// A policy document as stored and answered.
@@ -258,6 +258,12 @@ fn check_condition(condition: &Map<String, Value>) -> Result<(), PolicyError> {
                     }
                 }
                 Value::String(s) if s.chars().count() <= MAX_TEXT => {}
+                Value::Number(n) if !storable(n) => {
+                    return Err(PolicyError(format!(
+                        "Condition.{operator}: a number is out of range (at most 131072 digits \
+                         before the point and 16383 after)"
+                    )))
+                }
                 Value::Number(_) | Value::Bool(_) => {}
                 Value::Array(items)
                     if items.len() <= MAX_ENTRIES
@@ -337,6 +343,22 @@ mod tests {
                 "UserSteal",
             ),
             (json!({"Action": []}), "at least one command", ""),
+            (
+                serde_json::from_str(
+                    r#"{"Action": ["UserGet"], "Resource": ["*"], "Condition": {"StringEquals": {"${request_metadata:level}": 1e999999999999999999}}}"#,
+                )
+                .unwrap(),
+                "a number is out of range",
+                "999999",
+            ),
+            (
+                serde_json::from_str(
+                    r#"{"Action": ["UserGet"], "Resource": ["*"], "Condition": {"StringEquals": {"${request_metadata:level}": 1e-16384}}}"#,
+                )
+                .unwrap(),
+                "a number is out of range",
+                "16384",
+            ),
             (
                 json!({"Action": ["UserGet"]}),
                 "Resource must name at least one",
