@@ -5,6 +5,7 @@
 //! functions in [`control`] and [`audit`] take the resulting [`TenantTx`], so nothing outside this crate
 //! can reach a tenant table any other way. SQL lives here and in `migrations/` only.
 
+pub mod appdata;
 pub mod audit;
 pub mod bulk;
 pub mod chain;

@@ -11,6 +11,8 @@ use crate::{DbError, TenantTx};
 pub enum SealedAt {
     /// `users.record` of a token.
     User(Uuid),
+    /// `users.data_key` (the user's wrapped data key) of a token.
+    UserKey(Uuid),
     /// `user_versions.record` of a token and version.
     UserVersion(Uuid, i32),
     /// `audit_events.details` of an event.
@@ -38,6 +40,7 @@ pub async fn count_stale(tx: &TenantTx<'_>, current: i32) -> Result<i64, DbError
     Ok(tx
         .query_one(
             "SELECT (SELECT count(*) FROM users WHERE record IS NOT NULL AND substring(record FROM 2 FOR 4) <> $1)
+                  + (SELECT count(*) FROM users WHERE data_key IS NOT NULL AND substring(data_key FROM 2 FOR 4) <> $1)
                   + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) <> $1)
                   + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> $1)
                   + (SELECT count(*) FROM tokens WHERE substring(record FROM 2 FOR 4) <> $1)
@@ -66,6 +69,19 @@ pub async fn stale_values(
     {
         stale.push(StaleValue {
             at: SealedAt::User(row.try_get(0)?),
+            sealed: row.try_get(1)?,
+        });
+    }
+    for row in tx
+        .query(
+            "SELECT token, data_key FROM users
+              WHERE data_key IS NOT NULL AND substring(data_key FROM 2 FOR 4) <> $1 LIMIT $2",
+            &[&v, &limit],
+        )
+        .await?
+    {
+        stale.push(StaleValue {
+            at: SealedAt::UserKey(row.try_get(0)?),
             sealed: row.try_get(1)?,
         });
     }
@@ -133,6 +149,13 @@ pub async fn replace(
         SealedAt::User(token) => {
             tx.execute(
                 "UPDATE users SET record = $3 WHERE token = $1 AND record = $2",
+                &[token, &old, &new],
+            )
+            .await?
+        }
+        SealedAt::UserKey(token) => {
+            tx.execute(
+                "UPDATE users SET data_key = $3 WHERE token = $1 AND data_key = $2",
                 &[token, &old, &new],
             )
             .await?

@@ -424,14 +424,15 @@ pub async fn list_versions(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<StoredV
     .collect()
 }
 
-/// Forget-me: removes the sealed record, its versions, its indexes, its group memberships and its
-/// access tokens; the row stays so that the token is never issued again. Returns whether there was
+/// Forget-me: destroys the user's data key and removes the sealed record, its versions, its
+/// indexes, its group memberships, its app data and its access tokens; the row stays so that the
+/// token is never issued again. Returns whether there was
 /// a record to forget.
 pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError> {
     let forgotten = tx
         .execute(
-            "UPDATE users SET record = NULL, forgotten_at = now(), updated_at = now(),
-                    sliding_seconds = NULL, final_at = NULL, expires_at = NULL
+            "UPDATE users SET record = NULL, data_key = NULL, forgotten_at = now(),
+                    updated_at = now(), sliding_seconds = NULL, final_at = NULL, expires_at = NULL
               WHERE token = $1 AND record IS NOT NULL",
             &[&token],
         )
@@ -446,6 +447,11 @@ pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError
     tx.execute("DELETE FROM user_search WHERE token = $1", &[&token])
         .await?;
     tx.execute("DELETE FROM group_members WHERE token = $1", &[&token])
+        .await?;
+    // Unreadable already (the user's key is gone with the record); deleted all the same.
+    tx.execute("DELETE FROM app_data WHERE token = $1", &[&token])
+        .await?;
+    tx.execute("DELETE FROM app_data_versions WHERE token = $1", &[&token])
         .await?;
     crate::control::delete_user_tokens(tx, token).await?;
     Ok(true)

@@ -9,7 +9,9 @@
 //!             ├─ index:   HMAC-SHA256 BlindIndexKey for lookups by email/phone/login/custom
 //!             ├─ fingerprint: HMAC-SHA256 key for version checksums
 //!             ├─ tokens:  AES-256-GCM SealKey for tokenized values
-//!             └─ token_index: HMAC-SHA256 key making `unique` tokens unique
+//!             ├─ token_index: HMAC-SHA256 key making `unique` tokens unique
+//!             └─ (records) wraps each user's UserKey (random, per user): app data, its versions
+//!                and pending changes; forget-me destroys it
 //! ```
 //!
 //! Every key is zeroized on drop and prints as `..`.
@@ -20,9 +22,11 @@ mod master;
 pub mod recovery;
 mod seal;
 mod tenant;
+mod user;
 
 pub use error::KeyError;
 pub use keyring::Keyring;
 pub use master::{MasterKey, WrapPurpose, WrappingKey};
 pub use seal::{sealed_version, Label, SealKey, SealKeys};
 pub use tenant::{BlindIndexKey, TenantKeys};
+pub use user::UserKey;

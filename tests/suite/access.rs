@@ -655,6 +655,13 @@ async fn a_token_allowed_one_command_is_refused_every_other_command() {
         )
         .await;
     let event = events["rows"][0]["auditeventuuid"].clone();
+    let (status, _) = app
+        .root(
+            "AppdataCreate",
+            json!({"mode": "token", "identity": jane, "appname": "shop", "appdata": {"size": "M"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let root_unlock = unlock(&app, &app.root_token).await;
     let (_, role) = app
         .root("XTokenCreateForRole", json!({"rolename": "reader"}))
@@ -668,7 +675,7 @@ async fn a_token_allowed_one_command_is_refused_every_other_command() {
         "patch": [], "tokens": [], "records": [{"profile": {}}], "unlockuuid": root_unlock,
         "tenantname": "other", "tenantorg": "o", "tenantid": 1, "policyname": "p",
         "policy": {"Action": ["UserGet"]}, "tokentype": "uint32", "record": "7",
-        "key1": "x", "key2": "x", "key3": "x"
+        "key1": "x", "key2": "x", "key3": "x", "appname": "shop", "appdata": {"x": 1}
     });
     let commands = app.routed_commands().await;
     assert!(commands.len() > 40, "{commands:?}");
@@ -678,6 +685,9 @@ async fn a_token_allowed_one_command_is_refused_every_other_command() {
         "AuditListUserEvents",
         "AuditGetEvent",
         "GroupListUserGroups",
+        "AppdataGet",
+        "AppdataListUserAppNames",
+        "AppdataListVersions",
     ];
     for command in &commands {
         let (status, answer) = app.call(command, &role, None, body.clone()).await;

@@ -26,6 +26,8 @@ const VALUES: &[&str] = &[
     "token.zq7731@mailinator.test",
     "ssn-zq-7731-text",
     "3141592653",
+    "parcel-locker-zq-7731",
+    "loyalty-tier-zq-7731",
 ];
 
 #[tokio::test]
@@ -94,6 +96,24 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
         (
             "TokenCreateBulk",
             json!({"records": [{"tokentype": "text", "record": VALUES[14]}, {"tokentype": "uint32", "record": VALUES[15]}], "unique": true}),
+        ),
+        (
+            "AppdataCreate",
+            json!({"mode": "login", "identity": VALUES[4], "appname": "shop",
+                   "appdata": {"locker": VALUES[16]}}),
+        ),
+        (
+            "AppdataUpdate",
+            json!({"mode": "login", "identity": VALUES[4], "appname": "shop",
+                   "appdata": {"tier": VALUES[17]}}),
+        ),
+        (
+            "AppdataGet",
+            json!({"mode": "login", "identity": VALUES[4], "appname": "shop", "version": 1}),
+        ),
+        (
+            "AppdataListVersions",
+            json!({"mode": "login", "identity": VALUES[4], "appname": "shop"}),
         ),
     ];
     for (command, body) in seed {

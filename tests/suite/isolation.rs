@@ -37,6 +37,11 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
         let change = json!({"mode": "email", "identity": format!("someone@{tenant}.test"), "profile": {"name": "Else"}});
         let (status, _) = app.call("UserUpdate", token, Some(tenant), change).await;
         assert!(status.is_success());
+        let appdata = json!({"mode": "email", "identity": format!("someone@{tenant}.test"), "appname": "shop", "appdata": {"size": "M"}});
+        let (status, _) = app
+            .call("AppdataCreate", token, Some(tenant), appdata)
+            .await;
+        assert!(status.is_success());
     }
     // A link of each tenant's audit chain (the chaining task waits for events to age).
     app.superuser()

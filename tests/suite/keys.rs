@@ -2,7 +2,7 @@
 
 use bunker::http::app::Application;
 use bunker_db::Database;
-use bunker_tests::{run_bunker, run_bunker_with_input, StatusCode, TestApp, TestOptions};
+use bunker_tests::{answer, run_bunker, run_bunker_with_input, StatusCode, TestApp, TestOptions};
 use serde_json::json;
 
 /// Starts a second server on the same database with `wrapping_key`; returns why it refused, or
@@ -395,6 +395,14 @@ async fn cli_rotates_the_master_key_and_reencrypts() {
         .root("UserCreate", json!({"profile": {"email": "cli@rot.test"}}))
         .await;
     assert!(body["token"].is_string());
+    // The user's own key (wrapped by the record key) is re-wrapped too.
+    let (status, _) = app
+        .root(
+            "AppdataCreate",
+            json!({"mode": "email", "identity": "cli@rot.test", "appname": "shop", "appdata": {"size": "M"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let url = app.database_url();
     let env = [
         ("BUNKER_DATABASE_URL", url.as_str()),
@@ -458,6 +466,30 @@ async fn cli_rotates_the_master_key_and_reencrypts() {
         None,
         "servers start with the rotated keys"
     );
+    let db = app.superuser().await;
+    let version: Vec<u8> = db
+        .query_one(
+            "SELECT substring(data_key FROM 2 FOR 4) FROM users WHERE data_key IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        version,
+        2i32.to_be_bytes(),
+        "the user key is wrapped under version 2"
+    );
+    let (replica, _stop) = app.replica().await;
+    let (status, body) = answer(
+        app.http
+            .post(format!("{replica}/v2/AppdataGet"))
+            .header("X-Bunker-Token", &app.root_token)
+            .json(&json!({"mode": "email", "identity": "cli@rot.test", "appname": "shop"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["appdata"], json!({"size": "M"}));
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod access;
 mod api;
+mod appdata;
 mod at_rest;
 mod audit_chain;
 mod bulk;

@@ -10,7 +10,7 @@
 //!   row, user lookups and audit events, input limits, and the gate that loads a caller's policies
 //!   and applies the engine's answers.
 //! - One module per concern, each a set of `impl Vault` methods over the core: [`tokens`]
-//!   (tokenization), [`groups`] (groups and roles), [`users`] (the user vault), [`policies`],
+//!   (tokenization), [`groups`] (groups and roles), [`users`] (the user vault), [`appdata`], [`policies`],
 //!   [`bulk`] (bulk and search), [`xtokens`] (role and user access tokens), [`audit`] (the trail and
 //!   its chain), [`tenants`] (tenants and their admin tokens), [`keys`] (wrapping, master-key
 //!   rotation, re-encryption, recovery), [`setup`] (a new database) and the expiry [`sweeper`].
@@ -19,6 +19,7 @@
 //! event, so an operation whose event cannot be written does not happen.
 
 pub mod access;
+pub mod appdata;
 pub mod audit;
 pub mod bulk;
 pub mod core;

@@ -19,6 +19,7 @@ use poem_openapi::OpenApiService;
 use crate::http::error::envelope;
 use crate::http::listener::EnvelopeAcceptor;
 use crate::http::ops;
+use crate::v2::appdata::AppdataApi;
 use crate::v2::audit::AuditApi;
 use crate::v2::bulk::BulkApi;
 use crate::v2::groups::GroupApi;
@@ -205,6 +206,7 @@ pub type V2 = (
     TenantApi,
     AccessTokenApi,
     UserApi,
+    AppdataApi,
     GroupApi,
     PolicyApi,
     TokenApi,
@@ -222,6 +224,9 @@ pub fn openapi(tenants: Tenants, vault: Vault, keys: KeyService) -> OpenApiServi
         },
         AccessTokenApi { tenants },
         UserApi {
+            vault: vault.clone(),
+        },
+        AppdataApi {
             vault: vault.clone(),
         },
         GroupApi {

@@ -135,11 +135,13 @@ impl From<VaultError> for ApiError {
             VaultError::BadRequest(_) => StatusCode::BAD_REQUEST,
             VaultError::NotFound
             | VaultError::EventNotFound
+            | VaultError::AppDataNotFound
             | VaultError::TokenNotFound
             | VaultError::GroupNotFound
             | VaultError::RoleNotFound
             | VaultError::PolicyNotFound => StatusCode::NOT_FOUND,
             VaultError::RoleExists
+            | VaultError::AppDataExists
             | VaultError::DuplicateGroup
             | VaultError::GroupClash(_)
             | VaultError::DuplicatePolicy

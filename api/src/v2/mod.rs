@@ -1,5 +1,6 @@
 //! The Databunker Pro `/v2` API: every command is `POST /v2/<Command>` with a JSON body.
 
+pub mod appdata;
 pub mod audit;
 pub mod bulk;
 pub mod groups;
@@ -21,6 +22,8 @@ pub enum ApiTags {
     Tenants,
     /// Users: encrypted profiles, looked up by token, email, phone, login or custom key.
     Users,
+    /// App data: a user's per-application records, sealed with the user's own key.
+    Appdata,
     /// Audit: the trail of every operation on a user.
     Audit,
     /// Groups and roles: who belongs together, and as what.

@@ -200,6 +200,23 @@ pub struct VersionList {
     versions: Vec<VersionRow>,
 }
 
+impl VersionList {
+    /// The answer listing `versions`.
+    pub fn of(versions: Vec<bunker_services::users::VersionInfo>) -> Self {
+        VersionList {
+            status: Status::Ok,
+            versions: versions
+                .into_iter()
+                .map(|v| VersionRow {
+                    version: v.version,
+                    optime: v.optime,
+                    md5: v.md5,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[OpenApi(tag = "ApiTags::Users")]
 impl UserApi {
     /// Store a user profile, sealed; returns its token.
@@ -457,17 +474,7 @@ impl UserApi {
             .vault
             .list_versions(&caller.0, mode, &request.identity, request.request_metadata)
             .await?;
-        Ok(Json(VersionList {
-            status: Status::Ok,
-            versions: versions
-                .into_iter()
-                .map(|v| VersionRow {
-                    version: v.version,
-                    optime: v.optime,
-                    md5: v.md5,
-                })
-                .collect(),
-        }))
+        Ok(Json(VersionList::of(versions)))
     }
 }
 

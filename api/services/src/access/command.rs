@@ -91,6 +91,12 @@ commands! {
         BulkListUsers: PerUser,
         BulkListAllUsers: PerUser,
         BulkListGroupUsers: PerUser,
+        AppdataCreate: PerUser,
+        AppdataGet: PerUser,
+        AppdataUpdate: PerUser,
+        AppdataDelete: PerUser,
+        AppdataListUserAppNames: PerUser,
+        AppdataListVersions: PerUser,
         // Decided once, with no user as target, before the command runs.
         UserCreate: Tenant,
         UserCreateBulk: Tenant,
@@ -104,6 +110,7 @@ commands! {
         BulkListTokens: Tenant,
         BulkDeleteTokens: Tenant,
         BulkListAllAuditEvents: Tenant,
+        AppdataListAppNames: Tenant,
     }
     // The contract's commands a policy may name before Bunker routes them (so that a policy written
     // today keeps its meaning when they land). Refused to everyone but admins until routed.
@@ -115,14 +122,7 @@ commands! {
         UserRequestListUserRequests,
         UserRequestApprove,
         UserRequestCancel,
-        AppdataCreate,
-        AppdataGet,
-        AppdataUpdate,
         AppdataUpdateRequest,
-        AppdataDelete,
-        AppdataListUserAppNames,
-        AppdataListAppNames,
-        AppdataListVersions,
         FileCreate,
         FileGet,
         FileListUserFiles,
@@ -287,6 +287,6 @@ mod tests {
         ] {
             assert!(!names.contains(&admins), "{admins}");
         }
-        assert_eq!(names.len(), 32 + Command::PLANNED.len());
+        assert_eq!(names.len(), 39 + Command::PLANNED.len());
     }
 }

@@ -87,6 +87,11 @@ impl Visible {
         self.sections.contains("group")
     }
 
+    /// Whether the target's app data may be seen (or, for a change, touched).
+    pub fn appdata(&self) -> bool {
+        self.sections.contains("appdata")
+    }
+
     /// Whether the whole profile may be seen.
     pub fn whole_profile(&self) -> bool {
         self.sections.contains("profile")

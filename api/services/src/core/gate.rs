@@ -83,6 +83,9 @@ const OWN_RECORD_READS: &[Command] = &[
     Command::AuditListUserEvents,
     Command::AuditGetEvent,
     Command::GroupListUserGroups,
+    Command::AppdataGet,
+    Command::AppdataListUserAppNames,
+    Command::AppdataListVersions,
 ];
 
 /// What a user token may never do to its own record, whatever the policies say (the contract: a
@@ -92,6 +95,9 @@ const OWN_RECORD_CHANGES: &[Command] = &[
     Command::UserPatch,
     Command::UserDelete,
     Command::UserDeleteBulk,
+    Command::AppdataCreate,
+    Command::AppdataUpdate,
+    Command::AppdataDelete,
 ];
 
 /// The commands a bulk unlock opens.

@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bunker_db::audit::{self, Actor, AuditEvent, Performer};
 use bunker_db::users::{self as store, StoredUser};
 use bunker_db::{Database, DbError, TenantId, TenantTx};
-use bunker_keys::{KeyError, Label, SealKeys, TenantKeys};
+use bunker_keys::{KeyError, Label, SealKeys, TenantKeys, UserKey};
 
 use crate::access::{Command, Operation, DENIED};
 use bunker_tenancy::Caller;
@@ -69,6 +69,10 @@ pub enum VaultError {
     Conflict,
     #[error("The audit event was not found")]
     EventNotFound,
+    #[error("The app data was not found")]
+    AppDataNotFound,
+    #[error("The user has app data under this name already; use AppdataUpdate")]
+    AppDataExists,
     #[error("Token not found")]
     TokenNotFound,
     /// Every draw of a format-preserving token hit one already taken: the shape's space (see
@@ -331,6 +335,48 @@ pub(crate) fn read_events(
             Ok((id, event.seal(keys, tenant, id, Performer::Token(actor))?))
         })
         .collect()
+}
+
+/// Where a user's data key is kept, wrapped by the tenant's record key.
+pub(crate) fn user_key_label(tenant: TenantId, token: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "user_key",
+        row: token,
+    }
+}
+
+/// The data key of a live user, made (and stored wrapped) if the user has none yet. The user's row
+/// is locked for the transaction, so two requests cannot make two keys.
+pub(crate) async fn user_key_for_writing(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: Uuid,
+) -> Result<UserKey, VaultError> {
+    let row = user.to_string();
+    let label = user_key_label(tx.tenant(), &row);
+    match bunker_db::appdata::lock_user_key(tx, user).await? {
+        Some(wrapped) => Ok(UserKey::unwrap(&keys.records, &label, &wrapped)?),
+        None => {
+            let (key, wrapped) = UserKey::generate(&keys.records, &label)?;
+            bunker_db::appdata::set_user_key(tx, user, &wrapped).await?;
+            Ok(key)
+        }
+    }
+}
+
+/// The data key of a live user, if it has one (none: nothing was ever sealed with one).
+pub(crate) async fn user_key_for_reading(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: Uuid,
+) -> Result<Option<UserKey>, VaultError> {
+    let row = user.to_string();
+    let label = user_key_label(tx.tenant(), &row);
+    match bunker_db::appdata::user_key(tx, user).await? {
+        Some(wrapped) => Ok(Some(UserKey::unwrap(&keys.records, &label, &wrapped)?)),
+        None => Ok(None),
+    }
 }
 
 /// Where a token's value is sealed.

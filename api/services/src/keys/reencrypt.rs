@@ -11,7 +11,8 @@ use bunker_keys::{Label, SealKeys};
 
 use crate::access::Operation;
 use crate::core::{
-    audit_label, record_label, token_label, version_label, version_row, Vault, VaultError,
+    audit_label, record_label, token_label, user_key_label, version_label, version_row, Vault,
+    VaultError,
 };
 use crate::groups;
 
@@ -73,6 +74,9 @@ impl Vault {
                         {
                             SealedAt::User(token) => {
                                 (token.to_string(), record_label, &keys.records)
+                            }
+                            SealedAt::UserKey(token) => {
+                                (token.to_string(), user_key_label, &keys.records)
                             }
                             SealedAt::UserVersion(token, version) => {
                                 (version_row(*token, *version), version_label, &keys.records)
