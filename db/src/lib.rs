@@ -17,6 +17,7 @@ mod migrate;
 pub mod policies;
 mod pool;
 mod posture;
+pub mod requests;
 pub mod reseal;
 pub mod session;
 pub mod tls;

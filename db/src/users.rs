@@ -453,6 +453,15 @@ pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError
         .await?;
     tx.execute("DELETE FROM app_data_versions WHERE token = $1", &[&token])
         .await?;
+    // Open requests are cancelled; what any request held (sealed with the destroyed key) goes.
+    tx.execute(
+        "UPDATE user_requests SET change = NULL, metadata = NULL, reason = NULL,
+                status = CASE WHEN status = 'open' THEN 'cancelled' ELSE status END,
+                decided_at = coalesce(decided_at, now())
+          WHERE token = $1",
+        &[&token],
+    )
+    .await?;
     crate::control::delete_user_tokens(tx, token).await?;
     Ok(true)
 }

@@ -42,6 +42,11 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
             .call("AppdataCreate", token, Some(tenant), appdata)
             .await;
         assert!(status.is_success());
+        let ask = json!({"mode": "email", "identity": format!("someone@{tenant}.test"), "profile": {"name": "Other"}});
+        let (status, _) = app
+            .call("UserUpdateRequest", token, Some(tenant), ask)
+            .await;
+        assert!(status.is_success());
     }
     // A link of each tenant's audit chain (the chaining task waits for events to age).
     app.superuser()

@@ -19,6 +19,7 @@ mod limits;
 mod masking;
 mod memberships;
 mod outage;
+mod requests;
 mod resolution;
 mod search;
 mod startup;

@@ -127,6 +127,58 @@ impl Reach {
     }
 }
 
+/// Merges `change` into a user's data for `app` in the transaction and keeps the result as a
+/// version (AppdataUpdate, and an approved AppdataUpdateRequest). Locks the user's row, so changes
+/// of one user's app data follow one another.
+pub(crate) async fn apply_app_change(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: &StoredUser,
+    app: &AppName,
+    change: Map<String, Value>,
+    keep: i32,
+) -> Result<(), VaultError> {
+    let key = user_key_for_writing(tx, keys, user.token).await?;
+    let (sealed, version) = store::get(tx, user.token, app.as_str())
+        .await?
+        .ok_or(VaultError::AppDataNotFound)?;
+    let row = format!("{}/{}", user.token, app.as_str());
+    let label = data_label(tx.tenant(), &row);
+    let mut merged = Value::Object(open(&key, &label, &sealed)?);
+    json_patch::merge(&mut merged, &Value::Object(change));
+    check_document(&merged, "appdata", MAX_DOCUMENT_BYTES)?;
+    let Value::Object(merged) = merged else {
+        return Err(VaultError::BadRequest(
+            "appdata must be a JSON object".into(),
+        ));
+    };
+    let record = seal(&key, &label, &merged)?;
+    let next = version + 1;
+    let version_row = format!("{row}/{next}");
+    let kept = seal(&key, &version_label(tx.tenant(), &version_row), &merged)?;
+    store::update(tx, user.token, app.as_str(), version, &record, &kept, keep)
+        .await?
+        .ok_or(VaultError::Conflict)?;
+    Ok(())
+}
+
+/// A user's current data for `app`, if any (for a DPO comparing a request with what is stored).
+pub(crate) async fn current_app_data(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: uuid::Uuid,
+    app: &AppName,
+) -> Result<Option<Map<String, Value>>, VaultError> {
+    let Some(key) = user_key_for_reading(tx, keys, user).await? else {
+        return Ok(None);
+    };
+    let Some((sealed, _)) = store::get(tx, user, app.as_str()).await? else {
+        return Ok(None);
+    };
+    let row = format!("{user}/{}", app.as_str());
+    Ok(Some(open(&key, &data_label(tx.tenant(), &row), &sealed)?))
+}
+
 impl Vault {
     fn reach(
         &self,
@@ -246,28 +298,7 @@ impl Vault {
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
                     let user = reach.user(tx).await?;
-                    // Locks the user's row: changes of one user's app data follow one another.
-                    let key = user_key_for_writing(tx, &keys, user.token).await?;
-                    let (sealed, version) = store::get(tx, user.token, app.as_str())
-                        .await?
-                        .ok_or(VaultError::AppDataNotFound)?;
-                    let row = format!("{}/{}", user.token, app.as_str());
-                    let label = data_label(tx.tenant(), &row);
-                    let mut merged = Value::Object(open(&key, &label, &sealed)?);
-                    json_patch::merge(&mut merged, &Value::Object(change));
-                    check_document(&merged, "appdata", MAX_DOCUMENT_BYTES)?;
-                    let Value::Object(merged) = merged else {
-                        return Err(VaultError::BadRequest(
-                            "appdata must be a JSON object".into(),
-                        ));
-                    };
-                    let record = seal(&key, &label, &merged)?;
-                    let next = version + 1;
-                    let version_row = format!("{row}/{next}");
-                    let kept = seal(&key, &version_label(tx.tenant(), &version_row), &merged)?;
-                    store::update(tx, user.token, app.as_str(), version, &record, &kept, keep)
-                        .await?
-                        .ok_or(VaultError::Conflict)?;
+                    apply_app_change(tx, &keys, &user, &app, change, keep).await?;
                     reach.audit(tx, &keys, &caller, &user, Some(&app)).await
                 })
             })

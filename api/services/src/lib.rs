@@ -11,7 +11,7 @@
 //!   and applies the engine's answers.
 //! - One module per concern, each a set of `impl Vault` methods over the core: [`tokens`]
 //!   (tokenization), [`groups`] (groups and roles), [`users`] (the user vault), [`appdata`], [`policies`],
-//!   [`bulk`] (bulk and search), [`xtokens`] (role and user access tokens), [`audit`] (the trail and
+//!   [`bulk`] (bulk and search), [`xtokens`] (role and user access tokens), [`requests`] (user requests and their approval), [`audit`] (the trail and
 //!   its chain), [`tenants`] (tenants and their admin tokens), [`keys`] (wrapping, master-key
 //!   rotation, re-encryption, recovery), [`setup`] (a new database) and the expiry [`sweeper`].
 //!
@@ -26,6 +26,7 @@ pub mod core;
 pub mod groups;
 pub mod keys;
 pub mod policies;
+pub mod requests;
 pub mod setup;
 pub mod sweeper;
 pub mod tenants;

@@ -24,6 +24,7 @@ use crate::v2::audit::AuditApi;
 use crate::v2::bulk::BulkApi;
 use crate::v2::groups::GroupApi;
 use crate::v2::policies::PolicyApi;
+use crate::v2::requests::RequestApi;
 use crate::v2::system::SystemApi;
 use crate::v2::tenants::{AccessTokenApi, TenantApi};
 use crate::v2::tokens::TokenApi;
@@ -207,6 +208,7 @@ pub type V2 = (
     AccessTokenApi,
     UserApi,
     AppdataApi,
+    RequestApi,
     GroupApi,
     PolicyApi,
     TokenApi,
@@ -227,6 +229,9 @@ pub fn openapi(tenants: Tenants, vault: Vault, keys: KeyService) -> OpenApiServi
             vault: vault.clone(),
         },
         AppdataApi {
+            vault: vault.clone(),
+        },
+        RequestApi {
             vault: vault.clone(),
         },
         GroupApi {

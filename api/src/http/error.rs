@@ -136,12 +136,14 @@ impl From<VaultError> for ApiError {
             VaultError::NotFound
             | VaultError::EventNotFound
             | VaultError::AppDataNotFound
+            | VaultError::RequestNotFound
             | VaultError::TokenNotFound
             | VaultError::GroupNotFound
             | VaultError::RoleNotFound
             | VaultError::PolicyNotFound => StatusCode::NOT_FOUND,
             VaultError::RoleExists
             | VaultError::AppDataExists
+            | VaultError::RequestClosed
             | VaultError::DuplicateGroup
             | VaultError::GroupClash(_)
             | VaultError::DuplicatePolicy

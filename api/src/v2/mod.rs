@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bulk;
 pub mod groups;
 pub mod policies;
+pub mod requests;
 pub mod system;
 pub mod tenants;
 pub mod tokens;
@@ -24,6 +25,8 @@ pub enum ApiTags {
     Users,
     /// App data: a user's per-application records, sealed with the user's own key.
     Appdata,
+    /// User requests: changes a data subject asks for, approved or cancelled by an admin or a DPO.
+    Requests,
     /// Audit: the trail of every operation on a user.
     Audit,
     /// Groups and roles: who belongs together, and as what.

@@ -15,8 +15,8 @@ use bunker_services::core::limits::check_bulk;
 use bunker_services::core::Mode;
 use bunker_services::groups::{GroupRef, RoleSelector};
 use bunker_services::users::create::NewUserRecord;
-use bunker_services::users::Change;
 use bunker_services::users::Membership;
+use bunker_services::users::{parse_patch, Change};
 use bunker_services::{Vault, VaultError};
 
 /// The user commands.
@@ -476,35 +476,6 @@ impl UserApi {
             .await?;
         Ok(Json(VersionList::of(versions)))
     }
-}
-
-/// A JSON Patch. Each operation's `value` is set aside while the operation is read and put back
-/// after: json-patch reads operations through a tagged enum, which would lose (or refuse) numbers
-/// kept exactly (`arbitrary_precision`).
-fn parse_patch(patch: Value) -> Result<json_patch::Patch, ApiError> {
-    use json_patch::PatchOperation as Op;
-    let refused = || ApiError::bad_request("The patch must be a list of RFC 6902 operations");
-    let Value::Array(items) = patch else {
-        return Err(refused());
-    };
-    let mut operations = Vec::with_capacity(items.len());
-    for item in items {
-        let Value::Object(mut fields) = item else {
-            return Err(refused());
-        };
-        let value = fields.insert("value".to_owned(), Value::Null);
-        let mut operation: Op =
-            serde_json::from_value(Value::Object(fields)).map_err(|_| refused())?;
-        match (&mut operation, value) {
-            (Op::Add(o), Some(value)) => o.value = value,
-            (Op::Replace(o), Some(value)) => o.value = value,
-            (Op::Test(o), Some(value)) => o.value = value,
-            (Op::Add(_) | Op::Replace(_) | Op::Test(_), None) => return Err(refused()),
-            (Op::Remove(_) | Op::Move(_) | Op::Copy(_), _) => {}
-        }
-        operations.push(operation);
-    }
-    Ok(json_patch::Patch(operations))
 }
 
 /// A field that must hold a JSON object.

@@ -86,6 +86,12 @@ const OWN_RECORD_READS: &[Command] = &[
     Command::AppdataGet,
     Command::AppdataListUserAppNames,
     Command::AppdataListVersions,
+    Command::UserUpdateRequest,
+    Command::UserPatchRequest,
+    Command::UserDeleteRequest,
+    Command::AppdataUpdateRequest,
+    Command::UserRequestGet,
+    Command::UserRequestListUserRequests,
 ];
 
 /// What a user token may never do to its own record, whatever the policies say (the contract: a
@@ -98,6 +104,8 @@ const OWN_RECORD_CHANGES: &[Command] = &[
     Command::AppdataCreate,
     Command::AppdataUpdate,
     Command::AppdataDelete,
+    Command::UserRequestApprove,
+    Command::UserRequestCancel,
 ];
 
 /// The commands a bulk unlock opens.
@@ -331,7 +339,8 @@ impl Gate {
                 VaultError::NotFound
                 | VaultError::GroupNotFound
                 | VaultError::RoleNotFound
-                | VaultError::EventNotFound,
+                | VaultError::EventNotFound
+                | VaultError::RequestNotFound,
             ) => denied(command),
             (Gate::Policies(_), err) => err,
         }

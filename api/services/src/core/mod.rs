@@ -73,6 +73,10 @@ pub enum VaultError {
     AppDataNotFound,
     #[error("The user has app data under this name already; use AppdataUpdate")]
     AppDataExists,
+    #[error("The user request was not found")]
+    RequestNotFound,
+    #[error("This user request is closed")]
+    RequestClosed,
     #[error("Token not found")]
     TokenNotFound,
     /// Every draw of a format-preserving token hit one already taken: the shape's space (see

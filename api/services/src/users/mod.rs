@@ -69,13 +69,13 @@ pub enum Change {
 pub type Membership = (GroupRef, Option<RoleSelector>);
 
 /// One attempt at a change, as carried into its transaction.
-struct ChangeRequest {
-    principal: Principal,
-    actor: Actor,
-    command: Command,
-    lookup: Lookup,
-    change: Change,
-    metadata: Option<Value>,
+pub(crate) struct ChangeRequest {
+    pub(crate) principal: Principal,
+    pub(crate) actor: Actor,
+    pub(crate) command: Command,
+    pub(crate) lookup: Lookup,
+    pub(crate) change: Change,
+    pub(crate) metadata: Option<Value>,
 }
 
 impl Vault {
@@ -189,7 +189,7 @@ impl Vault {
         }
     }
 
-    async fn apply_change(
+    pub(crate) async fn apply_change(
         &self,
         tx: &TenantTx<'_>,
         keys: &TenantKeys,
@@ -294,7 +294,7 @@ impl Vault {
 
     /// Records in the trail of the user holding `field`'s value that a change by `caller` clashed
     /// with it (the refusal tells the caller that someone holds it); returns the refusal.
-    async fn record_clash(
+    pub(crate) async fn record_clash(
         &self,
         caller: &Caller,
         command: Command,
@@ -429,6 +429,36 @@ impl Vault {
             })
             .await
     }
+}
+
+/// A JSON Patch. Each operation's `value` is set aside while the operation is read and put back
+/// after: json-patch reads operations through a tagged enum, which would lose (or refuse) numbers
+/// kept exactly (`arbitrary_precision`).
+pub fn parse_patch(patch: Value) -> Result<json_patch::Patch, VaultError> {
+    use json_patch::PatchOperation as Op;
+    let refused =
+        || VaultError::BadRequest("The patch must be a list of RFC 6902 operations".into());
+    let Value::Array(items) = patch else {
+        return Err(refused());
+    };
+    let mut operations = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(mut fields) = item else {
+            return Err(refused());
+        };
+        let value = fields.insert("value".to_owned(), Value::Null);
+        let mut operation: Op =
+            serde_json::from_value(Value::Object(fields)).map_err(|_| refused())?;
+        match (&mut operation, value) {
+            (Op::Add(o), Some(value)) => o.value = value,
+            (Op::Replace(o), Some(value)) => o.value = value,
+            (Op::Test(o), Some(value)) => o.value = value,
+            (Op::Add(_) | Op::Replace(_) | Op::Test(_), None) => return Err(refused()),
+            (Op::Remove(_) | Op::Move(_) | Op::Copy(_), _) => {}
+        }
+        operations.push(operation);
+    }
+    Ok(json_patch::Patch(operations))
 }
 
 /// A user as answered, showing what `visible` allows of the opened profile.

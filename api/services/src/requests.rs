@@ -1,0 +1,557 @@
+//! User requests (the approval workflow): UserUpdateRequest, UserPatchRequest, UserDeleteRequest
+//! and AppdataUpdateRequest open a request instead of changing anything; an admin, or a DPO whose
+//! role a policy grants UserRequestApprove / UserRequestCancel on the user, approves it (the change
+//! is applied by the same code as the direct command, with its checks, in the transaction that
+//! closes the request: a change that has become invalid is refused and the request stays open) or
+//! cancels it (with a reason). One open request per user, kind and app: asking again answers the
+//! open one's uuid. The change, the request's metadata and the reason are sealed with the user's
+//! own key: forget-me, which destroys it, leaves none of them readable and cancels what is open.
+
+use bunker_db::requests::{self as store, NewRequest, StoredRequest};
+use bunker_db::users::StoredUser;
+use bunker_db::{TenantId, TenantTx};
+use bunker_keys::{Label, TenantKeys, UserKey};
+use bunker_tenancy::{Caller, Principal};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::access::engine::Visible;
+use crate::access::{Command, DENIED};
+use crate::appdata::{apply_app_change, current_app_data, AppName};
+use crate::bulk::require_unlock;
+use crate::core::gate::Gate;
+use crate::core::identity::{Lookup, Mode};
+use crate::core::limits::{check_document, MAX_DOCUMENT_BYTES};
+use crate::core::{
+    record_event, user_key_for_reading, user_key_for_writing, UserEvent, Vault, VaultError,
+};
+use crate::users::{open_current, parse_patch, Change, ChangeRequest};
+
+/// The most requests a role or user token's BulkListAllUserRequests looks through.
+const MAX_SCANNED: i64 = 10_000;
+
+/// What a request asks for.
+#[derive(Clone, Debug)]
+pub enum Proposal {
+    /// UserUpdateRequest: a merge into the profile.
+    ChangeProfile(Map<String, Value>),
+    /// UserPatchRequest: an RFC 6902 patch of the profile (as sent; checked when asked).
+    PatchProfile(Value),
+    /// UserDeleteRequest: forget-me.
+    ForgetMe,
+    /// AppdataUpdateRequest: a merge into an app's data.
+    ChangeAppData(AppName, Map<String, Value>),
+}
+
+impl Proposal {
+    fn kind(&self) -> &'static str {
+        match self {
+            Proposal::ChangeProfile(_) => "change-profile",
+            Proposal::PatchProfile(_) => "patch-profile",
+            Proposal::ForgetMe => "forget-me",
+            Proposal::ChangeAppData(..) => "change-app-data",
+        }
+    }
+
+    fn command(&self) -> Command {
+        match self {
+            Proposal::ChangeProfile(_) => Command::UserUpdateRequest,
+            Proposal::PatchProfile(_) => Command::UserPatchRequest,
+            Proposal::ForgetMe => Command::UserDeleteRequest,
+            Proposal::ChangeAppData(..) => Command::AppdataUpdateRequest,
+        }
+    }
+
+    fn app(&self) -> Option<&AppName> {
+        match self {
+            Proposal::ChangeAppData(app, _) => Some(app),
+            _ => None,
+        }
+    }
+
+    /// The change as sealed (none for forget-me).
+    fn change(&self) -> Option<Value> {
+        match self {
+            Proposal::ChangeProfile(map) | Proposal::ChangeAppData(_, map) => {
+                Some(Value::Object(map.clone()))
+            }
+            Proposal::PatchProfile(patch) => Some(patch.clone()),
+            Proposal::ForgetMe => None,
+        }
+    }
+
+    /// Whether `visible` covers what the proposal touches.
+    fn allowed(&self, visible: &Visible) -> bool {
+        match self {
+            Proposal::ChangeAppData(..) => visible.appdata(),
+            _ => visible.whole_profile(),
+        }
+    }
+}
+
+/// A request as answered.
+#[derive(Clone, Debug)]
+pub struct RequestView {
+    pub uuid: Uuid,
+    pub token: Uuid,
+    pub kind: String,
+    pub app: Option<String>,
+    pub status: String,
+    pub created: i64,
+    pub decided: Option<i64>,
+    /// The proposed change (UserRequestGet only; none for forget-me).
+    pub change: Option<Value>,
+    /// What is stored now, to compare with (UserRequestGet only).
+    pub original: Option<Value>,
+    /// Why it was cancelled (UserRequestGet only).
+    pub reason: Option<String>,
+}
+
+fn label<'a>(tenant: TenantId, kind: &'a str, row: &'a str) -> Label<'a> {
+    Label {
+        tenant: tenant.0,
+        kind,
+        row,
+    }
+}
+
+fn seal_value(
+    key: &UserKey,
+    tenant: TenantId,
+    kind: &str,
+    uuid: Uuid,
+    value: &Value,
+) -> Result<Vec<u8>, VaultError> {
+    let row = uuid.to_string();
+    let plain = zeroize::Zeroizing::new(
+        serde_json::to_vec(value).map_err(|_| VaultError::BadRequest("Unencodable".into()))?,
+    );
+    Ok(key.seal(&label(tenant, kind, &row), &plain)?)
+}
+
+fn open_value(
+    key: &UserKey,
+    tenant: TenantId,
+    kind: &str,
+    uuid: Uuid,
+    sealed: &[u8],
+) -> Result<Value, VaultError> {
+    let row = uuid.to_string();
+    let plain = key.open(&label(tenant, kind, &row), sealed)?;
+    serde_json::from_slice(&plain).map_err(|_| VaultError::Keys(bunker_keys::KeyError::Unsealable))
+}
+
+fn view(request: &StoredRequest) -> RequestView {
+    RequestView {
+        uuid: request.uuid,
+        token: request.token,
+        kind: request.kind.clone(),
+        app: request.appname.clone(),
+        status: request.status.clone(),
+        created: request.created_at,
+        decided: request.decided_at,
+        change: None,
+        original: None,
+        reason: None,
+    }
+}
+
+/// The proposal a stored request holds, opened with the user's key.
+fn proposal_of(
+    request: &StoredRequest,
+    key: Option<&UserKey>,
+    tenant: TenantId,
+) -> Result<Proposal, VaultError> {
+    let change = match (&request.change, key) {
+        (Some(sealed), Some(key)) => Some(open_value(
+            key,
+            tenant,
+            "request_change",
+            request.uuid,
+            sealed,
+        )?),
+        (Some(_), None) => return Err(VaultError::Keys(bunker_keys::KeyError::Unsealable)),
+        (None, _) => None,
+    };
+    let object = |value: Option<Value>| match value {
+        Some(Value::Object(map)) => Ok(map),
+        _ => Err(VaultError::Keys(bunker_keys::KeyError::Unsealable)),
+    };
+    Ok(match request.kind.as_str() {
+        "change-profile" => Proposal::ChangeProfile(object(change)?),
+        "patch-profile" => Proposal::PatchProfile(change.unwrap_or(Value::Null)),
+        "forget-me" => Proposal::ForgetMe,
+        _ => {
+            let app = AppName::parse(request.appname.as_deref().unwrap_or_default())?;
+            Proposal::ChangeAppData(app, object(change)?)
+        }
+    })
+}
+
+/// A request the caller may decide on or read, with its user: the same refusal for one that does
+/// not exist as for one the caller may not touch.
+async fn reach_request(
+    tx: &TenantTx<'_>,
+    gate: &Gate,
+    uuid: Uuid,
+    command: Command,
+    lock: bool,
+    metadata: Option<&Value>,
+) -> Result<(StoredRequest, StoredUser, Visible), VaultError> {
+    let missing = || gate.hide_missing(command, VaultError::RequestNotFound);
+    let request = store::get(tx, uuid, lock).await?.ok_or_else(missing)?;
+    let (user, visible) = match gate
+        .resolve(tx, Lookup::Token(request.token), command, metadata)
+        .await
+    {
+        Ok(found) => found,
+        Err(VaultError::NotFound) => return Err(missing()),
+        Err(err) => return Err(err),
+    };
+    Ok((request, user, visible))
+}
+
+impl Vault {
+    /// Opens a request for the user `mode`/`identity` names (or answers the open one of the same
+    /// kind and app). Changes nothing else.
+    pub async fn open_request(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        identity: &str,
+        proposal: Proposal,
+        metadata: Option<Value>,
+    ) -> Result<Uuid, VaultError> {
+        // Checked now, so that a request that could never be approved is not kept.
+        match &proposal {
+            Proposal::PatchProfile(patch) => {
+                parse_patch(patch.clone())?;
+            }
+            Proposal::ChangeProfile(map) | Proposal::ChangeAppData(_, map) => {
+                check_document(&Value::Object(map.clone()), "change", MAX_DOCUMENT_BYTES)?;
+            }
+            Proposal::ForgetMe => {}
+        }
+        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let principal = caller.principal.clone();
+        let actor = caller.actor();
+        let command = proposal.command();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    let (user, visible) = Gate::load(tx, &principal)
+                        .await?
+                        .resolve(tx, lookup, command, metadata.as_ref())
+                        .await?;
+                    if !proposal.allowed(&visible) {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
+                    let key = user_key_for_writing(tx, &keys, user.token).await?;
+                    let uuid = Uuid::new_v4();
+                    let change = proposal
+                        .change()
+                        .map(|c| seal_value(&key, tx.tenant(), "request_change", uuid, &c))
+                        .transpose()?;
+                    let sealed_metadata = metadata
+                        .as_ref()
+                        .map(|m| seal_value(&key, tx.tenant(), "request_metadata", uuid, m))
+                        .transpose()?;
+                    let (uuid, new) = store::open(
+                        tx,
+                        &NewRequest {
+                            uuid,
+                            token: user.token,
+                            kind: proposal.kind(),
+                            appname: proposal.app().map(AppName::as_str),
+                            change: change.as_deref(),
+                            metadata: sealed_metadata.as_deref(),
+                            requested_by: actor.token_id,
+                        },
+                    )
+                    .await?;
+                    if new {
+                        let event = UserEvent::about(command, user.token, metadata.as_ref());
+                        record_event(tx, &keys, actor, event).await?;
+                    }
+                    Ok(uuid)
+                })
+            })
+            .await
+    }
+
+    /// UserRequestGet: the request, with the proposed change and what is stored now.
+    pub async fn get_request(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        metadata: Option<Value>,
+    ) -> Result<RequestView, VaultError> {
+        let keys = self.keys(caller.tenant.id);
+        let principal = caller.principal.clone();
+        let actor = caller.actor();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    let gate = Gate::load(tx, &principal).await?;
+                    let command = Command::UserRequestGet;
+                    let (request, user, visible) =
+                        reach_request(tx, &gate, uuid, command, false, metadata.as_ref()).await?;
+                    let key = user_key_for_reading(tx, &keys, user.token).await?;
+                    let mut answer = view(&request);
+                    let proposal = proposal_of(&request, key.as_ref(), tx.tenant())?;
+                    if !proposal.allowed(&visible) {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
+                    answer.change = proposal.change();
+                    answer.original = match &proposal {
+                        Proposal::ChangeAppData(app, _) => {
+                            current_app_data(tx, &keys, user.token, app)
+                                .await?
+                                .map(Value::Object)
+                        }
+                        Proposal::ForgetMe => None,
+                        _ => Some(Value::Object(open_current(&keys, tx.tenant(), &user)?)),
+                    };
+                    if let (Some(sealed), Some(key)) = (&request.reason, key.as_ref()) {
+                        let reason = open_value(key, tx.tenant(), "request_reason", uuid, sealed)?;
+                        answer.reason = reason.as_str().map(str::to_owned);
+                    }
+                    let event = UserEvent::about(command, user.token, metadata.as_ref());
+                    record_event(tx, &keys, actor, event).await?;
+                    Ok(answer)
+                })
+            })
+            .await
+    }
+
+    /// UserRequestListUserRequests: one page of a user's requests, newest first.
+    pub async fn list_user_requests(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        identity: &str,
+        offset: i64,
+        limit: i64,
+        metadata: Option<Value>,
+    ) -> Result<(Vec<RequestView>, i64), VaultError> {
+        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let principal = caller.principal.clone();
+        let actor = caller.actor();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    let command = Command::UserRequestListUserRequests;
+                    let (user, _) = Gate::load(tx, &principal)
+                        .await?
+                        .resolve(tx, lookup, command, metadata.as_ref())
+                        .await?;
+                    let (rows, total) = store::of_user(tx, user.token, offset, limit).await?;
+                    let event = UserEvent::about(command, user.token, metadata.as_ref());
+                    record_event(tx, &keys, actor, event).await?;
+                    Ok((rows.iter().map(view).collect(), total))
+                })
+            })
+            .await
+    }
+
+    /// BulkListAllUserRequests (behind an unlock): one page of the tenant's requests, newest
+    /// first, of one status or all; a role or user token sees those of the users it may touch.
+    pub async fn bulk_list_all_requests(
+        &self,
+        caller: &Caller,
+        unlock: String,
+        status: Option<String>,
+        offset: i64,
+        limit: i64,
+        metadata: Option<Value>,
+    ) -> Result<(Vec<RequestView>, i64), VaultError> {
+        const COMMAND: Command = Command::BulkListAllUserRequests;
+        if let Some(status) = &status {
+            if !matches!(status.as_str(), "open" | "approved" | "cancelled") {
+                return Err(VaultError::BadRequest(
+                    "status must be open, approved or cancelled".into(),
+                ));
+            }
+        }
+        let principal = caller.principal.clone();
+        let actor = caller.actor();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    require_unlock(tx, &unlock, actor.token_id).await?;
+                    let gate = Gate::load(tx, &principal).await?;
+                    let (rows, total) = if gate.is_admin() {
+                        store::all(tx, status.as_deref(), offset, limit).await?
+                    } else {
+                        let (rows, _) = store::all(tx, status.as_deref(), 0, MAX_SCANNED).await?;
+                        let mut tokens: Vec<Uuid> = rows.iter().map(|r| r.token).collect();
+                        tokens.sort_unstable();
+                        tokens.dedup();
+                        let visible = gate
+                            .visible(tx, COMMAND, &tokens, metadata.as_ref())
+                            .await?;
+                        let seen: Vec<StoredRequest> = rows
+                            .into_iter()
+                            .filter(|r| visible.contains_key(&r.token))
+                            .collect();
+                        let total = seen.len() as i64;
+                        let page = seen
+                            .into_iter()
+                            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                            .take(usize::try_from(limit).unwrap_or(0))
+                            .collect();
+                        (page, total)
+                    };
+                    let event = bunker_db::audit::AuditEvent::about(
+                        bunker_db::audit::Performer::Token(actor),
+                        COMMAND.audit_action(),
+                        "requests".into(),
+                    );
+                    bunker_db::audit::record(tx, &event).await?;
+                    Ok((rows.iter().map(view).collect(), total))
+                })
+            })
+            .await
+    }
+
+    /// UserRequestApprove: applies the request's change, as the direct command would, and closes
+    /// it, in one transaction; a change that has become invalid (a clash, a bad patch) is refused
+    /// with its reason and the request stays open.
+    pub async fn approve_request(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        const COMMAND: Command = Command::UserRequestApprove;
+        let tenant = caller.tenant.id;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let keys = self.keys(tenant);
+            let principal = caller.principal.clone();
+            let actor = caller.actor();
+            let request_metadata = metadata.clone();
+            let vault = self.clone();
+            let result = self
+                .db
+                .in_tenant(tenant, move |tx| {
+                    Box::pin(async move {
+                        let metadata = request_metadata;
+                        let gate = Gate::load(tx, &principal).await?;
+                        let (request, user, visible) =
+                            reach_request(tx, &gate, uuid, COMMAND, true, metadata.as_ref())
+                                .await?;
+                        if request.status != "open" {
+                            return Err(VaultError::RequestClosed);
+                        }
+                        let key = user_key_for_reading(tx, &keys, user.token).await?;
+                        let proposal = proposal_of(&request, key.as_ref(), tx.tenant())?;
+                        if !proposal.allowed(&visible) {
+                            return Err(VaultError::Forbidden(DENIED));
+                        }
+                        // Closed first: a forget-me cancels the user's open requests.
+                        store::close(tx, uuid, "approved", None, actor.token_id).await?;
+                        vault
+                            .apply(tx, &keys, &principal, actor, &user, proposal, metadata)
+                            .await?;
+                        Ok::<_, VaultError>(user.token)
+                    })
+                })
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(VaultError::Conflict) if attempt < 5 => continue,
+                Err(VaultError::Clash { field, hash }) => {
+                    return Err(self
+                        .record_clash(caller, COMMAND, field, hash, metadata)
+                        .await)
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Applies an approved proposal in the transaction, audited as UserRequestApprove.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        tx: &TenantTx<'_>,
+        keys: &TenantKeys,
+        principal: &Principal,
+        actor: bunker_db::audit::Actor,
+        user: &StoredUser,
+        proposal: Proposal,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        let command = Command::UserRequestApprove;
+        let change = match proposal {
+            Proposal::ChangeProfile(map) => Change::Merge(map),
+            Proposal::PatchProfile(patch) => Change::Patch(parse_patch(patch)?),
+            Proposal::ForgetMe => {
+                bunker_db::users::forget_user(tx, user.token).await?;
+                let event = UserEvent::about(command, user.token, metadata.as_ref());
+                return record_event(tx, keys, actor, event).await;
+            }
+            Proposal::ChangeAppData(app, change) => {
+                let keep = self.settings.versions_kept;
+                apply_app_change(tx, keys, user, &app, change, keep).await?;
+                let fields = vec![format!("appdata.{}", app.as_str())];
+                let event = UserEvent::change(command, user.token, fields, metadata.as_ref());
+                return record_event(tx, keys, actor, event).await;
+            }
+        };
+        let request = ChangeRequest {
+            principal: principal.clone(),
+            actor,
+            command,
+            lookup: Lookup::Token(user.token),
+            change,
+            metadata,
+        };
+        self.apply_change(tx, keys, request).await
+    }
+
+    /// UserRequestCancel: closes an open request without applying it, keeping `reason` (sealed).
+    pub async fn cancel_request(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        reason: Option<String>,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        const COMMAND: Command = Command::UserRequestCancel;
+        let keys = self.keys(caller.tenant.id);
+        let principal = caller.principal.clone();
+        let actor = caller.actor();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    let gate = Gate::load(tx, &principal).await?;
+                    let (request, user, _) =
+                        reach_request(tx, &gate, uuid, COMMAND, true, metadata.as_ref()).await?;
+                    if request.status != "open" {
+                        return Err(VaultError::RequestClosed);
+                    }
+                    let sealed = match &reason {
+                        Some(reason) => {
+                            let key = user_key_for_writing(tx, &keys, user.token).await?;
+                            let value = json!(reason);
+                            Some(seal_value(
+                                &key,
+                                tx.tenant(),
+                                "request_reason",
+                                uuid,
+                                &value,
+                            )?)
+                        }
+                        None => None,
+                    };
+                    store::close(tx, uuid, "cancelled", sealed.as_deref(), actor.token_id).await?;
+                    let event = UserEvent::about(COMMAND, user.token, metadata.as_ref());
+                    record_event(tx, &keys, actor, event).await
+                })
+            })
+            .await
+    }
+}
