@@ -6,19 +6,21 @@ use uuid::Uuid;
 use crate::users::StoredVersion;
 use crate::{DbError, TenantTx};
 
-/// The wrapped data key of a live user, its row locked for this transaction (so that two requests
-/// making a user's first key cannot make two); `None`: the user has none yet (the caller resolved
-/// the user first).
-pub async fn lock_user_key(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<Vec<u8>>, DbError> {
-    Ok(tx
-        .query_opt(
-            "SELECT data_key FROM users WHERE token = $1 AND record IS NOT NULL FOR NO KEY UPDATE",
-            &[&token],
-        )
-        .await?
-        .map(|row| row.try_get::<_, Option<Vec<u8>>>(0))
-        .transpose()?
-        .flatten())
+/// Locks a live user's row for the transaction (so that two requests making a user's first key
+/// cannot make two, and a forget-me waits for what is being stored for the user, or goes first).
+/// `None`: no live user (forgotten meanwhile); `Some(None)`: a live user without a key yet.
+pub async fn lock_user_key(
+    tx: &TenantTx<'_>,
+    token: Uuid,
+) -> Result<Option<Option<Vec<u8>>>, DbError> {
+    tx.query_opt(
+        "SELECT data_key FROM users WHERE token = $1 AND record IS NOT NULL FOR NO KEY UPDATE",
+        &[&token],
+    )
+    .await?
+    .map(|row| row.try_get::<_, Option<Vec<u8>>>(0))
+    .transpose()
+    .map_err(DbError::from)
 }
 
 /// The wrapped data key of a live user, if it has one (reads need no lock: without a key there is
@@ -35,14 +37,16 @@ pub async fn user_key(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<Vec<u8>>,
         .flatten())
 }
 
-/// Stores a live user's first data key (after [`lock_user_key`] found none).
-pub async fn set_user_key(tx: &TenantTx<'_>, token: Uuid, wrapped: &[u8]) -> Result<(), DbError> {
-    tx.execute(
-        "UPDATE users SET data_key = $2 WHERE token = $1 AND record IS NOT NULL AND data_key IS NULL",
-        &[&token, &wrapped],
-    )
-    .await?;
-    Ok(())
+/// Stores a live user's first data key (after [`lock_user_key`] found none); `false` if the user
+/// is no longer live or has a key.
+pub async fn set_user_key(tx: &TenantTx<'_>, token: Uuid, wrapped: &[u8]) -> Result<bool, DbError> {
+    Ok(tx
+        .execute(
+            "UPDATE users SET data_key = $2 WHERE token = $1 AND record IS NOT NULL AND data_key IS NULL",
+            &[&token, &wrapped],
+        )
+        .await?
+        == 1)
 }
 
 /// One app's current sealed data and version.

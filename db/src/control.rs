@@ -52,7 +52,30 @@ pub struct TenantRecord {
     pub id: TenantId,
     pub name: String,
     pub org: String,
+    pub selfservice: SelfService,
 }
+
+/// What a user's own token may do to its own record directly (a tenant's settings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SelfService {
+    /// UserUpdate and UserPatch.
+    pub user_change: bool,
+    /// UserDelete (forget-me).
+    pub forget_me: bool,
+    /// AppdataCreate, AppdataUpdate and AppdataDelete.
+    pub app_data_change: bool,
+}
+
+/// Changes to a tenant's self-service settings; `None` keeps one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SelfServiceChanges {
+    pub user_change: Option<bool>,
+    pub forget_me: Option<bool>,
+    pub app_data_change: Option<bool>,
+}
+
+const TENANT_COLUMNS: &str = "id, name, org, selfservice_user_change, selfservice_forget_me,
+     selfservice_app_data_change";
 
 impl TenantRecord {
     fn from_row(row: &Row) -> Result<Self, DbError> {
@@ -60,6 +83,11 @@ impl TenantRecord {
             id: TenantId(row.try_get("id")?),
             name: row.try_get("name")?,
             org: row.try_get("org")?,
+            selfservice: SelfService {
+                user_change: row.try_get("selfservice_user_change")?,
+                forget_me: row.try_get("selfservice_forget_me")?,
+                app_data_change: row.try_get("selfservice_app_data_change")?,
+            },
         })
     }
 }
@@ -170,7 +198,8 @@ const FIND_CREDENTIAL: &str =
         a.role_id, r.name AS role_name, a.user_token,
         COALESCE(a.expires_at <= now(), false) AS expired,
         a.sliding_seconds IS NOT NULL AS sliding,
-        t.id, t.name, t.org
+        t.id, t.name, t.org, t.selfservice_user_change, t.selfservice_forget_me,
+        t.selfservice_app_data_change
    FROM access_tokens a
    LEFT JOIN roles r ON r.id = a.role_id
    LEFT JOIN tenants t ON t.name = $2
@@ -329,7 +358,7 @@ pub async fn insert_tenant(
 ) -> Result<TenantRecord, DbError> {
     let row = tx
         .query_one(
-            "INSERT INTO tenants (name, org) VALUES ($1, $2) RETURNING id, name, org",
+            &format!("INSERT INTO tenants (name, org) VALUES ($1, $2) RETURNING {TENANT_COLUMNS}"),
             &[&name, &org],
         )
         .await?;
@@ -361,11 +390,14 @@ pub async fn insert_admin_token(
 
 /// The tenant with this id, if any.
 pub async fn get_tenant(tx: &TenantTx<'_>, id: TenantId) -> Result<Option<TenantRecord>, DbError> {
-    tx.query_opt("SELECT id, name, org FROM tenants WHERE id = $1", &[&id.0])
-        .await?
-        .as_ref()
-        .map(TenantRecord::from_row)
-        .transpose()
+    tx.query_opt(
+        &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"),
+        &[&id.0],
+    )
+    .await?
+    .as_ref()
+    .map(TenantRecord::from_row)
+    .transpose()
 }
 
 /// Changes the given fields of a tenant; `None` keeps a field. Returns the tenant as updated.
@@ -374,18 +406,53 @@ pub async fn update_tenant(
     id: TenantId,
     name: Option<&str>,
     org: Option<&str>,
+    selfservice: SelfServiceChanges,
 ) -> Result<Option<TenantRecord>, DbError> {
     tx.query_opt(
-        "UPDATE tenants
-            SET name = COALESCE($2, name), org = COALESCE($3, org), updated_at = now()
-          WHERE id = $1
-      RETURNING id, name, org",
-        &[&id.0, &name, &org],
+        &format!(
+            "UPDATE tenants
+                SET name = COALESCE($2, name), org = COALESCE($3, org),
+                    selfservice_user_change = COALESCE($4, selfservice_user_change),
+                    selfservice_forget_me = COALESCE($5, selfservice_forget_me),
+                    selfservice_app_data_change = COALESCE($6, selfservice_app_data_change),
+                    updated_at = now()
+              WHERE id = $1
+          RETURNING {TENANT_COLUMNS}"
+        ),
+        &[
+            &id.0,
+            &name,
+            &org,
+            &selfservice.user_change,
+            &selfservice.forget_me,
+            &selfservice.app_data_change,
+        ],
     )
     .await?
     .as_ref()
     .map(TenantRecord::from_row)
     .transpose()
+}
+
+/// The self-service settings of the transaction's tenant.
+pub async fn self_service(tx: &TenantTx<'_>) -> Result<SelfService, DbError> {
+    Ok(
+        match tx
+            .query_opt(
+                "SELECT selfservice_user_change, selfservice_forget_me, selfservice_app_data_change
+                   FROM tenants WHERE id = $1",
+                &[&tx.tenant().0],
+            )
+            .await?
+        {
+            Some(row) => SelfService {
+                user_change: row.try_get(0)?,
+                forget_me: row.try_get(1)?,
+                app_data_change: row.try_get(2)?,
+            },
+            None => SelfService::default(),
+        },
+    )
 }
 
 /// Deletes a tenant. Its access tokens and the rows of every tenant table go with it, in this
@@ -422,7 +489,7 @@ pub async fn list_tenants(
 ) -> Result<(Vec<TenantRecord>, i64), DbError> {
     let rows = tx
         .query(
-            "SELECT id, name, org FROM tenants ORDER BY id OFFSET $1 LIMIT $2",
+            &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id OFFSET $1 LIMIT $2"),
             &[&offset, &limit],
         )
         .await?;

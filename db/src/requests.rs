@@ -54,40 +54,51 @@ fn from_row(row: &Row) -> Result<StoredRequest, DbError> {
 }
 
 /// Stores an open request, unless one of the same user, kind and app is open: then nothing is
-/// stored. Returns the uuid of the open request, and whether it is the new one.
-pub async fn open(tx: &TenantTx<'_>, new: &NewRequest<'_>) -> Result<(Uuid, bool), DbError> {
-    let inserted = tx
-        .query_opt(
-            "INSERT INTO user_requests
-                 (tenant_id, uuid, token, kind, appname, change, metadata, requested_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (tenant_id, token, kind, (coalesce(appname, ''))) WHERE status = 'open'
-             DO NOTHING
-             RETURNING uuid",
-            &[
-                &tx.tenant().0,
-                &new.uuid,
-                &new.token,
-                &new.kind,
-                &new.appname,
-                &new.change,
-                &new.metadata,
-                &new.requested_by,
-            ],
-        )
-        .await?;
-    if let Some(row) = inserted {
-        return Ok((row.try_get(0)?, true));
+/// stored. Returns the uuid of the open request, and whether it is the new one (`None`: the open
+/// one kept being closed under it; the caller may retry).
+pub async fn open(
+    tx: &TenantTx<'_>,
+    new: &NewRequest<'_>,
+) -> Result<Option<(Uuid, bool)>, DbError> {
+    // The open one may be closed between the insert that found it and the read of its uuid:
+    // then the insert is tried again (the caller holds the user's row, so not for long).
+    for _ in 0..3 {
+        let inserted = tx
+            .query_opt(
+                "INSERT INTO user_requests
+                     (tenant_id, uuid, token, kind, appname, change, metadata, requested_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (tenant_id, token, kind, (coalesce(appname, ''))) WHERE status = 'open'
+                 DO NOTHING
+                 RETURNING uuid",
+                &[
+                    &tx.tenant().0,
+                    &new.uuid,
+                    &new.token,
+                    &new.kind,
+                    &new.appname,
+                    &new.change,
+                    &new.metadata,
+                    &new.requested_by,
+                ],
+            )
+            .await?;
+        if let Some(row) = inserted {
+            return Ok(Some((row.try_get(0)?, true)));
+        }
+        let open = tx
+            .query_opt(
+                "SELECT uuid FROM user_requests
+                  WHERE token = $1 AND kind = $2 AND coalesce(appname, '') = coalesce($3, '')
+                    AND status = 'open'",
+                &[&new.token, &new.kind, &new.appname],
+            )
+            .await?;
+        if let Some(row) = open {
+            return Ok(Some((row.try_get(0)?, false)));
+        }
     }
-    let row = tx
-        .query_one(
-            "SELECT uuid FROM user_requests
-              WHERE token = $1 AND kind = $2 AND coalesce(appname, '') = coalesce($3, '')
-                AND status = 'open'",
-            &[&new.token, &new.kind, &new.appname],
-        )
-        .await?;
-    Ok((row.try_get(0)?, false))
+    Ok(None)
 }
 
 /// One request; with `lock`, its row is locked for the transaction (a decision).

@@ -426,3 +426,254 @@ async fn another_tenant_reaches_no_request() {
     assert_eq!(body["request"]["status"], "open");
     assert_eq!(profile(&app).await["city"], "Leeds");
 }
+
+#[tokio::test]
+async fn a_tenants_self_service_settings_let_a_user_change_or_forget_its_own_record_directly() {
+    let app = TestApp::spawn().await;
+    app.create_user(json!({"login": "jane", "city": "Leeds"}))
+        .await;
+    app.create_user(json!({"login": "john"})).await;
+    app.root(
+        "AppdataCreate",
+        with(jane(), json!({"appname": "shop", "appdata": {"size": "M"}})),
+    )
+    .await;
+    let user = app.user_xtoken("login", "jane").await;
+    let change = with(jane(), json!({"profile": {"city": "York"}}));
+    let app_change = with(jane(), json!({"appname": "shop", "appdata": {"size": "L"}}));
+    let (status, _) = app.call("UserUpdate", &user, None, change.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "off by default");
+    let (_, body) = app.root("TenantGet", json!({"tenantid": 1})).await;
+    assert_eq!(
+        body["selfservice"],
+        json!({"user_change": false, "forget_me": false, "app_data_change": false})
+    );
+    // Profile changes only.
+    let (status, body) = app
+        .root(
+            "TenantUpdate",
+            json!({"selfservice": {"user_change": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.call("UserUpdate", &user, None, change).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(profile(&app).await["city"], "York");
+    let patch = with(
+        jane(),
+        json!({"patch": [{"op": "add", "path": "/zip", "value": "YO1"}]}),
+    );
+    assert_eq!(
+        app.call("UserPatch", &user, None, patch).await.0,
+        StatusCode::OK
+    );
+    // Still not another user's record, nor app data, nor forget-me.
+    let other = json!({"mode": "login", "identity": "john", "profile": {"city": "Hull"}});
+    assert_eq!(
+        app.call("UserUpdate", &user, None, other).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, _) = app
+        .call("AppdataUpdate", &user, None, app_change.clone())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.call("UserDelete", &user, None, jane()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // App data, then forget-me; the other settings are kept.
+    app.root(
+        "TenantUpdate",
+        json!({"selfservice": {"app_data_change": true, "forget_me": true}}),
+    )
+    .await;
+    let (_, body) = app.root("TenantGet", json!({"tenantid": 1})).await;
+    assert_eq!(
+        body["selfservice"],
+        json!({"user_change": true, "forget_me": true, "app_data_change": true})
+    );
+    let (status, body) = app.call("AppdataUpdate", &user, None, app_change).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.call("UserDelete", &user, None, jane()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.root("UserGet", jane()).await.0, StatusCode::NOT_FOUND);
+    // Turned off again: refused again (for another user's own token).
+    app.root(
+        "TenantUpdate",
+        json!({"selfservice": {"user_change": false}}),
+    )
+    .await;
+    let john = app.user_xtoken("login", "john").await;
+    let own = json!({"mode": "login", "identity": "john", "profile": {"city": "Hull"}});
+    assert_eq!(
+        app.call("UserUpdate", &john, None, own).await.0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_stored_for_a_user_forgotten_while_the_request_waited() {
+    for command in ["AppdataCreate", "UserUpdateRequest"] {
+        let app = TestApp::spawn().await;
+        let token = app.create_user(json!({"login": "jane"})).await;
+        // Another transaction holds the user's row, as a forget-me in progress does.
+        let mut db = app.superuser().await;
+        let forget = db.transaction().await.unwrap();
+        forget
+            .execute(
+                "SELECT 1 FROM users WHERE token = $1::text::uuid FOR UPDATE",
+                &[&token],
+            )
+            .await
+            .unwrap();
+        let body = json!({"mode": "token", "identity": token, "appname": "shop",
+                          "appdata": {"v": 1}, "profile": {"v": 1}});
+        let request = app
+            .command(command)
+            .header("X-Bunker-Token", &app.root_token)
+            .json(&body);
+        let pending = tokio::spawn(bunker_tests::answer(request));
+        // Until the request waits for the row.
+        let watch = app.superuser().await;
+        for _ in 0..100 {
+            let waiting: i64 = watch
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        forget
+            .execute(
+                "UPDATE users SET record = NULL, data_key = NULL, forgotten_at = now()
+                  WHERE token = $1::text::uuid",
+                &[&token],
+            )
+            .await
+            .unwrap();
+        forget.commit().await.unwrap();
+        let (status, body) = pending.await.unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{command}: {body}");
+        let left: i64 = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM app_data) + (SELECT count(*) FROM app_data_versions)
+                      + (SELECT count(*) FROM user_requests)
+                      + (SELECT count(*) FROM users WHERE data_key IS NOT NULL)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            left, 0,
+            "{command}: nothing of a forgotten user may be stored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_role_may_decide_only_the_kinds_of_request_it_may_see_and_learns_nothing_of_others() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .create_user(json!({"login": "jane", "name": "Jane"}))
+        .await;
+    app.root(
+        "AppdataCreate",
+        with(jane(), json!({"appname": "shop", "appdata": {"size": "M"}})),
+    )
+    .await;
+    let (_, body) = app
+        .root(
+            "AppdataUpdateRequest",
+            with(jane(), json!({"appname": "shop", "appdata": {"size": "L"}})),
+        )
+        .await;
+    let app_request = body["requestuuid"].clone();
+    let (_, body) = app
+        .root(
+            "UserUpdateRequest",
+            with(jane(), json!({"profile": {"name": "J"}})),
+        )
+        .await;
+    let profile_request = body["requestuuid"].clone();
+    app.root("UserRequestCancel", json!({"requestuuid": profile_request}))
+        .await;
+    // A role that sees one profile field: may decide no request (each needs what it touches).
+    app.grant(
+        "names",
+        "names",
+        json!({"Effect": "Allow", "Action": ["UserRequestGet", "UserRequestCancel", "UserRequestApprove", "UserRequestListUserRequests"],
+               "Resource": ["users.profile.name"]}),
+    )
+    .await;
+    let names = app.role_token("names").await;
+    for command in ["UserRequestGet", "UserRequestCancel", "UserRequestApprove"] {
+        for uuid in [&app_request, &profile_request] {
+            let (status, body) = app
+                .call(command, &names, None, json!({"requestuuid": uuid}))
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{command} {uuid}: {body}");
+        }
+    }
+    let by_token = json!({"mode": "token", "identity": token});
+    let (status, _) = app
+        .call(
+            "UserRequestListUserRequests",
+            &names,
+            None,
+            by_token.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A role that sees app data: the app-data request only; a closed profile request looks like
+    // any it may not touch (not "closed").
+    app.grant(
+        "shop",
+        "shop",
+        json!({"Effect": "Allow", "Action": ["UserRequestApprove", "UserRequestListUserRequests"],
+               "Resource": ["users.appdata"]}),
+    )
+    .await;
+    let shop = app.role_token("shop").await;
+    let (status, body) = app
+        .call(
+            "UserRequestApprove",
+            &shop,
+            None,
+            json!({"requestuuid": profile_request}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, body) = app
+        .call("UserRequestListUserRequests", &shop, None, by_token)
+        .await;
+    assert_eq!(body["total"], 1, "{body}");
+    assert_eq!(body["rows"][0]["requesttype"], "change-app-data");
+    let (status, body) = app
+        .call(
+            "UserRequestApprove",
+            &shop,
+            None,
+            json!({"requestuuid": app_request}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = app
+        .root("AppdataGet", with(jane(), json!({"appname": "shop"})))
+        .await;
+    assert_eq!(body["appdata"], json!({"size": "L"}));
+    // An app-data request for an app the user has no data for is refused when asked.
+    let (status, _) = app
+        .root(
+            "AppdataUpdateRequest",
+            with(jane(), json!({"appname": "none", "appdata": {"a": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -33,7 +33,8 @@ pub struct AppName(String);
 impl AppName {
     /// Lower-cases and checks `text`; the refusal names the rule, never the text.
     pub fn parse(text: &str) -> Result<Self, VaultError> {
-        let name = text.to_lowercase();
+        // ASCII only before lower-casing: "\u{212A}hop" (a Kelvin sign) must not become "khop".
+        let name = text.to_ascii_lowercase();
         let mut chars = name.chars();
         let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
             && (2..=31).contains(&name.len())
@@ -454,6 +455,7 @@ mod tests {
             "shop app",
             "sh\u{0}p",
             "ßhop",
+            "\u{212A}hop",
             "x".repeat(32).as_str(),
         ] {
             let err = AppName::parse(bad).unwrap_err().to_string();

@@ -27,8 +27,10 @@ use crate::core::{
 };
 use crate::users::{open_current, parse_patch, Change, ChangeRequest};
 
-/// The most requests a role or user token's BulkListAllUserRequests looks through.
+/// The most requests a role or user token's listing looks through.
 const MAX_SCANNED: i64 = 10_000;
+/// The longest cancellation reason.
+const MAX_REASON_CHARS: usize = 1024;
 
 /// What a request asks for.
 #[derive(Clone, Debug)]
@@ -87,6 +89,23 @@ impl Proposal {
             _ => visible.whole_profile(),
         }
     }
+}
+
+/// Whether `visible` covers what a request of `kind` touches: the app data for an app-data change,
+/// the whole profile for the others.
+fn kind_allowed(kind: &str, visible: &Visible) -> bool {
+    match kind {
+        "change-app-data" => visible.appdata(),
+        _ => visible.whole_profile(),
+    }
+}
+
+/// One page of `rows`.
+fn page_of(rows: Vec<StoredRequest>, offset: i64, limit: i64) -> Vec<StoredRequest> {
+    rows.into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(0))
+        .collect()
 }
 
 /// A request as answered.
@@ -247,6 +266,15 @@ impl Vault {
                         return Err(VaultError::Forbidden(DENIED));
                     }
                     let key = user_key_for_writing(tx, &keys, user.token).await?;
+                    // A change of app data that does not exist could never be approved.
+                    if let Some(app) = proposal.app() {
+                        if current_app_data(tx, &keys, user.token, app)
+                            .await?
+                            .is_none()
+                        {
+                            return Err(VaultError::AppDataNotFound);
+                        }
+                    }
                     let uuid = Uuid::new_v4();
                     let change = proposal
                         .change()
@@ -268,7 +296,8 @@ impl Vault {
                             requested_by: actor.token_id,
                         },
                     )
-                    .await?;
+                    .await?
+                    .ok_or(VaultError::Conflict)?;
                     if new {
                         let event = UserEvent::about(command, user.token, metadata.as_ref());
                         record_event(tx, &keys, actor, event).await?;
@@ -296,12 +325,12 @@ impl Vault {
                     let command = Command::UserRequestGet;
                     let (request, user, visible) =
                         reach_request(tx, &gate, uuid, command, false, metadata.as_ref()).await?;
+                    if !kind_allowed(&request.kind, &visible) {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
                     let key = user_key_for_reading(tx, &keys, user.token).await?;
                     let mut answer = view(&request);
                     let proposal = proposal_of(&request, key.as_ref(), tx.tenant())?;
-                    if !proposal.allowed(&visible) {
-                        return Err(VaultError::Forbidden(DENIED));
-                    }
                     answer.change = proposal.change();
                     answer.original = match &proposal {
                         Proposal::ChangeAppData(app, _) => {
@@ -341,11 +370,25 @@ impl Vault {
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
                     let command = Command::UserRequestListUserRequests;
-                    let (user, _) = Gate::load(tx, &principal)
+                    let (user, visible) = Gate::load(tx, &principal)
                         .await?
                         .resolve(tx, lookup, command, metadata.as_ref())
                         .await?;
-                    let (rows, total) = store::of_user(tx, user.token, offset, limit).await?;
+                    // Only the kinds of request the caller may see what they touch of.
+                    if !visible.whole_profile() && !visible.appdata() {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
+                    let (rows, total) = if visible.whole_profile() && visible.appdata() {
+                        store::of_user(tx, user.token, offset, limit).await?
+                    } else {
+                        let (rows, _) = store::of_user(tx, user.token, 0, MAX_SCANNED).await?;
+                        let seen: Vec<StoredRequest> = rows
+                            .into_iter()
+                            .filter(|r| kind_allowed(&r.kind, &visible))
+                            .collect();
+                        let total = seen.len() as i64;
+                        (page_of(seen, offset, limit), total)
+                    };
                     let event = UserEvent::about(command, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
                     Ok((rows.iter().map(view).collect(), total))
@@ -392,15 +435,14 @@ impl Vault {
                             .await?;
                         let seen: Vec<StoredRequest> = rows
                             .into_iter()
-                            .filter(|r| visible.contains_key(&r.token))
+                            .filter(|r| {
+                                visible
+                                    .get(&r.token)
+                                    .is_some_and(|v| kind_allowed(&r.kind, v))
+                            })
                             .collect();
                         let total = seen.len() as i64;
-                        let page = seen
-                            .into_iter()
-                            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-                            .take(usize::try_from(limit).unwrap_or(0))
-                            .collect();
-                        (page, total)
+                        (page_of(seen, offset, limit), total)
                     };
                     let event = bunker_db::audit::AuditEvent::about(
                         bunker_db::audit::Performer::Token(actor),
@@ -442,14 +484,16 @@ impl Vault {
                         let (request, user, visible) =
                             reach_request(tx, &gate, uuid, COMMAND, true, metadata.as_ref())
                                 .await?;
+                        // Decided before anything about the request is told (even that it is
+                        // closed).
+                        if !kind_allowed(&request.kind, &visible) {
+                            return Err(VaultError::Forbidden(DENIED));
+                        }
                         if request.status != "open" {
                             return Err(VaultError::RequestClosed);
                         }
                         let key = user_key_for_reading(tx, &keys, user.token).await?;
                         let proposal = proposal_of(&request, key.as_ref(), tx.tenant())?;
-                        if !proposal.allowed(&visible) {
-                            return Err(VaultError::Forbidden(DENIED));
-                        }
                         // Closed first: a forget-me cancels the user's open requests.
                         store::close(tx, uuid, "approved", None, actor.token_id).await?;
                         vault
@@ -521,6 +565,14 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
         const COMMAND: Command = Command::UserRequestCancel;
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+        {
+            return Err(VaultError::BadRequest(format!(
+                "reason may hold at most {MAX_REASON_CHARS} characters"
+            )));
+        }
         let keys = self.keys(caller.tenant.id);
         let principal = caller.principal.clone();
         let actor = caller.actor();
@@ -528,8 +580,11 @@ impl Vault {
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
                     let gate = Gate::load(tx, &principal).await?;
-                    let (request, user, _) =
+                    let (request, user, visible) =
                         reach_request(tx, &gate, uuid, COMMAND, true, metadata.as_ref()).await?;
+                    if !kind_allowed(&request.kind, &visible) {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
                     if request.status != "open" {
                         return Err(VaultError::RequestClosed);
                     }

@@ -1,6 +1,6 @@
 //! Tenant commands: TenantCreate, TenantGet, TenantUpdate, TenantDelete, TenantListTenants.
 
-use bunker_db::control::TenantRecord;
+use bunker_db::control::{SelfServiceChanges, TenantRecord};
 use bunker_db::TenantId;
 use bunker_services::tenants::{NewTenant, TenantChanges, Tenants};
 use bunker_tenancy::TenantName;
@@ -49,6 +49,27 @@ pub struct TenantView {
     tenantid: i64,
     tenantname: String,
     tenantorg: String,
+    selfservice: SelfServiceView,
+}
+
+/// What a user's own token may do to its own record directly, instead of through a request an
+/// admin or a DPO approves.
+#[derive(Debug, Object)]
+pub struct SelfServiceView {
+    /// UserUpdate and UserPatch.
+    user_change: bool,
+    /// UserDelete (forget-me).
+    forget_me: bool,
+    /// AppdataCreate, AppdataUpdate and AppdataDelete.
+    app_data_change: bool,
+}
+
+/// Changes to the self-service settings; an absent one is kept.
+#[derive(Debug, Object, Deserialize)]
+pub struct SelfServiceChange {
+    user_change: Option<bool>,
+    forget_me: Option<bool>,
+    app_data_change: Option<bool>,
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -62,6 +83,8 @@ pub struct TenantUpdateRequest {
     tenantorg: Option<String>,
     /// Accepted for compatibility; not stored.
     email: Option<String>,
+    /// What a user's own token may do to its own record directly (all off by default).
+    selfservice: Option<SelfServiceChange>,
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -120,12 +143,18 @@ impl TenantApi {
     ) -> Result<Json<TenantView>, ApiError> {
         let id = TenantId(body.0.tenantid);
         let tenant = self.tenants.get_tenant(&caller.0, id).await?;
+        let selfservice = SelfServiceView {
+            user_change: tenant.selfservice.user_change,
+            forget_me: tenant.selfservice.forget_me,
+            app_data_change: tenant.selfservice.app_data_change,
+        };
         let row = TenantRow::from(tenant);
         Ok(Json(TenantView {
             status: Status::Ok,
             tenantid: row.tenantid,
             tenantname: row.tenantname,
             tenantorg: row.tenantorg,
+            selfservice,
         }))
     }
 
@@ -145,6 +174,14 @@ impl TenantApi {
                 .map(TenantName::parse)
                 .transpose()?,
             org: request.tenantorg,
+            selfservice: request
+                .selfservice
+                .map(|s| SelfServiceChanges {
+                    user_change: s.user_change,
+                    forget_me: s.forget_me,
+                    app_data_change: s.app_data_change,
+                })
+                .unwrap_or_default(),
         };
         self.tenants.update_tenant(&caller.0, id, changes).await?;
         Ok(Json(Done { status: Status::Ok }))

@@ -133,11 +133,15 @@ pub enum Gate {
 pub struct PolicyPrincipal {
     subject: Subject,
     policies: Vec<LinkedPolicy>,
+    /// For a user token: what it may do to its own record directly, by the tenant's self-service
+    /// settings (otherwise only through requests).
+    self_service: Vec<Command>,
 }
 
 impl Gate {
     /// The gate for `principal`. A user token whose user is gone or expired is refused.
     pub async fn load(tx: &TenantTx<'_>, principal: &Principal) -> Result<Gate, VaultError> {
+        let mut self_service = Vec::new();
         let subject = match principal {
             Principal::Root | Principal::TenantAdmin => return Ok(Gate::Admin),
             Principal::Role { name, .. } => Subject {
@@ -152,6 +156,26 @@ impl Gate {
                     .await
                     .map_err(|_| VaultError::Forbidden(DENIED))?;
                 let memberships = memberships_of(tx, *token).await?;
+                let settings = bunker_db::control::self_service(tx).await?;
+                self_service = [
+                    (
+                        settings.user_change,
+                        &[Command::UserUpdate, Command::UserPatch][..],
+                    ),
+                    (settings.forget_me, &[Command::UserDelete][..]),
+                    (
+                        settings.app_data_change,
+                        &[
+                            Command::AppdataCreate,
+                            Command::AppdataUpdate,
+                            Command::AppdataDelete,
+                        ][..],
+                    ),
+                ]
+                .into_iter()
+                .filter(|(on, _)| *on)
+                .flat_map(|(_, commands)| commands.iter().copied())
+                .collect();
                 Subject {
                     token: Some(*token),
                     memberships,
@@ -176,7 +200,11 @@ impl Gate {
                 }
             }
         }
-        Ok(Gate::Policies(PolicyPrincipal { subject, policies }))
+        Ok(Gate::Policies(PolicyPrincipal {
+            subject,
+            policies,
+            self_service,
+        }))
     }
 
     /// Refuses a command that names no user unless a policy allows it (admins always pass).
@@ -400,9 +428,8 @@ impl Gate {
         };
         let mut granted = HashMap::new();
         let own = p.subject.token;
-        if let Some(me) =
-            own.filter(|me| targets.contains(me) && OWN_RECORD_READS.contains(&command))
-        {
+        let own_may = OWN_RECORD_READS.contains(&command) || p.self_service.contains(&command);
+        if let Some(me) = own.filter(|me| targets.contains(me) && own_may) {
             granted.insert(me, Visible::all());
         }
         if !p.may_allow(command) {
@@ -445,10 +472,11 @@ impl Gate {
 impl PolicyPrincipal {
     /// Whether any Allow statement names `action` (before resources and conditions are looked at).
     fn may_allow(&self, command: Command) -> bool {
-        self.policies.iter().any(|p| {
-            p.document.effect == Effect::Allow
-                && p.document.action.iter().any(|a| matches(a, command.name()))
-        })
+        self.self_service.contains(&command)
+            || self.policies.iter().any(|p| {
+                p.document.effect == Effect::Allow
+                    && p.document.action.iter().any(|a| matches(a, command.name()))
+            })
     }
 
     /// The members holding a role in the principal's groups and in `target_groups`, if any policy

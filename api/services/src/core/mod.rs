@@ -351,7 +351,8 @@ pub(crate) fn user_key_label(tenant: TenantId, token: &str) -> Label<'_> {
 }
 
 /// The data key of a live user, made (and stored wrapped) if the user has none yet. The user's row
-/// is locked for the transaction, so two requests cannot make two keys.
+/// is locked for the transaction, so two requests cannot make two keys, and a forget-me either
+/// waits for what is being stored (and removes it) or goes first (then this is not found).
 pub(crate) async fn user_key_for_writing(
     tx: &TenantTx<'_>,
     keys: &TenantKeys,
@@ -360,10 +361,14 @@ pub(crate) async fn user_key_for_writing(
     let row = user.to_string();
     let label = user_key_label(tx.tenant(), &row);
     match bunker_db::appdata::lock_user_key(tx, user).await? {
-        Some(wrapped) => Ok(UserKey::unwrap(&keys.records, &label, &wrapped)?),
-        None => {
+        // Forgotten since it was resolved: nothing may be stored for it any more.
+        None => Err(VaultError::NotFound),
+        Some(Some(wrapped)) => Ok(UserKey::unwrap(&keys.records, &label, &wrapped)?),
+        Some(None) => {
             let (key, wrapped) = UserKey::generate(&keys.records, &label)?;
-            bunker_db::appdata::set_user_key(tx, user, &wrapped).await?;
+            if !bunker_db::appdata::set_user_key(tx, user, &wrapped).await? {
+                return Err(VaultError::NotFound);
+            }
             Ok(key)
         }
     }

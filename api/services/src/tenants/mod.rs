@@ -39,6 +39,8 @@ pub struct NewTenant {
 pub struct TenantChanges {
     pub name: Option<TenantName>,
     pub org: Option<String>,
+    /// What a user's own token may do to its own record directly (all off unless set).
+    pub selfservice: control::SelfServiceChanges,
 }
 
 /// One page of a list and the number of items in all.
@@ -126,10 +128,16 @@ impl Tenants {
             .in_tenant(caller.tenant.id, |tx| {
                 Box::pin(async move {
                     let name = changes.name.as_ref().map(TenantName::as_str);
-                    let tenant = control::update_tenant(tx, id, name, changes.org.as_deref())
-                        .await
-                        .map_err(duplicate_name)?
-                        .ok_or(TenancyError::TenantNotFound)?;
+                    let tenant = control::update_tenant(
+                        tx,
+                        id,
+                        name,
+                        changes.org.as_deref(),
+                        changes.selfservice,
+                    )
+                    .await
+                    .map_err(duplicate_name)?
+                    .ok_or(TenancyError::TenantNotFound)?;
                     audit::record(tx, &event(actor, Command::TenantUpdate.audit_action(), id))
                         .await?;
                     Ok(tenant)
