@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 #[tokio::main]
 async fn main() {
+    bunker_services::webhooks::install_tls_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("run") => {

@@ -24,6 +24,7 @@ pub mod tls;
 pub mod tokens;
 mod tx;
 pub mod users;
+pub mod webhooks;
 
 pub use error::DbError;
 pub use migrate::{latest_version, SchemaStatus};

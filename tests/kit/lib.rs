@@ -30,6 +30,8 @@ static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 /// this process exits, however it exits.
 pub fn cluster() -> &'static LocalCluster {
     CLUSTER.get_or_init(|| {
+        // Before any HTTP client of the run is built.
+        bunker_services::webhooks::install_tls_provider();
         let root = std::env::temp_dir().join(format!("bunker-test-{}", std::process::id()));
         let bindir = find_bindir(std::env::var_os("BUNKER_PG_BINDIR").map(PathBuf::from).as_deref())
             .expect("PostgreSQL server binaries");
@@ -134,8 +136,10 @@ impl TestOptions {
                 unlock_seconds: self.unlock_seconds,
                 list_users: self.list_users,
                 xtoken_max_seconds: self.xtoken_max_seconds,
+                webhook_backoff: Duration::from_millis(50),
             },
             sweep_interval: self.sweep_interval,
+            webhook_interval: Duration::from_millis(100),
             audit_chain_interval: self.audit_chain.0,
             audit_chain_horizon: self.audit_chain.1,
             key_refresh_interval: self.key_refresh_interval,

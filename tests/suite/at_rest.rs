@@ -28,6 +28,8 @@ const VALUES: &[&str] = &[
     "3141592653",
     "parcel-locker-zq-7731",
     "loyalty-tier-zq-7731",
+    "requested-city-zq-7731",
+    "cancel-reason-zq-7731",
 ];
 
 #[tokio::test]
@@ -115,6 +117,16 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
             "AppdataListVersions",
             json!({"mode": "login", "identity": VALUES[4], "appname": "shop"}),
         ),
+        (
+            "UserUpdateRequest",
+            json!({"mode": "login", "identity": VALUES[4], "profile": {"city": VALUES[18]},
+                   "request_metadata": {"note": VALUES[8]}}),
+        ),
+        (
+            "AppdataUpdateRequest",
+            json!({"mode": "login", "identity": VALUES[4], "appname": "shop",
+                   "appdata": {"tier": VALUES[17]}}),
+        ),
     ];
     for (command, body) in seed {
         let (status, reply) = answer(call(command, body)).await;
@@ -125,6 +137,14 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
             "{command}: {status} {reply}"
         );
     }
+    let (_, opened) = answer(call(
+        "UserDeleteRequest",
+        json!({"mode": "login", "identity": VALUES[4]}),
+    ))
+    .await;
+    let cancel = json!({"requestuuid": opened["requestuuid"], "reason": VALUES[19]});
+    let (status, reply) = answer(call("UserRequestCancel", cancel)).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
     let dump = std::process::Command::new(cluster().tool("pg_dump"))
         .args([
             "-h",

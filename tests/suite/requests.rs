@@ -677,3 +677,220 @@ async fn a_role_may_decide_only_the_kinds_of_request_it_may_see_and_learns_nothi
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A local webhook receiver: answers 500 to the first `failures` deliveries, 200 after; keeps
+/// each delivery's signature header and body.
+struct Receiver {
+    url: String,
+    seen: std::sync::Arc<tokio::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Receiver {
+    async fn start(failures: usize) -> Receiver {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
+        let seen = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+        let kept = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut data = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // Headers, then as much body as Content-Length says.
+                let (head, length) = loop {
+                    let n = socket.read(&mut buffer).await.unwrap_or(0);
+                    if n == 0 {
+                        break (String::new(), 0);
+                    }
+                    data.extend_from_slice(&buffer[..n]);
+                    if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&data[..end]).to_string();
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        data.drain(..end + 4);
+                        break (head, length);
+                    }
+                };
+                while data.len() < length {
+                    let n = socket.read(&mut buffer).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buffer[..n]);
+                }
+                let signature = head
+                    .lines()
+                    .find_map(|l| {
+                        l.split_once(':')
+                            .filter(|(k, _)| k.eq_ignore_ascii_case("x-bunker-signature"))
+                            .map(|(_, v)| v.trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                let mut seen = kept.lock().await;
+                seen.push((signature, String::from_utf8_lossy(&data).to_string()));
+                let status = if seen.len() <= failures {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                drop(seen);
+                let answer =
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        Receiver { url, seen }
+    }
+
+    /// The deliveries received, once there are at least `count` (or after 10 s).
+    async fn deliveries(&self, count: usize) -> Vec<(String, String)> {
+        for _ in 0..200 {
+            if self.seen.lock().await.len() >= count {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.seen.lock().await.clone()
+    }
+}
+
+fn signed(secret: &str, body: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn request_events_reach_the_tenants_webhook_signed_retried_and_never_holding_the_request() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .create_user(json!({"login": "jane", "city": "Leeds"}))
+        .await;
+    // Refused: not HTTPS (plain HTTP only to this machine), a short secret, no secret.
+    for (webhook, rule) in [
+        (
+            json!({"url": "http://example.com/hook", "secret": "s".repeat(40)}),
+            "https://",
+        ),
+        (
+            json!({"url": "ftp://127.0.0.1/hook", "secret": "s".repeat(40)}),
+            "https://",
+        ),
+        (
+            json!({"url": "https://example.com/hook", "secret": "short"}),
+            "32 to 256",
+        ),
+        (json!({"url": "https://example.com/hook"}), "webhook.secret"),
+    ] {
+        let (status, body) = app.root("TenantUpdate", json!({"webhook": webhook})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["message"].as_str().unwrap().contains(rule), "{body}");
+    }
+    // A receiver that fails twice, then takes deliveries.
+    let receiver = Receiver::start(2).await;
+    let secret = "webhook-secret-for-the-test-0123456789";
+    let (status, body) = app
+        .root(
+            "TenantUpdate",
+            json!({"webhook": {"url": receiver.url, "secret": secret}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let user = app.user_xtoken("login", "jane").await;
+    let (status, body) = app
+        .call(
+            "UserUpdateRequest",
+            &user,
+            None,
+            with(jane(), json!({"profile": {"city": "York"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let uuid = body["requestuuid"].as_str().unwrap().to_owned();
+    // The request was answered with its delivery only queued.
+    let db = app.superuser().await;
+    let queued: i64 = db
+        .query_one("SELECT count(*) FROM webhook_outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(queued <= 1);
+    let deliveries = receiver.deliveries(3).await;
+    assert_eq!(
+        deliveries.len(),
+        3,
+        "two failures, then the delivery: {deliveries:?}"
+    );
+    for (signature, body) in &deliveries {
+        assert_eq!(
+            signature,
+            &signed(secret, body),
+            "signed with the tenant's secret"
+        );
+        let event: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(event["event"], "UserRequestCreated");
+        assert_eq!(event["usertoken"], token.as_str());
+        assert_eq!(event["requestuuid"], uuid.as_str());
+        assert!(
+            !body.contains("York") && !body.contains("jane"),
+            "no personal data: {body}"
+        );
+    }
+    let (status, _) = app
+        .root("UserRequestApprove", json!({"requestuuid": uuid}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let deliveries = receiver.deliveries(4).await;
+    let last: Value = serde_json::from_str(&deliveries[3].1).unwrap();
+    assert_eq!(last["event"], "UserRequestApproved");
+    let left: i64 = db
+        .query_one("SELECT count(*) FROM webhook_outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "delivered deliveries leave the outbox");
+    // The secret is stored sealed.
+    let sealed: Vec<u8> = db
+        .query_one(
+            "SELECT webhook_secret FROM tenants WHERE name = 'default'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!sealed.windows(14).any(|w| w == &secret.as_bytes()[..14]));
+    // With the receiver gone, requests are still answered; the delivery waits in the outbox.
+    app.root(
+        "TenantUpdate",
+        json!({"webhook": {"url": "http://127.0.0.1:9/hook", "secret": secret}}),
+    )
+    .await;
+    let (status, _) = app.call("UserDeleteRequest", &user, None, jane()).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let waiting: i32 = db
+        .query_one("SELECT max(attempts) FROM webhook_outbox", &[])
+        .await
+        .unwrap()
+        .get::<_, Option<i32>>(0)
+        .unwrap_or(0);
+    assert!(waiting >= 1, "the failing delivery is retried later");
+    // Removing the webhook stops deliveries.
+    let (status, _) = app
+        .root("TenantUpdate", json!({"webhook": {"url": ""}}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

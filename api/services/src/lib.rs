@@ -32,6 +32,7 @@ pub mod sweeper;
 pub mod tenants;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 pub mod xtokens;
 
 pub use crate::core::{Vault, VaultError, VaultSettings};

@@ -26,6 +26,7 @@ use crate::core::{
     record_event, user_key_for_reading, user_key_for_writing, UserEvent, Vault, VaultError,
 };
 use crate::users::{open_current, parse_patch, Change, ChangeRequest};
+use crate::webhooks::{notify, RequestEvent};
 
 /// The most requests a role or user token's listing looks through.
 const MAX_SCANNED: i64 = 10_000;
@@ -301,6 +302,7 @@ impl Vault {
                     if new {
                         let event = UserEvent::about(command, user.token, metadata.as_ref());
                         record_event(tx, &keys, actor, event).await?;
+                        notify(tx, RequestEvent::Opened, user.token, uuid).await?;
                     }
                     Ok(uuid)
                 })
@@ -499,6 +501,7 @@ impl Vault {
                         vault
                             .apply(tx, &keys, &principal, actor, &user, proposal, metadata)
                             .await?;
+                        notify(tx, RequestEvent::Approved, user.token, uuid).await?;
                         Ok::<_, VaultError>(user.token)
                     })
                 })
@@ -603,6 +606,7 @@ impl Vault {
                         None => None,
                     };
                     store::close(tx, uuid, "cancelled", sealed.as_deref(), actor.token_id).await?;
+                    notify(tx, RequestEvent::Cancelled, user.token, uuid).await?;
                     let event = UserEvent::about(COMMAND, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await
                 })

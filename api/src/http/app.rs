@@ -34,6 +34,7 @@ use bunker_services::audit::chain::spawn_chainer;
 use bunker_services::keys::wrapping::WrappingSource;
 use bunker_services::keys::{load_keyring, KeyAdminError, SharedKeyring};
 use bunker_services::sweeper::spawn_sweeper;
+use bunker_services::webhooks::spawn_webhooks;
 use bunker_services::{Vault, VaultSettings};
 
 /// Shared by every request.
@@ -69,6 +70,8 @@ pub struct ServerSettings {
     pub vault: VaultSettings,
     /// How often expired users are forgotten (`BUNKER_SWEEP_SECONDS`).
     pub sweep_interval: Duration,
+    /// How often due webhook deliveries are posted (1 s).
+    pub webhook_interval: Duration,
     /// How often audit events are linked into the chain (`BUNKER_AUDIT_CHAIN_SECONDS`).
     pub audit_chain_interval: Duration,
     /// How old an event must be to be linked (`BUNKER_AUDIT_CHAIN_HORIZON_SECONDS`).
@@ -98,6 +101,7 @@ pub struct Application {
     endpoint: BoxEndpoint<'static>,
     vault: Vault,
     sweep_interval: Duration,
+    webhook_interval: Duration,
     chain: (Duration, Duration),
     refresher: KeyRefresher,
 }
@@ -167,6 +171,7 @@ impl Application {
             endpoint: routes(state),
             vault,
             sweep_interval: settings.sweep_interval,
+            webhook_interval: settings.webhook_interval,
             chain: (settings.audit_chain_interval, settings.audit_chain_horizon),
             refresher: KeyRefresher {
                 keyring,
@@ -190,12 +195,14 @@ impl Application {
     ) -> std::io::Result<()> {
         let (every, horizon) = self.chain;
         let chainer = spawn_chainer(self.vault.clone(), every, horizon);
+        let webhooks = spawn_webhooks(self.vault.clone(), self.webhook_interval);
         let sweeper = spawn_sweeper(self.vault, self.sweep_interval);
         let refresher = self.refresher.spawn();
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.endpoint, shutdown, Some(Duration::from_secs(10)))
             .await;
         sweeper.abort();
+        webhooks.abort();
         chainer.abort();
         refresher.abort();
         served
@@ -223,6 +230,7 @@ pub fn openapi(tenants: Tenants, vault: Vault, keys: KeyService) -> OpenApiServi
     let api = (
         TenantApi {
             tenants: tenants.clone(),
+            vault: vault.clone(),
         },
         AccessTokenApi { tenants },
         UserApi {

@@ -16,6 +16,8 @@ use crate::http::extract::{lenient, Authenticated, JsonBody};
 /// The tenant commands.
 pub struct TenantApi {
     pub tenants: Tenants,
+    /// For the webhook's secret, which is stored sealed.
+    pub vault: bunker_services::Vault,
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -85,6 +87,17 @@ pub struct TenantUpdateRequest {
     email: Option<String>,
     /// What a user's own token may do to its own record directly (all off by default).
     selfservice: Option<SelfServiceChange>,
+    /// The webhook user requests call (an empty `url` removes it).
+    webhook: Option<WebhookChange>,
+}
+
+/// A tenant's webhook: where user-request events are posted, and the secret that signs them.
+#[derive(Debug, Object, Deserialize)]
+pub struct WebhookChange {
+    /// An https:// URL (http:// only to localhost); empty to remove the webhook.
+    url: String,
+    /// 32 to 256 characters, shared with the receiver; signs each body (HMAC-SHA256). Never shown.
+    secret: Option<String>,
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -183,6 +196,18 @@ impl TenantApi {
                 })
                 .unwrap_or_default(),
         };
+        if let Some(webhook) = request.webhook {
+            let set = match (webhook.url.trim().is_empty(), webhook.secret) {
+                (true, _) => None,
+                (false, Some(secret)) => Some((webhook.url, secret)),
+                (false, None) => {
+                    return Err(ApiError::bad_request(
+                        "Missing API request parameters: webhook.secret",
+                    ))
+                }
+            };
+            self.vault.set_webhook(&caller.0, id, set).await?;
+        }
         self.tenants.update_tenant(&caller.0, id, changes).await?;
         Ok(Json(Done { status: Status::Ok }))
     }

@@ -41,6 +41,8 @@ pub struct VaultSettings {
     pub list_users: bool,
     /// The longest a role or user token may live (`BUNKER_XTOKEN_MAX_SECONDS`).
     pub xtoken_max_seconds: i64,
+    /// The wait before a failed webhook delivery's first retry (doubled each time; 1 s).
+    pub webhook_backoff: std::time::Duration,
 }
 
 /// The vault service.
