@@ -425,7 +425,8 @@ async fn another_tenant_reaches_none_of_a_users_app_data() {
 }
 
 #[tokio::test]
-async fn after_forget_me_a_kept_copy_of_a_users_app_data_opens_with_no_key_bunker_holds() {
+async fn after_forget_me_a_kept_copy_of_a_users_app_data_or_pending_change_opens_with_no_key_bunker_holds(
+) {
     use bunker_keys::{Label, WrappingKey};
     use bunker_services::keys::load_keyring;
     use bunker_services::keys::wrapping::WrappingSource;
@@ -442,6 +443,15 @@ async fn after_forget_me_a_kept_copy_of_a_users_app_data_opens_with_no_key_bunke
         json!({"mode": "login", "identity": "jane", "appname": "shop", "appdata": {"size": "L"}}),
     )
     .await;
+    // A pending change of her profile, with its metadata.
+    let (status, _) = app
+        .root(
+            "UserUpdateRequest",
+            json!({"mode": "login", "identity": "jane", "profile": {"city": "York"},
+                   "request_metadata": {"ticket": "T-1"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     // What a backup taken now would hold of her: the sealed rows and her wrapped key.
     let db = app.superuser().await;
     let copies: Vec<(String, Vec<u8>)> = db
@@ -449,7 +459,11 @@ async fn after_forget_me_a_kept_copy_of_a_users_app_data_opens_with_no_key_bunke
             "SELECT 'appdata', token::text || '/' || appname, record FROM app_data
              UNION ALL
              SELECT 'appdata_version', token::text || '/' || appname || '/' || version, record
-               FROM app_data_versions",
+               FROM app_data_versions
+             UNION ALL
+             SELECT 'request_change', uuid::text, change FROM user_requests
+             UNION ALL
+             SELECT 'request_metadata', uuid::text, metadata FROM user_requests",
             &[],
         )
         .await
@@ -462,7 +476,7 @@ async fn after_forget_me_a_kept_copy_of_a_users_app_data_opens_with_no_key_bunke
             )
         })
         .collect();
-    assert_eq!(copies.len(), 3);
+    assert_eq!(copies.len(), 5);
     let (status, _) = app
         .root("UserDelete", json!({"mode": "login", "identity": "jane"}))
         .await;
