@@ -779,6 +779,25 @@ async fn request_events_reach_the_tenants_webhook_signed_retried_and_never_holdi
     let token = app
         .create_user(json!({"login": "jane", "city": "Leeds"}))
         .await;
+    // A tenant admin may not point Bunker at this machine or a private network.
+    let (_, acme) = app.create_tenant("acme").await;
+    for url in [
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://10.0.0.8/hook",
+        "https://169.254.169.254/latest",
+        "https://[::1]/hook",
+        "https://[fd00::1]/hook",
+        "http://127.0.0.1:8080/hook",
+    ] {
+        let webhook = json!({"webhook": {"url": url, "secret": "s".repeat(40)}});
+        let (status, body) = app.call("TenantUpdate", &acme, Some("acme"), webhook).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+    }
+    let public =
+        json!({"webhook": {"url": "https://hooks.example.com/bunker", "secret": "s".repeat(40)}});
+    let (status, body) = app.call("TenantUpdate", &acme, Some("acme"), public).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     // Refused: not HTTPS (plain HTTP only to this machine), a short secret, no secret.
     for (webhook, rule) in [
         (

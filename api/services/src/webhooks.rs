@@ -94,18 +94,43 @@ pub(crate) async fn notify(
     Ok(())
 }
 
-/// Refuses a webhook URL that is not HTTPS (plain HTTP only to this machine, for development).
-fn check_url(url: &str) -> Result<(), VaultError> {
+/// Refuses a webhook URL that is not HTTPS to a public host. Only root (the operator) may name
+/// this machine or a private address, and only root may use plain HTTP (to this machine, for
+/// development): a tenant admin must not make Bunker's servers call into their own network.
+/// (A public name that resolves to a private address is not caught here: see docs/api.md.)
+fn check_url(url: &str, root: bool) -> Result<(), VaultError> {
     let refused = || {
         VaultError::BadRequest(
-            "webhook url must be an https:// URL (http:// only to localhost)".into(),
+            "webhook url must be an https:// URL to a public host (http:// only to localhost, by root)"
+                .into(),
         )
     };
     let parsed = reqwest::Url::parse(url).map_err(|_| refused())?;
-    let local = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    let inner = match parsed.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some()
+        }
+        None => return Err(refused()),
+    };
     match parsed.scheme() {
-        "https" if parsed.host_str().is_some() => Ok(()),
-        "http" if local => Ok(()),
+        "https" if !inner || root => Ok(()),
+        "http" if inner && root => Ok(()),
         _ => Err(refused()),
     }
 }
@@ -126,7 +151,7 @@ impl Vault {
             ));
         }
         if let Some((url, secret)) = &webhook {
-            check_url(url)?;
+            check_url(url, caller.is_root())?;
             if !(32..=256).contains(&secret.chars().count()) {
                 return Err(VaultError::BadRequest(
                     "webhook secret must be 32 to 256 characters".into(),
