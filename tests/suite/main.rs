@@ -21,6 +21,7 @@ mod memberships;
 mod outage;
 mod requests;
 mod resolution;
+mod sdk;
 mod search;
 mod startup;
 mod tenants;
