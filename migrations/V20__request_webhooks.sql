@@ -6,6 +6,10 @@
 -- in the background, retrying with backoff, so a slow or failing receiver never holds a request.
 ALTER TABLE tenants ADD COLUMN webhook_url text;
 ALTER TABLE tenants ADD COLUMN webhook_secret bytea;
+-- Set by root (the operator): may name this machine or a private network (development, an
+-- internal receiver). A tenant admin's webhook reaches public addresses only, checked when it is
+-- set and again at each connection (whatever its name resolves to then).
+ALTER TABLE tenants ADD COLUMN webhook_trusted boolean NOT NULL DEFAULT false;
 ALTER TABLE tenants ADD CONSTRAINT tenants_webhook_whole
     CHECK ((webhook_url IS NULL) = (webhook_secret IS NULL));
 

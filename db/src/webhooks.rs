@@ -4,16 +4,33 @@ use uuid::Uuid;
 
 use crate::{DbError, TenantId, TenantTx};
 
-/// The transaction's tenant's webhook: its URL and sealed secret, if one is set.
-pub async fn webhook(tx: &TenantTx<'_>) -> Result<Option<(String, Vec<u8>)>, DbError> {
+/// A tenant's webhook as stored.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    pub url: String,
+    /// Sealed by the services.
+    pub secret: Vec<u8>,
+    /// Set by root: may reach this machine and private networks.
+    pub trusted: bool,
+}
+
+/// The transaction's tenant's webhook, if one is set.
+pub async fn webhook(tx: &TenantTx<'_>) -> Result<Option<Webhook>, DbError> {
     let row = tx
         .query_opt(
-            "SELECT webhook_url, webhook_secret FROM tenants
+            "SELECT webhook_url, webhook_secret, webhook_trusted FROM tenants
               WHERE id = $1 AND webhook_url IS NOT NULL",
             &[&tx.tenant().0],
         )
         .await?;
-    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    row.map(|r| {
+        Ok(Webhook {
+            url: r.try_get(0)?,
+            secret: r.try_get(1)?,
+            trusted: r.try_get(2)?,
+        })
+    })
+    .transpose()
 }
 
 /// Sets (or, with `None`, removes) a tenant's webhook; `false` if there is no such tenant.
@@ -21,13 +38,15 @@ pub async fn set_webhook(
     tx: &TenantTx<'_>,
     tenant: TenantId,
     webhook: Option<(&str, &[u8])>,
+    trusted: bool,
 ) -> Result<bool, DbError> {
     let (url, secret) = webhook.unzip();
     Ok(tx
         .execute(
-            "UPDATE tenants SET webhook_url = $2, webhook_secret = $3, updated_at = now()
+            "UPDATE tenants SET webhook_url = $2, webhook_secret = $3, webhook_trusted = $4,
+                    updated_at = now()
               WHERE id = $1",
-            &[&tenant.0, &url, &secret],
+            &[&tenant.0, &url, &secret, &trusted],
         )
         .await?
         == 1)

@@ -818,6 +818,24 @@ async fn request_events_reach_the_tenants_webhook_signed_retried_and_never_holdi
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert!(body["message"].as_str().unwrap().contains(rule), "{body}");
     }
+    // A TenantUpdate refused for another field sets no webhook either.
+    let (status, _) = app
+        .root(
+            "TenantUpdate",
+            json!({"tenantorg": "x".repeat(300), "webhook": {"url": "https://hooks.example.com/", "secret": "s".repeat(40)}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let db = app.superuser().await;
+    let none: Option<String> = db
+        .query_one(
+            "SELECT webhook_url FROM tenants WHERE name = 'default'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(none.is_none(), "{none:?}");
     // A receiver that fails twice, then takes deliveries.
     let receiver = Receiver::start(2).await;
     let secret = "webhook-secret-for-the-test-0123456789";
@@ -840,7 +858,6 @@ async fn request_events_reach_the_tenants_webhook_signed_retried_and_never_holdi
     assert_eq!(status, StatusCode::OK, "{body}");
     let uuid = body["requestuuid"].as_str().unwrap().to_owned();
     // The request was answered with its delivery only queued.
-    let db = app.superuser().await;
     let queued: i64 = db
         .query_one("SELECT count(*) FROM webhook_outbox", &[])
         .await
@@ -912,4 +929,64 @@ async fn request_events_reach_the_tenants_webhook_signed_retried_and_never_holdi
         .root("TenantUpdate", json!({"webhook": {"url": ""}}))
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_decision_waits_for_the_users_row_before_it_holds_the_request() {
+    // A new request of a user locks the user's row, then meets the open request; a decision must
+    // take the same order (user, then request), or the two deadlock (each holding what the other
+    // waits for). Here another transaction holds the user's row, as a new request in progress
+    // does: the approval must wait for it without holding the request meanwhile.
+    let app = TestApp::spawn().await;
+    let token = app.create_user(json!({"login": "jane"})).await;
+    let (_, body) = app
+        .root(
+            "UserUpdateRequest",
+            with(jane(), json!({"profile": {"n": 1}})),
+        )
+        .await;
+    let uuid = body["requestuuid"].as_str().unwrap().to_owned();
+    let mut db = app.superuser().await;
+    let holder = db.transaction().await.unwrap();
+    holder
+        .execute(
+            "SELECT 1 FROM users WHERE token = $1::text::uuid FOR NO KEY UPDATE",
+            &[&token],
+        )
+        .await
+        .unwrap();
+    let approve = app
+        .command("UserRequestApprove")
+        .header("X-Bunker-Token", &app.root_token)
+        .json(&json!({"requestuuid": uuid}));
+    let pending = tokio::spawn(bunker_tests::answer(approve));
+    let watch = app.superuser().await;
+    for _ in 0..100 {
+        let waiting: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The request is free while the approval waits.
+    let free = holder
+        .query(
+            "SELECT 1 FROM user_requests WHERE uuid = $1::text::uuid FOR UPDATE NOWAIT",
+            &[&uuid],
+        )
+        .await;
+    assert!(
+        free.is_ok(),
+        "the approval holds the request while it waits for the user"
+    );
+    holder.rollback().await.unwrap();
+    let (status, body) = pending.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

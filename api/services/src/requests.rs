@@ -219,7 +219,13 @@ async fn reach_request(
     metadata: Option<&Value>,
 ) -> Result<(StoredRequest, StoredUser, Visible), VaultError> {
     let missing = || gate.hide_missing(command, VaultError::RequestNotFound);
-    let request = store::get(tx, uuid, lock).await?.ok_or_else(missing)?;
+    let mut request = store::get(tx, uuid, false).await?.ok_or_else(missing)?;
+    if lock {
+        // The user's row first, then the request's: the order a new request of that user takes
+        // (it locks the user, then meets the open request), so the two never wait on each other.
+        bunker_db::appdata::lock_user_key(tx, request.token).await?;
+        request = store::get(tx, uuid, true).await?.ok_or_else(missing)?;
+    }
     let (user, visible) = match gate
         .resolve(tx, Lookup::Token(request.token), command, metadata)
         .await

@@ -5,7 +5,10 @@
 //! exponential backoff (up to [`MAX_ATTEMPTS`]); deliveries, retries and abandoned ones are logged
 //! and counted ([`counts`]). Nothing here ever holds a request: the request only writes its row.
 
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bunker_db::audit::{self, AuditEvent, Performer};
@@ -16,6 +19,7 @@ use bunker_tenancy::Caller;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -25,7 +29,9 @@ use crate::core::{Vault, VaultError};
 /// Attempts before a delivery is given up (logged and counted as abandoned).
 pub const MAX_ATTEMPTS: i32 = 8;
 /// Deliveries claimed per tenant per round.
-const BATCH: i64 = 20;
+const BATCH: i64 = 5;
+/// Tenants delivered at once.
+const PARALLEL: usize = 16;
 /// How long a receiver may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait between two attempts.
@@ -94,11 +100,48 @@ pub(crate) async fn notify(
     Ok(())
 }
 
+/// Whether `ip` is a public unicast address: not this machine, a private or shared network, a
+/// link, documentation, benchmarking, multicast or reserved range, nor a v6 form that embeds or
+/// translates to IPv4 (mapped, compatible, NAT64, 6to4, Teredo).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => {
+            let [a, b, c, _] = ip.octets();
+            !(ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_documentation()
+                || ip.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (b & 0xc0) == 64)
+                || (a == 198 && (b & 0xfe) == 18)
+                || (a == 192 && b == 0 && c == 0))
+        }
+        IpAddr::V6(ip) => {
+            let s = ip.segments();
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0)
+                || (s[0] == 0x64 && s[1] == 0xff9b)
+                || s[0] == 0x2002
+                || (s[0] == 0x2001 && s[1] == 0)
+                || (s[0] == 0x2001 && s[1] == 0xdb8))
+        }
+    }
+}
+
 /// Refuses a webhook URL that is not HTTPS to a public host. Only root (the operator) may name
-/// this machine or a private address, and only root may use plain HTTP (to this machine, for
-/// development): a tenant admin must not make Bunker's servers call into their own network.
-/// (A public name that resolves to a private address is not caught here: see docs/api.md.)
-fn check_url(url: &str, root: bool) -> Result<(), VaultError> {
+/// this machine or a private address, or use plain HTTP (for development): a tenant admin must not
+/// make Bunker's servers call into their own network. A tenant admin's webhook is held to public
+/// addresses again at each connection, whatever its name resolves to ([`PublicOnly`]).
+pub fn check_webhook(url: &str, secret: &str, root: bool) -> Result<(), VaultError> {
     let refused = || {
         VaultError::BadRequest(
             "webhook url must be an https:// URL to a public host (http:// only to localhost, by root)"
@@ -106,32 +149,68 @@ fn check_url(url: &str, root: bool) -> Result<(), VaultError> {
         )
     };
     let parsed = reqwest::Url::parse(url).map_err(|_| refused())?;
-    let inner = match parsed.host() {
+    let (inner, local) = match parsed.host() {
         Some(url::Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
-            name == "localhost" || name.ends_with(".localhost")
+            // Names are checked again when resolved; these never resolve anywhere else.
+            let local = name == "localhost" || name.ends_with(".localhost");
+            (local || !name.contains('.'), local)
         }
-        Some(url::Host::Ipv4(ip)) => {
-            ip.is_loopback()
-                || ip.is_private()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                || ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-                || ip.to_ipv4_mapped().is_some()
-        }
+        Some(url::Host::Ipv4(ip)) => (!is_public(IpAddr::V4(ip)), ip.is_loopback()),
+        Some(url::Host::Ipv6(ip)) => (!is_public(IpAddr::V6(ip)), ip.is_loopback()),
         None => return Err(refused()),
     };
     match parsed.scheme() {
-        "https" if !inner || root => Ok(()),
-        "http" if inner && root => Ok(()),
-        _ => Err(refused()),
+        "https" if !inner || root => {}
+        "http" if local && root => {}
+        _ => return Err(refused()),
+    }
+    if !(32..=256).contains(&secret.chars().count()) {
+        return Err(VaultError::BadRequest(
+            "webhook secret must be 32 to 256 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves a webhook's host to its public addresses only: a name that resolves (or is made to
+/// resolve, later) to this machine or a private network reaches nothing.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|addr| is_public(addr.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err("the webhook's host has no public address".into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The HTTP clients deliveries go out on: one held to public addresses (tenant admins'
+/// webhooks) and one that is not (root's).
+pub(crate) struct Clients {
+    public: reqwest::Client,
+    trusted: reqwest::Client,
+}
+
+impl Clients {
+    fn new() -> Result<Self, reqwest::Error> {
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        Ok(Clients {
+            public: builder().dns_resolver(Arc::new(PublicOnly)).build()?,
+            trusted: builder().build()?,
+        })
     }
 }
 
@@ -150,13 +229,9 @@ impl Vault {
                 "only root or the tenant's admin token may do this",
             ));
         }
+        let trusted = caller.is_root();
         if let Some((url, secret)) = &webhook {
-            check_url(url, caller.is_root())?;
-            if !(32..=256).contains(&secret.chars().count()) {
-                return Err(VaultError::BadRequest(
-                    "webhook secret must be 32 to 256 characters".into(),
-                ));
-            }
+            check_webhook(url, secret, trusted)?;
         }
         let keys = self.keys(tenant);
         let actor = caller.actor();
@@ -175,7 +250,7 @@ impl Vault {
                         .as_ref()
                         .zip(sealed.as_deref())
                         .map(|((url, _), sealed)| (url.as_str(), sealed));
-                    if !store::set_webhook(tx, tenant, set).await? {
+                    if !store::set_webhook(tx, tenant, set, trusted).await? {
                         return Err(VaultError::NotFound);
                     }
                     let event = AuditEvent::about(
@@ -192,13 +267,10 @@ impl Vault {
 
     /// One round of deliveries for `tenant`: claims what is due, posts each, and records the
     /// outcome. Returns how many were delivered.
-    async fn deliver_due(
-        &self,
-        http: &reqwest::Client,
-        tenant: TenantId,
-    ) -> Result<usize, VaultError> {
+    async fn deliver_due(&self, http: &Clients, tenant: TenantId) -> Result<usize, VaultError> {
         let keys = self.keys(tenant);
-        let lease = TIMEOUT.as_secs_f64() * 2.0;
+        // Long enough for the whole batch, so that no other server sends one of it meanwhile.
+        let lease = TIMEOUT.as_secs_f64() * (BATCH as f64 + 2.0);
         let (webhook, due) = self
             .db
             .in_tenant(tenant, move |tx| {
@@ -208,10 +280,12 @@ impl Vault {
                         return Ok::<_, VaultError>((None, due));
                     }
                     let webhook = match store::webhook(tx).await? {
-                        Some((url, sealed)) => {
+                        Some(hook) => {
                             let row = tenant.0.to_string();
-                            let secret = keys.records.open(&secret_label(tenant, &row), &sealed)?;
-                            Some((url, secret))
+                            let secret = keys
+                                .records
+                                .open(&secret_label(tenant, &row), &hook.secret)?;
+                            Some((hook.url, secret, hook.trusted))
                         }
                         None => None,
                     };
@@ -224,7 +298,14 @@ impl Vault {
             let outcome = match &webhook {
                 // The webhook was removed since: nothing to deliver to.
                 None => Outcome::Drop,
-                Some((url, secret)) => post(http, url, secret, &item.body).await,
+                Some((url, secret, trusted)) => {
+                    let client = if *trusted {
+                        &http.trusted
+                    } else {
+                        &http.public
+                    };
+                    post(client, url, secret, &item.body, *trusted).await
+                }
             };
             let next = match outcome {
                 Outcome::Delivered => {
@@ -282,7 +363,22 @@ enum Outcome {
 }
 
 /// Posts one delivery, signed.
-async fn post(http: &reqwest::Client, url: &str, secret: &[u8], body: &str) -> Outcome {
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &[u8],
+    body: &str,
+    trusted: bool,
+) -> Outcome {
+    // An address in the URL itself is not resolved: held to public addresses here.
+    let literal = reqwest::Url::parse(url).ok().and_then(|u| match u.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        _ => None,
+    });
+    if !trusted && literal.is_some_and(|ip| !is_public(ip)) {
+        return Outcome::Failed("the webhook's address is not public");
+    }
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
         return Outcome::Failed("unusable secret");
     };
@@ -310,21 +406,21 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Delivers every tenant's due webhook calls every `every`, until the task is aborted.
+/// Delivers every tenant's due webhook calls every `every`, until the task is aborted. Tenants are
+/// delivered side by side (at most [`PARALLEL`] at once), each tenant's in order, so that one
+/// tenant's slow or silent receiver delays only that tenant's deliveries.
 pub fn spawn_webhooks(vault: Vault, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         install_tls_provider();
-        let http = match reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
-            Ok(http) => http,
+        let clients = match Clients::new() {
+            Ok(clients) => Arc::new(clients),
             Err(err) => {
                 tracing::error!(error = %err, "webhooks: no HTTP client; deliveries wait");
                 return;
             }
         };
+        let busy: Arc<Mutex<HashSet<TenantId>>> = Arc::default();
+        let slots = Arc::new(Semaphore::new(PARALLEL));
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -337,10 +433,100 @@ pub fn spawn_webhooks(vault: Vault, every: Duration) -> JoinHandle<()> {
                 }
             };
             for tenant in tenants {
-                if let Err(err) = vault.deliver_due(&http, tenant).await {
-                    tracing::warn!(%tenant, error = %err, "webhooks: a round failed");
+                if !busy.lock().map(|mut b| b.insert(tenant)).unwrap_or(false) {
+                    continue;
                 }
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let (vault, clients, busy) = (vault.clone(), clients.clone(), busy.clone());
+                tokio::spawn(async move {
+                    if let Err(err) = vault.deliver_due(&clients, tenant).await {
+                        tracing::warn!(%tenant, error = %err, "webhooks: a round failed");
+                    }
+                    if let Ok(mut busy) = busy.lock() {
+                        busy.remove(&tenant);
+                    }
+                    drop(slot);
+                });
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.0.0.8",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.1.2.3",
+            "100.64.0.1",
+            "198.18.0.1",
+            "192.0.0.8",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "fec0::1",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::",
+            "2001::1",
+            "2001:db8::1",
+            "ff02::1",
+        ] {
+            let ip: IpAddr = private.parse().unwrap();
+            assert!(!is_public(ip), "{private}");
+        }
+        for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn a_tenant_admin_names_only_public_https_hosts() {
+        let secret = "s".repeat(40);
+        for refused in [
+            "https://127.0.0.1/",
+            "https://2130706433/",
+            "https://0x7f.1/",
+            "https://127.1/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://localhost./",
+            "https://evil@127.0.0.1/",
+            "https://vm/",
+            "https://ip6-localhost/",
+            "https://0.0.0.0/",
+            "https://[::]/",
+            "https://[64:ff9b::7f00:1]/",
+            "http://hooks.example.com/",
+            "ftp://hooks.example.com/",
+        ] {
+            assert!(check_webhook(refused, &secret, false).is_err(), "{refused}");
+        }
+        assert!(check_webhook("https://hooks.example.com/bunker", &secret, false).is_ok());
+        // Root (the operator) may name this machine, and use plain HTTP to it.
+        assert!(check_webhook("http://127.0.0.1:8080/hook", &secret, true).is_ok());
+        assert!(check_webhook("http://hooks.example.com/", &secret, true).is_err());
+        assert!(check_webhook("https://hooks.example.com/", "short", false).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_this_machine_reaches_nothing() {
+        use reqwest::dns::Resolve;
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        assert!(PublicOnly.resolve(name).await.is_err());
+    }
 }

@@ -3,6 +3,7 @@
 use bunker_db::control::{SelfServiceChanges, TenantRecord};
 use bunker_db::TenantId;
 use bunker_services::tenants::{NewTenant, TenantChanges, Tenants};
+use bunker_services::webhooks::check_webhook;
 use bunker_tenancy::TenantName;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -196,19 +197,26 @@ impl TenantApi {
                 })
                 .unwrap_or_default(),
         };
-        if let Some(webhook) = request.webhook {
-            let set = match (webhook.url.trim().is_empty(), webhook.secret) {
+        // The webhook is checked before anything changes, and set after the rest took.
+        let webhook = match request.webhook {
+            None => None,
+            Some(webhook) => Some(match (webhook.url.trim().is_empty(), webhook.secret) {
                 (true, _) => None,
-                (false, Some(secret)) => Some((webhook.url, secret)),
+                (false, Some(secret)) => {
+                    check_webhook(&webhook.url, &secret, caller.0.is_root())?;
+                    Some((webhook.url, secret))
+                }
                 (false, None) => {
                     return Err(ApiError::bad_request(
                         "Missing API request parameters: webhook.secret",
                     ))
                 }
-            };
+            }),
+        };
+        self.tenants.update_tenant(&caller.0, id, changes).await?;
+        if let Some(set) = webhook {
             self.vault.set_webhook(&caller.0, id, set).await?;
         }
-        self.tenants.update_tenant(&caller.0, id, changes).await?;
         Ok(Json(Done { status: Status::Ok }))
     }
 
