@@ -990,3 +990,73 @@ async fn a_decision_waits_for_the_users_row_before_it_holds_the_request() {
     let (status, body) = pending.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn one_tenants_silent_receiver_does_not_hold_another_tenants_deliveries() {
+    let app = TestApp::spawn().await;
+    let (a, a_token) = app.create_tenant("tenant-a").await;
+    let (b, b_token) = app.create_tenant("tenant-b").await;
+    // Tenant A's receiver takes connections and never answers (each attempt waits out the
+    // delivery timeout, 5 s).
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!(
+        "http://127.0.0.1:{}/hook",
+        silent.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let receiver = Receiver::start(0).await;
+    let secret = "s".repeat(40);
+    for (id, url) in [(a, &silent_url), (b, &receiver.url)] {
+        let webhook = json!({"tenantid": id, "webhook": {"url": url, "secret": secret}});
+        let (status, body) = app.root("TenantUpdate", webhook).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for (token, tenant) in [(&a_token, "tenant-a"), (&b_token, "tenant-b")] {
+        let profile = json!({"profile": {"login": format!("someone-{tenant}")}});
+        let (status, _) = app.call("UserCreate", token, Some(tenant), profile).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // Several of A's first, so that B's would queue behind them if tenants went one by one.
+    for n in 0..3 {
+        let ask = json!({"mode": "login", "identity": "someone-tenant-a", "profile": {"n": n}});
+        app.call("UserUpdateRequest", &a_token, Some("tenant-a"), ask)
+            .await;
+        let (_, open) = app
+            .call(
+                "UserRequestListUserRequests",
+                &a_token,
+                Some("tenant-a"),
+                json!({"mode": "login", "identity": "someone-tenant-a"}),
+            )
+            .await;
+        let uuid = open["rows"][0]["requestuuid"].clone();
+        app.call(
+            "UserRequestCancel",
+            &a_token,
+            Some("tenant-a"),
+            json!({"requestuuid": uuid}),
+        )
+        .await;
+    }
+    let ask = json!({"mode": "login", "identity": "someone-tenant-b", "profile": {"n": 1}});
+    let (status, _) = app
+        .call("UserUpdateRequest", &b_token, Some("tenant-b"), ask)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // B's delivery arrives while A's first is still waiting for its answer.
+    let started = std::time::Instant::now();
+    let deliveries = receiver.deliveries(1).await;
+    assert_eq!(deliveries.len(), 1, "tenant B's delivery did not arrive");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "tenant B's delivery waited {:?} behind tenant A's silent receiver",
+        started.elapsed()
+    );
+    let event: Value = serde_json::from_str(&deliveries[0].1).unwrap();
+    assert_eq!(event["event"], "UserRequestCreated");
+}
