@@ -230,6 +230,26 @@ impl TestApp {
         serve_process(&self.database_url(), &self.wrapping_key, None).await
     }
 
+    /// Returns once some query of this run waits for a lock (a request blocked behind a row a test
+    /// holds), or after 2 s.
+    pub async fn until_a_query_waits_for_a_lock(&self) {
+        let watch = self.superuser().await;
+        for _ in 0..100 {
+            let waiting: i64 = watch
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_activity")
+                .get(0);
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The commands `/openapi.json` routes (`UserGet`, ...).
     pub async fn routed_commands(&self) -> Vec<String> {
         self.routed_operations()

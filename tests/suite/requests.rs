@@ -534,21 +534,7 @@ async fn nothing_is_stored_for_a_user_forgotten_while_the_request_waited() {
             .json(&body);
         let pending = tokio::spawn(bunker_tests::answer(request));
         // Until the request waits for the row.
-        let watch = app.superuser().await;
-        for _ in 0..100 {
-            let waiting: i64 = watch
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        app.until_a_query_waits_for_a_lock().await;
         forget
             .execute(
                 "UPDATE users SET record = NULL, data_key = NULL, forgotten_at = now()
@@ -960,21 +946,7 @@ async fn a_decision_waits_for_the_users_row_before_it_holds_the_request() {
         .header("X-Bunker-Token", &app.root_token)
         .json(&json!({"requestuuid": uuid}));
     let pending = tokio::spawn(bunker_tests::answer(approve));
-    let watch = app.superuser().await;
-    for _ in 0..100 {
-        let waiting: i64 = watch
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    app.until_a_query_waits_for_a_lock().await;
     // The request is free while the approval waits.
     let free = holder
         .query(
