@@ -124,6 +124,20 @@ impl Database {
             .collect()
     }
 
+    /// The ids of the tenants that have a webhook (whose deliveries the servers post).
+    pub async fn webhook_tenant_ids(&self) -> Result<Vec<TenantId>, DbError> {
+        let client = self.pool().get().await?;
+        client
+            .query(
+                "SELECT id FROM tenants WHERE webhook_url IS NOT NULL ORDER BY id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| Ok(TenantId(row.try_get(0)?)))
+            .collect()
+    }
+
     /// The id of the tenant named `name`, if any.
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<TenantId>, DbError> {
         let client = self.pool().get().await?;

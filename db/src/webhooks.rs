@@ -52,6 +52,12 @@ pub async fn set_webhook(
         == 1)
 }
 
+/// Drops every queued delivery of the transaction's tenant (its webhook was removed).
+pub async fn clear(tx: &TenantTx<'_>) -> Result<(), DbError> {
+    tx.execute("DELETE FROM webhook_outbox", &[]).await?;
+    Ok(())
+}
+
 /// Queues a delivery of `body` in the transaction.
 pub async fn enqueue(tx: &TenantTx<'_>, id: Uuid, body: &str) -> Result<(), DbError> {
     tx.execute(

@@ -910,11 +910,17 @@ async fn request_events_reach_the_tenants_webhook_signed_retried_and_never_holdi
         .get::<_, Option<i32>>(0)
         .unwrap_or(0);
     assert!(waiting >= 1, "the failing delivery is retried later");
-    // Removing the webhook stops deliveries.
+    // Removing the webhook stops deliveries: what was queued goes.
     let (status, _) = app
         .root("TenantUpdate", json!({"webhook": {"url": ""}}))
         .await;
     assert_eq!(status, StatusCode::OK);
+    let queued: i64 = db
+        .query_one("SELECT count(*) FROM webhook_outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 0);
 }
 
 #[tokio::test]

@@ -230,6 +230,7 @@ impl Vault {
             ));
         }
         let trusted = caller.is_root();
+        let removed = webhook.is_none();
         if let Some((url, secret)) = &webhook {
             check_webhook(url, secret, trusted)?;
         }
@@ -262,7 +263,19 @@ impl Vault {
                     Ok(())
                 })
             })
-            .await
+            .await?;
+        // Removed: what was queued for it goes too (it would otherwise go to the next webhook).
+        if removed {
+            self.db
+                .in_tenant(tenant, |tx| {
+                    Box::pin(async move {
+                        store::clear(tx).await?;
+                        Ok::<_, VaultError>(())
+                    })
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// One round of deliveries for `tenant`: claims what is due, posts each, and records the
@@ -425,7 +438,7 @@ pub fn spawn_webhooks(vault: Vault, every: Duration) -> JoinHandle<()> {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let tenants = match vault.db.tenant_ids().await {
+            let tenants = match vault.db.webhook_tenant_ids().await {
                 Ok(tenants) => tenants,
                 Err(err) => {
                     tracing::warn!(error = %err, "webhooks: tenants not listed");
