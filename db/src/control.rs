@@ -53,6 +53,8 @@ pub struct TenantRecord {
     pub name: String,
     pub org: String,
     pub selfservice: SelfService,
+    /// Where the tenant's request webhook posts, if it has one (its secret is never read here).
+    pub webhook_url: Option<String>,
 }
 
 /// What a user's own token may do to its own record directly (a tenant's settings).
@@ -75,7 +77,7 @@ pub struct SelfServiceChanges {
 }
 
 const TENANT_COLUMNS: &str = "id, name, org, selfservice_user_change, selfservice_forget_me,
-     selfservice_app_data_change";
+     selfservice_app_data_change, webhook_url";
 
 impl TenantRecord {
     fn from_row(row: &Row) -> Result<Self, DbError> {
@@ -88,6 +90,7 @@ impl TenantRecord {
                 forget_me: row.try_get("selfservice_forget_me")?,
                 app_data_change: row.try_get("selfservice_app_data_change")?,
             },
+            webhook_url: row.try_get("webhook_url")?,
         })
     }
 }
@@ -213,7 +216,7 @@ const FIND_CREDENTIAL: &str =
         COALESCE(a.expires_at <= now(), false) AS expired,
         a.sliding_seconds IS NOT NULL AS sliding,
         t.id, t.name, t.org, t.selfservice_user_change, t.selfservice_forget_me,
-        t.selfservice_app_data_change
+        t.selfservice_app_data_change, t.webhook_url
    FROM access_tokens a
    LEFT JOIN roles r ON r.id = a.role_id
    LEFT JOIN tenants t ON t.name = $2

@@ -884,6 +884,10 @@ async fn request_events_reach_the_tenants_webhook_signed_retried_and_never_holdi
         .unwrap()
         .get(0);
     assert_eq!(left, 0, "delivered deliveries leave the outbox");
+    // TenantGet names the webhook, never its secret.
+    let (_, tenant) = app.root("TenantGet", json!({"tenantid": 1})).await;
+    assert_eq!(tenant["webhookurl"], receiver.url.as_str());
+    assert!(!tenant.to_string().contains(secret));
     // The secret is stored sealed.
     let sealed: Vec<u8> = db
         .query_one(

@@ -53,6 +53,8 @@ pub struct TenantView {
     tenantname: String,
     tenantorg: String,
     selfservice: SelfServiceView,
+    /// Where request events are posted (the secret is never shown); null when none is set.
+    webhookurl: Option<String>,
 }
 
 /// What a user's own token may do to its own record directly, instead of through a request an
@@ -157,6 +159,7 @@ impl TenantApi {
     ) -> Result<Json<TenantView>, ApiError> {
         let id = TenantId(body.0.tenantid);
         let tenant = self.tenants.get_tenant(&caller.0, id).await?;
+        let webhookurl = tenant.webhook_url.clone();
         let selfservice = SelfServiceView {
             user_change: tenant.selfservice.user_change,
             forget_me: tenant.selfservice.forget_me,
@@ -169,6 +172,7 @@ impl TenantApi {
             tenantname: row.tenantname,
             tenantorg: row.tenantorg,
             selfservice,
+            webhookurl,
         }))
     }
 
