@@ -10,7 +10,7 @@
 use bunker_db::appdata as store;
 use bunker_db::users::StoredUser;
 use bunker_db::{TenantId, TenantTx};
-use bunker_keys::{Label, TenantKeys, UserKey};
+use bunker_keys::{Label, TenantKeys};
 use bunker_tenancy::{Caller, Principal};
 use serde_json::{Map, Value};
 
@@ -19,7 +19,8 @@ use crate::core::gate::Gate;
 use crate::core::identity::{Lookup, Mode};
 use crate::core::limits::{check_document, MAX_DOCUMENT_BYTES};
 use crate::core::{
-    record_event, user_key_for_reading, user_key_for_writing, UserEvent, Vault, VaultError,
+    open_json, record_event, seal_json, user_key_for_reading, user_key_for_writing, UserEvent,
+    Vault, VaultError,
 };
 use crate::users::VersionInfo;
 
@@ -70,23 +71,6 @@ fn version_label(tenant: TenantId, row: &str) -> Label<'_> {
         kind: "appdata_version",
         row,
     }
-}
-
-fn seal(
-    key: &UserKey,
-    label: &Label<'_>,
-    data: &Map<String, Value>,
-) -> Result<Vec<u8>, VaultError> {
-    let plain = zeroize::Zeroizing::new(
-        serde_json::to_vec(data)
-            .map_err(|_| VaultError::BadRequest("The app data could not be encoded".into()))?,
-    );
-    Ok(key.seal(label, &plain)?)
-}
-
-fn open(key: &UserKey, label: &Label<'_>, sealed: &[u8]) -> Result<Map<String, Value>, VaultError> {
-    let plain = key.open(label, sealed)?;
-    serde_json::from_slice(&plain).map_err(|_| VaultError::Keys(bunker_keys::KeyError::Unsealable))
 }
 
 /// One app-data operation on one user, as carried into its transaction.
@@ -145,7 +129,7 @@ pub(crate) async fn apply_app_change(
         .ok_or(VaultError::AppDataNotFound)?;
     let row = format!("{}/{}", user.token, app.as_str());
     let label = data_label(tx.tenant(), &row);
-    let mut merged = Value::Object(open(&key, &label, &sealed)?);
+    let mut merged = Value::Object(open_json(&key, &label, &sealed)?);
     json_patch::merge(&mut merged, &Value::Object(change));
     check_document(&merged, "appdata", MAX_DOCUMENT_BYTES)?;
     let Value::Object(merged) = merged else {
@@ -153,10 +137,10 @@ pub(crate) async fn apply_app_change(
             "appdata must be a JSON object".into(),
         ));
     };
-    let record = seal(&key, &label, &merged)?;
+    let record = seal_json(&key, &label, &merged)?;
     let next = version + 1;
     let version_row = format!("{row}/{next}");
-    let kept = seal(&key, &version_label(tx.tenant(), &version_row), &merged)?;
+    let kept = seal_json(&key, &version_label(tx.tenant(), &version_row), &merged)?;
     store::update(tx, user.token, app.as_str(), version, &record, &kept, keep)
         .await?
         .ok_or(VaultError::Conflict)?;
@@ -177,7 +161,11 @@ pub(crate) async fn current_app_data(
         return Ok(None);
     };
     let row = format!("{user}/{}", app.as_str());
-    Ok(Some(open(&key, &data_label(tx.tenant(), &row), &sealed)?))
+    Ok(Some(open_json(
+        &key,
+        &data_label(tx.tenant(), &row),
+        &sealed,
+    )?))
 }
 
 impl Vault {
@@ -227,9 +215,10 @@ impl Vault {
                     let user = reach.user(tx).await?;
                     let key = user_key_for_writing(tx, &keys, user.token).await?;
                     let row = format!("{}/{}", user.token, app.as_str());
-                    let record = seal(&key, &data_label(tx.tenant(), &row), &data)?;
+                    let record = seal_json(&key, &data_label(tx.tenant(), &row), &data)?;
                     let version_row = format!("{row}/1");
-                    let version = seal(&key, &version_label(tx.tenant(), &version_row), &data)?;
+                    let version =
+                        seal_json(&key, &version_label(tx.tenant(), &version_row), &data)?;
                     if !store::insert(tx, user.token, app.as_str(), &record, &version).await? {
                         return Err(VaultError::AppDataExists);
                     }
@@ -264,14 +253,14 @@ impl Vault {
                             let (sealed, _) = store::get(tx, user.token, app.as_str())
                                 .await?
                                 .ok_or(VaultError::AppDataNotFound)?;
-                            open(&key, &data_label(tx.tenant(), &row), &sealed)?
+                            open_json(&key, &data_label(tx.tenant(), &row), &sealed)?
                         }
                         Some(v) => {
                             let sealed = store::get_version(tx, user.token, app.as_str(), v)
                                 .await?
                                 .ok_or(VaultError::AppDataNotFound)?;
                             let version_row = format!("{row}/{v}");
-                            open(&key, &version_label(tx.tenant(), &version_row), &sealed)?
+                            open_json(&key, &version_label(tx.tenant(), &version_row), &sealed)?
                         }
                     };
                     reach.audit(tx, &keys, &caller, &user, Some(&app)).await?;

@@ -23,7 +23,8 @@ use crate::core::gate::Gate;
 use crate::core::identity::{Lookup, Mode};
 use crate::core::limits::{check_document, MAX_DOCUMENT_BYTES};
 use crate::core::{
-    record_event, user_key_for_reading, user_key_for_writing, UserEvent, Vault, VaultError,
+    open_json, record_event, seal_json, user_key_for_reading, user_key_for_writing, UserEvent,
+    Vault, VaultError,
 };
 use crate::users::{open_current, parse_patch, Change, ChangeRequest};
 use crate::webhooks::{notify, RequestEvent};
@@ -85,10 +86,7 @@ impl Proposal {
 
     /// Whether `visible` covers what the proposal touches.
     fn allowed(&self, visible: &Visible) -> bool {
-        match self {
-            Proposal::ChangeAppData(..) => visible.appdata(),
-            _ => visible.whole_profile(),
-        }
+        kind_allowed(self.kind(), visible)
     }
 }
 
@@ -143,10 +141,7 @@ fn seal_value(
     value: &Value,
 ) -> Result<Vec<u8>, VaultError> {
     let row = uuid.to_string();
-    let plain = zeroize::Zeroizing::new(
-        serde_json::to_vec(value).map_err(|_| VaultError::BadRequest("Unencodable".into()))?,
-    );
-    Ok(key.seal(&label(tenant, kind, &row), &plain)?)
+    seal_json(key, &label(tenant, kind, &row), value)
 }
 
 fn open_value(
@@ -157,8 +152,7 @@ fn open_value(
     sealed: &[u8],
 ) -> Result<Value, VaultError> {
     let row = uuid.to_string();
-    let plain = key.open(&label(tenant, kind, &row), sealed)?;
-    serde_json::from_slice(&plain).map_err(|_| VaultError::Keys(bunker_keys::KeyError::Unsealable))
+    open_json(key, &label(tenant, kind, &row), sealed)
 }
 
 fn view(request: &StoredRequest) -> RequestView {

@@ -337,8 +337,7 @@ impl Vault {
                 }
                 Outcome::Drop => None,
                 Outcome::Failed(why) if item.attempts + 1 >= MAX_ATTEMPTS => {
-                    let (_, _, abandoned) = counts();
-                    ABANDONED.fetch_add(1, Ordering::Relaxed);
+                    let abandoned = ABANDONED.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%tenant, delivery = %item.id, attempts = item.attempts + 1,
                         abandoned = abandoned + 1, reason = why, "webhook delivery given up");
                     None

@@ -194,10 +194,50 @@ pub(crate) fn version_label(tenant: TenantId, row: &str) -> Label<'_> {
     }
 }
 
+/// What seals and opens values for a label: a tenant's keys of one purpose ([`SealKeys`]), or a
+/// user's own key ([`UserKey`]).
+pub(crate) trait Sealer {
+    fn seal(&self, label: &Label<'_>, plaintext: &[u8]) -> Result<Vec<u8>, KeyError>;
+    fn open(
+        &self,
+        label: &Label<'_>,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError>;
+}
+
+impl Sealer for SealKeys {
+    fn seal(&self, label: &Label<'_>, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
+        SealKeys::seal(self, label, plaintext)
+    }
+
+    fn open(
+        &self,
+        label: &Label<'_>,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+        SealKeys::open(self, label, sealed)
+    }
+}
+
+impl Sealer for UserKey {
+    fn seal(&self, label: &Label<'_>, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
+        UserKey::seal(self, label, plaintext)
+    }
+
+    fn open(
+        &self,
+        label: &Label<'_>,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+        UserKey::open(self, label, sealed)
+    }
+}
+
 /// Seals `value` as JSON with `keys` under `label`: the one way structured data is sealed
-/// (profiles, group labels, audit details). The serialized plain text is zeroed after.
+/// (profiles, group labels, audit details, app data, requests). The serialized plain text is
+/// zeroed after.
 pub(crate) fn seal_json<T: serde::Serialize + ?Sized>(
-    keys: &SealKeys,
+    keys: &impl Sealer,
     label: &Label<'_>,
     value: &T,
 ) -> Result<Vec<u8>, VaultError> {
@@ -207,7 +247,7 @@ pub(crate) fn seal_json<T: serde::Serialize + ?Sized>(
 
 /// Opens what [`seal_json`] sealed.
 pub(crate) fn open_json<T: serde::de::DeserializeOwned>(
-    keys: &SealKeys,
+    keys: &impl Sealer,
     label: &Label<'_>,
     sealed: &[u8],
 ) -> Result<T, VaultError> {
