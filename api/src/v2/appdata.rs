@@ -4,11 +4,11 @@
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::tenants::NoFields;
 use super::users::VersionList;
-use super::{ApiTags, Done, Status};
+use super::{object, ApiTags, Done, Status};
 use crate::http::error::ApiError;
 use crate::http::extract::{lenient, Authenticated, JsonBody};
 use bunker_services::appdata::AppName;
@@ -63,14 +63,6 @@ pub struct AppNames {
     apps: Vec<String>,
 }
 
-/// The request's `appdata`, which must be a JSON object.
-fn object(appdata: Value) -> Result<Map<String, Value>, ApiError> {
-    match appdata {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::bad_request("appdata must be a JSON object")),
-    }
-}
-
 #[OpenApi(tag = "ApiTags::Appdata")]
 impl AppdataApi {
     /// Store an object under an app name for a user, sealed with the user's key.
@@ -87,7 +79,7 @@ impl AppdataApi {
         let request = body.0;
         let mode: Mode = request.mode.parse()?;
         let app = AppName::parse(&request.appname)?;
-        let data = object(request.appdata)?;
+        let data = object(request.appdata, "appdata")?;
         self.vault
             .create_app_data(
                 &caller.0,
@@ -146,7 +138,7 @@ impl AppdataApi {
         let request = body.0;
         let mode: Mode = request.mode.parse()?;
         let app = AppName::parse(&request.appname)?;
-        let change = object(request.appdata)?;
+        let change = object(request.appdata, "appdata")?;
         self.vault
             .update_app_data(
                 &caller.0,

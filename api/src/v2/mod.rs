@@ -68,3 +68,16 @@ pub fn page(offset: Option<i64>, limit: Option<i64>) -> Result<(i64, i64), ApiEr
     };
     Ok((offset, limit))
 }
+
+/// A request field that must hold a JSON object (`profile`, `appdata`).
+pub fn object(
+    value: serde_json::Value,
+    field: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(ApiError::bad_request(format!(
+            "{field} must be a JSON object"
+        ))),
+    }
+}

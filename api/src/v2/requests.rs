@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{page, ApiTags, Done, Status};
+use super::{object, page, ApiTags, Done, Status};
 use crate::http::error::ApiError;
 use crate::http::extract::{lenient, Authenticated, JsonBody};
 use bunker_services::appdata::AppName;
@@ -149,15 +149,6 @@ pub struct RequestList {
 
 fn request_uuid(text: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(text.trim()).map_err(|_| ApiError::bad_request("Invalid requestuuid"))
-}
-
-fn object(value: Value, field: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::bad_request(format!(
-            "{field} must be a JSON object"
-        ))),
-    }
 }
 
 impl RequestApi {

@@ -4,9 +4,9 @@
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{ApiTags, Done, Status};
+use super::{object, ApiTags, Done, Status};
 use crate::http::error::ApiError;
 use crate::http::extract::{lenient, Authenticated, JsonBody};
 use bunker_services::access::Command;
@@ -475,16 +475,6 @@ impl UserApi {
             .list_versions(&caller.0, mode, &request.identity, request.request_metadata)
             .await?;
         Ok(Json(VersionList::of(versions)))
-    }
-}
-
-/// A field that must hold a JSON object.
-fn object(value: Value, field: &str) -> Result<Map<String, Value>, ApiError> {
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::bad_request(format!(
-            "{field} must be a JSON object"
-        ))),
     }
 }
 
