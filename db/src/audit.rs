@@ -191,3 +191,22 @@ pub async fn get_event(tx: &TenantTx<'_>, id: Uuid) -> Result<Option<StoredEvent
         .map(event_from_row)
         .transpose()
 }
+
+/// The newest `limit` events about `target` (e.g. `agreement:7`), oldest first.
+pub async fn events_of_target(
+    tx: &TenantTx<'_>,
+    target: &str,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, DbError> {
+    let sql = format!(
+        "SELECT * FROM (SELECT {EVENT_COLUMNS}, occurred_at FROM audit_events
+                         WHERE target = $1 AND target LIKE 'agreement:%'
+                         ORDER BY occurred_at DESC, id DESC LIMIT $2) newest
+          ORDER BY occurred_at, id"
+    );
+    tx.query(&sql, &[&target, &limit])
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+}

@@ -9,6 +9,7 @@ pub mod appdata;
 pub mod audit;
 pub mod bulk;
 pub mod chain;
+pub mod consent;
 pub mod control;
 mod error;
 pub mod groups;

@@ -13,6 +13,9 @@ pub struct StoredRequest {
     pub token: Uuid,
     pub kind: String,
     pub appname: Option<String>,
+    /// A withdrawal's legal basis, and its brief now.
+    pub basis_id: Option<i64>,
+    pub brief: Option<String>,
     pub change: Option<Vec<u8>>,
     pub metadata: Option<Vec<u8>>,
     pub status: String,
@@ -29,12 +32,15 @@ pub struct NewRequest<'a> {
     pub token: Uuid,
     pub kind: &'a str,
     pub appname: Option<&'a str>,
+    pub basis_id: Option<i64>,
     pub change: Option<&'a [u8]>,
     pub metadata: Option<&'a [u8]>,
     pub requested_by: Uuid,
 }
 
-const COLUMNS: &str = "uuid, token, kind, appname, change, metadata, status, reason,
+const COLUMNS: &str = "uuid, token, kind, appname, basis_id,
+     (SELECT b.brief FROM legal_bases b WHERE b.id = basis_id) AS brief,
+     change, metadata, status, reason,
      extract(epoch FROM created_at)::bigint AS created_at,
      extract(epoch FROM decided_at)::bigint AS decided_at";
 
@@ -44,6 +50,8 @@ fn from_row(row: &Row) -> Result<StoredRequest, DbError> {
         token: row.try_get("token")?,
         kind: row.try_get("kind")?,
         appname: row.try_get("appname")?,
+        basis_id: row.try_get("basis_id")?,
+        brief: row.try_get("brief")?,
         change: row.try_get("change")?,
         metadata: row.try_get("metadata")?,
         status: row.try_get("status")?,
@@ -66,9 +74,11 @@ pub async fn open(
         let inserted = tx
             .query_opt(
                 "INSERT INTO user_requests
-                     (tenant_id, uuid, token, kind, appname, change, metadata, requested_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (tenant_id, token, kind, (coalesce(appname, ''))) WHERE status = 'open'
+                     (tenant_id, uuid, token, kind, appname, basis_id, change, metadata,
+                      requested_by)
+                 VALUES ($1, $2, $3, $4, $5, $9, $6, $7, $8)
+                 ON CONFLICT (tenant_id, token, kind, (coalesce(appname, '')), (coalesce(basis_id, 0)))
+                     WHERE status = 'open'
                  DO NOTHING
                  RETURNING uuid",
                 &[
@@ -80,6 +90,7 @@ pub async fn open(
                     &new.change,
                     &new.metadata,
                     &new.requested_by,
+                    &new.basis_id,
                 ],
             )
             .await?;
@@ -90,8 +101,8 @@ pub async fn open(
             .query_opt(
                 "SELECT uuid FROM user_requests
                   WHERE token = $1 AND kind = $2 AND coalesce(appname, '') = coalesce($3, '')
-                    AND status = 'open'",
-                &[&new.token, &new.kind, &new.appname],
+                    AND coalesce(basis_id, 0) = coalesce($4::bigint, 0) AND status = 'open'",
+                &[&new.token, &new.kind, &new.appname, &new.basis_id],
             )
             .await?;
         if let Some(row) = open {

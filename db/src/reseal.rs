@@ -21,6 +21,11 @@ pub enum SealedAt {
     Token(Uuid),
     /// `groups.sealed` of a group.
     Group(i64),
+    /// `agreements.sealed` of an agreement waiting for its user (a linked one is sealed with the
+    /// user's key, which is re-sealed as [`SealedAt::UserKey`]).
+    WaitingAgreement(i64),
+    /// `tenants.webhook_secret` of the transaction's tenant.
+    WebhookSecret,
 }
 
 /// One sealed value not under the current version.
@@ -44,8 +49,12 @@ pub async fn count_stale(tx: &TenantTx<'_>, current: i32) -> Result<i64, DbError
                   + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) <> $1)
                   + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> $1)
                   + (SELECT count(*) FROM tokens WHERE substring(record FROM 2 FOR 4) <> $1)
-                  + (SELECT count(*) FROM groups WHERE substring(sealed FROM 2 FOR 4) <> $1)",
-            &[&v],
+                  + (SELECT count(*) FROM groups WHERE substring(sealed FROM 2 FOR 4) <> $1)
+                  + (SELECT count(*) FROM agreements WHERE token IS NULL AND sealed IS NOT NULL
+                                                       AND substring(sealed FROM 2 FOR 4) <> $1)
+                  + (SELECT count(*) FROM tenants WHERE id = $2 AND webhook_secret IS NOT NULL
+                                                    AND substring(webhook_secret FROM 2 FOR 4) <> $1)",
+            &[&v, &tx.tenant().0],
         )
         .await?
         .try_get(0)?)
@@ -135,6 +144,34 @@ pub async fn stale_values(
             sealed: row.try_get(1)?,
         });
     }
+    for row in tx
+        .query(
+            "SELECT id, sealed FROM agreements
+              WHERE token IS NULL AND sealed IS NOT NULL AND substring(sealed FROM 2 FOR 4) <> $1
+              LIMIT $2",
+            &[&v, &limit],
+        )
+        .await?
+    {
+        stale.push(StaleValue {
+            at: SealedAt::WaitingAgreement(row.try_get(0)?),
+            sealed: row.try_get(1)?,
+        });
+    }
+    for row in tx
+        .query(
+            "SELECT webhook_secret FROM tenants
+              WHERE id = $2 AND webhook_secret IS NOT NULL
+                AND substring(webhook_secret FROM 2 FOR 4) <> $1",
+            &[&v, &tx.tenant().0],
+        )
+        .await?
+    {
+        stale.push(StaleValue {
+            at: SealedAt::WebhookSecret,
+            sealed: row.try_get(0)?,
+        });
+    }
     Ok(stale)
 }
 
@@ -178,6 +215,20 @@ pub async fn replace(
             tx.execute(
                 "UPDATE groups SET sealed = $3 WHERE id = $1 AND sealed = $2",
                 &[id, &old, &new],
+            )
+            .await?
+        }
+        SealedAt::WaitingAgreement(id) => {
+            tx.execute(
+                "UPDATE agreements SET sealed = $3 WHERE id = $1 AND token IS NULL AND sealed = $2",
+                &[id, &old, &new],
+            )
+            .await?
+        }
+        SealedAt::WebhookSecret => {
+            tx.execute(
+                "UPDATE tenants SET webhook_secret = $3 WHERE id = $1 AND webhook_secret = $2",
+                &[&tx.tenant().0, &old, &new],
             )
             .await?
         }

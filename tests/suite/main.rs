@@ -9,6 +9,7 @@ mod audit_chain;
 mod bulk;
 mod cli;
 mod conditions;
+mod consent;
 mod crbac;
 mod credentials;
 mod groups;

@@ -1,6 +1,6 @@
 //! User requests: changes a data subject asks for, which an admin or a DPO approves or cancels.
 
-use bunker_tests::{StatusCode, TestApp};
+use bunker_tests::{signed, StatusCode, TestApp, WebhookReceiver};
 use serde_json::{json, Value};
 
 fn jane() -> Value {
@@ -664,101 +664,6 @@ async fn a_role_may_decide_only_the_kinds_of_request_it_may_see_and_learns_nothi
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-/// A local webhook receiver: answers 500 to the first `failures` deliveries, 200 after; keeps
-/// each delivery's signature header and body.
-struct Receiver {
-    url: String,
-    seen: std::sync::Arc<tokio::sync::Mutex<Vec<(String, String)>>>,
-}
-
-impl Receiver {
-    async fn start(failures: usize) -> Receiver {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!(
-            "http://127.0.0.1:{}/hook",
-            listener.local_addr().unwrap().port()
-        );
-        let seen = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
-        let kept = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut data = Vec::new();
-                let mut buffer = [0u8; 4096];
-                // Headers, then as much body as Content-Length says.
-                let (head, length) = loop {
-                    let n = socket.read(&mut buffer).await.unwrap_or(0);
-                    if n == 0 {
-                        break (String::new(), 0);
-                    }
-                    data.extend_from_slice(&buffer[..n]);
-                    if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&data[..end]).to_string();
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        data.drain(..end + 4);
-                        break (head, length);
-                    }
-                };
-                while data.len() < length {
-                    let n = socket.read(&mut buffer).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    data.extend_from_slice(&buffer[..n]);
-                }
-                let signature = head
-                    .lines()
-                    .find_map(|l| {
-                        l.split_once(':')
-                            .filter(|(k, _)| k.eq_ignore_ascii_case("x-bunker-signature"))
-                            .map(|(_, v)| v.trim().to_owned())
-                    })
-                    .unwrap_or_default();
-                let mut seen = kept.lock().await;
-                seen.push((signature, String::from_utf8_lossy(&data).to_string()));
-                let status = if seen.len() <= failures {
-                    "500 Internal Server Error"
-                } else {
-                    "200 OK"
-                };
-                drop(seen);
-                let answer =
-                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                let _ = socket.write_all(answer.as_bytes()).await;
-            }
-        });
-        Receiver { url, seen }
-    }
-
-    /// The deliveries received, once there are at least `count` (or after 10 s).
-    async fn deliveries(&self, count: usize) -> Vec<(String, String)> {
-        for _ in 0..200 {
-            if self.seen.lock().await.len() >= count {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        self.seen.lock().await.clone()
-    }
-}
-
-fn signed(secret: &str, body: &str) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 #[tokio::test]
 async fn request_events_reach_the_tenants_webhook_signed_retried_and_never_holding_the_request() {
     let app = TestApp::spawn().await;
@@ -823,7 +728,7 @@ async fn request_events_reach_the_tenants_webhook_signed_retried_and_never_holdi
         .get(0);
     assert!(none.is_none(), "{none:?}");
     // A receiver that fails twice, then takes deliveries.
-    let receiver = Receiver::start(2).await;
+    let receiver = WebhookReceiver::start(2).await;
     let secret = "webhook-secret-for-the-test-0123456789";
     let (status, body) = app
         .root(
@@ -1005,7 +910,7 @@ async fn one_tenants_silent_receiver_does_not_hold_another_tenants_deliveries() 
             held.push(socket);
         }
     });
-    let receiver = Receiver::start(0).await;
+    let receiver = WebhookReceiver::start(0).await;
     let secret = "s".repeat(40);
     for (id, url) in [(a, &silent_url), (b, &receiver.url)] {
         let webhook = json!({"tenantid": id, "webhook": {"url": url, "secret": secret}});

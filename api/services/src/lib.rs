@@ -11,7 +11,7 @@
 //!   and applies the engine's answers.
 //! - One module per concern, each a set of `impl Vault` methods over the core: [`tokens`]
 //!   (tokenization), [`groups`] (groups and roles), [`users`] (the user vault), [`appdata`], [`policies`],
-//!   [`bulk`] (bulk and search), [`xtokens`] (role and user access tokens), [`requests`] (user requests and their approval), [`audit`] (the trail and
+//!   [`bulk`] (bulk and search), [`xtokens`] (role and user access tokens), [`requests`] (user requests and their approval), [`consent`] (legal bases, processing activities, agreements), [`audit`] (the trail and
 //!   its chain), [`tenants`] (tenants and their admin tokens), [`keys`] (wrapping, master-key
 //!   rotation, re-encryption, recovery), [`setup`] (a new database) and the expiry [`sweeper`].
 //!
@@ -22,6 +22,7 @@ pub mod access;
 pub mod appdata;
 pub mod audit;
 pub mod bulk;
+pub mod consent;
 pub mod core;
 pub mod groups;
 pub mod keys;

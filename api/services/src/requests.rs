@@ -7,6 +7,8 @@
 //! open one's uuid. The change, the request's metadata and the reason are sealed with the user's
 //! own key: forget-me, which destroys it, leaves none of them readable and cancels what is open.
 
+use bunker_db::audit::Performer;
+use bunker_db::consent::{self as consent_store, Party, RowLock};
 use bunker_db::requests::{self as store, NewRequest, StoredRequest};
 use bunker_db::users::StoredUser;
 use bunker_db::{TenantId, TenantTx};
@@ -19,6 +21,9 @@ use crate::access::engine::Visible;
 use crate::access::{Command, DENIED};
 use crate::appdata::{apply_app_change, current_app_data, AppName};
 use crate::bulk::require_unlock;
+use crate::consent::agreements::withdraw;
+use crate::consent::bases::live_basis;
+use crate::consent::{forget_user, Name};
 use crate::core::gate::Gate;
 use crate::core::identity::{Lookup, Mode};
 use crate::core::limits::{check_document, MAX_DOCUMENT_BYTES};
@@ -45,6 +50,9 @@ pub enum Proposal {
     ForgetMe,
     /// AppdataUpdateRequest: a merge into an app's data.
     ChangeAppData(AppName, Map<String, Value>),
+    /// AgreementCancelRequest (or a user's AgreementCancel where it may not withdraw alone): the
+    /// withdrawal of its agreement to a legal basis.
+    WithdrawConsent(Name),
 }
 
 impl Proposal {
@@ -54,6 +62,7 @@ impl Proposal {
             Proposal::PatchProfile(_) => "patch-profile",
             Proposal::ForgetMe => "forget-me",
             Proposal::ChangeAppData(..) => "change-app-data",
+            Proposal::WithdrawConsent(_) => "withdraw-consent",
         }
     }
 
@@ -63,6 +72,7 @@ impl Proposal {
             Proposal::PatchProfile(_) => Command::UserPatchRequest,
             Proposal::ForgetMe => Command::UserDeleteRequest,
             Proposal::ChangeAppData(..) => Command::AppdataUpdateRequest,
+            Proposal::WithdrawConsent(_) => Command::AgreementCancelRequest,
         }
     }
 
@@ -80,7 +90,7 @@ impl Proposal {
                 Some(Value::Object(map.clone()))
             }
             Proposal::PatchProfile(patch) => Some(patch.clone()),
-            Proposal::ForgetMe => None,
+            Proposal::ForgetMe | Proposal::WithdrawConsent(_) => None,
         }
     }
 
@@ -91,10 +101,11 @@ impl Proposal {
 }
 
 /// Whether `visible` covers what a request of `kind` touches: the app data for an app-data change,
-/// the whole profile for the others.
+/// the consent for a withdrawal, the whole profile for the others.
 fn kind_allowed(kind: &str, visible: &Visible) -> bool {
     match kind {
         "change-app-data" => visible.appdata(),
+        "withdraw-consent" => visible.consent(),
         _ => visible.whole_profile(),
     }
 }
@@ -114,6 +125,8 @@ pub struct RequestView {
     pub token: Uuid,
     pub kind: String,
     pub app: Option<String>,
+    /// A withdrawal's legal basis.
+    pub brief: Option<String>,
     pub status: String,
     pub created: i64,
     pub decided: Option<i64>,
@@ -161,6 +174,7 @@ fn view(request: &StoredRequest) -> RequestView {
         token: request.token,
         kind: request.kind.clone(),
         app: request.appname.clone(),
+        brief: request.brief.clone(),
         status: request.status.clone(),
         created: request.created_at,
         decided: request.decided_at,
@@ -195,6 +209,10 @@ fn proposal_of(
         "change-profile" => Proposal::ChangeProfile(object(change)?),
         "patch-profile" => Proposal::PatchProfile(change.unwrap_or(Value::Null)),
         "forget-me" => Proposal::ForgetMe,
+        "withdraw-consent" => Proposal::WithdrawConsent(Name::parse(
+            request.brief.as_deref().unwrap_or_default(),
+            "brief",
+        )?),
         _ => {
             let app = AppName::parse(request.appname.as_deref().unwrap_or_default())?;
             Proposal::ChangeAppData(app, object(change)?)
@@ -250,7 +268,7 @@ impl Vault {
             Proposal::ChangeProfile(map) | Proposal::ChangeAppData(_, map) => {
                 check_document(&Value::Object(map.clone()), "change", MAX_DOCUMENT_BYTES)?;
             }
-            Proposal::ForgetMe => {}
+            Proposal::ForgetMe | Proposal::WithdrawConsent(_) => {}
         }
         let (keys, lookup) = self.locate(caller, mode, identity)?;
         let principal = caller.principal.clone();
@@ -276,6 +294,18 @@ impl Vault {
                             return Err(VaultError::AppDataNotFound);
                         }
                     }
+                    // A withdrawal needs an agreement to withdraw.
+                    let basis_id = match &proposal {
+                        Proposal::WithdrawConsent(brief) => {
+                            let basis = live_basis(tx, brief, RowLock::Share).await?;
+                            let party = Party::User(user.token);
+                            consent_store::get_agreement(tx, &party, basis.id, false)
+                                .await?
+                                .ok_or(VaultError::AgreementNotFound)?;
+                            Some(basis.id)
+                        }
+                        _ => None,
+                    };
                     let uuid = Uuid::new_v4();
                     let change = proposal
                         .change()
@@ -292,6 +322,7 @@ impl Vault {
                             token: user.token,
                             kind: proposal.kind(),
                             appname: proposal.app().map(AppName::as_str),
+                            basis_id,
                             change: change.as_deref(),
                             metadata: sealed_metadata.as_deref(),
                             requested_by: actor.token_id,
@@ -341,6 +372,18 @@ impl Vault {
                                 .map(Value::Object)
                         }
                         Proposal::ForgetMe => None,
+                        Proposal::WithdrawConsent(brief) => {
+                            let party = Party::User(user.token);
+                            let status = match request.basis_id {
+                                Some(basis) => {
+                                    consent_store::get_agreement(tx, &party, basis, false)
+                                        .await?
+                                        .map(|a| a.status)
+                                }
+                                None => None,
+                            };
+                            Some(json!({"brief": brief.as_str(), "status": status}))
+                        }
                         _ => Some(Value::Object(open_current(&keys, tx.tenant(), &user)?)),
                     };
                     if let (Some(sealed), Some(key)) = (&request.reason, key.as_ref()) {
@@ -536,9 +579,20 @@ impl Vault {
             Proposal::ChangeProfile(map) => Change::Merge(map),
             Proposal::PatchProfile(patch) => Change::Patch(parse_patch(patch)?),
             Proposal::ForgetMe => {
-                bunker_db::users::forget_user(tx, user.token).await?;
+                let action = command.audit_action();
+                forget_user(tx, keys, user.token, action, Performer::Token(actor)).await?;
                 let event = UserEvent::about(command, user.token, metadata.as_ref());
                 return record_event(tx, keys, actor, event).await;
+            }
+            Proposal::WithdrawConsent(brief) => {
+                let basis = consent_store::get_basis(tx, brief.as_str(), RowLock::Share)
+                    .await?
+                    .ok_or(VaultError::LegalBasisNotFound)?;
+                let party = Party::User(user.token);
+                let basis = (basis.id, basis.brief.as_str());
+                let action = command.audit_action();
+                let actor = Performer::Token(actor);
+                return withdraw(tx, keys, &party, basis, action, actor, metadata.as_ref()).await;
             }
             Proposal::ChangeAppData(app, change) => {
                 let keep = self.settings.versions_kept;

@@ -1,14 +1,14 @@
 //! The expiry sweeper: forgets users and purges tokens whose `finaltime` or sliding window has
-//! passed, tenant by tenant, each in its own transaction with an audit event whose actor is Bunker itself.
+//! passed, and expires agreements past their final time, tenant by tenant, each in its own transaction with an audit event whose actor is Bunker itself.
 
 use std::time::Duration;
 
 use bunker_db::audit::{self, AuditEvent, Performer};
 use bunker_db::tokens;
-use bunker_db::users as store;
 use tokio::task::JoinHandle;
 
 use crate::access::Operation;
+use crate::consent::{expire_due, forget_user};
 use crate::core::{UserEvent, Vault, VaultError};
 
 /// Users forgotten per transaction.
@@ -39,13 +39,14 @@ impl Vault {
             self.db.delete_expired_access_tokens(tenant).await?;
             loop {
                 let keys = self.keys(tenant);
-                let swept = self
+                let (swept, most) = self
                     .db
                     .in_tenant(tenant, move |tx| {
                         Box::pin(async move {
-                            let expired = store::lock_expired(tx, BATCH).await?;
+                            let expired = bunker_db::users::lock_expired(tx, BATCH).await?;
                             for token in &expired {
-                                store::forget_user(tx, *token).await?;
+                                let action = Operation::UserExpired.audit_action();
+                                forget_user(tx, &keys, *token, action, Performer::System).await?;
                                 let event = UserEvent::operation(Operation::UserExpired, *token);
                                 let id = audit::new_event_id();
                                 let sealed =
@@ -62,12 +63,14 @@ impl Vault {
                                 );
                                 audit::record(tx, &event).await?;
                             }
-                            Ok::<_, VaultError>(expired.len().max(tokens.len()))
+                            let agreements = expire_due(tx, &keys, BATCH).await?;
+                            let most = expired.len().max(tokens.len()).max(agreements);
+                            Ok::<_, VaultError>((expired.len(), most))
                         })
                     })
                     .await?;
                 forgotten += swept;
-                if swept < BATCH as usize {
+                if most < BATCH as usize {
                     break;
                 }
             }

@@ -1,6 +1,7 @@
-//! A tenant's webhook for user requests: when a request is opened, approved or cancelled, a
-//! delivery is queued in the same transaction (`webhook_outbox`) and a background task of every
-//! server posts it: `{"event", "usertoken", "requestuuid", "time"}` — never personal data — with
+//! A tenant's webhook for user requests and consent: when a request is opened, approved or
+//! cancelled, or an agreement withdrawn, revoked or expired, a delivery is queued in the same
+//! transaction (`webhook_outbox`) and a background task of every server posts it:
+//! `{"event", "usertoken", "requestuuid" | "brief", "time"}` — never personal data — with
 //! `X-Bunker-Signature: sha256=<hex HMAC-SHA256(secret, body)>`. A failed delivery is retried with
 //! exponential backoff (up to [`MAX_ATTEMPTS`]); deliveries, retries and abandoned ones are logged
 //! and counted ([`counts`]). Nothing here ever holds a request: the request only writes its row.
@@ -68,7 +69,26 @@ impl RequestEvent {
     }
 }
 
-fn secret_label(tenant: TenantId, row: &str) -> Label<'_> {
+/// A change of an agreement the tenant's backend must act on (stop processing).
+#[derive(Clone, Copy, Debug)]
+pub enum ConsentChange {
+    Withdrawn,
+    Revoked,
+    Expired,
+}
+
+impl ConsentChange {
+    fn name(self) -> &'static str {
+        match self {
+            ConsentChange::Withdrawn => "AgreementWithdrawn",
+            ConsentChange::Revoked => "AgreementRevoked",
+            ConsentChange::Expired => "AgreementExpired",
+        }
+    }
+}
+
+/// Where a tenant's webhook secret is sealed (row: the tenant's id).
+pub(crate) fn secret_label(tenant: TenantId, row: &str) -> Label<'_> {
     Label {
         tenant: tenant.0,
         kind: "webhook_secret",
@@ -83,20 +103,47 @@ pub(crate) async fn notify(
     user: Uuid,
     request: Uuid,
 ) -> Result<(), VaultError> {
+    enqueue(
+        tx,
+        json!({
+            "event": event.name(),
+            "usertoken": user.to_string(),
+            "requestuuid": request.to_string(),
+        }),
+    )
+    .await
+}
+
+/// Queues a delivery for a change of `user`'s agreement to `brief`, if the tenant has a webhook.
+pub(crate) async fn notify_consent(
+    tx: &TenantTx<'_>,
+    change: ConsentChange,
+    user: Uuid,
+    brief: &str,
+) -> Result<(), VaultError> {
+    enqueue(
+        tx,
+        json!({
+            "event": change.name(),
+            "usertoken": user.to_string(),
+            "brief": brief,
+        }),
+    )
+    .await
+}
+
+/// Queues `body` with the time added, if the tenant has a webhook.
+async fn enqueue(tx: &TenantTx<'_>, mut body: serde_json::Value) -> Result<(), VaultError> {
     if store::webhook(tx).await?.is_none() {
         return Ok(());
     }
     let time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let body = json!({
-        "event": event.name(),
-        "usertoken": user.to_string(),
-        "requestuuid": request.to_string(),
-        "time": time,
-    })
-    .to_string();
-    store::enqueue(tx, Uuid::new_v4(), &body).await?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert("time".into(), json!(time));
+    }
+    store::enqueue(tx, Uuid::new_v4(), &body.to_string()).await?;
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use crate::http::ops;
 use crate::v2::appdata::AppdataApi;
 use crate::v2::audit::AuditApi;
 use crate::v2::bulk::BulkApi;
+use crate::v2::consent::ConsentApi;
 use crate::v2::groups::GroupApi;
 use crate::v2::policies::PolicyApi;
 use crate::v2::requests::RequestApi;
@@ -216,6 +217,7 @@ pub type V2 = (
     UserApi,
     AppdataApi,
     RequestApi,
+    ConsentApi,
     GroupApi,
     PolicyApi,
     TokenApi,
@@ -240,6 +242,9 @@ pub fn openapi(tenants: Tenants, vault: Vault, keys: KeyService) -> OpenApiServi
             vault: vault.clone(),
         },
         RequestApi {
+            vault: vault.clone(),
+        },
+        ConsentApi {
             vault: vault.clone(),
         },
         GroupApi {

@@ -137,6 +137,9 @@ impl From<VaultError> for ApiError {
             | VaultError::EventNotFound
             | VaultError::AppDataNotFound
             | VaultError::RequestNotFound
+            | VaultError::LegalBasisNotFound
+            | VaultError::AgreementNotFound
+            | VaultError::ActivityNotFound
             | VaultError::TokenNotFound
             | VaultError::GroupNotFound
             | VaultError::RoleNotFound
@@ -144,6 +147,9 @@ impl From<VaultError> for ApiError {
             VaultError::RoleExists
             | VaultError::AppDataExists
             | VaultError::RequestClosed
+            | VaultError::LegalBasisExists
+            | VaultError::LegalBasisInactive
+            | VaultError::ActivityExists
             | VaultError::DuplicateGroup
             | VaultError::GroupClash(_)
             | VaultError::DuplicatePolicy

@@ -3,6 +3,7 @@
 pub mod appdata;
 pub mod audit;
 pub mod bulk;
+pub mod consent;
 pub mod groups;
 pub mod policies;
 pub mod requests;
@@ -27,6 +28,8 @@ pub enum ApiTags {
     Appdata,
     /// User requests: changes a data subject asks for, approved or cancelled by an admin or a DPO.
     Requests,
+    /// Consent: legal bases, processing activities, and each user's agreements to the bases.
+    Consent,
     /// Audit: the trail of every operation on a user.
     Audit,
     /// Groups and roles: who belongs together, and as what.

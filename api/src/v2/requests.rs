@@ -58,8 +58,8 @@ pub struct AppdataChangeRequest {
 
 #[derive(Debug, Object)]
 pub struct RequestOpened {
-    status: Status,
-    requestuuid: String,
+    pub status: Status,
+    pub requestuuid: String,
 }
 
 #[derive(Debug, Object, Deserialize)]
@@ -98,13 +98,16 @@ pub struct AllRequestsPage {
 #[derive(Debug, Object)]
 pub struct RequestRow {
     requestuuid: String,
-    /// `change-profile`, `patch-profile`, `forget-me` or `change-app-data`.
+    /// `change-profile`, `patch-profile`, `forget-me`, `change-app-data` or `withdraw-consent`.
     requesttype: String,
     /// The user's token.
     token: String,
     /// `open`, `approved` or `cancelled`.
     status: String,
     app: Option<String>,
+    /// A withdrawal's legal basis.
+    #[oai(skip_serializing_if_is_none)]
+    brief: Option<String>,
     /// Unix seconds.
     creationtime: i64,
     /// Unix seconds; absent while open.
@@ -125,6 +128,7 @@ impl From<RequestView> for RequestRow {
             token: view.token.to_string(),
             status: view.status,
             app: view.app,
+            brief: view.brief,
             creationtime: view.created,
             decisiontime: view.decided,
             change: view.change,

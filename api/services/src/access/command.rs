@@ -106,6 +106,13 @@ commands! {
         UserRequestApprove: PerUser,
         UserRequestCancel: PerUser,
         BulkListAllUserRequests: PerUser,
+        AgreementAccept: PerUser,
+        AgreementGet: PerUser,
+        AgreementListUserAgreements: PerUser,
+        AgreementCancel: PerUser,
+        AgreementCancelRequest: PerUser,
+        // Every user's agreements to one basis: decided on the consent of all of them, inside.
+        AgreementRevokeAll: PerUser,
         // Decided once, with no user as target, before the command runs.
         UserCreate: Tenant,
         UserCreateBulk: Tenant,
@@ -120,6 +127,18 @@ commands! {
         BulkDeleteTokens: Tenant,
         BulkListAllAuditEvents: Tenant,
         AppdataListAppNames: Tenant,
+        // The tenant's consent texts (a DPO's role may be allowed them; every user token may list
+        // them). LegalBasisDelete also revokes agreements, decided for each of their users.
+        LegalBasisCreate: Tenant,
+        LegalBasisUpdate: Tenant,
+        LegalBasisDelete: Tenant,
+        LegalBasisListAgreements: Tenant,
+        ProcessingActivityCreate: Tenant,
+        ProcessingActivityUpdate: Tenant,
+        ProcessingActivityDelete: Tenant,
+        ProcessingActivityLinkLegalBasis: Tenant,
+        ProcessingActivityUnlinkLegalBasis: Tenant,
+        ProcessingActivityListActivities: Tenant,
     }
     // The contract's commands a policy may name before Bunker routes them (so that a policy written
     // today keeps its meaning when they land). Refused to everyone but admins until routed.
@@ -129,12 +148,6 @@ commands! {
         FileListUserFiles,
         FileReplaceTags,
         FileDelete,
-        AgreementAccept,
-        AgreementGet,
-        AgreementListUserAgreements,
-        AgreementCancel,
-        AgreementCancelRequest,
-        AgreementRevokeAll,
         BulkListFilesByTag,
         SessionUpsert,
         SessionGet,
@@ -153,6 +166,9 @@ pub enum Operation {
     KeysRecover,
     KeysRotateMaster,
     KeysRetireMaster,
+    AgreementExpired,
+    AgreementLinked,
+    AgreementSuperseded,
 }
 
 impl Operation {
@@ -165,6 +181,9 @@ impl Operation {
             Operation::KeysRecover => "KeysRecover",
             Operation::KeysRotateMaster => "KeysRotateMaster",
             Operation::KeysRetireMaster => "KeysRetireMaster",
+            Operation::AgreementExpired => "AgreementExpired",
+            Operation::AgreementLinked => "AgreementLinked",
+            Operation::AgreementSuperseded => "AgreementSuperseded",
         }
     }
 }
@@ -287,6 +306,6 @@ mod tests {
         ] {
             assert!(!names.contains(&admins), "{admins}");
         }
-        assert_eq!(names.len(), 48 + Command::PLANNED.len());
+        assert_eq!(names.len(), 64 + Command::PLANNED.len());
     }
 }

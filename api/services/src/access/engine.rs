@@ -92,6 +92,11 @@ impl Visible {
         self.sections.contains("appdata")
     }
 
+    /// Whether the target's agreements may be seen (or, for a change, given or withdrawn).
+    pub fn consent(&self) -> bool {
+        self.sections.contains("consent")
+    }
+
     /// Whether the whole profile may be seen.
     pub fn whole_profile(&self) -> bool {
         self.sections.contains("profile")

@@ -92,6 +92,21 @@ const OWN_RECORD_READS: &[Command] = &[
     Command::AppdataUpdateRequest,
     Command::UserRequestGet,
     Command::UserRequestListUserRequests,
+    // A user gives and reads its own consents, and withdraws them: directly where the basis allows
+    // it (usercontrol), otherwise as a request (the consent service decides).
+    Command::AgreementAccept,
+    Command::AgreementGet,
+    Command::AgreementListUserAgreements,
+    Command::AgreementCancel,
+    Command::AgreementCancelRequest,
+];
+
+/// What any user token of the tenant may run without a policy, though it names no user: the
+/// tenant's legal bases and processing activities (a data subject is entitled to know what is
+/// processed and why; GDPR articles 13 and 14).
+const OPEN_TO_USERS: &[Command] = &[
+    Command::LegalBasisListAgreements,
+    Command::ProcessingActivityListActivities,
 ];
 
 /// What a user token may never do to its own record, whatever the policies say (the contract: a
@@ -217,6 +232,23 @@ impl Gate {
         let Gate::Policies(p) = self else {
             return Ok(());
         };
+        if p.subject.token.is_some() && OPEN_TO_USERS.contains(&command) {
+            return Ok(());
+        }
+        self.nobody(tx, command, metadata).await.map(|_| ())
+    }
+
+    /// What a command that names no user one by one may reach of every user (`users…` and `*`
+    /// resources: a pending consent, a revocation of all), or [`DENIED`]. Admins reach everything.
+    pub async fn nobody(
+        &self,
+        tx: &TenantTx<'_>,
+        command: Command,
+        metadata: Option<&Value>,
+    ) -> Result<Visible, VaultError> {
+        let Gate::Policies(p) = self else {
+            return Ok(Visible::all());
+        };
         let rosters = p.rosters_if_needed(tx, Vec::new()).await?;
         match decide(
             command.name(),
@@ -226,7 +258,7 @@ impl Gate {
             &rosters,
             metadata,
         ) {
-            Access::Granted(_) => Ok(()),
+            Access::Granted(visible) => Ok(visible),
             Access::Denied => Err(denied(command)),
         }
     }

@@ -77,6 +77,18 @@ pub enum VaultError {
     AppDataExists,
     #[error("The user request was not found")]
     RequestNotFound,
+    #[error("The legal basis record was not found")]
+    LegalBasisNotFound,
+    #[error("The legal basis record already exists")]
+    LegalBasisExists,
+    #[error("The legal basis is inactive: no agreement to it can be accepted")]
+    LegalBasisInactive,
+    #[error("The agreement record was not found")]
+    AgreementNotFound,
+    #[error("The processing activity record was not found")]
+    ActivityNotFound,
+    #[error("The processing activity record already exists")]
+    ActivityExists,
     #[error("This user request is closed")]
     RequestClosed,
     #[error("Token not found")]

@@ -14,7 +14,7 @@ use crate::core::{
     audit_label, record_label, token_label, user_key_label, version_label, version_row, Vault,
     VaultError,
 };
-use crate::groups;
+use crate::{consent, groups, webhooks};
 
 /// How a kind of sealed value names its label from its row.
 type LabelOf = for<'a> fn(TenantId, &'a str) -> Label<'a>;
@@ -85,6 +85,12 @@ impl Vault {
                             SealedAt::Token(uuid) => (uuid.to_string(), token_label, &keys.tokens),
                             SealedAt::Group(id) => {
                                 (id.to_string(), groups::group_seal_label, &keys.records)
+                            }
+                            SealedAt::WaitingAgreement(id) => {
+                                (id.to_string(), consent::waiting_label, &keys.records)
+                            }
+                            SealedAt::WebhookSecret => {
+                                (tenant.0.to_string(), webhooks::secret_label, &keys.records)
                             }
                         };
                         let label = label_of(tx.tenant(), &row);

@@ -283,13 +283,27 @@ async fn insert(
     }
     let users: Vec<NewUser> = candidates.iter().map(|c| c.user.clone()).collect();
     events.extend(candidates.iter().map(|c| c.event.clone()));
-    // Pipelined: both statements go out before either answer is awaited.
-    let (inserted, audited) = tokio::join!(
+    let indexes: Vec<(&'static str, [u8; 32])> = candidates
+        .iter()
+        .flat_map(|c| c.user.indexes.exact.iter().copied())
+        .collect();
+    // Pipelined: the statements go out before any answer is awaited.
+    let (inserted, audited, waiting) = tokio::join!(
         store::insert_users(tx, &users),
-        audit::record_many(tx, &events)
+        audit::record_many(tx, &events),
+        bunker_db::consent::lock_waiting(tx, &indexes)
     );
     inserted.map_err(duplicate)?;
     audited?;
+    // Consent recorded for an e-mail or phone before a user held it is now this user's.
+    let waiting = waiting?;
+    if !waiting.is_empty() {
+        let holders: Vec<(Uuid, &[(&'static str, [u8; 32])])> = candidates
+            .iter()
+            .map(|c| (c.user.token, c.user.indexes.exact.as_slice()))
+            .collect();
+        crate::consent::link_waiting(tx, keys, waiting, &holders).await?;
+    }
     for (token, group, role) in joins {
         bunker_db::groups::add_member(tx, group, token, role).await?;
     }

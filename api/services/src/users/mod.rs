@@ -375,7 +375,10 @@ impl Vault {
                         };
                         outcomes.push(Ok(()));
                         if done.insert(token) {
-                            store::forget_user(tx, token).await?;
+                            let action = command.audit_action();
+                            let performer = bunker_db::audit::Performer::Token(actor);
+                            crate::consent::forget_user(tx, &keys, token, action, performer)
+                                .await?;
                             let event = UserEvent::about(command, token, metadata.as_ref());
                             record_event(tx, &keys, actor, event).await?;
                         }

@@ -1,0 +1,460 @@
+//! A tenant's legal bases (LegalBasisCreate, LegalBasisUpdate, LegalBasisDelete,
+//! LegalBasisListAgreements) and processing activities (ProcessingActivity*). Both are the
+//! tenant's own texts, not personal data; admins manage them, and a role whose policy allows the
+//! command (a DPO). Any user token of the tenant may list both: a data subject is entitled to know
+//! what is processed and why. Each change is audited in the tenant's trail.
+
+use bunker_db::audit::{self, AuditEvent, Performer};
+use bunker_db::consent::{
+    self as store, Activity, ActivityFields, BasisFields, LegalBasis, RowLock,
+};
+use bunker_db::TenantTx;
+use bunker_tenancy::Caller;
+use serde_json::Value;
+
+use super::{end_agreements, text, Name, MAX_LONG_CHARS, MAX_SHORT_CHARS};
+use crate::access::{Command, DENIED};
+use crate::core::gate::Gate;
+use crate::core::{Vault, VaultError};
+
+/// The most legal bases, and processing activities, one tenant may hold (their listings are not
+/// paginated).
+pub const MAX_PER_TENANT: i64 = 1_000;
+/// Agreements revoked per transaction by LegalBasisDelete and AgreementRevokeAll.
+const REVOKE_BATCH: i64 = 1_000;
+/// The most agreements in force a role token may revoke at once (each is decided for its user).
+const MAX_DECIDED: i64 = 100_000;
+
+/// The legal basis types (upstream's; `_` read as `-`).
+const BASIS_TYPES: [&str; 6] = [
+    "consent",
+    "contract",
+    "legal-requirement",
+    "legitimate-interest",
+    "public-interest",
+    "vital-interest",
+];
+
+/// A legal basis's fields as sent (`None`: not sent).
+#[derive(Clone, Debug, Default)]
+pub struct BasisInput {
+    pub status: Option<String>,
+    pub basistype: Option<String>,
+    pub module: Option<String>,
+    pub shortdesc: Option<String>,
+    pub fulldesc: Option<String>,
+    pub requiredmsg: Option<String>,
+    pub requiredflag: Option<bool>,
+    pub usercontrol: Option<bool>,
+}
+
+impl BasisInput {
+    /// Checked: a known status and type, texts within their lengths.
+    fn check(self) -> Result<BasisFields, VaultError> {
+        let status = match self.status.map(|s| s.trim().to_ascii_lowercase()) {
+            None => None,
+            Some(s) if s == "active" || s == "inactive" => Some(s),
+            Some(_) => {
+                return Err(VaultError::BadRequest(
+                    "status must be active or inactive".into(),
+                ))
+            }
+        };
+        let basistype = match self
+            .basistype
+            .map(|t| t.trim().to_ascii_lowercase().replace('_', "-"))
+        {
+            None => None,
+            Some(t) if BASIS_TYPES.contains(&t.as_str()) => Some(t),
+            Some(_) => {
+                return Err(VaultError::BadRequest(format!(
+                    "basistype must be one of {}",
+                    BASIS_TYPES.join(", ")
+                )))
+            }
+        };
+        Ok(BasisFields {
+            status,
+            basistype,
+            module: text(self.module, "module", MAX_SHORT_CHARS)?,
+            shortdesc: text(self.shortdesc, "shortdesc", MAX_SHORT_CHARS)?,
+            fulldesc: text(self.fulldesc, "fulldesc", MAX_LONG_CHARS)?,
+            requiredmsg: text(self.requiredmsg, "requiredmsg", MAX_SHORT_CHARS)?,
+            requiredflag: self.requiredflag,
+            usercontrol: self.usercontrol,
+        })
+    }
+}
+
+/// A processing activity's fields as sent.
+#[derive(Clone, Debug, Default)]
+pub struct ActivityInput {
+    pub title: Option<String>,
+    pub script: Option<String>,
+    pub fulldesc: Option<String>,
+    pub applicableto: Option<String>,
+}
+
+impl ActivityInput {
+    fn check(self) -> Result<ActivityFields, VaultError> {
+        Ok(ActivityFields {
+            title: text(self.title, "title", MAX_SHORT_CHARS)?,
+            script: text(self.script, "script", MAX_LONG_CHARS)?,
+            fulldesc: text(self.fulldesc, "fulldesc", MAX_LONG_CHARS)?,
+            applicableto: text(self.applicableto, "applicableto", MAX_SHORT_CHARS)?,
+        })
+    }
+}
+
+/// Records a change of the tenant's consent texts.
+async fn record(
+    tx: &TenantTx<'_>,
+    caller: &Caller,
+    command: Command,
+    target: String,
+) -> Result<(), VaultError> {
+    let event = AuditEvent::about(
+        Performer::Token(caller.actor()),
+        command.audit_action(),
+        target,
+    );
+    audit::record(tx, &event).await?;
+    Ok(())
+}
+
+/// A legal basis that exists and is not deleted.
+pub(crate) async fn live_basis(
+    tx: &TenantTx<'_>,
+    brief: &Name,
+    lock: RowLock,
+) -> Result<LegalBasis, VaultError> {
+    match store::get_basis(tx, brief.as_str(), lock).await? {
+        Some(basis) if basis.status != "deleted" => Ok(basis),
+        _ => Err(VaultError::LegalBasisNotFound),
+    }
+}
+
+/// Revokes every agreement in force under `basis`, a batch per transaction, as `command` by
+/// `caller`. A role token must be allowed the command on the consent of every user concerned (a
+/// Deny of one of them refuses the whole, before anything is revoked).
+pub(crate) async fn revoke_in_force(
+    vault: &Vault,
+    caller: &Caller,
+    basis_id: i64,
+    command: Command,
+    metadata: Option<Value>,
+) -> Result<(), VaultError> {
+    let tenant = caller.tenant.id;
+    if !caller.is_admin() {
+        let principal = caller.principal.clone();
+        let metadata = metadata.clone();
+        vault
+            .db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let gate = Gate::load(tx, &principal).await?;
+                    if !gate.nobody(tx, command, metadata.as_ref()).await?.consent() {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
+                    let (in_force, more) = store::lock_in_force(tx, basis_id, MAX_DECIDED).await?;
+                    if more {
+                        return Err(VaultError::BadRequest(format!(
+                            "More than {MAX_DECIDED} agreements are in force: an admin must do this"
+                        )));
+                    }
+                    let users: Vec<_> = in_force.iter().filter_map(|a| a.token).collect();
+                    let visible = gate.visible(tx, command, &users, metadata.as_ref()).await?;
+                    if users
+                        .iter()
+                        .any(|u| !visible.get(u).is_some_and(|v| v.consent()))
+                    {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+    }
+    loop {
+        let keys = vault.keys(tenant);
+        let actor = Performer::Token(caller.actor());
+        let metadata = metadata.clone();
+        let more = vault
+            .db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let (batch, more) = store::lock_in_force(tx, basis_id, REVOKE_BATCH).await?;
+                    end_agreements(
+                        tx,
+                        &keys,
+                        &batch,
+                        "revoked",
+                        command.audit_action(),
+                        actor,
+                        metadata.as_ref(),
+                    )
+                    .await?;
+                    Ok::<_, VaultError>(more)
+                })
+            })
+            .await?;
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+impl Vault {
+    /// LegalBasisCreate: a new legal basis (409 if the brief is taken, by a deleted one too).
+    pub async fn create_legal_basis(
+        &self,
+        caller: &Caller,
+        brief: Name,
+        input: BasisInput,
+    ) -> Result<(), VaultError> {
+        let fields = input.check()?;
+        let caller = caller.clone();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    if store::count_bases(tx).await? >= MAX_PER_TENANT {
+                        return Err(VaultError::BadRequest(format!(
+                            "A tenant may hold at most {MAX_PER_TENANT} legal bases"
+                        )));
+                    }
+                    if !store::create_basis(tx, brief.as_str(), &fields).await? {
+                        return Err(VaultError::LegalBasisExists);
+                    }
+                    let target = format!("legalbasis:{}", brief.as_str());
+                    record(tx, &caller, Command::LegalBasisCreate, target).await
+                })
+            })
+            .await
+    }
+
+    /// LegalBasisUpdate: changes the fields sent, and renames the basis to `newbrief` if sent (its
+    /// agreements follow it). A deleted basis is not found.
+    pub async fn update_legal_basis(
+        &self,
+        caller: &Caller,
+        brief: Name,
+        newbrief: Option<Name>,
+        input: BasisInput,
+    ) -> Result<(), VaultError> {
+        let fields = input.check()?;
+        let caller = caller.clone();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    let basis = live_basis(tx, &brief, RowLock::Update).await?;
+                    let rename = newbrief.filter(|n| n.as_str() != basis.brief);
+                    if let Some(new) = &rename {
+                        if store::get_basis(tx, new.as_str(), RowLock::None)
+                            .await?
+                            .is_some()
+                        {
+                            return Err(VaultError::LegalBasisExists);
+                        }
+                    }
+                    store::update_basis(tx, basis.id, rename.as_ref().map(Name::as_str), &fields)
+                        .await
+                        .map_err(|err| match err.violated_constraint() {
+                            Some("legal_bases_tenant_id_brief_key") => VaultError::LegalBasisExists,
+                            _ => VaultError::Database(err),
+                        })?;
+                    let target = format!("legalbasis:{}", basis.brief);
+                    record(tx, &caller, Command::LegalBasisUpdate, target).await
+                })
+            })
+            .await
+    }
+
+    /// LegalBasisDelete: a basis no agreement refers to is removed; otherwise its agreements in
+    /// force are revoked (audited, the webhook told) and it is kept, marked deleted, as what they
+    /// refer to (its brief stays reserved).
+    pub async fn delete_legal_basis(
+        &self,
+        caller: &Caller,
+        brief: Name,
+        metadata: Option<Value>,
+    ) -> Result<(), VaultError> {
+        const COMMAND: Command = Command::LegalBasisDelete;
+        let tenant = caller.tenant.id;
+        let found = brief.clone();
+        let basis = self
+            .db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move { live_basis(tx, &found, RowLock::None).await })
+            })
+            .await?;
+        revoke_in_force(self, caller, basis.id, COMMAND, metadata.clone()).await?;
+        let keys = self.keys(tenant);
+        let caller = caller.clone();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let basis = live_basis(tx, &brief, RowLock::Update).await?;
+                    if !store::remove_unreferenced_basis(tx, basis.id).await? {
+                        // Accepted meanwhile: revoked here, under the lock that new ones wait for.
+                        let (late, _) = store::lock_in_force(tx, basis.id, REVOKE_BATCH).await?;
+                        let actor = Performer::Token(caller.actor());
+                        let action = COMMAND.audit_action();
+                        let metadata = metadata.as_ref();
+                        end_agreements(tx, &keys, &late, "revoked", action, actor, metadata)
+                            .await?;
+                        store::mark_basis_deleted(tx, basis.id).await?;
+                    }
+                    let target = format!("legalbasis:{}", basis.brief);
+                    record(tx, &caller, COMMAND, target).await
+                })
+            })
+            .await
+    }
+
+    /// LegalBasisListAgreements: every legal basis of the tenant (deleted ones too, marked so).
+    pub async fn list_legal_bases(&self, caller: &Caller) -> Result<Vec<LegalBasis>, VaultError> {
+        let caller = caller.clone();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    let bases = store::list_bases(tx).await?;
+                    let target = "legalbases".to_owned();
+                    record(tx, &caller, Command::LegalBasisListAgreements, target).await?;
+                    Ok(bases)
+                })
+            })
+            .await
+    }
+
+    /// ProcessingActivityCreate: a new processing activity (409 if the name is taken).
+    pub async fn create_activity(
+        &self,
+        caller: &Caller,
+        activity: Name,
+        input: ActivityInput,
+    ) -> Result<(), VaultError> {
+        let fields = input.check()?;
+        let caller = caller.clone();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    if store::count_activities(tx).await? >= MAX_PER_TENANT {
+                        return Err(VaultError::BadRequest(format!(
+                            "A tenant may hold at most {MAX_PER_TENANT} processing activities"
+                        )));
+                    }
+                    if !store::create_activity(tx, activity.as_str(), &fields).await? {
+                        return Err(VaultError::ActivityExists);
+                    }
+                    let target = format!("activity:{}", activity.as_str());
+                    record(tx, &caller, Command::ProcessingActivityCreate, target).await
+                })
+            })
+            .await
+    }
+
+    /// ProcessingActivityUpdate: changes the fields sent, and renames the activity to
+    /// `newactivity` if sent.
+    pub async fn update_activity(
+        &self,
+        caller: &Caller,
+        activity: Name,
+        newname: Option<Name>,
+        input: ActivityInput,
+    ) -> Result<(), VaultError> {
+        let fields = input.check()?;
+        let caller = caller.clone();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    let id = store::lock_activity(tx, activity.as_str())
+                        .await?
+                        .ok_or(VaultError::ActivityNotFound)?;
+                    let rename = newname.filter(|n| n != &activity);
+                    if let Some(new) = &rename {
+                        if store::lock_activity(tx, new.as_str()).await?.is_some() {
+                            return Err(VaultError::ActivityExists);
+                        }
+                    }
+                    store::update_activity(tx, id, rename.as_ref().map(Name::as_str), &fields)
+                        .await
+                        .map_err(|err| match err.violated_constraint() {
+                            Some("processing_activities_tenant_id_activity_key") => {
+                                VaultError::ActivityExists
+                            }
+                            _ => VaultError::Database(err),
+                        })?;
+                    let target = format!("activity:{}", activity.as_str());
+                    record(tx, &caller, Command::ProcessingActivityUpdate, target).await
+                })
+            })
+            .await
+    }
+
+    /// ProcessingActivityDelete: removes the activity and its links to legal bases.
+    pub async fn delete_activity(&self, caller: &Caller, activity: Name) -> Result<(), VaultError> {
+        let caller = caller.clone();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    if !store::delete_activity(tx, activity.as_str()).await? {
+                        return Err(VaultError::ActivityNotFound);
+                    }
+                    let target = format!("activity:{}", activity.as_str());
+                    record(tx, &caller, Command::ProcessingActivityDelete, target).await
+                })
+            })
+            .await
+    }
+
+    /// ProcessingActivityLinkLegalBasis / ProcessingActivityUnlinkLegalBasis: links (or unlinks)
+    /// an activity and a legal basis; doing it twice changes nothing.
+    pub async fn link_activity(
+        &self,
+        caller: &Caller,
+        activity: Name,
+        brief: Name,
+        linked: bool,
+    ) -> Result<(), VaultError> {
+        let command = if linked {
+            Command::ProcessingActivityLinkLegalBasis
+        } else {
+            Command::ProcessingActivityUnlinkLegalBasis
+        };
+        let caller = caller.clone();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    let id = store::lock_activity(tx, activity.as_str())
+                        .await?
+                        .ok_or(VaultError::ActivityNotFound)?;
+                    let basis = live_basis(tx, &brief, RowLock::Share).await?;
+                    store::set_link(tx, id, basis.id, linked).await?;
+                    let target = format!("activity:{}/{}", activity.as_str(), basis.brief);
+                    record(tx, &caller, command, target).await
+                })
+            })
+            .await
+    }
+
+    /// ProcessingActivityListActivities: every processing activity, with its legal bases' briefs.
+    pub async fn list_activities(&self, caller: &Caller) -> Result<Vec<Activity>, VaultError> {
+        let caller = caller.clone();
+        self.db
+            .in_tenant(caller.tenant.id, move |tx| {
+                Box::pin(async move {
+                    let activities = store::list_activities(tx).await?;
+                    let target = "activities".to_owned();
+                    record(
+                        tx,
+                        &caller,
+                        Command::ProcessingActivityListActivities,
+                        target,
+                    )
+                    .await?;
+                    Ok(activities)
+                })
+            })
+            .await
+    }
+}
