@@ -30,6 +30,10 @@ const VALUES: &[&str] = &[
     "loyalty-tier-zq-7731",
     "requested-city-zq-7731",
     "cancel-reason-zq-7731",
+    "consent-ref-zq-7731",
+    "dpo-clerk-zq-7731",
+    "pending.zq7731@mailinator.test",
+    "waiting-ref-zq-7731",
 ];
 
 #[tokio::test]
@@ -126,6 +130,30 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
             "AppdataUpdateRequest",
             json!({"mode": "login", "identity": VALUES[4], "appname": "shop",
                    "appdata": {"tier": VALUES[17]}}),
+        ),
+        ("LegalBasisCreate", json!({"brief": "health-programme"})),
+        (
+            "AgreementAccept",
+            json!({"mode": "login", "identity": VALUES[4], "brief": "health-programme",
+                   "referencecode": VALUES[20], "lastmodifiedby": VALUES[21],
+                   "request_metadata": {"note": VALUES[8]}}),
+        ),
+        (
+            "AgreementAccept",
+            json!({"mode": "email", "identity": VALUES[22], "brief": "health-programme",
+                   "referencecode": VALUES[23]}),
+        ),
+        (
+            "AgreementGet",
+            json!({"mode": "email", "identity": VALUES[22], "brief": "health-programme"}),
+        ),
+        (
+            "AgreementCancelRequest",
+            json!({"mode": "login", "identity": VALUES[4], "brief": "health-programme"}),
+        ),
+        (
+            "AgreementListUserAgreements",
+            json!({"mode": "login", "identity": VALUES[4]}),
         ),
     ];
     for (command, body) in seed {

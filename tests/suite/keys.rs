@@ -2,7 +2,10 @@
 
 use bunker::http::app::Application;
 use bunker_db::Database;
-use bunker_tests::{answer, run_bunker, run_bunker_with_input, StatusCode, TestApp, TestOptions};
+use bunker_tests::{
+    answer, run_bunker, run_bunker_with_input, signed, StatusCode, TestApp, TestOptions,
+    WebhookReceiver,
+};
 use serde_json::json;
 
 /// Starts a second server on the same database with `wrapping_key`; returns why it refused, or
@@ -252,6 +255,28 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
             .await;
         assert_eq!(status, StatusCode::OK);
     }
+    // Sealed with the tenant's record key too: the webhook's secret, and a consent waiting for
+    // its user.
+    let receiver = WebhookReceiver::start(0).await;
+    let secret = "rotation-webhook-secret-0123456789abcdef";
+    let (status, body) = app
+        .root(
+            "TenantUpdate",
+            json!({"webhook": {"url": receiver.url, "secret": secret}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.root("LegalBasisCreate", json!({"brief": "newsletter"}))
+        .await;
+    let waiting = json!({"mode": "email", "identity": "waiting@rot.test", "brief": "newsletter"});
+    let (status, body) = app
+        .root(
+            "AgreementAccept",
+            json!({"mode": "email", "identity": "waiting@rot.test", "brief": "newsletter",
+                   "referencecode": "rot-ref"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let source = WrappingSource::Local(WrappingKey::from_hex(&app.wrapping_key).unwrap());
     // Re-encryption works as bunker_maintenance (the server's bunker_app may not rewrite audit).
     let db = Database::connect_maintenance(&app.database_url(), 4)
@@ -324,7 +349,9 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         .query_one(
             "SELECT (SELECT count(*) FROM users WHERE record IS NOT NULL AND substring(record FROM 2 FOR 4) <> '\\x00000002')
                   + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) <> '\\x00000002')
-                  + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> '\\x00000002')",
+                  + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> '\\x00000002')
+                  + (SELECT count(*) FROM agreements WHERE sealed IS NOT NULL AND substring(sealed FROM 2 FOR 4) <> '\\x00000002')
+                  + (SELECT count(*) FROM tenants WHERE webhook_secret IS NOT NULL AND substring(webhook_secret FROM 2 FOR 4) <> '\\x00000002')",
             &[],
         )
         .await
@@ -381,6 +408,21 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
             assert_eq!(status, StatusCode::OK, "new{w}-{k}");
         }
     }
+    // The waiting consent opens, links, and its withdrawal reaches the webhook, signed with the
+    // secret as re-sealed.
+    let (status, body) = app.root("AgreementGet", waiting.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["agreement"]["referencecode"], "rot-ref");
+    let (status, _) = app
+        .root("UserCreate", json!({"profile": {"email": "waiting@rot.test"}}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app.root("AgreementCancel", waiting).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deliveries = receiver.deliveries(1).await;
+    assert_eq!(deliveries.len(), 1, "the webhook still delivers");
+    let (signature, delivered) = &deliveries[0];
+    assert_eq!(signature, &signed(secret, delivered));
     assert_eq!(
         start_with(&app, &app.wrapping_key).await,
         None,

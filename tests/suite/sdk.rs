@@ -1,14 +1,14 @@
 //! The official `databunkerpro` Python SDK (PyPI; `.ci/run` installs it) against a real server:
-//! app data and user requests driven as a client drives them (tests/sdk/*.py).
+//! app data, user requests and consent driven as a client drives them (tests/sdk/*.py).
 
 use bunker_tests::TestApp;
 
-#[tokio::test]
-async fn the_python_sdk_drives_app_data_and_user_requests() {
+/// Runs `tests/sdk/<script>` against a fresh server; it prints `sdk: ok` when every check held.
+async fn run(script: &str) {
     let app = TestApp::spawn().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/requests_and_app_data.py");
+    let script = format!("{}/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
     let output = tokio::process::Command::new("python3")
-        .arg(script)
+        .arg(&script)
         .arg(&app.address)
         .arg(&app.root_token)
         .output()
@@ -22,4 +22,14 @@ async fn the_python_sdk_drives_app_data_and_user_requests() {
     );
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("sdk: ok"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_python_sdk_drives_app_data_and_user_requests() {
+    run("requests_and_app_data.py").await;
+}
+
+#[tokio::test]
+async fn the_python_sdk_drives_legal_bases_agreements_and_processing_activities() {
+    run("consent.py").await;
 }
