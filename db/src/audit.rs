@@ -76,19 +76,22 @@ pub struct StoredEvent {
     pub action: String,
     /// RFC 3339, UTC.
     pub timestamp: String,
+    /// What was acted on (`user`, `agreement:7`, ...).
+    pub target: String,
     pub user_token: Option<Uuid>,
     pub details: Option<Vec<u8>>,
 }
 
 const EVENT_COLUMNS: &str = "id, action,
      to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS ts,
-     user_token, details";
+     target, user_token, details";
 
 fn event_from_row(row: &Row) -> Result<StoredEvent, DbError> {
     Ok(StoredEvent {
         id: row.try_get("id")?,
         action: row.try_get("action")?,
         timestamp: row.try_get("ts")?,
+        target: row.try_get("target")?,
         user_token: row.try_get("user_token")?,
         details: row.try_get("details")?,
     })

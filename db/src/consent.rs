@@ -55,6 +55,17 @@ fn basis_from_row(row: &Row) -> Result<LegalBasis, DbError> {
     })
 }
 
+/// Serializes the creations of legal bases and processing activities of the transaction's tenant
+/// (so that a count checked before an insert still holds after it), by locking its row.
+pub async fn lock_tenant_texts(tx: &TenantTx<'_>) -> Result<(), DbError> {
+    tx.execute(
+        "SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE",
+        &[&tx.tenant().0],
+    )
+    .await?;
+    Ok(())
+}
+
 /// How many legal bases the transaction's tenant has (deleted ones included).
 pub async fn count_bases(tx: &TenantTx<'_>) -> Result<i64, DbError> {
     Ok(tx
@@ -467,6 +478,15 @@ pub async fn attach(
     )
     .await?;
     Ok(())
+}
+
+/// Whose agreement `id` is: `None` if there is none, `Some(None)` while it waits for its user.
+pub async fn owner_of(tx: &TenantTx<'_>, id: i64) -> Result<Option<Option<Uuid>>, DbError> {
+    tx.query_opt("SELECT token FROM agreements WHERE id = $1", &[&id])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(DbError::from)
 }
 
 /// Removes an agreement (a waiting one superseded by a newer one of the same user and basis).

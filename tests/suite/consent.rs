@@ -325,8 +325,17 @@ async fn agreements_normalize_status_and_times_and_keep_every_change_as_history(
         actions.contains(&"AgreementGet"),
         "reads are audited: {actions:?}"
     );
+    // Past its final time it reads as expired, before the sweeper marks it so.
+    app.root(
+        "AgreementAccept",
+        with(jane(), json!({"brief": "newsletter", "finaltime": "1s"})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(status_of(&app, jane(), "newsletter").await, "expired");
     let (status, list) = app.root("AgreementListUserAgreements", jane()).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["rows"][0]["status"], "expired");
     assert_eq!(list["total"], 1);
     assert_eq!(list["rows"][0]["brief"], "newsletter");
     assert!(list["rows"][0].get("history").is_none());
@@ -418,6 +427,44 @@ async fn a_user_token_withdraws_directly_only_where_the_basis_gives_it_control()
         .last()
         .cloned();
     assert_eq!(last.unwrap()["event"], "UserRequestApprove");
+
+    // Nor by accepting "no" over a consent in force it does not control; where it does, it may.
+    app.root(
+        "AgreementAccept",
+        with(jane(), json!({"brief": "research"})),
+    )
+    .await;
+    let (status, answer) = app
+        .call(
+            "AgreementAccept",
+            &user,
+            None,
+            with(jane(), json!({"brief": "research", "status": "no"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(answer["message"]
+        .as_str()
+        .unwrap()
+        .contains("AgreementCancelRequest"));
+    assert_eq!(status_of(&app, jane(), "research").await, "yes");
+    app.call(
+        "AgreementAccept",
+        &user,
+        None,
+        with(jane(), json!({"brief": "newsletter"})),
+    )
+    .await;
+    let (status, _) = app
+        .call(
+            "AgreementAccept",
+            &user,
+            None,
+            with(jane(), json!({"brief": "newsletter", "status": "no"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status_of(&app, jane(), "newsletter").await, "no");
 
     // Not another user's consent, nor the tenant's texts, nor everyone's; but it may read them.
     let john = json!({"mode": "login", "identity": "john"});
@@ -522,9 +569,102 @@ async fn consent_for_an_email_or_phone_before_its_user_exists_is_linked_when_the
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
 
+    // Twenty first accepts for one new e-mail at once: each answered, one agreement kept.
+    let mut racing = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let request = app
+            .command("AgreementAccept")
+            .header("X-Bunker-Token", &app.root_token)
+            .json(
+                &json!({"mode": "email", "identity": "racer@example.com", "brief": "newsletter",
+                          "referencecode": format!("race-{i}")}),
+            );
+        racing.spawn(bunker_tests::answer(request));
+    }
+    for (status, answer) in racing.join_all().await {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let db = app.superuser().await;
+    let raced: i64 = db
+        .query_one("SELECT count(*) FROM agreements WHERE token IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        raced, 4,
+        "newsletter and offers for early.bird, offers for the phone, the racer"
+    );
+
+    // A role that may read every user's trail but not a group's: the events recorded before the
+    // user existed are that user's once linked, refused as the user's own are.
+    app.grant(
+        "auditor",
+        "auditor-all",
+        json!({"Effect": "Allow", "Action": ["AuditGetEvent"], "Resource": ["users.profile"]}),
+    )
+    .await;
+    app.grant(
+        "auditor",
+        "auditor-not-vips",
+        json!({"Effect": "Deny", "Action": ["AuditGetEvent"],
+               "Resource": ["${target_group_members:role/vip}.profile"]}),
+    )
+    .await;
+    let auditor = app.role_token("auditor").await;
+    let pre_link: Vec<uuid::Uuid> = db
+        .query(
+            "SELECT id FROM audit_events WHERE target LIKE 'agreement:%' AND user_token IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!pre_link.is_empty());
+    for id in &pre_link {
+        let (status, _) = app
+            .call(
+                "AuditGetEvent",
+                &auditor,
+                None,
+                json!({"auditeventuuid": id.to_string()}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "waiting: admins only");
+    }
+
     let token = app
         .create_user(json!({"email": "early.bird@example.com", "phone": "+16502530001"}))
         .await;
+    app.root(
+        "GroupCreate",
+        json!({"groupname": "vips", "grouptype": "team"}),
+    )
+    .await;
+    app.root("RoleCreate", json!({"rolename": "vip"})).await;
+    let (status, answer) = app
+        .root(
+            "GroupAddUser",
+            json!({"mode": "token", "identity": token, "groupname": "vips", "rolename": "vip"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    for id in &pre_link {
+        let (status, _) = app
+            .call(
+                "AuditGetEvent",
+                &auditor,
+                None,
+                json!({"auditeventuuid": id.to_string()}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "linked to a user it is denied"
+        );
+    }
     let by_token = json!({"mode": "token", "identity": token});
     let (status, list) = app
         .root("AgreementListUserAgreements", by_token.clone())
@@ -544,14 +684,13 @@ async fn consent_for_an_email_or_phone_before_its_user_exists_is_linked_when_the
         .map(|h| h["event"].as_str().unwrap())
         .collect();
     assert_eq!(events, vec!["AgreementAccept", "AgreementLinked"]);
-    // Nothing waits any more, and the part is sealed for the user now.
-    let db = app.superuser().await;
+    // Nothing of early.bird's waits any more (only the racer's).
     let waiting_rows: i64 = db
         .query_one("SELECT count(*) FROM agreements WHERE token IS NULL", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(waiting_rows, 0);
+    assert_eq!(waiting_rows, 1);
     // The role reaches the user now.
     let (status, answer) = app
         .call(
@@ -678,6 +817,18 @@ async fn a_role_reaches_the_consent_its_policy_grants_and_revokes_all_only_if_it
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // Nor withdrawn by accepting "no": that is a withdrawal, held to AgreementCancel's rules.
+    let vip_token = app.root("UserGet", vip.clone()).await.1["token"].clone();
+    let (status, _) = app
+        .call(
+            "AgreementAccept",
+            &clerk,
+            None,
+            json!({"mode": "token", "identity": vip_token, "brief": "newsletter", "status": "no"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status_of(&app, vip.clone(), "newsletter").await, "yes");
     // Deleting the basis revokes the same agreements: refused as well, the basis kept.
     app.grant(
         "clerk",
@@ -1017,7 +1168,7 @@ async fn forget_me_revokes_a_users_agreements_and_leaves_none_of_their_sealed_pa
         let body = with(
             jane(),
             json!({"brief": brief, "status": status, "referencecode": "hiv-clinic-ref-42",
-                   "lastmodifiedby": "nurse-ann"}),
+                   "lastmodifiedby": "nurse-ann", "agreementmethod": "clinic-intake-ann"}),
         );
         let (code, answer) = app.root("AgreementAccept", body).await;
         assert_eq!(code, StatusCode::OK, "{answer}");
@@ -1034,6 +1185,11 @@ async fn forget_me_revokes_a_users_agreements_and_leaves_none_of_their_sealed_pa
         .map(|r| r.get(0))
         .collect();
     assert_eq!(sealed.len(), 2);
+    let (_, got) = agreement(&app, jane(), "health-programme").await;
+    assert_eq!(
+        got["agreement"]["history"][0]["after"]["agreementmethod"], "clinic-intake-ann",
+        "the history shows the method while the user's key exists"
+    );
     let (status, _) = app.root("UserDelete", jane()).await;
     assert_eq!(status, StatusCode::OK);
     let rows = db
@@ -1084,6 +1240,7 @@ async fn forget_me_revokes_a_users_agreements_and_leaves_none_of_their_sealed_pa
         let text = event.to_string();
         assert!(!text.contains("hiv-clinic-ref-42"), "{text}");
         assert!(!text.contains("nurse-ann"), "{text}");
+        assert!(!text.contains("clinic-intake-ann"), "{text}");
         if event["details"]["agreement"]["after"]["status"] == "revoked" {
             revoked = Some(event);
         }

@@ -414,7 +414,10 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["agreement"]["referencecode"], "rot-ref");
     let (status, _) = app
-        .root("UserCreate", json!({"profile": {"email": "waiting@rot.test"}}))
+        .root(
+            "UserCreate",
+            json!({"profile": {"email": "waiting@rot.test"}}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = app.root("AgreementCancel", waiting).await;

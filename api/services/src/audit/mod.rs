@@ -3,6 +3,7 @@
 pub mod chain;
 
 use bunker_db::audit as store;
+use bunker_db::consent as consent_store;
 use bunker_db::users as users_store;
 use bunker_tenancy::Caller;
 use serde_json::Value;
@@ -105,15 +106,26 @@ impl Vault {
                         .await?
                         .ok_or(VaultError::EventNotFound)
                         .map_err(|e| gate.hide_missing(COMMAND, e))?;
-                    match (&gate, event.user_token) {
+                    // An agreement's change recorded while it waited for its user is that user's
+                    // once linked; before, an admin's only (as the consent itself).
+                    let owner = match (event.user_token, event.target.strip_prefix("agreement:")) {
+                        (Some(user), _) => Some(Some(user)),
+                        (None, Some(id)) => match id.parse::<i64>() {
+                            Ok(id) => Some(consent_store::owner_of(tx, id).await?.flatten()),
+                            Err(_) => Some(None),
+                        },
+                        (None, None) => None,
+                    };
+                    match (&gate, owner) {
                         (Gate::Admin, _) => {}
                         // The user's whole profile, as for the user's trail.
-                        (_, Some(user)) => {
+                        (_, Some(Some(user))) => {
                             let visible = gate.check(tx, COMMAND, user, metadata.as_ref()).await?;
                             if !visible.whole_profile() {
                                 return Err(VaultError::Forbidden(DENIED));
                             }
                         }
+                        (_, Some(None)) => return Err(VaultError::Forbidden(DENIED)),
                         (_, None) => gate.require(tx, COMMAND, metadata.as_ref()).await?,
                     }
                     let details = match &event.details {

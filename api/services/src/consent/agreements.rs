@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use super::bases::{live_basis, revoke_in_force};
 use super::{
-    agreement_label, agreement_time, normalize_status, text, waiting_label, ConsentEvent, Name,
-    Sealed, MAX_SHORT_CHARS,
+    agreement_label, agreement_time, event_methods, normalize_status, text, waiting_label,
+    ConsentEvent, Name, Sealed, MAX_SHORT_CHARS,
 };
 use crate::access::{Command, DENIED};
 use crate::core::gate::Gate;
@@ -36,6 +36,10 @@ use crate::webhooks::{notify_consent, ConsentChange};
 
 /// The most changes of one agreement AgreementGet lists (the newest).
 const MAX_HISTORY: i64 = 100;
+
+/// The refusal of a user's own withdrawal (by AgreementAccept) of a consent it does not control.
+const NEEDS_REQUEST: &str =
+    "This consent is withdrawn with a DPO's approval: use AgreementCancel or AgreementCancelRequest";
 
 /// AgreementAccept's fields besides the user and the brief.
 #[derive(Clone, Debug, Default)]
@@ -90,6 +94,14 @@ enum PartKey<'k> {
 }
 
 impl PartKey<'_> {
+    /// The user's key, if the agreement has a user.
+    fn user(&self) -> Option<&UserKey> {
+        match self {
+            PartKey::User(key) => Some(key),
+            PartKey::Tenant(_) => None,
+        }
+    }
+
     fn seal(&self, tx: &TenantTx<'_>, id: i64, part: &Sealed) -> Result<Vec<u8>, VaultError> {
         let row = id.to_string();
         match self {
@@ -151,10 +163,23 @@ fn part_of(
     }
 }
 
+/// Whether an agreement is past its final time (the sweeper marks it `expired` soon after; it is
+/// answered as expired from then on).
+fn lapsed(agreement: &StoredAgreement) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    agreement.status == "yes" && agreement.final_at.is_some_and(|at| at <= now)
+}
+
 fn view(agreement: &StoredAgreement, part: Sealed) -> AgreementView {
     AgreementView {
         brief: agreement.brief.clone(),
-        status: agreement.status.clone(),
+        status: if lapsed(agreement) {
+            "expired".to_owned()
+        } else {
+            agreement.status.clone()
+        },
         agreementmethod: part.agreementmethod,
         referencecode: part.referencecode,
         lastmodifiedby: part.lastmodifiedby,
@@ -251,6 +276,7 @@ pub(crate) async fn withdraw(
         brief: basis.1,
         before: Some((&agreement.status, Some(&part))),
         after: (status, Some(&part)),
+        key: key.user(),
         metadata,
     }
     .record(tx, keys, actor)
@@ -303,75 +329,107 @@ impl Vault {
         let method = text(input.agreementmethod, "agreementmethod", MAX_SHORT_CHARS)?;
         let reference = text(input.referencecode, "referencecode", MAX_SHORT_CHARS)?;
         let modifier = text(input.lastmodifiedby, "lastmodifiedby", MAX_SHORT_CHARS)?;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
-        let principal = caller.principal.clone();
+        let (_, lookup) = self.locate(caller, mode, identity)?;
         let actor = Performer::Token(caller.actor());
-        self.db
-            .in_tenant(caller.tenant.id, move |tx| {
-                Box::pin(async move {
-                    let gate = Gate::load(tx, &principal).await?;
-                    let party = reach(tx, &gate, lookup, COMMAND, metadata.as_ref(), true).await?;
-                    // Shared: a deletion of the basis waits for this, and this for it.
-                    let basis = live_basis(tx, &brief, RowLock::Share).await?;
-                    if basis.status != "active" {
-                        return Err(VaultError::LegalBasisInactive);
-                    }
-                    let key = key_for_writing(tx, &keys, &party).await?;
-                    let existing = store::get_agreement(tx, &party, basis.id, true).await?;
-                    let old = match &existing {
-                        Some(agreement) => part_of(tx, Some(&key), agreement)?,
-                        None => Sealed::default(),
-                    };
-                    let part = Sealed {
-                        agreementmethod: method
-                            .or_else(|| old.agreementmethod.clone())
-                            .or_else(|| Some("api".to_owned())),
-                        referencecode: reference.or_else(|| old.referencecode.clone()),
-                        lastmodifiedby: modifier,
-                    };
-                    let renewed = existing.as_ref().is_none_or(|a| a.status != "yes");
-                    let start_at = start.or(match &existing {
-                        Some(agreement) if !renewed => agreement.start_at,
-                        _ => None,
-                    });
-                    let mut values = AgreementValues {
-                        status,
-                        sealed: None,
-                        start_at,
-                        final_at: finish,
-                    };
-                    let id = match &existing {
-                        Some(agreement) => agreement.id,
-                        None => store::insert_agreement(tx, &party, basis.id, &values)
-                            .await?
-                            .ok_or(VaultError::Conflict)?,
-                    };
-                    let sealed = key.seal(tx, id, &part)?;
-                    values.sealed = Some(&sealed);
-                    store::update_agreement(tx, id, &values).await?;
-                    let user = match party {
-                        Party::User(token) => Some(token),
-                        Party::Waiting { .. } => None,
-                    };
-                    ConsentEvent {
-                        action: COMMAND.audit_action(),
-                        user,
-                        agreement: id,
-                        brief: &basis.brief,
-                        before: existing.as_ref().map(|a| (a.status.as_str(), Some(&old))),
-                        after: (status, Some(&part)),
-                        metadata: metadata.as_ref(),
-                    }
-                    .record(tx, &keys, actor)
-                    .await?;
-                    let was_in_force = existing.as_ref().is_some_and(|a| a.status == "yes");
-                    if let (Some(user), true, "no") = (user, was_in_force, status) {
-                        notify_consent(tx, ConsentChange::Withdrawn, user, &basis.brief).await?;
-                    }
-                    Ok(())
+        // Two first accepts for one e-mail no user holds may meet: the second goes round again
+        // and finds the first's agreement.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (keys, principal) = (self.keys(caller.tenant.id), caller.principal.clone());
+            let brief = brief.clone();
+            let (method, reference) = (method.clone(), reference.clone());
+            let (modifier, metadata) = (modifier.clone(), metadata.clone());
+            let accepted = self
+                .db
+                .in_tenant(caller.tenant.id, move |tx| {
+                    Box::pin(async move {
+                        let gate = Gate::load(tx, &principal).await?;
+                        let party =
+                            reach(tx, &gate, lookup, COMMAND, metadata.as_ref(), true).await?;
+                        // Shared: a deletion of the basis waits for this, and this for it.
+                        let basis = live_basis(tx, &brief, RowLock::Share).await?;
+                        if basis.status != "active" {
+                            return Err(VaultError::LegalBasisInactive);
+                        }
+                        let key = key_for_writing(tx, &keys, &party).await?;
+                        let existing = store::get_agreement(tx, &party, basis.id, true).await?;
+                        // Accepting "no" over an agreement in force withdraws it: held to
+                        // AgreementCancel's rules.
+                        let withdraws =
+                            status == "no" && existing.as_ref().is_some_and(|a| a.status == "yes");
+                        if let (true, Party::User(user)) = (withdraws, &party) {
+                            let own = principal == Principal::User { token: *user };
+                            if own && !basis.usercontrol {
+                                return Err(VaultError::Forbidden(NEEDS_REQUEST));
+                            }
+                            let command = Command::AgreementCancel;
+                            let visible = gate.check(tx, command, *user, metadata.as_ref()).await?;
+                            if !visible.consent() {
+                                return Err(VaultError::Forbidden(DENIED));
+                            }
+                        }
+                        let old = match &existing {
+                            Some(agreement) => part_of(tx, Some(&key), agreement)?,
+                            None => Sealed::default(),
+                        };
+                        let part = Sealed {
+                            agreementmethod: method
+                                .or_else(|| old.agreementmethod.clone())
+                                .or_else(|| Some("api".to_owned())),
+                            referencecode: reference.or_else(|| old.referencecode.clone()),
+                            lastmodifiedby: modifier,
+                        };
+                        let renewed = existing.as_ref().is_none_or(|a| a.status != "yes");
+                        let start_at = start.or(match &existing {
+                            Some(agreement) if !renewed => agreement.start_at,
+                            _ => None,
+                        });
+                        let mut values = AgreementValues {
+                            status,
+                            sealed: None,
+                            start_at,
+                            final_at: finish,
+                        };
+                        let id = match &existing {
+                            Some(agreement) => agreement.id,
+                            None => store::insert_agreement(tx, &party, basis.id, &values)
+                                .await?
+                                .ok_or(VaultError::Conflict)?,
+                        };
+                        let sealed = key.seal(tx, id, &part)?;
+                        values.sealed = Some(&sealed);
+                        store::update_agreement(tx, id, &values).await?;
+                        let user = match party {
+                            Party::User(token) => Some(token),
+                            Party::Waiting { .. } => None,
+                        };
+                        ConsentEvent {
+                            action: COMMAND.audit_action(),
+                            user,
+                            agreement: id,
+                            brief: &basis.brief,
+                            before: existing.as_ref().map(|a| (a.status.as_str(), Some(&old))),
+                            after: (status, Some(&part)),
+                            key: key.user(),
+                            metadata: metadata.as_ref(),
+                        }
+                        .record(tx, &keys, actor)
+                        .await?;
+                        let was_in_force = existing.as_ref().is_some_and(|a| a.status == "yes");
+                        if let (Some(user), true, "no") = (user, was_in_force, status) {
+                            notify_consent(tx, ConsentChange::Withdrawn, user, &basis.brief)
+                                .await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .await
+                .await;
+            match accepted {
+                Err(VaultError::Conflict) if attempt < 3 => continue,
+                other => return other,
+            }
+        }
     }
 
     /// AgreementGet: the user's agreement to `brief`, with every change of it (oldest first).
@@ -405,11 +463,25 @@ impl Vault {
                         let label = crate::core::audit_label(tx.tenant(), &row);
                         let details: Value = open_json(&keys.audit, &label, sealed)?;
                         let change = &details["agreement"];
+                        let (mut before, mut after) =
+                            (change["before"].clone(), change["after"].clone());
+                        let methods = key
+                            .as_ref()
+                            .and_then(PartKey::user)
+                            .and_then(|k| event_methods(k, tx.tenant(), event.id, change));
+                        if let Some((was, now)) = methods {
+                            if let Some(state) = before.as_object_mut() {
+                                state.insert("agreementmethod".into(), was);
+                            }
+                            if let Some(state) = after.as_object_mut() {
+                                state.insert("agreementmethod".into(), now);
+                            }
+                        }
                         answer.history.push(HistoryEntry {
                             time: event.timestamp,
                             event: event.action,
-                            before: change["before"].clone(),
-                            after: change["after"].clone(),
+                            before,
+                            after,
                         });
                     }
                     let brief = Some(basis.brief.as_str());

@@ -134,9 +134,43 @@ pub(crate) async fn live_basis(
     }
 }
 
-/// Revokes every agreement in force under `basis`, a batch per transaction, as `command` by
-/// `caller`. A role token must be allowed the command on the consent of every user concerned (a
-/// Deny of one of them refuses the whole, before anything is revoked).
+/// Revokes up to `limit` agreements in force under `basis_id`, locked in this transaction, as
+/// `command`; returns whether more remain. A role token must be allowed `command` on every user's
+/// consent (a `users…` grant) and on the consent of each user concerned, decided here under the
+/// rows' locks (a Deny of one of them refuses the whole, and nothing is revoked).
+#[allow(clippy::too_many_arguments)]
+async fn revoke_locked(
+    tx: &TenantTx<'_>,
+    keys: &bunker_keys::TenantKeys,
+    gate: &Gate,
+    basis_id: i64,
+    command: Command,
+    actor: Performer,
+    metadata: Option<&Value>,
+    limit: i64,
+) -> Result<bool, VaultError> {
+    let (batch, more) = store::lock_in_force(tx, basis_id, limit).await?;
+    if !gate.is_admin() {
+        if !gate.nobody(tx, command, metadata).await?.consent() {
+            return Err(VaultError::Forbidden(DENIED));
+        }
+        let users: Vec<_> = batch.iter().filter_map(|a| a.token).collect();
+        let visible = gate.visible(tx, command, &users, metadata).await?;
+        if users
+            .iter()
+            .any(|u| !visible.get(u).is_some_and(|v| v.consent()))
+        {
+            return Err(VaultError::Forbidden(DENIED));
+        }
+    }
+    let action = command.audit_action();
+    end_agreements(tx, keys, &batch, "revoked", action, actor, metadata).await?;
+    Ok(more)
+}
+
+/// Revokes every agreement in force under `basis_id`, as `command` by `caller`: an admin's a
+/// batch per transaction; a role token's in one transaction, decided for every user concerned
+/// under the rows' locks (at most [`MAX_DECIDED`]).
 pub(crate) async fn revoke_in_force(
     vault: &Vault,
     caller: &Caller,
@@ -145,55 +179,25 @@ pub(crate) async fn revoke_in_force(
     metadata: Option<Value>,
 ) -> Result<(), VaultError> {
     let tenant = caller.tenant.id;
-    if !caller.is_admin() {
-        let principal = caller.principal.clone();
-        let metadata = metadata.clone();
-        vault
-            .db
-            .in_tenant(tenant, move |tx| {
-                Box::pin(async move {
-                    let gate = Gate::load(tx, &principal).await?;
-                    if !gate.nobody(tx, command, metadata.as_ref()).await?.consent() {
-                        return Err(VaultError::Forbidden(DENIED));
-                    }
-                    let (in_force, more) = store::lock_in_force(tx, basis_id, MAX_DECIDED).await?;
-                    if more {
-                        return Err(VaultError::BadRequest(format!(
-                            "More than {MAX_DECIDED} agreements are in force: an admin must do this"
-                        )));
-                    }
-                    let users: Vec<_> = in_force.iter().filter_map(|a| a.token).collect();
-                    let visible = gate.visible(tx, command, &users, metadata.as_ref()).await?;
-                    if users
-                        .iter()
-                        .any(|u| !visible.get(u).is_some_and(|v| v.consent()))
-                    {
-                        return Err(VaultError::Forbidden(DENIED));
-                    }
-                    Ok(())
-                })
-            })
-            .await?;
-    }
+    let admin = caller.is_admin();
+    let limit = if admin { REVOKE_BATCH } else { MAX_DECIDED };
     loop {
         let keys = vault.keys(tenant);
+        let principal = caller.principal.clone();
         let actor = Performer::Token(caller.actor());
         let metadata = metadata.clone();
         let more = vault
             .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let (batch, more) = store::lock_in_force(tx, basis_id, REVOKE_BATCH).await?;
-                    end_agreements(
-                        tx,
-                        &keys,
-                        &batch,
-                        "revoked",
-                        command.audit_action(),
-                        actor,
-                        metadata.as_ref(),
-                    )
-                    .await?;
+                    let gate = Gate::load(tx, &principal).await?;
+                    let metadata = metadata.as_ref();
+                    let more =
+                        revoke_locked(tx, &keys, &gate, basis_id, command, actor, metadata, limit)
+                            .await?;
+                    if more && !admin {
+                        return Err(too_many());
+                    }
                     Ok::<_, VaultError>(more)
                 })
             })
@@ -202,6 +206,12 @@ pub(crate) async fn revoke_in_force(
             return Ok(());
         }
     }
+}
+
+fn too_many() -> VaultError {
+    VaultError::BadRequest(format!(
+        "More than {MAX_DECIDED} agreements are in force: an admin must do this"
+    ))
 }
 
 impl Vault {
@@ -217,6 +227,7 @@ impl Vault {
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
+                    store::lock_tenant_texts(tx).await?;
                     if store::count_bases(tx).await? >= MAX_PER_TENANT {
                         return Err(VaultError::BadRequest(format!(
                             "A tenant may hold at most {MAX_PER_TENANT} legal bases"
@@ -280,28 +291,43 @@ impl Vault {
     ) -> Result<(), VaultError> {
         const COMMAND: Command = Command::LegalBasisDelete;
         let tenant = caller.tenant.id;
-        let found = brief.clone();
-        let basis = self
-            .db
-            .in_tenant(tenant, move |tx| {
-                Box::pin(async move { live_basis(tx, &found, RowLock::None).await })
-            })
-            .await?;
-        revoke_in_force(self, caller, basis.id, COMMAND, metadata.clone()).await?;
+        // An admin's revocations go a batch per transaction first; what is accepted meanwhile is
+        // revoked below, under the lock new agreements wait for. A role's all go below.
+        if caller.is_admin() {
+            let found = brief.clone();
+            let basis = self
+                .db
+                .in_tenant(tenant, move |tx| {
+                    Box::pin(async move { live_basis(tx, &found, RowLock::None).await })
+                })
+                .await?;
+            revoke_in_force(self, caller, basis.id, COMMAND, metadata.clone()).await?;
+        }
         let keys = self.keys(tenant);
         let caller = caller.clone();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
+                    let gate = Gate::load(tx, &caller.principal).await?;
                     let basis = live_basis(tx, &brief, RowLock::Update).await?;
                     if !store::remove_unreferenced_basis(tx, basis.id).await? {
-                        // Accepted meanwhile: revoked here, under the lock that new ones wait for.
-                        let (late, _) = store::lock_in_force(tx, basis.id, REVOKE_BATCH).await?;
                         let actor = Performer::Token(caller.actor());
-                        let action = COMMAND.audit_action();
                         let metadata = metadata.as_ref();
-                        end_agreements(tx, &keys, &late, "revoked", action, actor, metadata)
-                            .await?;
+                        let id = basis.id;
+                        if revoke_locked(
+                            tx,
+                            &keys,
+                            &gate,
+                            id,
+                            COMMAND,
+                            actor,
+                            metadata,
+                            MAX_DECIDED,
+                        )
+                        .await?
+                        {
+                            return Err(too_many());
+                        }
                         store::mark_basis_deleted(tx, basis.id).await?;
                     }
                     let target = format!("legalbasis:{}", basis.brief);
@@ -338,6 +364,7 @@ impl Vault {
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
+                    store::lock_tenant_texts(tx).await?;
                     if store::count_activities(tx).await? >= MAX_PER_TENANT {
                         return Err(VaultError::BadRequest(format!(
                             "A tenant may hold at most {MAX_PER_TENANT} processing activities"

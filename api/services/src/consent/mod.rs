@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bunker_db::audit::{self, AuditEvent, Performer};
 use bunker_db::consent::{self as store, StoredAgreement};
 use bunker_db::{TenantId, TenantTx};
-use bunker_keys::{Label, TenantKeys};
+use bunker_keys::{Label, TenantKeys, UserKey};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -196,24 +196,42 @@ pub struct Sealed {
     pub lastmodifiedby: Option<String>,
 }
 
-/// An agreement's state, as an audit event records it before and after a change.
-fn state(status: &str, sealed: Option<&Sealed>) -> Value {
-    json!({
-        "status": status,
-        "agreementmethod": sealed.and_then(|s| s.agreementmethod.clone()),
-    })
-}
-
 /// A change of an agreement, for the audit trail.
 pub(crate) struct ConsentEvent<'a> {
     pub action: &'static str,
     pub user: Option<Uuid>,
     pub agreement: i64,
     pub brief: &'a str,
-    /// Status and method before (`None`: the agreement is new) and after.
+    /// Status and sealed part before (`None`: the agreement is new) and after.
     pub before: Option<(&'a str, Option<&'a Sealed>)>,
     pub after: (&'a str, Option<&'a Sealed>),
+    /// The user's key: the methods before and after are sealed with it (inside the details the
+    /// audit key seals), so forget-me leaves them unreadable in the trail too. Without it (a
+    /// consent waiting for its user, Bunker's own changes) they are left out.
+    pub key: Option<&'a UserKey>,
     pub metadata: Option<&'a Value>,
+}
+
+/// Where the methods of one consent event are sealed (row: the event's id).
+fn methods_label(tenant: TenantId, row: &str) -> Label<'_> {
+    Label {
+        tenant: tenant.0,
+        kind: "agreement_event",
+        row,
+    }
+}
+
+/// The methods (before, after) an event sealed with `key`, if it has any.
+pub(crate) fn event_methods(
+    key: &UserKey,
+    tenant: TenantId,
+    event: Uuid,
+    change: &Value,
+) -> Option<(Value, Value)> {
+    let sealed = hex::decode(change["methods"].as_str()?).ok()?;
+    let row = event.to_string();
+    let methods: Value = open_json(key, &methods_label(tenant, &row), &sealed).ok()?;
+    Some((methods["before"].clone(), methods["after"].clone()))
 }
 
 impl ConsentEvent<'_> {
@@ -226,20 +244,31 @@ impl ConsentEvent<'_> {
         keys: &TenantKeys,
         actor: Performer,
     ) -> Result<(), VaultError> {
-        let mut details = Map::new();
-        details.insert(
-            "agreement".into(),
-            json!({
-                "brief": self.brief,
-                "before": self.before.map(|(status, sealed)| state(status, sealed)),
-                "after": state(self.after.0, self.after.1),
-            }),
+        let id = audit::new_event_id();
+        let row = id.to_string();
+        let method = |sealed: Option<&Sealed>| sealed.and_then(|s| s.agreementmethod.clone());
+        let mut change = json!({
+            "brief": self.brief,
+            "before": self.before.map(|(status, _)| json!({"status": status})),
+            "after": {"status": self.after.0},
+        });
+        let methods = (
+            self.before.and_then(|(_, s)| method(s)),
+            method(self.after.1),
         );
+        if let (Some(key), true) = (self.key, methods.0.is_some() || methods.1.is_some()) {
+            let sealed = seal_json(
+                key,
+                &methods_label(tx.tenant(), &row),
+                &json!({"before": methods.0, "after": methods.1}),
+            )?;
+            change["methods"] = Value::String(hex::encode(sealed));
+        }
+        let mut details = Map::new();
+        details.insert("agreement".into(), change);
         if let Some(metadata) = self.metadata {
             details.insert("request_metadata".into(), metadata.clone());
         }
-        let id = audit::new_event_id();
-        let row = id.to_string();
         let event = AuditEvent {
             actor,
             action: self.action,
@@ -285,6 +314,7 @@ pub(crate) async fn end_agreements(
             brief: &agreement.brief,
             before: Some((&agreement.status, None)),
             after: (status, None),
+            key: None,
             metadata,
         }
         .record(tx, keys, actor)
@@ -314,6 +344,7 @@ pub(crate) async fn forget_agreements(
             brief: &agreement.brief,
             before: Some(("yes", None)),
             after: ("revoked", None),
+            key: None,
             metadata: None,
         }
         .record(tx, keys, actor)
@@ -395,6 +426,7 @@ pub(crate) async fn link_waiting(
             brief: &agreement.brief,
             before: Some((&agreement.status, None)),
             after: (&agreement.status, None),
+            key: None,
             metadata: None,
         }
         .record(tx, keys, Performer::System)
