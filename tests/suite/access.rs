@@ -662,6 +662,17 @@ async fn a_token_allowed_one_command_is_refused_every_other_command() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    for (command, body) in [
+        ("LegalBasisCreate", json!({"brief": "newsletter"})),
+        ("ProcessingActivityCreate", json!({"activity": "mailing"})),
+        (
+            "AgreementAccept",
+            json!({"mode": "token", "identity": jane, "brief": "newsletter"}),
+        ),
+    ] {
+        let (status, answer) = app.root(command, body).await;
+        assert_eq!(status, StatusCode::OK, "{command}: {answer}");
+    }
     let root_unlock = unlock(&app, &app.root_token).await;
     let (_, role) = app
         .root("XTokenCreateForRole", json!({"rolename": "reader"}))
@@ -676,7 +687,8 @@ async fn a_token_allowed_one_command_is_refused_every_other_command() {
         "tenantname": "other", "tenantorg": "o", "tenantid": 1, "policyname": "p",
         "policy": {"Action": ["UserGet"]}, "tokentype": "uint32", "record": "7",
         "key1": "x", "key2": "x", "key3": "x", "appname": "shop", "appdata": {"x": 1},
-        "requestuuid": "5b0e9d4c-5e0a-4a43-9d7c-1d2f5a9e0b11"
+        "requestuuid": "5b0e9d4c-5e0a-4a43-9d7c-1d2f5a9e0b11", "brief": "newsletter",
+        "activity": "mailing"
     });
     let commands = app.routed_commands().await;
     assert!(commands.len() > 40, "{commands:?}");
@@ -695,6 +707,15 @@ async fn a_token_allowed_one_command_is_refused_every_other_command() {
         "UserDeleteRequest",
         "AppdataUpdateRequest",
         "UserRequestListUserRequests",
+        // Its own consents: given, read, withdrawn (here as a request: no user control).
+        "AgreementAccept",
+        "AgreementGet",
+        "AgreementListUserAgreements",
+        "AgreementCancel",
+        "AgreementCancelRequest",
+        // What the tenant processes and why.
+        "LegalBasisListAgreements",
+        "ProcessingActivityListActivities",
     ];
     for command in &commands {
         let (status, answer) = app.call(command, &role, None, body.clone()).await;

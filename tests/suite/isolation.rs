@@ -3,7 +3,8 @@
 use bunker_tests::{pg_message, tenant_tables, StatusCode, TestApp, TestOptions};
 use serde_json::json;
 
-/// Two tenants with rows in every tenant table: audit events, users, indexes and versions.
+/// Two tenants with rows in every tenant table: audit events, users, indexes and versions, ...,
+/// consent.
 async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
     let (a, a_token) = app.create_tenant("tenant-a").await;
     let (b, b_token) = app.create_tenant("tenant-b").await;
@@ -53,6 +54,22 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
             .call("UserUpdateRequest", token, Some(tenant), ask)
             .await;
         assert!(status.is_success());
+        // Consent: a basis, an agreement, an activity linked to the basis.
+        for (command, body) in [
+            ("LegalBasisCreate", json!({"brief": "newsletter"})),
+            (
+                "AgreementAccept",
+                json!({"mode": "email", "identity": format!("someone@{tenant}.test"), "brief": "newsletter"}),
+            ),
+            ("ProcessingActivityCreate", json!({"activity": "mailing"})),
+            (
+                "ProcessingActivityLinkLegalBasis",
+                json!({"activity": "mailing", "brief": "newsletter"}),
+            ),
+        ] {
+            let (status, answer) = app.call(command, token, Some(tenant), body).await;
+            assert!(status.is_success(), "{command}: {answer}");
+        }
     }
     // A link of each tenant's audit chain (the chaining task waits for events to age).
     app.superuser()

@@ -89,7 +89,7 @@ pub enum Withdrawal {
 
 /// The key an agreement's sealed part is sealed with: its user's, or (waiting) the tenant's.
 enum PartKey<'k> {
-    User(UserKey),
+    User(Box<UserKey>),
     Tenant(&'k TenantKeys),
 }
 
@@ -105,7 +105,9 @@ impl PartKey<'_> {
     fn seal(&self, tx: &TenantTx<'_>, id: i64, part: &Sealed) -> Result<Vec<u8>, VaultError> {
         let row = id.to_string();
         match self {
-            PartKey::User(key) => seal_json(key, &agreement_label(tx.tenant(), &row), part),
+            PartKey::User(key) => {
+                seal_json(key.as_ref(), &agreement_label(tx.tenant(), &row), part)
+            }
             PartKey::Tenant(keys) => {
                 seal_json(&keys.records, &waiting_label(tx.tenant(), &row), part)
             }
@@ -115,7 +117,9 @@ impl PartKey<'_> {
     fn open(&self, tx: &TenantTx<'_>, id: i64, sealed: &[u8]) -> Result<Sealed, VaultError> {
         let row = id.to_string();
         match self {
-            PartKey::User(key) => open_json(key, &agreement_label(tx.tenant(), &row), sealed),
+            PartKey::User(key) => {
+                open_json(key.as_ref(), &agreement_label(tx.tenant(), &row), sealed)
+            }
             PartKey::Tenant(keys) => {
                 open_json(&keys.records, &waiting_label(tx.tenant(), &row), sealed)
             }
@@ -131,7 +135,9 @@ async fn key_for_writing<'k>(
     party: &Party,
 ) -> Result<PartKey<'k>, VaultError> {
     Ok(match party {
-        Party::User(token) => PartKey::User(user_key_for_writing(tx, keys, *token).await?),
+        Party::User(token) => {
+            PartKey::User(Box::new(user_key_for_writing(tx, keys, *token).await?))
+        }
         Party::Waiting { .. } => PartKey::Tenant(keys),
     })
 }
@@ -145,7 +151,7 @@ async fn key_for_reading<'k>(
     Ok(match party {
         Party::User(token) => user_key_for_reading(tx, keys, *token)
             .await?
-            .map(PartKey::User),
+            .map(|key| PartKey::User(Box::new(key))),
         Party::Waiting { .. } => Some(PartKey::Tenant(keys)),
     })
 }
@@ -462,9 +468,9 @@ impl Vault {
                         let row = event.id.to_string();
                         let label = crate::core::audit_label(tx.tenant(), &row);
                         let details: Value = open_json(&keys.audit, &label, sealed)?;
-                        let change = &details["agreement"];
-                        let (mut before, mut after) =
-                            (change["before"].clone(), change["after"].clone());
+                        let change = details.get("agreement").unwrap_or(&Value::Null);
+                        let state = |side: &str| change.get(side).cloned().unwrap_or(Value::Null);
+                        let (mut before, mut after) = (state("before"), state("after"));
                         let methods = key
                             .as_ref()
                             .and_then(PartKey::user)

@@ -228,10 +228,11 @@ pub(crate) fn event_methods(
     event: Uuid,
     change: &Value,
 ) -> Option<(Value, Value)> {
-    let sealed = hex::decode(change["methods"].as_str()?).ok()?;
+    let sealed = hex::decode(change.get("methods")?.as_str()?).ok()?;
     let row = event.to_string();
     let methods: Value = open_json(key, &methods_label(tenant, &row), &sealed).ok()?;
-    Some((methods["before"].clone(), methods["after"].clone()))
+    let side = |name: &str| methods.get(name).cloned().unwrap_or(Value::Null);
+    Some((side("before"), side("after")))
 }
 
 impl ConsentEvent<'_> {
@@ -262,7 +263,9 @@ impl ConsentEvent<'_> {
                 &methods_label(tx.tenant(), &row),
                 &json!({"before": methods.0, "after": methods.1}),
             )?;
-            change["methods"] = Value::String(hex::encode(sealed));
+            if let Some(change) = change.as_object_mut() {
+                change.insert("methods".into(), Value::String(hex::encode(sealed)));
+            }
         }
         let mut details = Map::new();
         details.insert("agreement".into(), change);
@@ -370,6 +373,9 @@ pub(crate) async fn forget_user(
     Ok(true)
 }
 
+/// A user just created, with its indexed values (`(field, blind index)`).
+pub(crate) type Holder<'a> = (Uuid, &'a [(&'static str, [u8; 32])]);
+
 /// Links the agreements waiting for an e-mail or phone to the users just created with them, in
 /// their transaction: each is re-sealed with its user's key and audited in the user's trail. If a
 /// user's e-mail and phone both had one for the same basis, the newest change wins and the other
@@ -378,7 +384,7 @@ pub(crate) async fn link_waiting(
     tx: &TenantTx<'_>,
     keys: &TenantKeys,
     waiting: Vec<StoredAgreement>,
-    holders: &[(Uuid, &[(&'static str, [u8; 32])])],
+    holders: &[Holder<'_>],
 ) -> Result<(), VaultError> {
     let mut linked: Vec<(Uuid, i64)> = Vec::new();
     // Newest change first: it is the one kept.

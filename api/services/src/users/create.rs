@@ -298,7 +298,7 @@ async fn insert(
     // Consent recorded for an e-mail or phone before a user held it is now this user's.
     let waiting = waiting?;
     if !waiting.is_empty() {
-        let holders: Vec<(Uuid, &[(&'static str, [u8; 32])])> = candidates
+        let holders: Vec<crate::consent::Holder<'_>> = candidates
             .iter()
             .map(|c| (c.user.token, c.user.indexes.exact.as_slice()))
             .collect();
