@@ -464,6 +464,21 @@ pub async fn lock_waiting(
     agreements(tx.query(&sql, &[&fields, &hashes]).await?)
 }
 
+/// Orders the linking of waiting agreements against their creation, in the transaction's tenant:
+/// UserCreate holds it shared (creates do not wait for one another), an AgreementAccept that finds
+/// no user for an e-mail or phone holds it alone before it looks again and stores a waiting
+/// agreement. So either the create sees the waiting agreement (and links it), or the accept sees
+/// the user; never neither. Held until the transaction ends.
+pub async fn hold_linking(tx: &TenantTx<'_>, alone: bool) -> Result<(), DbError> {
+    let sql = if alone {
+        "SELECT pg_advisory_xact_lock(hashtextextended('bunker.consent.link.' || $1::bigint, 0))"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended('bunker.consent.link.' || $1::bigint, 0))"
+    };
+    tx.execute(sql, &[&tx.tenant().0]).await?;
+    Ok(())
+}
+
 /// Gives a waiting agreement to the user `token`, with its sealed part re-sealed for that user.
 pub async fn attach(
     tx: &TenantTx<'_>,

@@ -427,6 +427,20 @@ async fn a_user_token_withdraws_directly_only_where_the_basis_gives_it_control()
         .last()
         .cloned();
     assert_eq!(last.unwrap()["event"], "UserRequestApprove");
+    // Withdrawn: nothing left to ask for.
+    let (status, answer) = app
+        .call(
+            "AgreementCancelRequest",
+            &user,
+            None,
+            with(jane(), json!({"brief": "research"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(
+        answer["message"],
+        "The agreement is not in force: there is nothing to withdraw"
+    );
 
     // Nor by accepting "no" over a consent in force it does not control; where it does, it may.
     app.root(
@@ -1247,4 +1261,172 @@ async fn forget_me_revokes_a_users_agreements_and_leaves_none_of_their_sealed_pa
     }
     let revoked = revoked.expect("the revocation by forget-me is in the trail");
     assert_eq!(revoked["eventtype"], "UserDelete");
+}
+
+#[tokio::test]
+async fn a_consent_given_while_its_user_is_being_created_ends_up_linked_once() {
+    let app = TestApp::spawn().await;
+    basis(&app, json!({"brief": "newsletter"})).await;
+    // Each round sends a UserCreate and an AgreementAccept for one new e-mail at the same moment:
+    // whichever goes first, the user ends with the agreement and nothing waits.
+    for round in 0..20 {
+        let email = format!("racer{round}@example.com");
+        let create = app
+            .command("UserCreate")
+            .header("X-Bunker-Token", &app.root_token)
+            .json(&json!({"profile": {"email": email}}));
+        let accept = app
+            .command("AgreementAccept")
+            .header("X-Bunker-Token", &app.root_token)
+            .json(&json!({"mode": "email", "identity": email, "brief": "newsletter"}));
+        let ((created, user), (accepted, answer)) =
+            tokio::join!(bunker_tests::answer(create), bunker_tests::answer(accept));
+        assert_eq!(created, StatusCode::OK, "{user}");
+        assert_eq!(accepted, StatusCode::OK, "{answer}");
+        let by_token = json!({"mode": "token", "identity": user["token"]});
+        let (_, list) = app.root("AgreementListUserAgreements", by_token).await;
+        assert_eq!(list["total"], 1, "round {round}: {list}");
+    }
+    let waiting: i64 = app
+        .superuser()
+        .await
+        .query_one("SELECT count(*) FROM agreements WHERE token IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(waiting, 0);
+}
+
+#[tokio::test]
+async fn a_consent_ends_only_as_its_rules_allow_whatever_the_way_and_a_lapse_is_an_expiry() {
+    let app = TestApp::spawn().await;
+    basis(&app, json!({"brief": "research"})).await;
+    app.create_user(json!({"login": "jane"})).await;
+    app.root(
+        "AgreementAccept",
+        with(jane(), json!({"brief": "research"})),
+    )
+    .await;
+    // The user's own token may not end sooner what it may not withdraw.
+    let user = app.user_xtoken("login", "jane").await;
+    for extra in [json!({"finaltime": "1s"}), json!({"status": "pending"})] {
+        let body = with(with(jane(), json!({"brief": "research"})), extra.clone());
+        let (status, answer) = app.call("AgreementAccept", &user, None, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{extra}: {answer}");
+    }
+    // Extending it, or renewing it as it is, is no withdrawal.
+    let body = with(jane(), json!({"brief": "research", "finaltime": "30d"}));
+    let (status, answer) = app.call("AgreementAccept", &user, None, body).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a first final time ends it: {answer}"
+    );
+    app.root(
+        "AgreementAccept",
+        with(jane(), json!({"brief": "research", "finaltime": "30d"})),
+    )
+    .await;
+    let body = with(jane(), json!({"brief": "research", "finaltime": "60d"}));
+    let (status, answer) = app.call("AgreementAccept", &user, None, body).await;
+    assert_eq!(status, StatusCode::OK, "later is allowed: {answer}");
+
+    // Past its final time, a withdrawal finds it expired (recorded first, by Bunker).
+    app.root(
+        "AgreementAccept",
+        with(jane(), json!({"brief": "research", "finaltime": "1s"})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = app
+        .root(
+            "AgreementCancel",
+            with(jane(), json!({"brief": "research"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, got) = agreement(&app, jane(), "research").await;
+    let history = got["agreement"]["history"].as_array().unwrap();
+    let tail: Vec<(Value, Value, Value)> = history[history.len() - 2..]
+        .iter()
+        .map(|h| {
+            (
+                h["event"].clone(),
+                h["before"]["status"].clone(),
+                h["after"]["status"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tail,
+        vec![
+            (json!("AgreementExpired"), json!("yes"), json!("expired")),
+            (json!("AgreementCancel"), json!("expired"), json!("expired")),
+        ]
+    );
+
+    // An inactive basis takes a refusal (a withdrawal), not a consent.
+    app.root(
+        "AgreementAccept",
+        with(jane(), json!({"brief": "research"})),
+    )
+    .await;
+    app.root(
+        "LegalBasisUpdate",
+        json!({"brief": "research", "status": "inactive"}),
+    )
+    .await;
+    let (status, answer) = app
+        .root(
+            "AgreementAccept",
+            with(jane(), json!({"brief": "research", "status": "no"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(status_of(&app, jane(), "research").await, "no");
+
+    // A role may not revoke consents waiting for their user (no policy can name them), nor, with a
+    // grant on some users only, revoke all of a basis even when it has no agreement yet.
+    basis(&app, json!({"brief": "offers"})).await;
+    app.root(
+        "AgreementAccept",
+        json!({"mode": "email", "identity": "later@example.com", "brief": "offers"}),
+    )
+    .await;
+    app.grant(
+        "clerk",
+        "clerk-all",
+        json!({"Effect": "Allow", "Action": ["AgreementRevokeAll"], "Resource": ["users.consent"]}),
+    )
+    .await;
+    let clerk = app.role_token("clerk").await;
+    let (status, _) = app
+        .call(
+            "AgreementRevokeAll",
+            &clerk,
+            None,
+            json!({"brief": "offers"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let later = json!({"mode": "email", "identity": "later@example.com"});
+    assert_eq!(status_of(&app, later, "offers").await, "yes");
+    app.grant(
+        "vip-clerk",
+        "vip-clerk",
+        json!({"Effect": "Allow", "Action": ["AgreementRevokeAll"],
+               "Resource": ["${target_group_members:role/vip}.consent"]}),
+    )
+    .await;
+    basis(&app, json!({"brief": "empty"})).await;
+    let vip_clerk = app.role_token("vip-clerk").await;
+    let (status, _) = app
+        .call(
+            "AgreementRevokeAll",
+            &vip_clerk,
+            None,
+            json!({"brief": "empty"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -21,7 +21,7 @@ use crate::access::engine::Visible;
 use crate::access::{Command, DENIED};
 use crate::appdata::{apply_app_change, current_app_data, AppName};
 use crate::bulk::require_unlock;
-use crate::consent::agreements::withdraw;
+use crate::consent::agreements::{in_force, withdraw};
 use crate::consent::bases::live_basis;
 use crate::consent::{forget_user, Name};
 use crate::core::gate::Gate;
@@ -299,9 +299,14 @@ impl Vault {
                         Proposal::WithdrawConsent(brief) => {
                             let basis = live_basis(tx, brief, RowLock::Share).await?;
                             let party = Party::User(user.token);
-                            consent_store::get_agreement(tx, &party, basis.id, false)
-                                .await?
-                                .ok_or(VaultError::AgreementNotFound)?;
+                            let agreement =
+                                consent_store::get_agreement(tx, &party, basis.id, false)
+                                    .await?
+                                    .ok_or(VaultError::AgreementNotFound)?;
+                            // Nothing to withdraw: a request no one needs to decide.
+                            if !in_force(&agreement) {
+                                return Err(VaultError::AgreementNotInForce);
+                            }
                             Some(basis.id)
                         }
                         _ => None,

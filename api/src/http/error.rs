@@ -149,6 +149,7 @@ impl From<VaultError> for ApiError {
             | VaultError::RequestClosed
             | VaultError::LegalBasisExists
             | VaultError::LegalBasisInactive
+            | VaultError::AgreementNotInForce
             | VaultError::ActivityExists
             | VaultError::DuplicateGroup
             | VaultError::GroupClash(_)

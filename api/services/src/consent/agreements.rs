@@ -21,10 +21,10 @@ use uuid::Uuid;
 
 use super::bases::{live_basis, revoke_in_force};
 use super::{
-    agreement_label, agreement_time, event_methods, normalize_status, text, waiting_label,
-    ConsentEvent, Name, Sealed, MAX_SHORT_CHARS,
+    agreement_label, agreement_time, end_agreements, event_methods, normalize_status, text,
+    waiting_label, ConsentEvent, Name, Sealed, MAX_SHORT_CHARS,
 };
-use crate::access::{Command, DENIED};
+use crate::access::{Command, Operation, DENIED};
 use crate::core::gate::Gate;
 use crate::core::identity::{Lookup, Mode};
 use crate::core::{
@@ -178,6 +178,28 @@ fn lapsed(agreement: &StoredAgreement) -> bool {
     agreement.status == "yes" && agreement.final_at.is_some_and(|at| at <= now)
 }
 
+/// Marks an agreement past its final time that the sweeper has not marked yet (audited as
+/// Bunker's own expiry, the webhook told), so that a change made now starts from `expired`. The
+/// row must be locked.
+async fn settle(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    agreement: &mut StoredAgreement,
+) -> Result<(), VaultError> {
+    if lapsed(agreement) {
+        let action = Operation::AgreementExpired.audit_action();
+        let ended = std::slice::from_ref(agreement);
+        end_agreements(tx, keys, ended, "expired", action, Performer::System, None).await?;
+        agreement.status = "expired".to_owned();
+    }
+    Ok(())
+}
+
+/// Whether an agreement is in force: given, and not past its final time.
+pub(crate) fn in_force(agreement: &StoredAgreement) -> bool {
+    agreement.status == "yes" && !lapsed(agreement)
+}
+
 fn view(agreement: &StoredAgreement, part: Sealed) -> AgreementView {
     AgreementView {
         brief: agreement.brief.clone(),
@@ -211,6 +233,14 @@ async fn reach(
     if let (true, true, Lookup::Index(field @ ("email" | "phone"), hash)) =
         (gate.is_admin(), waiting, lookup)
     {
+        match resolve(tx, lookup).await {
+            Ok(user) => return Ok(Party::User(user.token)),
+            Err(VaultError::NotFound) => {}
+            Err(err) => return Err(err),
+        }
+        // No user holds it: look again once no create of the tenant is in flight (and none
+        // starts before this transaction ends), so that a user created meanwhile is found.
+        bunker_db::consent::hold_linking(tx, true).await?;
         return match resolve(tx, lookup).await {
             Ok(user) => Ok(Party::User(user.token)),
             Err(VaultError::NotFound) => Ok(Party::Waiting { field, hash }),
@@ -265,9 +295,10 @@ pub(crate) async fn withdraw(
     metadata: Option<&Value>,
 ) -> Result<(), VaultError> {
     let key = key_for_writing(tx, keys, party).await?;
-    let agreement = store::get_agreement(tx, party, basis.0, true)
+    let mut agreement = store::get_agreement(tx, party, basis.0, true)
         .await?
         .ok_or(VaultError::AgreementNotFound)?;
+    settle(tx, keys, &mut agreement).await?;
     let part = part_of(tx, Some(&key), &agreement)?;
     let status = if agreement.status == "yes" {
         "no"
@@ -355,15 +386,28 @@ impl Vault {
                             reach(tx, &gate, lookup, COMMAND, metadata.as_ref(), true).await?;
                         // Shared: a deletion of the basis waits for this, and this for it.
                         let basis = live_basis(tx, &brief, RowLock::Share).await?;
-                        if basis.status != "active" {
+                        // An inactive basis takes no new consent; a refusal or withdrawal, always.
+                        if basis.status != "active" && status == "yes" {
                             return Err(VaultError::LegalBasisInactive);
                         }
                         let key = key_for_writing(tx, &keys, &party).await?;
-                        let existing = store::get_agreement(tx, &party, basis.id, true).await?;
-                        // Accepting "no" over an agreement in force withdraws it: held to
-                        // AgreementCancel's rules.
-                        let withdraws =
-                            status == "no" && existing.as_ref().is_some_and(|a| a.status == "yes");
+                        let mut existing = store::get_agreement(tx, &party, basis.id, true).await?;
+                        if let Some(agreement) = existing.as_mut() {
+                            settle(tx, &keys, agreement).await?;
+                        }
+                        // Accepting "no" over an agreement in force withdraws it, and bringing
+                        // its end nearer ends it sooner: held to AgreementCancel's rules.
+                        let in_force_until = existing
+                            .as_ref()
+                            .filter(|a| a.status == "yes")
+                            .map(|a| a.final_at);
+                        let withdraws = match in_force_until {
+                            None => false,
+                            Some(_) if status == "no" => true,
+                            Some(until) => {
+                                finish.is_some_and(|f| until.is_none_or(|until| f < until))
+                            }
+                        };
                         if let (true, Party::User(user)) = (withdraws, &party) {
                             let own = principal == Principal::User { token: *user };
                             if own && !basis.usercontrol {

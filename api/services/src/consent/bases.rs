@@ -86,6 +86,12 @@ impl BasisInput {
     }
 }
 
+/// A legal basis or processing activity to create, checked.
+enum NewText {
+    Basis(BasisFields),
+    Activity(ActivityFields),
+}
+
 /// A processing activity's fields as sent.
 #[derive(Clone, Debug, Default)]
 pub struct ActivityInput {
@@ -152,6 +158,10 @@ async fn revoke_locked(
     let (batch, more) = store::lock_in_force(tx, basis_id, limit).await?;
     if !gate.is_admin() {
         if !gate.nobody(tx, command, metadata).await?.consent() {
+            return Err(VaultError::Forbidden(DENIED));
+        }
+        // A consent waiting for its user is an admin's only (no policy can name that user yet).
+        if batch.iter().any(|a| a.token.is_none()) {
             return Err(VaultError::Forbidden(DENIED));
         }
         let users: Vec<_> = batch.iter().filter_map(|a| a.token).collect();
@@ -222,24 +232,7 @@ impl Vault {
         brief: Name,
         input: BasisInput,
     ) -> Result<(), VaultError> {
-        let fields = input.check()?;
-        let caller = caller.clone();
-        self.db
-            .in_tenant(caller.tenant.id, move |tx| {
-                Box::pin(async move {
-                    store::lock_tenant_texts(tx).await?;
-                    if store::count_bases(tx).await? >= MAX_PER_TENANT {
-                        return Err(VaultError::BadRequest(format!(
-                            "A tenant may hold at most {MAX_PER_TENANT} legal bases"
-                        )));
-                    }
-                    if !store::create_basis(tx, brief.as_str(), &fields).await? {
-                        return Err(VaultError::LegalBasisExists);
-                    }
-                    let target = format!("legalbasis:{}", brief.as_str());
-                    record(tx, &caller, Command::LegalBasisCreate, target).await
-                })
-            })
+        self.create_text(caller, brief, NewText::Basis(input.check()?))
             .await
     }
 
@@ -359,22 +352,53 @@ impl Vault {
         activity: Name,
         input: ActivityInput,
     ) -> Result<(), VaultError> {
-        let fields = input.check()?;
+        self.create_text(caller, activity, NewText::Activity(input.check()?))
+            .await
+    }
+
+    /// Creates a legal basis or a processing activity named `name`, within the tenant's
+    /// [`MAX_PER_TENANT`] (counted under a lock, so that concurrent creates cannot pass it).
+    async fn create_text(
+        &self,
+        caller: &Caller,
+        name: Name,
+        text: NewText,
+    ) -> Result<(), VaultError> {
         let caller = caller.clone();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
                     store::lock_tenant_texts(tx).await?;
-                    if store::count_activities(tx).await? >= MAX_PER_TENANT {
+                    let (count, what) = match &text {
+                        NewText::Basis(_) => (store::count_bases(tx).await?, "legal bases"),
+                        NewText::Activity(_) => {
+                            (store::count_activities(tx).await?, "processing activities")
+                        }
+                    };
+                    if count >= MAX_PER_TENANT {
                         return Err(VaultError::BadRequest(format!(
-                            "A tenant may hold at most {MAX_PER_TENANT} processing activities"
+                            "A tenant may hold at most {MAX_PER_TENANT} {what}"
                         )));
                     }
-                    if !store::create_activity(tx, activity.as_str(), &fields).await? {
-                        return Err(VaultError::ActivityExists);
+                    let name = name.as_str();
+                    let (created, taken, command, target) = match &text {
+                        NewText::Basis(fields) => (
+                            store::create_basis(tx, name, fields).await?,
+                            VaultError::LegalBasisExists,
+                            Command::LegalBasisCreate,
+                            format!("legalbasis:{name}"),
+                        ),
+                        NewText::Activity(fields) => (
+                            store::create_activity(tx, name, fields).await?,
+                            VaultError::ActivityExists,
+                            Command::ProcessingActivityCreate,
+                            format!("activity:{name}"),
+                        ),
+                    };
+                    if !created {
+                        return Err(taken);
                     }
-                    let target = format!("activity:{}", activity.as_str());
-                    record(tx, &caller, Command::ProcessingActivityCreate, target).await
+                    record(tx, &caller, command, target).await
                 })
             })
             .await

@@ -85,6 +85,8 @@ pub enum VaultError {
     LegalBasisInactive,
     #[error("The agreement record was not found")]
     AgreementNotFound,
+    #[error("The agreement is not in force: there is nothing to withdraw")]
+    AgreementNotInForce,
     #[error("The processing activity record was not found")]
     ActivityNotFound,
     #[error("The processing activity record already exists")]

@@ -287,11 +287,20 @@ async fn insert(
         .iter()
         .flat_map(|c| c.user.indexes.exact.iter().copied())
         .collect();
-    // Pipelined: the statements go out before any answer is awaited.
+    let may_link = indexes.iter().any(|(f, _)| matches!(*f, "email" | "phone"));
+    // Pipelined: the statements go out before any answer is awaited. Agreements waiting for these
+    // users are looked for only once the linking hold is had (see `hold_linking`), in a statement
+    // after it: its snapshot then sees what an accept holding it alone stored.
     let (inserted, audited, waiting) = tokio::join!(
         store::insert_users(tx, &users),
         audit::record_many(tx, &events),
-        bunker_db::consent::lock_waiting(tx, &indexes)
+        async {
+            if !may_link {
+                return Ok(Vec::new());
+            }
+            bunker_db::consent::hold_linking(tx, false).await?;
+            bunker_db::consent::lock_waiting(tx, &indexes).await
+        }
     );
     inserted.map_err(duplicate)?;
     audited?;
