@@ -411,8 +411,8 @@ pub async fn set_status(tx: &TenantTx<'_>, ids: &[i64], status: &str) -> Result<
     Ok(())
 }
 
-/// Up to `limit` agreements in force of basis `basis_id`, locked for this transaction, and whether
-/// there are more.
+/// Up to `limit` agreements in force of basis `basis_id` (given, not past their final time: those
+/// are the sweeper's to expire), locked for this transaction, and whether there are more.
 pub async fn lock_in_force(
     tx: &TenantTx<'_>,
     basis_id: i64,
@@ -420,7 +420,8 @@ pub async fn lock_in_force(
 ) -> Result<(Vec<StoredAgreement>, bool), DbError> {
     let sql = format!(
         "SELECT {AGREEMENT_COLUMNS} FROM agreements a JOIN legal_bases b ON b.id = a.basis_id
-          WHERE a.basis_id = $1 AND a.status = 'yes' ORDER BY a.id LIMIT $2 FOR UPDATE OF a"
+          WHERE a.basis_id = $1 AND a.status = 'yes' AND (a.final_at IS NULL OR a.final_at > now())
+          ORDER BY a.id LIMIT $2 FOR UPDATE OF a"
     );
     let mut rows = agreements(tx.query(&sql, &[&basis_id, &(limit + 1)]).await?)?;
     let more = rows.len() as i64 > limit;
@@ -512,8 +513,8 @@ pub async fn remove_agreement(tx: &TenantTx<'_>, id: i64) -> Result<(), DbError>
 }
 
 /// Forget-me for a user's agreements: the sealed parts go (the key that opened them is destroyed
-/// anyway) and those in force become `revoked`; what stays is the proof skeleton (basis, status,
-/// times). Returns the agreements as they were.
+/// anyway) and those in force become `revoked` (those past their final time `expired`); what stays
+/// is the proof skeleton (basis, status, times). Returns the agreements as they were.
 pub async fn forget(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<StoredAgreement>, DbError> {
     let sql = format!(
         "SELECT {AGREEMENT_COLUMNS} FROM agreements a JOIN legal_bases b ON b.id = a.basis_id
@@ -524,7 +525,8 @@ pub async fn forget(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<StoredAgreemen
         tx.execute(
             "UPDATE agreements
                 SET sealed = NULL, updated_at = now(),
-                    status = CASE WHEN status = 'yes' THEN 'revoked' ELSE status END
+                    status = CASE WHEN status = 'yes' AND final_at <= now() THEN 'expired'
+                                  WHEN status = 'yes' THEN 'revoked' ELSE status END
               WHERE token = $1",
             &[&token],
         )

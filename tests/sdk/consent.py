@@ -4,6 +4,7 @@ token. Where the SDK cannot send a field (usercontrol, newbrief), raw_request se
 
 import json
 import sys
+import time
 
 from databunkerpro import DatabunkerproAPI
 
@@ -97,9 +98,15 @@ def main(base_url, root_token):
     assert got["referencecode"] == "early", got
     assert [h["event"] for h in got["history"]] == ["AgreementAccept", "AgreementLinked"], got["history"]
 
+    # Expiry: past its final time it reads expired (the sweeper then records it).
+    ok(root.accept_agreement("login", "sdk-ann", "weekly-news", {"finaltime": "1s"}), "accept for 1 s")
+    time.sleep(1.5)
+    assert agreement(root, "login", "sdk-ann", "weekly-news")["status"] == "expired"
+
     # Revoked for everyone; a basis in use is kept, deleted; an unused one goes.
     ok(root.revoke_all_agreements("weekly-news"), "revoke_all_agreements")
     assert agreement(root, "token", token, "weekly-news")["status"] == "revoked"
+    assert agreement(root, "login", "sdk-ann", "weekly-news")["status"] == "expired", "lapsed, not revoked"
     ok(root.create_legal_basis({"brief": "unused"}), "create unused")
     ok(root.accept_agreement("login", "sdk-ann", "offers", {}), "accept offers")
     ok(root.delete_legal_basis("offers"), "delete_legal_basis in use")

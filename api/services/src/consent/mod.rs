@@ -122,24 +122,6 @@ fn iso_time(text: &str) -> Option<i64> {
     Some(date.midnight().assume_utc().unix_timestamp())
 }
 
-/// A positive duration with a unit (s, m for minutes, h, d, y for 365 days), in seconds.
-fn duration(text: &str) -> Option<i64> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let number: i64 = number.parse().ok()?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "y" => 365 * 86_400,
-        _ => return None,
-    };
-    number
-        .checked_mul(scale)
-        .filter(|s| (1..=MAX_SECONDS).contains(s))
-}
-
 /// `starttime` or `finaltime` of an agreement, as Unix seconds: a duration from now, a Unix time
 /// (a bare number), or an ISO date or time; within 100 years of now. A final time must be in the
 /// future; a start time may be past (consent given before it was recorded).
@@ -152,7 +134,7 @@ pub fn agreement_time(value: &Value, field: &str) -> Result<i64, VaultError> {
     let now = now();
     let at = if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
         text.parse::<i64>().ok()
-    } else if let Some(seconds) = duration(&text) {
+    } else if let Some(seconds) = crate::core::expiry::seconds(&Value::String(text.clone())) {
         now.checked_add(seconds)
     } else {
         iso_time(&text)
@@ -339,20 +321,27 @@ pub(crate) async fn forget_agreements(
     actor: Performer,
 ) -> Result<(), VaultError> {
     let before = store::forget(tx, token).await?;
+    let now = now();
     for agreement in before.iter().filter(|a| a.status == "yes") {
+        let lapsed = agreement.final_at.is_some_and(|at| at <= now);
+        let (after, change) = if lapsed {
+            ("expired", ConsentChange::Expired)
+        } else {
+            ("revoked", ConsentChange::Revoked)
+        };
         ConsentEvent {
             action,
             user: Some(token),
             agreement: agreement.id,
             brief: &agreement.brief,
             before: Some(("yes", None)),
-            after: ("revoked", None),
+            after: (after, None),
             key: None,
             metadata: None,
         }
         .record(tx, keys, actor)
         .await?;
-        notify_consent(tx, ConsentChange::Revoked, token, &agreement.brief).await?;
+        notify_consent(tx, change, token, &agreement.brief).await?;
     }
     Ok(())
 }

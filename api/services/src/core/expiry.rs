@@ -51,8 +51,8 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
-/// A positive duration in seconds, at most [`MAX_SECONDS`].
-fn seconds(value: &Value) -> Option<i64> {
+/// A positive duration in seconds, at most [`MAX_SECONDS`] (a bare number is seconds).
+pub(crate) fn seconds(value: &Value) -> Option<i64> {
     let text = text(value)?;
     let split = text
         .find(|c: char| !c.is_ascii_digit())
