@@ -514,25 +514,41 @@ pub async fn remove_agreement(tx: &TenantTx<'_>, id: i64) -> Result<(), DbError>
 
 /// Forget-me for a user's agreements: the sealed parts go (the key that opened them is destroyed
 /// anyway) and those in force become `revoked` (those past their final time `expired`); what stays
-/// is the proof skeleton (basis, status, times). Returns the agreements as they were.
-pub async fn forget(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<StoredAgreement>, DbError> {
+/// is the proof skeleton (basis, status, times). Returns each agreement as it was, with its status
+/// now.
+pub async fn forget(
+    tx: &TenantTx<'_>,
+    token: Uuid,
+) -> Result<Vec<(StoredAgreement, String)>, DbError> {
     let sql = format!(
         "SELECT {AGREEMENT_COLUMNS} FROM agreements a JOIN legal_bases b ON b.id = a.basis_id
           WHERE a.token = $1 ORDER BY a.id FOR UPDATE OF a"
     );
     let before = agreements(tx.query(&sql, &[&token]).await?)?;
-    if !before.is_empty() {
-        tx.execute(
+    if before.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now: std::collections::HashMap<i64, String> = tx
+        .query(
             "UPDATE agreements
                 SET sealed = NULL, updated_at = now(),
                     status = CASE WHEN status = 'yes' AND final_at <= now() THEN 'expired'
                                   WHEN status = 'yes' THEN 'revoked' ELSE status END
-              WHERE token = $1",
+              WHERE token = $1
+          RETURNING id, status",
             &[&token],
         )
-        .await?;
-    }
-    Ok(before)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, DbError>>()?;
+    Ok(before
+        .into_iter()
+        .map(|a| {
+            let status = now.get(&a.id).cloned().unwrap_or_else(|| a.status.clone());
+            (a, status)
+        })
+        .collect())
 }
 
 /// A processing activity as stored, with the briefs of its legal bases.

@@ -1309,7 +1309,11 @@ async fn a_consent_ends_only_as_its_rules_allow_whatever_the_way_and_a_lapse_is_
     .await;
     // The user's own token may not end sooner what it may not withdraw.
     let user = app.user_xtoken("login", "jane").await;
-    for extra in [json!({"finaltime": "1s"}), json!({"status": "pending"})] {
+    for extra in [
+        json!({"finaltime": "1s"}),
+        json!({"status": "pending"}),
+        json!({"starttime": "2120-01-01"}),
+    ] {
         let body = with(with(jane(), json!({"brief": "research"})), extra.clone());
         let (status, answer) = app.call("AgreementAccept", &user, None, body).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{extra}: {answer}");
@@ -1429,4 +1433,75 @@ async fn a_consent_ends_only_as_its_rules_allow_whatever_the_way_and_a_lapse_is_
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn consent_reads_racing_a_first_accept_or_a_forget_me_never_fail_and_never_wait_on_creates() {
+    let app = TestApp::spawn().await;
+    basis(&app, json!({"brief": "newsletter"})).await;
+    let request = |command: &str, body: Value| {
+        app.command(command)
+            .header("X-Bunker-Token", &app.root_token)
+            .json(&body)
+    };
+    // A user's first agreement makes its key while listings read: each answers, none is a 500.
+    for round in 0..15 {
+        let token = app
+            .create_user(json!({"login": format!("reader{round}")}))
+            .await;
+        let user = json!({"mode": "token", "identity": token});
+        let mut racing = tokio::task::JoinSet::new();
+        racing.spawn(bunker_tests::answer(request(
+            "AgreementAccept",
+            with(
+                user.clone(),
+                json!({"brief": "newsletter", "referencecode": "r"}),
+            ),
+        )));
+        for _ in 0..5 {
+            racing.spawn(bunker_tests::answer(request(
+                "AgreementListUserAgreements",
+                user.clone(),
+            )));
+        }
+        racing.spawn(bunker_tests::answer(request("UserDelete", user.clone())));
+        for _ in 0..3 {
+            racing.spawn(bunker_tests::answer(request(
+                "AgreementGet",
+                with(user.clone(), json!({"brief": "newsletter"})),
+            )));
+        }
+        for (status, answer) in racing.join_all().await {
+            assert!(
+                status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+                "round {round}: {status} {answer}"
+            );
+        }
+    }
+    // Reading what waits for an e-mail takes no part in the ordering of creates: it answers while
+    // another session holds the tenant's linking hold alone.
+    app.root(
+        "AgreementAccept",
+        json!({"mode": "email", "identity": "waits@example.com", "brief": "newsletter"}),
+    )
+    .await;
+    let holder = app.superuser().await;
+    holder
+        .batch_execute(
+            "SELECT pg_advisory_lock(hashtextextended('bunker.consent.link.' || 1::bigint, 0))",
+        )
+        .await
+        .unwrap();
+    let read = request(
+        "AgreementGet",
+        json!({"mode": "email", "identity": "waits@example.com", "brief": "newsletter"}),
+    );
+    let (status, answer) = tokio::time::timeout(Duration::from_secs(5), bunker_tests::answer(read))
+        .await
+        .expect("answered while the hold is held");
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    holder
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
 }

@@ -165,7 +165,8 @@ fn part_of(
     match (&agreement.sealed, key) {
         (None, _) => Ok(Sealed::default()),
         (Some(sealed), Some(key)) => key.open(tx, agreement.id, sealed),
-        (Some(_), None) => Err(VaultError::Keys(bunker_keys::KeyError::Unsealable)),
+        // Sealed, and the user's key gone since: forgotten meanwhile.
+        (Some(_), None) => Err(VaultError::NotFound),
     }
 }
 
@@ -219,6 +220,16 @@ fn view(agreement: &StoredAgreement, part: Sealed) -> AgreementView {
     }
 }
 
+/// Whether a consent command reaches the agreements waiting for an e-mail or phone no user holds
+/// (an admin's only), and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waiting {
+    /// It reads them.
+    Read,
+    /// It changes them: ordered against the creation of their user (see `hold_linking`).
+    Write,
+}
+
 /// Who `lookup` names for a consent command, if the caller may reach their consent. An admin
 /// naming an e-mail or phone no user holds reaches the agreements waiting for it (with
 /// `waiting`); anyone else gets the refusal it gets for any user it may not reach.
@@ -228,13 +239,14 @@ async fn reach(
     lookup: Lookup,
     command: Command,
     metadata: Option<&Value>,
-    waiting: bool,
+    waiting: Waiting,
 ) -> Result<Party, VaultError> {
-    if let (true, true, Lookup::Index(field @ ("email" | "phone"), hash)) =
-        (gate.is_admin(), waiting, lookup)
-    {
+    if let (true, Lookup::Index(field @ ("email" | "phone"), hash)) = (gate.is_admin(), lookup) {
         match resolve(tx, lookup).await {
             Ok(user) => return Ok(Party::User(user.token)),
+            Err(VaultError::NotFound) if waiting == Waiting::Read => {
+                return Ok(Party::Waiting { field, hash })
+            }
             Err(VaultError::NotFound) => {}
             Err(err) => return Err(err),
         }
@@ -382,8 +394,15 @@ impl Vault {
                 .in_tenant(caller.tenant.id, move |tx| {
                     Box::pin(async move {
                         let gate = Gate::load(tx, &principal).await?;
-                        let party =
-                            reach(tx, &gate, lookup, COMMAND, metadata.as_ref(), true).await?;
+                        let party = reach(
+                            tx,
+                            &gate,
+                            lookup,
+                            COMMAND,
+                            metadata.as_ref(),
+                            Waiting::Write,
+                        )
+                        .await?;
                         // Shared: a deletion of the basis waits for this, and this for it.
                         let basis = live_basis(tx, &brief, RowLock::Share).await?;
                         // An inactive basis takes no new consent; a refusal or withdrawal, always.
@@ -401,9 +420,15 @@ impl Vault {
                             .as_ref()
                             .filter(|a| a.status == "yes")
                             .map(|a| a.final_at);
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs() as i64);
+                        let held_from = existing.as_ref().and_then(|a| a.start_at);
+                        let starts_later =
+                            start.is_some_and(|s| s > now && held_from.is_none_or(|from| s > from));
                         let withdraws = match in_force_until {
                             None => false,
-                            Some(_) if status == "no" => true,
+                            Some(_) if status == "no" || starts_later => true,
                             Some(until) => {
                                 finish.is_some_and(|f| until.is_none_or(|until| f < until))
                             }
@@ -498,7 +523,8 @@ impl Vault {
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
                     let gate = Gate::load(tx, &caller.principal).await?;
-                    let party = reach(tx, &gate, lookup, COMMAND, metadata.as_ref(), true).await?;
+                    let party =
+                        reach(tx, &gate, lookup, COMMAND, metadata.as_ref(), Waiting::Read).await?;
                     let basis = any_basis(tx, &brief).await?;
                     let agreement = store::get_agreement(tx, &party, basis.id, false)
                         .await?
@@ -566,10 +592,14 @@ impl Vault {
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
                     let gate = Gate::load(tx, &caller.principal).await?;
-                    let party = reach(tx, &gate, lookup, COMMAND, metadata.as_ref(), true).await?;
+                    let party =
+                        reach(tx, &gate, lookup, COMMAND, metadata.as_ref(), Waiting::Read).await?;
+                    // The rows first, then the key: a key made by a first accept committed
+                    // between the two is found.
+                    let agreements = store::agreements_of(tx, &party).await?;
                     let key = key_for_reading(tx, &keys, &party).await?;
                     let mut rows = Vec::new();
-                    for agreement in store::agreements_of(tx, &party).await? {
+                    for agreement in agreements {
                         rows.push(view(&agreement, part_of(tx, key.as_ref(), &agreement)?));
                     }
                     audit_read(tx, &keys, &caller, &party, COMMAND, None, metadata.as_ref())
@@ -602,7 +632,7 @@ impl Vault {
                 Box::pin(async move {
                     let metadata = request_metadata.as_ref();
                     let gate = Gate::load(tx, &principal).await?;
-                    let party = reach(tx, &gate, lookup, COMMAND, metadata, true).await?;
+                    let party = reach(tx, &gate, lookup, COMMAND, metadata, Waiting::Write).await?;
                     let basis = live_basis(tx, &wanted, RowLock::Share).await?;
                     let own = matches!((&principal, &party),
                         (Principal::User { token }, Party::User(user)) if token == user);

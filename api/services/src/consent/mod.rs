@@ -320,14 +320,11 @@ pub(crate) async fn forget_agreements(
     action: &'static str,
     actor: Performer,
 ) -> Result<(), VaultError> {
-    let before = store::forget(tx, token).await?;
-    let now = now();
-    for agreement in before.iter().filter(|a| a.status == "yes") {
-        let lapsed = agreement.final_at.is_some_and(|at| at <= now);
-        let (after, change) = if lapsed {
-            ("expired", ConsentChange::Expired)
-        } else {
-            ("revoked", ConsentChange::Revoked)
+    for (agreement, now) in store::forget(tx, token).await? {
+        let change = match (agreement.status.as_str(), now.as_str()) {
+            ("yes", "expired") => ConsentChange::Expired,
+            ("yes", "revoked") => ConsentChange::Revoked,
+            _ => continue,
         };
         ConsentEvent {
             action,
@@ -335,7 +332,7 @@ pub(crate) async fn forget_agreements(
             agreement: agreement.id,
             brief: &agreement.brief,
             before: Some(("yes", None)),
-            after: (after, None),
+            after: (&now, None),
             key: None,
             metadata: None,
         }
