@@ -101,6 +101,8 @@ pub struct TestOptions {
     /// `BUNKER_LIST_USERS` (off, as by default).
     pub list_users: bool,
     pub xtoken_max_seconds: i64,
+    /// How often webhook deliveries are looked for.
+    pub webhook_interval: Duration,
 }
 
 impl Default for TestOptions {
@@ -116,6 +118,7 @@ impl Default for TestOptions {
             unlock_seconds: 60,
             list_users: false,
             xtoken_max_seconds: 24 * 3600,
+            webhook_interval: Duration::from_millis(100),
         }
     }
 }
@@ -139,7 +142,7 @@ impl TestOptions {
                 webhook_backoff: Duration::from_millis(50),
             },
             sweep_interval: self.sweep_interval,
-            webhook_interval: Duration::from_millis(100),
+            webhook_interval: self.webhook_interval,
             audit_chain_interval: self.audit_chain.0,
             audit_chain_horizon: self.audit_chain.1,
             key_refresh_interval: self.key_refresh_interval,

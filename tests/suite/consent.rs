@@ -1505,3 +1505,47 @@ async fn consent_reads_racing_a_first_accept_or_a_forget_me_never_fail_and_never
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_revocation_of_many_consents_is_announced_in_one_go_not_five_a_tick() {
+    let app = TestApp::spawn_with(TestOptions {
+        webhook_interval: Duration::from_secs(3),
+        ..TestOptions::default()
+    })
+    .await;
+    let receiver = WebhookReceiver::start(0).await;
+    app.root(
+        "TenantUpdate",
+        json!({"webhook": {"url": receiver.url, "secret": "s".repeat(40)}}),
+    )
+    .await;
+    basis(&app, json!({"brief": "newsletter"})).await;
+    let records: Vec<Value> = (0..30)
+        .map(|i| json!({"profile": {"login": format!("many{i}")}}))
+        .collect();
+    let (status, created) = app
+        .root("UserCreateBulk", json!({"records": records}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    for i in 0..30 {
+        app.root(
+            "AgreementAccept",
+            json!({"mode": "login", "identity": format!("many{i}"), "brief": "newsletter"}),
+        )
+        .await;
+    }
+    app.root("AgreementRevokeAll", json!({"brief": "newsletter"}))
+        .await;
+    // The first delivery comes with a tick; the other 29 follow it at once, well before the next
+    // tick (3 s later), instead of five a tick.
+    let first = receiver.deliveries(1).await;
+    assert!(!first.is_empty());
+    let started = std::time::Instant::now();
+    let all = receiver.deliveries(30).await;
+    assert_eq!(all.len(), 30);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "drained in {:?}",
+        started.elapsed()
+    );
+}

@@ -31,6 +31,8 @@ use crate::core::{Vault, VaultError};
 pub const MAX_ATTEMPTS: i32 = 8;
 /// Deliveries claimed per tenant per round.
 const BATCH: i64 = 5;
+/// Rounds a tenant's backlog may go on for, one after another, before the next tick.
+const MAX_ROUNDS: usize = 200;
 /// Tenants delivered at once.
 const PARALLEL: usize = 16;
 /// How long a receiver may take to answer.
@@ -509,8 +511,17 @@ pub fn spawn_webhooks(vault: Vault, every: Duration) -> JoinHandle<()> {
                 };
                 let (vault, clients, busy) = (vault.clone(), clients.clone(), busy.clone());
                 tokio::spawn(async move {
-                    if let Err(err) = vault.deliver_due(&clients, tenant).await {
-                        tracing::warn!(%tenant, error = %err, "webhooks: a round failed");
+                    // A backlog (a revocation of many agreements) drains round after round while
+                    // every delivery of a round succeeds; a failing receiver waits for its backoff.
+                    for _ in 0..MAX_ROUNDS {
+                        match vault.deliver_due(&clients, tenant).await {
+                            Ok(delivered) if delivered as i64 >= BATCH => continue,
+                            Ok(_) => break,
+                            Err(err) => {
+                                tracing::warn!(%tenant, error = %err, "webhooks: a round failed");
+                                break;
+                            }
+                        }
                     }
                     if let Ok(mut busy) = busy.lock() {
                         busy.remove(&tenant);
