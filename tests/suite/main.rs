@@ -10,6 +10,7 @@ mod bulk;
 mod cli;
 mod conditions;
 mod consent;
+mod consent_lifecycle;
 mod crbac;
 mod credentials;
 mod groups;
