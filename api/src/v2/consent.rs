@@ -15,9 +15,8 @@ use super::tenants::NoFields;
 use super::{ApiTags, Done, Status};
 use crate::http::error::ApiError;
 use crate::http::extract::{Authenticated, JsonBody};
-use bunker_db::consent::{Activity, LegalBasis};
+use bunker_db::consent::{Activity, ActivityFields, BasisFields, LegalBasis};
 use bunker_services::consent::agreements::{AcceptInput, AgreementView, Withdrawal};
-use bunker_services::consent::bases::{ActivityInput, BasisInput};
 use bunker_services::consent::Name;
 use bunker_services::core::Mode;
 use bunker_services::Vault;
@@ -49,8 +48,8 @@ pub struct BasisWrite {
 }
 
 impl BasisWrite {
-    fn input(&self) -> BasisInput {
-        BasisInput {
+    fn input(&self) -> BasisFields {
+        BasisFields {
             status: self.status.clone(),
             basistype: self.basistype.clone(),
             module: self.module.clone(),
@@ -242,8 +241,8 @@ pub struct ActivityWrite {
 }
 
 impl ActivityWrite {
-    fn input(&self) -> ActivityInput {
-        ActivityInput {
+    fn input(&self) -> ActivityFields {
+        ActivityFields {
             title: self.title.clone(),
             script: self.script.clone(),
             fulldesc: self.fulldesc.clone(),

@@ -333,12 +333,17 @@ pub async fn forget(
         .collect())
 }
 
-/// The audit events of agreement `id` (target `agreement:<id>`), oldest first, at most `limit`
+/// What the audit events of a change of agreement `id` are about.
+pub fn agreement_target(id: i64) -> String {
+    format!("agreement:{id}")
+}
+
+/// The audit events of agreement `id` (its [`agreement_target`]), oldest first, at most `limit`
 /// (the newest ones).
 pub async fn history(
     tx: &TenantTx<'_>,
     id: i64,
     limit: i64,
 ) -> Result<Vec<crate::audit::StoredEvent>, DbError> {
-    crate::audit::events_of_target(tx, &format!("agreement:{id}"), limit).await
+    crate::audit::events_of_target(tx, &agreement_target(id), limit).await
 }

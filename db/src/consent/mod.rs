@@ -148,15 +148,6 @@ pub async fn get_basis(
         .transpose()
 }
 
-/// The brief of the legal basis `id`.
-pub async fn brief_of(tx: &TenantTx<'_>, id: i64) -> Result<Option<String>, DbError> {
-    tx.query_opt("SELECT brief FROM legal_bases WHERE id = $1", &[&id])
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()
-        .map_err(DbError::from)
-}
-
 /// Every legal basis of the transaction's tenant, by brief.
 pub async fn list_bases(tx: &TenantTx<'_>) -> Result<Vec<LegalBasis>, DbError> {
     let sql = format!("SELECT {BASIS_COLUMNS} FROM legal_bases ORDER BY brief");

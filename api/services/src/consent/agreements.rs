@@ -28,8 +28,8 @@ use crate::access::{Command, Operation, DENIED};
 use crate::core::gate::Gate;
 use crate::core::identity::{Lookup, Mode};
 use crate::core::{
-    open_json, record_event, resolve, seal_json, user_key_for_reading, user_key_for_writing,
-    UserEvent, Vault, VaultError,
+    open_json, record_event, resolve, seal_json, unix_now, user_key_for_reading,
+    user_key_for_writing, UserEvent, Vault, VaultError,
 };
 use crate::requests::Proposal;
 use crate::webhooks::{notify_consent, ConsentChange};
@@ -173,10 +173,7 @@ fn part_of(
 /// Whether an agreement is past its final time (the sweeper marks it `expired` soon after; it is
 /// answered as expired from then on).
 fn lapsed(agreement: &StoredAgreement) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    agreement.status == "yes" && agreement.final_at.is_some_and(|at| at <= now)
+    agreement.status == "yes" && agreement.final_at.is_some_and(|at| at <= unix_now())
 }
 
 /// Marks an agreement past its final time that the sweeper has not marked yet (audited as
@@ -420,9 +417,7 @@ impl Vault {
                             .as_ref()
                             .filter(|a| a.status == "yes")
                             .map(|a| a.final_at);
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs() as i64);
+                        let now = unix_now();
                         let held_from = existing.as_ref().and_then(|a| a.start_at);
                         let starts_later =
                             start.is_some_and(|s| s > now && held_from.is_none_or(|from| s > from));

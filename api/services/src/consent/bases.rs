@@ -35,55 +35,41 @@ const BASIS_TYPES: [&str; 6] = [
     "vital-interest",
 ];
 
-/// A legal basis's fields as sent (`None`: not sent).
-#[derive(Clone, Debug, Default)]
-pub struct BasisInput {
-    pub status: Option<String>,
-    pub basistype: Option<String>,
-    pub module: Option<String>,
-    pub shortdesc: Option<String>,
-    pub fulldesc: Option<String>,
-    pub requiredmsg: Option<String>,
-    pub requiredflag: Option<bool>,
-    pub usercontrol: Option<bool>,
-}
-
-impl BasisInput {
-    /// Checked: a known status and type, texts within their lengths.
-    fn check(self) -> Result<BasisFields, VaultError> {
-        let status = match self.status.map(|s| s.trim().to_ascii_lowercase()) {
-            None => None,
-            Some(s) if s == "active" || s == "inactive" => Some(s),
-            Some(_) => {
-                return Err(VaultError::BadRequest(
-                    "status must be active or inactive".into(),
-                ))
-            }
-        };
-        let basistype = match self
-            .basistype
-            .map(|t| t.trim().to_ascii_lowercase().replace('_', "-"))
-        {
-            None => None,
-            Some(t) if BASIS_TYPES.contains(&t.as_str()) => Some(t),
-            Some(_) => {
-                return Err(VaultError::BadRequest(format!(
-                    "basistype must be one of {}",
-                    BASIS_TYPES.join(", ")
-                )))
-            }
-        };
-        Ok(BasisFields {
-            status,
-            basistype,
-            module: text(self.module, "module", MAX_SHORT_CHARS)?,
-            shortdesc: text(self.shortdesc, "shortdesc", MAX_SHORT_CHARS)?,
-            fulldesc: text(self.fulldesc, "fulldesc", MAX_LONG_CHARS)?,
-            requiredmsg: text(self.requiredmsg, "requiredmsg", MAX_SHORT_CHARS)?,
-            requiredflag: self.requiredflag,
-            usercontrol: self.usercontrol,
-        })
-    }
+/// A legal basis's fields as sent, checked: a known status and type (lower-cased; `_` in a type
+/// read as `-`), texts within their lengths.
+fn checked_basis(fields: BasisFields) -> Result<BasisFields, VaultError> {
+    let status = match fields.status.map(|s| s.trim().to_ascii_lowercase()) {
+        None => None,
+        Some(s) if s == "active" || s == "inactive" => Some(s),
+        Some(_) => {
+            return Err(VaultError::BadRequest(
+                "status must be active or inactive".into(),
+            ))
+        }
+    };
+    let basistype = match fields
+        .basistype
+        .map(|t| t.trim().to_ascii_lowercase().replace('_', "-"))
+    {
+        None => None,
+        Some(t) if BASIS_TYPES.contains(&t.as_str()) => Some(t),
+        Some(_) => {
+            return Err(VaultError::BadRequest(format!(
+                "basistype must be one of {}",
+                BASIS_TYPES.join(", ")
+            )))
+        }
+    };
+    Ok(BasisFields {
+        status,
+        basistype,
+        module: text(fields.module, "module", MAX_SHORT_CHARS)?,
+        shortdesc: text(fields.shortdesc, "shortdesc", MAX_SHORT_CHARS)?,
+        fulldesc: text(fields.fulldesc, "fulldesc", MAX_LONG_CHARS)?,
+        requiredmsg: text(fields.requiredmsg, "requiredmsg", MAX_SHORT_CHARS)?,
+        requiredflag: fields.requiredflag,
+        usercontrol: fields.usercontrol,
+    })
 }
 
 /// A legal basis or processing activity to create, checked.
@@ -92,24 +78,14 @@ enum NewText {
     Activity(ActivityFields),
 }
 
-/// A processing activity's fields as sent.
-#[derive(Clone, Debug, Default)]
-pub struct ActivityInput {
-    pub title: Option<String>,
-    pub script: Option<String>,
-    pub fulldesc: Option<String>,
-    pub applicableto: Option<String>,
-}
-
-impl ActivityInput {
-    fn check(self) -> Result<ActivityFields, VaultError> {
-        Ok(ActivityFields {
-            title: text(self.title, "title", MAX_SHORT_CHARS)?,
-            script: text(self.script, "script", MAX_LONG_CHARS)?,
-            fulldesc: text(self.fulldesc, "fulldesc", MAX_LONG_CHARS)?,
-            applicableto: text(self.applicableto, "applicableto", MAX_SHORT_CHARS)?,
-        })
-    }
+/// A processing activity's fields as sent, checked: texts within their lengths.
+fn checked_activity(fields: ActivityFields) -> Result<ActivityFields, VaultError> {
+    Ok(ActivityFields {
+        title: text(fields.title, "title", MAX_SHORT_CHARS)?,
+        script: text(fields.script, "script", MAX_LONG_CHARS)?,
+        fulldesc: text(fields.fulldesc, "fulldesc", MAX_LONG_CHARS)?,
+        applicableto: text(fields.applicableto, "applicableto", MAX_SHORT_CHARS)?,
+    })
 }
 
 /// Records a change of the tenant's consent texts.
@@ -230,9 +206,9 @@ impl Vault {
         &self,
         caller: &Caller,
         brief: Name,
-        input: BasisInput,
+        fields: BasisFields,
     ) -> Result<(), VaultError> {
-        self.create_text(caller, brief, NewText::Basis(input.check()?))
+        self.create_text(caller, brief, NewText::Basis(checked_basis(fields)?))
             .await
     }
 
@@ -243,9 +219,9 @@ impl Vault {
         caller: &Caller,
         brief: Name,
         newbrief: Option<Name>,
-        input: BasisInput,
+        fields: BasisFields,
     ) -> Result<(), VaultError> {
-        let fields = input.check()?;
+        let fields = checked_basis(fields)?;
         let caller = caller.clone();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
@@ -350,10 +326,14 @@ impl Vault {
         &self,
         caller: &Caller,
         activity: Name,
-        input: ActivityInput,
+        fields: ActivityFields,
     ) -> Result<(), VaultError> {
-        self.create_text(caller, activity, NewText::Activity(input.check()?))
-            .await
+        self.create_text(
+            caller,
+            activity,
+            NewText::Activity(checked_activity(fields)?),
+        )
+        .await
     }
 
     /// Creates a legal basis or a processing activity named `name`, within the tenant's
@@ -411,9 +391,9 @@ impl Vault {
         caller: &Caller,
         activity: Name,
         newname: Option<Name>,
-        input: ActivityInput,
+        fields: ActivityFields,
     ) -> Result<(), VaultError> {
-        let fields = input.check()?;
+        let fields = checked_activity(fields)?;
         let caller = caller.clone();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {

@@ -14,8 +14,6 @@
 pub mod agreements;
 pub mod bases;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bunker_db::audit::{self, AuditEvent, Performer};
 use bunker_db::consent::{self as store, StoredAgreement};
 use bunker_db::{TenantId, TenantTx};
@@ -24,7 +22,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::access::Operation;
-use crate::core::{audit_label, open_json, seal_json, user_key_for_writing, VaultError};
+use crate::core::{audit_label, open_json, seal_json, unix_now, user_key_for_writing, VaultError};
 use crate::webhooks::{notify_consent, ConsentChange};
 
 /// A legal basis's `brief` or a processing activity's name: lower-cased, then
@@ -95,12 +93,6 @@ pub fn normalize_status(value: Option<&Value>) -> &'static str {
 /// The furthest time accepted, either way: 100 years.
 const MAX_SECONDS: i64 = 100 * 365 * 86_400;
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn bad_time(field: &str) -> VaultError {
     VaultError::BadRequest(format!(
         "The {field} value must be a duration such as 30d, 12h, 15m or 10s, a Unix time, or a \
@@ -131,7 +123,7 @@ pub fn agreement_time(value: &Value, field: &str) -> Result<i64, VaultError> {
         Value::Number(n) => n.to_string(),
         _ => return Err(bad_time(field)),
     };
-    let now = now();
+    let now = unix_now();
     let at = if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() {
         text.parse::<i64>().ok()
     } else if let Some(seconds) = crate::core::expiry::seconds(&Value::String(text.clone())) {
@@ -257,7 +249,7 @@ impl ConsentEvent<'_> {
         let event = AuditEvent {
             actor,
             action: self.action,
-            target: format!("agreement:{}", self.agreement),
+            target: store::agreement_target(self.agreement),
             user_token: self.user,
             details: Some(seal_json(
                 &keys.audit,
@@ -394,7 +386,7 @@ pub(crate) async fn link_waiting(
                 ..AuditEvent::about(
                     Performer::System,
                     Operation::AgreementSuperseded.audit_action(),
-                    format!("agreement:{}", agreement.id),
+                    store::agreement_target(agreement.id),
                 )
             };
             audit::record(tx, &event).await?;
@@ -507,7 +499,7 @@ mod tests {
 
     #[test]
     fn agreement_times_are_durations_unix_times_or_dates() {
-        let now = now();
+        let now = unix_now();
         let in_ten_days = agreement_time(&json!("10d"), "finaltime").unwrap();
         assert!((in_ten_days - now - 864_000).abs() <= 2);
         assert_eq!(

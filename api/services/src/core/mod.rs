@@ -474,12 +474,16 @@ pub(crate) async fn resolve(tx: &TenantTx<'_>, lookup: Lookup) -> Result<StoredU
     Ok(user)
 }
 
+/// Now, in Unix seconds.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Whether a stored user is live: not forgotten, not expired.
 pub(crate) fn is_live(user: &StoredUser) -> bool {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    user.record.is_some() && user.expires_at.is_none_or(|at| at > now)
+    user.record.is_some() && user.expires_at.is_none_or(|at| at > unix_now())
 }
 
 /// Seals and records a user event in the transaction.
