@@ -44,7 +44,7 @@ fn listed(help: &str) -> BTreeMap<String, Option<String>> {
         let rest = &help[at + "[env: ".len()..];
         let name: String = rest
             .chars()
-            .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
             .collect();
         let line_end = rest.find('\n').unwrap_or(rest.len());
         let default = rest[..line_end]

@@ -23,6 +23,9 @@ pub enum Performer {
     System,
     /// An operator at the `bunker` command line (key management).
     Operator,
+    /// Whoever held a shared record's uuid (SharedRecordGet, public): the record's row id, never
+    /// the uuid.
+    SharedRecord(Uuid),
 }
 
 impl Performer {
@@ -31,12 +34,14 @@ impl Performer {
             Performer::Token(actor) => actor.kind.as_str(),
             Performer::System => "system",
             Performer::Operator => "operator",
+            Performer::SharedRecord(_) => "shared_record",
         }
     }
 
     fn token_id(self) -> Option<Uuid> {
         match self {
             Performer::Token(actor) => Some(actor.token_id),
+            Performer::SharedRecord(id) => Some(id),
             _ => None,
         }
     }

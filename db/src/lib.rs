@@ -5,6 +5,7 @@
 //! functions in [`control`] and [`audit`] take the resulting [`TenantTx`], so nothing outside this crate
 //! can reach a tenant table any other way. SQL lives here and in `migrations/` only.
 
+pub mod app_sessions;
 pub mod appdata;
 pub mod audit;
 pub mod bulk;
@@ -12,6 +13,7 @@ pub mod chain;
 pub mod consent;
 pub mod control;
 mod error;
+pub mod files;
 pub mod groups;
 pub mod keys;
 mod migrate;
@@ -21,6 +23,7 @@ mod posture;
 pub mod requests;
 pub mod reseal;
 pub mod session;
+pub mod shared_records;
 pub mod tls;
 pub mod tokens;
 mod tx;

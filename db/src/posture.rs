@@ -107,7 +107,7 @@ impl Database {
         // check the invoker) and materialized views it may read, SECURITY DEFINER functions it
         // may call (neither an extension's); owning the database or a schema of the search path
         // (whose tables it could then drop or replace); and a permissive policy that applies to
-        // it without naming the tenant (only the root token's lookup may).
+        // it without naming the tenant (only the root token's lookup and a shared record's look-up by its capability may).
         let around: Vec<String> = client
             .query(
                 "WITH reachable AS (SELECT oid FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER'))
@@ -146,6 +146,7 @@ impl Database {
                   WHERE n.nspname = ANY (current_schemas(false)) AND pol.polpermissive
                     AND (pol.polroles = '{0}' OR pol.polroles && ARRAY(SELECT oid FROM reachable))
                     AND NOT (c.relname = 'access_tokens' AND pol.polname = 'access_tokens_root_lookup')
+                    AND NOT (c.relname = 'shared_records' AND pol.polname = 'shared_records_by_capability')
                     AND (coalesce(pg_get_expr(pol.polqual, pol.polrelid), 'bunker.tenant_id')
                            NOT LIKE '%bunker.tenant_id%'
                          OR coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), 'bunker.tenant_id')

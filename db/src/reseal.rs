@@ -26,6 +26,9 @@ pub enum SealedAt {
     WaitingAgreement(i64),
     /// `tenants.webhook_secret` of the transaction's tenant.
     WebhookSecret,
+    /// `sessions.record` of a session linked to no user (a linked one is sealed with the user's
+    /// key), by its hash.
+    Session(Vec<u8>),
 }
 
 /// One sealed value not under the current version.
@@ -53,7 +56,9 @@ pub async fn count_stale(tx: &TenantTx<'_>, current: i32) -> Result<i64, DbError
                   + (SELECT count(*) FROM agreements WHERE token IS NULL AND sealed IS NOT NULL
                                                        AND substring(sealed FROM 2 FOR 4) <> $1)
                   + (SELECT count(*) FROM tenants WHERE id = $2 AND webhook_secret IS NOT NULL
-                                                    AND substring(webhook_secret FROM 2 FOR 4) <> $1)",
+                                                    AND substring(webhook_secret FROM 2 FOR 4) <> $1)
+                  + (SELECT count(*) FROM sessions WHERE token IS NULL
+                                                     AND substring(record FROM 2 FOR 4) <> $1)",
             &[&v, &tx.tenant().0],
         )
         .await?
@@ -172,6 +177,19 @@ pub async fn stale_values(
             sealed: row.try_get(0)?,
         });
     }
+    for row in tx
+        .query(
+            "SELECT session_hash, record FROM sessions
+              WHERE token IS NULL AND substring(record FROM 2 FOR 4) <> $1 LIMIT $2",
+            &[&v, &limit],
+        )
+        .await?
+    {
+        stale.push(StaleValue {
+            at: SealedAt::Session(row.try_get(0)?),
+            sealed: row.try_get(1)?,
+        });
+    }
     Ok(stale)
 }
 
@@ -229,6 +247,14 @@ pub async fn replace(
             tx.execute(
                 "UPDATE tenants SET webhook_secret = $3 WHERE id = $1 AND webhook_secret = $2",
                 &[&tx.tenant().0, &old, &new],
+            )
+            .await?
+        }
+        SealedAt::Session(hash) => {
+            tx.execute(
+                "UPDATE sessions SET record = $3
+                  WHERE session_hash = $1 AND token IS NULL AND record = $2",
+                &[hash, &old, &new],
             )
             .await?
         }

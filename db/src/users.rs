@@ -462,6 +462,14 @@ pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError
         &[&token],
     )
     .await?;
+    // Sessions, shared records and files (their rows: the objects are removed after the commit,
+    // or by the sweeper; unreadable already, their keys being wrapped by the user's).
+    tx.execute("DELETE FROM sessions WHERE token = $1", &[&token])
+        .await?;
+    tx.execute("DELETE FROM shared_records WHERE token = $1", &[&token])
+        .await?;
+    tx.execute("DELETE FROM files WHERE token = $1", &[&token])
+        .await?;
     crate::control::delete_user_tokens(tx, token).await?;
     Ok(true)
 }

@@ -27,6 +27,6 @@ mod user;
 pub use error::KeyError;
 pub use keyring::Keyring;
 pub use master::{MasterKey, WrapPurpose, WrappingKey};
-pub use seal::{sealed_version, Label, SealKey, SealKeys};
+pub use seal::{sealed_version, Label, SealKey, SealKeys, SEALED_OVERHEAD};
 pub use tenant::{BlindIndexKey, TenantKeys};
 pub use user::UserKey;

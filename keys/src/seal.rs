@@ -11,6 +11,10 @@ const SEAL_FORMAT: u8 = 1;
 /// Format byte, then the key version as 4 big-endian bytes.
 const HEADER_LEN: usize = 5;
 const NONCE_LEN: usize = 12;
+/// AES-GCM's tag.
+const TAG_LEN: usize = 16;
+/// How much longer a sealed value is than its plain text.
+pub const SEALED_OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 
 /// Where a sealed value belongs: bound into its associated data, so a ciphertext copied to another
 /// tenant, kind of record or row does not open.

@@ -41,6 +41,29 @@ impl UserKey {
         )))
     }
 
+    /// A new random key for one thing of the user's (a file), and its form wrapped by this key
+    /// under `label`: forget-me, which destroys this key, makes it unreadable too.
+    pub fn generate_child(&self, label: &Label<'_>) -> Result<(UserKey, Vec<u8>), KeyError> {
+        let key = Key::<Aes256Gcm>::generate();
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(key.as_slice());
+        let wrapped = self.0.seal(label, bytes.as_slice())?;
+        Ok((UserKey(SealKey::new(bytes, USER_KEY_VERSION)), wrapped))
+    }
+
+    /// The key `wrapped` holds (as [`UserKey::generate_child`] wrapped it under `label`).
+    pub fn unwrap_child(&self, label: &Label<'_>, wrapped: &[u8]) -> Result<UserKey, KeyError> {
+        let plain = self.0.open(label, wrapped)?;
+        let bytes: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::Unsealable)?;
+        Ok(UserKey(SealKey::new(
+            Zeroizing::new(bytes),
+            USER_KEY_VERSION,
+        )))
+    }
+
     /// Seals `plaintext` for `label` with a fresh nonce.
     pub fn seal(&self, label: &Label<'_>, plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
         self.0.seal(label, plaintext)
@@ -89,6 +112,23 @@ mod tests {
         assert!(UserKey::unwrap(&other_tenant, &WRAP, &wrapped).is_err());
         // The raw key is nowhere in its wrapped form.
         assert!(!wrapped.windows(32).any(|w| opens(w, &sealed)));
+    }
+
+    #[test]
+    fn a_child_key_opens_only_with_its_parent() {
+        let records = MasterKey::generate(1).tenant_keys(7).records;
+        let (parent, _) = UserKey::generate(&records, &WRAP).unwrap();
+        let file = Label {
+            kind: "file_key",
+            ..DATA
+        };
+        let (child, wrapped) = parent.generate_child(&file).unwrap();
+        let sealed = child.seal(&DATA, b"chunk").unwrap();
+        let again = parent.unwrap_child(&file, &wrapped).unwrap();
+        assert_eq!(again.open(&DATA, &sealed).unwrap().as_slice(), b"chunk");
+        let (other, _) = UserKey::generate(&records, &WRAP).unwrap();
+        assert!(other.unwrap_child(&file, &wrapped).is_err());
+        assert_eq!(sealed.len(), b"chunk".len() + crate::SEALED_OVERHEAD);
     }
 
     /// Whether `window`, as a raw key, opens `sealed`.

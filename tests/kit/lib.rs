@@ -13,6 +13,7 @@ use bunker::http::app::{Application, ServerSettings};
 use bunker_db::Database;
 use bunker_keys::WrappingKey;
 use bunker_services::core::Normalizer;
+use bunker_services::files::FilesSettings;
 use bunker_services::keys::wrapping::WrappingSource;
 use bunker_services::setup::{init_database, RootToken};
 use bunker_services::VaultSettings;
@@ -103,6 +104,12 @@ pub struct TestOptions {
     pub xtoken_max_seconds: i64,
     /// How often webhook deliveries are looked for.
     pub webhook_interval: Duration,
+    /// Where files are stored (`file://...`, `s3://...`); none: a fresh folder of the app's.
+    pub files_url: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub max_file_bytes: u64,
+    pub orphan_grace: Duration,
+    pub shared_record_max_seconds: i64,
 }
 
 impl Default for TestOptions {
@@ -119,6 +126,11 @@ impl Default for TestOptions {
             list_users: false,
             xtoken_max_seconds: 24 * 3600,
             webhook_interval: Duration::from_millis(100),
+            files_url: None,
+            s3_endpoint: None,
+            max_file_bytes: 16 * 1024 * 1024,
+            orphan_grace: Duration::from_secs(3600),
+            shared_record_max_seconds: 30 * 86_400,
         }
     }
 }
@@ -140,6 +152,13 @@ impl TestOptions {
                 list_users: self.list_users,
                 xtoken_max_seconds: self.xtoken_max_seconds,
                 webhook_backoff: Duration::from_millis(50),
+                shared_record_max_seconds: self.shared_record_max_seconds,
+            },
+            files: FilesSettings {
+                url: self.files_url.clone(),
+                s3_endpoint: self.s3_endpoint.clone(),
+                max_file_bytes: self.max_file_bytes,
+                orphan_grace: self.orphan_grace,
             },
             sweep_interval: self.sweep_interval,
             webhook_interval: self.webhook_interval,
@@ -162,6 +181,8 @@ pub struct TestApp {
     pub database: String,
     /// The server's own pool, to look at its connections.
     pub db: Database,
+    /// Where the app stores files (a folder of its own unless the options named one).
+    pub files_url: String,
     pub http: reqwest::Client,
     _shutdown: oneshot::Sender<()>,
 }
@@ -171,8 +192,17 @@ impl TestApp {
         Self::spawn_with(TestOptions::default()).await
     }
 
-    pub async fn spawn_with(options: TestOptions) -> TestApp {
+    pub async fn spawn_with(mut options: TestOptions) -> TestApp {
         let database = fresh_database().await;
+        let files_url = options
+            .files_url
+            .get_or_insert_with(|| {
+                let dir = std::env::temp_dir()
+                    .join("bunker-test-files")
+                    .join(&database);
+                format!("file://{}", dir.display())
+            })
+            .clone();
         let url = cluster().connection_string(&database);
         let root_token = uuid::Uuid::new_v4().to_string();
         let wrapping = WrappingKey::generate();
@@ -201,6 +231,7 @@ impl TestApp {
             database,
             db,
             http: reqwest::Client::new(),
+            files_url,
             _shutdown: shutdown,
         }
     }
@@ -212,7 +243,10 @@ impl TestApp {
     }
 
     /// As [`TestApp::replica`], with these options.
-    pub async fn replica_with(&self, options: TestOptions) -> (String, oneshot::Sender<()>) {
+    pub async fn replica_with(&self, mut options: TestOptions) -> (String, oneshot::Sender<()>) {
+        options
+            .files_url
+            .get_or_insert_with(|| self.files_url.clone());
         let db = Database::connect(&self.database_url(), 2)
             .await
             .expect("pool");

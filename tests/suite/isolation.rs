@@ -66,6 +66,21 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
                 "ProcessingActivityLinkLegalBasis",
                 json!({"activity": "mailing", "brief": "newsletter"}),
             ),
+            // A session, a shared record and a file of the user.
+            (
+                "SessionUpsert",
+                json!({"sessionuuid": format!("s-{tenant}"),
+                       "sessiondata": {"email": format!("someone@{tenant}.test")}}),
+            ),
+            (
+                "SharedRecordCreate",
+                json!({"mode": "email", "identity": format!("someone@{tenant}.test"), "fields": "name"}),
+            ),
+            (
+                "FileCreate",
+                json!({"mode": "email", "identity": format!("someone@{tenant}.test"),
+                       "filename": "id.txt", "filedata": "aGk="}),
+            ),
         ] {
             let (status, answer) = app.call(command, token, Some(tenant), body).await;
             assert!(status.is_success(), "{command}: {answer}");

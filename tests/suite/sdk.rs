@@ -1,11 +1,16 @@
 //! The official `databunkerpro` Python SDK (PyPI; `.ci/run` installs it) against a real server:
 //! app data, user requests and consent driven as a client drives them (tests/sdk/*.py).
 
-use bunker_tests::TestApp;
+use bunker_tests::{TestApp, TestOptions};
 
 /// Runs `tests/sdk/<script>` against a fresh server; it prints `sdk: ok` when every check held.
 async fn run(script: &str) {
-    let app = TestApp::spawn().await;
+    run_with(script, TestOptions::default()).await
+}
+
+/// As [`run`], against a server with these options.
+async fn run_with(script: &str, options: TestOptions) {
+    let app = TestApp::spawn_with(options).await;
     let script = format!("{}/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
     let output = tokio::process::Command::new("python3")
         .arg(&script)
@@ -32,4 +37,13 @@ async fn the_python_sdk_drives_app_data_and_user_requests() {
 #[tokio::test]
 async fn the_python_sdk_drives_legal_bases_agreements_and_processing_activities() {
     run("consent.py").await;
+}
+
+#[tokio::test]
+async fn the_python_sdk_drives_sessions_shared_records_and_files() {
+    let options = TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    };
+    run_with("sessions_shared_files.py", options).await;
 }

@@ -4,12 +4,15 @@
 use std::time::Duration;
 
 use bunker_db::audit::{self, AuditEvent, Performer};
-use bunker_db::tokens;
+use bunker_db::{app_sessions, files, shared_records, tokens};
 use tokio::task::JoinHandle;
 
 use crate::access::Operation;
 use crate::consent::{expire_due, forget_user};
 use crate::core::{UserEvent, Vault, VaultError};
+
+/// How often the store is listed for objects without a row.
+const ORPHAN_SCAN_PERIOD: Duration = Duration::from_secs(3600);
 
 /// Users forgotten per transaction.
 const BATCH: i64 = 100;
@@ -19,6 +22,10 @@ pub fn spawn_sweeper(vault: Vault, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Objects without a row are looked for at the first sweep and about hourly after: a
+        // listing of the whole store costs more than a sweep of the database.
+        let scan_every = (ORPHAN_SCAN_PERIOD.as_secs() / every.as_secs().max(1)).max(1);
+        let mut sweeps: u64 = 0;
         loop {
             ticks.tick().await;
             match vault.sweep().await {
@@ -26,6 +33,14 @@ pub fn spawn_sweeper(vault: Vault, every: Duration) -> JoinHandle<()> {
                 Ok(n) => tracing::info!(forgotten = n, "expired users forgotten"),
                 Err(err) => tracing::warn!(error = %err, "expiry sweep failed"),
             }
+            if sweeps.is_multiple_of(scan_every) {
+                match vault.sweep_orphan_files().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "file objects without a row removed"),
+                    Err(err) => tracing::warn!(error = %err, "the sweep of file objects failed"),
+                }
+            }
+            sweeps += 1;
         }
     })
 }
@@ -39,7 +54,7 @@ impl Vault {
             self.db.delete_expired_access_tokens(tenant).await?;
             loop {
                 let keys = self.keys(tenant);
-                let (swept, most) = self
+                let (swept, expired_files, most) = self
                     .db
                     .in_tenant(tenant, move |tx| {
                         Box::pin(async move {
@@ -64,12 +79,39 @@ impl Vault {
                                 audit::record(tx, &event).await?;
                             }
                             let agreements = expire_due(tx, &keys, BATCH).await?;
-                            let most = expired.len().max(tokens.len()).max(agreements);
-                            Ok::<_, VaultError>((expired.len(), most))
+                            let sessions = app_sessions::purge_expired(tx, BATCH).await?;
+                            let shared = shared_records::purge_expired(tx, BATCH).await?;
+                            let files = files::purge_expired(tx, BATCH).await?;
+                            for (token, _) in &files {
+                                let event = UserEvent::operation(Operation::FileExpired, *token);
+                                let id = audit::new_event_id();
+                                let sealed =
+                                    event.seal(&keys, tx.tenant(), id, Performer::System)?;
+                                audit::record_with_id(tx, id, &sealed).await?;
+                            }
+                            let most = [
+                                expired.len(),
+                                tokens.len(),
+                                agreements,
+                                sessions as usize,
+                                shared as usize,
+                                files.len(),
+                            ]
+                            .into_iter()
+                            .max()
+                            .unwrap_or(0);
+                            Ok::<_, VaultError>((expired, files, most))
                         })
                     })
                     .await?;
-                forgotten += swept;
+                forgotten += swept.len();
+                // The objects of what was forgotten or expired: removed now that the rows are.
+                for token in &swept {
+                    self.sweep_file_objects(tenant, Some(*token)).await?;
+                }
+                for (token, file) in expired_files {
+                    self.remove_file_object(tenant, token, file).await?;
+                }
                 if most < BATCH as usize {
                     break;
                 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bunker_keys::{KeyError, WrappingKey};
 use bunker_services::core::Normalizer;
+use bunker_services::files::FilesSettings;
 use bunker_services::keys::wrapping::WrappingSource;
 use bunker_services::VaultSettings;
 use clap::parser::ValueSource;
@@ -27,6 +28,8 @@ const DEFAULT_USER_VERSIONS: usize = 10;
 const DEFAULT_SWEEP_SECONDS: usize = 60;
 const DEFAULT_KEY_REFRESH_SECONDS: usize = 30;
 const DEFAULT_XTOKEN_MAX_SECONDS: usize = 24 * 3600;
+const DEFAULT_SHARED_RECORD_MAX_SECONDS: usize = 30 * 86_400;
+const DEFAULT_MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 const DEFAULT_AUDIT_CHAIN_SECONDS: usize = 10;
 const DEFAULT_AUDIT_CHAIN_HORIZON_SECONDS: usize = 300;
 
@@ -130,6 +133,22 @@ pub struct ServerArgs {
     #[arg(long, env = "BUNKER_XTOKEN_MAX_SECONDS", value_name = "SECONDS",
           default_value_t = DEFAULT_XTOKEN_MAX_SECONDS, value_parser = positive("BUNKER_XTOKEN_MAX_SECONDS"))]
     pub xtoken_max_seconds: usize,
+    /// The longest a shared record lives, in seconds.
+    #[arg(long, env = "BUNKER_SHARED_RECORD_MAX_SECONDS", value_name = "SECONDS",
+          default_value_t = DEFAULT_SHARED_RECORD_MAX_SECONDS,
+          value_parser = positive("BUNKER_SHARED_RECORD_MAX_SECONDS"))]
+    pub shared_record_max_seconds: usize,
+    /// Where files are stored: `file:///path` or `s3://bucket/prefix` (none: the file commands
+    /// answer 503; `bunker demo` uses its data directory).
+    #[arg(long, env = "BUNKER_FILES_URL", value_name = "URL")]
+    pub files_url: Option<String>,
+    /// The S3 endpoint, for an S3-compatible store or a local stand-in (default: AWS's).
+    #[arg(long, env = "BUNKER_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Larger files get 413.
+    #[arg(long, env = "BUNKER_MAX_FILE_BYTES", value_name = "BYTES",
+          default_value_t = DEFAULT_MAX_FILE_BYTES, value_parser = positive("BUNKER_MAX_FILE_BYTES"))]
+    pub max_file_bytes: usize,
     #[command(flatten)]
     pub chain: ChainArgs,
     #[command(flatten)]
@@ -279,6 +298,14 @@ pub struct Config {
     pub list_users: bool,
     /// `BUNKER_XTOKEN_MAX_SECONDS`: the longest a role or user token may live (default 1 day).
     pub xtoken_max_seconds: usize,
+    /// `BUNKER_SHARED_RECORD_MAX_SECONDS`: the longest a shared record lives (default 30 days).
+    pub shared_record_max_seconds: usize,
+    /// `BUNKER_FILES_URL`: where files are stored (`file:///path`, `s3://bucket/prefix`).
+    pub files_url: Option<String>,
+    /// `BUNKER_S3_ENDPOINT`: the S3 endpoint (default: AWS's, by region).
+    pub s3_endpoint: Option<String>,
+    /// `BUNKER_MAX_FILE_BYTES`: the largest file (default 16 MiB).
+    pub max_file_bytes: usize,
     /// `BUNKER_AUDIT_CHAIN_SECONDS`: how often audit events are linked into the chain (default 10).
     pub audit_chain_seconds: usize,
     /// `BUNKER_AUDIT_CHAIN_HORIZON_SECONDS`: how old an event must be to be linked (default 300).
@@ -341,6 +368,10 @@ impl Config {
             key_refresh_seconds: DEFAULT_KEY_REFRESH_SECONDS,
             list_users: false,
             xtoken_max_seconds: DEFAULT_XTOKEN_MAX_SECONDS,
+            shared_record_max_seconds: DEFAULT_SHARED_RECORD_MAX_SECONDS,
+            files_url: None,
+            s3_endpoint: None,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             audit_chain_seconds: DEFAULT_AUDIT_CHAIN_SECONDS,
             audit_chain_horizon_seconds: DEFAULT_AUDIT_CHAIN_HORIZON_SECONDS,
         };
@@ -384,6 +415,10 @@ impl Config {
             config.sweep_seconds = server.sweep_seconds;
             config.list_users = server.list_users;
             config.xtoken_max_seconds = server.xtoken_max_seconds;
+            config.shared_record_max_seconds = server.shared_record_max_seconds;
+            config.files_url = server.files_url.clone().filter(|u| !u.trim().is_empty());
+            config.s3_endpoint = server.s3_endpoint.clone().filter(|u| !u.trim().is_empty());
+            config.max_file_bytes = server.max_file_bytes;
             config.audit_chain_seconds = server.chain.audit_chain_seconds;
             config.audit_chain_horizon_seconds = server.chain.audit_chain_horizon_seconds;
             config.key_refresh_seconds = server.refresh.key_refresh_seconds;
@@ -463,6 +498,14 @@ impl Config {
                 list_users: self.list_users,
                 xtoken_max_seconds: i64::try_from(self.xtoken_max_seconds).unwrap_or(i64::MAX),
                 webhook_backoff: Duration::from_secs(1),
+                shared_record_max_seconds: i64::try_from(self.shared_record_max_seconds)
+                    .unwrap_or(i64::MAX),
+            },
+            files: FilesSettings {
+                url: self.files_url.clone(),
+                s3_endpoint: self.s3_endpoint.clone(),
+                max_file_bytes: self.max_file_bytes as u64,
+                orphan_grace: bunker_services::files::ORPHAN_GRACE,
             },
             sweep_interval: Duration::from_secs(self.sweep_seconds as u64),
             webhook_interval: Duration::from_secs(1),

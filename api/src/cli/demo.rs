@@ -99,7 +99,12 @@ async fn serve(
             OwnerConnection::connect(&url).await?.migrate().await?;
         }
     }
-    let settings = config.server_settings(wrapping)?;
+    let mut settings = config.server_settings(wrapping)?;
+    if settings.files.url.is_none() {
+        // Files beside the cluster, in the data directory (sealed, as anywhere).
+        let files = std::path::absolute(&config.data_dir)?.join("files");
+        settings.files.url = Some(format!("file://{}", files.display()));
+    }
     let db = Database::connect(&url, config.pool_size).await?;
     let app = Application::build(settings, db).await?;
     let address = app.local_addr();

@@ -23,15 +23,18 @@ use crate::v2::appdata::AppdataApi;
 use crate::v2::audit::AuditApi;
 use crate::v2::bulk::BulkApi;
 use crate::v2::consent::ConsentApi;
+use crate::v2::files::FileApi;
 use crate::v2::groups::GroupApi;
 use crate::v2::policies::PolicyApi;
 use crate::v2::requests::RequestApi;
+use crate::v2::sessions::SessionApi;
 use crate::v2::system::SystemApi;
 use crate::v2::tenants::{AccessTokenApi, TenantApi};
 use crate::v2::tokens::TokenApi;
 use crate::v2::users::UserApi;
 use crate::v2::xtokens::XTokenApi;
 use bunker_services::audit::chain::spawn_chainer;
+use bunker_services::files::{FileStore, Files, FilesSettings, StoreConfigError};
 use bunker_services::keys::wrapping::WrappingSource;
 use bunker_services::keys::{load_keyring, KeyAdminError, SharedKeyring};
 use bunker_services::sweeper::spawn_sweeper;
@@ -47,6 +50,8 @@ pub struct AppState {
     pub vault: Vault,
     /// Request bodies over this many bytes are refused with 413.
     pub max_body_bytes: usize,
+    /// FileCreate's body limit: room for the largest file in base64.
+    pub max_file_body_bytes: usize,
 }
 
 /// What the server holds for key administration (`SystemGenerateWrappingKey`).
@@ -66,6 +71,8 @@ pub struct ServerSettings {
     pub domains: Vec<String>,
     /// The request body limit (`BUNKER_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Where files are stored, and the largest.
+    pub files: FilesSettings,
     /// Opens the master key (`BUNKER_WRAPPING_KEY[_FILE]` or `BUNKER_KMS_KEY_ID`).
     pub wrapping: Arc<WrappingSource>,
     pub vault: VaultSettings,
@@ -88,6 +95,8 @@ pub enum StartError {
     Database(#[from] DbError),
     #[error("refusing to serve: {0}")]
     Keys(#[from] KeyAdminError),
+    #[error("refusing to serve: {0}")]
+    Files(#[from] StoreConfigError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
@@ -141,7 +150,16 @@ impl Application {
         db.check_posture().await?;
         let (keyring, installation) = load_keyring(&db, &settings.wrapping).await?;
         let keyring = SharedKeyring::new(keyring);
-        let vault = Vault::new(db.clone(), keyring.clone(), settings.vault.clone());
+        let files = match &settings.files.url {
+            Some(url) => Some(Files {
+                store: FileStore::open(url, settings.files.s3_endpoint.as_deref())?,
+                max_bytes: settings.files.max_file_bytes,
+                orphan_grace: settings.files.orphan_grace,
+            }),
+            None => None,
+        };
+        let vault =
+            Vault::new(db.clone(), keyring.clone(), settings.vault.clone()).with_files(files);
         let listen_error = |source| StartError::Listen {
             address: settings.listen.clone(),
             source,
@@ -165,6 +183,12 @@ impl Application {
             tenants,
             vault: vault.clone(),
             max_body_bytes: settings.max_body_bytes,
+            // Base64 is 4 characters per 3 bytes; the rest of the body is small.
+            max_file_body_bytes: settings.max_body_bytes.max(
+                usize::try_from(settings.files.max_file_bytes.div_ceil(3) * 4)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(64 * 1024),
+            ),
         });
         Ok(Application {
             acceptor,
@@ -218,6 +242,8 @@ pub type V2 = (
     AppdataApi,
     RequestApi,
     ConsentApi,
+    SessionApi,
+    FileApi,
     GroupApi,
     PolicyApi,
     TokenApi,
@@ -245,6 +271,12 @@ pub fn openapi(tenants: Tenants, vault: Vault, keys: KeyService) -> OpenApiServi
             vault: vault.clone(),
         },
         ConsentApi {
+            vault: vault.clone(),
+        },
+        SessionApi {
+            vault: vault.clone(),
+        },
+        FileApi {
             vault: vault.clone(),
         },
         GroupApi {

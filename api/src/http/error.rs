@@ -143,7 +143,14 @@ impl From<VaultError> for ApiError {
             | VaultError::TokenNotFound
             | VaultError::GroupNotFound
             | VaultError::RoleNotFound
-            | VaultError::PolicyNotFound => StatusCode::NOT_FOUND,
+            | VaultError::PolicyNotFound
+            | VaultError::SessionNotFound
+            | VaultError::SharedRecordNotFound
+            | VaultError::FileNotFound => StatusCode::NOT_FOUND,
+            VaultError::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            VaultError::StorageUnavailable | VaultError::StorageNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             VaultError::RoleExists
             | VaultError::AppDataExists
             | VaultError::RequestClosed

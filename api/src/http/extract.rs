@@ -53,10 +53,19 @@ impl<'a, T: DeserializeOwned + Type + Send> ApiExtractor<'a> for JsonBody<T> {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let limit = app_state(request)?.max_body_bytes;
-        let bytes = read_body(body, limit).await?;
+        let bytes = read_body(body, body_limit(request)?).await?;
         Ok(JsonBody(decode(&bytes)?))
     }
+}
+
+/// How large a body the request's command takes: FileCreate carries a whole file in base64.
+fn body_limit(request: &Request) -> Result<usize, ApiError> {
+    let state = app_state(request)?;
+    Ok(if request.uri().path().ends_with("/FileCreate") {
+        state.max_file_body_bytes
+    } else {
+        state.max_body_bytes
+    })
 }
 
 /// The request body, refused over `limit` bytes.
@@ -150,7 +159,14 @@ fn lookup<'a>(registry: &'a Registry, schema: &'a MetaSchemaRef) -> Option<&'a M
 
 /// The fields whose values are only ever sealed or hashed, never stored as text: they may hold any
 /// character (at the top level, and in each of `records`).
-const SEALED_FIELDS: [&str; 5] = ["profile", "patch", "record", "request_metadata", "identity"];
+const SEALED_FIELDS: [&str; 6] = [
+    "profile",
+    "patch",
+    "record",
+    "request_metadata",
+    "identity",
+    "sessiondata",
+];
 
 /// Refuses U+0000 anywhere but in sealed fields: PostgreSQL text cannot hold it. The message names
 /// the request field (`records[2].tokentype`), never what it holds.
@@ -257,7 +273,7 @@ impl<'a> ApiExtractor<'a> for Authenticated {
         // The body is read before authenticating, and put back for the command's own extractor:
         // authentication opens the request's transaction, and a slow client must not hold a
         // database connection while it sends its body.
-        let bytes = read_body(body, state.max_body_bytes).await?;
+        let bytes = read_body(body, body_limit(request)?).await?;
         *body = RequestBody::new(poem::Body::from(bytes.clone()));
         let caller = state
             .tenancy

@@ -4,9 +4,11 @@ pub mod appdata;
 pub mod audit;
 pub mod bulk;
 pub mod consent;
+pub mod files;
 pub mod groups;
 pub mod policies;
 pub mod requests;
+pub mod sessions;
 pub mod system;
 pub mod tenants;
 pub mod tokens;
@@ -30,6 +32,11 @@ pub enum ApiTags {
     Requests,
     /// Consent: legal bases, processing activities, and each user's agreements to the bases.
     Consent,
+    /// Sessions and shared records: an application's session data, and time-limited views of a
+    /// user's data for partners.
+    Sessions,
+    /// Files: a user's documents, sealed with their own key and kept in object storage.
+    Files,
     /// Audit: the trail of every operation on a user.
     Audit,
     /// Groups and roles: who belongs together, and as what.

@@ -113,6 +113,21 @@ commands! {
         AgreementCancelRequest: PerUser,
         // Every user's agreements to one basis: decided on the consent of all of them, inside.
         AgreementRevokeAll: PerUser,
+        // Decided on the user a session belongs to (or on every user, for one linked to no one).
+        SessionUpsert: PerUser,
+        SessionGet: PerUser,
+        SessionDelete: PerUser,
+        SessionListUserSessions: PerUser,
+        SharedRecordCreate: PerUser,
+        FileCreate: PerUser,
+        FileGet: PerUser,
+        FileListUserFiles: PerUser,
+        FileReplaceTags: PerUser,
+        FileDelete: PerUser,
+        // Every user's files with a tag: decided for each file's owner, inside.
+        BulkListFilesByTag: PerUser,
+        // Public: no token; the capability is the record's uuid.
+        SharedRecordGet: Public,
         // Decided once, with no user as target, before the command runs.
         UserCreate: Tenant,
         UserCreateBulk: Tenant,
@@ -143,17 +158,6 @@ commands! {
     // The contract's commands a policy may name before Bunker routes them (so that a policy written
     // today keeps its meaning when they land). Refused to everyone but admins until routed.
     planned {
-        FileCreate,
-        FileGet,
-        FileListUserFiles,
-        FileReplaceTags,
-        FileDelete,
-        BulkListFilesByTag,
-        SessionUpsert,
-        SessionGet,
-        SessionDelete,
-        SessionListUserSessions,
-        SharedRecordCreate,
     }
 }
 
@@ -169,6 +173,7 @@ pub enum Operation {
     AgreementExpired,
     AgreementLinked,
     AgreementSuperseded,
+    FileExpired,
 }
 
 impl Operation {
@@ -184,6 +189,7 @@ impl Operation {
             Operation::AgreementExpired => "AgreementExpired",
             Operation::AgreementLinked => "AgreementLinked",
             Operation::AgreementSuperseded => "AgreementSuperseded",
+            Operation::FileExpired => "FileExpired",
         }
     }
 }
@@ -201,6 +207,8 @@ pub enum CommandClass {
     PerUser,
     /// Decided once, with no user as target, before the command runs.
     Tenant,
+    /// Needs no token (the command carries its own capability); no policy may name it.
+    Public,
 }
 
 /// How `command` is authorized (see [`Command`]): a command Bunker does not route is refused to
@@ -224,7 +232,7 @@ impl Command {
     /// tokens, roles, policies, keys); the role and user token commands may be named already.
     pub fn nameable(self) -> bool {
         !self.is_routed()
-            || self.class() != CommandClass::AdminOnly
+            || !matches!(self.class(), CommandClass::AdminOnly | CommandClass::Public)
             || matches!(
                 self,
                 Command::XTokenCreateForRole | Command::XTokenCreateForUser
@@ -280,9 +288,6 @@ mod tests {
         for unknown in ["UserGetX", "ConsentAccept", ""] {
             assert_eq!(class(unknown), CommandClass::AdminOnly, "{unknown}");
         }
-        // So is one of the contract's that is not routed yet.
-        assert_eq!(class("FileCreate"), CommandClass::AdminOnly);
-        assert!(Command::from_name("FileCreate").is_none());
     }
 
     #[test]
@@ -306,6 +311,7 @@ mod tests {
         ] {
             assert!(!names.contains(&admins), "{admins}");
         }
-        assert_eq!(names.len(), 64 + Command::PLANNED.len());
+        assert!(!names.contains(&"SharedRecordGet"));
+        assert_eq!(names.len(), 75 + Command::PLANNED.len());
     }
 }

@@ -64,14 +64,14 @@ pub enum Access {
 /// The parts of a target a principal may see.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Visible {
-    /// Sections granted whole (`profile`, `consent`, `appdata`, `group`).
+    /// Sections granted whole (`profile`, `consent`, `appdata`, `group`, `session`, `file`).
     pub sections: BTreeSet<String>,
     /// Top-level profile fields granted one by one.
     pub profile_fields: BTreeSet<String>,
 }
 
 /// The sections of a user a resource may name.
-pub const SECTIONS: [&str; 4] = ["profile", "consent", "appdata", "group"];
+pub const SECTIONS: [&str; 6] = ["profile", "consent", "appdata", "group", "session", "file"];
 
 impl Visible {
     /// Everything (admins, and a user's own record).
@@ -95,6 +95,16 @@ impl Visible {
     /// Whether the target's agreements may be seen (or, for a change, given or withdrawn).
     pub fn consent(&self) -> bool {
         self.sections.contains("consent")
+    }
+
+    /// Whether the target's sessions may be seen (or, for a change, written or deleted).
+    pub fn sessions(&self) -> bool {
+        self.sections.contains("session")
+    }
+
+    /// Whether the target's files may be seen (or, for a change, stored, retagged or deleted).
+    pub fn files(&self) -> bool {
+        self.sections.contains("file")
     }
 
     /// Whether the whole profile may be seen.

@@ -165,12 +165,13 @@ pub fn matches(pattern: &str, command: &str) -> bool {
 }
 
 /// `*`, or `<target>.<section>[.<field>]` where target is `${target_group_members:role/<role>}`,
-/// `${target_user}` or `users`, and section is `profile`, `consent`, `appdata` or `group` (`profile.*`
+/// `${target_user}` or `users`, and section is `profile`, `consent`, `appdata`, `group`, `session`
+/// or `file` (`profile.*`
 /// too). The error is the rule broken.
 fn check_resource(resource: &str) -> Result<(), &'static str> {
     const MALFORMED: &str = "is malformed: use *, users.<section>, ${target_user}.<section> or \
          ${target_group_members:role/<role>}.<section>, where a section is profile, consent, \
-         appdata or group, and profile may name a top-level field (profile.<field>, profile.*)";
+         appdata, group, session or file, and profile may name a top-level field (profile.<field>, profile.*)";
     if resource == "*" {
         return Ok(());
     }

@@ -49,7 +49,7 @@ impl Vault {
         };
         match command.class() {
             CommandClass::AdminOnly => Err(VaultError::Forbidden(DENIED)),
-            CommandClass::PerUser => Ok(()),
+            CommandClass::PerUser | CommandClass::Public => Ok(()),
             CommandClass::Tenant => {
                 let principal = caller.principal.clone();
                 let metadata = metadata();
@@ -99,6 +99,12 @@ const OWN_RECORD_READS: &[Command] = &[
     Command::AgreementListUserAgreements,
     Command::AgreementCancel,
     Command::AgreementCancelRequest,
+    // A user reads its own sessions and files, and may end its own sessions (sign out).
+    Command::SessionGet,
+    Command::SessionDelete,
+    Command::SessionListUserSessions,
+    Command::FileGet,
+    Command::FileListUserFiles,
 ];
 
 /// What any user token of the tenant may run without a policy, though it names no user: the
@@ -400,7 +406,9 @@ impl Gate {
                 | VaultError::GroupNotFound
                 | VaultError::RoleNotFound
                 | VaultError::EventNotFound
-                | VaultError::RequestNotFound,
+                | VaultError::RequestNotFound
+                | VaultError::SessionNotFound
+                | VaultError::FileNotFound,
             ) => denied(command),
             (Gate::Policies(_), err) => err,
         }

@@ -43,6 +43,8 @@ pub struct VaultSettings {
     pub xtoken_max_seconds: i64,
     /// The wait before a failed webhook delivery's first retry (doubled each time; 1 s).
     pub webhook_backoff: std::time::Duration,
+    /// The longest a shared record may live (`BUNKER_SHARED_RECORD_MAX_SECONDS`).
+    pub shared_record_max_seconds: i64,
 }
 
 /// The vault service.
@@ -52,6 +54,8 @@ pub struct Vault {
     pub(crate) keyring: SharedKeyring,
     pub(crate) settings: VaultSettings,
     pub(crate) reads: ReadAudit,
+    /// The file vault, if one is configured.
+    pub(crate) files: Option<crate::files::Files>,
 }
 
 /// Why a vault operation failed. Messages never contain personal data.
@@ -91,6 +95,21 @@ pub enum VaultError {
     ActivityNotFound,
     #[error("The processing activity record already exists")]
     ActivityExists,
+    #[error("The session was not found")]
+    SessionNotFound,
+    #[error("The shared record was not found")]
+    SharedRecordNotFound,
+    #[error("The file was not found")]
+    FileNotFound,
+    /// A file over the configured size limit (`BUNKER_MAX_FILE_BYTES`).
+    #[error("The file is over the limit of {0} bytes")]
+    FileTooLarge(u64),
+    /// The object storage could not be reached, or refused; the cause is logged.
+    #[error("The file storage is unavailable; nothing was stored or answered")]
+    StorageUnavailable,
+    /// No object storage is configured (`BUNKER_FILES_URL`).
+    #[error("The file vault is not configured on this server (BUNKER_FILES_URL)")]
+    StorageNotConfigured,
     #[error("This user request is closed")]
     RequestClosed,
     #[error("Token not found")]
@@ -145,6 +164,8 @@ impl VaultError {
                 | VaultError::AuditFailed
                 | VaultError::AuditChainCut
                 | VaultError::Conflict
+                | VaultError::StorageUnavailable
+                | VaultError::StorageNotConfigured
         )
     }
 }
@@ -157,7 +178,14 @@ impl Vault {
             db,
             keyring,
             settings,
+            files: None,
         }
+    }
+
+    /// The vault with a file vault.
+    pub fn with_files(mut self, files: Option<crate::files::Files>) -> Self {
+        self.files = files;
+        self
     }
 
     pub(crate) fn keys(&self, tenant: TenantId) -> TenantKeys {
@@ -295,6 +323,8 @@ pub(crate) struct UserEvent<'a> {
     /// Why the request was refused, when the event records an attempt that revealed something
     /// about this user (another request's clash with one of its indexed values).
     refused: Option<String>,
+    /// The partner label of the shared record a read came through (sealed like the rest).
+    partner: Option<String>,
 }
 
 impl<'a> UserEvent<'a> {
@@ -315,6 +345,7 @@ impl<'a> UserEvent<'a> {
             fields: Vec::new(),
             metadata,
             refused: None,
+            partner: None,
         }
     }
 
@@ -347,6 +378,20 @@ impl<'a> UserEvent<'a> {
         }
     }
 
+    /// A read of a user's fields through a shared record, by its partner.
+    pub(crate) fn shared(
+        command: Command,
+        user: Uuid,
+        fields: Vec<String>,
+        partner: Option<String>,
+    ) -> Self {
+        UserEvent {
+            fields,
+            partner,
+            ..UserEvent::about(command, user, None)
+        }
+    }
+
     pub(crate) fn seal(
         self,
         keys: &TenantKeys,
@@ -361,6 +406,9 @@ impl<'a> UserEvent<'a> {
             }
             if let Some(refused) = self.refused {
                 map.insert("refused".to_owned(), Value::String(refused));
+            }
+            if let Some(partner) = self.partner {
+                map.insert("partner".to_owned(), Value::String(partner));
             }
         }
         let row = event_id.to_string();

@@ -89,6 +89,11 @@ impl Vault {
                             SealedAt::WaitingAgreement(id) => {
                                 (id.to_string(), consent::waiting_label, &keys.records)
                             }
+                            SealedAt::Session(hash) => (
+                                hex::encode(hash),
+                                crate::sessions::session_label,
+                                &keys.records,
+                            ),
                             SealedAt::WebhookSecret => {
                                 (tenant.0.to_string(), webhooks::secret_label, &keys.records)
                             }

@@ -343,7 +343,8 @@ impl Vault {
             .collect();
         let actor = caller.actor();
         let principal = caller.principal.clone();
-        self.db
+        let (outcomes, forgotten) = self
+            .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
                     let gate = Gate::load(tx, &principal).await?;
@@ -383,10 +384,17 @@ impl Vault {
                             record_event(tx, &keys, actor, event).await?;
                         }
                     }
-                    Ok(outcomes)
+                    Ok::<_, VaultError>((outcomes, done))
                 })
             })
-            .await
+            .await?;
+        // Their files' keys are gone with them; their objects go now (or with the sweeper).
+        for token in forgotten {
+            if let Err(err) = self.sweep_file_objects(tenant, Some(token)).await {
+                tracing::warn!(error = %err, "a forgotten user's files are left to the sweeper");
+            }
+        }
+        Ok(outcomes)
     }
 
     /// The kept versions of a user's profile, oldest first.
