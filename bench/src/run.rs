@@ -91,6 +91,7 @@ pub async fn run(options: &Options, json_path: &Path) -> Result<(), String> {
 
     let server = Server::start(&cluster).await?;
     let (users, tokens) = preload_data(&server, preload).await?;
+    preload_sessions(&server, SESSIONS).await?;
     let users = Arc::new(users);
     let tokens = Arc::new(tokens);
     let pick = |len: usize, i: usize| (i.wrapping_mul(7919)) % len.max(1);
@@ -137,6 +138,24 @@ pub async fn run(options: &Options, json_path: &Path) -> Result<(), String> {
                 body: Arc::new(
                     move |i| json!({"mode": "email", "identity": email(pick(u2.len(), i))}),
                 ),
+            },
+            // The session-store's pattern: one upsert per request of the application, over a set
+            // of live sessions (replaced, not added), half of them linked to a user.
+            Case {
+                command: "SessionUpsert",
+                label: "SessionUpsert",
+                records: 1,
+                against: Against::InsertOne,
+                target: None,
+                body: Arc::new(move |i| session(i % SESSIONS, i)),
+            },
+            Case {
+                command: "SessionGet",
+                label: "SessionGet",
+                records: 1,
+                against: Against::PointRead,
+                target: None,
+                body: Arc::new(move |i| json!({"sessionuuid": session_id(pick(SESSIONS, i))})),
             },
             Case {
                 command: "TokenCreate",
@@ -281,6 +300,44 @@ async fn preload_data(server: &Server, count: usize) -> Result<(Vec<String>, Vec
         tokens.extend(create_many(&client, server, "TokenCreateBulk", cards, "tokenuuid").await?);
     }
     Ok((users, tokens))
+}
+
+/// Live sessions the session figures work over.
+const SESSIONS: usize = 1_000;
+
+fn session_id(n: usize) -> String {
+    format!("s%3Abench-session-{n:06}")
+}
+
+/// SessionUpsert's body for session `n` at its `write`-th write: even sessions name a preloaded
+/// user (so they are sealed with that user's key), odd ones nobody.
+fn session(n: usize, write: usize) -> Value {
+    let mut data = json!({"cookie": {"maxAge": 86_400_000, "httpOnly": true}, "views": write});
+    if n % 2 == 0 {
+        data["email"] = json!(email(n));
+    }
+    json!({"sessionuuid": session_id(n), "sessiondata": data})
+}
+
+/// Stores the sessions the session figures work over.
+async fn preload_sessions(server: &Server, count: usize) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    for n in 0..count {
+        let answer: Value = client
+            .post(format!("{}/v2/SessionUpsert", server.address))
+            .header("X-Bunker-Token", &server.root_token)
+            .json(&session(n, 0))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer["status"] != "ok" {
+            return Err(format!("preloading sessions: {answer}"));
+        }
+    }
+    Ok(())
 }
 
 /// Sends `records` to a bulk create command; returns the `field` of each one created.

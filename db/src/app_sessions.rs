@@ -52,9 +52,17 @@ pub async fn get(tx: &TenantTx<'_>, hash: &[u8]) -> Result<Option<StoredSession>
     .transpose()
 }
 
-/// The owner of the session with `hash` (live or not yet purged), locked for the transaction, so
-/// that an upsert and a delete of one session follow one another. `Some(None)`: unlinked.
+/// The owner of the session with `hash`, if it is live (`Some(None)`: unlinked), with the session
+/// held for the transaction: the row locked, and, whether or not there is one, a lock on the hash,
+/// so that two upserts of one session (the second of which may find no row yet) follow one
+/// another, and each decides on the session as the other left it.
 pub async fn lock_owner(tx: &TenantTx<'_>, hash: &[u8]) -> Result<Option<Option<Uuid>>, DbError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('bunker.session.' || $1::bigint || '.'
+                                                       || encode($2, 'hex'), 0))",
+        &[&tx.tenant().0, &hash],
+    )
+    .await?;
     tx.query_opt(
         "SELECT token, expires_at > now() FROM sessions WHERE session_hash = $1 FOR UPDATE",
         &[&hash],

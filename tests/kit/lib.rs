@@ -643,6 +643,91 @@ impl KmsStandIn {
     }
 }
 
+/// The S3 side of the same stand-in (moto serves both).
+impl KmsStandIn {
+    /// Creates `bucket`.
+    pub async fn create_bucket(&self, bucket: &str) {
+        let status = reqwest::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint))
+            .send()
+            .await
+            .expect("CreateBucket")
+            .status();
+        assert!(status.is_success(), "CreateBucket: {status}");
+    }
+
+    /// Every object of `bucket` under `prefix`: its key and bytes.
+    pub async fn objects(&self, bucket: &str, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let http = reqwest::Client::new();
+        let listing = http
+            .get(format!(
+                "{}/{bucket}?list-type=2&prefix={prefix}",
+                self.endpoint
+            ))
+            .send()
+            .await
+            .expect("ListObjectsV2")
+            .text()
+            .await
+            .expect("listing");
+        let mut objects = Vec::new();
+        for part in listing.split("<Key>").skip(1) {
+            let key = part.split("</Key>").next().unwrap_or_default().to_owned();
+            let bytes = http
+                .get(format!("{}/{bucket}/{key}", self.endpoint))
+                .send()
+                .await
+                .expect("GetObject")
+                .bytes()
+                .await
+                .expect("object")
+                .to_vec();
+            objects.push((key, bytes));
+        }
+        objects
+    }
+
+    /// The environment a `bunker` process needs to keep its files in `bucket` under `prefix`.
+    pub fn s3_env(&self, bucket: &str, prefix: &str) -> Vec<(String, String)> {
+        [
+            ("BUNKER_FILES_URL", format!("s3://{bucket}/{prefix}")),
+            ("BUNKER_S3_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+/// Every file under `dir` (recursively): its path relative to `dir`, and its bytes.
+pub fn files_under(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                let name = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                found.push((name, bytes));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 impl Drop for KmsStandIn {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -658,6 +743,16 @@ pub async fn serve_process(
     wrapping_hex: &str,
     log: Option<std::fs::File>,
 ) -> (String, tokio::process::Child) {
+    serve_process_with(database_url, wrapping_hex, log, &[]).await
+}
+
+/// As [`serve_process`], with more environment for the process.
+pub async fn serve_process_with(
+    database_url: &str,
+    wrapping_hex: &str,
+    log: Option<std::fs::File>,
+    env: &[(String, String)],
+) -> (String, tokio::process::Child) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("a free port")
         .local_addr()
@@ -669,6 +764,7 @@ pub async fn serve_process(
         .env("BUNKER_DATABASE_URL", database_url)
         .env("BUNKER_WRAPPING_KEY", wrapping_hex)
         .env("BUNKER_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .kill_on_drop(true);
     match log {

@@ -1,9 +1,10 @@
 //! Nothing personal in clear: not in the database (as `pg_dump` shows it), not in the server log.
 
+use base64::Engine;
 use bunker_keys::WrappingKey;
 use bunker_services::keys::wrapping::WrappingSource;
 use bunker_services::setup::{init_database, RootToken};
-use bunker_tests::{answer, cluster, fresh_database, serve_process, StatusCode};
+use bunker_tests::{answer, cluster, files_under, fresh_database, serve_process_with, StatusCode};
 use md5::Md5;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -34,6 +35,11 @@ const VALUES: &[&str] = &[
     "dpo-clerk-zq-7731",
     "pending.zq7731@mailinator.test",
     "waiting-ref-zq-7731",
+    "session-cart-zq-7731",
+    "partner-courier-zq-7731",
+    "passport-scan-zq-7731.pdf",
+    "file-content-zq-7731",
+    "s%3Asession-id-zq-7731",
 ];
 
 #[tokio::test]
@@ -55,7 +61,14 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
         .run_dir()
         .with_file_name(format!("at-rest-{database}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
-    let (base, mut server) = serve_process(&url, &hex, Some(log)).await;
+    let files = std::env::temp_dir()
+        .join("bunker-test-files")
+        .join(format!("at-rest-{database}"));
+    let env = [(
+        "BUNKER_FILES_URL".to_owned(),
+        format!("file://{}", files.display()),
+    )];
+    let (base, mut server) = serve_process_with(&url, &hex, Some(log), &env).await;
     let http = reqwest::Client::new();
     let call = |command: &str, body: Value| {
         http.post(format!("{base}/v2/{command}"))
@@ -156,8 +169,40 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
             json!({"mode": "login", "identity": VALUES[4]}),
         ),
     ];
+    // A session, a shared record and a file, with personal data in each (the file's content is
+    // over three chunks, the value in each).
+    let content = VALUES[27].repeat(10_000);
+    let filedata = base64::engine::general_purpose::STANDARD.encode(content.as_bytes());
+    let seed = seed.into_iter().chain([
+        (
+            "SessionUpsert",
+            json!({"sessionuuid": VALUES[28], "sessiondata": {"login": VALUES[4], "cart": VALUES[24]}}),
+        ),
+        ("SessionGet", json!({"sessionuuid": VALUES[28]})),
+        (
+            "SessionListUserSessions",
+            json!({"mode": "login", "identity": VALUES[4]}),
+        ),
+        (
+            "SharedRecordCreate",
+            json!({"mode": "login", "identity": VALUES[4], "fields": "name", "partner": VALUES[25]}),
+        ),
+        (
+            "FileCreate",
+            json!({"mode": "login", "identity": VALUES[4], "filename": VALUES[26], "filedata": filedata,
+                   "tags": ["kyc"]}),
+        ),
+        (
+            "FileListUserFiles",
+            json!({"mode": "login", "identity": VALUES[4]}),
+        ),
+    ]);
+    let mut shared = None;
     for (command, body) in seed {
         let (status, reply) = answer(call(command, body)).await;
+        if command == "SharedRecordCreate" {
+            shared = reply["recorduuid"].as_str().map(str::to_owned);
+        }
         assert!(
             status == StatusCode::OK
                 || status == StatusCode::NOT_FOUND
@@ -165,6 +210,12 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
             "{command}: {status} {reply}"
         );
     }
+    let (status, reply) = answer(
+        http.post(format!("{base}/v2/SharedRecordGet"))
+            .json(&json!({"recorduuid": shared.expect("a shared record")})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
     let (_, opened) = answer(call(
         "UserDeleteRequest",
         json!({"mode": "login", "identity": VALUES[4]}),
@@ -200,6 +251,9 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
     let _ = std::fs::remove_file(&log_path);
     assert!(log.contains("/v2/usercreate"), "the log has the requests");
 
+    let objects = files_under(&files);
+    assert_eq!(objects.len(), 1, "the file's object is stored");
+    let _ = std::fs::remove_dir_all(&files);
     for value in VALUES {
         let forms = [
             value.to_lowercase(),
@@ -215,6 +269,13 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
                 !log.contains(&form),
                 "the server log contains {value} (as {form})"
             );
+            for (name, bytes) in &objects {
+                let stored = String::from_utf8_lossy(bytes).to_lowercase();
+                assert!(
+                    !stored.contains(&form) && !name.to_lowercase().contains(&form),
+                    "the stored object {name} contains {value} (as {form})"
+                );
+            }
         }
     }
     assert!(!log.contains(root), "nor the root token");

@@ -277,6 +277,14 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // And a session that names no user.
+    let (status, body) = app
+        .root(
+            "SessionUpsert",
+            json!({"sessionuuid": "rot-session", "sessiondata": {"cart": "rot-cart"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let source = WrappingSource::Local(WrappingKey::from_hex(&app.wrapping_key).unwrap());
     // Re-encryption works as bunker_maintenance (the server's bunker_app may not rewrite audit).
     let db = Database::connect_maintenance(&app.database_url(), 4)
@@ -351,7 +359,8 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
                   + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) <> '\\x00000002')
                   + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> '\\x00000002')
                   + (SELECT count(*) FROM agreements WHERE sealed IS NOT NULL AND substring(sealed FROM 2 FOR 4) <> '\\x00000002')
-                  + (SELECT count(*) FROM tenants WHERE webhook_secret IS NOT NULL AND substring(webhook_secret FROM 2 FOR 4) <> '\\x00000002')",
+                  + (SELECT count(*) FROM tenants WHERE webhook_secret IS NOT NULL AND substring(webhook_secret FROM 2 FOR 4) <> '\\x00000002')
+                  + (SELECT count(*) FROM sessions WHERE token IS NULL AND substring(record FROM 2 FOR 4) <> '\\x00000002')",
             &[],
         )
         .await
@@ -408,6 +417,11 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
             assert_eq!(status, StatusCode::OK, "new{w}-{k}");
         }
     }
+    let (status, body) = app
+        .root("SessionGet", json!({"sessionuuid": "rot-session"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sessiondata"]["cart"], "rot-cart");
     // The waiting consent opens, links, and its withdrawal reaches the webhook, signed with the
     // secret as re-sealed.
     let (status, body) = app.root("AgreementGet", waiting.clone()).await;

@@ -48,8 +48,8 @@ const MAX_PARTNER_CHARS: usize = 256;
 pub struct Fields(Option<Vec<Vec<String>>>);
 
 impl Fields {
-    /// Reads the contract's comma list; empty or absent shares everything. The refusal names the
-    /// rule, never the text.
+    /// Reads the contract's comma list; absent shares everything, and a list that names no field is
+    /// refused. The refusal names the rule, never the text.
     pub fn parse(text: Option<&str>) -> Result<Self, VaultError> {
         let Some(text) = text else {
             return Ok(Fields(None));
@@ -77,7 +77,14 @@ impl Fields {
         if paths.len() > MAX_PATHS {
             return Err(refused());
         }
-        Ok(Fields((!paths.is_empty()).then_some(paths)))
+        // An empty list is a mistake (a list built from nothing), not a wish to share everything.
+        if paths.is_empty() {
+            return Err(VaultError::BadRequest(
+                "Invalid fields: the list names no field; leave fields out to share every field"
+                    .into(),
+            ));
+        }
+        Ok(Fields(Some(paths)))
     }
 
     /// The top-level fields it reaches (none: every field).
@@ -344,7 +351,8 @@ mod tests {
         );
         // Absent or empty: everything.
         assert_eq!(Fields::parse(None).unwrap().select(data.clone()), data);
-        assert_eq!(Fields::parse(Some(" , ")).unwrap().top_level(), None);
+        assert!(Fields::parse(Some(" , ")).is_err());
+        assert!(Fields::parse(Some("")).is_err());
         for bad in [
             "a..b",
             "a.",

@@ -106,11 +106,14 @@ impl Vault {
                     .await?;
                 forgotten += swept.len();
                 // The objects of what was forgotten or expired: removed now that the rows are.
+                // A store that fails leaves them to the listing for objects without a row.
                 for token in &swept {
-                    self.sweep_file_objects(tenant, Some(*token)).await?;
+                    self.remove_files_after_delete(tenant, Some(*token)).await;
                 }
                 for (token, file) in expired_files {
-                    self.remove_file_object(tenant, token, file).await?;
+                    if let Err(err) = self.remove_file_object(tenant, token, file).await {
+                        tracing::warn!(error = %err, "an expired file's object is left to the sweeper");
+                    }
                 }
                 if most < BATCH as usize {
                     break;

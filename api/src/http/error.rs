@@ -172,6 +172,8 @@ impl From<VaultError> for ApiError {
                 return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
             }
             VaultError::AuditFailed | VaultError::AuditChainCut => return ApiError::internal(),
+            // Logged where it was found: the object's path names ids only.
+            VaultError::FileDamaged => StatusCode::INTERNAL_SERVER_ERROR,
             VaultError::Keys(keys) => {
                 tracing::error!(error = %keys, "a sealed value did not open");
                 return ApiError::new(

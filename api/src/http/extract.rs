@@ -270,6 +270,10 @@ impl<'a> ApiExtractor<'a> for Authenticated {
             .get("x-bunker-tenant")
             .map(|v| v.to_str().unwrap_or(""));
         let host = headers.get("host").and_then(|v| v.to_str().ok());
+        // A body that may be the size of a file is not read for a request that cannot be let in.
+        if token.is_none() {
+            return Err(ApiError::from(bunker_tenancy::TenancyError::MissingToken).into());
+        }
         // The body is read before authenticating, and put back for the command's own extractor:
         // authentication opens the request's transaction, and a slow client must not hold a
         // database connection while it sends its body.

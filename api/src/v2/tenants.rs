@@ -233,6 +233,8 @@ impl TenantApi {
     ) -> Result<Json<Done>, ApiError> {
         let id = TenantId(body.0.tenantid);
         self.tenants.delete_tenant(&caller.0, id).await?;
+        // Its files' rows went with it; their objects go now (or with the sweeper's next listing).
+        self.vault.remove_files_after_delete(id, None).await;
         Ok(Json(Done { status: Status::Ok }))
     }
 

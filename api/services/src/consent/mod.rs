@@ -101,7 +101,7 @@ fn bad_time(field: &str) -> VaultError {
 }
 
 /// A calendar date (midnight UTC) or an RFC 3339 time, as Unix seconds.
-fn iso_time(text: &str) -> Option<i64> {
+pub(crate) fn iso_time(text: &str) -> Option<i64> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
         return Some(at.unix_timestamp());

@@ -38,10 +38,14 @@ const MAX_SECONDS: i64 = 100 * 365 * 86_400;
 
 fn invalid(field: &str) -> VaultError {
     VaultError::BadRequest(format!(
-        "The {field} value must be a duration such as 30d, 12h, 15m or 10s, or a Unix time, \
-         at most 100 years away"
+        "The {field} value must be a duration such as 30d, 12h, 15m or 10s, or a future Unix \
+         time or date (2027-01-31), at most 100 years away"
     ))
 }
+
+/// A bare number from this on is a Unix time (2001-09-09), never a duration: a deadline that has
+/// just passed must not be read as a lifetime of decades.
+const UNIX_TIME_FLOOR: u64 = 1_000_000_000;
 
 fn text(value: &Value) -> Option<String> {
     match value {
@@ -72,18 +76,24 @@ pub(crate) fn seconds(value: &Value) -> Option<i64> {
         .filter(|s| (1..=MAX_SECONDS).contains(s))
 }
 
-/// A bare number larger than now is a Unix time (at most [`MAX_SECONDS`] away); anything else is
-/// a duration from now.
+/// A bare number from [`UNIX_TIME_FLOOR`] on is a Unix time, and a date or RFC 3339 time is
+/// one too: in the future and at most [`MAX_SECONDS`] away. Anything else is a duration from now.
 fn final_instant(value: &Value, now: SystemTime) -> Option<SystemTime> {
     let now_secs = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    if let Some(Ok(unix)) = text(value).map(|t| t.parse::<u64>()) {
-        if unix > now_secs {
-            let furthest = now_secs.checked_add(u64::try_from(MAX_SECONDS).ok()?)?;
-            return (unix <= furthest).then(|| UNIX_EPOCH + Duration::from_secs(unix));
+    let furthest = now_secs.checked_add(u64::try_from(MAX_SECONDS).ok()?)?;
+    let absolute = |unix: u64| {
+        (unix > now_secs && unix <= furthest).then(|| UNIX_EPOCH + Duration::from_secs(unix))
+    };
+    let text = text(value)?;
+    if let Ok(unix) = text.parse::<u64>() {
+        if unix >= UNIX_TIME_FLOOR {
+            return absolute(unix);
         }
     }
-    let secs = u64::try_from(seconds(value)?).ok()?;
-    now.checked_add(Duration::from_secs(secs))
+    match seconds(&Value::String(text.clone())) {
+        Some(secs) => now.checked_add(Duration::from_secs(u64::try_from(secs).ok()?)),
+        None => absolute(u64::try_from(crate::consent::iso_time(&text)?).ok()?),
+    }
 }
 
 #[cfg(test)]
@@ -150,5 +160,25 @@ mod tests {
             final_instant(&json!(60), now),
             Some(now + Duration::from_secs(60))
         );
+        assert_eq!(
+            final_instant(&json!("2030-01-01"), now),
+            Some(UNIX_EPOCH + Duration::from_secs(1_893_456_000))
+        );
+    }
+
+    #[test]
+    fn a_unix_time_or_date_that_has_passed_is_refused_not_read_as_a_duration() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for past in [
+            json!(1_799_996_400u64),
+            json!("1799999940"),
+            json!(1_000_000_000u64),
+            json!("2020-01-01"),
+            json!("1800000000"),
+        ] {
+            assert_eq!(final_instant(&past, now), None, "{past}");
+        }
+        let err = Expiry::parse(None, Some(&json!(1_000_000_000u64))).unwrap_err();
+        assert!(err.to_string().contains("future Unix time"), "{err}");
     }
 }

@@ -107,6 +107,9 @@ pub enum VaultError {
     /// The object storage could not be reached, or refused; the cause is logged.
     #[error("The file storage is unavailable; nothing was stored or answered")]
     StorageUnavailable,
+    /// A file's stored object is gone or fails its integrity check: logged, never answered.
+    #[error("The stored file is missing or damaged; none of it was answered")]
+    FileDamaged,
     /// No object storage is configured (`BUNKER_FILES_URL`).
     #[error("The file vault is not configured on this server (BUNKER_FILES_URL)")]
     StorageNotConfigured,
@@ -166,6 +169,7 @@ impl VaultError {
                 | VaultError::Conflict
                 | VaultError::StorageUnavailable
                 | VaultError::StorageNotConfigured
+                | VaultError::FileDamaged
         )
     }
 }

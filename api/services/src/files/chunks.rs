@@ -23,6 +23,13 @@ pub const CHUNK_BASE64: usize = CHUNK / 3 * 4;
 /// A sealed chunk's length (but the last's).
 pub const SEALED_CHUNK: usize = CHUNK + SEALED_OVERHEAD;
 
+/// How long the object of a file of `size` bytes is: its chunks (one, empty, for an empty file),
+/// each longer by the seal's overhead.
+pub fn sealed_len(size: u64) -> u64 {
+    let chunks = size.div_ceil(CHUNK as u64).max(1);
+    size + chunks * SEALED_OVERHEAD as u64
+}
+
 /// The row of chunk `index` of `file` in its label.
 fn chunk_row(file: &str, index: u64, last: bool) -> String {
     if last {
@@ -136,14 +143,20 @@ impl Opener {
         let last = self.open(&sealed, true)?;
         if self.opened != self.size {
             tracing::error!("a file's object does not hold the size recorded for it");
-            return Err(VaultError::Keys(bunker_keys::KeyError::Unsealable));
+            return Err(VaultError::FileDamaged);
         }
         Ok(last)
     }
 
     fn open(&mut self, sealed: &[u8], last: bool) -> Result<Bytes, VaultError> {
         let row = chunk_row(&self.file, self.index, last);
-        let plain = self.key.open(&chunk_label(self.tenant, &row), sealed)?;
+        let plain = self
+            .key
+            .open(&chunk_label(self.tenant, &row), sealed)
+            .map_err(|_| {
+                tracing::error!("a chunk of a file's object fails its integrity check");
+                VaultError::FileDamaged
+            })?;
         self.index += 1;
         self.opened += plain.len() as u64;
         Ok(Bytes::copy_from_slice(&plain))

@@ -11,7 +11,7 @@
 //! An upload is decided and given its key in one transaction, sent to the store outside any
 //! transaction, and recorded in a second one (which checks that the user is still there); an
 //! object whose row never came, or is gone, is removed at once where possible and otherwise by the
-//! sweeper ([`Vault::sweep_file_objects`]).
+//! sweeper ([`Vault::sweep_orphan_files`]).
 //!
 //! Access: a role or user token needs the `file` section of the user; a user's own token may read
 //! and list its own files.
@@ -360,12 +360,26 @@ impl Vault {
     ) -> Result<FileCreated, VaultError> {
         let files = self.files()?.clone();
         check_filename(&upload.filename)?;
-        let scanned = scan(&upload, files.max_bytes)?;
         let (keys, lookup) = self.locate(caller, mode, identity)?;
         let tenant = caller.tenant.id;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         let command = Command::FileCreate;
+        // Who may store for whom is decided before the content is looked at.
+        let admit_metadata = metadata.clone();
+        let owner = self
+            .db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    let gate = Gate::load(tx, &principal).await?;
+                    let user =
+                        Self::file_owner(&gate, tx, lookup, command, admit_metadata.as_ref())
+                            .await?;
+                    Ok::<_, VaultError>(user.token)
+                })
+            })
+            .await?;
+        let scanned = scan(&upload, files.max_bytes)?;
         let meta = Meta {
             filename: upload.filename.clone(),
             mimetype: scanned.mimetype.clone(),
@@ -379,39 +393,41 @@ impl Vault {
                 Box::pin(async move {
                     let keys = decide_keys;
                     let metadata = decide_metadata;
-                    let gate = Gate::load(tx, &principal).await?;
-                    let user =
-                        Self::file_owner(&gate, tx, lookup, command, metadata.as_ref()).await?;
+                    // Per user: the same content of two users hashes apart (no oracle of another
+                    // user's files in `doublehash`, nor in the table).
                     let content_hash = keys
                         .index
-                        .blind_index("file_content", &scanned.sha256)
+                        .blind_index(
+                            "file_content",
+                            &[owner.as_bytes().as_slice(), &scanned.sha256].concat(),
+                        )
                         .to_vec();
-                    let key = user_key_for_writing(tx, &keys, user.token).await?;
-                    if let Some(existing) = rows::by_content(tx, user.token, &content_hash).await? {
+                    // Locks the user's row; not found if forgotten since.
+                    let key = user_key_for_writing(tx, &keys, owner).await?;
+                    if let Some(existing) = rows::by_content(tx, owner, &content_hash).await? {
                         let meta = open_meta(tx, &key, &existing)?;
                         let event = UserEvent::change(
                             command,
-                            user.token,
+                            owner,
                             vec!["file".into()],
                             metadata.as_ref(),
                         );
                         record_event(tx, &keys, actor, event).await?;
                         return Ok(Decided::Duplicate(FileCreated {
-                            token: user.token,
+                            token: owner,
                             fileuuid: existing.id,
                             duplicate: true,
                             tags: meta.tags.0,
                         }));
                     }
-                    let replaced =
-                        rows::delete_expired_content(tx, user.token, &content_hash).await?;
+                    let replaced = rows::delete_expired_content(tx, owner, &content_hash).await?;
                     let file = Uuid::new_v4();
                     let row = file.to_string();
                     let (file_key, wrapped_key) =
                         key.generate_child(&key_label(tx.tenant(), &row))?;
                     let sealed_meta = seal_json(&key, &meta_label(tx.tenant(), &row), &meta)?;
                     Ok::<_, VaultError>(Decided::New(Box::new(Prepared {
-                        token: user.token,
+                        token: owner,
                         file,
                         file_key,
                         wrapped_key,
@@ -634,7 +650,10 @@ impl Vault {
             .await?;
         self.reads.record(tenant, events).await?;
         let path = FileStore::path(tenant.0, info.token, info.fileuuid);
-        let source = files.store.read(&path).await?;
+        let source = files
+            .store
+            .read(&path, chunks::sealed_len(info.size as u64))
+            .await?;
         let opener = Opener::new(
             file_key,
             tenant.0,
@@ -874,6 +893,21 @@ impl Vault {
             .await
     }
 
+    /// After a forget-me (`user`) or a TenantDelete: removes the objects whose rows went, giving up
+    /// after 10 s (a stalled store must not hold the answer; the sweeper's listing finds them).
+    pub async fn remove_files_after_delete(&self, tenant: TenantId, user: Option<Uuid>) {
+        let removal = self.sweep_file_objects(tenant, user);
+        match tokio::time::timeout(Duration::from_secs(10), removal).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "objects of deleted files are left to the sweeper")
+            }
+            Err(_) => tracing::warn!(
+                "objects of deleted files are left to the sweeper (the store is slow)"
+            ),
+        }
+    }
+
     /// Removes every object of the store whose file row is gone (or never came) and that is older
     /// than the grace period, tenant by tenant (a deleted tenant's objects all go); how many.
     pub async fn sweep_orphan_files(&self) -> Result<usize, VaultError> {
@@ -1082,6 +1116,11 @@ mod tests {
                 index += 1;
             }
             assert!(!sealed.windows(16).any(|w| size >= 16 && w == &plain[..16]));
+            assert_eq!(
+                sealed.len() as u64,
+                chunks::sealed_len(size as u64),
+                "{size}"
+            );
             let open = |bytes: &[u8], size: u64| {
                 let key = user_key.unwrap_child(&label, &wrapped).unwrap();
                 let mut opener = Opener::new(key, 3, "f".into(), size);

@@ -16,7 +16,7 @@ use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::ObjectStore;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use uuid::Uuid;
 
 use crate::core::VaultError;
@@ -73,6 +73,14 @@ impl FileStore {
                 std::fs::create_dir_all(&path).map_err(|err| {
                     StoreConfigError(format!("cannot create {}: {err}", path.display()))
                 })?;
+                // The server's alone, as PostgreSQL's data directory is.
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+                        .map_err(|err| {
+                            StoreConfigError(format!("cannot restrict {}: {err}", path.display()))
+                        })?;
+                }
                 let local = LocalFileSystem::new_with_prefix(&path)
                     .map_err(|err| StoreConfigError(err.to_string()))?
                     .with_automatic_cleanup(true);
@@ -86,7 +94,20 @@ impl FileStore {
                     .host_str()
                     .filter(|b| !b.is_empty())
                     .ok_or_else(|| StoreConfigError("an s3 URL names a bucket".into()))?;
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                // A stalled store answers 503 within about half a minute rather than holding the
+                // request for minutes (object_store's default retries for up to 3 minutes).
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_client_options(
+                        ClientOptions::new()
+                            .with_timeout(Duration::from_secs(20))
+                            .with_connect_timeout(Duration::from_secs(5)),
+                    )
+                    .with_retry(RetryConfig {
+                        backoff: BackoffConfig::default(),
+                        max_retries: 2,
+                        retry_timeout: Duration::from_secs(15),
+                    });
                 if let Some(endpoint) = s3_endpoint {
                     builder = builder
                         .with_endpoint(endpoint)
@@ -121,18 +142,24 @@ impl FileStore {
         }
     }
 
-    /// The stored bytes of `path`, as they come.
+    /// The stored bytes of `path`, as they come, once the object is found to be `size` bytes long.
     pub(crate) async fn read(
         &self,
         path: &Path,
+        size: u64,
     ) -> Result<BoxStream<'static, Result<Bytes, VaultError>>, VaultError> {
         let got = self.store.get(path).await.map_err(|err| match err {
             object_store::Error::NotFound { .. } => {
-                tracing::error!("a file's object is missing from the store");
-                VaultError::StorageUnavailable
+                tracing::error!(object = %path, "a file's object is missing from the store");
+                VaultError::FileDamaged
             }
             err => unavailable(self.kind, "read", err),
         })?;
+        // A cut or grown object is refused before anything is answered.
+        if got.meta.size != size {
+            tracing::error!(object = %path, "a file's object is not the size it was stored with");
+            return Err(VaultError::FileDamaged);
+        }
         let kind = self.kind;
         Ok(got
             .into_stream()

@@ -390,9 +390,7 @@ impl Vault {
             .await?;
         // Their files' keys are gone with them; their objects go now (or with the sweeper).
         for token in forgotten {
-            if let Err(err) = self.sweep_file_objects(tenant, Some(token)).await {
-                tracing::warn!(error = %err, "a forgotten user's files are left to the sweeper");
-            }
+            self.remove_files_after_delete(tenant, Some(token)).await;
         }
         Ok(outcomes)
     }
