@@ -3,7 +3,7 @@
 //! - `bench run [--quick] [--json PATH]`: raw PostgreSQL baselines (pgbench) and Bunker's commands
 //!   in one run on one cluster, as one table with each figure's ratio to its baseline and target
 //!   (`--quick`: a smoke run of well under a minute; `--only TEXT`: only the commands whose label
-//!   contains TEXT, for profiling one of them; `--seconds N`: how long each figure runs).
+//!   contains TEXT or one of its comma-separated parts, for profiling some of them; `--seconds N`: how long each figure runs).
 //! - `bench search [USERS] [QUERIES]`: UserSearch latency at USERS users.
 
 mod baseline;

@@ -49,7 +49,8 @@ struct Case {
 pub struct Options {
     /// A smoke run: short figures, few preloaded records.
     pub quick: bool,
-    /// Only the commands whose label contains this (the baselines always run).
+    /// Only the commands whose label contains this, or one of these comma-separated parts (the
+    /// baselines always run).
     pub only: Option<String>,
     /// How long each figure runs (default 10 s, `--quick` 2 s).
     pub seconds: Option<u64>,
@@ -196,7 +197,7 @@ pub async fn run(options: &Options, json_path: &Path) -> Result<(), String> {
         options
             .only
             .as_deref()
-            .is_none_or(|only| case.label.contains(only))
+            .is_none_or(|only| only.split(',').any(|part| case.label.contains(part.trim())))
     });
     for case in chosen {
         cluster.settle("bunker").await?;

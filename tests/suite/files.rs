@@ -411,6 +411,27 @@ async fn files_are_bounded_checked_and_hidden_from_other_tenants_and_users() {
     let get = json!({"mode": "token", "identity": jane, "fileuuid": id});
     let (status, body) = app.call("FileGet", &kyc, None, get).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // An upload-only role is refused: the answer to content stored already would name the
+    // user's file (a guess confirmed). With FileGet on the user's files too, it may upload.
+    app.grant(
+        "intake",
+        "intake",
+        json!({"Effect": "Allow", "Action": ["FileCreate"], "Resource": ["users.file"]}),
+    )
+    .await;
+    let intake = app.role_token("intake").await;
+    let upload = json!({"mode": "token", "identity": jane, "filename": "g", "filedata": b64(&[7u8; 100_000])});
+    let (status, body) = app.call("FileCreate", &intake, None, upload.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    app.grant(
+        "intake",
+        "intake-reads",
+        json!({"Effect": "Allow", "Action": ["FileGet"], "Resource": ["users.file"]}),
+    )
+    .await;
+    let (status, body) = app.call("FileCreate", &intake, None, upload).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["duplicate"], true);
     // A file it may reach but that does not exist is refused the same way as one it may not.
     let (status, missing) = app
         .call(

@@ -157,6 +157,36 @@ async fn sessions_are_linked_held_to_policies_and_kept_within_their_tenant() {
     );
     let (_, raced) = app.root("SessionGet", json!({"sessionuuid": "race"})).await;
     assert_eq!(raced["sessiondata"]["v"], "jane", "{raced}");
+    // A role reaching only some users' sessions may not take over a session of no one (a
+    // visitor's) by linking it to one of them.
+    app.grant(
+        "vipstore",
+        "vip-sessions",
+        json!({"Effect": "Allow", "Action": ["Session*"], "Resource": ["${target_group_members:role/vip}.session"]}),
+    )
+    .await;
+    let vipstore = app.role_token("vipstore").await;
+    let (status, body) = app
+        .root(
+            "SessionUpsert",
+            upsert("visitor", json!({"cart": "visitor-cart"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (command, body) in [
+        ("SessionGet", json!({"sessionuuid": "visitor"})),
+        (
+            "SessionUpsert",
+            upsert("visitor", json!({"token": jane, "taken": true})),
+        ),
+    ] {
+        let (status, answer) = app.call(command, &vipstore, None, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{command}: {answer}");
+    }
+    let (_, visitor) = app
+        .root("SessionGet", json!({"sessionuuid": "visitor"}))
+        .await;
+    assert_eq!(visitor["sessiondata"], json!({"cart": "visitor-cart"}));
     let (_, still) = app.root("SessionGet", get.clone()).await;
     assert_eq!(still["sessiondata"]["n"], 1, "jane's session is untouched");
 

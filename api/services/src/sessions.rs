@@ -138,11 +138,13 @@ impl Vault {
                     let gate = Gate::load(tx, &principal).await?;
                     let hash = id.hash(&keys);
                     // The session as it is: whoever it belongs to must be reachable too.
-                    let before = store::lock_owner(tx, &hash).await?.flatten();
-                    if let Some(owner) = before {
-                        require_sessions(&gate, tx, command, Some(owner), metadata.as_ref())
-                            .await?;
+                    // A live session of no one needs the grant over every user as well: taking
+                    // it over (linking it to a user of one's choice) is a write of it.
+                    let live = store::lock_owner(tx, &hash).await?;
+                    if let Some(owner) = live {
+                        require_sessions(&gate, tx, command, owner, metadata.as_ref()).await?;
                     }
+                    let before = live.flatten();
                     let owner = match linking {
                         Some(lookup) => {
                             let (user, visible) =

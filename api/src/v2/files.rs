@@ -98,7 +98,8 @@ pub struct FileItem {
     filename: String,
     mimetype: String,
     size: i64,
-    /// Hex of a keyed hash of the content (the same content gives the same value in a tenant).
+    /// Hex of a keyed hash of the content and its owner: the same content of the same user gives
+    /// the same value, another user's does not.
     doublehash: String,
     /// Unix seconds.
     creationtime: i64,
@@ -158,13 +159,8 @@ pub struct FilesByTag {
 pub struct TaggedFile {
     /// The owner's user token.
     token: String,
-    fileuuid: String,
-    filename: String,
-    mimetype: String,
-    size: i64,
-    doublehash: String,
-    creationtime: i64,
-    tags: Vec<String>,
+    #[oai(flatten)]
+    file: FileItem,
 }
 
 #[derive(Debug, Object)]
@@ -488,13 +484,7 @@ impl FileApi {
                 .into_iter()
                 .map(|info| TaggedFile {
                     token: info.token.to_string(),
-                    fileuuid: info.fileuuid.to_string(),
-                    filename: info.filename,
-                    mimetype: info.mimetype,
-                    size: info.size,
-                    doublehash: info.doublehash,
-                    creationtime: info.creationtime,
-                    tags: info.tags,
+                    file: item(info),
                 })
                 .collect(),
         }))

@@ -19,8 +19,19 @@ pub struct Expiry {
 impl Expiry {
     /// Parses the request fields (strings, or numbers of seconds).
     pub fn parse(sliding: Option<&Value>, final_time: Option<&Value>) -> Result<Self, VaultError> {
+        // A window of decades is a Unix time sent by mistake, not a retention period.
         let sliding_seconds = sliding
-            .map(|v| seconds(v).ok_or_else(|| invalid("slidingtime")))
+            .map(|v| {
+                seconds(v)
+                    .filter(|s| *s < UNIX_TIME_FLOOR as i64)
+                    .ok_or_else(|| {
+                        VaultError::BadRequest(
+                            "The slidingtime value must be a duration such as 30d, 12h, 15m or \
+                             10s, under 31 years"
+                                .into(),
+                        )
+                    })
+            })
             .transpose()?;
         let final_at = final_time
             .map(|v| final_instant(v, SystemTime::now()).ok_or_else(|| invalid("finaltime")))
@@ -180,5 +191,15 @@ mod tests {
         }
         let err = Expiry::parse(None, Some(&json!(1_000_000_000u64))).unwrap_err();
         assert!(err.to_string().contains("future Unix time"), "{err}");
+        // Nor is a Unix time a sliding window.
+        for time in [
+            json!(1_796_170_282u64),
+            json!("1000000000"),
+            json!("31710d"),
+        ] {
+            let err = Expiry::parse(Some(&time), None).unwrap_err();
+            assert!(err.to_string().contains("under 31 years"), "{time}: {err}");
+        }
+        assert!(Expiry::parse(Some(&json!("10y")), None).is_ok());
     }
 }

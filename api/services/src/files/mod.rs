@@ -375,6 +375,15 @@ impl Vault {
                     let user =
                         Self::file_owner(&gate, tx, lookup, command, admit_metadata.as_ref())
                             .await?;
+                    // The answer to content stored already names that file (the contract's
+                    // `duplicate`): only a caller that may read the user's files may upload, or
+                    // an upload-only role would learn what a user holds by guessing.
+                    let reads = gate
+                        .check(tx, Command::FileGet, user.token, admit_metadata.as_ref())
+                        .await?;
+                    if !reads.files() {
+                        return Err(VaultError::Forbidden(DENIED));
+                    }
                     Ok::<_, VaultError>(user.token)
                 })
             })
@@ -789,11 +798,13 @@ impl Vault {
                 })
             })
             .await?;
-        // The key is gone with the row; a failure here leaves the object to the sweeper.
-        let _ = files
-            .store
-            .remove(&FileStore::path(tenant.0, token, file))
-            .await;
+        // The key is gone with the row; a failure (or a store slower than 10 s) leaves the object
+        // to the sweeper.
+        let path = FileStore::path(tenant.0, token, file);
+        match tokio::time::timeout(Duration::from_secs(10), files.store.remove(&path)).await {
+            Ok(Ok(())) => {}
+            _ => tracing::warn!("a deleted file's object is left to the sweeper"),
+        }
         Ok(token)
     }
 
