@@ -69,11 +69,12 @@ pub async fn lock_owner(tx: &TenantTx<'_>, hash: &[u8]) -> Result<Option<Option<
     )
     .await?
     .map(|row| {
-        // An expired session waiting for the sweeper is nobody's: it is replaced like a new one.
+        // An expired session waiting for the sweeper is no session: it is replaced like a new one.
         let live: bool = row.try_get(1)?;
-        Ok(if live { row.try_get(0)? } else { None })
+        Ok(if live { Some(row.try_get(0)?) } else { None })
     })
     .transpose()
+    .map(Option::flatten)
 }
 
 /// Creates or replaces the session with `hash`.

@@ -183,6 +183,14 @@ async fn sessions_are_linked_held_to_policies_and_kept_within_their_tenant() {
         let (status, answer) = app.call(command, &vipstore, None, body).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{command}: {answer}");
     }
+    // A session that has expired (not swept yet) is no session: a role replaces it as a new one.
+    let jane_short = upsert("jane-short", json!({"token": jane}));
+    let mut short = jane_short.clone();
+    short["finaltime"] = json!("1s");
+    app.root("SessionUpsert", short).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (status, body) = app.call("SessionUpsert", &vipstore, None, jane_short).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (_, visitor) = app
         .root("SessionGet", json!({"sessionuuid": "visitor"}))
         .await;

@@ -27,7 +27,7 @@ impl Expiry {
                     .ok_or_else(|| {
                         VaultError::BadRequest(
                             "The slidingtime value must be a duration such as 30d, 12h, 15m or \
-                             10s, under 31 years"
+                             10s, shorter than 1,000,000,000 seconds (about 31 years)"
                                 .into(),
                         )
                     })
@@ -198,7 +198,7 @@ mod tests {
             json!("31710d"),
         ] {
             let err = Expiry::parse(Some(&time), None).unwrap_err();
-            assert!(err.to_string().contains("under 31 years"), "{time}: {err}");
+            assert!(err.to_string().contains("about 31 years"), "{time}: {err}");
         }
         assert!(Expiry::parse(Some(&json!("10y")), None).is_ok());
     }

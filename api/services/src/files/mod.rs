@@ -363,6 +363,7 @@ impl Vault {
         let (keys, lookup) = self.locate(caller, mode, identity)?;
         let tenant = caller.tenant.id;
         let principal = caller.principal.clone();
+        let decide_principal = caller.principal.clone();
         let actor = caller.actor();
         let command = Command::FileCreate;
         // Who may store for whom is decided before the content is looked at.
@@ -375,15 +376,7 @@ impl Vault {
                     let user =
                         Self::file_owner(&gate, tx, lookup, command, admit_metadata.as_ref())
                             .await?;
-                    // The answer to content stored already names that file (the contract's
-                    // `duplicate`): only a caller that may read the user's files may upload, or
-                    // an upload-only role would learn what a user holds by guessing.
-                    let reads = gate
-                        .check(tx, Command::FileGet, user.token, admit_metadata.as_ref())
-                        .await?;
-                    if !reads.files() {
-                        return Err(VaultError::Forbidden(DENIED));
-                    }
+                    may_store(&gate, tx, user.token, admit_metadata.as_ref()).await?;
                     Ok::<_, VaultError>(user.token)
                 })
             })
@@ -402,6 +395,10 @@ impl Vault {
                 Box::pin(async move {
                     let keys = decide_keys;
                     let metadata = decide_metadata;
+                    // Decided again where the answer is made: a grant taken away while the
+                    // content was decoded no longer counts.
+                    let gate = Gate::load(tx, &decide_principal).await?;
+                    may_store(&gate, tx, owner, metadata.as_ref()).await?;
                     // Per user: the same content of two users hashes apart (no oracle of another
                     // user's files in `doublehash`, nor in the table).
                     let content_hash = keys
@@ -986,6 +983,23 @@ impl Vault {
             None => Ok(()),
         }
     }
+}
+
+/// Refuses unless the caller may store files for `user` and read them: the answer to content
+/// stored already names that file (the contract's `duplicate`), which would tell an upload-only
+/// role what the user holds.
+async fn may_store(
+    gate: &Gate,
+    tx: &TenantTx<'_>,
+    user: Uuid,
+    metadata: Option<&Value>,
+) -> Result<(), VaultError> {
+    for command in [Command::FileCreate, Command::FileGet] {
+        if !gate.check(tx, command, user, metadata).await?.files() {
+            return Err(VaultError::Forbidden(DENIED));
+        }
+    }
+    Ok(())
 }
 
 /// Opens a stored file's metadata with the user's key.
