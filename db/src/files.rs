@@ -234,15 +234,6 @@ pub async fn delete(tx: &TenantTx<'_>, token: Uuid, id: Uuid) -> Result<bool, Db
         == 1)
 }
 
-/// Deletes every file of a user (forget-me); the ids, whose objects are then to be removed.
-pub async fn delete_of_user(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<Uuid>, DbError> {
-    tx.query("DELETE FROM files WHERE token = $1 RETURNING id", &[&token])
-        .await?
-        .iter()
-        .map(|row| Ok(row.try_get(0)?))
-        .collect()
-}
-
 /// Deletes up to `limit` files past their expiry; their owners and ids, whose objects are then to
 /// be removed.
 pub async fn purge_expired(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<(Uuid, Uuid)>, DbError> {

@@ -100,11 +100,6 @@ pub struct SessionView {
     pub expires_at: i64,
 }
 
-/// A session's expiry as asked for.
-pub fn expiry(sliding: Option<&Value>, final_time: Option<&Value>) -> Result<Expiry, VaultError> {
-    Expiry::parse(sliding, final_time)
-}
-
 impl Vault {
     /// SessionUpsert: creates or replaces the session `id` with `data`.
     pub async fn upsert_session(
@@ -126,7 +121,7 @@ impl Vault {
         let linking = self.linking_lookup(caller, &keys, &data)?;
         let expiry = SessionExpiry {
             sliding_seconds: expiry.sliding_seconds,
-            final_at: expiry.final_at.map(unix_seconds),
+            final_at: expiry.final_unix(),
             default_seconds: DEFAULT_SESSION_SECONDS,
         };
         let principal = caller.principal.clone();
@@ -391,11 +386,6 @@ async fn audit(
         record_event(tx, keys, actor, event).await?;
     }
     Ok(())
-}
-
-fn unix_seconds(at: std::time::SystemTime) -> i64 {
-    at.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -203,10 +203,7 @@ impl Vault {
         let seconds = match &request.finaltime {
             None => DEFAULT_SHARED_SECONDS.min(max),
             Some(value) => {
-                let at = Expiry::parse(None, Some(value))?
-                    .final_at
-                    .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs() as i64);
+                let at = Expiry::parse(None, Some(value))?.final_unix().unwrap_or(0);
                 // Cut to the maximum, as a role or user token's is.
                 (at - unix_now()).clamp(1, max)
             }

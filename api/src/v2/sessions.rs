@@ -10,8 +10,9 @@ use super::{object, ApiTags, Done, Status};
 use crate::http::error::ApiError;
 use crate::http::extract::{Authenticated, JsonBody};
 use bunker_services::appdata::AppName;
+use bunker_services::core::expiry::Expiry;
 use bunker_services::core::Mode;
-use bunker_services::sessions::{expiry, SessionId, SessionView};
+use bunker_services::sessions::{SessionId, SessionView};
 use bunker_services::shared::{Fields, SharedRecordRequest};
 use bunker_services::Vault;
 
@@ -134,7 +135,7 @@ impl SessionApi {
         let request = body.0;
         let id = session_id(&request.sessionuuid)?;
         let data = object(request.sessiondata, "sessiondata")?;
-        let expiry = expiry(request.slidingtime.as_ref(), request.finaltime.as_ref())?;
+        let expiry = Expiry::parse(request.slidingtime.as_ref(), request.finaltime.as_ref())?;
         self.vault
             .upsert_session(&caller.0, id, data, expiry, request.request_metadata)
             .await?;

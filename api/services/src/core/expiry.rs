@@ -41,6 +41,14 @@ impl Expiry {
             final_at,
         })
     }
+
+    /// The hard cutoff in Unix seconds, as the database is given it.
+    pub fn final_unix(&self) -> Option<i64> {
+        self.final_at.map(|at| {
+            at.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        })
+    }
 }
 
 /// The longest duration, and the furthest time, accepted: 100 years. Beyond it PostgreSQL's

@@ -412,13 +412,7 @@ impl Vault {
                     let key = user_key_for_writing(tx, &keys, owner).await?;
                     if let Some(existing) = rows::by_content(tx, owner, &content_hash).await? {
                         let meta = open_meta(tx, &key, &existing)?;
-                        let event = UserEvent::change(
-                            command,
-                            owner,
-                            vec!["file".into()],
-                            metadata.as_ref(),
-                        );
-                        record_event(tx, &keys, actor, event).await?;
+                        audit_file(tx, &keys, actor, command, owner, metadata.as_ref()).await?;
                         return Ok(Decided::Duplicate(FileCreated {
                             token: owner,
                             fileuuid: existing.id,
@@ -527,10 +521,7 @@ impl Vault {
         let wrapped_key = prepared.wrapped_key.clone();
         let tags = upload.tags.0.clone();
         let sliding_seconds = upload.expiry.sliding_seconds;
-        let final_at = upload.expiry.final_at.map(|at| {
-            at.duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
-        });
+        let final_at = upload.expiry.final_unix();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
@@ -554,13 +545,15 @@ impl Vault {
                     if !rows::insert(tx, &new).await? {
                         return Ok(None);
                     }
-                    let event = UserEvent::change(
+                    audit_file(
+                        tx,
+                        &keys,
+                        actor,
                         Command::FileCreate,
                         token,
-                        vec!["file".into()],
                         metadata.as_ref(),
-                    );
-                    record_event(tx, &keys, actor, event).await?;
+                    )
+                    .await?;
                     Ok(Some(FileCreated {
                         token,
                         fileuuid: file,
@@ -746,13 +739,7 @@ impl Vault {
                     if !rows::replace_tags(tx, stored.id, &stored.meta, &hashes, &sealed).await? {
                         return Err(VaultError::Conflict);
                     }
-                    let event = UserEvent::change(
-                        command,
-                        user.token,
-                        vec!["file".into()],
-                        metadata.as_ref(),
-                    );
-                    record_event(tx, &keys, actor, event).await?;
+                    audit_file(tx, &keys, actor, command, user.token, metadata.as_ref()).await?;
                     Ok(meta.tags.0)
                 })
             })
@@ -784,13 +771,7 @@ impl Vault {
                     if !rows::delete(tx, user.token, file).await? {
                         return Err(gate.hide_missing(command, VaultError::FileNotFound));
                     }
-                    let event = UserEvent::change(
-                        command,
-                        user.token,
-                        vec!["file".into()],
-                        metadata.as_ref(),
-                    );
-                    record_event(tx, &keys, actor, event).await?;
+                    audit_file(tx, &keys, actor, command, user.token, metadata.as_ref()).await?;
                     Ok::<_, VaultError>(user.token)
                 })
             })
@@ -884,7 +865,7 @@ impl Vault {
 
     /// Removes the objects of a user's files whose rows are gone (right after a forget-me, or a
     /// sweep that forgot the user); how many.
-    pub async fn sweep_file_objects(
+    async fn sweep_file_objects(
         &self,
         tenant: TenantId,
         user: Option<Uuid>,
@@ -983,6 +964,19 @@ impl Vault {
             None => Ok(()),
         }
     }
+}
+
+/// Records a file operation in the user's trail (the section, never a name or content).
+async fn audit_file(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    actor: bunker_db::audit::Actor,
+    command: Command,
+    user: Uuid,
+    metadata: Option<&Value>,
+) -> Result<(), VaultError> {
+    let event = UserEvent::change(command, user, vec!["file".into()], metadata);
+    record_event(tx, keys, actor, event).await
 }
 
 /// Refuses unless the caller may store files for `user` and read them: the answer to content
