@@ -190,6 +190,33 @@ pub async fn list_user_events(
     Ok((events, total))
 }
 
+/// A user's events as a report shows them: with the kind of actor, newest first, at most `limit`,
+/// and how many there are in all.
+pub async fn trail_of_user(
+    tx: &TenantTx<'_>,
+    user_token: Uuid,
+    limit: i64,
+) -> Result<(Vec<(StoredEvent, String)>, i64), DbError> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, actor_kind FROM audit_events WHERE user_token = $1
+          ORDER BY occurred_at DESC, id LIMIT $2"
+    );
+    let events = tx
+        .query(&sql, &[&user_token, &limit])
+        .await?
+        .iter()
+        .map(|row| Ok((event_from_row(row)?, row.try_get("actor_kind")?)))
+        .collect::<Result<_, DbError>>()?;
+    let total: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE user_token = $1",
+            &[&user_token],
+        )
+        .await?
+        .try_get(0)?;
+    Ok((events, total))
+}
+
 /// One event of the transaction's tenant.
 pub async fn get_event(tx: &TenantTx<'_>, id: Uuid) -> Result<Option<StoredEvent>, DbError> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE id = $1");

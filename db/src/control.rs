@@ -141,6 +141,29 @@ impl Database {
             .collect()
     }
 
+    /// Every tenant's id and name, in id order (for the cross-tenant System commands, which then
+    /// work in each tenant's own transaction).
+    pub async fn tenant_names(&self) -> Result<Vec<(TenantId, String)>, DbError> {
+        let client = self.pool().get().await?;
+        client
+            .query("SELECT id, name FROM tenants ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|row| Ok((TenantId(row.try_get(0)?), row.try_get(1)?)))
+            .collect()
+    }
+
+    /// The display configuration of the tenant named `name` (TenantGetUIConf, public), if there
+    /// is such a tenant. Names, links and colours only.
+    pub async fn ui_conf(&self, name: &str) -> Result<Option<serde_json::Value>, DbError> {
+        let client = self.pool().get().await?;
+        Ok(client
+            .query_opt("SELECT ui_conf FROM tenants WHERE name = $1", &[&name])
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?)
+    }
+
     /// The id of the tenant named `name`, if any.
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<TenantId>, DbError> {
         let client = self.pool().get().await?;
@@ -449,6 +472,33 @@ pub async fn update_tenant(
     .as_ref()
     .map(TenantRecord::from_row)
     .transpose()
+}
+
+/// The display configuration of tenant `id` (see [`Database::ui_conf`]).
+pub async fn ui_conf(
+    tx: &TenantTx<'_>,
+    id: TenantId,
+) -> Result<Option<serde_json::Value>, DbError> {
+    Ok(tx
+        .query_opt("SELECT ui_conf FROM tenants WHERE id = $1", &[&id.0])
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?)
+}
+
+/// Replaces the display configuration of tenant `id`; whether it exists.
+pub async fn set_ui_conf(
+    tx: &TenantTx<'_>,
+    id: TenantId,
+    conf: &serde_json::Value,
+) -> Result<bool, DbError> {
+    Ok(tx
+        .execute(
+            "UPDATE tenants SET ui_conf = $2, updated_at = now() WHERE id = $1",
+            &[&id.0, conf],
+        )
+        .await?
+        > 0)
 }
 
 /// The self-service settings of the transaction's tenant.

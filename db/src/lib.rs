@@ -24,6 +24,7 @@ pub mod requests;
 pub mod reseal;
 pub mod session;
 pub mod shared_records;
+pub mod stats;
 pub mod tls;
 pub mod tokens;
 mod tx;

@@ -94,3 +94,39 @@ impl Database {
         row.map(|row| Ok(TenantId(row.try_get(0)?))).transpose()
     }
 }
+
+/// A user's live shared record as listed: its row id, what is sealed, and when it was made and
+/// ends (Unix seconds).
+#[derive(Clone, Debug)]
+pub struct ListedSharedRecord {
+    pub id: Uuid,
+    pub sealed: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A user's live shared records, newest first, at most `limit`.
+pub async fn of_user(
+    tx: &TenantTx<'_>,
+    token: Uuid,
+    limit: i64,
+) -> Result<Vec<ListedSharedRecord>, DbError> {
+    tx.query(
+        "SELECT id, sealed, extract(epoch FROM created_at)::bigint,
+                extract(epoch FROM expires_at)::bigint
+           FROM shared_records WHERE token = $1 AND expires_at > now()
+          ORDER BY created_at DESC LIMIT $2",
+        &[&token, &limit],
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(ListedSharedRecord {
+            id: row.try_get(0)?,
+            sealed: row.try_get(1)?,
+            created_at: row.try_get(2)?,
+            expires_at: row.try_get(3)?,
+        })
+    })
+    .collect()
+}

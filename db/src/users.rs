@@ -429,12 +429,24 @@ pub async fn list_versions(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<StoredV
 /// token is never issued again. Returns whether there was
 /// a record to forget.
 pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError> {
+    forget_keeping_versions(tx, token, None).await
+}
+
+/// [`forget_user`], except that the profile's versions are kept for `keep_seconds` (when given) so
+/// that the profile can be restored until then ([`restore_user`]); the sweeper deletes them after
+/// ([`purge_restorable`]). Everything sealed with the user's key goes all the same.
+pub async fn forget_keeping_versions(
+    tx: &TenantTx<'_>,
+    token: Uuid,
+    keep_seconds: Option<i64>,
+) -> Result<bool, DbError> {
     let forgotten = tx
         .execute(
             "UPDATE users SET record = NULL, data_key = NULL, forgotten_at = now(),
-                    updated_at = now(), sliding_seconds = NULL, final_at = NULL, expires_at = NULL
+                    updated_at = now(), sliding_seconds = NULL, final_at = NULL, expires_at = NULL,
+                    restorable_until = now() + make_interval(secs => $2::bigint)
               WHERE token = $1 AND record IS NOT NULL",
-            &[&token],
+            &[&token, &keep_seconds],
         )
         .await?;
     if forgotten == 0 {
@@ -442,8 +454,10 @@ pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError
     }
     tx.execute("DELETE FROM user_indexes WHERE token = $1", &[&token])
         .await?;
-    tx.execute("DELETE FROM user_versions WHERE token = $1", &[&token])
-        .await?;
+    if keep_seconds.is_none() {
+        tx.execute("DELETE FROM user_versions WHERE token = $1", &[&token])
+            .await?;
+    }
     tx.execute("DELETE FROM user_search WHERE token = $1", &[&token])
         .await?;
     tx.execute("DELETE FROM group_members WHERE token = $1", &[&token])
@@ -486,4 +500,92 @@ pub async fn lock_expired(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<Uuid>, Db
     .iter()
     .map(|row| Ok(row.try_get(0)?))
     .collect()
+}
+
+/// A profile removed with its versions kept ([`forget_keeping_versions`]), locked for this
+/// transaction: its token, and its newest kept version with that version's number.
+#[derive(Clone, Debug)]
+pub struct Restorable {
+    pub token: Uuid,
+    pub version: i32,
+    pub record: Vec<u8>,
+}
+
+/// The restorable profile `token`, if its versions are still kept; its row is locked.
+pub async fn lock_restorable(
+    tx: &TenantTx<'_>,
+    token: Uuid,
+) -> Result<Option<Restorable>, DbError> {
+    let locked = tx
+        .query_opt(
+            "SELECT token FROM users
+              WHERE token = $1 AND record IS NULL AND restorable_until > now() FOR UPDATE",
+            &[&token],
+        )
+        .await?;
+    if locked.is_none() {
+        return Ok(None);
+    }
+    tx.query_opt(
+        "SELECT version, record FROM user_versions WHERE token = $1 ORDER BY version DESC LIMIT 1",
+        &[&token],
+    )
+    .await?
+    .map(|row| {
+        Ok(Restorable {
+            token,
+            version: row.try_get(0)?,
+            record: row.try_get(1)?,
+        })
+    })
+    .transpose()
+}
+
+/// Brings a restorable profile back as its current record (sealed anew for the record's label)
+/// with its indexes; a clashing index is a [`DbError::UniqueViolation`] on `user_index_<field>`.
+pub async fn restore_user(
+    tx: &TenantTx<'_>,
+    token: Uuid,
+    version: i32,
+    record: &[u8],
+    indexes: &UserIndexes,
+) -> Result<bool, DbError> {
+    let restored = tx
+        .execute(
+            "UPDATE users SET record = $2, version = $3, forgotten_at = NULL,
+                    restorable_until = NULL, updated_at = now()
+              WHERE token = $1 AND record IS NULL AND restorable_until > now()",
+            &[&token, &record, &version],
+        )
+        .await?;
+    if restored == 0 {
+        return Ok(false);
+    }
+    replace_indexes(tx, token, indexes).await?;
+    Ok(true)
+}
+
+/// Deletes the kept versions of up to `limit` removed profiles whose time to be restored is over;
+/// their tokens.
+pub async fn purge_restorable(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<Uuid>, DbError> {
+    let tokens: Vec<Uuid> = tx
+        .query(
+            "UPDATE users SET restorable_until = NULL
+              WHERE token IN (SELECT token FROM users WHERE restorable_until <= now()
+                               ORDER BY restorable_until LIMIT $1 FOR UPDATE SKIP LOCKED)
+          RETURNING token",
+            &[&limit],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if !tokens.is_empty() {
+        tx.execute(
+            "DELETE FROM user_versions WHERE token = ANY($1)",
+            &[&tokens],
+        )
+        .await?;
+    }
+    Ok(tokens)
 }

@@ -31,4 +31,14 @@ impl Tenancy {
     pub fn new(db: Database, resolver: TenantResolver) -> Self {
         Tenancy { db, resolver }
     }
+
+    /// The name of the tenant a request is for (see [`TenantResolver::resolve`]), for the public
+    /// commands, which are not authenticated.
+    pub fn tenant_name(
+        &self,
+        header: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<TenantName, TenancyError> {
+        self.resolver.resolve(header, host)
+    }
 }

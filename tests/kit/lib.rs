@@ -110,6 +110,8 @@ pub struct TestOptions {
     pub max_file_bytes: u64,
     pub orphan_grace: Duration,
     pub shared_record_max_seconds: i64,
+    /// How long a profile SystemDeleteUserProfiles removed can be restored.
+    pub restore_window_seconds: i64,
 }
 
 impl Default for TestOptions {
@@ -131,6 +133,7 @@ impl Default for TestOptions {
             max_file_bytes: 16 * 1024 * 1024,
             orphan_grace: Duration::from_secs(3600),
             shared_record_max_seconds: 30 * 86_400,
+            restore_window_seconds: 30 * 86_400,
         }
     }
 }
@@ -153,6 +156,7 @@ impl TestOptions {
                 xtoken_max_seconds: self.xtoken_max_seconds,
                 webhook_backoff: Duration::from_millis(50),
                 shared_record_max_seconds: self.shared_record_max_seconds,
+                restore_window_seconds: self.restore_window_seconds,
             },
             files: FilesSettings {
                 url: self.files_url.clone(),

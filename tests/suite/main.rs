@@ -28,6 +28,7 @@ mod sdk;
 mod search;
 mod sessions;
 mod startup;
+mod system;
 mod tenants;
 mod tls;
 mod tokens;

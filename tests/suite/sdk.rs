@@ -47,3 +47,12 @@ async fn the_python_sdk_drives_sessions_shared_records_and_files() {
     };
     run_with("sessions_shared_files.py", options).await;
 }
+
+#[tokio::test]
+async fn the_python_sdk_drives_reports_statistics_and_cross_tenant_profiles() {
+    let options = TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    };
+    run_with("system.py", options).await;
+}

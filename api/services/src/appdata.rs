@@ -168,6 +168,33 @@ pub(crate) async fn current_app_data(
     )?))
 }
 
+/// A user's current data of every app, by app name (SystemGetUserReport), in the transaction.
+pub(crate) async fn report_of(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: uuid::Uuid,
+) -> Result<Vec<(String, Map<String, Value>)>, VaultError> {
+    let names = store::user_app_names(tx, user).await?;
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = user_key_for_reading(tx, keys, user)
+        .await?
+        .ok_or(VaultError::Keys(bunker_keys::KeyError::Unsealable))?;
+    let mut apps = Vec::with_capacity(names.len());
+    for name in names {
+        let Some((sealed, _)) = store::get(tx, user, &name).await? else {
+            continue;
+        };
+        let row = format!("{user}/{name}");
+        apps.push((
+            name,
+            open_json(&key, &data_label(tx.tenant(), &row), &sealed)?,
+        ));
+    }
+    Ok(apps)
+}
+
 impl Vault {
     fn reach(
         &self,

@@ -141,6 +141,24 @@ fn duplicate_group(err: DbError, index: [u8; 32]) -> VaultError {
     }
 }
 
+/// The groups `user` is in with its role in each (SystemGetUserReport), in the transaction.
+pub(crate) async fn report_of(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: Uuid,
+) -> Result<Vec<(GroupView, Option<String>)>, VaultError> {
+    store::user_memberships(tx, user)
+        .await?
+        .iter()
+        .map(|m| {
+            Ok((
+                open_group(keys, tx.tenant(), &m.group)?,
+                m.role.as_ref().map(|r| r.name.clone()),
+            ))
+        })
+        .collect()
+}
+
 /// The group a reference names.
 pub(crate) async fn find_group(
     tx: &TenantTx<'_>,

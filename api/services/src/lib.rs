@@ -33,6 +33,7 @@ pub mod sessions;
 pub mod setup;
 pub mod shared;
 pub mod sweeper;
+pub mod system;
 pub mod tenants;
 pub mod tokens;
 pub mod users;

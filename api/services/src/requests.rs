@@ -220,6 +220,39 @@ fn proposal_of(
     })
 }
 
+/// A user's requests the caller may see what they touch of (by `visible`), newest first, each with
+/// its proposed change and the reason it was cancelled (SystemGetUserReport), in the transaction.
+pub(crate) async fn report_of(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: Uuid,
+    visible: &Visible,
+) -> Result<Vec<RequestView>, VaultError> {
+    let (rows, _) = store::of_user(tx, user, 0, MAX_SCANNED).await?;
+    let key = user_key_for_reading(tx, keys, user).await?;
+    let mut views = Vec::new();
+    for request in rows.iter().filter(|r| kind_allowed(&r.kind, visible)) {
+        let mut answer = view(request);
+        if let Some(key) = key.as_ref() {
+            if let Some(sealed) = &request.change {
+                answer.change = Some(open_value(
+                    key,
+                    tx.tenant(),
+                    "request_change",
+                    request.uuid,
+                    sealed,
+                )?);
+            }
+            if let Some(sealed) = &request.reason {
+                let reason = open_value(key, tx.tenant(), "request_reason", request.uuid, sealed)?;
+                answer.reason = reason.as_str().map(str::to_owned);
+            }
+        }
+        views.push(answer);
+    }
+    Ok(views)
+}
+
 /// A request the caller may decide on or read, with its user: the same refusal for one that does
 /// not exist as for one the caller may not touch.
 async fn reach_request(

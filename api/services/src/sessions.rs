@@ -335,6 +335,19 @@ async fn require_sessions(
     }
 }
 
+/// A user's live sessions opened (SystemGetUserReport), newest first, in the transaction.
+pub(crate) async fn report_of(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: Uuid,
+) -> Result<Vec<SessionView>, VaultError> {
+    let mut views = Vec::new();
+    for stored in store::of_user(tx, user, MAX_LISTED_SESSIONS).await? {
+        views.push(open(tx, keys, &stored).await?);
+    }
+    Ok(views)
+}
+
 /// Opens a stored session.
 async fn open(
     tx: &TenantTx<'_>,

@@ -15,8 +15,8 @@
 use bunker_db::audit::{self, Performer};
 use bunker_db::shared_records as store;
 use bunker_db::users as user_store;
-use bunker_db::TenantId;
-use bunker_keys::Label;
+use bunker_db::{TenantId, TenantTx};
+use bunker_keys::{Label, TenantKeys};
 use bunker_tenancy::Caller;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -181,6 +181,52 @@ fn shared_label(tenant: TenantId, row: &str) -> Label<'_> {
 fn capability_hash(record: Uuid) -> [u8; 32] {
     Sha256::digest(record.as_bytes()).into()
 }
+
+/// A user's live shared record as a report shows it: never its uuid (the capability).
+#[derive(Clone, Debug)]
+pub struct SharedRecordInfo {
+    /// The field paths shared (`address.city`); none: the whole profile (or app's data).
+    pub fields: Option<Vec<String>>,
+    pub appname: Option<String>,
+    pub partner: Option<String>,
+    /// Unix seconds.
+    pub created: i64,
+    pub expires: i64,
+}
+
+/// A user's live shared records (SystemGetUserReport), newest first, in the transaction.
+pub(crate) async fn report_of(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: Uuid,
+) -> Result<Vec<SharedRecordInfo>, VaultError> {
+    let listed = store::of_user(tx, user, MAX_LISTED_RECORDS).await?;
+    if listed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = user_key_for_reading(tx, keys, user)
+        .await?
+        .ok_or(VaultError::Keys(bunker_keys::KeyError::Unsealable))?;
+    let mut infos = Vec::new();
+    for record in listed {
+        let row = record.id.to_string();
+        let shared: Shared = open_json(&key, &shared_label(tx.tenant(), &row), &record.sealed)?;
+        infos.push(SharedRecordInfo {
+            fields: shared
+                .fields
+                .0
+                .map(|paths| paths.iter().map(|p| p.join(".")).collect()),
+            appname: shared.appname,
+            partner: shared.partner,
+            created: record.created_at,
+            expires: record.expires_at,
+        });
+    }
+    Ok(infos)
+}
+
+/// The most shared records a report lists.
+const MAX_LISTED_RECORDS: i64 = 1_000;
 
 impl Vault {
     /// SharedRecordCreate: a new shared record of a user; its uuid, shown this once.

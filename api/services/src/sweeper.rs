@@ -82,6 +82,15 @@ impl Vault {
                             let sessions = app_sessions::purge_expired(tx, BATCH).await?;
                             let shared = shared_records::purge_expired(tx, BATCH).await?;
                             let files = files::purge_expired(tx, BATCH).await?;
+                            let ended = bunker_db::users::purge_restorable(tx, BATCH).await?;
+                            for token in &ended {
+                                let event =
+                                    UserEvent::operation(Operation::RestoreWindowEnded, *token);
+                                let id = audit::new_event_id();
+                                let sealed =
+                                    event.seal(&keys, tx.tenant(), id, Performer::System)?;
+                                audit::record_with_id(tx, id, &sealed).await?;
+                            }
                             for (token, _) in &files {
                                 let event = UserEvent::operation(Operation::FileExpired, *token);
                                 let id = audit::new_event_id();
@@ -96,6 +105,7 @@ impl Vault {
                                 sessions as usize,
                                 shared as usize,
                                 files.len(),
+                                ended.len(),
                             ]
                             .into_iter()
                             .max()

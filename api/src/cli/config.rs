@@ -29,6 +29,7 @@ const DEFAULT_SWEEP_SECONDS: usize = 60;
 const DEFAULT_KEY_REFRESH_SECONDS: usize = 30;
 const DEFAULT_XTOKEN_MAX_SECONDS: usize = 24 * 3600;
 const DEFAULT_SHARED_RECORD_MAX_SECONDS: usize = 30 * 86_400;
+const DEFAULT_RESTORE_WINDOW_SECONDS: usize = 30 * 86_400;
 const DEFAULT_MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 const DEFAULT_AUDIT_CHAIN_SECONDS: usize = 10;
 const DEFAULT_AUDIT_CHAIN_HORIZON_SECONDS: usize = 300;
@@ -138,6 +139,11 @@ pub struct ServerArgs {
           default_value_t = DEFAULT_SHARED_RECORD_MAX_SECONDS,
           value_parser = positive("BUNKER_SHARED_RECORD_MAX_SECONDS"))]
     pub shared_record_max_seconds: usize,
+    /// How long a profile SystemDeleteUserProfiles removed can be restored, in seconds (its
+    /// versions are kept that long; 0: not restorable).
+    #[arg(long, env = "BUNKER_RESTORE_WINDOW_SECONDS", value_name = "SECONDS",
+          default_value_t = DEFAULT_RESTORE_WINDOW_SECONDS)]
+    pub restore_window_seconds: usize,
     /// Where files are stored: `file:///path` or `s3://bucket/prefix` (none: the file commands
     /// answer 503; `bunker demo` uses its data directory).
     #[arg(long, env = "BUNKER_FILES_URL", value_name = "URL")]
@@ -300,6 +306,9 @@ pub struct Config {
     pub xtoken_max_seconds: usize,
     /// `BUNKER_SHARED_RECORD_MAX_SECONDS`: the longest a shared record lives (default 30 days).
     pub shared_record_max_seconds: usize,
+    /// `BUNKER_RESTORE_WINDOW_SECONDS`: how long a profile removed by SystemDeleteUserProfiles can
+    /// be restored (default 30 days; 0: not at all).
+    pub restore_window_seconds: usize,
     /// `BUNKER_FILES_URL`: where files are stored (`file:///path`, `s3://bucket/prefix`).
     pub files_url: Option<String>,
     /// `BUNKER_S3_ENDPOINT`: the S3 endpoint (default: AWS's, by region).
@@ -369,6 +378,7 @@ impl Config {
             list_users: false,
             xtoken_max_seconds: DEFAULT_XTOKEN_MAX_SECONDS,
             shared_record_max_seconds: DEFAULT_SHARED_RECORD_MAX_SECONDS,
+            restore_window_seconds: DEFAULT_RESTORE_WINDOW_SECONDS,
             files_url: None,
             s3_endpoint: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
@@ -416,6 +426,7 @@ impl Config {
             config.list_users = server.list_users;
             config.xtoken_max_seconds = server.xtoken_max_seconds;
             config.shared_record_max_seconds = server.shared_record_max_seconds;
+            config.restore_window_seconds = server.restore_window_seconds;
             config.files_url = server.files_url.clone().filter(|u| !u.trim().is_empty());
             config.s3_endpoint = server.s3_endpoint.clone().filter(|u| !u.trim().is_empty());
             config.max_file_bytes = server.max_file_bytes;
@@ -499,6 +510,8 @@ impl Config {
                 xtoken_max_seconds: i64::try_from(self.xtoken_max_seconds).unwrap_or(i64::MAX),
                 webhook_backoff: Duration::from_secs(1),
                 shared_record_max_seconds: i64::try_from(self.shared_record_max_seconds)
+                    .unwrap_or(i64::MAX),
+                restore_window_seconds: i64::try_from(self.restore_window_seconds)
                     .unwrap_or(i64::MAX),
             },
             files: FilesSettings {

@@ -25,6 +25,7 @@ use crate::v2::bulk::BulkApi;
 use crate::v2::consent::ConsentApi;
 use crate::v2::files::FileApi;
 use crate::v2::groups::GroupApi;
+use crate::v2::login::LoginApi;
 use crate::v2::policies::PolicyApi;
 use crate::v2::requests::RequestApi;
 use crate::v2::sessions::SessionApi;
@@ -250,7 +251,7 @@ pub type V2 = (
     BulkApi,
     AuditApi,
     SystemApi,
-    XTokenApi,
+    (XTokenApi, LoginApi),
 );
 
 /// The OpenAPI service describing `/v2`, generated from the code.
@@ -294,8 +295,11 @@ pub fn openapi(tenants: Tenants, vault: Vault, keys: KeyService) -> OpenApiServi
         AuditApi {
             vault: vault.clone(),
         },
-        SystemApi { keys },
-        XTokenApi { vault },
+        SystemApi {
+            keys,
+            vault: vault.clone(),
+        },
+        (XTokenApi { vault }, LoginApi),
     );
     OpenApiService::new(api, "Bunker", env!("CARGO_PKG_VERSION"))
         .description(

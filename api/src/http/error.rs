@@ -146,7 +146,9 @@ impl From<VaultError> for ApiError {
             | VaultError::PolicyNotFound
             | VaultError::SessionNotFound
             | VaultError::SharedRecordNotFound
-            | VaultError::FileNotFound => StatusCode::NOT_FOUND,
+            | VaultError::FileNotFound
+            | VaultError::NotRestorable
+            | VaultError::TenantNotFound => StatusCode::NOT_FOUND,
             VaultError::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             VaultError::StorageUnavailable | VaultError::StorageNotConfigured => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -309,7 +309,7 @@ fn request_metadata(body: &[u8]) -> Option<Value> {
         .filter(|v| !v.is_null())
 }
 
-fn app_state(request: &Request) -> Result<&Arc<AppState>, ApiError> {
+pub fn app_state(request: &Request) -> Result<&Arc<AppState>, ApiError> {
     request.data::<Arc<AppState>>().ok_or_else(|| {
         tracing::error!("application state missing from the request");
         ApiError::internal()

@@ -6,7 +6,9 @@ pub mod bulk;
 pub mod consent;
 pub mod files;
 pub mod groups;
+pub mod login;
 pub mod policies;
+pub mod report_html;
 pub mod requests;
 pub mod sessions;
 pub mod system;
@@ -45,8 +47,11 @@ pub enum ApiTags {
     Tokens,
     /// Bulk: listings behind a short-lived unlock.
     Bulk,
-    /// System: key administration.
+    /// System: key administration, statistics, subject access reports and the main tenant's
+    /// cross-tenant profile commands.
     System,
+    /// Public: the tenant's display configuration and the end-user login (no token).
+    Public,
 }
 
 /// The `status` of every successful answer.

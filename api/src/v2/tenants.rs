@@ -2,6 +2,7 @@
 
 use bunker_db::control::{SelfServiceChanges, TenantRecord};
 use bunker_db::TenantId;
+use bunker_services::tenants::uiconf::UiConfChange;
 use bunker_services::tenants::{NewTenant, TenantChanges, Tenants};
 use bunker_services::webhooks::check_webhook;
 use bunker_tenancy::TenantName;
@@ -9,6 +10,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::{page, ApiTags, Done, Status};
 use crate::http::error::ApiError;
@@ -92,6 +94,11 @@ pub struct TenantUpdateRequest {
     selfservice: Option<SelfServiceChange>,
     /// The webhook user requests call (an empty `url` removes it).
     webhook: Option<WebhookChange>,
+    /// The portals' display configuration (answered to anyone by TenantGetUIConf): given keys
+    /// replace, `null` removes. companytitle (1-100 characters), logourl, companylink,
+    /// privacypolicyurl, termsofserviceurl (https:// or /paths), primarycolor, accentcolor
+    /// (#rrggbb), loginemail, loginphone (the login methods wanted; on by default).
+    uiconf: Option<Value>,
 }
 
 /// A tenant's webhook: where user-request events are posted, and the secret that signs them.
@@ -217,7 +224,11 @@ impl TenantApi {
                 }
             }),
         };
+        let uiconf = request.uiconf.map(UiConfChange::parse).transpose()?;
         self.tenants.update_tenant(&caller.0, id, changes).await?;
+        if let Some(change) = uiconf {
+            self.tenants.update_ui_conf(&caller.0, id, change).await?;
+        }
         if let Some(set) = webhook {
             self.vault.set_webhook(&caller.0, id, set).await?;
         }

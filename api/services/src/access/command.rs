@@ -69,6 +69,13 @@ commands! {
         PolicyUpdate: AdminOnly,
         PolicyListAllPolicies: AdminOnly,
         SystemGenerateWrappingKey: AdminOnly,
+        SystemGetSystemStats: AdminOnly,
+        SystemSetLicenseKey: AdminOnly,
+        // Root of the main tenant only, behind a bulk unlock: decided inside.
+        SystemGetUserProfiles: AdminOnly,
+        SystemSearchUserProfiles: AdminOnly,
+        SystemDeleteUserProfiles: AdminOnly,
+        SystemRestoreUserProfile: AdminOnly,
         XTokenCreateForRole: AdminOnly,
         XTokenCreateForUser: AdminOnly,
         // Decided for each user the command touches, inside the command.
@@ -124,10 +131,19 @@ commands! {
         FileListUserFiles: PerUser,
         FileReplaceTags: PerUser,
         FileDelete: PerUser,
+        // Everything held about one user (its own user token may ask for its own).
+        SystemGetUserReport: PerUser,
+        SystemGetUserHTMLReport: PerUser,
         // Every user's files with a tag: decided for each file's owner, inside.
         BulkListFilesByTag: PerUser,
         // Public: no token; the capability is the record's uuid.
         SharedRecordGet: Public,
+        // Public: the tenant's display configuration, and the end-user login (refused until it
+        // is configured).
+        TenantGetUIConf: Public,
+        UserPrelogin: Public,
+        UserLogin: Public,
+        CaptchaCreate: Public,
         // Decided once, with no user as target, before the command runs.
         UserCreate: Tenant,
         UserCreateBulk: Tenant,
@@ -174,6 +190,7 @@ pub enum Operation {
     AgreementLinked,
     AgreementSuperseded,
     FileExpired,
+    RestoreWindowEnded,
 }
 
 impl Operation {
@@ -190,6 +207,7 @@ impl Operation {
             Operation::AgreementLinked => "AgreementLinked",
             Operation::AgreementSuperseded => "AgreementSuperseded",
             Operation::FileExpired => "FileExpired",
+            Operation::RestoreWindowEnded => "RestoreWindowEnded",
         }
     }
 }
@@ -312,6 +330,6 @@ mod tests {
             assert!(!names.contains(&admins), "{admins}");
         }
         assert!(!names.contains(&"SharedRecordGet"));
-        assert_eq!(names.len(), 75 + Command::PLANNED.len());
+        assert_eq!(names.len(), 77 + Command::PLANNED.len());
     }
 }

@@ -10,8 +10,10 @@
 
 use std::collections::HashMap;
 
-use bunker_db::audit;
+use bunker_db::audit::{self, Actor};
 use bunker_db::users as store;
+use bunker_db::TenantTx;
+use bunker_keys::TenantKeys;
 use bunker_tenancy::Caller;
 use serde_json::Value;
 use uuid::Uuid;
@@ -21,7 +23,7 @@ use crate::core::gate::Gate;
 use crate::access::Command;
 use crate::bulk::require_unlock;
 use crate::core::grams::SearchGrams;
-use crate::core::identity::INDEXED_FIELDS;
+use crate::core::identity::{Normalizer, INDEXED_FIELDS};
 use crate::core::is_live;
 use crate::core::limits::MAX_INDEXED_CHARS;
 use crate::core::{read_events, Vault, VaultError};
@@ -71,6 +73,32 @@ impl Vault {
         identity: String,
         metadata: Option<Value>,
     ) -> Result<Vec<UserView>, VaultError> {
+        self.check_search(&identity)?;
+        let tenant = caller.tenant.id;
+        let keys = self.keys(tenant);
+        let actor = caller.actor();
+        let principal = caller.principal.clone();
+        let normalizer = self.settings.normalizer.clone();
+        self.db
+            .in_tenant(tenant, move |tx| {
+                Box::pin(async move {
+                    require_unlock(tx, &unlock, actor.token_id).await?;
+                    let gate = Gate::load(tx, &principal).await?;
+                    let search = Search {
+                        keys: &keys,
+                        normalizer: &normalizer,
+                        command: Command::UserSearch,
+                        actor,
+                        metadata: metadata.as_ref(),
+                    };
+                    search.run(tx, &gate, &identity).await
+                })
+            })
+            .await
+    }
+
+    /// Refuses a search while listing users is off, or a term too long to be a value.
+    pub(crate) fn check_search(&self, identity: &str) -> Result<(), VaultError> {
         if !self.settings.list_users {
             return Err(VaultError::Forbidden("UserSearch is disabled"));
         }
@@ -79,8 +107,35 @@ impl Vault {
                 "The search term must be at most {MAX_INDEXED_CHARS} characters"
             )));
         }
-        let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        Ok(())
+    }
+}
+
+/// A fuzzy search in one tenant (UserSearch, and each tenant of SystemSearchUserProfiles).
+pub(crate) struct Search<'a> {
+    pub keys: &'a TenantKeys,
+    pub normalizer: &'a Normalizer,
+    pub command: Command,
+    pub actor: Actor,
+    pub metadata: Option<&'a Value>,
+}
+
+impl Search<'_> {
+    /// The users of the transaction's tenant like `identity` that `gate` may see, best first, at
+    /// most [`MATCHES`]; each answered is audited as a read by the search's command.
+    pub(crate) async fn run(
+        &self,
+        tx: &TenantTx<'_>,
+        gate: &Gate,
+        identity: &str,
+    ) -> Result<Vec<UserView>, VaultError> {
+        let Search {
+            keys,
+            normalizer,
+            command,
+            actor,
+            metadata,
+        } = *self;
         let fields: Vec<&'static str> = if identity.contains('@') {
             vec!["email"]
         } else {
@@ -91,90 +146,70 @@ impl Vault {
         };
         let terms: Vec<(&'static str, String)> = fields
             .into_iter()
-            .filter_map(|f| Some((f, self.settings.normalizer.search_term(f, &identity)?)))
+            .filter_map(|f| Some((f, normalizer.search_term(f, identity)?)))
             .collect();
         let queries: Vec<(&'static str, SearchGrams)> = terms
             .iter()
             .map(|(field, term)| (*field, SearchGrams::of(&keys.index, field, term)))
             .collect();
-        let actor = caller.actor();
-        let principal = caller.principal.clone();
-        let normalizer = self.settings.normalizer.clone();
-        self.db
-            .in_tenant(tenant, move |tx| {
-                Box::pin(async move {
-                    require_unlock(tx, &unlock, actor.token_id).await?;
-                    let gate = Gate::load(tx, &principal).await?;
-                    // Each candidate with the fields whose query found it.
-                    let mut found: HashMap<Uuid, Vec<&'static str>> = HashMap::new();
-                    for (field, grams) in &queries {
-                        let hits = store::search_candidates(
-                            tx,
-                            field,
-                            &grams.all,
-                            &grams.probe,
-                            grams.min_shared,
-                            CANDIDATES,
-                        )
-                        .await?;
-                        for token in hits {
-                            found.entry(token).or_default().push(field);
-                        }
-                    }
-                    let mut tokens: Vec<Uuid> = found.keys().copied().collect();
-                    tokens.sort_unstable();
-                    let mut visible = gate
-                        .visible(tx, Command::UserSearch, &tokens, metadata.as_ref())
-                        .await?;
-                    let mut candidates = Vec::new();
-                    for user in store::get_users(tx, &tokens).await? {
-                        let Some(seen) = visible.remove(&user.token) else {
-                            continue;
-                        };
-                        // Only a field the caller may see admits a candidate: a hidden value
-                        // must not pull anyone past another field's cap of candidates.
-                        let through_seen = found
-                            .get(&user.token)
-                            .is_some_and(|fields| fields.iter().any(|f| seen.field(f)));
-                        if !is_live(&user) || !through_seen {
-                            continue;
-                        }
-                        let profile = open_current(&keys, tx.tenant(), &user)?;
-                        let values: HashMap<_, _> = normalizer
-                            .searchable_values(&profile)
-                            .into_iter()
-                            .filter(|(field, _)| seen.field(field))
-                            .collect();
-                        candidates.push((view_of(&user, &profile, &seen), values));
-                    }
-                    // Bounded (50 candidates a field, values and term of at most 320 characters)
-                    // but quadratic: off the async workers.
-                    let mut ranked = tokio::task::spawn_blocking(move || {
-                        candidates
-                            .into_iter()
-                            .map(|(view, values)| (score(&terms, &values), view))
-                            .filter(|(score, _)| *score >= THRESHOLD)
-                            .collect::<Vec<_>>()
-                    })
-                    .await
-                    .map_err(|_| VaultError::BadRequest("The search failed".into()))?;
-                    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-                    ranked.truncate(MATCHES);
-                    let views: Vec<UserView> = ranked.into_iter().map(|(_, v)| v).collect();
-                    let tokens: Vec<_> = views.iter().map(|v| v.token).collect();
-                    let events = read_events(
-                        &keys,
-                        tx.tenant(),
-                        actor,
-                        Command::UserSearch,
-                        &tokens,
-                        metadata.as_ref(),
-                    )?;
-                    audit::record_many(tx, &events).await?;
-                    Ok(views)
-                })
-            })
-            .await
+        // Each candidate with the fields whose query found it.
+        let mut found: HashMap<Uuid, Vec<&'static str>> = HashMap::new();
+        for (field, grams) in &queries {
+            let hits = store::search_candidates(
+                tx,
+                field,
+                &grams.all,
+                &grams.probe,
+                grams.min_shared,
+                CANDIDATES,
+            )
+            .await?;
+            for token in hits {
+                found.entry(token).or_default().push(field);
+            }
+        }
+        let mut tokens: Vec<Uuid> = found.keys().copied().collect();
+        tokens.sort_unstable();
+        let mut visible = gate.visible(tx, command, &tokens, metadata).await?;
+        let mut candidates = Vec::new();
+        for user in store::get_users(tx, &tokens).await? {
+            let Some(seen) = visible.remove(&user.token) else {
+                continue;
+            };
+            // Only a field the caller may see admits a candidate: a hidden value must not pull
+            // anyone past another field's cap of candidates.
+            let through_seen = found
+                .get(&user.token)
+                .is_some_and(|fields| fields.iter().any(|f| seen.field(f)));
+            if !is_live(&user) || !through_seen {
+                continue;
+            }
+            let profile = open_current(keys, tx.tenant(), &user)?;
+            let values: HashMap<_, _> = normalizer
+                .searchable_values(&profile)
+                .into_iter()
+                .filter(|(field, _)| seen.field(field))
+                .collect();
+            candidates.push((view_of(&user, &profile, &seen), values));
+        }
+        // Bounded (50 candidates a field, values and term of at most 320 characters) but
+        // quadratic: off the async workers.
+        let mut ranked = tokio::task::spawn_blocking(move || {
+            candidates
+                .into_iter()
+                .map(|(view, values)| (score(&terms, &values), view))
+                .filter(|(score, _)| *score >= THRESHOLD)
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|_| VaultError::BadRequest("The search failed".into()))?;
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        ranked.truncate(MATCHES);
+        let views: Vec<UserView> = ranked.into_iter().map(|(_, v)| v).collect();
+        let tokens: Vec<_> = views.iter().map(|v| v.token).collect();
+        let events = read_events(keys, tx.tenant(), actor, command, &tokens, metadata)?;
+        audit::record_many(tx, &events).await?;
+        Ok(views)
     }
 }
 

@@ -217,6 +217,63 @@ fn view(agreement: &StoredAgreement, part: Sealed) -> AgreementView {
     }
 }
 
+/// Every change of `agreement`, oldest first, from the audit trail (at most [`MAX_HISTORY`]).
+async fn history_of(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    key: Option<&PartKey<'_>>,
+    agreement: &StoredAgreement,
+) -> Result<Vec<HistoryEntry>, VaultError> {
+    let mut history = Vec::new();
+    for event in store::history(tx, agreement.id, MAX_HISTORY).await? {
+        let Some(sealed) = &event.details else {
+            continue;
+        };
+        let row = event.id.to_string();
+        let label = crate::core::audit_label(tx.tenant(), &row);
+        let details: Value = open_json(&keys.audit, &label, sealed)?;
+        let change = details.get("agreement").unwrap_or(&Value::Null);
+        let state = |side: &str| change.get(side).cloned().unwrap_or(Value::Null);
+        let (mut before, mut after) = (state("before"), state("after"));
+        let methods = key
+            .and_then(PartKey::user)
+            .and_then(|k| event_methods(k, tx.tenant(), event.id, change));
+        if let Some((was, now)) = methods {
+            if let Some(state) = before.as_object_mut() {
+                state.insert("agreementmethod".into(), was);
+            }
+            if let Some(state) = after.as_object_mut() {
+                state.insert("agreementmethod".into(), now);
+            }
+        }
+        history.push(HistoryEntry {
+            time: event.timestamp,
+            event: event.action,
+            before,
+            after,
+        });
+    }
+    Ok(history)
+}
+
+/// Every agreement of `user` with its history (SystemGetUserReport), in the transaction.
+pub(crate) async fn report_of(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: Uuid,
+) -> Result<Vec<AgreementView>, VaultError> {
+    let party = Party::User(user);
+    let agreements = store::agreements_of(tx, &party).await?;
+    let key = key_for_reading(tx, keys, &party).await?;
+    let mut rows = Vec::new();
+    for agreement in agreements {
+        let mut row = view(&agreement, part_of(tx, key.as_ref(), &agreement)?);
+        row.history = history_of(tx, keys, key.as_ref(), &agreement).await?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 /// Whether a consent command reaches the agreements waiting for an e-mail or phone no user holds
 /// (an admin's only), and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -526,35 +583,7 @@ impl Vault {
                         .ok_or(VaultError::AgreementNotFound)?;
                     let key = key_for_reading(tx, &keys, &party).await?;
                     let mut answer = view(&agreement, part_of(tx, key.as_ref(), &agreement)?);
-                    for event in store::history(tx, agreement.id, MAX_HISTORY).await? {
-                        let Some(sealed) = &event.details else {
-                            continue;
-                        };
-                        let row = event.id.to_string();
-                        let label = crate::core::audit_label(tx.tenant(), &row);
-                        let details: Value = open_json(&keys.audit, &label, sealed)?;
-                        let change = details.get("agreement").unwrap_or(&Value::Null);
-                        let state = |side: &str| change.get(side).cloned().unwrap_or(Value::Null);
-                        let (mut before, mut after) = (state("before"), state("after"));
-                        let methods = key
-                            .as_ref()
-                            .and_then(PartKey::user)
-                            .and_then(|k| event_methods(k, tx.tenant(), event.id, change));
-                        if let Some((was, now)) = methods {
-                            if let Some(state) = before.as_object_mut() {
-                                state.insert("agreementmethod".into(), was);
-                            }
-                            if let Some(state) = after.as_object_mut() {
-                                state.insert("agreementmethod".into(), now);
-                            }
-                        }
-                        answer.history.push(HistoryEntry {
-                            time: event.timestamp,
-                            event: event.action,
-                            before,
-                            after,
-                        });
-                    }
+                    answer.history = history_of(tx, &keys, key.as_ref(), &agreement).await?;
                     let brief = Some(basis.brief.as_str());
                     audit_read(
                         tx,

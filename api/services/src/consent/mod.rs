@@ -344,7 +344,20 @@ pub(crate) async fn forget_user(
     action: &'static str,
     actor: Performer,
 ) -> Result<bool, VaultError> {
-    if !bunker_db::users::forget_user(tx, token).await? {
+    forget_user_keeping_versions(tx, keys, token, action, actor, None).await
+}
+
+/// [`forget_user`], the profile's versions kept for `keep_seconds` if given (a profile removed by
+/// SystemDeleteUserProfiles, which SystemRestoreUserProfile may bring back until then).
+pub(crate) async fn forget_user_keeping_versions(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    token: Uuid,
+    action: &'static str,
+    actor: Performer,
+    keep_seconds: Option<i64>,
+) -> Result<bool, VaultError> {
+    if !bunker_db::users::forget_keeping_versions(tx, token, keep_seconds).await? {
         return Ok(false);
     }
     forget_agreements(tx, keys, token, action, actor).await?;

@@ -105,6 +105,9 @@ const OWN_RECORD_READS: &[Command] = &[
     Command::SessionListUserSessions,
     Command::FileGet,
     Command::FileListUserFiles,
+    // The right of access: everything held about oneself.
+    Command::SystemGetUserReport,
+    Command::SystemGetUserHTMLReport,
 ];
 
 /// What any user token of the tenant may run without a policy, though it names no user: the

@@ -45,6 +45,9 @@ pub struct VaultSettings {
     pub webhook_backoff: std::time::Duration,
     /// The longest a shared record may live (`BUNKER_SHARED_RECORD_MAX_SECONDS`).
     pub shared_record_max_seconds: i64,
+    /// How long a profile removed by SystemDeleteUserProfiles can be restored
+    /// (`BUNKER_RESTORE_WINDOW_SECONDS`; 0: not at all).
+    pub restore_window_seconds: i64,
 }
 
 /// The vault service.
@@ -95,6 +98,12 @@ pub enum VaultError {
     ActivityNotFound,
     #[error("The processing activity record already exists")]
     ActivityExists,
+    /// SystemRestoreUserProfile of a token with no removed profile kept (never removed by
+    /// SystemDeleteUserProfiles, restored already, or kept no longer).
+    #[error("No removed profile of this token can be restored in this tenant")]
+    NotRestorable,
+    #[error("The tenant was not found")]
+    TenantNotFound,
     #[error("The session was not found")]
     SessionNotFound,
     #[error("The shared record was not found")]

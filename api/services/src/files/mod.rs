@@ -996,6 +996,25 @@ async fn may_store(
     Ok(())
 }
 
+/// The descriptions of a user's live files (SystemGetUserReport), in the transaction; no content.
+pub(crate) async fn report_of(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    user: Uuid,
+) -> Result<Vec<FileInfo>, VaultError> {
+    let stored = rows::of_user(tx, user, None, MAX_LISTED_FILES).await?;
+    if stored.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = user_key_for_reading(tx, keys, user)
+        .await?
+        .ok_or(VaultError::Keys(bunker_keys::KeyError::Unsealable))?;
+    stored
+        .iter()
+        .map(|file| Ok(info_of(file, open_meta(tx, &key, file)?)))
+        .collect()
+}
+
 /// Opens a stored file's metadata with the user's key.
 fn open_meta(tx: &TenantTx<'_>, key: &UserKey, stored: &StoredFile) -> Result<Meta, VaultError> {
     let row = stored.id.to_string();

@@ -2,6 +2,7 @@
 //! to the control-plane tables. Each runs in one transaction that also writes its audit event.
 
 mod credentials;
+pub mod uiconf;
 
 use bunker_db::audit::{self, Actor, AuditEvent, Performer};
 use bunker_db::control::{self, TenantRecord};
