@@ -63,17 +63,16 @@ struct Page<'a> {
 /// The page for `report`.
 pub fn render(report: &UserReport) -> Result<String, askama::Error> {
     let mut parts = Vec::new();
-    let mut profile = lines(&report.profile, 0);
-    profile.push(line(0, "Version", report.version.to_string()));
-    if let Some(at) = report.expiration.expirationtime {
-        profile.push(line(0, "Kept until", when(at)));
-    }
+    let kept = match report.expiration.expirationtime {
+        Some(at) => format!(", kept until {}", when(at)),
+        None => String::new(),
+    };
     parts.push(Part {
         title: "Your profile",
         about: "What is stored about you now.",
         cards: vec![Card {
-            title: "Profile".to_owned(),
-            lines: profile,
+            title: format!("Profile (version {}{kept})", report.version),
+            lines: lines(&report.profile, 0),
         }],
     });
     if let Some(versions) = &report.versions {
@@ -123,7 +122,7 @@ pub fn render(report: &UserReport) -> Result<String, askama::Error> {
                     if !a.history.is_empty() {
                         l.push(heading(0, "Changes"));
                         for change in &a.history {
-                            l.push(line(1, &change.time, change.event.clone()));
+                            l.push(line(1, &moment(&change.time), change.event.clone()));
                         }
                     }
                     Card {
@@ -285,6 +284,12 @@ fn who(actor: &str, partner: Option<&str>) -> String {
         ("shared_record", None) => "A partner (through a shared link)".to_owned(),
         (other, _) => other.to_owned(),
     }
+}
+
+/// An RFC 3339 time of the trail (`2026-12-02T01:56:53.390911Z`), to the second, in UTC.
+fn moment(rfc3339: &str) -> String {
+    let second: String = rfc3339.replace('T', " ").chars().take(19).collect();
+    format!("{second} UTC")
 }
 
 /// A Unix time, in UTC.
