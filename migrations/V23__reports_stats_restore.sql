@@ -115,9 +115,10 @@ ALTER TABLE tenants ADD COLUMN ui_conf jsonb NOT NULL DEFAULT '{}';
 
 -- A profile removed by SystemDeleteUserProfiles is forgotten as by UserDelete (record, indexes,
 -- the user's key and with it app data, files, sessions, shared records), except its versions,
--- which are kept until `restorable_until` so that SystemRestoreUserProfile can bring the profile
--- back. The sweeper deletes them after that time.
-ALTER TABLE users ADD COLUMN restorable_until timestamptz;
-ALTER TABLE users ADD CONSTRAINT users_restorable_only_forgotten
-    CHECK (restorable_until IS NULL OR record IS NULL);
-CREATE INDEX users_restorable ON users (tenant_id, restorable_until) WHERE restorable_until IS NOT NULL;
+-- which are kept (`removed_at` says since when) so that SystemRestoreUserProfile can bring the
+-- profile back within the server's restore window (`BUNKER_RESTORE_WINDOW_SECONDS`, applied when
+-- asked, so that shortening it shortens the windows running too). The sweeper deletes them after.
+ALTER TABLE users ADD COLUMN removed_at timestamptz;
+ALTER TABLE users ADD CONSTRAINT users_removed_only_forgotten
+    CHECK (removed_at IS NULL OR record IS NULL);
+CREATE INDEX users_removed ON users (tenant_id, removed_at) WHERE removed_at IS NOT NULL;

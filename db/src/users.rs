@@ -429,24 +429,25 @@ pub async fn list_versions(tx: &TenantTx<'_>, token: Uuid) -> Result<Vec<StoredV
 /// token is never issued again. Returns whether there was
 /// a record to forget.
 pub async fn forget_user(tx: &TenantTx<'_>, token: Uuid) -> Result<bool, DbError> {
-    forget_keeping_versions(tx, token, None).await
+    forget_keeping_versions(tx, token, false).await
 }
 
-/// [`forget_user`], except that the profile's versions are kept for `keep_seconds` (when given) so
-/// that the profile can be restored until then ([`restore_user`]); the sweeper deletes them after
-/// ([`purge_restorable`]). Everything sealed with the user's key goes all the same.
+/// [`forget_user`], except that, with `keep_versions`, the profile's versions are kept (marked
+/// `removed_at`) so that the profile can be restored within a window ([`restore_user`]); the
+/// sweeper deletes them after it ([`purge_restorable`]). Everything sealed with the user's key
+/// goes all the same.
 pub async fn forget_keeping_versions(
     tx: &TenantTx<'_>,
     token: Uuid,
-    keep_seconds: Option<i64>,
+    keep_versions: bool,
 ) -> Result<bool, DbError> {
     let forgotten = tx
         .execute(
             "UPDATE users SET record = NULL, data_key = NULL, forgotten_at = now(),
                     updated_at = now(), sliding_seconds = NULL, final_at = NULL, expires_at = NULL,
-                    restorable_until = now() + make_interval(secs => $2::bigint)
+                    removed_at = CASE WHEN $2 THEN now() END
               WHERE token = $1 AND record IS NOT NULL",
-            &[&token, &keep_seconds],
+            &[&token, &keep_versions],
         )
         .await?;
     if forgotten == 0 {
@@ -454,7 +455,7 @@ pub async fn forget_keeping_versions(
     }
     tx.execute("DELETE FROM user_indexes WHERE token = $1", &[&token])
         .await?;
-    if keep_seconds.is_none() {
+    if !keep_versions {
         tx.execute("DELETE FROM user_versions WHERE token = $1", &[&token])
             .await?;
     }
@@ -502,8 +503,8 @@ pub async fn lock_expired(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<Uuid>, Db
     .collect()
 }
 
-/// A profile removed with its versions kept ([`forget_keeping_versions`]), locked for this
-/// transaction: its token, and its newest kept version with that version's number.
+/// A profile removed with its versions kept ([`forget_keeping_versions`]): its token, and its
+/// newest kept version with that version's number.
 #[derive(Clone, Debug)]
 pub struct Restorable {
     pub token: Uuid,
@@ -511,16 +512,19 @@ pub struct Restorable {
     pub record: Vec<u8>,
 }
 
-/// The restorable profile `token`, if its versions are still kept; its row is locked.
+/// The profile `token`, if it was removed with its versions kept less than `window_seconds` ago;
+/// its row is locked.
 pub async fn lock_restorable(
     tx: &TenantTx<'_>,
     token: Uuid,
+    window_seconds: i64,
 ) -> Result<Option<Restorable>, DbError> {
     let locked = tx
         .query_opt(
             "SELECT token FROM users
-              WHERE token = $1 AND record IS NULL AND restorable_until > now() FOR UPDATE",
-            &[&token],
+              WHERE token = $1 AND record IS NULL
+                AND removed_at > now() - make_interval(secs => $2::bigint) FOR UPDATE",
+            &[&token, &window_seconds],
         )
         .await?;
     if locked.is_none() {
@@ -541,8 +545,9 @@ pub async fn lock_restorable(
     .transpose()
 }
 
-/// Brings a restorable profile back as its current record (sealed anew for the record's label)
-/// with its indexes; a clashing index is a [`DbError::UniqueViolation`] on `user_index_<field>`.
+/// Brings a profile [`lock_restorable`] found back as its current record (sealed anew for the
+/// record's label) with its indexes; a clashing index is a [`DbError::UniqueViolation`] on
+/// `user_index_<field>`.
 pub async fn restore_user(
     tx: &TenantTx<'_>,
     token: Uuid,
@@ -553,8 +558,8 @@ pub async fn restore_user(
     let restored = tx
         .execute(
             "UPDATE users SET record = $2, version = $3, forgotten_at = NULL,
-                    restorable_until = NULL, updated_at = now()
-              WHERE token = $1 AND record IS NULL AND restorable_until > now()",
+                    removed_at = NULL, updated_at = now()
+              WHERE token = $1 AND record IS NULL AND removed_at IS NOT NULL",
             &[&token, &record, &version],
         )
         .await?;
@@ -565,16 +570,21 @@ pub async fn restore_user(
     Ok(true)
 }
 
-/// Deletes the kept versions of up to `limit` removed profiles whose time to be restored is over;
+/// Deletes the kept versions of up to `limit` profiles removed `window_seconds` ago or more;
 /// their tokens.
-pub async fn purge_restorable(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<Uuid>, DbError> {
+pub async fn purge_restorable(
+    tx: &TenantTx<'_>,
+    window_seconds: i64,
+    limit: i64,
+) -> Result<Vec<Uuid>, DbError> {
     let tokens: Vec<Uuid> = tx
         .query(
-            "UPDATE users SET restorable_until = NULL
-              WHERE token IN (SELECT token FROM users WHERE restorable_until <= now()
-                               ORDER BY restorable_until LIMIT $1 FOR UPDATE SKIP LOCKED)
+            "UPDATE users SET removed_at = NULL
+              WHERE token IN (SELECT token FROM users
+                               WHERE removed_at <= now() - make_interval(secs => $1::bigint)
+                               ORDER BY removed_at LIMIT $2 FOR UPDATE SKIP LOCKED)
           RETURNING token",
-            &[&limit],
+            &[&window_seconds, &limit],
         )
         .await?
         .iter()

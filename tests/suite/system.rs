@@ -333,6 +333,34 @@ async fn a_report_holds_everything_about_the_user_and_is_itself_audited() {
             "{hidden} named"
         );
     }
+    // A role reaching app data only: the app-data requests, and the report says it is in part.
+    app.grant(
+        "shopkeeper",
+        "report-appdata",
+        json!({"Effect": "Allow", "Action": ["SystemGetUserReport"], "Resource": ["users.appdata"]}),
+    )
+    .await;
+    let shopkeeper = app.role_token("shopkeeper").await;
+    let (status, apps) = app
+        .call(
+            "SystemGetUserReport",
+            &shopkeeper,
+            None,
+            json!({"mode": "token", "identity": token}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{apps}");
+    assert_eq!(apps["report"]["appdata"][0]["appname"], "shop");
+    assert_eq!(
+        apps["report"]["requests"],
+        json!([]),
+        "no profile change request"
+    );
+    let omitted = apps["report"]["omitted"].as_array().unwrap();
+    assert!(
+        omitted.iter().any(|o| o == "requests (in part)"),
+        "{omitted:?}"
+    );
     // A role with no grant learns nothing, not even whether the user exists.
     app.root("RoleCreate", json!({"rolename": "nobody"})).await;
     let nobody = app.role_token("nobody").await;
@@ -576,7 +604,7 @@ async fn the_ui_configuration_is_public_and_set_by_the_tenant_admin() {
         "an unknown tenant looks like one that set nothing"
     );
 
-    let conf = json!({"companytitle": "Acme <Ltd>", "logourl": "https://cdn.acme.test/logo.svg", "primarycolor": "#112233", "loginphone": false});
+    let conf = json!({"companytitle": "Acme Ltd", "logourl": "https://cdn.acme.test/logo.svg", "primarycolor": "#112233", "loginphone": false});
     let (status, body) = app
         .call(
             "TenantUpdate",
@@ -587,7 +615,7 @@ async fn the_ui_configuration_is_public_and_set_by_the_tenant_admin() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, after) = public("acme").await;
-    assert_eq!(after["ui"]["companytitle"], "Acme <Ltd>");
+    assert_eq!(after["ui"]["companytitle"], "Acme Ltd");
     assert_eq!(after["ui"]["logourl"], "https://cdn.acme.test/logo.svg");
     assert_eq!(
         after["ui"]["loginmethods"],
@@ -614,6 +642,8 @@ async fn the_ui_configuration_is_public_and_set_by_the_tenant_admin() {
         json!({"logourl": "javascript:alert(1)"}),
         json!({"email": "jane@example.com"}),
         json!({"primarycolor": "red"}),
+        json!({"companytitle": "<b>Acme</b>"}),
+        json!({"companylink": "/\\evil.example"}),
     ] {
         let (status, body) = app
             .call(
@@ -722,6 +752,28 @@ async fn the_main_root_finds_deletes_and_restores_a_person_across_tenants() {
     assert_eq!(status, StatusCode::OK, "{fuzzy}");
     assert_eq!(fuzzy["rows"].as_array().unwrap().len(), 3, "{fuzzy}");
 
+    // An open request of hers in acme, emptied by the removal.
+    let (status, made) = app
+        .call(
+            "XTokenCreateForUser",
+            &app.root_token,
+            Some("acme"),
+            json!({"mode": "token", "identity": acme_token}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let hers = made["xtoken"].as_str().unwrap().to_owned();
+    let (status, asked) = app
+        .call(
+            "UserUpdateRequest",
+            &hers,
+            Some("acme"),
+            json!({"mode": "token", "identity": acme_token, "profile": {"name": "J"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    let request = asked["requestuuid"].clone();
+
     // Deleted in one tenant only.
     let (status, deleted) = app
         .root("SystemDeleteUserProfiles", json!({"mode": "email", "identity": "jane@example.com", "unlockuuid": unlock, "tenantname": "acme"}))
@@ -772,6 +824,25 @@ async fn the_main_root_finds_deletes_and_restores_a_person_across_tenants() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "restored already: {again}");
+    // Her old request reads as cancelled, with nothing left of what it asked.
+    let (status, old) = app
+        .call(
+            "UserRequestGet",
+            &app.root_token,
+            Some("acme"),
+            json!({"requestuuid": request}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{old}");
+    assert_eq!(old["request"]["status"], "cancelled");
+    assert!(old["request"]["change"].is_null(), "{old}");
+    // A tenant id and a name that disagree are refused, not one of them picked.
+    let (status, body) = app
+        .root("SystemDeleteUserProfiles", json!({"mode": "email", "identity": "jane@example.com", "unlockuuid": unlock, "tenantid": 2, "tenantname": "globex"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(get("acme").await.0, StatusCode::OK);
+    assert_eq!(get("globex").await.0, StatusCode::OK);
 
     // Audited in the user's tenant and in the main tenant.
     let (_, trail) = app
@@ -980,4 +1051,44 @@ async fn a_removed_profile_is_restorable_only_within_its_window_then_its_version
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_person_removed_by_concurrent_requests_is_removed_and_audited_once() {
+    let app = TestApp::spawn_with(TestOptions {
+        pool_size: 8,
+        ..TestOptions::default()
+    })
+    .await;
+    let unlock = app.unlock_for(&app.root_token).await;
+    for (command, login) in [("SystemDeleteUserProfiles", "jane"), ("UserDelete", "joe")] {
+        let token = app.create_user(json!({"login": login})).await;
+        let body = json!({"mode": "login", "identity": login, "unlockuuid": unlock});
+        let answers =
+            futures_util::future::join_all((0..6).map(|_| app.root(command, body.clone()))).await;
+        let done = answers
+            .iter()
+            .filter(|(status, _)| *status == StatusCode::OK)
+            .count();
+        assert_eq!(done, 1, "{command}: {answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::NOT_FOUND),
+            "{answers:?}"
+        );
+        let (_, trail) = app
+            .root(
+                "AuditListUserEvents",
+                json!({"mode": "token", "identity": token, "limit": 50}),
+            )
+            .await;
+        let removals = trail["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["eventtype"] == command)
+            .count();
+        assert_eq!(removals, 1, "{command}: {trail}");
+    }
 }

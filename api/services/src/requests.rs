@@ -184,6 +184,11 @@ fn view(request: &StoredRequest) -> RequestView {
     }
 }
 
+/// Whether a request's proposal was removed by a forget-me (its kind has one, and it is gone).
+fn emptied(request: &StoredRequest) -> bool {
+    request.change.is_none() && !matches!(request.kind.as_str(), "forget-me" | "withdraw-consent")
+}
+
 /// The proposal a stored request holds, opened with the user's key.
 fn proposal_of(
     request: &StoredRequest,
@@ -401,6 +406,13 @@ impl Vault {
                     }
                     let key = user_key_for_reading(tx, &keys, user.token).await?;
                     let mut answer = view(&request);
+                    // Emptied by a forget-me (of a profile restored since): closed, with nothing
+                    // left to show of what it asked.
+                    if emptied(&request) {
+                        let event = UserEvent::about(command, user.token, metadata.as_ref());
+                        record_event(tx, &keys, actor, event).await?;
+                        return Ok(answer);
+                    }
                     let proposal = proposal_of(&request, key.as_ref(), tx.tenant())?;
                     answer.change = proposal.change();
                     answer.original = match &proposal {

@@ -54,6 +54,7 @@ impl Vault {
             self.db.delete_expired_access_tokens(tenant).await?;
             loop {
                 let keys = self.keys(tenant);
+                let window = self.settings.restore_window_seconds;
                 let (swept, expired_files, most) = self
                     .db
                     .in_tenant(tenant, move |tx| {
@@ -82,7 +83,8 @@ impl Vault {
                             let sessions = app_sessions::purge_expired(tx, BATCH).await?;
                             let shared = shared_records::purge_expired(tx, BATCH).await?;
                             let files = files::purge_expired(tx, BATCH).await?;
-                            let ended = bunker_db::users::purge_restorable(tx, BATCH).await?;
+                            let ended =
+                                bunker_db::users::purge_restorable(tx, window, BATCH).await?;
                             for token in &ended {
                                 let event =
                                     UserEvent::operation(Operation::RestoreWindowEnded, *token);

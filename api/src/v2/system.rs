@@ -187,13 +187,10 @@ impl From<TenantProfile> for TenantProfileRow {
     }
 }
 
-/// The tenant a request names by `tenantid` or `tenantname` (the id wins), if any.
+/// The tenant a request names by `tenantid`, `tenantname` or both, if any.
 fn tenant_ref(id: Option<i64>, name: Option<String>) -> Option<TenantRef> {
-    match (id, name.filter(|n| !n.trim().is_empty())) {
-        (Some(id), _) => Some(TenantRef::Id(id)),
-        (None, Some(name)) => Some(TenantRef::Name(name.trim().to_owned())),
-        (None, None) => None,
-    }
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    (id.is_some() || name.is_some()).then_some(TenantRef { id, name })
 }
 
 fn profiles(rows: Vec<TenantProfile>) -> Json<TenantProfiles> {

@@ -344,20 +344,20 @@ pub(crate) async fn forget_user(
     action: &'static str,
     actor: Performer,
 ) -> Result<bool, VaultError> {
-    forget_user_keeping_versions(tx, keys, token, action, actor, None).await
+    forget_user_keeping_versions(tx, keys, token, action, actor, false).await
 }
 
-/// [`forget_user`], the profile's versions kept for `keep_seconds` if given (a profile removed by
-/// SystemDeleteUserProfiles, which SystemRestoreUserProfile may bring back until then).
+/// [`forget_user`], the profile's versions kept with `keep_versions` (a profile removed by
+/// SystemDeleteUserProfiles, which SystemRestoreUserProfile may bring back within its window).
 pub(crate) async fn forget_user_keeping_versions(
     tx: &TenantTx<'_>,
     keys: &TenantKeys,
     token: Uuid,
     action: &'static str,
     actor: Performer,
-    keep_seconds: Option<i64>,
+    keep_versions: bool,
 ) -> Result<bool, VaultError> {
-    if !bunker_db::users::forget_keeping_versions(tx, token, keep_seconds).await? {
+    if !bunker_db::users::forget_keeping_versions(tx, token, keep_versions).await? {
         return Ok(false);
     }
     forget_agreements(tx, keys, token, action, actor).await?;

@@ -41,11 +41,11 @@ use crate::users::open_current;
 /// The answer to anyone but the main tenant's root.
 pub const MAIN_ROOT_ONLY: &str = "Only the main tenant admin can run cross-tenant commands";
 
-/// A tenant named by a request (`tenantid` or `tenantname`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TenantRef {
-    Id(i64),
-    Name(String),
+/// A tenant named by a request: by `tenantid`, `tenantname`, or both (then they must agree).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantRef {
+    pub id: Option<i64>,
+    pub name: Option<String>,
 }
 
 /// A profile found in one tenant.
@@ -196,7 +196,7 @@ impl Vault {
         if let Some(only) = &only {
             tenants = vec![named(tenants, only)?];
         }
-        let keep = Some(self.settings.restore_window_seconds).filter(|s| *s > 0);
+        let keep = self.settings.restore_window_seconds > 0;
         let mut removed = Vec::new();
         for (tenant, tenantname) in tenants {
             let keys = self.keys(tenant);
@@ -218,10 +218,14 @@ impl Vault {
                         };
                         let performer = Performer::Token(actor);
                         let action = COMMAND.audit_action();
-                        crate::consent::forget_user_keeping_versions(
+                        // Removed by another request since it was found: not found here.
+                        if !crate::consent::forget_user_keeping_versions(
                             tx, &keys, user.token, action, performer, keep,
                         )
-                        .await?;
+                        .await?
+                        {
+                            return Ok(None);
+                        }
                         let event = UserEvent::about(COMMAND, user.token, metadata.as_ref());
                         record_event(tx, &keys, actor, event).await?;
                         Ok::<_, VaultError>(Some(user.token))
@@ -264,12 +268,13 @@ impl Vault {
         let keys = self.keys(tenant);
         let actor = caller.actor();
         let normalizer = self.settings.normalizer.clone();
+        let window = self.settings.restore_window_seconds;
         let event_metadata = metadata.clone();
         let profile = self
             .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    let kept = user_store::lock_restorable(tx, token)
+                    let kept = user_store::lock_restorable(tx, token, window)
                         .await?
                         .ok_or(VaultError::NotRestorable)?;
                     let row = version_row(token, kept.version);
@@ -362,15 +367,25 @@ impl Vault {
     }
 }
 
-/// The tenant a request names, of those there are.
+/// The tenant a request names, of those there are. A `tenantid` and a `tenantname` that name two
+/// tenants (or one that does not exist) are refused: a removal must not pick one of two.
 fn named(tenants: Tenants, wanted: &TenantRef) -> Result<(TenantId, String), VaultError> {
-    tenants
-        .into_iter()
-        .find(|(id, name)| match wanted {
-            TenantRef::Id(wanted) => id.0 == *wanted,
-            TenantRef::Name(wanted) => name == wanted,
-        })
-        .ok_or(VaultError::TenantNotFound)
+    let found = tenants.into_iter().find(|(id, name)| match wanted {
+        TenantRef {
+            id: Some(wanted), ..
+        } => id.0 == *wanted,
+        TenantRef {
+            name: Some(wanted), ..
+        } => name == wanted,
+        TenantRef { .. } => false,
+    });
+    match (found, &wanted.name) {
+        (Some((_, name)), Some(wanted)) if name != *wanted => Err(VaultError::BadRequest(
+            "tenantid and tenantname name different tenants".into(),
+        )),
+        (Some(found), _) => Ok(found),
+        (None, _) => Err(VaultError::TenantNotFound),
+    }
 }
 
 fn tokens_of(found: &[TenantProfile]) -> Vec<(TenantId, Uuid)> {

@@ -184,7 +184,7 @@ impl Vault {
                         gate.resolve(tx, lookup, command, metadata.as_ref()).await?;
                     let token = user.token;
                     let current = open_current(&keys, tx.tenant(), &user)?;
-                    let mut omitted = Vec::new();
+                    let mut omitted: Vec<&'static str> = Vec::new();
                     let mut part = |shown: bool, name: &'static str| {
                         if !shown {
                             omitted.push(name);
@@ -231,7 +231,12 @@ impl Vault {
                                 .collect(),
                         ),
                     };
-                    let requests = match part(whole || visible.appdata(), "requests") {
+                    // Each request by what it touches: the profile, an app's data, a consent.
+                    let kinds = [whole, visible.appdata(), visible.consent()];
+                    if kinds.iter().any(|k| *k) && !kinds.iter().all(|k| *k) {
+                        part(false, "requests (in part)");
+                    }
+                    let requests = match part(kinds.iter().any(|k| *k), "requests") {
                         false => None,
                         true => Some(
                             crate::requests::report_of(tx, &keys, token, &visible)

@@ -88,14 +88,15 @@ fn valid(kind: Kind, value: &Value) -> bool {
         (Kind::Text, Value::String(text)) => {
             let chars = text.chars().count();
             (1..=MAX_TEXT_CHARS).contains(&chars)
-                && !text.chars().any(char::is_control)
+                && !text
+                    .chars()
+                    .any(|c| c.is_control() || invisible(c) || "<>".contains(c))
                 && !text.trim().is_empty()
         }
         (Kind::Url, Value::String(text)) => {
-            text.chars().count() <= MAX_URL_CHARS
-                && !text.chars().any(|c| c.is_control() || c.is_whitespace())
-                && (text.starts_with('/') && !text.starts_with("//")
-                    || url::Url::parse(text).is_ok_and(|u| u.scheme() == "https"))
+            text.len() <= MAX_URL_CHARS
+                && text.bytes().all(url_byte)
+                && (text.starts_with('/') && !text.starts_with("//") || https_url(text))
         }
         (Kind::Colour, Value::String(text)) => {
             text.len() == 7
@@ -106,12 +107,38 @@ fn valid(kind: Kind, value: &Value) -> bool {
     }
 }
 
+/// What a link may be written with: RFC 3986's unreserved and reserved characters and `%`, but
+/// not `'` (nor `\`, `<`, `>`, `"`, spaces or anything else a parser or a page might read
+/// otherwise).
+fn url_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&()*+,;=%".contains(&b)
+}
+
+/// An `https://` URL naming a host, with no user name or password in it.
+fn https_url(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|u| {
+        u.scheme() == "https"
+            && u.host_str().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
+    })
+}
+
+/// Characters that change how text around them is shown without showing themselves (bidi
+/// controls, zero-width characters, the byte-order mark).
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 fn refusal(kind: Kind) -> &'static str {
     match kind {
-        Kind::Text => "uiconf.companytitle must be 1 to 100 characters, without control characters",
+        Kind::Text => {
+            "uiconf.companytitle must be 1 to 100 characters, without control or invisible \
+             characters, < or >"
+        }
         Kind::Url => {
-            "uiconf links must be https:// URLs (or paths on this server, /…) of at most 2048 \
-             characters"
+            "uiconf links must be https:// URLs naming a host without credentials (or paths on \
+             this server, /…), at most 2048 characters of letters, digits, -._~:/?#[]@!$&()*+,;=%"
         }
         Kind::Colour => "uiconf colours must be written #rrggbb",
         Kind::Switch => "uiconf.loginemail and uiconf.loginphone must be true or false",
@@ -199,6 +226,15 @@ mod tests {
             json!({"logourl": "javascript:alert(1)"}),
             json!({"logourl": "http://example.com/logo.png"}),
             json!({"logourl": "//evil.example/logo.png"}),
+            json!({"logourl": "/\\evil.example/logo.png"}),
+            json!({"companylink": "https://evil.example\\@good.example/"}),
+            json!({"companylink": "https://user:pass@evil.example/"}),
+            json!({"companylink": "https://good.example@evil.example/"}),
+            json!({"companylink": "https://example.com/<x>"}),
+            json!({"companylink": "/path?x=1&y='a'"}),
+            json!({"companylink": "https://example.com/\u{202e}"}),
+            json!({"companytitle": "Acme\u{202e}"}),
+            json!({"companytitle": "<script>"}),
             json!({"primarycolor": "red; background: url(x)"}),
             json!({"companytitle": ""}),
             json!({"companytitle": "a\nb"}),

@@ -374,15 +374,23 @@ impl Vault {
                             }
                             Err(err) => return Err(err),
                         };
-                        outcomes.push(Ok(()));
-                        if done.insert(token) {
-                            let action = command.audit_action();
-                            let performer = bunker_db::audit::Performer::Token(actor);
-                            crate::consent::forget_user(tx, &keys, token, action, performer)
-                                .await?;
-                            let event = UserEvent::about(command, token, metadata.as_ref());
-                            record_event(tx, &keys, actor, event).await?;
+                        if done.contains(&token) {
+                            outcomes.push(Ok(()));
+                            continue;
                         }
+                        let action = command.audit_action();
+                        let performer = bunker_db::audit::Performer::Token(actor);
+                        // Forgotten by another request since it was found (the row lock made
+                        // this one wait for it): as if not found, and not audited again.
+                        if !crate::consent::forget_user(tx, &keys, token, action, performer).await?
+                        {
+                            outcomes.push(Err(gate.hide_missing(command, VaultError::NotFound)));
+                            continue;
+                        }
+                        done.insert(token);
+                        outcomes.push(Ok(()));
+                        let event = UserEvent::about(command, token, metadata.as_ref());
+                        record_event(tx, &keys, actor, event).await?;
                     }
                     Ok::<_, VaultError>((outcomes, done))
                 })
