@@ -52,8 +52,8 @@ pub struct AcceptInput {
     pub finaltime: Option<Value>,
 }
 
-/// An agreement as answered.
-#[derive(Clone, Debug)]
+/// An agreement as answered (and as a report holds it).
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct AgreementView {
     pub brief: String,
     pub status: String,
@@ -71,7 +71,7 @@ pub struct AgreementView {
 }
 
 /// One change of an agreement, from the audit trail.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct HistoryEntry {
     pub time: String,
     pub event: String,

@@ -23,6 +23,7 @@ pub mod stats;
 use bunker_db::audit::{self as audit_store, AuditEvent, Performer};
 use bunker_db::users as user_store;
 use bunker_db::TenantId;
+use bunker_keys::TenantKeys;
 use bunker_tenancy::Caller;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -31,7 +32,7 @@ use crate::access::Command;
 use crate::bulk::require_unlock;
 use crate::bulk::search::Search;
 use crate::core::gate::Gate;
-use crate::core::identity::Mode;
+use crate::core::identity::{Lookup, Mode};
 use crate::core::{
     audit_label, open_profile, record_event, record_label, resolve, seal_json, seal_profile,
     version_label, version_row, UserEvent, Vault, VaultError,
@@ -90,11 +91,8 @@ impl Vault {
         let tenants = self.open_cross_tenant(caller, &unlock).await?;
         let mut found = Vec::new();
         for (tenant, tenantname) in tenants {
-            let keys = self.keys(tenant);
-            let lookup = match self.settings.normalizer.lookup(&keys.index, mode, identity) {
-                Ok(lookup) => lookup,
-                Err(VaultError::NotFound) => continue,
-                Err(err) => return Err(err),
+            let Some((keys, lookup)) = self.lookup_in(tenant, mode, identity)? else {
+                continue;
             };
             let actor = caller.actor();
             let metadata = metadata.clone();
@@ -199,11 +197,8 @@ impl Vault {
         let keep = self.settings.restore_window_seconds > 0;
         let mut removed = Vec::new();
         for (tenant, tenantname) in tenants {
-            let keys = self.keys(tenant);
-            let lookup = match self.settings.normalizer.lookup(&keys.index, mode, identity) {
-                Ok(lookup) => lookup,
-                Err(VaultError::NotFound) => continue,
-                Err(err) => return Err(err),
+            let Some((keys, lookup)) = self.lookup_in(tenant, mode, identity)? else {
+                continue;
             };
             let actor = caller.actor();
             let metadata = metadata.clone();
@@ -302,6 +297,21 @@ impl Vault {
             token,
             profile,
         })
+    }
+
+    /// `tenant`'s keys and its blind index of `identity`; none when the value names no one.
+    fn lookup_in(
+        &self,
+        tenant: TenantId,
+        mode: Mode,
+        identity: &str,
+    ) -> Result<Option<(TenantKeys, Lookup)>, VaultError> {
+        let keys = self.keys(tenant);
+        match self.settings.normalizer.lookup(&keys.index, mode, identity) {
+            Ok(lookup) => Ok(Some((keys, lookup))),
+            Err(VaultError::NotFound) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     /// Refuses anyone but the main tenant's root, and a missing or stale unlock (checked in the

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::access::Command;
+use crate::consent::agreements::AgreementView;
 use crate::core::gate::Gate;
 use crate::core::identity::Mode;
 use crate::core::{
@@ -41,7 +42,7 @@ pub struct UserReport {
     pub expiration: Expiration,
     pub versions: Option<Vec<ReportVersion>>,
     pub appdata: Option<Vec<ReportApp>>,
-    pub agreements: Option<Vec<ReportAgreement>>,
+    pub agreements: Option<Vec<AgreementView>>,
     pub requests: Option<Vec<ReportRequest>>,
     pub sessions: Option<Vec<ReportSession>>,
     pub sharedrecords: Option<Vec<ReportSharedRecord>>,
@@ -70,28 +71,6 @@ pub struct ReportVersion {
 pub struct ReportApp {
     pub appname: String,
     pub data: Map<String, Value>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ReportAgreement {
-    pub brief: String,
-    pub status: String,
-    pub agreementmethod: Option<String>,
-    pub referencecode: Option<String>,
-    pub lastmodifiedby: Option<String>,
-    pub starttime: Option<i64>,
-    pub finaltime: Option<i64>,
-    pub creationtime: i64,
-    pub history: Vec<ReportAgreementChange>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ReportAgreementChange {
-    /// RFC 3339.
-    pub time: String,
-    pub event: String,
-    pub before: Value,
-    pub after: Value,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -223,13 +202,9 @@ impl Vault {
                     };
                     let agreements = match part(visible.consent(), "agreements") {
                         false => None,
-                        true => Some(
-                            crate::consent::agreements::report_of(tx, &keys, token)
-                                .await?
-                                .into_iter()
-                                .map(agreement)
-                                .collect(),
-                        ),
+                        true => {
+                            Some(crate::consent::agreements::report_of(tx, &keys, token).await?)
+                        }
                     };
                     // Each request by what it touches: the profile, an app's data, a consent.
                     let kinds = [whole, visible.appdata(), visible.consent()];
@@ -376,29 +351,6 @@ impl Vault {
                 })
             })
             .await
-    }
-}
-
-fn agreement(view: crate::consent::agreements::AgreementView) -> ReportAgreement {
-    ReportAgreement {
-        brief: view.brief,
-        status: view.status,
-        agreementmethod: view.agreementmethod,
-        referencecode: view.referencecode,
-        lastmodifiedby: view.lastmodifiedby,
-        starttime: view.starttime,
-        finaltime: view.finaltime,
-        creationtime: view.creationtime,
-        history: view
-            .history
-            .into_iter()
-            .map(|h| ReportAgreementChange {
-                time: h.time,
-                event: h.event,
-                before: h.before,
-                after: h.after,
-            })
-            .collect(),
     }
 }
 
