@@ -137,6 +137,17 @@ async fn commands_need_a_database_url() {
         !ok && stderr.contains("BUNKER_MAX_BODY_BYTES must be a positive whole number"),
         "{stderr}"
     );
+    // A restore window of more than a century (a "never" that would overflow a timestamp and
+    // stop the sweeper) is refused.
+    let (ok, _, stderr) = run_bunker(
+        &["serve"],
+        &[("BUNKER_RESTORE_WINDOW_SECONDS", "10000000000000")],
+    )
+    .await;
+    assert!(
+        !ok && stderr.contains("BUNKER_RESTORE_WINDOW_SECONDS must be a whole number of seconds"),
+        "{stderr}"
+    );
     // A secret is never taken from the command line, where ps and shell history keep it.
     let (ok, _, stderr) =
         run_bunker::<&str, &str>(&["migrate", "--database-url=host=/tmp dbname=x"], &[]).await;

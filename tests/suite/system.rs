@@ -841,8 +841,14 @@ async fn the_main_root_finds_deletes_and_restores_a_person_across_tenants() {
         .root("SystemDeleteUserProfiles", json!({"mode": "email", "identity": "jane@example.com", "unlockuuid": unlock, "tenantid": 2, "tenantname": "globex"}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A blank tenant name is not "every tenant".
+    let (status, body) = app
+        .root("SystemDeleteUserProfiles", json!({"mode": "email", "identity": "jane@example.com", "unlockuuid": unlock, "tenantname": " "}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(get("acme").await.0, StatusCode::OK);
     assert_eq!(get("globex").await.0, StatusCode::OK);
+    assert_eq!(get("default").await.0, StatusCode::OK);
 
     // Audited in the user's tenant and in the main tenant.
     let (_, trail) = app

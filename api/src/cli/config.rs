@@ -142,7 +142,8 @@ pub struct ServerArgs {
     /// How long a profile SystemDeleteUserProfiles removed can be restored, in seconds (its
     /// versions are kept that long; 0: not restorable).
     #[arg(long, env = "BUNKER_RESTORE_WINDOW_SECONDS", value_name = "SECONDS",
-          default_value_t = DEFAULT_RESTORE_WINDOW_SECONDS)]
+          default_value_t = DEFAULT_RESTORE_WINDOW_SECONDS,
+          value_parser = seconds_up_to_a_century("BUNKER_RESTORE_WINDOW_SECONDS"))]
     pub restore_window_seconds: usize,
     /// Where files are stored: `file:///path` or `s3://bucket/prefix` (none: the file commands
     /// answer 503; `bunker demo` uses its data directory).
@@ -253,6 +254,24 @@ fn positive(variable: &'static str) -> impl Fn(&str) -> Result<usize, String> + 
             .ok()
             .filter(|n| *n > 0)
             .ok_or_else(|| format!("{variable} must be a positive whole number"))
+    }
+}
+
+/// A parser of a whole number of seconds from 0 to 100 years, whose error names `variable`.
+fn seconds_up_to_a_century(
+    variable: &'static str,
+) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    const CENTURY: usize = 100 * 365 * 86_400 + 25 * 86_400;
+    move |text| {
+        text.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= CENTURY)
+            .ok_or_else(|| {
+                format!(
+                    "{variable} must be a whole number of seconds, at most 100 years ({CENTURY})"
+                )
+            })
     }
 }
 

@@ -187,10 +187,16 @@ impl From<TenantProfile> for TenantProfileRow {
     }
 }
 
-/// The tenant a request names by `tenantid`, `tenantname` or both, if any.
-fn tenant_ref(id: Option<i64>, name: Option<String>) -> Option<TenantRef> {
-    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-    (id.is_some() || name.is_some()).then_some(TenantRef { id, name })
+/// The tenant a request names by `tenantid`, `tenantname` or both, if any. A blank name is
+/// refused, not read as no name: these commands would then reach every tenant.
+fn tenant_ref(id: Option<i64>, name: Option<String>) -> Result<Option<TenantRef>, ApiError> {
+    let name = match name {
+        Some(name) if name.trim().is_empty() => {
+            return Err(ApiError::bad_request("tenantname must not be empty"))
+        }
+        name => name.map(|n| n.trim().to_owned()),
+    };
+    Ok((id.is_some() || name.is_some()).then_some(TenantRef { id, name }))
 }
 
 fn profiles(rows: Vec<TenantProfile>) -> Json<TenantProfiles> {
@@ -449,7 +455,7 @@ impl SystemApi {
     ) -> Result<Json<RemovedProfiles>, ApiError> {
         let r = body.0;
         let mode: Mode = r.mode.parse()?;
-        let only = tenant_ref(r.tenantid, r.tenantname);
+        let only = tenant_ref(r.tenantid, r.tenantname)?;
         let rows = self
             .vault
             .system_delete_user_profiles(
@@ -489,7 +495,7 @@ impl SystemApi {
     ) -> Result<Json<RestoredProfile>, ApiError> {
         let r = body.0;
         let token = bunker_services::core::identity::parse_token(r.token.trim())?;
-        let tenant = tenant_ref(r.tenantid, r.tenantname).ok_or_else(|| {
+        let tenant = tenant_ref(r.tenantid, r.tenantname)?.ok_or_else(|| {
             ApiError::bad_request("Missing API request parameters: tenantid or tenantname")
         })?;
         let restored = self

@@ -91,11 +91,12 @@ fn valid(kind: Kind, value: &Value) -> bool {
                 && !text
                     .chars()
                     .any(|c| c.is_control() || invisible(c) || "<>".contains(c))
-                && !text.trim().is_empty()
+                && text.chars().any(char::is_alphanumeric)
         }
         (Kind::Url, Value::String(text)) => {
             text.len() <= MAX_URL_CHARS
                 && text.bytes().all(url_byte)
+                && escapes_well_formed(text)
                 && (text.starts_with('/') && !text.starts_with("//") || https_url(text))
         }
         (Kind::Colour, Value::String(text)) => {
@@ -114,31 +115,69 @@ fn url_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&()*+,;=%".contains(&b)
 }
 
-/// An `https://` URL naming a host, with no user name or password in it.
-fn https_url(text: &str) -> bool {
-    url::Url::parse(text).is_ok_and(|u| {
-        u.scheme() == "https"
-            && u.host_str().is_some()
-            && u.username().is_empty()
-            && u.password().is_none()
+/// Whether every `%` starts an escape of two hex digits.
+fn escapes_well_formed(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
     })
 }
 
-/// Characters that change how text around them is shown without showing themselves (bidi
-/// controls, zero-width characters, the byte-order mark).
+/// An URL written `https://<domain name>` (lower-case scheme, two slashes, no user information, a
+/// host of DNS labels, not an IP address: the portals' visitors' browsers fetch it).
+fn https_url(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("https://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(authority, |(host, _)| host);
+    let labels: Vec<&str> = host.split('.').collect();
+    let named = labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_alphabetic()));
+    named
+        && url::Url::parse(text)
+            .is_ok_and(|u| u.scheme() == "https" && matches!(u.host(), Some(url::Host::Domain(_))))
+}
+
+/// Characters that are not seen, or change how text around them is shown without showing
+/// themselves: Unicode's default-ignorable code points (bidi controls, zero-width characters,
+/// fillers, variation selectors, tags), format characters, line and paragraph separators, private
+/// use and noncharacters.
 fn invisible(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFFB}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}' | '\u{E000}'..='\u{F8FF}'
+        | '\u{F0000}'..='\u{10FFFF}' | '\u{FDD0}'..='\u{FDEF}')
+        || (c as u32) & 0xFFFE == 0xFFFE
 }
 
 fn refusal(kind: Kind) -> &'static str {
     match kind {
         Kind::Text => {
-            "uiconf.companytitle must be 1 to 100 characters, without control or invisible \
-             characters, < or >"
+            "uiconf.companytitle must be 1 to 100 characters with a letter or digit, without \
+             control or invisible characters, < or >"
         }
         Kind::Url => {
-            "uiconf links must be https:// URLs naming a host without credentials (or paths on \
-             this server, /…), at most 2048 characters of letters, digits, -._~:/?#[]@!$&()*+,;=%"
+            "uiconf links must be https://<domain name> URLs without credentials (or paths on \
+             this server, /…), at most 2048 characters of letters, digits, -._~:/?#[]@!$&()*+,;= \
+             and %XX escapes"
         }
         Kind::Colour => "uiconf colours must be written #rrggbb",
         Kind::Switch => "uiconf.loginemail and uiconf.loginphone must be true or false",
@@ -148,8 +187,17 @@ fn refusal(kind: Kind) -> &'static str {
 /// The configuration as answered: what the tenant set, and the login methods on (wanted by the
 /// tenant, which is the default, and deliverable by this server).
 pub fn answer(conf: Option<Value>, available: LoginMethods) -> Map<String, Value> {
-    let mut shown = match conf {
-        Some(Value::Object(map)) => map,
+    // Checked again on the way out: only what the rules let through is ever published, whatever
+    // the row holds (a value stored under older rules, or written past the server).
+    let mut shown: Map<String, Value> = match conf {
+        Some(Value::Object(map)) => map
+            .into_iter()
+            .filter(|(key, value)| {
+                FIELDS
+                    .iter()
+                    .any(|(name, kind)| name == key && valid(*kind, value))
+            })
+            .collect(),
         _ => Map::new(),
     };
     let wanted = |shown: &mut Map<String, Value>, key: &str| {
@@ -235,6 +283,21 @@ mod tests {
             json!({"companylink": "https://example.com/\u{202e}"}),
             json!({"companytitle": "Acme\u{202e}"}),
             json!({"companytitle": "<script>"}),
+            json!({"companytitle": "\u{3164}\u{2800}\u{00ad}"}),
+            json!({"companytitle": "Acme\u{00ad}"}),
+            json!({"companytitle": "Acme\u{E0041}"}),
+            json!({"companytitle": "Acme\u{2028}"}),
+            json!({"companylink": "https:evil.example"}),
+            json!({"companylink": "https:/evil.example"}),
+            json!({"companylink": "HTTPS://evil.example"}),
+            json!({"companylink": "https:///evil.example"}),
+            json!({"companylink": "https://@evil.example"}),
+            json!({"companylink": "https://127.0.0.1/logo.png"}),
+            json!({"companylink": "https://[::1]/logo.png"}),
+            json!({"companylink": "https://2130706433/"}),
+            json!({"companylink": "https://localhost/"}),
+            json!({"companylink": "/logo%zz.png"}),
+            json!({"companylink": "/logo%"}),
             json!({"primarycolor": "red; background: url(x)"}),
             json!({"companytitle": ""}),
             json!({"companytitle": "a\nb"}),
@@ -263,6 +326,13 @@ mod tests {
         assert_eq!(
             shown["loginmethods"],
             json!({"email": false, "phone": false})
+        );
+        // What a row holds against the rules is never published.
+        let stored = json!({"companytitle": "<script>", "logourl": "javascript:x", "extra": 1,
+                            "primarycolor": "#000000"});
+        assert_eq!(
+            Value::Object(answer(Some(stored), on)),
+            json!({"primarycolor": "#000000", "loginmethods": {"email": true, "phone": true}})
         );
     }
 }
