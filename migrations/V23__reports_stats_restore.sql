@@ -22,21 +22,28 @@ CREATE POLICY usage_counters_tenant_isolation ON usage_counters
     WITH CHECK (tenant_id = NULLIF(current_setting('bunker.tenant_id', true), '')::bigint);
 GRANT SELECT, INSERT, UPDATE ON usage_counters TO bunker_app;
 
--- Adds to a tenant's counters, as whoever wrote (under the row-level security of that tenant). A
--- tenant being deleted has no counters any more (its rows cascade in the same transaction).
+-- Adds to a tenant's counters, as whoever wrote (under the row-level security of that tenant): a
+-- plain update of the backend's row (a HOT update: no index changes), its first write inserting
+-- it. A tenant being deleted has no counters any more (its rows cascade in the same transaction).
 CREATE FUNCTION bunker_count(tenant bigint, d_users bigint, d_tokens bigint, d_sessions bigint)
 RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    s smallint := pg_backend_pid() % 64;
 BEGIN
-    IF (d_users, d_tokens, d_sessions) = (0, 0, 0)
-       OR NOT EXISTS (SELECT 1 FROM tenants WHERE id = tenant) THEN
+    IF d_users = 0 AND d_tokens = 0 AND d_sessions = 0 THEN
         RETURN;
     END IF;
-    INSERT INTO usage_counters AS c (tenant_id, shard, users, tokens, sessions)
-    VALUES (tenant, pg_backend_pid() % 64, d_users, d_tokens, d_sessions)
-    ON CONFLICT (tenant_id, shard) DO UPDATE
-        SET users = c.users + EXCLUDED.users,
-            tokens = c.tokens + EXCLUDED.tokens,
-            sessions = c.sessions + EXCLUDED.sessions;
+    UPDATE usage_counters
+       SET users = users + d_users, tokens = tokens + d_tokens, sessions = sessions + d_sessions
+     WHERE tenant_id = tenant AND shard = s;
+    IF NOT FOUND AND EXISTS (SELECT 1 FROM tenants WHERE id = tenant) THEN
+        INSERT INTO usage_counters AS c (tenant_id, shard, users, tokens, sessions)
+        VALUES (tenant, s, d_users, d_tokens, d_sessions)
+        ON CONFLICT (tenant_id, shard) DO UPDATE
+            SET users = c.users + EXCLUDED.users,
+                tokens = c.tokens + EXCLUDED.tokens,
+                sessions = c.sessions + EXCLUDED.sessions;
+    END IF;
 END
 $$;
 
