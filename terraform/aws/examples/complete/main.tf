@@ -1,0 +1,26 @@
+# A complete Bunker installation on AWS with the module's defaults: three zones, a three-node EKS cluster, a
+# two-instance Aurora PostgreSQL cluster, the wrapping key, the IRSA role and the S3 file vault.
+#
+#   terraform init && terraform apply -var region=eu-west-2 -var name=bunker-prod \
+#     -var 'cluster_endpoint_public_access_cidrs=["203.0.113.0/24"]'
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = {
+      project = "bunker"
+    }
+  }
+}
+
+module "bunker" {
+  source = "../.."
+
+  name                                 = var.name
+  cluster_endpoint_public_access_cidrs = var.cluster_endpoint_public_access_cidrs
+  kubernetes_namespace                 = var.kubernetes_namespace
+  kubernetes_service_account           = var.kubernetes_service_account
+  bunker_installation_id               = var.bunker_installation_id
+  files_bucket_enabled                 = var.files_bucket_enabled
+}
