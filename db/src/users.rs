@@ -489,6 +489,18 @@ pub async fn forget_keeping_versions(
     Ok(true)
 }
 
+/// Takes this tenant's sweeping lock for the transaction: false when another server is sweeping
+/// the tenant (so that, of several replicas, one sweeps a tenant at a time).
+pub async fn try_sweep_lock(tx: &TenantTx<'_>) -> Result<bool, DbError> {
+    Ok(tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended('bunker-sweep', $1))",
+            &[&tx.tenant().0],
+        )
+        .await?
+        .try_get(0)?)
+}
+
 /// Up to `limit` users of the transaction's tenant whose expiry has passed, locked for this
 /// transaction (rows another sweeper holds are skipped).
 pub async fn lock_expired(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<Uuid>, DbError> {

@@ -22,6 +22,7 @@ mod limits;
 mod masking;
 mod memberships;
 mod outage;
+mod replicas;
 mod requests;
 mod resolution;
 mod sdk;

@@ -59,6 +59,10 @@ impl Vault {
                     .db
                     .in_tenant(tenant, move |tx| {
                         Box::pin(async move {
+                            // Another replica sweeps this tenant now: its turn, not ours.
+                            if !bunker_db::users::try_sweep_lock(tx).await? {
+                                return Ok::<_, VaultError>((Vec::new(), Vec::new(), 0));
+                            }
                             let expired = bunker_db::users::lock_expired(tx, BATCH).await?;
                             for token in &expired {
                                 let action = Operation::UserExpired.audit_action();

@@ -1,0 +1,310 @@
+//! Several replicas: three `bunker serve` processes over one database, on nothing but different
+//! ports, share what a deployment of several pods relies on.
+
+use std::time::Duration;
+
+use bunker_tests::{answer, run_bunker, serve_process_with, StatusCode, TestApp};
+use serde_json::{json, Value};
+
+/// Three `bunker serve` processes over `app`'s database, each with `env` (and the child
+/// processes, killed when dropped).
+async fn three_replicas(
+    app: &TestApp,
+    env: &[(&str, &str)],
+) -> Vec<(String, tokio::process::Child)> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(serve_process_with(&app.database_url(), &app.wrapping_key, None, &env).await);
+    }
+    replicas
+}
+
+async fn call(
+    app: &TestApp,
+    address: &str,
+    command: &str,
+    token: &str,
+    tenant: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    answer(
+        app.http
+            .post(format!("{address}/v2/{command}"))
+            .header("X-Bunker-Token", token)
+            .header("X-Bunker-Tenant", tenant)
+            .json(&body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_token_revoked_through_one_replica_is_refused_by_the_others_at_once() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.create_tenant("acme").await;
+    let replicas = three_replicas(&app, &[]).await;
+    // Roles belong to the main tenant (root, no tenant header).
+    let (status, role) = call(
+        &app,
+        &replicas[0].0,
+        "RoleCreate",
+        &app.root_token,
+        "default",
+        json!({"rolename": "clerk"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{role}");
+    let (status, made) = call(
+        &app,
+        &replicas[1].0,
+        "XTokenCreateForRole",
+        &admin,
+        "acme",
+        json!({"rolename": "clerk"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let clerk = made["xtoken"].as_str().unwrap().to_owned();
+    for (address, _) in &replicas {
+        let (status, body) = call(
+            &app,
+            address,
+            "GroupListAllGroups",
+            &clerk,
+            "acme",
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "known everywhere (no policy allows it): {body}"
+        );
+    }
+    let (_, listed) = call(
+        &app,
+        &replicas[2].0,
+        "TenantListTokens",
+        &admin,
+        "acme",
+        json!({}),
+    )
+    .await;
+    let id = listed["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "role")
+        .expect("the role token")["tokenid"]
+        .clone();
+    let (status, body) = call(
+        &app,
+        &replicas[0].0,
+        "TenantRevokeToken",
+        &admin,
+        "acme",
+        json!({"tokenid": id}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (address, _) in &replicas {
+        let (status, _) = call(
+            &app,
+            address,
+            "GroupListAllGroups",
+            &clerk,
+            "acme",
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "revoked on {address} at once"
+        );
+    }
+    // The tenant's admin token, rotated through one, is refused by the others at once too.
+    let (status, rotated) = call(
+        &app,
+        &replicas[1].0,
+        "TenantRotateToken",
+        &admin,
+        "acme",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let fresh = rotated["xtoken"].as_str().unwrap();
+    for (address, _) in &replicas {
+        let (old, _) = call(&app, address, "TenantListTokens", &admin, "acme", json!({})).await;
+        let (new, _) = call(&app, address, "TenantListTokens", fresh, "acme", json!({})).await;
+        assert_eq!(
+            (old, new),
+            (StatusCode::UNAUTHORIZED, StatusCode::OK),
+            "{address}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_master_key_rotation_is_picked_up_by_every_replica() {
+    let app = TestApp::spawn().await;
+    let replicas = three_replicas(&app, &[("BUNKER_KEY_REFRESH_SECONDS", "1")]).await;
+    let before = app.create_user(json!({"login": "before"})).await;
+    let url = app.database_url();
+    let env = [
+        ("BUNKER_DATABASE_URL", url.as_str()),
+        ("BUNKER_WRAPPING_KEY", app.wrapping_key.as_str()),
+    ];
+    let shares =
+        std::env::temp_dir().join(format!("bunker-replica-shares-{}", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &shares,
+        format!("{}\n{}\n{}\n", app.shares[0], app.shares[2], app.shares[4]),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shares, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (ok, stdout, stderr) = run_bunker(
+        &[
+            "keys",
+            "rotate-master",
+            "--shares-file",
+            shares.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .await;
+    std::fs::remove_file(&shares).ok();
+    assert!(
+        ok && stdout.contains("Master key version 2 created"),
+        "{stdout} {stderr}"
+    );
+    // Within a few refreshes, every replica seals new records with version 2 and still opens
+    // those sealed with version 1.
+    let db = app.superuser().await;
+    for (i, (address, _)) in replicas.iter().enumerate() {
+        let login = format!("after{i}");
+        let mut version: Vec<u8> = Vec::new();
+        for _ in 0..50 {
+            let (status, made) = call(
+                &app,
+                address,
+                "UserCreate",
+                &app.root_token,
+                "default",
+                json!({"profile": {"login": login}}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{made}");
+            let token = uuid::Uuid::parse_str(made["token"].as_str().unwrap()).unwrap();
+            version = db
+                .query_one(
+                    "SELECT substring(record FROM 2 FOR 4) FROM users WHERE token = $1",
+                    &[&token],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if version == 2i32.to_be_bytes() {
+                break;
+            }
+            call(
+                &app,
+                address,
+                "UserDelete",
+                &app.root_token,
+                "default",
+                json!({"mode": "token", "identity": token.to_string()}),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            version,
+            2i32.to_be_bytes(),
+            "{address} seals with the new master key"
+        );
+        let (status, body) = call(
+            &app,
+            address,
+            "UserGet",
+            &app.root_token,
+            "default",
+            json!({"mode": "token", "identity": before}),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{address} opens the old one: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_replica_at_a_time_sweeps_a_tenant() {
+    let app = TestApp::spawn().await;
+    let replicas = three_replicas(&app, &[("BUNKER_SWEEP_SECONDS", "1")]).await;
+    // A lock held where every replica's sweep asks for it: none of them sweeps the tenant.
+    let holder = app.superuser().await;
+    holder
+        .execute(
+            "SELECT pg_advisory_lock(hashtextextended('bunker-sweep', 1))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..6 {
+        let (status, made) = call(
+            &app,
+            &replicas[i % 3].0,
+            "UserCreate",
+            &app.root_token,
+            "default",
+            json!({"profile": {"login": format!("short{i}")}, "finaltime": "1s"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{made}");
+        tokens.push(uuid::Uuid::parse_str(made["token"].as_str().unwrap()).unwrap());
+    }
+    let live = "SELECT count(*) FROM users WHERE token = ANY($1) AND record IS NOT NULL";
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let kept: i64 = holder.query_one(live, &[&tokens]).await.unwrap().get(0);
+    assert_eq!(
+        kept, 6,
+        "no replica swept while another held the tenant's sweep"
+    );
+    holder
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended('bunker-sweep', 1))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut left = kept;
+    for _ in 0..40 {
+        left = holder.query_one(live, &[&tokens]).await.unwrap().get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(left, 0, "swept once the lock was free");
+    // Each expired user is forgotten once, by one replica.
+    let expired: i64 = holder
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'UserExpired' AND user_token = ANY($1)",
+            &[&tokens],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(expired, 6);
+}
