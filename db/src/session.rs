@@ -6,8 +6,10 @@
 //! continues in it if it is for the same tenant (one round trip fewer per request), and rolls it back
 //! otherwise. Whatever is left when the request ends is rolled back and its connection returned.
 //!
-//! **The rule:** a request's first tenant work is for the tenant the request was authenticated in.
-//! Work for another tenant first (a misuse) is logged as an error and panics in debug builds; the
+//! **The rule:** a request's first tenant work is for the tenant the request was authenticated in,
+//! or, for root's commands that live in the main tenant (roles, policies, tenants, keys) asked for
+//! with another tenant named, the main tenant. Work for another tenant first (a misuse) is logged
+//! as an error and panics in debug builds; the
 //! kept transaction holds nothing but the token lookup, so rolling it back loses no write. The
 //! task-local stays because it saves a round trip on every request (BENCHMARKS.md, "one round trip").
 

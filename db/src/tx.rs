@@ -100,6 +100,12 @@ impl Database {
         // The transaction this request's authentication opened, if it is for this tenant.
         let open = match crate::session::take() {
             Some((kept, open)) if kept == tenant => open,
+            // Root's commands of the main tenant (roles, policies, tenants, keys) asked for with
+            // another tenant named: the exception to the rule, at the cost of a round trip.
+            Some((_, open)) if tenant == TenantId::MAIN => {
+                open.end("ROLLBACK").await?;
+                OpenTx::begin(self, tenant).await?
+            }
             Some((kept, open)) => {
                 // Never the case today: a request's first tenant work is for the tenant it was
                 // authenticated in (the rule, in `crate::session`). Loud, so that a change that

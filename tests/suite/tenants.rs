@@ -447,3 +447,26 @@ async fn a_change_committed_while_its_tenant_is_deleted_leaves_nothing_behind() 
         assert_eq!(left, 0, "{table}: nothing of the deleted tenant is left");
     }
 }
+
+#[tokio::test]
+async fn root_naming_another_tenant_still_runs_the_main_tenants_commands() {
+    let app = TestApp::spawn().await;
+    app.create_tenant("acme").await;
+    // Roles, policies and tenants live in the main tenant: asked for with X-Bunker-Tenant: acme,
+    // they are done there (this closed the connection in debug builds before).
+    for (command, body) in [
+        ("RoleCreate", json!({"rolename": "clerk"})),
+        (
+            "TenantCreate",
+            json!({"tenantname": "globex", "tenantorg": "Globex"}),
+        ),
+        ("TenantListTenants", json!({})),
+    ] {
+        let (status, answer) = app.call(command, &app.root_token, Some("acme"), body).await;
+        assert_eq!(status, StatusCode::OK, "{command}: {answer}");
+    }
+    let (status, _) = app
+        .root("XTokenCreateForRole", json!({"rolename": "clerk"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "the role is the main tenant's");
+}
