@@ -61,13 +61,7 @@ fn link_from_row(row: &Row) -> Result<Link, DbError> {
 
 /// Takes this tenant's chaining lock for the transaction: false when another server holds it.
 pub async fn try_lock(tx: &TenantTx<'_>) -> Result<bool, DbError> {
-    Ok(tx
-        .query_one(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended('bunker-audit-chain', $1))",
-            &[&tx.tenant().0],
-        )
-        .await?
-        .try_get(0)?)
+    tx.try_tenant_lock("bunker-audit-chain").await
 }
 
 /// The last link of the tenant's chain, if any.

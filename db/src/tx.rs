@@ -172,6 +172,19 @@ impl TenantTx<'_> {
         self.tenant
     }
 
+    /// Takes the transaction's tenant's advisory lock named `name` for the transaction: false when
+    /// another server holds it (so that, of several replicas, one does that work for a tenant at a
+    /// time: `bunker-sweep`, `bunker-audit-chain`).
+    pub async fn try_tenant_lock(&self, name: &str) -> Result<bool, DbError> {
+        Ok(self
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended($1, $2))",
+                &[&name, &self.tenant.0],
+            )
+            .await?
+            .try_get(0)?)
+    }
+
     /// Works as `tenant` (transaction-locally, as always) for the statements that follow, until
     /// switched back: only for work that spans tenants in one transaction, such as deleting one.
     pub(crate) async fn switch_tenant(&self, tenant: TenantId) -> Result<(), DbError> {

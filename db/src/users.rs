@@ -489,18 +489,6 @@ pub async fn forget_keeping_versions(
     Ok(true)
 }
 
-/// Takes this tenant's sweeping lock for the transaction: false when another server is sweeping
-/// the tenant (so that, of several replicas, one sweeps a tenant at a time).
-pub async fn try_sweep_lock(tx: &TenantTx<'_>) -> Result<bool, DbError> {
-    Ok(tx
-        .query_one(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended('bunker-sweep', $1))",
-            &[&tx.tenant().0],
-        )
-        .await?
-        .try_get(0)?)
-}
-
 /// Up to `limit` users of the transaction's tenant whose expiry has passed, locked for this
 /// transaction (rows another sweeper holds are skipped).
 pub async fn lock_expired(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<Uuid>, DbError> {
@@ -515,11 +503,10 @@ pub async fn lock_expired(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<Uuid>, Db
     .collect()
 }
 
-/// A profile removed with its versions kept ([`forget_keeping_versions`]): its token, and its
-/// newest kept version with that version's number.
+/// A profile removed with its versions kept ([`forget_keeping_versions`]): its newest kept
+/// version, with that version's number.
 #[derive(Clone, Debug)]
 pub struct Restorable {
-    pub token: Uuid,
     pub version: i32,
     pub record: Vec<u8>,
 }
@@ -549,7 +536,6 @@ pub async fn lock_restorable(
     .await?
     .map(|row| {
         Ok(Restorable {
-            token,
             version: row.try_get(0)?,
             record: row.try_get(1)?,
         })

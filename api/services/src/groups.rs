@@ -141,8 +141,9 @@ fn duplicate_group(err: DbError, index: [u8; 32]) -> VaultError {
     }
 }
 
-/// The groups `user` is in with its role in each (SystemGetUserReport), in the transaction.
-pub(crate) async fn report_of(
+/// The groups `user` is in with its role in each, in the transaction (GroupListUserGroups,
+/// SystemGetUserReport).
+pub(crate) async fn user_groups(
     tx: &TenantTx<'_>,
     keys: &TenantKeys,
     user: Uuid,
@@ -519,16 +520,7 @@ impl Vault {
                     if !visible.groups() {
                         return Err(VaultError::Forbidden(DENIED));
                     }
-                    let groups = store::user_memberships(tx, user.token)
-                        .await?
-                        .iter()
-                        .map(|m| {
-                            Ok((
-                                open_group(&keys, tx.tenant(), &m.group)?,
-                                m.role.as_ref().map(|r| r.name.clone()),
-                            ))
-                        })
-                        .collect::<Result<Vec<_>, VaultError>>()?;
+                    let groups = user_groups(tx, &keys, user.token).await?;
                     let event = UserEvent::about(COMMAND, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
                     Ok(groups)

@@ -275,10 +275,7 @@ impl Vault {
                     if !visible.sessions() {
                         return Err(VaultError::Forbidden(DENIED));
                     }
-                    let mut views = Vec::new();
-                    for stored in store::of_user(tx, user.token, MAX_LISTED_SESSIONS).await? {
-                        views.push(open(tx, &keys, &stored).await?);
-                    }
+                    let views = user_sessions(tx, &keys, user.token).await?;
                     let event = UserEvent::about(command, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
                     Ok(views)
@@ -335,8 +332,9 @@ async fn require_sessions(
     }
 }
 
-/// A user's live sessions opened (SystemGetUserReport), newest first, in the transaction.
-pub(crate) async fn report_of(
+/// A user's live sessions opened, newest first, at most [`MAX_LISTED_SESSIONS`], in the
+/// transaction (SessionListUserSessions, SystemGetUserReport).
+pub(crate) async fn user_sessions(
     tx: &TenantTx<'_>,
     keys: &TenantKeys,
     user: Uuid,

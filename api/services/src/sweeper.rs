@@ -60,7 +60,7 @@ impl Vault {
                     .in_tenant(tenant, move |tx| {
                         Box::pin(async move {
                             // Another replica sweeps this tenant now: its turn, not ours.
-                            if !bunker_db::users::try_sweep_lock(tx).await? {
+                            if !tx.try_tenant_lock("bunker-sweep").await? {
                                 return Ok::<_, VaultError>((Vec::new(), Vec::new(), 0));
                             }
                             let expired = bunker_db::users::lock_expired(tx, BATCH).await?;

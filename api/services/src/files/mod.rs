@@ -686,18 +686,7 @@ impl Vault {
                     let gate = Gate::load(tx, &principal).await?;
                     let user =
                         Self::file_owner(&gate, tx, lookup, command, metadata.as_ref()).await?;
-                    let hash = tag.as_deref().map(|t| tag_hash(&keys, t));
-                    let stored =
-                        rows::of_user(tx, user.token, hash.as_deref(), MAX_LISTED_FILES).await?;
-                    let mut infos = Vec::with_capacity(stored.len());
-                    if !stored.is_empty() {
-                        let key = user_key_for_reading(tx, &keys, user.token)
-                            .await?
-                            .ok_or(VaultError::Keys(bunker_keys::KeyError::Unsealable))?;
-                        for file in &stored {
-                            infos.push(info_of(file, open_meta(tx, &key, file)?));
-                        }
-                    }
+                    let infos = user_files(tx, &keys, user.token, tag.as_deref()).await?;
                     let event = UserEvent::about(command, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
                     Ok((user.token, infos))
@@ -996,13 +985,16 @@ async fn may_store(
     Ok(())
 }
 
-/// The descriptions of a user's live files (SystemGetUserReport), in the transaction; no content.
-pub(crate) async fn report_of(
+/// The descriptions of a user's live files (of one tag, if given), at most [`MAX_LISTED_FILES`],
+/// in the transaction; no content (FileListUserFiles, SystemGetUserReport).
+pub(crate) async fn user_files(
     tx: &TenantTx<'_>,
     keys: &TenantKeys,
     user: Uuid,
+    tag: Option<&str>,
 ) -> Result<Vec<FileInfo>, VaultError> {
-    let stored = rows::of_user(tx, user, None, MAX_LISTED_FILES).await?;
+    let hash = tag.map(|t| tag_hash(keys, t));
+    let stored = rows::of_user(tx, user, hash.as_deref(), MAX_LISTED_FILES).await?;
     if stored.is_empty() {
         return Ok(Vec::new());
     }

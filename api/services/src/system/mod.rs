@@ -22,7 +22,8 @@ pub mod stats;
 
 use bunker_db::audit::{self as audit_store, AuditEvent, Performer};
 use bunker_db::users as user_store;
-use bunker_db::TenantId;
+use bunker_db::users::StoredUser;
+use bunker_db::{TenantId, TenantTx};
 use bunker_keys::TenantKeys;
 use bunker_tenancy::Caller;
 use serde_json::{json, Map, Value};
@@ -100,10 +101,8 @@ impl Vault {
                 .db
                 .in_tenant(tenant, move |tx| {
                     Box::pin(async move {
-                        let user = match resolve(tx, lookup).await {
-                            Ok(user) => user,
-                            Err(VaultError::NotFound) => return Ok(None),
-                            Err(err) => return Err(err),
+                        let Some(user) = live_user(tx, lookup).await? else {
+                            return Ok(None);
                         };
                         let profile = open_current(&keys, tx.tenant(), &user)?;
                         let event = UserEvent::about(COMMAND, user.token, metadata.as_ref());
@@ -206,10 +205,8 @@ impl Vault {
                 .db
                 .in_tenant(tenant, move |tx| {
                     Box::pin(async move {
-                        let user = match resolve(tx, lookup).await {
-                            Ok(user) => user,
-                            Err(VaultError::NotFound) => return Ok(None),
-                            Err(err) => return Err(err),
+                        let Some(user) = live_user(tx, lookup).await? else {
+                            return Ok(None);
                         };
                         let performer = Performer::Token(actor);
                         let action = COMMAND.audit_action();
@@ -279,9 +276,13 @@ impl Vault {
                     let record_row = token.to_string();
                     let record =
                         seal_profile(&keys, &record_label(tx.tenant(), &record_row), &profile)?;
-                    user_store::restore_user(tx, token, kept.version, &record, &indexes)
+                    // Locked above: only a clash with another user's value can stop it now.
+                    if !user_store::restore_user(tx, token, kept.version, &record, &indexes)
                         .await
-                        .map_err(crate::users::duplicate)?;
+                        .map_err(crate::users::duplicate)?
+                    {
+                        return Err(VaultError::NotRestorable);
+                    }
                     let fields: Vec<String> = profile.keys().cloned().collect();
                     let event = UserEvent::change(COMMAND, token, fields, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
@@ -395,6 +396,15 @@ fn named(tenants: Tenants, wanted: &TenantRef) -> Result<(TenantId, String), Vau
         )),
         (Some(found), _) => Ok(found),
         (None, _) => Err(VaultError::TenantNotFound),
+    }
+}
+
+/// The live user `lookup` names in the transaction's tenant, if any.
+async fn live_user(tx: &TenantTx<'_>, lookup: Lookup) -> Result<Option<StoredUser>, VaultError> {
+    match resolve(tx, lookup).await {
+        Ok(user) => Ok(Some(user)),
+        Err(VaultError::NotFound) => Ok(None),
+        Err(err) => Err(err),
     }
 }
 

@@ -234,7 +234,7 @@ impl Vault {
                     let sessions = match part(visible.sessions(), "sessions") {
                         false => None,
                         true => Some(
-                            crate::sessions::report_of(tx, &keys, token)
+                            crate::sessions::user_sessions(tx, &keys, token)
                                 .await?
                                 .into_iter()
                                 .map(|s| ReportSession {
@@ -263,7 +263,7 @@ impl Vault {
                     let files = match part(visible.files(), "files") {
                         false => None,
                         true => Some(
-                            crate::files::report_of(tx, &keys, token)
+                            crate::files::user_files(tx, &keys, token, None)
                                 .await?
                                 .into_iter()
                                 .map(|f| ReportFile {
@@ -280,7 +280,7 @@ impl Vault {
                     let groups = match part(visible.groups(), "groups") {
                         false => None,
                         true => Some(
-                            crate::groups::report_of(tx, &keys, token)
+                            crate::groups::user_groups(tx, &keys, token)
                                 .await?
                                 .into_iter()
                                 .map(|(g, role)| ReportGroup {
