@@ -37,6 +37,11 @@ struct Cli {
         global = true
     )]
     log: String,
+    /// How log lines are written: `text`, or `json` (one object per line, with the request id of
+    /// the request a line belongs to).
+    #[arg(long, env = "BUNKER_LOG_FORMAT", value_name = "FORMAT", default_value = "text",
+          value_parser = ["text", "json"], global = true)]
+    log_format: String,
 }
 
 #[derive(Subcommand)]
@@ -225,7 +230,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    init_logging(&cli.log);
+    init_logging(&cli.log, &cli.log_format);
     let result = config::refuse_secrets_in_argv(&matches)
         .map_err(anyhow::Error::from)
         .and_then(|()| {
@@ -376,13 +381,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 /// Logs go to stderr, filtered by `filter` (BUNKER_LOG, default `info`). The database driver is
 /// held to warnings whatever the filter says: at debug level it would log query parameters.
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: &str) {
     let filter = EnvFilter::try_new(filter)
         .unwrap_or_else(|_| EnvFilter::new("info"))
         .add_directive("tokio_postgres=warn".parse().unwrap_or_default());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        // The request's span (its id) on every line; the event's fields at the top level.
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }

@@ -2,6 +2,8 @@
 //! tokens are under it (a tenant's tokens are visible only as that tenant, the root token always),
 //! and authentication sets the requested tenant in the same round trip as the token lookup.
 
+use std::sync::Arc;
+
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -55,6 +57,9 @@ pub struct TenantRecord {
     pub selfservice: SelfService,
     /// Where the tenant's request webhook posts, if it has one (its secret is never read here).
     pub webhook_url: Option<String>,
+    /// The tenant's own request quota (`COUNT/s`, `COUNT/min`, `COUNT/h`, `off`), set by root;
+    /// none: the installation's default.
+    pub rate_limit: Option<String>,
 }
 
 /// What a user's own token may do to its own record directly (a tenant's settings).
@@ -77,7 +82,7 @@ pub struct SelfServiceChanges {
 }
 
 const TENANT_COLUMNS: &str = "id, name, org, selfservice_user_change, selfservice_forget_me,
-     selfservice_app_data_change, webhook_url";
+     selfservice_app_data_change, webhook_url, rate_limit";
 
 impl TenantRecord {
     fn from_row(row: &Row) -> Result<Self, DbError> {
@@ -91,6 +96,7 @@ impl TenantRecord {
                 app_data_change: row.try_get("selfservice_app_data_change")?,
             },
             webhook_url: row.try_get("webhook_url")?,
+            rate_limit: row.try_get("rate_limit")?,
         })
     }
 }
@@ -185,7 +191,7 @@ impl Database {
         token_hash: &[u8; 32],
         tenant_name: &str,
     ) -> Result<Option<Credential>, DbError> {
-        let open = OpenTx::checkout(self).await?;
+        let open = OpenTx::checkout(self, None).await?;
         let client = open.client()?;
         let set = client.prepare_cached(SET_TENANT_BY_NAME).await?;
         let find = client.prepare_cached(FIND_CREDENTIAL).await?;
@@ -210,8 +216,23 @@ impl Database {
             client.execute(&renew, &[&credential.token_id]).await?;
         }
         match &credential.requested {
-            Some(tenant) => session::keep(tenant.id, open).await?,
-            None => open.end("ROLLBACK").await?,
+            // A token that may work in the tenant it asks for: from here on the request holds its
+            // connections under that tenant's slots (see `crate::slots`). Requests that did not
+            // authenticate never take one, so they cannot crowd a tenant out of its own.
+            Some(tenant)
+                if credential.kind == TokenKind::Root
+                    || credential.token_tenant == Some(tenant.id) =>
+            {
+                let slot = Arc::new(self.tenant_slot(tenant_name));
+                session::hold_slot(slot.clone());
+                match slot.try_take() {
+                    Some(permit) => session::keep(tenant.id, open.under(permit)).await?,
+                    // The tenant is at its cap: the token check (and a sliding renewal) is
+                    // committed, and the request's work waits for a slot with no connection held.
+                    None => open.end("COMMIT").await?,
+                }
+            }
+            _ => open.end("ROLLBACK").await?,
         }
         Ok(Some(credential))
     }
@@ -239,7 +260,7 @@ const FIND_CREDENTIAL: &str =
         COALESCE(a.expires_at <= now(), false) AS expired,
         a.sliding_seconds IS NOT NULL AS sliding,
         t.id, t.name, t.org, t.selfservice_user_change, t.selfservice_forget_me,
-        t.selfservice_app_data_change, t.webhook_url
+        t.selfservice_app_data_change, t.webhook_url, t.rate_limit
    FROM access_tokens a
    LEFT JOIN roles r ON r.id = a.role_id
    LEFT JOIN tenants t ON t.name = $2
@@ -484,6 +505,21 @@ pub async fn ui_conf(
         .await?
         .map(|row| row.try_get(0))
         .transpose()?)
+}
+
+/// Sets (or, with none, clears) the request quota of tenant `id`; whether it exists.
+pub async fn set_rate_limit(
+    tx: &TenantTx<'_>,
+    id: TenantId,
+    rate: Option<&str>,
+) -> Result<bool, DbError> {
+    Ok(tx
+        .execute(
+            "UPDATE tenants SET rate_limit = $2, updated_at = now() WHERE id = $1",
+            &[&id.0, &rate],
+        )
+        .await?
+        > 0)
 }
 
 /// Replaces the display configuration of tenant `id`; whether it exists.

@@ -29,6 +29,10 @@ pub enum DbError {
     /// The TLS settings of the database URL (`sslmode`, `sslrootcert`) are not usable.
     #[error("database TLS: {0}")]
     Tls(String),
+    /// The tenant's requests hold all the connections it may (BUNKER_TENANT_MAX_CONNECTIONS) and
+    /// none came free in time.
+    #[error("the tenant's requests hold all the database connections it may have")]
+    TenantBusy,
 }
 
 impl From<tokio_postgres::Error> for DbError {

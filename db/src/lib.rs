@@ -24,6 +24,7 @@ pub mod requests;
 pub mod reseal;
 pub mod session;
 pub mod shared_records;
+mod slots;
 pub mod stats;
 pub mod tls;
 pub mod tokens;
@@ -33,8 +34,9 @@ pub mod webhooks;
 
 pub use error::DbError;
 pub use migrate::{latest_version, SchemaStatus};
-pub use pool::{Database, OwnerConnection, RoleMode};
+pub use pool::{Database, OwnerConnection, PoolStatus, RoleMode};
 pub use posture::CONTROL_PLANE_TABLES;
+pub use slots::TenantSlot;
 pub use tx::TenantTx;
 
 use std::fmt;

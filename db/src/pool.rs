@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -6,6 +7,7 @@ use uuid::Uuid;
 
 use crate::keys::NewMasterKey;
 use crate::migrate::{self, SchemaStatus};
+use crate::slots::{TenantSlot, TenantSlots};
 use crate::{tls, DbError, APP_ROLE, MAINTENANCE_ROLE};
 
 /// How pooled connections come to work as `bunker_app`.
@@ -22,6 +24,21 @@ pub enum RoleMode {
 pub struct Database {
     pool: Pool,
     mode: RoleMode,
+    /// The per-tenant cap on connections held by requests (see [`crate::slots`]).
+    slots: Arc<TenantSlots>,
+}
+
+/// How the pool stands, for metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStatus {
+    /// The most connections the pool opens.
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Of those, idle.
+    pub idle: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
 }
 
 impl Database {
@@ -77,7 +94,31 @@ impl Database {
         Ok(Database {
             pool: builder.build()?,
             mode,
+            slots: TenantSlots::new(max_size),
         })
+    }
+
+    /// Caps the connections one tenant's requests may hold at once at `cap` (at most the pool's
+    /// size; by default the pool's size, which caps nothing).
+    pub fn with_tenant_cap(mut self, cap: usize) -> Self {
+        self.slots = TenantSlots::new(cap.min(self.pool.status().max_size));
+        self
+    }
+
+    /// The slots of the tenant named `name`, for one request.
+    pub(crate) fn tenant_slot(&self, name: &str) -> TenantSlot {
+        self.slots.of(name)
+    }
+
+    /// How the pool stands.
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = self.pool.status();
+        PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+        }
     }
 
     /// How this pool's connections became `bunker_app`.

@@ -73,7 +73,7 @@ impl Database {
         &self,
         record_hash: &[u8; 32],
     ) -> Result<Option<TenantId>, DbError> {
-        let open = OpenTx::checkout(self).await?;
+        let open = OpenTx::checkout(self, None).await?;
         let client = open.client()?;
         client.batch_execute("BEGIN").await?;
         let hex = hex::encode(record_hash);

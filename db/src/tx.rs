@@ -5,6 +5,9 @@ use deadpool_postgres::{ClientWrapper, Object};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::slots::TenantSlot;
 use crate::{Database, DbError, TenantId};
 
 /// The future a unit of tenant work returns; see [`Database::in_tenant`].
@@ -29,19 +32,40 @@ const SET_TENANT: &str = "SELECT set_config('bunker.tenant_id', $1, true)";
 /// still be inside a transaction, with a tenant set, never goes back to the pool.
 pub(crate) struct OpenTx {
     client: Option<Object>,
+    /// The tenant slot the connection is held under, if it is a request's (see [`crate::slots`]);
+    /// given back with the connection.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl OpenTx {
-    /// Checks a connection out; the caller opens the transaction on it.
-    pub(crate) async fn checkout(db: &Database) -> Result<OpenTx, DbError> {
+    /// Checks a connection out (under a slot of `slot`'s tenant, if given: taken first, so that a
+    /// request waiting for its tenant's slot holds no connection); the caller opens the
+    /// transaction on it.
+    pub(crate) async fn checkout(
+        db: &Database,
+        slot: Option<&TenantSlot>,
+    ) -> Result<OpenTx, DbError> {
+        let permit = match slot {
+            Some(slot) => Some(slot.take().await?),
+            None => None,
+        };
         Ok(OpenTx {
             client: Some(db.pool().get().await?),
+            _slot: permit,
         })
     }
 
-    /// Checks a connection out and opens a transaction on it for `tenant`.
+    /// The same transaction, its connection now held under a tenant slot.
+    pub(crate) fn under(mut self, permit: OwnedSemaphorePermit) -> OpenTx {
+        self._slot = Some(permit);
+        self
+    }
+
+    /// Checks a connection out and opens a transaction on it for `tenant` (under the request's
+    /// tenant slot, within a request).
     async fn begin(db: &Database, tenant: TenantId) -> Result<OpenTx, DbError> {
-        let open = OpenTx::checkout(db).await?;
+        let slot = crate::session::slot();
+        let open = OpenTx::checkout(db, slot.as_deref()).await?;
         open.set_tenant_with(Some("BEGIN"), tenant).await?;
         Ok(open)
     }

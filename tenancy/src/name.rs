@@ -11,6 +11,9 @@ impl TenantName {
     pub const DEFAULT: &'static str = "default";
 
     /// Parses a tenant name; anything that is not a valid label is refused (never corrected).
+    /// The rule [`TenantName::parse`] applies, as a regular expression (the OpenAPI document's).
+    pub const PATTERN: &'static str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+
     pub fn parse(value: &str) -> Result<Self, TenancyError> {
         let bytes = value.as_bytes();
         let valid_char = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
@@ -44,6 +47,23 @@ impl fmt::Display for TenantName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_declared_pattern_is_the_rule_parse_applies() {
+        let pattern = regex::Regex::new(TenantName::PATTERN).unwrap();
+        let long = "a".repeat(63);
+        let too_long = "a".repeat(64);
+        for name in [
+            "acme", "a", "0", "a-b", "a--b", "-a", "a-", "", "Acme", "a_b", "a.b", "ünï", &long,
+            &too_long, "a b", "1-2-3", "default",
+        ] {
+            assert_eq!(
+                pattern.is_match(name),
+                TenantName::parse(name).is_ok(),
+                "{name:?}"
+            );
+        }
+    }
 
     #[test]
     fn accepts_dns_labels() {

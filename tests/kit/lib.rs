@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use bunker::cli::cluster::{find_bindir, LocalCluster};
 use bunker::http::app::{Application, ServerSettings};
+use bunker::http::limits::RateSettings;
+use bunker::http::tls::TlsFiles;
 use bunker_db::Database;
 use bunker_keys::WrappingKey;
 use bunker_services::core::Normalizer;
@@ -112,6 +114,12 @@ pub struct TestOptions {
     pub shared_record_max_seconds: i64,
     /// How long a profile SystemDeleteUserProfiles removed can be restored.
     pub restore_window_seconds: i64,
+    /// The rate limits (the server's defaults unless a test sets its own).
+    pub rates: RateSettings,
+    pub tenant_max_connections: Option<usize>,
+    pub metrics_listen: Option<String>,
+    pub metrics_per_tenant: bool,
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for TestOptions {
@@ -134,8 +142,30 @@ impl Default for TestOptions {
             orphan_grace: Duration::from_secs(3600),
             shared_record_max_seconds: 30 * 86_400,
             restore_window_seconds: 30 * 86_400,
+            rates: test_rates(),
+            tenant_max_connections: None,
+            metrics_listen: None,
+            metrics_per_tenant: false,
+            tls: None,
         }
     }
+}
+
+/// The rate limits of a test server: `bunker serve`'s defaults, but for the costly commands'
+/// (authorization tests send thousands of bulk and search requests in a second; the limits' own
+/// tests set theirs).
+fn test_rates() -> RateSettings {
+    RateSettings {
+        costly: None,
+        ..default_rates()
+    }
+}
+
+/// The rate limits `bunker serve` applies when nothing is configured.
+pub fn default_rates() -> RateSettings {
+    bunker::cli::config::Config::from_settings(Default::default())
+        .expect("defaults")
+        .rates
 }
 
 impl TestOptions {
@@ -169,14 +199,25 @@ impl TestOptions {
             audit_chain_interval: self.audit_chain.0,
             audit_chain_horizon: self.audit_chain.1,
             key_refresh_interval: self.key_refresh_interval,
+            rates: self.rates.clone(),
+            // As `bunker serve`: three quarters of the pool unless set.
+            tenant_max_connections: Some(
+                self.tenant_max_connections
+                    .unwrap_or((self.pool_size * 3).div_ceil(4)),
+            ),
+            metrics_listen: self.metrics_listen.clone(),
+            metrics_per_tenant: self.metrics_per_tenant,
+            tls: self.tls.clone(),
         }
     }
 }
 
 /// A running server over its own initialized database.
 pub struct TestApp {
-    /// `http://127.0.0.1:<port>`
+    /// `http://127.0.0.1:<port>` (`https://` when the options asked for TLS)
     pub address: String,
+    /// Where `/metrics` is served, when the options named a separate address.
+    pub metrics_address: Option<String>,
     pub root_token: String,
     /// The wrapping key this app's database was initialized with (hexadecimal).
     pub wrapping_key: String,
@@ -222,13 +263,20 @@ impl TestApp {
         let app = Application::build(options.settings(&wrapping_key), db.clone())
             .await
             .expect("server builds");
-        let address = format!("http://{}", app.local_addr());
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let address = format!("{scheme}://{}", app.local_addr());
+        let metrics_address = app.metrics_addr().map(|at| format!("http://{at}"));
         let (shutdown, stopped) = oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
         TestApp {
             address,
+            metrics_address,
             root_token,
             wrapping_key,
             shares,

@@ -46,6 +46,14 @@ def main(base_url, root_token):
     assert ok(acme.get_user("email", "jane@example.com"), "get restored")["token"] == acme_jane
     refused = acme.get_user_profiles("email", "jane@example.com", unlock)
     assert refused["status"] == "error", refused
+    # GET /metrics, no token, parsed by the SDK: the traffic above is counted, by route.
+    metrics = root.get_system_metrics()
+    assert "status" not in metrics, metrics
+    created = 'http_requests_total{method="POST",path="/v2/UserCreate",status="200"}'
+    assert metrics.get(created, 0) >= 2, sorted(metrics)[:20]
+    assert metrics.get('bunker_db_pool_connections{state="max"}', 0) >= 1, sorted(metrics)[:20]
+    assert metrics.get("process_resident_memory_bytes", 0) > 0, sorted(metrics)[:20]
+    assert not any("acme" in name for name in metrics), "a tenant name in a label"
     print("sdk: ok")
 
 

@@ -64,10 +64,14 @@ async fn seeded_values_appear_neither_in_a_database_dump_nor_in_the_server_log()
     let files = std::env::temp_dir()
         .join("bunker-test-files")
         .join(format!("at-rest-{database}"));
-    let env = [(
-        "BUNKER_FILES_URL".to_owned(),
-        format!("file://{}", files.display()),
-    )];
+    // JSON lines, as production runs them: the values must not appear in that format either.
+    let env = [
+        (
+            "BUNKER_FILES_URL".to_owned(),
+            format!("file://{}", files.display()),
+        ),
+        ("BUNKER_LOG_FORMAT".to_owned(), "json".to_owned()),
+    ];
     let (base, mut server) = serve_process_with(&url, &hex, Some(log), &env).await;
     let http = reqwest::Client::new();
     let call = |command: &str, body: Value| {

@@ -134,6 +134,7 @@ async fn vault_of(app: &TestApp) -> bunker_services::Vault {
         db,
         SharedKeyring::new(keyring),
         TestOptions::default().settings(&app.wrapping_key).vault,
+        std::sync::Arc::new(bunker_services::metrics::ServiceMetrics::new().unwrap()),
     )
 }
 

@@ -325,6 +325,7 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         db.clone(),
         SharedKeyring::new(keyring),
         TestOptions::default().settings(&app.wrapping_key).vault,
+        std::sync::Arc::new(bunker_services::metrics::ServiceMetrics::new().unwrap()),
     );
     // Link the trail as it is under version 1 (what is three seconds old: the writers' requests
     // take far less): re-sealing its details must leave the chain valid.

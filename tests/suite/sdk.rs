@@ -56,3 +56,29 @@ async fn the_python_sdk_drives_reports_statistics_and_cross_tenant_profiles() {
     };
     run_with("system.py", options).await;
 }
+
+/// The OpenAPI document (tests/openapi/check.py): it validates (openapi-spec-validator), a client
+/// generated from it (openapi-python-client) creates and reads a user in a tenant, and every example
+/// in it is accepted. The tools come from PyPI into venvs of their own under the cache.
+#[tokio::test]
+async fn the_openapi_document_validates_drives_a_generated_client_and_its_examples_are_accepted() {
+    let app = TestApp::spawn_with(TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    })
+    .await;
+    let script = format!("{}/openapi/check.py", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg("--base-url")
+        .arg(&app.address)
+        .arg("--token")
+        .arg(&app.root_token)
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("all 3 steps passed"), "{stdout}");
+}

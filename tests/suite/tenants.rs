@@ -105,7 +105,7 @@ async fn tenant_admin_manages_only_its_own_tenant() {
         body,
         json!({"status": "ok", "tenantid": acme, "tenantname": "acme", "tenantorg": "acme org",
                "selfservice": {"user_change": false, "forget_me": false, "app_data_change": false},
-               "webhookurl": null})
+               "webhookurl": null, "ratelimit": null})
     );
     let (status, _) = acme_call("TenantUpdate", json!({"tenantorg": "Acme Ltd"})).await;
     assert_eq!(status, StatusCode::OK);

@@ -37,7 +37,7 @@ use crate::webhooks::{notify, RequestEvent};
 /// The most requests a role or user token's listing looks through.
 const MAX_SCANNED: i64 = 10_000;
 /// The longest cancellation reason.
-const MAX_REASON_CHARS: usize = 1024;
+pub const MAX_REASON_CHARS: usize = 1024;
 
 /// What a request asks for.
 #[derive(Clone, Debug)]

@@ -28,7 +28,14 @@ pub fn spawn_sweeper(vault: Vault, every: Duration) -> JoinHandle<()> {
         let mut sweeps: u64 = 0;
         loop {
             ticks.tick().await;
-            match vault.sweep().await {
+            let swept = vault.sweep().await;
+            let outcome = if swept.is_ok() { "ok" } else { "failed" };
+            vault
+                .metrics
+                .sweeper_runs
+                .with_label_values(&[outcome])
+                .inc();
+            match swept {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(forgotten = n, "expired users forgotten"),
                 Err(err) => tracing::warn!(error = %err, "expiry sweep failed"),

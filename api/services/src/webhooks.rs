@@ -381,18 +381,30 @@ impl Vault {
             let next = match outcome {
                 Outcome::Delivered => {
                     DELIVERED.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .webhook_deliveries
+                        .with_label_values(&["delivered"])
+                        .inc();
                     delivered += 1;
                     None
                 }
                 Outcome::Drop => None,
                 Outcome::Failed(why) if item.attempts + 1 >= MAX_ATTEMPTS => {
                     let abandoned = ABANDONED.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .webhook_deliveries
+                        .with_label_values(&["abandoned"])
+                        .inc();
                     tracing::warn!(%tenant, delivery = %item.id, attempts = item.attempts + 1,
                         abandoned = abandoned + 1, reason = why, "webhook delivery given up");
                     None
                 }
                 Outcome::Failed(why) => {
                     RETRIED.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .webhook_deliveries
+                        .with_label_values(&["retried"])
+                        .inc();
                     let wait = self
                         .settings
                         .webhook_backoff

@@ -48,7 +48,12 @@ pub async fn audit_verify(
             .ok_or_else(|| anyhow::anyhow!("no tenant is named {name}"))?],
         None => db.tenant_ids().await?,
     };
-    let vault = Vault::new(db, SharedKeyring::new(keyring), settings.vault);
+    let vault = Vault::new(
+        db,
+        SharedKeyring::new(keyring),
+        settings.vault,
+        std::sync::Arc::new(bunker_services::metrics::ServiceMetrics::new()?),
+    );
     let mut problems = 0;
     for tenant in tenants {
         // A trail that cannot even be read (a column altered, say) fails that tenant, not the run.

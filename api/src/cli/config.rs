@@ -9,15 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bunker_keys::{KeyError, WrappingKey};
+use bunker_services::core::rate::Rate;
 use bunker_services::core::Normalizer;
 use bunker_services::files::FilesSettings;
 use bunker_services::keys::wrapping::WrappingSource;
 use bunker_services::VaultSettings;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
+use ipnet::IpNet;
 use secrecy::SecretString;
 
 use crate::http::app::ServerSettings;
+use crate::http::limits::RateSettings;
+use crate::http::tls::TlsFiles;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -33,6 +37,11 @@ const DEFAULT_RESTORE_WINDOW_SECONDS: usize = 30 * 86_400;
 const DEFAULT_MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 const DEFAULT_AUDIT_CHAIN_SECONDS: usize = 10;
 const DEFAULT_AUDIT_CHAIN_HORIZON_SECONDS: usize = 300;
+const DEFAULT_RATE_TENANT: &str = "1000/s";
+const DEFAULT_RATE_TOKEN: &str = "500/s";
+const DEFAULT_RATE_IP: &str = "2000/s";
+const DEFAULT_RATE_PUBLIC: &str = "10/s";
+const DEFAULT_RATE_COSTLY: &str = "20/s";
 
 /// The arguments that carry secrets: accepted from the environment only.
 const SECRET_ARGS: &[(&str, &str)] = &[
@@ -156,10 +165,84 @@ pub struct ServerArgs {
     #[arg(long, env = "BUNKER_MAX_FILE_BYTES", value_name = "BYTES",
           default_value_t = DEFAULT_MAX_FILE_BYTES, value_parser = positive("BUNKER_MAX_FILE_BYTES"))]
     pub max_file_bytes: usize,
+    /// Requests per tenant per server, unless root gave the tenant its own (TenantUpdate
+    /// `ratelimit`): COUNT/s, COUNT/min, COUNT/h or off.
+    #[arg(long, env = "BUNKER_RATE_TENANT", value_name = "RATE", default_value = DEFAULT_RATE_TENANT,
+          value_parser = rate("BUNKER_RATE_TENANT"))]
+    pub rate_tenant: RateArg,
+    /// Requests per access token per server.
+    #[arg(long, env = "BUNKER_RATE_TOKEN", value_name = "RATE", default_value = DEFAULT_RATE_TOKEN,
+          value_parser = rate("BUNKER_RATE_TOKEN"))]
+    pub rate_token: RateArg,
+    /// Requests per client address per server (health checks excepted).
+    #[arg(long, env = "BUNKER_RATE_IP", value_name = "RATE", default_value = DEFAULT_RATE_IP,
+          value_parser = rate("BUNKER_RATE_IP"))]
+    pub rate_ip: RateArg,
+    /// Requests per client address per server to the commands that need no token (UserPrelogin,
+    /// UserLogin, CaptchaCreate, SharedRecordGet, TenantGetUIConf).
+    #[arg(long, env = "BUNKER_RATE_PUBLIC", value_name = "RATE", default_value = DEFAULT_RATE_PUBLIC,
+          value_parser = rate("BUNKER_RATE_PUBLIC"))]
+    pub rate_public: RateArg,
+    /// Requests per access token per server to the costly commands (UserSearch, bulk, reports,
+    /// statistics, cross-tenant profiles).
+    #[arg(long, env = "BUNKER_RATE_COSTLY", value_name = "RATE", default_value = DEFAULT_RATE_COSTLY,
+          value_parser = rate("BUNKER_RATE_COSTLY"))]
+    pub rate_costly: RateArg,
+    /// Comma-separated networks (CIDR) of the proxies whose X-Forwarded-For names the client.
+    #[arg(long, env = "BUNKER_TRUSTED_PROXIES", value_name = "NETWORKS", value_delimiter = ',',
+          value_parser = network)]
+    pub trusted_proxies: Vec<NetworkArg>,
+    /// The most database connections one tenant's requests may hold at once (default: three
+    /// quarters of the pool, rounded up).
+    #[arg(long, env = "BUNKER_TENANT_MAX_CONNECTIONS", value_name = "CONNECTIONS",
+          value_parser = positive("BUNKER_TENANT_MAX_CONNECTIONS"))]
+    pub tenant_max_connections: Option<usize>,
+    /// Serve GET /metrics here instead of on the API's address.
+    #[arg(long, env = "BUNKER_METRICS_LISTEN", value_name = "ADDRESS")]
+    pub metrics_listen: Option<String>,
+    /// Whether /metrics counts requests per tenant name (off: no tenant in any label).
+    #[arg(long, env = "BUNKER_METRICS_PER_TENANT", value_name = "BOOL", default_value = "false",
+          value_parser = boolean("BUNKER_METRICS_PER_TENANT"), action = clap::ArgAction::Set)]
+    pub metrics_per_tenant: bool,
+    /// Serve HTTPS with this PEM certificate chain (with BUNKER_TLS_KEY; reloaded on SIGHUP or
+    /// when the file changes).
+    #[arg(long, env = "BUNKER_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of BUNKER_TLS_CERT.
+    #[arg(long, env = "BUNKER_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub chain: ChainArgs,
     #[command(flatten)]
     pub refresh: RefreshArgs,
+}
+
+/// A rate limit setting (none: off).
+#[derive(Clone, Copy, Debug)]
+pub struct RateArg(pub Option<Rate>);
+
+/// A trusted proxy network.
+#[derive(Clone, Copy, Debug)]
+pub struct NetworkArg(pub IpNet);
+
+/// A parser of a rate (`COUNT/s`, `COUNT/min`, `COUNT/h`, `off`), whose error names `variable`.
+fn rate(variable: &'static str) -> impl Fn(&str) -> Result<RateArg, String> + Clone {
+    move |text| {
+        Rate::parse(text)
+            .map(RateArg)
+            .map_err(|grammar| format!("{variable}: {grammar}"))
+    }
+}
+
+/// A network in CIDR form, or one address.
+fn network(text: &str) -> Result<NetworkArg, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map(NetworkArg)
+        .map_err(|_| {
+            "BUNKER_TRUSTED_PROXIES: each entry is a network (10.0.0.0/8) or an address".to_owned()
+        })
 }
 
 /// How the audit chain is linked (and so when `audit verify` expects an event linked).
@@ -338,6 +421,16 @@ pub struct Config {
     pub audit_chain_seconds: usize,
     /// `BUNKER_AUDIT_CHAIN_HORIZON_SECONDS`: how old an event must be to be linked (default 300).
     pub audit_chain_horizon_seconds: usize,
+    /// `BUNKER_RATE_*` and `BUNKER_TRUSTED_PROXIES`: the rate limits.
+    pub rates: RateSettings,
+    /// `BUNKER_TENANT_MAX_CONNECTIONS`: one tenant's most connections (default 3/4 of the pool).
+    pub tenant_max_connections: Option<usize>,
+    /// `BUNKER_METRICS_LISTEN`: a separate address for /metrics.
+    pub metrics_listen: Option<String>,
+    /// `BUNKER_METRICS_PER_TENANT`: a request series per tenant name (default off).
+    pub metrics_per_tenant: bool,
+    /// `BUNKER_TLS_CERT` and `BUNKER_TLS_KEY`: HTTPS.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Where the wrapping key comes from.
@@ -374,6 +467,8 @@ pub enum ConfigError {
     SecretInArgv(&'static str),
     #[error("{0} is not valid UTF-8")]
     NotUtf8(String),
+    #[error("set both BUNKER_TLS_CERT and BUNKER_TLS_KEY, or neither")]
+    TlsPair,
 }
 
 impl Config {
@@ -403,6 +498,18 @@ impl Config {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             audit_chain_seconds: DEFAULT_AUDIT_CHAIN_SECONDS,
             audit_chain_horizon_seconds: DEFAULT_AUDIT_CHAIN_HORIZON_SECONDS,
+            rates: RateSettings {
+                tenant: Rate::parse(DEFAULT_RATE_TENANT).ok().flatten(),
+                token: Rate::parse(DEFAULT_RATE_TOKEN).ok().flatten(),
+                ip: Rate::parse(DEFAULT_RATE_IP).ok().flatten(),
+                public: Rate::parse(DEFAULT_RATE_PUBLIC).ok().flatten(),
+                costly: Rate::parse(DEFAULT_RATE_COSTLY).ok().flatten(),
+                trusted_proxies: Vec::new(),
+            },
+            tenant_max_connections: None,
+            metrics_listen: None,
+            metrics_per_tenant: false,
+            tls: None,
         };
         if let Some(db) = settings.database {
             config.database_url = db.database_url.clone().map(SecretString::from);
@@ -452,6 +559,26 @@ impl Config {
             config.audit_chain_seconds = server.chain.audit_chain_seconds;
             config.audit_chain_horizon_seconds = server.chain.audit_chain_horizon_seconds;
             config.key_refresh_seconds = server.refresh.key_refresh_seconds;
+            config.rates = RateSettings {
+                tenant: server.rate_tenant.0,
+                token: server.rate_token.0,
+                ip: server.rate_ip.0,
+                public: server.rate_public.0,
+                costly: server.rate_costly.0,
+                trusted_proxies: server.trusted_proxies.iter().map(|n| n.0).collect(),
+            };
+            config.tenant_max_connections = server.tenant_max_connections;
+            config.metrics_listen = server
+                .metrics_listen
+                .clone()
+                .filter(|a| !a.trim().is_empty());
+            config.metrics_per_tenant = server.metrics_per_tenant;
+            let set = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+            config.tls = match (set(&server.tls_cert), set(&server.tls_key)) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => return Err(ConfigError::TlsPair),
+            };
         }
         if let Some(chain) = settings.chain {
             config.audit_chain_seconds = chain.audit_chain_seconds;
@@ -544,6 +671,14 @@ impl Config {
             key_refresh_interval: self.key_refresh_interval(),
             audit_chain_interval: Duration::from_secs(self.audit_chain_seconds.max(1) as u64),
             audit_chain_horizon: self.audit_chain_horizon(),
+            rates: self.rates.clone(),
+            tenant_max_connections: Some(
+                self.tenant_max_connections
+                    .unwrap_or((self.pool_size * 3).div_ceil(4)),
+            ),
+            metrics_listen: self.metrics_listen.clone(),
+            metrics_per_tenant: self.metrics_per_tenant,
+            tls: self.tls.clone(),
         })
     }
 

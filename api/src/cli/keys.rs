@@ -237,7 +237,12 @@ pub async fn keys_reencrypt(config: &Config) -> anyhow::Result<()> {
     let settings = config.server_settings(source)?;
     let db = Database::connect_maintenance(url.expose_secret(), 2).await?;
     let (keyring, _) = load_keyring(&db, &settings.wrapping).await?;
-    let vault = Vault::new(db, SharedKeyring::new(keyring), settings.vault);
+    let vault = Vault::new(
+        db,
+        SharedKeyring::new(keyring),
+        settings.vault,
+        std::sync::Arc::new(bunker_services::metrics::ServiceMetrics::new()?),
+    );
     let settle = config.key_refresh_interval() * 2;
     println!(
         "Waiting {} s for every server to seal with master key version {}...",

@@ -7,18 +7,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bunker_db::{Database, DbError};
+use bunker_services::access::Command;
+use bunker_services::metrics::ServiceMetrics;
 use bunker_services::tenants::Tenants;
 use bunker_tenancy::{Tenancy, TenantResolver};
 use poem::endpoint::BoxEndpoint;
-use poem::listener::TcpAcceptor;
+use poem::http::HeaderValue;
+use poem::listener::{AcceptorExt, BoxAcceptor, TcpAcceptor};
 use poem::{
     get, Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route, Server,
 };
 use poem_openapi::OpenApiService;
+use tracing::Instrument;
+use uuid::Uuid;
 
-use crate::http::error::envelope;
+use crate::http::error::{envelope, ApiError};
+use crate::http::limits::{Limits, RateSettings};
 use crate::http::listener::EnvelopeAcceptor;
+use crate::http::metrics::{self, HttpMetrics};
 use crate::http::ops;
+use crate::http::spec;
+use crate::http::tls::{TlsError, TlsFiles};
 use crate::v2::appdata::AppdataApi;
 use crate::v2::audit::AuditApi;
 use crate::v2::bulk::BulkApi;
@@ -53,6 +62,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// FileCreate's body limit: room for the largest file in base64.
     pub max_file_body_bytes: usize,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<HttpMetrics>,
 }
 
 /// What the server holds for key administration (`SystemGenerateWrappingKey`).
@@ -87,6 +98,17 @@ pub struct ServerSettings {
     pub audit_chain_horizon: Duration,
     /// How often the server looks for a new master-key version (`BUNKER_KEY_REFRESH_SECONDS`).
     pub key_refresh_interval: Duration,
+    /// The rate limits (`BUNKER_RATE_*`, `BUNKER_TRUSTED_PROXIES`).
+    pub rates: RateSettings,
+    /// The most connections one tenant's requests may hold (`BUNKER_TENANT_MAX_CONNECTIONS`;
+    /// none: the pool's size).
+    pub tenant_max_connections: Option<usize>,
+    /// Where `GET /metrics` is served instead of the API's address (`BUNKER_METRICS_LISTEN`).
+    pub metrics_listen: Option<String>,
+    /// Whether `/metrics` has a series per tenant (`BUNKER_METRICS_PER_TENANT`).
+    pub metrics_per_tenant: bool,
+    /// HTTPS with this certificate and key (`BUNKER_TLS_CERT`, `BUNKER_TLS_KEY`).
+    pub tls: Option<TlsFiles>,
 }
 
 /// Why the server would not start.
@@ -103,12 +125,19 @@ pub enum StartError {
         address: String,
         source: std::io::Error,
     },
+    #[error("refusing to serve: {0}")]
+    Tls(#[from] TlsError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// A server that is bound and checked, ready to run.
 pub struct Application {
-    acceptor: EnvelopeAcceptor,
+    acceptor: BoxAcceptor,
     local_addr: SocketAddr,
+    /// The separate metrics listener, if configured, with its address.
+    metrics: Option<(BoxAcceptor, SocketAddr, BoxEndpoint<'static>)>,
+    limits: Arc<Limits>,
     endpoint: BoxEndpoint<'static>,
     vault: Vault,
     sweep_interval: Duration,
@@ -147,6 +176,10 @@ impl Application {
     /// the master key with the wrapping key, and binds the listening socket. Refuses to build
     /// otherwise, saying why.
     pub async fn build(settings: ServerSettings, db: Database) -> Result<Self, StartError> {
+        let db = match settings.tenant_max_connections {
+            Some(cap) => db.with_tenant_cap(cap),
+            None => db,
+        };
         db.schema_status().await?.require_ready()?;
         db.check_posture().await?;
         let (keyring, installation) = load_keyring(&db, &settings.wrapping).await?;
@@ -159,17 +192,24 @@ impl Application {
             }),
             None => None,
         };
-        let vault =
-            Vault::new(db.clone(), keyring.clone(), settings.vault.clone()).with_files(files);
-        let listen_error = |source| StartError::Listen {
-            address: settings.listen.clone(),
-            source,
+        let vault = Vault::new(
+            db.clone(),
+            keyring.clone(),
+            settings.vault.clone(),
+            Arc::new(ServiceMetrics::new()?),
+        )
+        .with_files(files);
+        let metrics = Arc::new(HttpMetrics::new(&vault, settings.metrics_per_tenant)?);
+        let limits = Arc::new(Limits::new(
+            settings.rates.clone(),
+            metrics.rate_limited.clone(),
+        ));
+        let (tcp, local_addr) = bind(&settings.listen).await?;
+        let https = settings.tls.is_some();
+        let acceptor = match settings.tls.clone() {
+            Some(files) => EnvelopeAcceptor(tcp.rustls(files.watch()?)).boxed(),
+            None => EnvelopeAcceptor(tcp).boxed(),
         };
-        let listener = tokio::net::TcpListener::bind(&settings.listen)
-            .await
-            .map_err(listen_error)?;
-        let local_addr = listener.local_addr().map_err(listen_error)?;
-        let acceptor = EnvelopeAcceptor(TcpAcceptor::from_tokio(listener).map_err(listen_error)?);
         let tenancy = Tenancy::new(db.clone(), TenantResolver::new(&settings.domains));
         let tenants = Tenants::new(db.clone());
         let state_db = db.clone();
@@ -190,11 +230,31 @@ impl Application {
                     .unwrap_or(usize::MAX)
                     .saturating_add(64 * 1024),
             ),
+            limits: limits.clone(),
+            metrics,
         });
+        let separate_metrics = match &settings.metrics_listen {
+            Some(address) => {
+                let (tcp, at) = bind(address).await?;
+                let endpoint = Route::new()
+                    .at("/metrics", get(metrics::metrics))
+                    .catch_all_error(|err| envelope(err, false))
+                    .data(state.clone())
+                    .boxed();
+                Some((EnvelopeAcceptor(tcp).boxed(), at, endpoint))
+            }
+            None => None,
+        };
+        let options = RouteOptions {
+            metrics_here: separate_metrics.is_none(),
+            https,
+        };
         Ok(Application {
             acceptor,
             local_addr,
-            endpoint: routes(state),
+            metrics: separate_metrics,
+            limits,
+            endpoint: routes(state, options),
             vault,
             sweep_interval: settings.sweep_interval,
             webhook_interval: settings.webhook_interval,
@@ -213,6 +273,11 @@ impl Application {
         self.local_addr
     }
 
+    /// The separate address `/metrics` is served on, if one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, at, _)| *at)
+    }
+
     /// Serves (and sweeps expired users) until `shutdown` completes, then lets requests in flight
     /// finish (up to 10 s).
     pub async fn run_until(
@@ -224,9 +289,17 @@ impl Application {
         let webhooks = spawn_webhooks(self.vault.clone(), self.webhook_interval);
         let sweeper = spawn_sweeper(self.vault, self.sweep_interval);
         let refresher = self.refresher.spawn();
+        let housekeeping = self.limits.spawn_housekeeping();
+        let metrics = self.metrics.map(|(acceptor, _, endpoint)| {
+            tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint))
+        });
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.endpoint, shutdown, Some(Duration::from_secs(10)))
             .await;
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
+        housekeeping.abort();
         sweeper.abort();
         webhooks.abort();
         chainer.abort();
@@ -311,17 +384,50 @@ pub fn openapi(tenants: Tenants, vault: Vault, keys: KeyService) -> OpenApiServi
         .server("/v2")
 }
 
+/// What the routes depend on beyond the state.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteOptions {
+    /// Whether `/metrics` is on the API's address (no separate one is configured).
+    pub metrics_here: bool,
+    /// Whether the server speaks HTTPS itself (answers then carry HSTS).
+    pub https: bool,
+}
+
+/// Binds a TCP listener on `address`.
+async fn bind(address: &str) -> Result<(TcpAcceptor, SocketAddr), StartError> {
+    let listen_error = |source| StartError::Listen {
+        address: address.to_owned(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(listen_error)?;
+    let at = listener.local_addr().map_err(listen_error)?;
+    Ok((TcpAcceptor::from_tokio(listener).map_err(listen_error)?, at))
+}
+
 /// Every route of the server.
-pub fn routes(state: Arc<AppState>) -> BoxEndpoint<'static> {
+pub fn routes(state: Arc<AppState>, options: RouteOptions) -> BoxEndpoint<'static> {
     let api = openapi(
         state.tenants.clone(),
         state.vault.clone(),
         state.keys.clone(),
     );
-    let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
-    let known = Arc::new(KnownRoutes::new());
-    Route::new()
+    // The document as served: poem-openapi's, refined (see `spec`); Swagger UI shows the same.
+    let raw = api.spec();
+    let refined = serde_json::to_string_pretty(&spec::refine(&raw)).unwrap_or_default();
+    let docs_html = api.swagger_ui_html().replacen(&raw, &refined, 1);
+    let spec = poem::endpoint::make_sync(move |_| {
+        refined
+            .clone()
+            .with_content_type("application/json; charset=utf-8")
+    });
+    let docs = Route::new().at(
+        "/",
+        poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
+    );
+    let known = Arc::new(KnownRoutes::new(options.metrics_here));
+    let mut route = Route::new()
         .nest(
             "/v2",
             api.into_endpoint()
@@ -333,24 +439,54 @@ pub fn routes(state: Arc<AppState>) -> BoxEndpoint<'static> {
         .nest("/docs", docs)
         .at("/health", get(ops::health))
         .at("/status", get(ops::health))
-        .at("/ready", get(ops::ready))
+        .at("/ready", get(ops::ready));
+    if options.metrics_here {
+        route = route.at("/metrics", get(metrics::metrics));
+    }
+    let limits = state.limits.clone();
+    let observed = state.clone();
+    route
         .catch_all_error(|err| envelope(err, false))
+        .around(move |next, req| limit_addresses(next, req, limits.clone()))
         .data(state)
-        .around(move |next, req| log_request(next, req, known.clone()))
+        .around(move |next, req| observe(next, req, known.clone(), observed.clone(), options.https))
         .boxed()
 }
 
-/// The paths the server answers, so that a log line names a route, never a path a client made up.
+/// The limits by client address, before anything else is done for a request (the probes are
+/// never limited: a load balancer's checks must not be refused).
+async fn limit_addresses<E: Endpoint>(
+    next: E,
+    req: Request,
+    limits: Arc<Limits>,
+) -> poem::Result<Response> {
+    let path = req.uri().path();
+    if !matches!(path, "/health" | "/status" | "/ready") {
+        let command = path.strip_prefix("/v2/").and_then(Command::from_name);
+        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let address = limits.client_address(peer, req.headers());
+        if let Err(refusal) = limits.check_address(address, command) {
+            return Ok(ApiError::too_many(&refusal).into_response());
+        }
+    }
+    Ok(next.call(req).await?.into_response())
+}
+
+/// The paths the server answers, so that a log line or a metric names a route, never a path a
+/// client made up.
 struct KnownRoutes(HashSet<String>);
 
 impl KnownRoutes {
     /// The routes: the operational ones and every command's (a test holds the command list to the
     /// routed commands).
-    fn new() -> Self {
+    fn new(metrics_here: bool) -> Self {
         let mut paths: HashSet<String> = ["/health", "/status", "/ready", "/openapi.json"]
             .into_iter()
             .map(str::to_owned)
             .collect();
+        if metrics_here {
+            paths.insert("/metrics".to_owned());
+        }
         paths.extend(
             bunker_services::access::Command::ALL
                 .iter()
@@ -370,22 +506,85 @@ impl KnownRoutes {
     }
 }
 
-/// Logs method, route, status and time of every request: never bodies, headers or query strings.
-async fn log_request<E: Endpoint>(
+/// The longest `X-Request-Id` taken from a client.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// The request's id: the client's `X-Request-Id` if it is a short token of letters, digits and
+/// `-_.:`, else a new one.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| Uuid::new_v4().simple().to_string(), str::to_owned)
+}
+
+/// Counts requests in flight while alive (a cancelled request is counted out too).
+struct InFlight(prometheus::IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Every request: its id (returned in `X-Request-Id` and on every log line of the request), its
+/// log line (method, route, status and time: never bodies, headers or query strings), its
+/// metrics, and HSTS when the server speaks HTTPS.
+async fn observe<E: Endpoint>(
     next: E,
     req: Request,
     known: Arc<KnownRoutes>,
+    state: Arc<AppState>,
+    https: bool,
 ) -> poem::Result<Response> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let started = Instant::now();
-    let response = next.call(req).await?.into_response();
-    tracing::info!(
-        %method,
-        route = known.name(&path),
-        status = response.status().as_u16(),
-        millis = started.elapsed().as_millis() as u64,
-        "request"
-    );
-    Ok(response)
+    let id = request_id(&req);
+    let span = tracing::info_span!("request", request_id = %id);
+    async move {
+        let method = req.method().clone();
+        let route = known.name(req.uri().path()).to_owned();
+        let started = Instant::now();
+        state.metrics.in_flight.inc();
+        let in_flight = InFlight(state.metrics.in_flight.clone());
+        let mut response = next.call(req).await?.into_response();
+        drop(in_flight);
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        state
+            .metrics
+            .requests
+            .with_label_values(&[method.as_str(), &route, &status.to_string()])
+            .inc();
+        state
+            .metrics
+            .duration
+            .with_label_values(&[method.as_str(), &route])
+            .observe(elapsed.as_secs_f64());
+        tracing::info!(
+            %method,
+            route,
+            status,
+            millis = elapsed.as_millis() as u64,
+            "request"
+        );
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            headers.insert("x-request-id", value);
+        }
+        if https {
+            headers.insert(
+                "strict-transport-security",
+                HeaderValue::from_static("max-age=31536000"),
+            );
+        }
+        Ok(response)
+    }
+    .instrument(span)
+    .await
 }

@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 
 use bunker_db::DbError;
+
+use crate::http::limits::Refusal;
 use bunker_tenancy::TenancyError;
 
 use bunker_services::keys::KeyAdminError;
@@ -27,6 +29,8 @@ pub struct ErrorBody {
 pub struct ApiError {
     status: StatusCode,
     message: Cow<'static, str>,
+    /// Headers the answer carries (a 429's `Retry-After` and rate-limit headers).
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -34,6 +38,15 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 429, saying which limit and when to retry, with `Retry-After` and the rate-limit headers.
+    pub fn too_many(refusal: &Refusal) -> Self {
+        ApiError {
+            headers: refusal.headers().into(),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, refusal.message())
         }
     }
 
@@ -61,9 +74,15 @@ impl IntoResponse for ApiError {
             status: "error".to_owned(),
             message: self.message.into_owned(),
         };
-        poem::web::Json(body.to_json())
+        let mut response = poem::web::Json(body.to_json())
             .with_status(self.status)
-            .into_response()
+            .into_response();
+        for (name, value) in self.headers {
+            if let Ok(value) = poem::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
     }
 }
 
@@ -88,8 +107,16 @@ impl ApiResponse for ApiError {
             (404, "The tenant or record was not found"),
             (409, "A duplicate, e.g. a tenant name already taken"),
             (413, "The request body is over the configured limit"),
+            (
+                429,
+                "A rate limit is reached (the tenant's, the token's or the client address's); \
+                 Retry-After says when to retry",
+            ),
             (500, "An internal error; its cause is in the server log"),
-            (503, "The database is unavailable"),
+            (
+                503,
+                "The database is unavailable, or the tenant holds all the connections it may",
+            ),
         ];
         MetaResponses {
             responses: described
@@ -205,6 +232,15 @@ impl From<KeyAdminError> for ApiError {
 }
 
 fn db_error(err: &DbError) -> ApiError {
+    if matches!(err, DbError::TenantBusy) {
+        return ApiError {
+            headers: vec![("retry-after", "1".to_owned())],
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The tenant has too many requests in progress on this server; retry later",
+            )
+        };
+    }
     if err.is_unavailable() {
         log_unavailable(err);
         return ApiError::new(

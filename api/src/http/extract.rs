@@ -290,6 +290,13 @@ impl<'a> ApiExtractor<'a> for Authenticated {
             .rsplit('/')
             .next()
             .and_then(Command::from_name);
+        if let Some(per_tenant) = &state.metrics.per_tenant {
+            per_tenant.with_label_values(&[&caller.tenant.name]).inc();
+        }
+        state
+            .limits
+            .check_caller(&caller.tenant, caller.token_id, command)
+            .map_err(|refusal| ApiError::too_many(&refusal))?;
         state
             .vault
             .admit(&caller, command, || request_metadata(&bytes))

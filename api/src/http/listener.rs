@@ -8,16 +8,16 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use poem::listener::{Acceptor, TcpAcceptor};
+use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
-/// Accepts TCP connections whose automatic error answers carry the JSON envelope.
-pub struct EnvelopeAcceptor(pub TcpAcceptor);
+/// Accepts connections (TCP, or TLS over TCP) whose automatic error answers carry the JSON
+/// envelope.
+pub struct EnvelopeAcceptor<A>(pub A);
 
-impl Acceptor for EnvelopeAcceptor {
-    type Io = EnvelopeStream;
+impl<A: Acceptor> Acceptor for EnvelopeAcceptor<A> {
+    type Io = EnvelopeStream<A::Io>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         self.0.local_addr()
@@ -40,8 +40,8 @@ impl Acceptor for EnvelopeAcceptor {
 }
 
 /// A connection that rewrites hyper's bodiless automatic error answers (see the module).
-pub struct EnvelopeStream {
-    inner: TcpStream,
+pub struct EnvelopeStream<S> {
+    inner: S,
     /// The rewritten answer still to be written.
     pending: Vec<u8>,
 }
@@ -75,7 +75,7 @@ fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
     )
 }
 
-impl EnvelopeStream {
+impl<S: AsyncWrite + Unpin> EnvelopeStream<S> {
     /// Writes what is pending; ready once nothing is.
     fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.pending.is_empty() {
@@ -91,7 +91,7 @@ impl EnvelopeStream {
     }
 }
 
-impl AsyncRead for EnvelopeStream {
+impl<S: AsyncRead + Unpin> AsyncRead for EnvelopeStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -101,7 +101,7 @@ impl AsyncRead for EnvelopeStream {
     }
 }
 
-impl AsyncWrite for EnvelopeStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for EnvelopeStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -4,5 +4,9 @@
 pub mod app;
 pub mod error;
 pub mod extract;
+pub mod limits;
 mod listener;
+pub mod metrics;
 mod ops;
+pub mod spec;
+pub mod tls;

@@ -2,6 +2,7 @@
 
 use bunker_db::control::{SelfServiceChanges, TenantRecord};
 use bunker_db::TenantId;
+use bunker_services::tenants::quota::QuotaChange;
 use bunker_services::tenants::uiconf::UiConfChange;
 use bunker_services::tenants::{NewTenant, TenantChanges, Tenants};
 use bunker_services::webhooks::check_webhook;
@@ -57,6 +58,9 @@ pub struct TenantView {
     selfservice: SelfServiceView,
     /// Where request events are posted (the secret is never shown); null when none is set.
     webhookurl: Option<String>,
+    /// The tenant's own request quota per server (`COUNT/s`, `COUNT/min`, `COUNT/h` or `off`),
+    /// set by root; null when the installation's default (BUNKER_RATE_TENANT) applies.
+    ratelimit: Option<String>,
 }
 
 /// What a user's own token may do to its own record directly, instead of through a request an
@@ -99,6 +103,9 @@ pub struct TenantUpdateRequest {
     /// privacypolicyurl, termsofserviceurl (https:// or /paths), primarycolor, accentcolor
     /// (#rrggbb), loginemail, loginphone (the login methods wanted; on by default).
     uiconf: Option<Value>,
+    /// The tenant's request quota per server, root only: `COUNT/s`, `COUNT/min`, `COUNT/h`
+    /// (COUNT up to 1000000000), `off`, or `default` for the installation's (BUNKER_RATE_TENANT).
+    ratelimit: Option<String>,
 }
 
 /// A tenant's webhook: where user-request events are posted, and the secret that signs them.
@@ -167,6 +174,7 @@ impl TenantApi {
         let id = TenantId(body.0.tenantid);
         let tenant = self.tenants.get_tenant(&caller.0, id).await?;
         let webhookurl = tenant.webhook_url.clone();
+        let ratelimit = tenant.rate_limit.clone();
         let selfservice = SelfServiceView {
             user_change: tenant.selfservice.user_change,
             forget_me: tenant.selfservice.forget_me,
@@ -180,6 +188,7 @@ impl TenantApi {
             tenantorg: row.tenantorg,
             selfservice,
             webhookurl,
+            ratelimit,
         }))
     }
 
@@ -225,7 +234,21 @@ impl TenantApi {
             }),
         };
         let uiconf = request.uiconf.map(UiConfChange::parse).transpose()?;
+        let quota = request
+            .ratelimit
+            .as_deref()
+            .map(QuotaChange::parse)
+            .transpose()?;
+        if quota.is_some() && !caller.0.is_root() {
+            // Refused before anything changes: a tenant's quota is the operator's to set.
+            return Err(ApiError::from(bunker_tenancy::TenancyError::Forbidden(
+                "only the root token can change a tenant's rate limit",
+            )));
+        }
         self.tenants.update_tenant(&caller.0, id, changes).await?;
+        if let Some(change) = quota {
+            self.tenants.update_quota(&caller.0, id, change).await?;
+        }
         if let Some(change) = uiconf {
             self.tenants.update_ui_conf(&caller.0, id, change).await?;
         }

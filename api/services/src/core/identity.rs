@@ -47,6 +47,9 @@ impl FromStr for Mode {
 }
 
 impl Mode {
+    /// Every mode's name, as requests give them (the OpenAPI document's enum).
+    pub const NAMES: [&'static str; 5] = ["token", "email", "phone", "login", "custom"];
+
     /// The name a request gives it.
     pub fn as_str(self) -> &'static str {
         match self {

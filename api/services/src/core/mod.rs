@@ -10,8 +10,10 @@ pub mod grams;
 pub mod identity;
 pub mod keyring;
 pub mod limits;
+pub mod rate;
 mod readaudit;
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bunker_db::audit::{self, Actor, AuditEvent, Performer};
@@ -20,6 +22,7 @@ use bunker_db::{Database, DbError, TenantId, TenantTx};
 use bunker_keys::{KeyError, Label, SealKeys, TenantKeys, UserKey};
 
 use crate::access::{Command, Operation, DENIED};
+use crate::metrics::ServiceMetrics;
 use bunker_tenancy::Caller;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -59,6 +62,7 @@ pub struct Vault {
     pub(crate) reads: ReadAudit,
     /// The file vault, if one is configured.
     pub(crate) files: Option<crate::files::Files>,
+    pub(crate) metrics: Arc<ServiceMetrics>,
 }
 
 /// Why a vault operation failed. Messages never contain personal data.
@@ -185,14 +189,25 @@ impl VaultError {
 
 impl Vault {
     /// The vault over `db`; starts the writer of read events on the current Tokio runtime.
-    pub fn new(db: Database, keyring: SharedKeyring, settings: VaultSettings) -> Self {
+    pub fn new(
+        db: Database,
+        keyring: SharedKeyring,
+        settings: VaultSettings,
+        metrics: Arc<ServiceMetrics>,
+    ) -> Self {
         Vault {
-            reads: ReadAudit::spawn(db.clone()),
+            reads: ReadAudit::spawn(db.clone(), metrics.clone()),
             db,
             keyring,
             settings,
             files: None,
+            metrics,
         }
+    }
+
+    /// The services' series, which the HTTP layer adds its own to.
+    pub fn metrics(&self) -> &Arc<ServiceMetrics> {
+        &self.metrics
     }
 
     /// The vault with a file vault.

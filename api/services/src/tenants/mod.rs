@@ -2,6 +2,7 @@
 //! to the control-plane tables. Each runs in one transaction that also writes its audit event.
 
 mod credentials;
+pub mod quota;
 pub mod uiconf;
 
 use bunker_db::audit::{self, Actor, AuditEvent, Performer};
@@ -26,7 +27,7 @@ impl Tenants {
 }
 
 /// The longest `tenantorg` accepted.
-const MAX_ORG_LEN: usize = 255;
+pub const MAX_ORG_LEN: usize = 255;
 
 /// A tenant to create.
 #[derive(Clone, Debug)]

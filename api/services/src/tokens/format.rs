@@ -46,6 +46,16 @@ impl FromStr for TokenType {
 }
 
 impl TokenType {
+    /// Every type's name, as requests give them (the OpenAPI document's enum).
+    pub const NAMES: [&'static str; 6] = [
+        "creditcard",
+        "email",
+        "uint32",
+        "uint64",
+        "unixtime",
+        "text",
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TokenType::CreditCard => "creditcard",
