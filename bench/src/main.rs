@@ -5,10 +5,13 @@
 //!   (`--quick`: a smoke run of well under a minute; `--only TEXT`: only the commands whose label
 //!   contains TEXT or one of its comma-separated parts, for profiling some of them; `--seconds N`: how long each figure runs).
 //! - `bench search [USERS] [QUERIES]`: UserSearch latency at USERS users.
+//! - `bench flood [SECONDS]`: one tenant at 10 times its quota while another reads steadily: the
+//!   victim's p99 flooded against quiet (see `flood`).
 
 mod baseline;
 mod cluster;
 mod cpu;
+mod flood;
 mod load;
 mod run;
 mod search;
@@ -46,8 +49,19 @@ async fn main() {
             let queries = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(200);
             search::run(users, queries).await;
         }
+        Some("flood") => {
+            let seconds = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+            match flood::run(seconds).await {
+                Ok(true) => {}
+                Ok(false) => std::process::exit(1),
+                Err(err) => {
+                    eprintln!("bench flood failed: {err}");
+                    std::process::exit(1);
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: bench run [--quick] [--only TEXT] [--seconds N] [--json PATH] | bench search [USERS] [QUERIES]");
+            eprintln!("usage: bench run [--quick] [--only TEXT] [--seconds N] [--json PATH] | bench search [USERS] [QUERIES] | bench flood [SECONDS]");
             std::process::exit(2);
         }
     }

@@ -14,6 +14,14 @@ pub struct Server {
 impl Server {
     /// Initializes database `bunker` and serves it on a free loopback port.
     pub async fn start(cluster: &BenchCluster) -> Result<Server, String> {
+        Self::start_with(cluster, &[]).await
+    }
+
+    /// As [`Server::start`], with `extra` environment for `bunker serve` (overriding the rest).
+    pub async fn start_with(
+        cluster: &BenchCluster,
+        extra: &[(&'static str, &str)],
+    ) -> Result<Server, String> {
         cluster
             .connect("postgres")
             .await?
@@ -24,6 +32,7 @@ impl Server {
         db.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             .await
             .map_err(|e| e.to_string())?;
+        const UNLIMITED: &str = "1000000000/s";
         let binary = bunker_tests::bunker_binary();
         let root_token = uuid_like();
         let wrapping: String = (0..32)
@@ -43,6 +52,11 @@ impl Server {
             ("BUNKER_ROOT_TOKEN", root_token.clone()),
             ("BUNKER_LISTEN", address.clone()),
             ("BUNKER_LOG", "warn".to_owned()),
+            // The limiters run (their cost is measured) but never refuse: the load is the point.
+            ("BUNKER_RATE_TENANT", UNLIMITED.to_owned()),
+            ("BUNKER_RATE_TOKEN", UNLIMITED.to_owned()),
+            ("BUNKER_RATE_IP", UNLIMITED.to_owned()),
+            ("BUNKER_RATE_COSTLY", UNLIMITED.to_owned()),
         ];
         let init = Command::new(&binary)
             .arg("init")
@@ -58,6 +72,7 @@ impl Server {
         let child = Command::new(&binary)
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
