@@ -5,7 +5,8 @@
 //! The noisy tenant gets a quota of [`QUOTA`] requests/s (TenantUpdate `ratelimit`, as root) and
 //! sends UserCreate at 10 times that, open-loop (requests leave on a fixed schedule, however slow
 //! the answers); the victim sends UserGet by token at [`VICTIM_RATE`]/s, open-loop too, for SECONDS
-//! (default 20) alone and again during the flood. Each tenant's requests come through a trusted
+//! (default 20) alone and again during the flood, after a warm-up of both (3 s, its figures printed
+//! apart: a flood from cold first pays for opening connections). Each tenant's requests come through a trusted
 //! proxy (`X-Forwarded-For`, `BUNKER_TRUSTED_PROXIES=127.0.0.1/32`), as two clients behind a load
 //! balancer would, so that the per-address limit sees two clients. Prints the noisy tenant's answers
 //! by status (and how many 429s had Retry-After), the victim's p50/p99 quiet and flooded, and their
@@ -36,6 +37,8 @@ struct Seen {
     retry_after: usize,
     failed: usize,
     latencies: Vec<Duration>,
+    /// When each answered request was sent, from the run's start, with its latency.
+    timeline: Vec<(Duration, Duration)>,
 }
 
 impl Seen {
@@ -93,10 +96,17 @@ async fn open_loop(
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let retry = response.headers().contains_key("retry-after");
-                    let read = response.bytes().await.is_ok();
-                    (Some((status, retry && status == 429)), read, sent.elapsed())
+                    let body = response.bytes().await;
+                    let read = body.is_ok();
+
+                    (
+                        Some((status, retry && status == 429)),
+                        read,
+                        sent.elapsed(),
+                        sent - started,
+                    )
                 }
-                Err(_) => (None, false, sent.elapsed()),
+                Err(_) => (None, false, sent.elapsed(), sent - started),
             }
         });
     }
@@ -105,13 +115,15 @@ async fn open_loop(
         retry_after: 0,
         failed: 0,
         latencies: Vec::with_capacity(i),
+        timeline: Vec::with_capacity(i),
     };
     while let Some(done) = running.join_next().await {
         match done {
-            Ok((Some((status, retry)), true, took)) => {
+            Ok((Some((status, retry)), true, took, at)) => {
                 *seen.statuses.entry(status).or_default() += 1;
                 seen.retry_after += usize::from(retry);
                 seen.latencies.push(took);
+                seen.timeline.push((at, took));
             }
             _ => seen.failed += 1,
         }
@@ -209,11 +221,40 @@ pub async fn run(seconds: u64) -> Result<bool, String> {
             move |i| json!({"mode": "token", "identity": tokens[i.wrapping_mul(7919) % tokens.len()]}),
         )
     };
-    let writes: Arc<dyn Fn(usize) -> Value + Send + Sync> =
-        Arc::new(|i| json!({"profile": {"login": format!("noisy{i}")}}));
+    let factor: u32 = std::env::var("FLOOD_FACTOR")
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(10);
+    let noisy_command = std::env::var("FLOOD_COMMAND").unwrap_or_else(|_| "UserCreate".to_owned());
+    let writes: Arc<dyn Fn(usize) -> Value + Send + Sync> = if noisy_command == "UserGet" {
+        Arc::new(|_| json!({"mode": "login", "identity": "nobody"}))
+    } else {
+        // Distinct across the warm-up and the flood (both count from 0).
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        Arc::new(move |_| {
+            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            json!({"profile": {"login": format!("noisy{n}")}})
+        })
+    };
     let duration = Duration::from_secs(seconds);
-    // Warm up, then the victim alone.
-    open_loop(
+    // Warm up both (connections opened on both sides, statements prepared, the noisy tenant's
+    // limiter made): the first fraction of a second of a flood from cold is a transient of its own
+    // (connections being opened), reported apart from the steady figure below.
+    let warm = {
+        let (noisy, writes) = (noisy.clone(), writes.clone());
+        let noisy_command = noisy_command.clone();
+        tokio::spawn(async move {
+            open_loop(
+                &noisy,
+                &noisy_command,
+                QUOTA * factor,
+                Duration::from_secs(3),
+                writes,
+            )
+            .await
+        })
+    };
+    let cold = open_loop(
         &victim,
         "UserGet",
         VICTIM_RATE,
@@ -221,13 +262,21 @@ pub async fn run(seconds: u64) -> Result<bool, String> {
         reads.clone(),
     )
     .await;
+    let _ = warm.await;
+    println!(
+        "warm-up (3 s, both tenants from cold): victim p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        cold.at(0.50),
+        cold.at(0.99),
+        cold.at(1.0)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let quiet = open_loop(&victim, "UserGet", VICTIM_RATE, duration, reads.clone()).await;
     // The victim again, while the noisy tenant floods at 10 times its quota.
     let flood = {
         let noisy = noisy.clone();
-        tokio::spawn(
-            async move { open_loop(&noisy, "UserCreate", QUOTA * 10, duration, writes).await },
-        )
+        tokio::spawn(async move {
+            open_loop(&noisy, &noisy_command, QUOTA * factor, duration, writes).await
+        })
     };
     let flooded = open_loop(&victim, "UserGet", VICTIM_RATE, duration, reads).await;
     let flood = flood.await.map_err(|e| e.to_string())?;
@@ -250,6 +299,17 @@ pub async fn run(seconds: u64) -> Result<bool, String> {
             seen.at(0.99),
             seen.failed
         );
+    }
+    if std::env::var_os("FLOOD_DEBUG").is_some() {
+        let mut slow = flooded.timeline.clone();
+        slow.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+        for (at, took) in slow.iter().take(25) {
+            println!(
+                "  slow victim read sent at {:>7.3} s: {:.1} ms",
+                at.as_secs_f64(),
+                took.as_secs_f64() * 1000.0
+            );
+        }
     }
     let ratio = flooded.at(0.99) / quiet.at(0.99).max(0.001);
     let victim_ok = |seen: &Seen| seen.failed == 0 && seen.statuses.keys().all(|s| *s == 200);

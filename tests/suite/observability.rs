@@ -196,3 +196,68 @@ async fn json_log_lines_carry_the_request_id_the_answer_returned() {
     );
     assert!(!text.contains(root), "the token in the log");
 }
+
+#[tokio::test]
+async fn a_made_up_method_is_counted_as_other_and_never_becomes_a_label() {
+    let app = TestApp::spawn().await;
+    for i in 0..5 {
+        let method = reqwest::Method::from_bytes(format!("ZELDAQUOKKA{i}").as_bytes()).unwrap();
+        let response = app
+            .http
+            .request(method, format!("{}/health", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error());
+    }
+    let (_, text) = scrape(&app.address).await;
+    assert!(
+        !text.contains("ZELDAQUOKKA"),
+        "a client's method in a label"
+    );
+    assert!(
+        value(
+            &text,
+            r#"http_requests_total{method="other",path="/health",status="405"}"#
+        ) == Some(5.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn one_address_holds_a_bounded_number_of_connections_and_silent_ones_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let at = app.address.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..bunker::http::listener::MAX_CONNECTIONS_PER_ADDRESS {
+        held.push(tokio::net::TcpStream::connect(&at).await.unwrap());
+    }
+    // One more from the same address is closed unanswered.
+    let mut extra = tokio::net::TcpStream::connect(&at).await.unwrap();
+    let _ = extra
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        extra.read_to_end(&mut answer),
+    )
+    .await
+    .expect("closed, not left waiting");
+    assert!(read.is_err() || answer.is_empty(), "answered past the cap");
+    // A place given back is taken again.
+    drop(held.pop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let health = reqwest::get(format!("{}/health", app.address))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    // A connection that sends nothing is closed by the server (30 s without activity).
+    let mut silent = held.pop().unwrap();
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(45), silent.read(&mut byte))
+        .await
+        .expect("a silent connection is closed within the idle timeout");
+    assert!(matches!(closed, Ok(0) | Err(_)));
+}

@@ -53,6 +53,15 @@ async fn a_tenant_over_its_quota_is_refused_with_when_to_retry_and_another_tenan
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = app
+        .call(
+            "TenantUpdate",
+            &noisy,
+            Some("noisy"),
+            json!({"ratelimit": "garbage"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "whatever it holds: {body}");
     let (status, body) = app.root("TenantGet", json!({"tenantid": noisy_id})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["tenantorg"], "noisy org", "nothing changed: {body}");
@@ -110,7 +119,9 @@ async fn a_tenant_over_its_quota_is_refused_with_when_to_retry_and_another_tenan
         let (status, body) = answer(create_user(&app, &quiet, "quiet", n)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    // Back to the installation's default: a fresh allowance at once.
+    // Back to the installation's default: a fresh allowance within a second (a refusal is
+    // repeated that long without asking the database).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (status, _) = app
         .root(
             "TenantUpdate",

@@ -961,3 +961,37 @@ async fn one_tenants_silent_receiver_does_not_hold_another_tenants_deliveries() 
     let event: Value = serde_json::from_str(&deliveries[0].1).unwrap();
     assert_eq!(event["event"], "UserRequestCreated");
 }
+
+#[tokio::test]
+async fn a_patch_request_over_the_operation_limit_is_refused_not_kept() {
+    let app = TestApp::spawn().await;
+    let token = app.create_user(json!({"login": "jane"})).await;
+    let operations = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"op": "add", "path": format!("/k{i}"), "value": i}))
+            .collect()
+    };
+    let (status, body) = app
+        .root(
+            "UserPatchRequest",
+            json!({"mode": "token", "identity": token, "patch": operations(101)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("at most 100"));
+    let (status, body) = app
+        .root(
+            "UserRequestListUserRequests",
+            json!({"mode": "token", "identity": token}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 0, "{body}");
+    let (status, body) = app
+        .root(
+            "UserPatchRequest",
+            json!({"mode": "token", "identity": token, "patch": operations(100)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -108,14 +108,21 @@ async fn serve(
     let db = Database::connect(&url, config.pool_size).await?;
     let app = Application::build(settings, db).await?;
     let address = app.local_addr();
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
         "\nWARNING: this is Bunker's demo mode, for trying Bunker only. The root token is the public \
          value DEMO and the database lives in {}. Do not put real personal data in it.\n",
         cluster.root().display()
     );
-    println!("Bunker is serving on http://{address} (API docs: http://{address}/docs). Try:\n");
     println!(
-        "    curl -s -X POST -H 'X-Bunker-Token: DEMO' http://{address}/v2/TenantCreate -d '{{\"tenantname\":\"acme\",\"tenantorg\":\"acme\"}}'\n"
+        "Bunker is serving on {scheme}://{address} (API docs: {scheme}://{address}/docs). Try:\n"
+    );
+    println!(
+        "    curl -s -X POST -H 'X-Bunker-Token: DEMO' {scheme}://{address}/v2/TenantCreate -d '{{\"tenantname\":\"acme\",\"tenantorg\":\"acme\"}}'\n"
     );
     println!("Press Ctrl-C to stop.");
     app.run_until(stop).await?;

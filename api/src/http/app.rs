@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::http::error::{envelope, ApiError};
 use crate::http::limits::{Limits, RateSettings};
-use crate::http::listener::EnvelopeAcceptor;
+use crate::http::listener::{ConnectionGuard, EnvelopeAcceptor};
 use crate::http::metrics::{self, HttpMetrics};
 use crate::http::ops;
 use crate::http::spec;
@@ -206,9 +206,10 @@ impl Application {
         ));
         let (tcp, local_addr) = bind(&settings.listen).await?;
         let https = settings.tls.is_some();
+        let guard = ConnectionGuard::new(limits.clone());
         let acceptor = match settings.tls.clone() {
-            Some(files) => EnvelopeAcceptor(tcp.rustls(files.watch()?)).boxed(),
-            None => EnvelopeAcceptor(tcp).boxed(),
+            Some(files) => EnvelopeAcceptor::new(tcp.rustls(files.watch()?), guard).boxed(),
+            None => EnvelopeAcceptor::new(tcp, guard).boxed(),
         };
         let tenancy = Tenancy::new(db.clone(), TenantResolver::new(&settings.domains));
         let tenants = Tenants::new(db.clone());
@@ -241,7 +242,8 @@ impl Application {
                     .catch_all_error(|err| envelope(err, false))
                     .data(state.clone())
                     .boxed();
-                Some((EnvelopeAcceptor(tcp).boxed(), at, endpoint))
+                let guard = ConnectionGuard::new(limits.clone());
+                Some((EnvelopeAcceptor::new(tcp, guard).boxed(), at, endpoint))
             }
             None => None,
         };
@@ -291,9 +293,14 @@ impl Application {
         let refresher = self.refresher.spawn();
         let housekeeping = self.limits.spawn_housekeeping();
         let metrics = self.metrics.map(|(acceptor, _, endpoint)| {
-            tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint))
+            tokio::spawn(
+                Server::new_with_acceptor(acceptor)
+                    .idle_timeout(IDLE_TIMEOUT)
+                    .run(endpoint),
+            )
         });
         let served = Server::new_with_acceptor(self.acceptor)
+            .idle_timeout(IDLE_TIMEOUT)
             .run_with_graceful_shutdown(self.endpoint, shutdown, Some(Duration::from_secs(10)))
             .await;
         if let Some(metrics) = metrics {
@@ -383,6 +390,10 @@ pub fn openapi(tenants: Tenants, vault: Vault, keys: KeyService) -> OpenApiServi
         )
         .server("/v2")
 }
+
+/// A connection with nothing sent or received for this long is closed: one that never finishes
+/// its request (or its TLS handshake) does not hold a socket for ever.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the routes depend on beyond the state.
 #[derive(Clone, Copy, Debug)]
@@ -525,6 +536,24 @@ fn request_id(req: &Request) -> String {
         .map_or_else(|| Uuid::new_v4().simple().to_string(), str::to_owned)
 }
 
+/// A method as a metric label and in the log: one of HTTP's, else `other` (a client may send any
+/// token as a method; a label per made-up method would grow `/metrics` without bound).
+fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Counts requests in flight while alive (a cancelled request is counted out too).
 struct InFlight(prometheus::IntGauge);
 
@@ -547,7 +576,7 @@ async fn observe<E: Endpoint>(
     let id = request_id(&req);
     let span = tracing::info_span!("request", request_id = %id);
     async move {
-        let method = req.method().clone();
+        let method = method_label(req.method());
         let route = known.name(req.uri().path()).to_owned();
         let started = Instant::now();
         state.metrics.in_flight.inc();
@@ -559,15 +588,15 @@ async fn observe<E: Endpoint>(
         state
             .metrics
             .requests
-            .with_label_values(&[method.as_str(), &route, &status.to_string()])
+            .with_label_values(&[method, &route, &status.to_string()])
             .inc();
         state
             .metrics
             .duration
-            .with_label_values(&[method.as_str(), &route])
+            .with_label_values(&[method, &route])
             .observe(elapsed.as_secs_f64());
         tracing::info!(
-            %method,
+            method,
             route,
             status,
             millis = elapsed.as_millis() as u64,

@@ -22,6 +22,7 @@ use serde_path_to_error::Segment;
 
 use crate::http::app::AppState;
 use crate::http::error::ApiError;
+use crate::http::limits::RequestShape;
 use bunker_services::access::Command;
 use bunker_services::core::limits;
 
@@ -279,6 +280,12 @@ impl<'a> ApiExtractor<'a> for Authenticated {
         // database connection while it sends its body.
         let bytes = read_body(body, body_limit(request)?).await?;
         *body = RequestBody::new(poem::Body::from(bytes.clone()));
+        // A token whose tenant's (or own) allowance ran out a moment ago is refused before the
+        // database is asked again; only a request that authenticated can have put it there.
+        let shape = RequestShape::of(token, tenant, host);
+        if let Some(refusal) = state.limits.still_refused(&shape) {
+            return Err(ApiError::too_many(&refusal).into());
+        }
         let caller = state
             .tenancy
             .authenticate(token, tenant, host)
@@ -296,7 +303,10 @@ impl<'a> ApiExtractor<'a> for Authenticated {
         state
             .limits
             .check_caller(&caller.tenant, caller.token_id, command)
-            .map_err(|refusal| ApiError::too_many(&refusal))?;
+            .map_err(|refusal| {
+                state.limits.remember_refusal(shape, &refusal);
+                ApiError::too_many(&refusal)
+            })?;
         state
             .vault
             .admit(&caller, command, || request_metadata(&bytes))

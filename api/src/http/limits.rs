@@ -130,8 +130,13 @@ struct Keyed<K: Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
 }
 
+/// A rate as governor's quota: one request back every period / count, and a burst of a tenth of
+/// the period's count, but at least 10 (or the whole count, if that is smaller). A whole period's
+/// worth at once would let a tenant at `1000/s` start 1,000 requests in the same instant, which
+/// stalls everyone else's for as long as the database takes to work through them.
 fn quota(rate: Rate) -> Quota {
-    let burst = NonZeroU32::new(rate.count).unwrap_or(NonZeroU32::MIN);
+    let burst = rate.count.div_ceil(10).max(rate.count.min(10));
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
     Quota::with_period(rate.replenish_every())
         .unwrap_or_else(|| Quota::per_second(burst))
         .allow_burst(burst)
@@ -154,6 +159,38 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
     }
 }
 
+/// What names a request's credentials, hashed (the token is never kept): its token, tenant header
+/// and host, as sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestShape([u8; 32]);
+
+impl RequestShape {
+    pub fn of(token: Option<&str>, tenant: Option<&str>, host: Option<&str>) -> Self {
+        let mut hash = Sha256::new();
+        for part in [token, tenant, host] {
+            let part = part.unwrap_or_default();
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        RequestShape(hash.finalize().into())
+    }
+}
+
+/// Credentials refused by their tenant's or token's limit at most remembered.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// How long a refusal is repeated without asking the database: a new quota (root's TenantUpdate,
+/// on any server) is seen within this.
+const REMEMBER_AT_MOST: Duration = Duration::from_secs(1);
+
+/// A refusal remembered: repeated until `recheck`, saying to retry at `until`.
+#[derive(Clone, Copy, Debug)]
+struct Remembered {
+    recheck: Instant,
+    until: Instant,
+    refusal: Refusal,
+}
+
 /// A tenant's limiter, with the quota text it was made from.
 struct TenantLimiter {
     quota: Option<String>,
@@ -172,6 +209,9 @@ pub struct Limits {
     clock: DefaultClock,
     refused: IntCounterVec,
     notices: Mutex<HashMap<(Kind, String), Notice>>,
+    /// Credentials refused by a tenant or token limit, refused again without a database lookup
+    /// until their allowance is back.
+    refused_until: Mutex<HashMap<RequestShape, Remembered>>,
     /// Hashes client addresses for the log (random per process).
     address_key: [u8; 16],
 }
@@ -198,6 +238,7 @@ impl Limits {
             clock: DefaultClock::default(),
             refused,
             notices: Mutex::new(HashMap::new()),
+            refused_until: Mutex::new(HashMap::new()),
             address_key: rand::random(),
             settings,
         }
@@ -231,7 +272,8 @@ impl Limits {
         Some(client)
     }
 
-    fn trusted(&self, address: IpAddr) -> bool {
+    /// Whether `address` is in `BUNKER_TRUSTED_PROXIES`.
+    pub fn trusted(&self, address: IpAddr) -> bool {
         self.settings
             .trusted_proxies
             .iter()
@@ -244,7 +286,7 @@ impl Limits {
         address: Option<IpAddr>,
         command: Option<Command>,
     ) -> Result<(), Refusal> {
-        let Some(address) = address else {
+        let Some(address) = address.map(address_key) else {
             return Ok(());
         };
         if let Some(ip) = &self.ip {
@@ -284,6 +326,51 @@ impl Limits {
             }
         }
         Ok(())
+    }
+
+    /// Remembers that the credentials of `shape` met their tenant's or token's limit (not the costly
+    /// one, which holds for some commands only), until their allowance is back.
+    pub fn remember_refusal(&self, shape: RequestShape, refusal: &Refusal) {
+        if !matches!(refusal.kind, Kind::Tenant | Kind::Token) {
+            return;
+        }
+        if let Ok(mut remembered) = self.refused_until.lock() {
+            if remembered.len() < MAX_REMEMBERED || remembered.contains_key(&shape) {
+                let now = Instant::now();
+                remembered.insert(
+                    shape,
+                    Remembered {
+                        recheck: now + refusal.retry_after.min(REMEMBER_AT_MOST),
+                        until: now + refusal.retry_after,
+                        refusal: *refusal,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The refusal of credentials refused a moment ago whose allowance is not back yet: counted
+    /// and logged as the first was, and answered without asking the database again.
+    pub fn still_refused(&self, shape: &RequestShape) -> Option<Refusal> {
+        let now = Instant::now();
+        let refusal = {
+            let mut remembered = self.refused_until.lock().ok()?;
+            match remembered.get(shape) {
+                Some(seen) if seen.recheck > now => Refusal {
+                    retry_after: seen.until - now,
+                    ..seen.refusal
+                },
+                Some(_) => {
+                    remembered.remove(shape);
+                    return None;
+                }
+                None => return None,
+            }
+        };
+        self.refused
+            .with_label_values(&[refusal.kind.as_str()])
+            .inc();
+        Some(refusal)
     }
 
     fn check_tenant(&self, tenant: &TenantRecord) -> Result<(), Refusal> {
@@ -387,7 +474,10 @@ impl Limits {
         hash.update(self.address_key);
         hash.update(address.to_string().as_bytes());
         let digest = hash.finalize();
-        format!("address {}", hex::encode(digest.get(..8).unwrap_or_default()))
+        format!(
+            "address {}",
+            hex::encode(digest.get(..8).unwrap_or_default())
+        )
     }
 
     /// Forgets keys idle long enough to be back at a full allowance, and old log notices.
@@ -402,6 +492,10 @@ impl Limits {
         }
         if let Ok(mut notices) = self.notices.lock() {
             notices.retain(|_, notice| notice.logged.elapsed() < NOTICE_INTERVAL * 2);
+        }
+        if let Ok(mut remembered) = self.refused_until.lock() {
+            let now = Instant::now();
+            remembered.retain(|_, seen| seen.recheck > now);
         }
     }
 
@@ -422,6 +516,18 @@ impl Limits {
 fn canonical(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The key an address is limited by: an IPv4 address, or an IPv6 address's /64 (a single host is
+/// commonly given a whole /64, and could otherwise take a fresh key per request).
+pub fn address_key(address: IpAddr) -> IpAddr {
+    match canonical(address) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
         v4 => v4,
     }
 }
@@ -504,6 +610,40 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_client_is_limited_by_its_64_and_ipv4_by_its_address() {
+        let limits = limits(RateSettings {
+            ip: rate("2/h"),
+            ..RateSettings::default()
+        });
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(limits.check_address(ip("2001:db8:1:2::1"), None).is_ok());
+        assert!(limits
+            .check_address(ip("2001:db8:1:2:ffff::9"), None)
+            .is_ok());
+        assert!(limits.check_address(ip("2001:db8:1:2::3"), None).is_err());
+        assert!(limits.check_address(ip("2001:db8:1:3::1"), None).is_ok());
+        assert!(limits.check_address(ip("192.0.2.1"), None).is_ok());
+        assert!(limits.check_address(ip("192.0.2.2"), None).is_ok());
+        assert_eq!(
+            address_key("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_burst_is_a_tenth_of_the_count_but_at_least_ten() {
+        let burst = |text: &str| {
+            let limiter = RateLimiter::direct(quota(rate(text).unwrap()));
+            (0..2000).take_while(|_| limiter.check().is_ok()).count()
+        };
+        assert_eq!(burst("3/min"), 3);
+        assert_eq!(burst("10/s"), 10);
+        assert_eq!(burst("100/s"), 10);
+        assert_eq!(burst("1000/s"), 100);
+        assert_eq!(burst("600/min"), 60);
+    }
+
+    #[test]
     fn a_key_over_its_rate_is_refused_with_when_to_retry_and_others_are_not() {
         let limits = limits(RateSettings {
             ip: rate("3/min"),
@@ -582,6 +722,41 @@ mod tests {
         }
         assert_eq!(limits.notice(&key), Some(6));
         assert_eq!(limits.notice(&key), None);
+    }
+
+    #[test]
+    fn credentials_refused_by_their_tenant_are_refused_again_until_the_allowance_is_back() {
+        let limits = limits(RateSettings::default());
+        let shape = RequestShape::of(Some("token"), Some("acme"), None);
+        let other = RequestShape::of(Some("token"), Some("globex"), None);
+        let refusal = |kind, ms| Refusal {
+            kind,
+            rate: Rate::parse("1/s").unwrap().unwrap(),
+            retry_after: Duration::from_millis(ms),
+        };
+        limits.remember_refusal(shape, &refusal(Kind::Costly, 500));
+        assert!(
+            limits.still_refused(&shape).is_none(),
+            "costly holds per command"
+        );
+        limits.remember_refusal(shape, &refusal(Kind::Tenant, 200));
+        let again = limits.still_refused(&shape).unwrap();
+        assert_eq!(again.kind, Kind::Tenant);
+        assert!(again.retry_after <= Duration::from_millis(200));
+        assert!(limits.still_refused(&other).is_none());
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(limits.still_refused(&shape).is_none());
+        // A long wait is repeated for a second at most, then the database is asked again (a
+        // quota root changed meanwhile applies), still saying when to retry.
+        limits.remember_refusal(shape, &refusal(Kind::Token, 20_000));
+        let again = limits.still_refused(&shape).unwrap();
+        assert!(again.retry_after > Duration::from_secs(19));
+        if let Ok(mut remembered) = limits.refused_until.lock() {
+            if let Some(seen) = remembered.get_mut(&shape) {
+                seen.recheck = Instant::now();
+            }
+        }
+        assert!(limits.still_refused(&shape).is_none());
     }
 
     #[test]

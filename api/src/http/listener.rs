@@ -3,39 +3,125 @@
 //! request line or header it cannot parse: 400; a URI too long: 414; headers too many or too large:
 //! 431). Hyper writes those as a bare head with no body and then closes the connection; this
 //! module's connections recognise such a head on its way out and write the JSON envelope instead.
+//! It also holds each client address to [`MAX_CONNECTIONS_PER_ADDRESS`] open connections.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::http::limits::{address_key, Limits};
+
 /// Accepts connections (TCP, or TLS over TCP) whose automatic error answers carry the JSON
-/// envelope.
-pub struct EnvelopeAcceptor<A>(pub A);
+/// envelope, at most [`MAX_CONNECTIONS_PER_ADDRESS`] open at once from one client address.
+pub struct EnvelopeAcceptor<A> {
+    inner: A,
+    guard: ConnectionGuard,
+}
+
+impl<A> EnvelopeAcceptor<A> {
+    pub fn new(inner: A, guard: ConnectionGuard) -> Self {
+        EnvelopeAcceptor { inner, guard }
+    }
+}
+
+/// Connections one client address may hold open at once (a trusted proxy's are not counted: it
+/// carries many clients). Beyond it a new connection is closed at once: one client holding
+/// thousands of idle sockets would otherwise use up the server's file descriptors.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+
+/// The open connections per client address (an IPv6 client by its /64).
+#[derive(Clone)]
+pub struct ConnectionGuard {
+    limits: Arc<Limits>,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl ConnectionGuard {
+    pub fn new(limits: Arc<Limits>) -> Self {
+        ConnectionGuard {
+            limits,
+            open: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A place for a connection from `peer`, or none if the address holds too many.
+    fn admit(&self, peer: Option<IpAddr>) -> Option<Option<OpenConnection>> {
+        let Some(peer) = peer.filter(|p| !self.limits.trusted(*p)) else {
+            return Some(None);
+        };
+        let key = address_key(peer);
+        let Ok(mut open) = self.open.lock() else {
+            // A poisoned count (a panic while it was held) counts nothing rather than refusing all.
+            return Some(None);
+        };
+        let count = open.entry(key).or_insert(0);
+        if *count >= MAX_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(Some(OpenConnection {
+            open: self.open.clone(),
+            key,
+        }))
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+pub struct OpenConnection {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    key: IpAddr,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock() {
+            if let Some(count) = open.get_mut(&self.key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    open.remove(&self.key);
+                }
+            }
+        }
+    }
+}
 
 impl<A: Acceptor> Acceptor for EnvelopeAcceptor<A> {
     type Io = EnvelopeStream<A::Io>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
-        self.0.local_addr()
+        self.inner.local_addr()
     }
 
     async fn accept(
         &mut self,
     ) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
-        let (stream, local, remote, scheme) = self.0.accept().await?;
-        Ok((
-            EnvelopeStream {
-                inner: stream,
-                pending: Vec::new(),
-            },
-            local,
-            remote,
-            scheme,
-        ))
+        loop {
+            let (stream, local, remote, scheme) = self.inner.accept().await?;
+            let peer = remote.as_socket_addr().map(|a| a.ip());
+            let Some(counted) = self.guard.admit(peer) else {
+                // Closed unanswered: the address holds its share of sockets already.
+                drop(stream);
+                continue;
+            };
+            return Ok((
+                EnvelopeStream {
+                    inner: stream,
+                    pending: Vec::new(),
+                    _counted: counted,
+                },
+                local,
+                remote,
+                scheme,
+            ));
+        }
     }
 }
 
@@ -44,6 +130,8 @@ pub struct EnvelopeStream<S> {
     inner: S,
     /// The rewritten answer still to be written.
     pending: Vec<u8>,
+    /// Its place among its address's connections.
+    _counted: Option<OpenConnection>,
 }
 
 /// The JSON answer in place of hyper's automatic one, if `head` is one: a 400, 414 or 431 with an

@@ -5,7 +5,7 @@ pub mod app;
 pub mod error;
 pub mod extract;
 pub mod limits;
-mod listener;
+pub mod listener;
 pub mod metrics;
 mod ops;
 pub mod spec;

@@ -195,9 +195,12 @@ fn constraint(schema: &str, property: &str) -> Option<Value> {
             .filter(|m| *m != "token")
             .collect(),
         // Accepted and ignored.
-        "UserSearchRequest" => return None,
         _ => Mode::NAMES.to_vec(),
     };
+    if schema == "UserSearchRequest" && property == "mode" {
+        // Accepted and ignored.
+        return None;
+    }
     Some(match property {
         "mode" => json!({"type": "string", "enum": modes}),
         "tokentype" => json!({"type": "string", "enum": TokenType::NAMES}),
@@ -213,8 +216,8 @@ fn constraint(schema: &str, property: &str) -> Option<Value> {
         "records" | "users" => json!({"maxItems": MAX_BULK_ITEMS}),
         "patch" => json!({"type": "array", "maxItems": MAX_PATCH_OPERATIONS,
                           "items": {"type": "object"}}),
-        "profile" | "appdata" | "sessiondata" | "request_metadata" | "policy" | "uiconf" | "ui"
-        | "change" | "original" | "data" | "details" | "before" | "after" | "report" => {
+        "profile" | "appdata" | "sessiondata" | "policy" | "uiconf" | "ui" | "change"
+        | "original" | "data" | "details" | "before" | "after" | "report" => {
             json!({"type": "object"})
         }
         "finaltime" | "slidingtime" | "starttime" => json!({
@@ -248,6 +251,9 @@ fn refine_schema(name: &str, schema: &mut Value, request: bool) {
         };
         if let Some(Value::Object(rule)) = constraint(name, property).filter(|_| request) {
             let typed = object.contains_key("type") || object.contains_key("$ref");
+            // The type first: whether a size applies depends on it.
+            let mut rule: Vec<(String, Value)> = rule.into_iter().collect();
+            rule.sort_by_key(|(key, _)| !(key == "type" || key == "oneOf"));
             for (key, v) in rule {
                 // A type the code declared stays (the rule may only add to it, or type free JSON).
                 let adds_type = key == "type" || key == "oneOf";
@@ -284,6 +290,7 @@ mod tests {
                 "profile": {},
                 "webhook": {"$ref": "#/components/schemas/WebhookChange"},
                 "tenantname": {"type": "string"},
+                "patch": {},
             },
         });
         refine_schema("UserGetRequest", &mut schema, true);
@@ -297,6 +304,16 @@ mod tests {
             json!({"allOf": [{"$ref": "#/components/schemas/WebhookChange"}], "nullable": true})
         );
         assert_eq!(p["tenantname"]["pattern"], TenantName::PATTERN);
+        assert_eq!(p["patch"]["type"], "array");
+        assert_eq!(p["patch"]["maxItems"], MAX_PATCH_OPERATIONS);
+        let mut search =
+            json!({"properties": {"mode": {"type": "string"}, "identity": {"type": "string"}}});
+        refine_schema("UserSearchRequest", &mut search, true);
+        assert!(search["properties"]["mode"].get("enum").is_none());
+        assert_eq!(
+            search["properties"]["identity"]["maxLength"],
+            MAX_INDEXED_CHARS
+        );
         let mut lookup = json!({"properties": {"mode": {"type": "string"}}, "required": ["mode"]});
         refine_schema("CrossTenantLookup", &mut lookup, true);
         assert!(!lookup["properties"]["mode"]["enum"]

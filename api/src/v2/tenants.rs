@@ -234,17 +234,18 @@ impl TenantApi {
             }),
         };
         let uiconf = request.uiconf.map(UiConfChange::parse).transpose()?;
+        if request.ratelimit.is_some() && !caller.0.is_root() {
+            // Refused before anything changes, whatever it holds: a tenant's quota is the
+            // operator's to set.
+            return Err(ApiError::from(bunker_tenancy::TenancyError::Forbidden(
+                "only the root token can change a tenant's rate limit",
+            )));
+        }
         let quota = request
             .ratelimit
             .as_deref()
             .map(QuotaChange::parse)
             .transpose()?;
-        if quota.is_some() && !caller.0.is_root() {
-            // Refused before anything changes: a tenant's quota is the operator's to set.
-            return Err(ApiError::from(bunker_tenancy::TenancyError::Forbidden(
-                "only the root token can change a tenant's rate limit",
-            )));
-        }
         self.tenants.update_tenant(&caller.0, id, changes).await?;
         if let Some(change) = quota {
             self.tenants.update_quota(&caller.0, id, change).await?;

@@ -1,7 +1,7 @@
 //! A rate limit as operators and root write it: `1000/s`, `600/min`, `5000/h`, or `off`.
 //!
-//! A rate of N per period allows a burst of N at once, and then one more request every period / N
-//! (the generic cell rate algorithm the HTTP layer runs with governor). The same text is stored for
+//! A rate of N per period lets one request in every period / N on average (the generic cell rate
+//! algorithm the HTTP layer runs with governor), with a burst of a tenth of N, at least 10. The same text is stored for
 //! a tenant's own quota (`tenants.rate_limit`, whose check constraint spells the same grammar).
 
 use std::fmt;

@@ -458,6 +458,13 @@ pub fn parse_patch(patch: Value) -> Result<json_patch::Patch, VaultError> {
     let Value::Array(items) = patch else {
         return Err(refused());
     };
+    // Here as well as where a patch is applied: a patch kept in a request is parsed when it is
+    // asked for, and one that could never be applied must not be kept.
+    if items.len() > MAX_PATCH_OPERATIONS {
+        return Err(VaultError::BadRequest(format!(
+            "A patch may hold at most {MAX_PATCH_OPERATIONS} operations"
+        )));
+    }
     let mut operations = Vec::with_capacity(items.len());
     for item in items {
         let Value::Object(mut fields) = item else {
