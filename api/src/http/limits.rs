@@ -258,14 +258,14 @@ impl Limits {
                 return Some(client);
             };
             for entry in value.rsplit(',') {
-                match entry.trim().parse::<IpAddr>() {
-                    Ok(address) => {
+                match forwarded_address(entry.trim()) {
+                    Some(address) => {
                         client = canonical(address);
                         if !self.trusted(client) {
                             return Some(client);
                         }
                     }
-                    Err(_) => return Some(client),
+                    None => return Some(client),
                 }
             }
         }
@@ -512,6 +512,21 @@ impl Limits {
     }
 }
 
+/// An `X-Forwarded-For` entry's address: `192.0.2.1`, `2001:db8::1`, or with a port as some
+/// balancers write it (`192.0.2.1:5678`, `[2001:db8::1]:443`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse().ok())
+        })
+}
+
 /// An IPv4 address mapped into IPv6 is the IPv4 address (one client, one key).
 fn canonical(address: IpAddr) -> IpAddr {
     match address {
@@ -594,6 +609,17 @@ mod tests {
         assert_eq!(
             limits.client_address(ip("10.0.0.1"), &chain),
             ip("198.51.100.4")
+        );
+        // With a port, as some balancers write it.
+        let ported = headers(&["198.51.100.7:5678, [2001:db8:9::1]:443"]);
+        assert_eq!(
+            limits.client_address(ip("10.0.0.1"), &ported),
+            ip("2001:db8:9::1")
+        );
+        let ported = headers(&["198.51.100.7:5678"]);
+        assert_eq!(
+            limits.client_address(ip("10.0.0.1"), &ported),
+            ip("198.51.100.7")
         );
         // A malformed entry stops at the proxy that added it.
         let garbage = headers(&["5.5.5.5, not-an-address"]);
