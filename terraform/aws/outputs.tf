@@ -15,6 +15,21 @@ output "cluster_endpoint" {
   value       = module.eks.cluster_endpoint
 }
 
+output "public_subnet_cidrs" {
+  description = "CIDRs of the public subnets, where the load balancer runs: the chart's config.trustedProxies (BUNKER_TRUSTED_PROXIES) when the balancer forwards X-Forwarded-For."
+  value       = local.public_subnets
+}
+
+output "private_subnet_cidrs" {
+  description = "CIDRs of the private subnets, where the EKS nodes (and an in-cluster ingress controller) run."
+  value       = local.private_subnets
+}
+
+output "database_subnet_cidrs" {
+  description = "CIDRs of the database subnets: the chart's NetworkPolicy egress to PostgreSQL."
+  value       = local.database_subnets
+}
+
 output "kms_key_arn" {
   description = "ARN of the KMS key that wraps Bunker's master key: BUNKER_KMS_KEY_ID."
   value       = aws_kms_key.wrapping.arn
