@@ -200,11 +200,7 @@ impl TestOptions {
             audit_chain_horizon: self.audit_chain.1,
             key_refresh_interval: self.key_refresh_interval,
             rates: self.rates.clone(),
-            // As `bunker serve`: three quarters of the pool unless set.
-            tenant_max_connections: Some(
-                self.tenant_max_connections
-                    .unwrap_or((self.pool_size * 3).div_ceil(4)),
-            ),
+            tenant_max_connections: self.tenant_max_connections,
             metrics_listen: self.metrics_listen.clone(),
             metrics_per_tenant: self.metrics_per_tenant,
             tls: self.tls.clone(),

@@ -672,10 +672,7 @@ impl Config {
             audit_chain_interval: Duration::from_secs(self.audit_chain_seconds.max(1) as u64),
             audit_chain_horizon: self.audit_chain_horizon(),
             rates: self.rates.clone(),
-            tenant_max_connections: Some(
-                self.tenant_max_connections
-                    .unwrap_or((self.pool_size * 3).div_ceil(4)),
-            ),
+            tenant_max_connections: self.tenant_max_connections,
             metrics_listen: self.metrics_listen.clone(),
             metrics_per_tenant: self.metrics_per_tenant,
             tls: self.tls.clone(),

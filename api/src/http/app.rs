@@ -101,7 +101,7 @@ pub struct ServerSettings {
     /// The rate limits (`BUNKER_RATE_*`, `BUNKER_TRUSTED_PROXIES`).
     pub rates: RateSettings,
     /// The most connections one tenant's requests may hold (`BUNKER_TENANT_MAX_CONNECTIONS`;
-    /// none: the pool's size).
+    /// none: three quarters of the pool, rounded up).
     pub tenant_max_connections: Option<usize>,
     /// Where `GET /metrics` is served instead of the API's address (`BUNKER_METRICS_LISTEN`).
     pub metrics_listen: Option<String>,
@@ -176,10 +176,10 @@ impl Application {
     /// the master key with the wrapping key, and binds the listening socket. Refuses to build
     /// otherwise, saying why.
     pub async fn build(settings: ServerSettings, db: Database) -> Result<Self, StartError> {
-        let db = match settings.tenant_max_connections {
-            Some(cap) => db.with_tenant_cap(cap),
-            None => db,
-        };
+        let cap = settings
+            .tenant_max_connections
+            .unwrap_or_else(|| (db.pool_status().max_size * 3).div_ceil(4));
+        let db = db.with_tenant_cap(cap);
         db.schema_status().await?.require_ready()?;
         db.check_posture().await?;
         let (keyring, installation) = load_keyring(&db, &settings.wrapping).await?;
