@@ -95,6 +95,8 @@ async fn serve(
             let root = RootToken::Given(SecretString::from(DEMO_ROOT_TOKEN));
             init_database(&url, root, &wrapping).await?;
         }
+        // Left by a newer Bunker, which this one can serve on: nothing to migrate.
+        SchemaStatus::Newer { .. } => {}
         _ => {
             OwnerConnection::connect(&url).await?.migrate().await?;
         }

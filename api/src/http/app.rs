@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bunker_db::{Database, DbError};
+use bunker_db::{Database, DbError, SchemaStatus};
 use bunker_services::access::Command;
 use bunker_services::metrics::ServiceMetrics;
 use bunker_services::tenants::Tenants;
@@ -180,7 +180,16 @@ impl Application {
             .tenant_max_connections
             .unwrap_or_else(|| (db.pool_status().max_size * 3).div_ceil(4));
         let db = db.with_tenant_cap(cap);
-        db.schema_status().await?.require_ready()?;
+        let schema = db.schema_status().await?;
+        schema.require_ready()?;
+        if let SchemaStatus::Newer { applied, latest } = schema {
+            tracing::warn!(
+                applied,
+                latest,
+                "the database schema is newer than this binary knows, and says this binary may \
+                 serve on it: serving (finish the upgrade, or keep this release only for a rollback)"
+            );
+        }
         db.check_posture().await?;
         let (keyring, installation) = load_keyring(&db, &settings.wrapping).await?;
         let keyring = SharedKeyring::new(keyring);

@@ -16,11 +16,14 @@ pub fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /ready`: the database answers and its schema is the one this binary expects.
+/// `GET /ready`: the database answers and its schema is the one this binary expects, or a newer
+/// one it can serve on (during a rolling upgrade, the previous release's pods stay ready).
 #[handler]
 pub async fn ready(state: Data<&Arc<AppState>>) -> Response {
     let (code, message) = match state.db.schema_status().await {
-        Ok(SchemaStatus::Ready) => return Json(json!({"status": "ok"})).into_response(),
+        Ok(SchemaStatus::Ready | SchemaStatus::Newer { .. }) => {
+            return Json(json!({"status": "ok"})).into_response()
+        }
         Ok(status) => {
             tracing::warn!(?status, "not ready: schema is not current");
             (
