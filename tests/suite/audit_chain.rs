@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 /// Waits until every event of the default tenant is linked.
-async fn all_linked(db: &Client) {
+pub(crate) async fn all_linked(db: &Client) {
     for _ in 0..200 {
         let row = db
             .query_one(
@@ -139,7 +139,7 @@ async fn vault_of(app: &TestApp) -> bunker_services::Vault {
 }
 
 /// `bunker audit verify --tenant default` with `extra` arguments: whether it passed, and what it said.
-async fn verify_with(app: &TestApp, extra: &[&str]) -> (bool, String) {
+pub(crate) async fn verify_with(app: &TestApp, extra: &[&str]) -> (bool, String) {
     let url = app.database_url();
     let mut args = vec!["audit", "verify", "--tenant", "default"];
     args.extend_from_slice(extra);

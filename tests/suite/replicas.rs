@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use bunker_tests::{answer, run_bunker, serve_process_with, StatusCode, TestApp};
+use bunker_tests::{
+    answer, run_bunker, serve_process_with, StatusCode, TestApp, TestOptions, WebhookReceiver,
+};
 use serde_json::{json, Value};
 
 /// Three `bunker serve` processes over `app`'s database, each with `env` (and the child
@@ -307,4 +309,254 @@ async fn one_replica_at_a_time_sweeps_a_tenant() {
         .unwrap()
         .get(0);
     assert_eq!(expired, 6);
+}
+
+#[tokio::test]
+async fn one_replica_at_a_time_links_a_tenants_audit_events_into_one_chain() {
+    let app = TestApp::spawn().await;
+    let replicas = three_replicas(
+        &app,
+        &[
+            ("BUNKER_AUDIT_CHAIN_SECONDS", "1"),
+            ("BUNKER_AUDIT_CHAIN_HORIZON_SECONDS", "1"),
+        ],
+    )
+    .await;
+    // The lock each replica's linking asks for, held here: none of them links the tenant.
+    let holder = app.superuser().await;
+    let lock = "SELECT pg_advisory_lock(hashtextextended('bunker-audit-chain', 1))";
+    holder.execute(lock, &[]).await.unwrap();
+    for i in 0..9 {
+        let (status, made) = call(
+            &app,
+            &replicas[i % 3].0,
+            "UserCreate",
+            &app.root_token,
+            "default",
+            json!({"profile": {"login": format!("chained{i}")}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{made}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let chained = "SELECT count(*), count(DISTINCT event_id) FROM audit_chain WHERE tenant_id = 1";
+    let row = holder.query_one(chained, &[]).await.unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        0,
+        "no replica linked while another held the tenant's chain"
+    );
+    holder
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended('bunker-audit-chain', 1))",
+            &[],
+        )
+        .await
+        .unwrap();
+    crate::audit_chain::all_linked(&holder).await;
+    // One chain: every event once, at positions 1..n, and `bunker audit verify` holds it.
+    let row = holder.query_one(chained, &[]).await.unwrap();
+    let (links, events) = (row.get::<_, i64>(0), row.get::<_, i64>(1));
+    assert!(links >= 9, "{links}");
+    assert_eq!(links, events, "no event linked twice");
+    let last: i64 = holder
+        .query_one(
+            "SELECT max(position) FROM audit_chain WHERE tenant_id = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(last, links, "no gap and no fork");
+    let (ok, said) = crate::audit_chain::verify_with(&app, &[]).await;
+    assert!(ok, "{said}");
+}
+
+#[tokio::test]
+async fn each_webhook_delivery_is_sent_and_retried_by_one_replica() {
+    // The test's own server delivers nothing: only the replicas do.
+    let app = TestApp::spawn_with(TestOptions {
+        webhook_interval: Duration::from_secs(3600),
+        ..TestOptions::default()
+    })
+    .await;
+    let replicas = three_replicas(&app, &[]).await;
+    // Fails the first two deliveries, so that two are retried.
+    let receiver = WebhookReceiver::start(2).await;
+    let secret = "replica-webhook-secret-0123456789abcdef";
+    let (status, body) = call(
+        &app,
+        &replicas[0].0,
+        "TenantUpdate",
+        &app.root_token,
+        "default",
+        json!({"webhook": {"url": receiver.url, "secret": secret}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut opened = Vec::new();
+    for i in 0..6 {
+        let login = format!("hooked{i}");
+        app.create_user(json!({"login": login})).await;
+        let xtoken = app.user_xtoken("login", &login).await;
+        let (status, body) = call(
+            &app,
+            &replicas[i % 3].0,
+            "UserUpdateRequest",
+            &xtoken,
+            "default",
+            json!({"mode": "login", "identity": login, "profile": {"city": "York"}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        opened.push(body["requestuuid"].as_str().unwrap().to_owned());
+    }
+    let deliveries = receiver.deliveries(8).await;
+    // Long enough for a second replica's copy or a third attempt to arrive, were there one.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let deliveries_after = receiver.deliveries(8).await;
+    assert_eq!(
+        deliveries.len(),
+        8,
+        "six events and two retries: {deliveries:?}"
+    );
+    assert_eq!(
+        deliveries_after.len(),
+        8,
+        "and nothing more: {deliveries_after:?}"
+    );
+    let mut delivered: Vec<String> = deliveries[2..]
+        .iter()
+        .map(|(_, body)| {
+            let event: Value = serde_json::from_str(body).unwrap();
+            event["requestuuid"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    delivered.sort();
+    opened.sort();
+    assert_eq!(delivered, opened, "each event delivered once");
+    let db = app.superuser().await;
+    let left: i64 = db
+        .query_one("SELECT count(*) FROM webhook_outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn rate_limits_are_each_replicas_and_a_tenants_quota_holds_on_all_at_once() {
+    let app = TestApp::spawn().await;
+    let (acme_id, acme) = app.create_tenant("acme").await;
+    let replicas = three_replicas(&app, &[]).await;
+    // Set through one replica, the quota is read by every replica at the tenant's next request.
+    let (status, body) = call(
+        &app,
+        &replicas[0].0,
+        "TenantUpdate",
+        &app.root_token,
+        "default",
+        json!({"tenantid": acme_id, "ratelimit": "5/h"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // docs/operations.md: each replica admits the quota, so N replicas admit N times it.
+    for (address, _) in &replicas {
+        let mut admitted = 0;
+        for n in 0..8 {
+            let (status, body) = call(
+                &app,
+                address,
+                "UserCreate",
+                &acme,
+                "acme",
+                json!({"profile": {"login": format!("{}-{n}", address.rsplit(':').next().unwrap())}}),
+            )
+            .await;
+            match status {
+                StatusCode::OK => admitted += 1,
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert!(
+                        body["message"].as_str().unwrap().contains("(5/h)"),
+                        "{body}"
+                    )
+                }
+                other => panic!("{other}: {body}"),
+            }
+        }
+        assert_eq!(admitted, 5, "{address}");
+    }
+    let db = app.superuser().await;
+    let made: i64 = db
+        .query_one(
+            "SELECT count(*) FROM users WHERE tenant_id = $1",
+            &[&acme_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(made, 15, "three replicas, five each");
+}
+
+#[tokio::test]
+async fn a_rolling_upgrade_keeps_the_previous_release_serving_unless_its_migration_says_not() {
+    let app = TestApp::spawn().await;
+    let replicas = three_replicas(&app, &[]).await;
+    let db = app.superuser().await;
+    // The next release's pre-upgrade Job applied a migration that only adds.
+    db.batch_execute(
+        "CREATE TABLE next_release_things (id bigint);
+         INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+              VALUES (1000, 'next_release', now()::text, '0');",
+    )
+    .await
+    .unwrap();
+    let ready = |address: String| {
+        let http = app.http.clone();
+        async move { answer(http.get(format!("{address}/ready"))).await }
+    };
+    for (address, _) in &replicas {
+        let (status, body) = ready(address.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{address} stays ready: {body}");
+        let (status, body) = call(
+            &app,
+            address,
+            "UserCreate",
+            &app.root_token,
+            "default",
+            json!({"profile": {"login": format!("during-{}", address.rsplit(':').next().unwrap())}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{address} serves: {body}");
+    }
+    // A pod of this release started now (a restart, a rollback) serves too.
+    let (restarted, _child) =
+        serve_process_with(&app.database_url(), &app.wrapping_key, None, &[]).await;
+    let (status, _) = ready(restarted.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    // A migration this release cannot serve on says so: every replica turns unready, and one
+    // started now refuses, naming the cause.
+    db.batch_execute("UPDATE schema_compatibility SET serves_from = 1000")
+        .await
+        .unwrap();
+    for address in replicas.iter().map(|(a, _)| a).chain([&restarted]) {
+        let (status, body) = ready(address.clone()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{address}: {body}");
+        assert_eq!(body["message"], "The database schema is not current");
+    }
+    let url = app.database_url();
+    let env = [
+        ("BUNKER_DATABASE_URL", url.as_str()),
+        ("BUNKER_WRAPPING_KEY", app.wrapping_key.as_str()),
+        ("BUNKER_LISTEN", "127.0.0.1:0"),
+    ];
+    let refused = run_bunker(&["serve"], &env);
+    let (ok, _, said) = tokio::time::timeout(Duration::from_secs(60), refused)
+        .await
+        .expect("bunker serve refuses, rather than serving");
+    assert!(!ok);
+    assert!(
+        said.contains("newer than this binary knows") && said.contains("upgrade bunker"),
+        "{said}"
+    );
 }
