@@ -1,6 +1,7 @@
-# The IRSA role of Bunker's Kubernetes service account: the pods and the init/migrate Jobs that run as it may wrap
-# and unwrap the master key with the wrapping key and, with the file vault, read and write Bunker's objects. Nothing
-# else: no Secrets Manager (the database URLs reach pods as Kubernetes Secrets), no other key, bucket or prefix.
+# The IRSA role of Bunker's Kubernetes service account: the serving pods, the init Job and the key-ceremony pods
+# that run as it may wrap and unwrap the master key with the wrapping key and, with the file vault, read and write
+# Bunker's objects. Nothing else: no Secrets Manager (the database URLs reach pods as Kubernetes Secrets), no other
+# key, bucket or prefix. The migrations Job has a service account of its own, with no role.
 
 data "aws_iam_policy_document" "bunker_trust" {
   statement {

@@ -118,8 +118,10 @@ module "eks" {
   addons = {
     coredns    = {}
     kube-proxy = {}
+    # The VPC CNI enforces NetworkPolicies (the chart's) only with its network policy agent on.
     vpc-cni = {
-      before_compute = true
+      before_compute       = true
+      configuration_values = jsonencode({ enableNetworkPolicy = "true" })
     }
   }
 

@@ -53,6 +53,11 @@ output "service_account" {
   }
 }
 
+output "db_cluster_identifier" {
+  description = "Aurora cluster identifier (the source of a point-in-time restore; docs/deploy-aws.md)."
+  value       = aws_rds_cluster.bunker.cluster_identifier
+}
+
 output "db_endpoint" {
   description = "Aurora writer endpoint (host of BUNKER_DATABASE_URL)."
   value       = aws_rds_cluster.bunker.endpoint

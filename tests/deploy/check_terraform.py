@@ -10,6 +10,7 @@ which cannot be fetched here; checkov covers the generic rules; these are Bunker
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class Tree:
     data: dict[tuple[str, str], dict] = field(default_factory=dict)
     variables: dict[tuple[str, str], dict] = field(default_factory=dict)  # (directory, name)
     modules: dict[tuple[str, str], dict] = field(default_factory=dict)
+    outputs: dict[tuple[str, str], dict] = field(default_factory=dict)  # (directory, name)
     terraform_blocks: dict[str, list[dict]] = field(default_factory=dict)  # directory -> blocks
     directories: set[str] = field(default_factory=set)
 
@@ -72,6 +74,9 @@ def load(root: Path) -> Tree:
         for block in parsed.get("module", []):
             for name, body in block.items():
                 tree.modules[(directory, name)] = body
+        for block in parsed.get("output", []):
+            for name, body in block.items():
+                tree.outputs[(directory, name)] = body
         tree.terraform_blocks.setdefault(directory, []).extend(parsed.get("terraform", []))
     return tree
 
@@ -332,6 +337,22 @@ def variables_documented(tree: Tree) -> Problems:
     return problems
 
 
+def outputs_reexported(tree: Tree) -> Problems:
+    """A root that calls a local module re-exports each of its outputs: the runbook reads them in that root."""
+    problems = []
+    callers = [(d, n, m) for (d, n), m in tree.modules.items() if str(m.get("source", "")).startswith(".")]
+    if not callers:
+        return ["no root calls a local module (terraform/aws/examples/complete should)"]
+    for directory, name, module in callers:
+        target = os.path.normpath(os.path.join(directory, module["source"]))
+        offered = {n for (d, n) in tree.outputs if d == target}
+        exported = {n for (d, n) in tree.outputs if d == directory}
+        if not offered:
+            problems.append(f"{directory}: module {name} ({target}) has no outputs")
+        problems += [f"{directory}: does not re-export output {o} of module {name}" for o in sorted(offered - exported)]
+    return problems
+
+
 CHECKS: list[tuple[str, Callable[[Tree], Problems]]] = [
     ("KMS key rotation enabled on every aws_kms_key", kms_rotation),
     ("no \"*\" principal in any KMS key policy", kms_policy_principals),
@@ -344,6 +365,7 @@ CHECKS: list[tuple[str, Callable[[Tree], Problems]]] = [
     ("IRSA trust limited to one service account; no \"*\" Resource", irsa_role),
     ("provider and module versions pinned with ~>, required_version set", versions_pinned),
     ("every variable has a description and a type", variables_documented),
+    ("the example root re-exports every output of the module", outputs_reexported),
 ]
 
 
@@ -405,6 +427,10 @@ def breakages() -> list[tuple[str, Callable[[Tree], None]]]:
     def undocumented(t: Tree) -> None:
         next(iter(t.variables.values())).pop("description")
 
+    def unexported(t: Tree) -> None:
+        caller = next(d for (d, _), m in t.modules.items() if str(m.get("source", "")).startswith("."))
+        t.outputs.pop(next(key for key in t.outputs if key[0] == caller))
+
     return [
         ("KMS key rotation enabled on every aws_kms_key", no_rotation),
         ("no \"*\" principal in any KMS key policy", star_principal),
@@ -417,6 +443,7 @@ def breakages() -> list[tuple[str, Callable[[Tree], None]]]:
         ("IRSA trust limited to one service account; no \"*\" Resource", star_resource),
         ("provider and module versions pinned with ~>, required_version set", floating_provider),
         ("every variable has a description and a type", undocumented),
+        ("the example root re-exports every output of the module", unexported),
     ]
 
 

@@ -1,8 +1,7 @@
 # A complete Bunker installation on AWS with the module's defaults: three zones, a three-node EKS cluster, a
 # two-instance Aurora PostgreSQL cluster, the wrapping key, the IRSA role and the S3 file vault.
 #
-#   terraform init && terraform apply -var region=eu-west-2 -var name=bunker-prod \
-#     -var 'cluster_endpoint_public_access_cidrs=["203.0.113.0/24"]'
+#   terraform init && terraform apply      # with the inputs in terraform.tfvars (docs/deploy-aws.md)
 
 provider "aws" {
   region = var.region
@@ -22,5 +21,6 @@ module "bunker" {
   kubernetes_namespace                 = var.kubernetes_namespace
   kubernetes_service_account           = var.kubernetes_service_account
   bunker_installation_id               = var.bunker_installation_id
+  db_owner_password_version            = var.db_owner_password_version
   files_bucket_enabled                 = var.files_bucket_enabled
 }

@@ -48,3 +48,14 @@ variable "files_bucket_enabled" {
   type        = bool
   default     = true
 }
+
+variable "db_owner_password_version" {
+  description = "Bump to generate a new password for the schema owner (docs/deploy-aws.md, \"Rotation\")."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.db_owner_password_version >= 1 && floor(var.db_owner_password_version) == var.db_owner_password_version
+    error_message = "db_owner_password_version must be a positive whole number."
+  }
+}
