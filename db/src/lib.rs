@@ -16,6 +16,7 @@ mod error;
 pub mod files;
 pub mod groups;
 pub mod keys;
+pub mod login;
 mod migrate;
 pub mod policies;
 mod pool;

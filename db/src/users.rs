@@ -485,6 +485,8 @@ pub async fn forget_keeping_versions(
         .await?;
     tx.execute("DELETE FROM files WHERE token = $1", &[&token])
         .await?;
+    tx.execute("DELETE FROM login_codes WHERE token = $1", &[&token])
+        .await?;
     crate::control::delete_user_tokens(tx, token).await?;
     Ok(true)
 }

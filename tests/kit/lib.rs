@@ -11,6 +11,7 @@ use std::time::Duration;
 use bunker::cli::cluster::{find_bindir, LocalCluster};
 use bunker::http::app::{Application, ServerSettings};
 use bunker::http::limits::RateSettings;
+use bunker::http::mail::MailSettings;
 use bunker::http::tls::TlsFiles;
 use bunker_db::Database;
 use bunker_keys::WrappingKey;
@@ -120,6 +121,8 @@ pub struct TestOptions {
     pub metrics_listen: Option<String>,
     pub metrics_per_tenant: bool,
     pub tls: Option<TlsFiles>,
+    /// How login codes are e-mailed (none by default: passwordless login is off).
+    pub mail: MailSettings,
 }
 
 impl Default for TestOptions {
@@ -147,6 +150,7 @@ impl Default for TestOptions {
             metrics_listen: None,
             metrics_per_tenant: false,
             tls: None,
+            mail: MailSettings::default(),
         }
     }
 }
@@ -204,6 +208,7 @@ impl TestOptions {
             metrics_listen: self.metrics_listen.clone(),
             metrics_per_tenant: self.metrics_per_tenant,
             tls: self.tls.clone(),
+            mail: self.mail.clone(),
         }
     }
 }
@@ -927,4 +932,74 @@ pub fn signed(secret: &str, body: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body.as_bytes());
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A local SMTP receiver (plain SMTP, no TLS, no authentication): keeps each message's data.
+pub struct SmtpReceiver {
+    /// `smtp://127.0.0.1:<port>`, for `BUNKER_SMTP_URL`.
+    pub url: String,
+    messages: std::sync::Arc<tokio::sync::Mutex<Vec<String>>>,
+}
+
+impl SmtpReceiver {
+    pub async fn start() -> SmtpReceiver {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("smtp://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let messages = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+        let kept = messages.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let _ = write.write_all(b"220 receiver ESMTP\r\n").await;
+                    let mut data: Option<String> = None;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if let Some(body) = data.as_mut() {
+                            if line == "." {
+                                kept.lock().await.push(std::mem::take(body));
+                                data = None;
+                                let _ = write.write_all(b"250 kept\r\n").await;
+                            } else {
+                                body.push_str(line.strip_prefix('.').unwrap_or(&line));
+                                body.push('\n');
+                            }
+                            continue;
+                        }
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" | "HELO" => b"250 receiver\r\n",
+                            "DATA" => {
+                                data = Some(String::new());
+                                b"354 go on\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = write.write_all(b"221 bye\r\n").await;
+                                return;
+                            }
+                            _ => b"250 ok\r\n",
+                        };
+                        let _ = write.write_all(reply).await;
+                    }
+                });
+            }
+        });
+        SmtpReceiver { url, messages }
+    }
+
+    /// The messages received, once there are at least `count` (or after 10 s).
+    pub async fn messages(&self, count: usize) -> Vec<String> {
+        for _ in 0..200 {
+            if self.messages.lock().await.len() >= count {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.messages.lock().await.clone()
+    }
 }

@@ -120,7 +120,7 @@ async fn audit_verify_names_every_event_changed_deleted_inserted_or_moved() {
 
 /// A vault over the app's database, to link and verify by hand (the app's own task links nothing
 /// younger than five minutes).
-async fn vault_of(app: &TestApp) -> bunker_services::Vault {
+pub(crate) async fn vault_of(app: &TestApp) -> bunker_services::Vault {
     use bunker_keys::WrappingKey;
     use bunker_services::keys::wrapping::WrappingSource;
     use bunker_services::keys::{load_keyring, SharedKeyring};

@@ -92,7 +92,14 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
         .batch_execute(&format!(
             "INSERT INTO audit_chain (tenant_id, position, event_id, occurred_at, mac)
              SELECT DISTINCT ON (tenant_id) tenant_id, 1, id, occurred_at, decode(repeat('00', 32), 'hex')
-               FROM audit_events WHERE tenant_id IN ({a}, {b}) ORDER BY tenant_id, occurred_at"
+               FROM audit_events WHERE tenant_id IN ({a}, {b}) ORDER BY tenant_id, occurred_at;
+             -- A captcha and a login code (as CaptchaCreate and UserPrelogin keep them).
+             INSERT INTO login_captchas (tenant_id, id_hash, answer_mac, expires_at)
+             SELECT id, decode(repeat('01', 32), 'hex'), decode(repeat('02', 32), 'hex'), now() + interval '5 minutes'
+               FROM tenants WHERE id IN ({a}, {b});
+             INSERT INTO login_codes (tenant_id, token, code_mac, expires_at)
+             SELECT DISTINCT ON (tenant_id) tenant_id, token, decode(repeat('03', 32), 'hex'), now() + interval '5 minutes'
+               FROM users WHERE tenant_id IN ({a}, {b}) ORDER BY tenant_id, created_at"
         ))
         .await
         .unwrap();

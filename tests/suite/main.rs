@@ -20,6 +20,7 @@ mod isolation;
 mod keys;
 mod kms;
 mod limits;
+mod login;
 mod masking;
 mod memberships;
 mod observability;

@@ -671,8 +671,18 @@ async fn the_ui_configuration_is_public_and_set_by_the_tenant_admin() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // The login commands say login is off.
-    for command in ["UserPrelogin", "UserLogin", "CaptchaCreate"] {
-        let (status, body) = answer(app.command(command).json(&json!({"identity": "a@b.c"}))).await;
+    for (command, body) in [
+        (
+            "UserPrelogin",
+            json!({"mode": "email", "identity": "a@b.c", "code": "c", "captchacode": "x"}),
+        ),
+        (
+            "UserLogin",
+            json!({"mode": "email", "identity": "a@b.c", "smscode": "123456"}),
+        ),
+        ("CaptchaCreate", json!({})),
+    ] {
+        let (status, body) = answer(app.command(command).json(&body)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{command}: {body}");
         assert_eq!(body["status"], "error");
     }

@@ -27,6 +27,7 @@ pub mod core;
 pub mod files;
 pub mod groups;
 pub mod keys;
+pub mod login;
 pub mod metrics;
 pub mod policies;
 pub mod requests;

@@ -21,6 +21,7 @@ use secrecy::SecretString;
 
 use crate::http::app::ServerSettings;
 use crate::http::limits::RateSettings;
+use crate::http::mail::MailSettings;
 use crate::http::tls::TlsFiles;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -48,6 +49,7 @@ const SECRET_ARGS: &[(&str, &str)] = &[
     ("database_url", "BUNKER_DATABASE_URL"),
     ("wrapping_key", "BUNKER_WRAPPING_KEY"),
     ("root_token", "BUNKER_ROOT_TOKEN"),
+    ("smtp_url", "BUNKER_SMTP_URL"),
 ];
 
 /// The database, for every command but `demo`.
@@ -211,6 +213,23 @@ pub struct ServerArgs {
     /// The PEM private key of BUNKER_TLS_CERT.
     #[arg(long, env = "BUNKER_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Send passwordless-login codes through this SMTP relay: smtps://user:password@host (or
+    /// smtp://...?tls=required). From the environment only.
+    #[arg(
+        long,
+        env = "BUNKER_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+    /// Append login-code e-mails to this file instead of sending them (bunker demo:
+    /// bunker-data/mail.log).
+    #[arg(long, env = "BUNKER_MAIL_LOG", value_name = "FILE")]
+    pub mail_log: Option<PathBuf>,
+    /// The From of login-code e-mails.
+    #[arg(long, env = "BUNKER_MAIL_FROM", value_name = "ADDRESS",
+          default_value = crate::http::mail::DEFAULT_FROM)]
+    pub mail_from: Option<String>,
     #[command(flatten)]
     pub chain: ChainArgs,
     #[command(flatten)]
@@ -431,6 +450,8 @@ pub struct Config {
     pub metrics_per_tenant: bool,
     /// `BUNKER_TLS_CERT` and `BUNKER_TLS_KEY`: HTTPS.
     pub tls: Option<TlsFiles>,
+    /// `BUNKER_SMTP_URL`, `BUNKER_MAIL_LOG`, `BUNKER_MAIL_FROM`: how login codes are e-mailed.
+    pub mail: MailSettings,
 }
 
 /// Where the wrapping key comes from.
@@ -510,6 +531,7 @@ impl Config {
             metrics_listen: None,
             metrics_per_tenant: false,
             tls: None,
+            mail: MailSettings::default(),
         };
         if let Some(db) = settings.database {
             config.database_url = db.database_url.clone().map(SecretString::from);
@@ -578,6 +600,15 @@ impl Config {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
                 (None, None) => None,
                 _ => return Err(ConfigError::TlsPair),
+            };
+            config.mail = MailSettings {
+                smtp_url: server
+                    .smtp_url
+                    .clone()
+                    .filter(|u| !u.trim().is_empty())
+                    .map(SecretString::from),
+                log_file: set(&server.mail_log),
+                from: server.mail_from.clone().filter(|f| !f.trim().is_empty()),
             };
         }
         if let Some(chain) = settings.chain {
@@ -676,6 +707,7 @@ impl Config {
             metrics_listen: self.metrics_listen.clone(),
             metrics_per_tenant: self.metrics_per_tenant,
             tls: self.tls.clone(),
+            mail: self.mail.clone(),
         })
     }
 

@@ -107,6 +107,15 @@ async fn serve(
         let files = std::path::absolute(&config.data_dir)?.join("files");
         settings.files.url = Some(format!("file://{}", files.display()));
     }
+    if settings.mail.smtp_url.is_none() && settings.mail.log_file.is_none() {
+        // Login codes to a file beside the cluster, never to the log, so that a newcomer can sign in.
+        settings.mail.log_file = Some(std::path::absolute(&config.data_dir)?.join("mail.log"));
+    }
+    let mail = match (&settings.mail.smtp_url, &settings.mail.log_file) {
+        (Some(_), _) => "sent through BUNKER_SMTP_URL".to_owned(),
+        (None, Some(path)) => format!("written to {}", path.display()),
+        (None, None) => "not sent".to_owned(),
+    };
     let db = Database::connect(&url, config.pool_size).await?;
     let app = Application::build(settings, db).await?;
     let address = app.local_addr();
@@ -126,6 +135,7 @@ async fn serve(
     println!(
         "    curl -s -X POST -H 'X-Bunker-Token: DEMO' {scheme}://{address}/v2/TenantCreate -d '{{\"tenantname\":\"acme\",\"tenantorg\":\"acme\"}}'\n"
     );
+    println!("Login codes (UserPrelogin) are {mail}.\n");
     println!("Press Ctrl-C to stop.");
     app.run_until(stop).await?;
     Ok(())

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::http::error::{envelope, ApiError};
 use crate::http::limits::{Limits, RateSettings};
 use crate::http::listener::{ConnectionGuard, EnvelopeAcceptor};
+use crate::http::mail::{MailError, MailSettings, Mailer};
 use crate::http::metrics::{self, HttpMetrics};
 use crate::http::ops;
 use crate::http::spec;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub max_file_body_bytes: usize,
     pub limits: Arc<Limits>,
     pub metrics: Arc<HttpMetrics>,
+    /// Sends login codes by e-mail, if configured.
+    pub mailer: Option<Arc<Mailer>>,
 }
 
 /// What the server holds for key administration (`SystemGenerateWrappingKey`).
@@ -109,6 +112,8 @@ pub struct ServerSettings {
     pub metrics_per_tenant: bool,
     /// HTTPS with this certificate and key (`BUNKER_TLS_CERT`, `BUNKER_TLS_KEY`).
     pub tls: Option<TlsFiles>,
+    /// How login codes are e-mailed (`BUNKER_SMTP_URL`, `BUNKER_MAIL_LOG`, `BUNKER_MAIL_FROM`).
+    pub mail: MailSettings,
 }
 
 /// Why the server would not start.
@@ -129,6 +134,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("refusing to serve: {0}")]
+    Mail(#[from] MailError),
 }
 
 /// A server that is bound and checked, ready to run.
@@ -241,6 +248,7 @@ impl Application {
                     .saturating_add(64 * 1024),
             ),
             limits: limits.clone(),
+            mailer: Mailer::from_settings(&settings.mail)?,
             metrics,
         });
         let separate_metrics = match &settings.metrics_listen {

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod listener;
+pub mod mail;
 pub mod metrics;
 mod ops;
 pub mod spec;

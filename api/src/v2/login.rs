@@ -1,32 +1,87 @@
 //! The public commands besides SharedRecordGet: TenantGetUIConf, and the end-user login
-//! (CaptchaCreate, UserPrelogin, UserLogin), which answer that no login method is enabled until
-//! this server can deliver one-time codes (e-mail or SMS).
+//! (CaptchaCreate, UserPrelogin, UserLogin; `bunker_services::login`). Login by e-mail is on when the
+//! server can send mail (`BUNKER_SMTP_URL` or `BUNKER_MAIL_LOG`) and the tenant has not turned it
+//! off (`uiconf.loginemail`); by phone, not yet (no SMS delivery is configured on any server).
 
+use bunker_db::TenantId;
+use bunker_services::core::identity::Mode;
+use bunker_services::login::Prelogin;
 use poem::http::StatusCode;
 use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{ApiTags, Status};
+use crate::http::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{app_state, JsonBody};
 use crate::v2::tenants::NoFields;
 use bunker_services::tenants::uiconf::LoginMethods;
+use bunker_tenancy::TenantName;
 
 /// The public commands.
 pub struct LoginApi;
 
-/// What this server can deliver login codes by: nothing yet.
-const DELIVERABLE: LoginMethods = LoginMethods {
-    email: false,
-    phone: false,
-};
-
 /// The answer of the login commands while no login method is enabled.
 const LOGIN_OFF: &str =
     "Passwordless login is not enabled on this server: no login method is configured";
+
+/// What this server can deliver login codes by.
+fn deliverable(state: &AppState) -> LoginMethods {
+    LoginMethods {
+        email: state.mailer.is_some(),
+        phone: false,
+    }
+}
+
+/// The request's tenant (the X-Bunker-Tenant header, else the Host's subdomain, else `default`):
+/// its name, and its id if it exists.
+async fn public_tenant(
+    state: &AppState,
+    request: &Request,
+) -> Result<(TenantName, Option<TenantId>), ApiError> {
+    let headers = request.headers();
+    let header = headers
+        .get("x-bunker-tenant")
+        .map(|v| v.to_str().unwrap_or(""));
+    let host = headers.get("host").and_then(|v| v.to_str().ok());
+    let name = state.tenancy.tenant_name(header, host)?;
+    let id = state
+        .db
+        .tenant_by_name(name.as_str())
+        .await
+        .map_err(bunker_services::core::VaultError::from)?;
+    Ok((name, id))
+}
+
+/// Whether the tenant lets its users sign in by `mode`, which this server can deliver.
+async fn login_enabled(
+    state: &AppState,
+    name: &TenantName,
+    mode: Mode,
+) -> Result<(bool, Option<String>), ApiError> {
+    let ui = state
+        .tenants
+        .public_ui_conf(name, deliverable(state))
+        .await?;
+    let key = match mode {
+        Mode::Phone => "phone",
+        _ => "email",
+    };
+    let on = ui
+        .get("loginmethods")
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let title = ui
+        .get("companytitle")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok((on, title))
+}
 
 #[derive(Debug, Object)]
 pub struct UiConfAnswer {
@@ -37,12 +92,57 @@ pub struct UiConfAnswer {
     ui: Value,
 }
 
+#[derive(Debug, Object)]
+pub struct CaptchaAnswer {
+    status: Status,
+    /// The captcha's id: sent back as UserPrelogin's `code`.
+    code: String,
+    /// The picture, a PNG as a `data:` URL.
+    image: String,
+    /// The same letters spoken, one WAV `data:` URL per letter, for those who cannot see the picture.
+    audio: Vec<String>,
+    /// Seconds the captcha can be answered in, once.
+    expires: i64,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct PreloginRequest {
+    /// `email` or `phone`.
+    #[oai(validator(max_length = 16))]
+    mode: String,
+    /// The user's e-mail address or phone number.
+    #[oai(validator(max_length = 1024))]
+    identity: String,
+    /// The captcha's id (CaptchaCreate's `code`).
+    #[oai(validator(max_length = 64))]
+    code: String,
+    /// The letters the captcha shows.
+    #[oai(validator(max_length = 64))]
+    captchacode: String,
+}
+
 #[derive(Debug, Object, Deserialize)]
 pub struct LoginRequest {
-    /// Accepted and ignored while login is off.
-    identity: Option<String>,
-    code: Option<String>,
-    captchacode: Option<String>,
+    /// `email` or `phone`.
+    #[oai(validator(max_length = 16))]
+    mode: String,
+    /// The user's e-mail address or phone number.
+    #[oai(validator(max_length = 1024))]
+    identity: String,
+    /// The six-digit code UserPrelogin sent.
+    #[oai(validator(max_length = 64))]
+    smscode: String,
+}
+
+#[derive(Debug, Object)]
+pub struct LoginAnswer {
+    status: Status,
+    /// A user token: the user's own record, and what their roles allow; sliding (30 minutes).
+    xtoken: String,
+    /// The user's token.
+    token: String,
+    /// When the xtoken stops working unless used (Unix seconds).
+    expires: i64,
 }
 
 #[OpenApi(tag = "ApiTags::Public")]
@@ -67,34 +167,117 @@ impl LoginApi {
             .map(|v| v.to_str().unwrap_or(""));
         let host = headers.get("host").and_then(|v| v.to_str().ok());
         let name = state.tenancy.tenant_name(header, host)?;
-        let ui = state.tenants.public_ui_conf(&name, DELIVERABLE).await?;
+        let ui = state
+            .tenants
+            .public_ui_conf(&name, deliverable(state))
+            .await?;
         Ok(Json(UiConfAnswer {
             status: Status::Ok,
             ui: Value::Object(ui),
         }))
     }
 
-    /// Public: an image captcha for the login page. Refused while no login method is enabled.
+    /// Public: a captcha for the login page (a picture, and the letters spoken), single use,
+    /// valid five minutes. Refused while no login method is enabled.
     #[oai(
         path = "/CaptchaCreate",
         method = "post",
         operation_id = "CaptchaCreate"
     )]
-    async fn captcha_create(&self, _body: JsonBody<NoFields>) -> Result<Json<Value>, ApiError> {
-        Err(login_off())
+    async fn captcha_create(
+        &self,
+        request: &Request,
+        _body: JsonBody<NoFields>,
+    ) -> Result<Json<CaptchaAnswer>, ApiError> {
+        let state = app_state(request)?;
+        let methods = deliverable(state);
+        if !methods.email && !methods.phone {
+            return Err(login_off());
+        }
+        let (_, tenant) = public_tenant(state, request).await?;
+        let captcha = state.vault.create_captcha(tenant).await?;
+        Ok(Json(CaptchaAnswer {
+            status: Status::Ok,
+            code: captcha.code,
+            image: format!("data:image/png;base64,{}", captcha.png_base64),
+            audio: captcha
+                .wav_base64
+                .into_iter()
+                .map(|wav| format!("data:audio/wav;base64,{wav}"))
+                .collect(),
+            expires: bunker_services::login::CAPTCHA_SECONDS,
+        }))
     }
 
-    /// Public: sends a one-time login code. Refused while no login method is enabled.
+    /// Public: sends a one-time login code to the user's e-mail address (mode `email`), after
+    /// the captcha. Answers the same whether or not the address is a user's; a wrong captcha is
+    /// `{"status":"error","message":"captcha-error"}` with HTTP 200, as upstream.
     #[oai(path = "/UserPrelogin", method = "post", operation_id = "UserPrelogin")]
-    async fn user_prelogin(&self, _body: JsonBody<LoginRequest>) -> Result<Json<Value>, ApiError> {
-        Err(login_off())
+    async fn user_prelogin(
+        &self,
+        request: &Request,
+        body: JsonBody<PreloginRequest>,
+    ) -> Result<Json<Value>, ApiError> {
+        let state = app_state(request)?;
+        let body = body.0;
+        let mode = body.mode.parse::<Mode>()?;
+        let (name, tenant) = public_tenant(state, request).await?;
+        let (enabled, title) = login_enabled(state, &name, mode).await?;
+        if !enabled {
+            return Err(login_off());
+        }
+        let found = state
+            .vault
+            .prelogin(tenant, mode, &body.identity, &body.code, &body.captchacode)
+            .await?;
+        match found {
+            Prelogin::CaptchaWrong => {
+                return Ok(Json(json!({"status": "error", "message": "captcha-error"})))
+            }
+            Prelogin::Nothing => {}
+            Prelogin::Send { to, code, .. } => {
+                // After the answer: how long delivery takes says nothing of whether it happened.
+                if let Some(mailer) = state.mailer.clone() {
+                    let title = title.unwrap_or_else(|| name.as_str().to_owned());
+                    let tenant = name.as_str().to_owned();
+                    tokio::spawn(async move {
+                        if let Err(why) = mailer.send_code(&to, &code, &title).await {
+                            tracing::warn!(%tenant, reason = why, "a login code could not be sent");
+                        }
+                    });
+                }
+            }
+        }
+        Ok(Json(json!({"status": "ok"})))
     }
 
-    /// Public: exchanges a one-time login code for a session. Refused while no login method is
-    /// enabled.
+    /// Public: exchanges the code UserPrelogin sent for a user token. Every refusal (no such
+    /// user, a wrong, expired or used code, an identity locked out after five wrong codes) is the
+    /// same 403.
     #[oai(path = "/UserLogin", method = "post", operation_id = "UserLogin")]
-    async fn user_login(&self, _body: JsonBody<LoginRequest>) -> Result<Json<Value>, ApiError> {
-        Err(login_off())
+    async fn user_login(
+        &self,
+        request: &Request,
+        body: JsonBody<LoginRequest>,
+    ) -> Result<Json<LoginAnswer>, ApiError> {
+        let state = app_state(request)?;
+        let body = body.0;
+        let mode = body.mode.parse::<Mode>()?;
+        let (name, tenant) = public_tenant(state, request).await?;
+        let (enabled, _) = login_enabled(state, &name, mode).await?;
+        if !enabled {
+            return Err(login_off());
+        }
+        let (issued, user) = state
+            .vault
+            .login(tenant, mode, &body.identity, &body.smscode)
+            .await?;
+        Ok(Json(LoginAnswer {
+            status: Status::Ok,
+            xtoken: issued.token.secret.expose_secret().to_owned(),
+            token: user.to_string(),
+            expires: issued.expires_at,
+        }))
     }
 }
 

@@ -61,7 +61,7 @@ impl Mode {
         }
     }
 
-    fn field(self) -> Option<&'static str> {
+    pub(crate) fn field(self) -> Option<&'static str> {
         match self {
             Mode::Token => None,
             Mode::Email => Some("email"),
@@ -163,7 +163,11 @@ impl Normalizer {
     }
 
     /// The normalized form of an indexed value; `None` for an empty or null one (not indexed).
-    fn normalize(&self, field: &'static str, value: &Value) -> Result<Option<String>, VaultError> {
+    pub(crate) fn normalize(
+        &self,
+        field: &'static str,
+        value: &Value,
+    ) -> Result<Option<String>, VaultError> {
         let text = match value {
             Value::Null => return Ok(None),
             Value::String(text) => text.clone(),
