@@ -62,12 +62,14 @@ pub async fn login_code(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<LoginCo
 }
 
 /// Keeps a new code for the user for `seconds`, replacing one that waited; the failures so far
-/// stay counted. Does nothing while the user is locked out (and says so: false).
+/// stay counted. Does nothing (and says so: false) while the user is locked out, or within
+/// `resend_seconds` of the last code.
 pub async fn put_code(
     tx: &TenantTx<'_>,
     token: Uuid,
     code_mac: &[u8],
     seconds: i64,
+    resend_seconds: i64,
 ) -> Result<bool, DbError> {
     let kept = tx
         .execute(
@@ -79,8 +81,10 @@ pub async fn put_code(
                                     ELSE login_codes.failures END,
                     locked_until = CASE WHEN login_codes.locked_until <= now() THEN NULL
                                         ELSE login_codes.locked_until END
-              WHERE login_codes.locked_until IS NULL OR login_codes.locked_until <= now()",
-            &[&tx.tenant().0, &token, &code_mac, &seconds],
+              WHERE (login_codes.locked_until IS NULL OR login_codes.locked_until <= now())
+                AND (login_codes.code_mac IS NULL
+                     OR login_codes.expires_at <= now() + make_interval(secs => ($4 - $5)::bigint))",
+            &[&tx.tenant().0, &token, &code_mac, &seconds, &resend_seconds],
         )
         .await?;
     Ok(kept == 1)

@@ -42,6 +42,10 @@ pub const CODE_SECONDS: i64 = 300;
 pub const MAX_FAILURES: i32 = 5;
 /// How long a lock-out lasts.
 pub const LOCKOUT_SECONDS: i64 = 900;
+/// Captchas drawn at once (each costs milliseconds of CPU).
+static DRAWING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// A new code is not sent within this many seconds of the last one for the same user.
+pub const RESEND_SECONDS: i64 = 30;
 /// How long the token a login gives lives, renewed by use (never past `BUNKER_XTOKEN_MAX_SECONDS`).
 const SESSION_SLIDING_SECONDS: i64 = 1800;
 
@@ -49,12 +53,12 @@ const SESSION_SLIDING_SECONDS: i64 = 1800;
 pub const LOGIN_REFUSED: &str =
     "The login code is wrong, has expired or was used, or too many were tried: ask for a new one";
 
-/// A captcha to show: its id (sent back with the answer) and its picture, PNG in base64, with the
-/// spoken letters (one WAV in base64 each) for those who cannot see it.
+/// A captcha to show: its id (sent back with the answer) and its picture, PNG in base64. (The
+/// crate's spoken letters are not offered: each is a fixed recording under bounded noise, which a
+/// program matches every time.)
 pub struct Captcha {
     pub code: String,
     pub png_base64: String,
-    pub wav_base64: Vec<String>,
     /// What it shows: for the server's own checks and tests, never answered.
     pub answer: Zeroizing<String>,
 }
@@ -103,6 +107,11 @@ fn deliverable(mode: Mode) -> Result<Mode, VaultError> {
 impl Vault {
     /// CaptchaCreate: a new captcha for `tenant` (None: no such tenant; the captcha is not kept).
     pub async fn create_captcha(&self, tenant: Option<TenantId>) -> Result<Captcha, VaultError> {
+        // Drawing costs CPU: a few at a time, whoever asks.
+        let _turn = DRAWING
+            .acquire()
+            .await
+            .map_err(|_| VaultError::BadRequest("The captcha could not be drawn".to_owned()))?;
         let drawn = tokio::task::spawn_blocking(|| {
             let mut captcha = captcha::Captcha::new();
             captcha
@@ -111,16 +120,11 @@ impl Vault {
                 .apply_filter(captcha::filters::Wave::new(2.0, 16.0))
                 .view(220, 100)
                 .apply_filter(captcha::filters::Dots::new(8));
-            let wav = captcha
-                .as_wav()
-                .into_iter()
-                .map(|letter| letter.map(|bytes| base64_encode(&bytes)))
-                .collect::<Option<Vec<_>>>();
-            (captcha.chars_as_string(), captcha.as_base64(), wav)
+            (captcha.chars_as_string(), captcha.as_base64())
         })
         .await
         .map_err(|_| VaultError::BadRequest("The captcha could not be drawn".to_owned()))?;
-        let (answer, Some(png_base64), Some(wav_base64)) = drawn else {
+        let (answer, Some(png_base64)) = drawn else {
             return Err(VaultError::BadRequest(
                 "The captcha could not be drawn".to_owned(),
             ));
@@ -142,7 +146,6 @@ impl Vault {
         Ok(Captcha {
             code,
             png_base64,
-            wav_base64,
             answer: Zeroizing::new(answer),
         })
     }
@@ -158,15 +161,17 @@ impl Vault {
         answer: &str,
     ) -> Result<Prelogin, VaultError> {
         let mode = deliverable(mode)?;
-        let Some(tenant) = tenant else {
-            return Ok(Prelogin::CaptchaWrong);
-        };
-        let keys = self.keys(tenant);
+        // Checked first, so that a malformed identity is answered alike in every tenant, existing
+        // or not.
         let field = mode.field().unwrap_or("email");
         let normal = self
             .settings
             .normalizer
             .normalize(field, &Value::String(identity.to_owned()))?;
+        let Some(tenant) = tenant else {
+            return Ok(Prelogin::CaptchaWrong);
+        };
+        let keys = self.keys(tenant);
         let lookup = normal
             .as_ref()
             .map(|value| Lookup::Index(field, keys.index.blind_index(field, value.as_bytes())));
@@ -193,7 +198,9 @@ impl Vault {
                         Err(err) => return Err(err),
                     };
                     let mac = code_mac(&keys.index, user, &sent);
-                    Ok(Some(store::put_code(tx, user, &mac, CODE_SECONDS).await?))
+                    Ok(Some(
+                        store::put_code(tx, user, &mac, CODE_SECONDS, RESEND_SECONDS).await?,
+                    ))
                 })
             })
             .await?;
@@ -215,6 +222,11 @@ impl Vault {
     ) -> Result<(IssuedXToken, Uuid), VaultError> {
         let refused = || VaultError::Forbidden(LOGIN_REFUSED);
         let mode = deliverable(mode)?;
+        // As in prelogin: a malformed identity is answered alike whether the tenant exists or not.
+        let field = mode.field().unwrap_or("email");
+        self.settings
+            .normalizer
+            .normalize(field, &Value::String(identity.to_owned()))?;
         let tenant = tenant.ok_or_else(refused)?;
         let keys = self.keys(tenant);
         let lookup = match self.settings.normalizer.lookup(&keys.index, mode, identity) {
@@ -246,9 +258,11 @@ impl Vault {
                         .as_ref()
                         .is_some_and(|mac| bool::from(mac.as_slice().ct_eq(&given)));
                     if state.locked || !right {
-                        if !state.locked
-                            && store::fail(tx, user, MAX_FAILURES, LOCKOUT_SECONDS).await?
-                        {
+                        // A guess counts only against a live code: with none waiting (expired, used,
+                        // voided) it cannot succeed, and counting it would let anyone keep a user
+                        // locked out without ever asking for a code.
+                        let counts = !state.locked && state.code_mac.is_some();
+                        if counts && store::fail(tx, user, MAX_FAILURES, LOCKOUT_SECONDS).await? {
                             tracing::warn!(
                                 tenant = tx.tenant().0,
                                 "a login identity was locked out after too many wrong codes"
@@ -282,9 +296,4 @@ impl Vault {
             _ => Err(refused()),
         }
     }
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -99,8 +99,6 @@ pub struct CaptchaAnswer {
     code: String,
     /// The picture, a PNG as a `data:` URL.
     image: String,
-    /// The same letters spoken, one WAV `data:` URL per letter, for those who cannot see the picture.
-    audio: Vec<String>,
     /// Seconds the captcha can be answered in, once.
     expires: i64,
 }
@@ -177,7 +175,7 @@ impl LoginApi {
         }))
     }
 
-    /// Public: a captcha for the login page (a picture, and the letters spoken), single use,
+    /// Public: a captcha for the login page (a picture), single use,
     /// valid five minutes. Refused while no login method is enabled.
     #[oai(
         path = "/CaptchaCreate",
@@ -200,11 +198,6 @@ impl LoginApi {
             status: Status::Ok,
             code: captcha.code,
             image: format!("data:image/png;base64,{}", captcha.png_base64),
-            audio: captcha
-                .wav_base64
-                .into_iter()
-                .map(|wav| format!("data:audio/wav;base64,{wav}"))
-                .collect(),
             expires: bunker_services::login::CAPTCHA_SECONDS,
         }))
     }
@@ -220,6 +213,12 @@ impl LoginApi {
     ) -> Result<Json<Value>, ApiError> {
         let state = app_state(request)?;
         let body = body.0;
+        within(&[
+            ("mode", &body.mode, 16),
+            ("identity", &body.identity, 1024),
+            ("code", &body.code, 64),
+            ("captchacode", &body.captchacode, 64),
+        ])?;
         let mode = body.mode.parse::<Mode>()?;
         let (name, tenant) = public_tenant(state, request).await?;
         let (enabled, title) = login_enabled(state, &name, mode).await?;
@@ -262,6 +261,11 @@ impl LoginApi {
     ) -> Result<Json<LoginAnswer>, ApiError> {
         let state = app_state(request)?;
         let body = body.0;
+        within(&[
+            ("mode", &body.mode, 16),
+            ("identity", &body.identity, 1024),
+            ("smscode", &body.smscode, 64),
+        ])?;
         let mode = body.mode.parse::<Mode>()?;
         let (name, tenant) = public_tenant(state, request).await?;
         let (enabled, _) = login_enabled(state, &name, mode).await?;
@@ -279,6 +283,19 @@ impl LoginApi {
             expires: issued.expires_at,
         }))
     }
+}
+
+/// The request's fields within their declared lengths (the body is read without them).
+fn within(fields: &[(&str, &str, usize)]) -> Result<(), ApiError> {
+    for (name, value, most) in fields {
+        if value.chars().count() > *most {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{name} must be at most {most} characters"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn login_off() -> ApiError {
