@@ -37,24 +37,46 @@ fn deliverable(state: &AppState) -> LoginMethods {
     }
 }
 
+/// The name of the request's tenant (the X-Bunker-Tenant header, else the Host's subdomain, else
+/// `default`).
+fn tenant_name(state: &AppState, request: &Request) -> Result<TenantName, ApiError> {
+    let headers = request.headers();
+    let header = headers
+        .get("x-bunker-tenant")
+        .map(|v| v.to_str().unwrap_or(""));
+    let host = headers.get("host").and_then(|v| v.to_str().ok());
+    Ok(state.tenancy.tenant_name(header, host)?)
+}
+
 /// The request's tenant (the X-Bunker-Tenant header, else the Host's subdomain, else `default`):
 /// its name, and its id if it exists.
 async fn public_tenant(
     state: &AppState,
     request: &Request,
 ) -> Result<(TenantName, Option<TenantId>), ApiError> {
-    let headers = request.headers();
-    let header = headers
-        .get("x-bunker-tenant")
-        .map(|v| v.to_str().unwrap_or(""));
-    let host = headers.get("host").and_then(|v| v.to_str().ok());
-    let name = state.tenancy.tenant_name(header, host)?;
+    let name = tenant_name(state, request)?;
     let id = state
         .db
         .tenant_by_name(name.as_str())
         .await
         .map_err(bunker_services::core::VaultError::from)?;
     Ok((name, id))
+}
+
+/// What UserPrelogin and UserLogin start from: the mode, and the request's tenant (its name, its
+/// id if it exists, its title), refused while the tenant or this server cannot log in by `mode`.
+async fn open_login(
+    state: &AppState,
+    request: &Request,
+    mode: &str,
+) -> Result<(Mode, TenantName, Option<TenantId>, Option<String>), ApiError> {
+    let mode = mode.parse::<Mode>()?;
+    let (name, tenant) = public_tenant(state, request).await?;
+    let (enabled, title) = login_enabled(state, &name, mode).await?;
+    if !enabled {
+        return Err(login_off());
+    }
+    Ok((mode, name, tenant, title))
 }
 
 /// Whether the tenant lets its users sign in by `mode`, which this server can deliver.
@@ -159,12 +181,7 @@ impl LoginApi {
         _body: JsonBody<NoFields>,
     ) -> Result<Json<UiConfAnswer>, ApiError> {
         let state = app_state(request)?;
-        let headers = request.headers();
-        let header = headers
-            .get("x-bunker-tenant")
-            .map(|v| v.to_str().unwrap_or(""));
-        let host = headers.get("host").and_then(|v| v.to_str().ok());
-        let name = state.tenancy.tenant_name(header, host)?;
+        let name = tenant_name(state, request)?;
         let ui = state
             .tenants
             .public_ui_conf(&name, deliverable(state))
@@ -219,12 +236,7 @@ impl LoginApi {
             ("code", &body.code, 64),
             ("captchacode", &body.captchacode, 64),
         ])?;
-        let mode = body.mode.parse::<Mode>()?;
-        let (name, tenant) = public_tenant(state, request).await?;
-        let (enabled, title) = login_enabled(state, &name, mode).await?;
-        if !enabled {
-            return Err(login_off());
-        }
+        let (mode, name, tenant, title) = open_login(state, request, &body.mode).await?;
         let found = state
             .vault
             .prelogin(tenant, mode, &body.identity, &body.code, &body.captchacode)
@@ -266,12 +278,7 @@ impl LoginApi {
             ("identity", &body.identity, 1024),
             ("smscode", &body.smscode, 64),
         ])?;
-        let mode = body.mode.parse::<Mode>()?;
-        let (name, tenant) = public_tenant(state, request).await?;
-        let (enabled, _) = login_enabled(state, &name, mode).await?;
-        if !enabled {
-            return Err(login_off());
-        }
+        let (mode, _, tenant, _) = open_login(state, request, &body.mode).await?;
         let (issued, user) = state
             .vault
             .login(tenant, mode, &body.identity, &body.smscode)
