@@ -6,7 +6,10 @@
 //!   the JSON error envelope.
 //! - [`v2`]: the `/v2` request and response types and their handlers, one module per group of
 //!   commands; each handler decodes, calls one service, and shapes the answer.
+//! - [`web`]: the privacy portal (`/`) and the DPO portal (`/admin`), server-rendered pages that
+//!   call the `/v2` endpoint in process with the session's token.
 
 pub mod cli;
 pub mod http;
 pub mod v2;
+pub mod web;

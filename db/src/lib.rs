@@ -20,6 +20,7 @@ pub mod login;
 mod migrate;
 pub mod policies;
 mod pool;
+pub mod portal;
 mod posture;
 pub mod requests;
 pub mod reseal;

@@ -487,6 +487,11 @@ pub async fn forget_keeping_versions(
         .await?;
     tx.execute("DELETE FROM login_codes WHERE token = $1", &[&token])
         .await?;
+    tx.execute(
+        "DELETE FROM portal_sessions WHERE user_token = $1",
+        &[&token],
+    )
+    .await?;
     crate::control::delete_user_tokens(tx, token).await?;
     Ok(true)
 }

@@ -47,6 +47,24 @@ impl Keyring {
             .map(|m| m.as_ref())
     }
 
+    /// The key that signs one tenant's web-portal sessions, derived from master version `version`
+    /// (`None`: the newest), with that version: a session signed under a version that is retired no
+    /// longer verifies, so the key rotates with the master key.
+    pub fn portal_session_key(
+        &self,
+        tenant_id: i64,
+        version: Option<i32>,
+    ) -> Option<(i32, zeroize::Zeroizing<[u8; 32]>)> {
+        let master = match version {
+            Some(version) => self.master(version)?,
+            None => self.current(),
+        };
+        Some((
+            master.version(),
+            crate::tenant::derive(master.bytes(), tenant_id, "portal-session"),
+        ))
+    }
+
     /// One tenant's keys: sealing with the newest version, opening with any held version.
     pub fn tenant_keys(&self, tenant_id: i64) -> TenantKeys {
         let current = self.current();

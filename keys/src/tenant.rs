@@ -24,7 +24,7 @@ pub struct TenantKeys {
 }
 
 /// HKDF-SHA256 from a master key to one tenant's key for one purpose.
-fn derive(master: &[u8], tenant_id: i64, purpose: &str) -> Zeroizing<[u8; 32]> {
+pub(crate) fn derive(master: &[u8], tenant_id: i64, purpose: &str) -> Zeroizing<[u8; 32]> {
     let hkdf = Hkdf::<Sha256>::new(Some(b"bunker tenant keys v1"), master);
     let mut okm = Zeroizing::new([0u8; 32]);
     let info = format!("bunker/tenant/{tenant_id}/{purpose}");

@@ -99,7 +99,10 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
                FROM tenants WHERE id IN ({a}, {b});
              INSERT INTO login_codes (tenant_id, token, code_mac, expires_at)
              SELECT DISTINCT ON (tenant_id) tenant_id, token, decode(repeat('03', 32), 'hex'), now() + interval '5 minutes'
-               FROM users WHERE tenant_id IN ({a}, {b}) ORDER BY tenant_id, created_at"
+               FROM users WHERE tenant_id IN ({a}, {b}) ORDER BY tenant_id, created_at;
+             INSERT INTO portal_sessions (tenant_id, id_hash, kind, token_sealed, expires_at)
+             SELECT id, decode(repeat('04', 32), 'hex'), 'admin', decode(repeat('05', 32), 'hex'), now() + interval '5 minutes'
+               FROM tenants WHERE id IN ({a}, {b})"
         ))
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 /// A server that writes its login mail to a file of its own.
-async fn app_with_mail_file() -> (TestApp, PathBuf) {
+pub(crate) async fn app_with_mail_file() -> (TestApp, PathBuf) {
     let dir = std::env::temp_dir().join(format!("bunker-mail-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("mail.log");
@@ -29,7 +29,7 @@ async fn app_with_mail_file() -> (TestApp, PathBuf) {
 }
 
 /// The six-digit codes in the mail file so far, once there are `count` (or after 10 s).
-async fn codes_in(file: &PathBuf, count: usize) -> Vec<String> {
+pub(crate) async fn codes_in(file: &PathBuf, count: usize) -> Vec<String> {
     let mut codes = Vec::new();
     for _ in 0..200 {
         let text = std::fs::read_to_string(file).unwrap_or_default();
@@ -53,7 +53,7 @@ fn six_digit_codes(text: &str) -> Vec<String> {
 }
 
 /// A captcha minted by the vault itself (a test cannot read the picture): its id and answer.
-async fn captcha(app: &TestApp, tenant: i64) -> (String, String) {
+pub(crate) async fn captcha(app: &TestApp, tenant: i64) -> (String, String) {
     let vault = crate::audit_chain::vault_of(app).await;
     let made = vault.create_captcha(Some(TenantId(tenant))).await.unwrap();
     (made.code, made.answer.to_string())

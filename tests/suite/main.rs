@@ -25,6 +25,7 @@ mod masking;
 mod memberships;
 mod observability;
 mod outage;
+mod portal;
 mod ratelimit;
 mod replicas;
 mod requests;

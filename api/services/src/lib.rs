@@ -30,6 +30,7 @@ pub mod keys;
 pub mod login;
 pub mod metrics;
 pub mod policies;
+pub mod portal;
 pub mod requests;
 pub mod sessions;
 pub mod setup;

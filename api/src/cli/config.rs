@@ -42,6 +42,7 @@ const DEFAULT_RATE_TENANT: &str = "1000/s";
 const DEFAULT_RATE_TOKEN: &str = "500/s";
 const DEFAULT_RATE_IP: &str = "2000/s";
 const DEFAULT_RATE_PUBLIC: &str = "10/s";
+const DEFAULT_RATE_LOGIN: &str = "30/h";
 const DEFAULT_RATE_COSTLY: &str = "20/s";
 
 /// The arguments that carry secrets: accepted from the environment only.
@@ -185,6 +186,11 @@ pub struct ServerArgs {
     #[arg(long, env = "BUNKER_RATE_PUBLIC", value_name = "RATE", default_value = DEFAULT_RATE_PUBLIC,
           value_parser = rate("BUNKER_RATE_PUBLIC"))]
     pub rate_public: RateArg,
+    /// Sign-in attempts per client address per server: UserLogin (each code tried) and each token
+    /// tried at the DPO portal's sign-in.
+    #[arg(long, env = "BUNKER_RATE_LOGIN", value_name = "RATE", default_value = DEFAULT_RATE_LOGIN,
+          value_parser = rate("BUNKER_RATE_LOGIN"))]
+    pub rate_login: RateArg,
     /// Requests per access token per server to the costly commands (UserSearch, bulk, reports,
     /// statistics, cross-tenant profiles).
     #[arg(long, env = "BUNKER_RATE_COSTLY", value_name = "RATE", default_value = DEFAULT_RATE_COSTLY,
@@ -524,6 +530,7 @@ impl Config {
                 token: Rate::parse(DEFAULT_RATE_TOKEN).ok().flatten(),
                 ip: Rate::parse(DEFAULT_RATE_IP).ok().flatten(),
                 public: Rate::parse(DEFAULT_RATE_PUBLIC).ok().flatten(),
+                login: Rate::parse(DEFAULT_RATE_LOGIN).ok().flatten(),
                 costly: Rate::parse(DEFAULT_RATE_COSTLY).ok().flatten(),
                 trusted_proxies: Vec::new(),
             },
@@ -586,6 +593,7 @@ impl Config {
                 token: server.rate_token.0,
                 ip: server.rate_ip.0,
                 public: server.rate_public.0,
+                login: server.rate_login.0,
                 costly: server.rate_costly.0,
                 trusted_proxies: server.trusted_proxies.iter().map(|n| n.0).collect(),
             };

@@ -75,6 +75,8 @@ pub struct KeyService {
     pub db: Database,
     pub keyring: SharedKeyring,
     pub installation: uuid::Uuid,
+    /// What wraps the master key: `a local wrapping key` or `AWS KMS` (never the key).
+    pub wrapping: &'static str,
 }
 
 /// What the server needs beyond its database.
@@ -235,6 +237,7 @@ impl Application {
                 db: db.clone(),
                 keyring: keyring.clone(),
                 installation,
+                wrapping: settings.wrapping.describe(),
             },
             db,
             tenancy,
@@ -455,14 +458,15 @@ pub fn routes(state: Arc<AppState>, options: RouteOptions) -> BoxEndpoint<'stati
         poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
     );
     let known = Arc::new(KnownRoutes::new(options.metrics_here));
+    let v2: Arc<BoxEndpoint<'static>> = Arc::new(
+        api.into_endpoint()
+            .catch_all_error(|err| envelope(err, true))
+            // Room for the transaction a request's authentication opens (bunker_db::session).
+            .around(|next, req| async move { bunker_db::session::scope(next.call(req)).await })
+            .boxed(),
+    );
     let mut route = Route::new()
-        .nest(
-            "/v2",
-            api.into_endpoint()
-                .catch_all_error(|err| envelope(err, true))
-                // Room for the transaction a request's authentication opens (bunker_db::session).
-                .around(|next, req| async move { bunker_db::session::scope(next.call(req)).await }),
-        )
+        .nest("/v2", v2.clone())
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .at("/health", get(ops::health))
@@ -471,6 +475,8 @@ pub fn routes(state: Arc<AppState>, options: RouteOptions) -> BoxEndpoint<'stati
     if options.metrics_here {
         route = route.at("/metrics", get(metrics::metrics));
     }
+    // The portals call the same /v2 endpoint, in process.
+    let route = crate::web::mount(route, v2);
     let limits = state.limits.clone();
     let observed = state.clone();
     route
@@ -490,7 +496,10 @@ async fn limit_addresses<E: Endpoint>(
 ) -> poem::Result<Response> {
     let path = req.uri().path();
     if !matches!(path, "/health" | "/status" | "/ready") {
-        let command = path.strip_prefix("/v2/").and_then(Command::from_name);
+        let command = path
+            .strip_prefix("/v2/")
+            .and_then(Command::from_name)
+            .or_else(|| crate::web::public_command(req.method(), path));
         let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
         let address = limits.client_address(peer, req.headers());
         if let Err(refusal) = limits.check_address(address, command) {
@@ -528,6 +537,8 @@ impl KnownRoutes {
             path
         } else if path == "/docs" || path.starts_with("/docs/") {
             "/docs"
+        } else if let Some(route) = crate::web::route_name(path) {
+            route
         } else {
             "other"
         }

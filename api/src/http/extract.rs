@@ -326,6 +326,22 @@ fn request_metadata(body: &[u8]) -> Option<Value> {
         .filter(|v| !v.is_null())
 }
 
+/// The client's address, set on a request the web portals make on a browser's behalf (whose own
+/// connection is the browser's).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+/// The request's client address: the portal's for its own requests, else the connection's (or a
+/// trusted proxy's `X-Forwarded-For`).
+pub fn client_address(request: &Request) -> Option<std::net::IpAddr> {
+    if let Some(ClientAddress(address)) = request.data::<ClientAddress>() {
+        return *address;
+    }
+    let state = request.data::<Arc<AppState>>()?;
+    let peer = request.remote_addr().as_socket_addr().map(|a| a.ip());
+    state.limits.client_address(peer, request.headers())
+}
+
 pub fn app_state(request: &Request) -> Result<&Arc<AppState>, ApiError> {
     request.data::<Arc<AppState>>().ok_or_else(|| {
         tracing::error!("application state missing from the request");

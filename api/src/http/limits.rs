@@ -48,6 +48,8 @@ pub struct RateSettings {
     pub public: Option<Rate>,
     /// Per access token, the costly commands.
     pub costly: Option<Rate>,
+    /// Per client address, sign-in attempts (UserLogin's codes, the DPO portal's tokens).
+    pub login: Option<Rate>,
     /// Networks whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -60,6 +62,7 @@ pub enum Kind {
     Ip,
     Public,
     Costly,
+    Login,
 }
 
 impl Kind {
@@ -70,6 +73,7 @@ impl Kind {
             Kind::Ip => "ip",
             Kind::Public => "public",
             Kind::Costly => "costly",
+            Kind::Login => "login",
         }
     }
 
@@ -78,6 +82,7 @@ impl Kind {
             Kind::Tenant => "the tenant's",
             Kind::Token => "the access token's",
             Kind::Ip | Kind::Public => "the client address's",
+            Kind::Login => "the client address's sign-in",
             Kind::Costly => "the access token's search, bulk and report",
         }
     }
@@ -203,6 +208,7 @@ pub struct Limits {
     settings: RateSettings,
     ip: Option<Keyed<IpAddr>>,
     public: Option<Keyed<IpAddr>>,
+    login: Option<Keyed<IpAddr>>,
     token: Option<Keyed<Uuid>>,
     costly: Option<Keyed<Uuid>>,
     tenants: RwLock<HashMap<TenantId, TenantLimiter>>,
@@ -232,6 +238,7 @@ impl Limits {
         Limits {
             ip: Keyed::new(settings.ip),
             public: Keyed::new(settings.public),
+            login: Keyed::new(settings.login),
             token: Keyed::new(settings.token),
             costly: Keyed::new(settings.costly),
             tenants: RwLock::new(HashMap::new()),
@@ -301,6 +308,18 @@ impl Limits {
             }
         }
         Ok(())
+    }
+
+    /// The sign-in attempts of a client address (`BUNKER_RATE_LOGIN`): each UserLogin and each
+    /// token tried at the DPO portal spends one, so that codes and tokens cannot be guessed
+    /// faster from one address, whichever identities are tried.
+    pub fn check_login(&self, address: Option<IpAddr>) -> Result<(), Refusal> {
+        let (Some(address), Some(login)) = (address.map(address_key), &self.login) else {
+            return Ok(());
+        };
+        login
+            .check(&address, Kind::Login, &self.clock)
+            .map_err(|r| self.refuse(r, || self.address_label(address)))
     }
 
     /// The limits of an authenticated request: its tenant's, its token's, and for a costly
@@ -482,7 +501,7 @@ impl Limits {
 
     /// Forgets keys idle long enough to be back at a full allowance, and old log notices.
     pub fn housekeeping(&self) {
-        for keyed in [&self.ip, &self.public].into_iter().flatten() {
+        for keyed in [&self.ip, &self.public, &self.login].into_iter().flatten() {
             keyed.limiter.retain_recent();
             keyed.limiter.shrink_to_fit();
         }

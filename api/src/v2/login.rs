@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::{ApiTags, Status};
 use crate::http::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{app_state, JsonBody};
+use crate::http::extract::{app_state, client_address, JsonBody};
 use crate::v2::tenants::NoFields;
 use bunker_services::tenants::uiconf::LoginMethods;
 use bunker_tenancy::TenantName;
@@ -30,7 +30,7 @@ const LOGIN_OFF: &str =
     "Passwordless login is not enabled on this server: no login method is configured";
 
 /// What this server can deliver login codes by.
-fn deliverable(state: &AppState) -> LoginMethods {
+pub(crate) fn deliverable(state: &AppState) -> LoginMethods {
     LoginMethods {
         email: state.mailer.is_some(),
         phone: false,
@@ -39,7 +39,7 @@ fn deliverable(state: &AppState) -> LoginMethods {
 
 /// The name of the request's tenant (the X-Bunker-Tenant header, else the Host's subdomain, else
 /// `default`).
-fn tenant_name(state: &AppState, request: &Request) -> Result<TenantName, ApiError> {
+pub(crate) fn tenant_name(state: &AppState, request: &Request) -> Result<TenantName, ApiError> {
     let headers = request.headers();
     let header = headers
         .get("x-bunker-tenant")
@@ -279,6 +279,10 @@ impl LoginApi {
             ("smscode", &body.smscode, 64),
         ])?;
         let (mode, _, tenant, _) = open_login(state, request, &body.mode).await?;
+        state
+            .limits
+            .check_login(client_address(request))
+            .map_err(|refusal| ApiError::too_many(&refusal))?;
         let (issued, user) = state
             .vault
             .login(tenant, mode, &body.identity, &body.smscode)

@@ -29,6 +29,17 @@ pub enum WrappingSource {
     Kms(kms::KmsWrapper),
 }
 
+impl WrappingSource {
+    /// What wraps the master key, in words (never the key).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            WrappingSource::Local(_) => "a local wrapping key",
+            #[cfg(feature = "kms")]
+            WrappingSource::Kms(_) => "AWS KMS",
+        }
+    }
+}
+
 impl fmt::Debug for WrappingSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.kind())

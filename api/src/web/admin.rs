@@ -1,0 +1,1009 @@
+//! The DPO portal at `/admin`: signed in with an admin or role token (kept in the session's row on
+//! the server), it works the open requests (a diff of what is stored and what is proposed; approve or
+//! cancel with a reason), finds users and shows their whole picture, manages legal bases and
+//! processing activities, lists the audit trail, and shows the statistics and key status. Each page
+//! is the `/v2` commands the token may call: a role sees here what its policies let it see there.
+
+use std::sync::Arc;
+
+use bunker_services::portal::PortalKind;
+use bunker_tenancy::Principal;
+use poem::endpoint::BoxEndpoint;
+use poem::http::StatusCode;
+use poem::web::cookie::CookieJar;
+use poem::web::Data;
+use poem::{handler, Body, EndpointExt, Request, Response};
+use serde_json::{json, Value};
+
+use super::page::{
+    self, Block, Cell, Chart, DiffRow, Form, Input, Link, Page, Row, Section, Table,
+};
+use super::user::request_kind;
+use super::{
+    forged, login_csrf, nav, notice_of, query, render, same_origin_post, see_other, sign_in,
+    sign_out, signed, Fields, Portal, Signed, Visit,
+};
+use crate::http::app::AppState;
+
+/// The session cookie of the DPO portal.
+pub const COOKIE: &str = "bunker_admin";
+const LOGIN_COOKIE: &str = "bunker_admin_login";
+
+pub const PATHS: &[&str] = &[
+    "/admin",
+    "/admin/signin",
+    "/admin/signout",
+    "/admin/request",
+    "/admin/decide",
+    "/admin/users",
+    "/admin/audit",
+    "/admin/consent",
+    "/admin/legalbasis",
+    "/admin/activity",
+    "/admin/link",
+    "/admin/system",
+];
+
+pub fn routes() -> Vec<(&'static str, BoxEndpoint<'static>)> {
+    vec![
+        ("/admin", poem::get(queue).boxed()),
+        ("/admin/signin", poem::post(signin).boxed()),
+        ("/admin/signout", poem::post(signout).boxed()),
+        ("/admin/request", poem::get(request).boxed()),
+        ("/admin/decide", poem::post(decide).boxed()),
+        ("/admin/users", poem::get(users).boxed()),
+        ("/admin/audit", poem::get(audit).boxed()),
+        ("/admin/consent", poem::get(consent).boxed()),
+        ("/admin/legalbasis", poem::post(legal_basis).boxed()),
+        ("/admin/activity", poem::post(activity_create).boxed()),
+        ("/admin/link", poem::post(link).boxed()),
+        ("/admin/system", poem::get(system).boxed()),
+    ]
+}
+
+const NAV: &[(&str, &str)] = &[
+    ("/admin", "Requests"),
+    ("/admin/users", "Users"),
+    ("/admin/consent", "Legal bases"),
+    ("/admin/audit", "Audit trail"),
+    ("/admin/system", "System"),
+];
+
+const NOTICES: &[(&str, &str)] = &[
+    (
+        "approved",
+        "The request is approved and its change applied.",
+    ),
+    ("cancelled", "The request is cancelled."),
+    ("basis", "The legal basis is saved."),
+    ("activity", "The processing activity is saved."),
+    ("linked", "The legal basis is linked to the activity."),
+];
+
+fn base_page(visit: &Visit, title: &str, current: &str, signed: &Signed) -> Page {
+    Page {
+        brand: visit.brand.clone(),
+        portal: "DPO portal",
+        base: "/admin",
+        title: title.to_owned(),
+        nav: nav(NAV, current),
+        signed_in: true,
+        csrf: signed.csrf.clone(),
+        notice: None,
+        problem: None,
+        sections: Vec::new(),
+        footer: format!(
+            "Tenant {}. Everything done here is recorded in the audit trail under the token you signed in with.",
+            visit.name.as_str()
+        ),
+    }
+}
+
+/// The signed-in DPO, or the answer to give instead (the sign-in page).
+async fn session(
+    state: &AppState,
+    req: &Request,
+    jar: &CookieJar,
+) -> Result<(Visit, Signed), Response> {
+    let visit = Visit::of(state, req).await?;
+    match signed(state, &visit, jar, PortalKind::Admin, COOKIE).await? {
+        Some(signed) => Ok((visit, signed)),
+        None => Err(signin_page(&visit, jar, None)),
+    }
+}
+
+fn signin_page(visit: &Visit, jar: &CookieJar, problem: Option<String>) -> Response {
+    let csrf = login_csrf(jar, LOGIN_COOKIE);
+    let form = Form::post("signin", "/admin/signin", "Sign in").input(
+        Input::new("password", "token", "Access token", "")
+            .required()
+            .autocomplete("off")
+            .autofocus(),
+    );
+    let page = Page {
+        brand: visit.brand.clone(),
+        portal: "DPO portal",
+        base: "/admin",
+        title: "Sign in".to_owned(),
+        nav: Vec::new(),
+        signed_in: false,
+        csrf,
+        notice: None,
+        problem,
+        sections: vec![Section::new(
+            format!("Sign in to tenant {}", visit.name.as_str()),
+            vec![
+                Block::Text(
+                    "Use the tenant's admin token or a role token. It stays on the server for this session (30 minutes) and is never stored in your browser."
+                        .to_owned(),
+                ),
+                Block::Form(form),
+            ],
+        )],
+        footer: String::new(),
+    };
+    let mut response = render(&page);
+    if problem_status(&page) {
+        response.set_status(StatusCode::FORBIDDEN);
+    }
+    response
+}
+
+fn problem_status(page: &Page) -> bool {
+    page.problem.is_some()
+}
+
+/// A POST of a signed-in DPO.
+async fn signed_post(
+    state: &AppState,
+    req: &Request,
+    jar: &CookieJar,
+    body: Body,
+) -> Result<(Visit, Signed, Fields), Response> {
+    let (visit, signed) = session(state, req, jar).await?;
+    let fields = Fields::read(body).await?;
+    if !same_origin_post(req, &fields, &signed.csrf) {
+        return Err(forged());
+    }
+    Ok((visit, signed, fields))
+}
+
+/// The message the sign-in gives for every refused token.
+const REFUSED: &str = "This token is not valid for this tenant.";
+
+#[handler]
+async fn signin(
+    req: &Request,
+    jar: &CookieJar,
+    body: Body,
+    Data(state): Data<&Arc<AppState>>,
+) -> Response {
+    let visit = match Visit::of(state, req).await {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let fields = match Fields::read(body).await {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let expected = jar
+        .get(LOGIN_COOKIE)
+        .map(|c| c.value_str().to_owned())
+        .unwrap_or_default();
+    if !same_origin_post(req, &fields, &expected) {
+        return forged();
+    }
+    if let Err(refusal) = state.limits.check_login(visit.address) {
+        return signin_page(&visit, jar, Some(refusal.message()));
+    }
+    let token = fields.get("token").trim();
+    // The API's own authentication, for the visit's tenant: a tenant's token is refused on another.
+    let caller = state
+        .tenancy
+        .authenticate(Some(token), Some(visit.name.as_str()), None)
+        .await;
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(bunker_tenancy::TenancyError::Database(_)) => return super::unavailable(),
+        Err(_) => return signin_page(&visit, jar, Some(REFUSED.to_owned())),
+    };
+    // A user's token belongs in the privacy portal.
+    if matches!(caller.principal, Principal::User { .. }) {
+        return signin_page(&visit, jar, Some(REFUSED.to_owned()));
+    }
+    if let Err(response) = sign_in(
+        state,
+        jar,
+        caller.tenant.id,
+        PortalKind::Admin,
+        COOKIE,
+        None,
+        token,
+    )
+    .await
+    {
+        return response;
+    }
+    super::clear(jar, LOGIN_COOKIE);
+    see_other("/admin")
+}
+
+#[handler]
+async fn signout(
+    req: &Request,
+    jar: &CookieJar,
+    body: Body,
+    Data(state): Data<&Arc<AppState>>,
+) -> Response {
+    match signed_post(state, req, jar, body).await {
+        Ok((_, signed, _)) => {
+            sign_out(state, jar, &signed, COOKIE).await;
+            see_other("/admin")
+        }
+        Err(response) => response,
+    }
+}
+
+fn rows<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn time_of(row: &Value, key: &str) -> String {
+    row.get(key)
+        .and_then(Value::as_i64)
+        .filter(|t| *t > 0)
+        .map(page::when)
+        .unwrap_or_default()
+}
+
+/// An unlock for the bulk listings (60 s), as the token.
+async fn unlock(
+    state: &Arc<AppState>,
+    portal: &Portal,
+    visit: &Visit,
+    signed: &Signed,
+) -> Result<String, super::Refused> {
+    portal
+        .call(
+            state,
+            visit,
+            Some(&signed.token),
+            "BulkListUnlock",
+            json!({}),
+        )
+        .await
+        .map(|answer| page::field(&answer, "unlockuuid"))
+}
+
+#[handler]
+async fn queue(
+    req: &Request,
+    jar: &CookieJar,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    let (visit, signed) = match session(state, req, jar).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let mut page = base_page(&visit, "Open requests", "/admin", &signed);
+    page.notice = notice_of(req, NOTICES);
+    let mut table = Table::new(
+        &["Asked", "What", "User", "Request"],
+        "No request waits for a decision.",
+    );
+    let listed = match unlock(state, portal, &visit, &signed).await {
+        Ok(unlock) => {
+            portal
+                .call(
+                    state,
+                    &visit,
+                    Some(&signed.token),
+                    "BulkListAllUserRequests",
+                    json!({"unlockuuid": unlock, "status": "open", "limit": 100}),
+                )
+                .await
+        }
+        Err(refused) => Err(refused),
+    };
+    match listed {
+        Ok(list) => {
+            for row in rows(&list, "rows") {
+                let id = page::field(row, "requestuuid");
+                table.rows.push(Row {
+                    cells: vec![
+                        Cell::from(time_of(row, "creationtime")),
+                        Cell::from(request_kind(&page::field(row, "requesttype"))),
+                        Cell {
+                            text: page::field(row, "token"),
+                            link: Some(format!(
+                                "/admin/users?mode=token&identity={}",
+                                page::field(row, "token")
+                            )),
+                        },
+                        Cell {
+                            text: "Review".to_owned(),
+                            link: Some(format!("/admin/request?id={id}")),
+                        },
+                    ],
+                    actions: Vec::new(),
+                });
+            }
+        }
+        Err(refused) => page.problem = Some(refused.message),
+    }
+    page.sections.push(Section::new(
+        "Waiting for a decision",
+        vec![Block::Table(table)],
+    ));
+    render(&page)
+}
+
+/// The rows of a diff: each field of either side, marked where they differ.
+fn diff(now: &Value, proposed: &Value) -> Vec<DiffRow> {
+    let now_facts = page::facts(now);
+    let proposed_facts = page::facts(proposed);
+    let mut fields: Vec<String> = now_facts.iter().map(|(k, _)| k.clone()).collect();
+    for (key, _) in &proposed_facts {
+        if !fields.contains(key) {
+            fields.push(key.clone());
+        }
+    }
+    let find = |facts: &[(String, String)], key: &str| {
+        facts.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    };
+    fields
+        .into_iter()
+        .map(|field| {
+            let before = find(&now_facts, &field);
+            let after = find(&proposed_facts, &field);
+            DiffRow {
+                changed: after.is_some() && after != before,
+                now: before.unwrap_or_default(),
+                proposed: after.unwrap_or_else(|| "(unchanged)".to_owned()),
+                field,
+            }
+        })
+        .collect()
+}
+
+#[handler]
+async fn request(
+    req: &Request,
+    jar: &CookieJar,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    let (visit, signed) = match session(state, req, jar).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let id = query(req, "id");
+    let mut page = base_page(&visit, "Review a request", "/admin", &signed);
+    match portal
+        .call(
+            state,
+            &visit,
+            Some(&signed.token),
+            "UserRequestGet",
+            json!({"requestuuid": id}),
+        )
+        .await
+    {
+        Ok(answer) => {
+            let request = answer.get("request").cloned().unwrap_or(Value::Null);
+            let status = page::field(&request, "status");
+            page.sections.push(Section::new(
+                request_kind(&page::field(&request, "requesttype")),
+                vec![Block::Facts(vec![
+                    ("User".to_owned(), page::field(&request, "token")),
+                    ("Status".to_owned(), status.clone()),
+                    ("Asked".to_owned(), time_of(&request, "creationtime")),
+                    ("Legal basis".to_owned(), page::field(&request, "brief")),
+                    ("Application".to_owned(), page::field(&request, "app")),
+                ])],
+            ));
+            let original = request.get("original").cloned().unwrap_or(Value::Null);
+            let change = request.get("change").cloned().unwrap_or(Value::Null);
+            if !change.is_null() || !original.is_null() {
+                page.sections.push(Section::new(
+                    "What is stored, and what is proposed",
+                    vec![Block::Diff(diff(&original, &change))],
+                ));
+            }
+            if status == "open" {
+                let approve = Form::post("approve", "/admin/decide", "Approve")
+                    .hidden("id", id.clone())
+                    .hidden("decision", "approve")
+                    .inline();
+                let cancel = Form::post("cancel", "/admin/decide", "Cancel the request")
+                    .hidden("id", id.clone())
+                    .hidden("decision", "cancel")
+                    .input(Input::new(
+                        "text",
+                        "reason",
+                        "Reason (kept with the request)",
+                        "",
+                    ))
+                    .inline()
+                    .danger();
+                page.sections.push(Section::new(
+                    "Decide",
+                    vec![Block::Form(approve), Block::Form(cancel)],
+                ));
+            }
+        }
+        Err(refused) => page.problem = Some(refused.message),
+    }
+    render(&page)
+}
+
+#[handler]
+async fn decide(
+    req: &Request,
+    jar: &CookieJar,
+    body: Body,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    let (visit, signed, fields) = match signed_post(state, req, jar, body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (command, done) = match fields.get("decision") {
+        "approve" => ("UserRequestApprove", "approved"),
+        "cancel" => ("UserRequestCancel", "cancelled"),
+        _ => return super::simple(StatusCode::BAD_REQUEST, "No decision was chosen."),
+    };
+    let mut body = json!({"requestuuid": fields.get("id")});
+    let reason = fields.get("reason").trim();
+    if !reason.is_empty() {
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("reason".to_owned(), Value::String(reason.to_owned()));
+        }
+    }
+    match portal
+        .call(state, &visit, Some(&signed.token), command, body)
+        .await
+    {
+        Ok(_) => see_other(&format!("/admin?done={done}")),
+        Err(refused) => problem(&visit, &signed, "/admin", refused.message),
+    }
+}
+
+fn problem(visit: &Visit, signed: &Signed, current: &str, message: String) -> Response {
+    let mut page = base_page(visit, "That did not work", current, signed);
+    page.problem = Some(message);
+    let mut response = render(&page);
+    response.set_status(StatusCode::BAD_REQUEST);
+    response
+}
+
+#[handler]
+async fn users(
+    req: &Request,
+    jar: &CookieJar,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    let (visit, signed) = match session(state, req, jar).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let mode = query(req, "mode");
+    let identity = query(req, "identity");
+    let mut page = base_page(&visit, "Users", "/admin/users", &signed);
+    let find = Form::get("find", "/admin/users", "Find")
+        .input(Input::select(
+            "mode",
+            "By",
+            if mode.is_empty() { "email" } else { &mode },
+            &["email", "phone", "login", "custom", "token"],
+        ))
+        .input(Input::new("text", "identity", "Value", identity.clone()).required())
+        .inline();
+    page.sections
+        .push(Section::new("Find a user", vec![Block::Form(find)]));
+    if identity.is_empty() {
+        return render(&page);
+    }
+    let who = json!({"mode": mode, "identity": identity});
+    let token = Some(signed.token.as_str());
+    let user = match portal
+        .call(state, &visit, token, "UserGet", who.clone())
+        .await
+    {
+        Ok(user) => user,
+        Err(refused) => {
+            page.problem = Some(refused.message);
+            return render(&page);
+        }
+    };
+    page.sections.push(Section::new(
+        format!("Profile of {}", page::field(&user, "token")),
+        vec![Block::Facts(page::facts(
+            user.get("profile").unwrap_or(&Value::Null),
+        ))],
+    ));
+    let mut agreements = Table::new(&["Legal basis", "Status", "Since"], "No consents.");
+    match portal
+        .call(
+            state,
+            &visit,
+            token,
+            "AgreementListUserAgreements",
+            who.clone(),
+        )
+        .await
+    {
+        Ok(list) => {
+            for row in rows(&list, "rows") {
+                agreements.rows.push(Row {
+                    cells: vec![
+                        Cell::from(page::field(row, "brief")),
+                        Cell::from(page::field(row, "status")),
+                        Cell::from(time_of(row, "starttime")),
+                    ],
+                    actions: Vec::new(),
+                });
+            }
+        }
+        Err(refused) => agreements.empty = refused.message,
+    }
+    page.sections
+        .push(Section::new("Consents", vec![Block::Table(agreements)]));
+    let mut requests = Table::new(&["Asked", "What", "Status", "Request"], "No requests.");
+    match portal
+        .call(
+            state,
+            &visit,
+            token,
+            "UserRequestListUserRequests",
+            json!({"mode": mode, "identity": identity, "limit": 100}),
+        )
+        .await
+    {
+        Ok(list) => {
+            for row in rows(&list, "rows") {
+                requests.rows.push(Row {
+                    cells: vec![
+                        Cell::from(time_of(row, "creationtime")),
+                        Cell::from(request_kind(&page::field(row, "requesttype"))),
+                        Cell::from(page::field(row, "status")),
+                        Cell {
+                            text: "View".to_owned(),
+                            link: Some(format!(
+                                "/admin/request?id={}",
+                                page::field(row, "requestuuid")
+                            )),
+                        },
+                    ],
+                    actions: Vec::new(),
+                });
+            }
+        }
+        Err(refused) => requests.empty = refused.message,
+    }
+    page.sections
+        .push(Section::new("Requests", vec![Block::Table(requests)]));
+    let mut events = Table::new(&["When (UTC)", "What"], "Nothing recorded.");
+    match portal
+        .call(
+            state,
+            &visit,
+            token,
+            "AuditListUserEvents",
+            json!({"mode": mode, "identity": identity, "limit": 50}),
+        )
+        .await
+    {
+        Ok(list) => {
+            for row in rows(&list, "rows") {
+                events.rows.push(Row {
+                    cells: vec![
+                        Cell::from(page::field(row, "timestamp")),
+                        Cell::from(page::field(row, "eventtype")),
+                    ],
+                    actions: Vec::new(),
+                });
+            }
+        }
+        Err(refused) => events.empty = refused.message,
+    }
+    page.sections.push(Section::new(
+        "Audit of this user",
+        vec![Block::Table(events)],
+    ));
+    render(&page)
+}
+
+#[handler]
+async fn audit(
+    req: &Request,
+    jar: &CookieJar,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    let (visit, signed) = match session(state, req, jar).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let mut page = base_page(&visit, "Audit trail", "/admin/audit", &signed);
+    let kind = query(req, "eventtype");
+    let offset: i64 = query(req, "offset").parse().unwrap_or(0).max(0);
+    let filter = Form::get("filter", "/admin/audit", "Filter")
+        .input(Input::new(
+            "text",
+            "eventtype",
+            "Event type (e.g. UserGet)",
+            kind.clone(),
+        ))
+        .inline();
+    page.sections
+        .push(Section::new("Filter", vec![Block::Form(filter)]));
+    let mut table = Table::new(&["When (UTC)", "What", "Event"], "No events.");
+    let listed = match unlock(state, portal, &visit, &signed).await {
+        Ok(unlock) => {
+            portal
+                .call(
+                    state,
+                    &visit,
+                    Some(&signed.token),
+                    "BulkListAllAuditEvents",
+                    json!({"unlockuuid": unlock, "offset": offset, "limit": 100}),
+                )
+                .await
+        }
+        Err(refused) => Err(refused),
+    };
+    let mut total = 0;
+    match listed {
+        Ok(list) => {
+            total = list.get("total").and_then(Value::as_i64).unwrap_or(0);
+            for row in rows(&list, "rows") {
+                let eventtype = page::field(row, "eventtype");
+                if !kind.is_empty() && !eventtype.eq_ignore_ascii_case(kind.trim()) {
+                    continue;
+                }
+                table.rows.push(Row {
+                    cells: vec![
+                        Cell::from(page::field(row, "timestamp")),
+                        Cell::from(eventtype),
+                        Cell::from(page::field(row, "auditeventuuid")),
+                    ],
+                    actions: Vec::new(),
+                });
+            }
+        }
+        Err(refused) => page.problem = Some(refused.message),
+    }
+    let mut blocks = vec![Block::Table(table)];
+    if offset + 100 < total {
+        blocks.push(Block::Links(vec![Link {
+            href: format!("/admin/audit?offset={}&eventtype={}", offset + 100, kind),
+            label: "Older events".to_owned(),
+            download: false,
+        }]));
+    }
+    page.sections.push(Section::new(
+        format!("Events, newest first ({total} in all)"),
+        blocks,
+    ));
+    render(&page)
+}
+
+#[handler]
+async fn consent(
+    req: &Request,
+    jar: &CookieJar,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    let (visit, signed) = match session(state, req, jar).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let mut page = base_page(
+        &visit,
+        "Legal bases and processing activities",
+        "/admin/consent",
+        &signed,
+    );
+    page.notice = notice_of(req, NOTICES);
+    let token = Some(signed.token.as_str());
+    let mut bases = Table::new(
+        &[
+            "Brief",
+            "Type",
+            "Status",
+            "Users may withdraw alone",
+            "Description",
+        ],
+        "No legal bases yet.",
+    );
+    let mut briefs = Vec::new();
+    match portal
+        .call(state, &visit, token, "LegalBasisListAgreements", json!({}))
+        .await
+    {
+        Ok(list) => {
+            for row in rows(&list, "rows") {
+                briefs.push(page::field(row, "brief"));
+                bases.rows.push(Row {
+                    cells: vec![
+                        Cell::from(page::field(row, "brief")),
+                        Cell::from(page::field(row, "basistype")),
+                        Cell::from(page::field(row, "status")),
+                        Cell::from(page::field(row, "usercontrol")),
+                        Cell::from(page::field(row, "shortdesc")),
+                    ],
+                    actions: Vec::new(),
+                });
+            }
+        }
+        Err(refused) => bases.empty = refused.message,
+    }
+    let create_basis = Form::post("basis", "/admin/legalbasis", "Save legal basis")
+        .input(Input::new("text", "brief", "Brief (its key)", "").required())
+        .input(Input::select(
+            "basistype",
+            "Type",
+            "consent",
+            &[
+                "consent",
+                "contract",
+                "legal-requirement",
+                "vital-interest",
+                "public-interest",
+                "legitimate-interest",
+            ],
+        ))
+        .input(Input::new("text", "shortdesc", "Short description", ""))
+        .input(Input::select(
+            "usercontrol",
+            "Users may withdraw alone",
+            "yes",
+            &["yes", "no"],
+        ))
+        .input(Input::select(
+            "status",
+            "Status",
+            "active",
+            &["active", "inactive"],
+        ));
+    page.sections.push(Section::new(
+        "Legal bases",
+        vec![Block::Table(bases), Block::Form(create_basis)],
+    ));
+    let mut activities = Table::new(
+        &["Activity", "Title", "Legal bases"],
+        "No processing activities yet.",
+    );
+    let mut names = Vec::new();
+    match portal
+        .call(
+            state,
+            &visit,
+            token,
+            "ProcessingActivityListActivities",
+            json!({}),
+        )
+        .await
+    {
+        Ok(list) => {
+            for row in rows(&list, "rows") {
+                names.push(page::field(row, "activity"));
+                let linked = row
+                    .get("legalbases")
+                    .and_then(Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .map(|b| {
+                                b.get("brief")
+                                    .map(page::text)
+                                    .unwrap_or_else(|| page::text(b))
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                activities.rows.push(Row {
+                    cells: vec![
+                        Cell::from(page::field(row, "activity")),
+                        Cell::from(page::field(row, "title")),
+                        Cell::from(linked),
+                    ],
+                    actions: Vec::new(),
+                });
+            }
+        }
+        Err(refused) => activities.empty = refused.message,
+    }
+    let create_activity = Form::post("activity", "/admin/activity", "Save activity")
+        .input(Input::new("text", "activity", "Activity (its key)", "").required())
+        .input(Input::new("text", "title", "Title", ""));
+    let mut blocks = vec![Block::Table(activities), Block::Form(create_activity)];
+    if let (Some(first_name), Some(first_brief)) = (names.first(), briefs.first()) {
+        let (first_name, first_brief) = (first_name.clone(), first_brief.clone());
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let briefs: Vec<&str> = briefs.iter().map(String::as_str).collect();
+        blocks.push(Block::Form(
+            Form::post("link", "/admin/link", "Link")
+                .input(Input::select("activity", "Activity", &first_name, &names))
+                .input(Input::select("brief", "Legal basis", &first_brief, &briefs))
+                .inline(),
+        ));
+    }
+    page.sections
+        .push(Section::new("Processing activities", blocks));
+    render(&page)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn consent_write(
+    state: &Arc<AppState>,
+    portal: &Portal,
+    req: &Request,
+    jar: &CookieJar,
+    body: Body,
+    command: &str,
+    build: impl FnOnce(&Fields) -> Value,
+    done: &str,
+) -> Response {
+    let (visit, signed, fields) = match signed_post(state, req, jar, body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match portal
+        .call(state, &visit, Some(&signed.token), command, build(&fields))
+        .await
+    {
+        Ok(_) => see_other(&format!("/admin/consent?done={done}")),
+        Err(refused) => problem(&visit, &signed, "/admin/consent", refused.message),
+    }
+}
+
+#[handler]
+async fn legal_basis(
+    req: &Request,
+    jar: &CookieJar,
+    body: Body,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    consent_write(
+        state,
+        portal,
+        req,
+        jar,
+        body,
+        "LegalBasisCreate",
+        |f| {
+            json!({
+                "brief": f.get("brief"),
+                "basistype": f.get("basistype"),
+                "shortdesc": f.get("shortdesc"),
+                "usercontrol": f.get("usercontrol") == "yes",
+                "status": f.get("status"),
+            })
+        },
+        "basis",
+    )
+    .await
+}
+
+#[handler]
+async fn activity_create(
+    req: &Request,
+    jar: &CookieJar,
+    body: Body,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    consent_write(
+        state,
+        portal,
+        req,
+        jar,
+        body,
+        "ProcessingActivityCreate",
+        |f| json!({"activity": f.get("activity"), "title": f.get("title")}),
+        "activity",
+    )
+    .await
+}
+
+#[handler]
+async fn link(
+    req: &Request,
+    jar: &CookieJar,
+    body: Body,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    consent_write(
+        state,
+        portal,
+        req,
+        jar,
+        body,
+        "ProcessingActivityLinkLegalBasis",
+        |f| json!({"activity": f.get("activity"), "brief": f.get("brief")}),
+        "linked",
+    )
+    .await
+}
+
+#[handler]
+async fn system(
+    req: &Request,
+    jar: &CookieJar,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    let (visit, signed) = match session(state, req, jar).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let mut page = base_page(&visit, "System", "/admin/system", &signed);
+    match portal
+        .call(
+            state,
+            &visit,
+            Some(&signed.token),
+            "SystemGetSystemStats",
+            json!({}),
+        )
+        .await
+    {
+        Ok(answer) => {
+            let stats = answer.get("stats").cloned().unwrap_or(Value::Null);
+            let values: Vec<(String, i64)> = stats
+                .as_object()
+                .map(|map| {
+                    map.iter()
+                        .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            page.sections.push(Section::new(
+                "What is stored",
+                vec![Block::Chart(Chart::bars(
+                    "Records by kind (counters kept on every write)",
+                    &values,
+                ))],
+            ));
+            // Key status, for those the statistics are for (admins): versions and the wrapping,
+            // never a key.
+            let ring = state.keys.keyring.get();
+            let versions = ring
+                .versions()
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            page.sections.push(Section::new(
+                "Keys",
+                vec![Block::Facts(vec![
+                    (
+                        "Master key versions held (newest first)".to_owned(),
+                        versions,
+                    ),
+                    (
+                        "New values are sealed with version".to_owned(),
+                        ring.current().version().to_string(),
+                    ),
+                    (
+                        "The master key is wrapped by".to_owned(),
+                        state.keys.wrapping.to_owned(),
+                    ),
+                ])],
+            ));
+        }
+        Err(refused) => page.problem = Some(refused.message),
+    }
+    render(&page)
+}

@@ -1,0 +1,475 @@
+//! The web portals over HTTP (the browser run is tests/web): a user signs in with a code and asks
+//! for a change, a DPO signs in with a token and approves it; the session cookie, its CSRF token
+//! and its tenant binding; the security headers.
+
+use std::collections::HashMap;
+
+use bunker_tests::TestApp;
+use reqwest::header::{HeaderMap, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::login::{app_with_mail_file, captcha, codes_in};
+
+/// A browser without JavaScript: keeps cookies (by name), never follows redirects.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    host: Option<String>,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    /// The value of the first hidden input `name` on the page.
+    fn hidden(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker).map(|i| i + marker.len());
+        start
+            .and_then(|s| {
+                self.body[s..]
+                    .find('"')
+                    .map(|e| self.body[s..s + e].to_owned())
+            })
+            .unwrap_or_default()
+    }
+
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.address.clone(),
+            host: None,
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let mut request = request.header("cookie", self.cookie_header());
+        if let Some(host) = &self.host {
+            request = request.header("host", host);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        for value in headers.get_all(SET_COOKIE) {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let body = response.text().await.unwrap();
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(request).await
+    }
+
+    /// Signs in to the privacy portal as `email` with the code e-mailed (the `nth` code sent).
+    async fn user_sign_in(
+        &mut self,
+        app: &TestApp,
+        tenant: i64,
+        email: &str,
+        mail: &std::path::PathBuf,
+        nth: usize,
+    ) {
+        let login = self.get("/").await;
+        assert_eq!(login.status, StatusCode::OK);
+        assert!(
+            login.body.contains("The letters in the picture"),
+            "{}",
+            login.body
+        );
+        let csrf = login.hidden("csrf");
+        // A captcha minted by the vault (a test cannot read the picture), in place of the page's.
+        let (id, typed) = captcha(app, tenant).await;
+        let sent = self
+            .post(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("captcha", &id),
+                    ("email", email),
+                    ("answer", &typed),
+                ],
+            )
+            .await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+        assert!(sent.body.contains("The six-digit code"), "{}", sent.body);
+        let codes = codes_in(mail, nth).await;
+        let code = codes.get(nth - 1).expect("a code was mailed").clone();
+        let csrf = sent.hidden("csrf");
+        let signed = self
+            .post(
+                "/login/code",
+                &[("csrf", &csrf), ("email", email), ("code", &code)],
+            )
+            .await;
+        assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+        assert!(self.cookies.contains_key("bunker_user"));
+    }
+
+    async fn admin_sign_in(&mut self, token: &str) -> Page {
+        let page = self.get("/admin").await;
+        let csrf = page.hidden("csrf");
+        self.post("/admin/signin", &[("csrf", &csrf), ("token", token)])
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_user_asks_for_a_change_in_the_portal_and_a_dpo_approves_it_there() {
+    let (app, mail) = app_with_mail_file().await;
+    let jane = app
+        .create_user(json!({"name": "Jane Doe", "email": "jane@example.com"}))
+        .await;
+    let mut user = Browser::new(&app);
+    user.user_sign_in(&app, 1, "jane@example.com", &mail, 1)
+        .await;
+    // The token the portal acts with is never in the cookie: a signed JWT naming the session.
+    let jwt = user.cookies["bunker_user"].clone();
+    assert_eq!(jwt.split('.').count(), 3, "a JWT");
+    let home = user.get("/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.body.contains("Jane Doe"), "{}", home.body);
+    for header in [
+        "content-security-policy",
+        "x-frame-options",
+        "referrer-policy",
+        "x-content-type-options",
+    ] {
+        assert!(home.headers.contains_key(header), "{header}");
+    }
+    assert!(home.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .starts_with("default-src 'self'"));
+    assert_eq!(home.headers["x-frame-options"], "DENY");
+    assert_eq!(home.headers["cache-control"], "no-store");
+
+    // Without the CSRF token (or with another's), the change is refused and nothing is asked.
+    let csrf = home.hidden("csrf");
+    let forged = user.post("/profile", &[("f.name", "Mallory")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let wrong = user
+        .post(
+            "/profile",
+            &[("csrf", &"0".repeat(64)), ("f.name", "Mallory")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let cross = user
+        .send(
+            user.http
+                .post(format!("{}/profile", user.base))
+                .header("origin", "https://evil.example")
+                .form(&[("csrf", csrf.as_str()), ("f.name", "Mallory")]),
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    let (_, requests) = app
+        .root(
+            "UserRequestListUserRequests",
+            json!({"mode": "token", "identity": jane}),
+        )
+        .await;
+    assert_eq!(requests["rows"].as_array().unwrap().len(), 0, "{requests}");
+
+    // With it, the change becomes a request (the tenant does not let users change alone).
+    let asked = user
+        .post(
+            "/profile",
+            &[
+                ("csrf", &csrf),
+                ("f.name", "Jane Smith"),
+                ("f.email", "jane@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::SEE_OTHER, "{}", asked.body);
+    assert_eq!(asked.location(), "/?done=requested");
+    let listed = user.get("/requests").await;
+    assert!(listed.body.contains("Change of profile"), "{}", listed.body);
+    assert!(listed.body.contains("open"));
+
+    // The DPO signs in with the root token and approves it from the queue.
+    let mut dpo = Browser::new(&app);
+    let refused = dpo.admin_sign_in("not-a-token").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused
+        .body
+        .contains("This token is not valid for this tenant."));
+    let user_token = app.user_xtoken("token", &jane).await;
+    let refused = dpo.admin_sign_in(&user_token).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::FORBIDDEN,
+        "a user's token is not a DPO's"
+    );
+    let signed = dpo.admin_sign_in(&app.root_token).await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    assert!(!dpo.cookies["bunker_admin"].contains(&app.root_token));
+    let queue = dpo.get("/admin").await;
+    assert!(queue.body.contains("Change of profile"), "{}", queue.body);
+    let (_, requests) = app
+        .root(
+            "UserRequestListUserRequests",
+            json!({"mode": "token", "identity": jane}),
+        )
+        .await;
+    let id = requests["rows"][0]["requestuuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let review = dpo.get(&format!("/admin/request?id={id}")).await;
+    assert!(
+        review.body.contains("Jane Doe") && review.body.contains("Jane Smith"),
+        "{}",
+        review.body
+    );
+    assert!(
+        review.body.contains("class=\"changed\""),
+        "the changed field is marked"
+    );
+    let csrf = review.hidden("csrf");
+    // The user's session is not the DPO's: its cookie does not open /admin, nor its CSRF token.
+    let mut mixed = Browser::new(&app);
+    mixed.cookies.insert(
+        "bunker_admin".to_owned(),
+        user.cookies["bunker_user"].clone(),
+    );
+    let page = mixed.get("/admin").await;
+    assert!(
+        page.body.contains("Access token"),
+        "a user JWT is no admin session"
+    );
+    let approved = dpo
+        .post(
+            "/admin/decide",
+            &[("csrf", &csrf), ("id", &id), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    let home = user.get("/").await;
+    assert!(home.body.contains("Jane Smith"), "{}", home.body);
+
+    // Signing out ends the session on the server: the old cookie no longer opens anything.
+    let csrf = home.hidden("csrf");
+    let out = user.post("/signout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let mut replay = Browser::new(&app);
+    replay.cookies.insert("bunker_user".to_owned(), jwt);
+    let page = replay.get("/").await;
+    assert!(
+        page.body.contains("The letters in the picture"),
+        "signed out"
+    );
+}
+
+#[tokio::test]
+async fn a_session_of_one_tenant_is_refused_on_another() {
+    let (app, mail) = app_with_mail_file().await;
+    let (acme, _) = app.create_tenant("acme").await;
+    let (status, body) = app
+        .call(
+            "UserCreate",
+            &app.root_token,
+            Some("acme"),
+            json!({"profile": {"email": "jane@example.com"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.create_user(json!({"email": "jane@example.com"})).await;
+    let mut user = Browser::new(&app);
+    let mut acme_user = AcmeBrowser(Browser::new(&app));
+    acme_user.sign_in(&app, acme, &mail).await;
+    let jwt = acme_user.0.cookies["bunker_user"].clone();
+    // The same cookie on the default tenant: no session there.
+    user.cookies.insert("bunker_user".to_owned(), jwt);
+    let page = user.get("/").await;
+    assert!(
+        page.body.contains("The letters in the picture"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !user.cookies.contains_key("bunker_user"),
+        "the foreign cookie is cleared"
+    );
+}
+
+/// A browser on tenant acme (the X-Bunker-Tenant header, as the API chooses tenants).
+struct AcmeBrowser(Browser);
+
+impl AcmeBrowser {
+    async fn sign_in(&mut self, app: &TestApp, tenant: i64, mail: &std::path::PathBuf) {
+        let b = &mut self.0;
+        let login = b
+            .send(
+                b.http
+                    .get(format!("{}/", b.base))
+                    .header("x-bunker-tenant", "acme"),
+            )
+            .await;
+        let csrf = login.hidden("csrf");
+        let (id, typed) = captcha(app, tenant).await;
+        let sent = b
+            .send(
+                b.http
+                    .post(format!("{}/login", b.base))
+                    .header("x-bunker-tenant", "acme")
+                    .form(&[
+                        ("csrf", csrf.as_str()),
+                        ("captcha", &id),
+                        ("email", "jane@example.com"),
+                        ("answer", &typed),
+                    ]),
+            )
+            .await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+        let code = codes_in(mail, 1).await[0].clone();
+        let csrf = sent.hidden("csrf");
+        let signed = b
+            .send(
+                b.http
+                    .post(format!("{}/login/code", b.base))
+                    .header("x-bunker-tenant", "acme")
+                    .form(&[
+                        ("csrf", csrf.as_str()),
+                        ("email", "jane@example.com"),
+                        ("code", &code),
+                    ]),
+            )
+            .await;
+        assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+        let home = b
+            .send(
+                b.http
+                    .get(format!("{}/", b.base))
+                    .header("x-bunker-tenant", "acme"),
+            )
+            .await;
+        assert!(home.body.contains("jane@example.com"), "{}", home.body);
+    }
+}
+
+#[tokio::test]
+async fn the_portal_gives_an_unknown_address_the_same_answer_and_locks_out_wrong_codes() {
+    let (app, mail) = app_with_mail_file().await;
+    app.create_user(json!({"email": "jane@example.com"})).await;
+    let mut b = Browser::new(&app);
+    let mut answers = Vec::new();
+    for email in ["jane@example.com", "nobody@example.com"] {
+        let login = b.get("/").await;
+        let csrf = login.hidden("csrf");
+        let (id, typed) = captcha(&app, 1).await;
+        let sent = b
+            .post(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("captcha", &id),
+                    ("email", email),
+                    ("answer", &typed),
+                ],
+            )
+            .await;
+        answers.push((
+            sent.status,
+            sent.body
+                .replace(email, "EMAIL")
+                .replace(&sent.hidden("csrf"), "CSRF"),
+        ));
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "known and unknown addresses are answered alike"
+    );
+    let code = codes_in(&mail, 1).await[0].clone();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let login = b.get("/").await;
+    let csrf = login.hidden("csrf");
+    for _ in 0..5 {
+        let page = b
+            .post(
+                "/login/code",
+                &[
+                    ("csrf", &csrf),
+                    ("email", "jane@example.com"),
+                    ("code", wrong),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(
+            page.body.contains("The login code is wrong"),
+            "{}",
+            page.body
+        );
+    }
+    // Locked out: the right code no longer works.
+    let page = b
+        .post(
+            "/login/code",
+            &[
+                ("csrf", &csrf),
+                ("email", "jane@example.com"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert!(
+        page.body.contains("The login code is wrong"),
+        "{}",
+        page.body
+    );
+    assert!(!b.cookies.contains_key("bunker_user"));
+    // Without the sign-in form's CSRF cookie value, no code is even tried.
+    let page = b
+        .post(
+            "/login/code",
+            &[("email", "jane@example.com"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+}
