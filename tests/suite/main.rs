@@ -6,6 +6,7 @@ mod api;
 mod appdata;
 mod at_rest;
 mod audit_chain;
+mod browser;
 mod bulk;
 mod cli;
 mod conditions;

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use bunker_tests::TestApp;
+use bunker::http::limits::RateSettings;
+use bunker_tests::{TestApp, TestOptions};
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -472,4 +473,45 @@ async fn the_portal_gives_an_unknown_address_the_same_answer_and_locks_out_wrong
         )
         .await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn one_address_may_try_only_so_many_codes_and_tokens_whatever_the_identity() {
+    let mail = std::env::temp_dir().join(format!("bunker-mail-{}.log", uuid::Uuid::new_v4()));
+    let app = TestApp::spawn_with(TestOptions {
+        mail: bunker::http::mail::MailSettings {
+            log_file: Some(mail),
+            ..Default::default()
+        },
+        rates: RateSettings {
+            login: bunker_services::core::rate::Rate::parse("3/h").unwrap(),
+            ..bunker_tests::default_rates()
+        },
+        ..TestOptions::default()
+    })
+    .await;
+    for (i, email) in ["a@example.com", "b@example.com", "c@example.com"]
+        .iter()
+        .enumerate()
+    {
+        let (status, body) = bunker_tests::answer(
+            app.command("UserLogin")
+                .json(&json!({"mode": "email", "identity": email, "smscode": format!("00000{i}")})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    // A fourth identity from the same address: over the address's sign-in allowance.
+    let (status, body) = bunker_tests::answer(
+        app.command("UserLogin")
+            .json(&json!({"mode": "email", "identity": "d@example.com", "smscode": "000000"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // The DPO sign-in shares it: even the right token is not tried.
+    let mut dpo = Browser::new(&app);
+    let page = dpo.admin_sign_in(&app.root_token).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("Too many requests"), "{}", page.body);
+    assert!(!dpo.cookies.contains_key("bunker_admin"));
 }

@@ -16,7 +16,7 @@ use poem::{handler, Body, EndpointExt, Request, Response};
 use serde_json::{json, Value};
 
 use super::page::{
-    self, Block, Cell, Chart, DiffRow, Form, Input, Link, Page, Row, Section, Table,
+    self, rows, time_of, Block, Cell, Chart, DiffRow, Form, Input, Link, Page, Row, Section, Table,
 };
 use super::user::request_kind;
 use super::{
@@ -51,7 +51,7 @@ pub fn routes() -> Vec<(&'static str, BoxEndpoint<'static>)> {
         ("/admin/signout", poem::post(signout).boxed()),
         ("/admin/request", poem::get(request).boxed()),
         ("/admin/decide", poem::post(decide).boxed()),
-        ("/admin/users", poem::get(users).boxed()),
+        ("/admin/users", poem::get(users).post(users_find).boxed()),
         ("/admin/audit", poem::get(audit).boxed()),
         ("/admin/consent", poem::get(consent).boxed()),
         ("/admin/legalbasis", poem::post(legal_basis).boxed()),
@@ -244,21 +244,6 @@ async fn signout(
     }
 }
 
-fn rows<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-fn time_of(row: &Value, key: &str) -> String {
-    row.get(key)
-        .and_then(Value::as_i64)
-        .filter(|t| *t > 0)
-        .map(page::when)
-        .unwrap_or_default()
-}
-
 /// An unlock for the bulk listings (60 s), as the token.
 async fn unlock(
     state: &Arc<AppState>,
@@ -398,13 +383,21 @@ async fn request(
             let status = page::field(&request, "status");
             page.sections.push(Section::new(
                 request_kind(&page::field(&request, "requesttype")),
-                vec![Block::Facts(vec![
-                    ("User".to_owned(), page::field(&request, "token")),
-                    ("Status".to_owned(), status.clone()),
-                    ("Asked".to_owned(), time_of(&request, "creationtime")),
-                    ("Legal basis".to_owned(), page::field(&request, "brief")),
-                    ("Application".to_owned(), page::field(&request, "app")),
-                ])],
+                vec![Block::Facts(
+                    [
+                        ("User", page::field(&request, "token")),
+                        ("Status", status.clone()),
+                        ("Asked", time_of(&request, "creationtime")),
+                        ("Decided", time_of(&request, "decisiontime")),
+                        ("Legal basis", page::field(&request, "brief")),
+                        ("Application", page::field(&request, "app")),
+                        ("Reason", page::field(&request, "reason")),
+                    ]
+                    .into_iter()
+                    .filter(|(_, value)| !value.is_empty())
+                    .map(|(name, value)| (name.to_owned(), value))
+                    .collect(),
+                )],
             ));
             let original = request.get("original").cloned().unwrap_or(Value::Null);
             let change = request.get("change").cloned().unwrap_or(Value::Null);
@@ -493,10 +486,44 @@ async fn users(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let mode = query(req, "mode");
-    let identity = query(req, "identity");
-    let mut page = base_page(&visit, "Users", "/admin/users", &signed);
-    let find = Form::get("find", "/admin/users", "Find")
+    // Only by token in the address: an e-mail address or phone number in a URL would reach
+    // browser history and proxies' logs, so those are looked up by the form (a POST).
+    let (mode, identity) = match query(req, "mode").as_str() {
+        "token" => ("token".to_owned(), query(req, "identity")),
+        _ => (String::new(), String::new()),
+    };
+    users_page(state, portal, &visit, &signed, mode, identity).await
+}
+
+#[handler]
+async fn users_find(
+    req: &Request,
+    jar: &CookieJar,
+    body: Body,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    let (visit, signed, fields) = match signed_post(state, req, jar, body).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let (mode, identity) = (
+        fields.get("mode").to_owned(),
+        fields.get("identity").trim().to_owned(),
+    );
+    users_page(state, portal, &visit, &signed, mode, identity).await
+}
+
+async fn users_page(
+    state: &Arc<AppState>,
+    portal: &Portal,
+    visit: &Visit,
+    signed: &Signed,
+    mode: String,
+    identity: String,
+) -> Response {
+    let mut page = base_page(visit, "Users", "/admin/users", signed);
+    let find = Form::post("find", "/admin/users", "Find")
         .input(Input::select(
             "mode",
             "By",
@@ -513,7 +540,7 @@ async fn users(
     let who = json!({"mode": mode, "identity": identity});
     let token = Some(signed.token.as_str());
     let user = match portal
-        .call(state, &visit, token, "UserGet", who.clone())
+        .call(state, visit, token, "UserGet", who.clone())
         .await
     {
         Ok(user) => user,
@@ -532,7 +559,7 @@ async fn users(
     match portal
         .call(
             state,
-            &visit,
+            visit,
             token,
             "AgreementListUserAgreements",
             who.clone(),
@@ -559,7 +586,7 @@ async fn users(
     match portal
         .call(
             state,
-            &visit,
+            visit,
             token,
             "UserRequestListUserRequests",
             json!({"mode": mode, "identity": identity, "limit": 100}),
@@ -593,7 +620,7 @@ async fn users(
     match portal
         .call(
             state,
-            &visit,
+            visit,
             token,
             "AuditListUserEvents",
             json!({"mode": mode, "identity": identity, "limit": 50}),
@@ -965,6 +992,7 @@ async fn system(
                 .as_object()
                 .map(|map| {
                     map.iter()
+                        .filter(|(k, _)| k.starts_with("num") || k.starts_with("total"))
                         .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
                         .collect()
                 })

@@ -327,3 +327,20 @@ pub fn when(seconds: i64) -> String {
         })
         .unwrap_or_default()
 }
+
+/// The array `key` of an answer (none: empty).
+pub fn rows<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// The Unix time `key` of a row, as UTC text (absent or zero: empty).
+pub fn time_of(row: &Value, key: &str) -> String {
+    row.get(key)
+        .and_then(Value::as_i64)
+        .filter(|t| *t > 0)
+        .map(when)
+        .unwrap_or_default()
+}

@@ -12,7 +12,9 @@ use poem::web::Data;
 use poem::{handler, Body, EndpointExt, Request, Response};
 use serde_json::{json, Map, Value};
 
-use super::page::{self, Block, Cell, Form, Image, Input, Link, Page, Row, Section, Table};
+use super::page::{
+    self, rows, time_of, Block, Cell, Form, Image, Input, Link, Page, Row, Section, Table,
+};
 use super::{
     forged, login_csrf, nav, notice_of, render, same_origin_post, see_other, sign_in, sign_out,
     signed, simple, unavailable, Fields, Portal, Signed, Visit,
@@ -593,21 +595,6 @@ async fn consents(
         ],
     ));
     render(&page)
-}
-
-fn rows<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
-fn time_of(row: &Value, key: &str) -> String {
-    row.get(key)
-        .and_then(Value::as_i64)
-        .filter(|t| *t > 0)
-        .map(page::when)
-        .unwrap_or_default()
 }
 
 #[handler]
