@@ -24,6 +24,7 @@ SECRET_GENERATORS = re.compile(
     r"\b(randAlphaNum|randAlpha|randNumeric|randAscii|randBytes|randInt|uuidv4|genPrivateKey|genCA|genCAWithKey"
     r"|genSelfSignedCert|genSelfSignedCertWithKey|genSignedCert|genSignedCertWithKey|derivePassword|htpasswd)\b"
 )
+SMTP_EGRESS = {(587, "TCP"), (465, "TCP")}
 ALLOWED_EGRESS = {(53, "UDP"), (53, "TCP"), (5432, "TCP"), (443, "TCP")}
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod"}
 API_PORT = 3000
@@ -292,8 +293,10 @@ def egress_limited(chart: Chart) -> Problems:
             ports = {(p.get("port"), p.get("protocol", "TCP")) for p in rule.get("ports", [])}
             if not ports:
                 problems.append(f"{name(policy)} egress rule {number}: any port")
-            for port in sorted(ports - ALLOWED_EGRESS, key=str):
-                problems.append(f"{name(policy)} egress rule {number}: {port[0]}/{port[1]} is not DNS, PostgreSQL or 443")
+            # The serving pods may also reach an SMTP relay (login codes); the Jobs never.
+            smtp = SMTP_EGRESS if serving is not None and selects(spec.get("podSelector", {}), pod_labels(serving)) else set()
+            for port in sorted(ports - ALLOWED_EGRESS - smtp, key=str):
+                problems.append(f"{name(policy)} egress rule {number}: {port[0]}/{port[1]} is not DNS, PostgreSQL, 443 or (serving pods) SMTP")
             if any(p == 53 for p, _ in ports) and not {(53, "UDP"), (53, "TCP")} <= ports:
                 problems.append(f"{name(policy)} egress rule {number}: DNS without both UDP and TCP")
     return problems

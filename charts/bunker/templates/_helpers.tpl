@@ -192,6 +192,11 @@ tolerations:
 - {name: BUNKER_RATE_IP, value: {{ .rateLimits.ip | toJson }}}
 - {name: BUNKER_RATE_PUBLIC, value: {{ .rateLimits.public | toJson }}}
 - {name: BUNKER_RATE_COSTLY, value: {{ .rateLimits.costly | toJson }}}
+- {name: BUNKER_RATE_LOGIN, value: {{ .rateLimits.login | toJson }}}
+- {name: BUNKER_MAIL_FROM, value: {{ .mailFrom | toJson }}}
+{{- end }}
+{{- if .Values.secrets.smtpUrl.name }}
+{{ include "bunker.secretEnv" (dict "name" "BUNKER_SMTP_URL" "secret" .Values.secrets.smtpUrl) }}
 {{- end }}
 {{- if .Values.tls.enabled }}
 - {name: BUNKER_TLS_CERT, value: {{ printf "%s/tls.crt" .Values.tls.mountPath | toJson }}}
