@@ -394,3 +394,66 @@ async fn codes_go_through_an_smtp_relay_and_a_tenant_may_turn_login_off() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
+
+#[tokio::test]
+async fn a_code_for_a_phone_goes_to_the_sms_gateway_and_signs_the_user_in() {
+    let gateway = bunker_tests::WebhookReceiver::start(0).await;
+    let app = TestApp::spawn_with(TestOptions {
+        mail: MailSettings {
+            sms_url: Some(SecretString::from(format!("{}?to={{phone}}", gateway.url))),
+            sms_authorization: Some(SecretString::from("Bearer gateway-secret".to_owned())),
+            ..MailSettings::default()
+        },
+        ..TestOptions::default()
+    })
+    .await;
+    let jane = app
+        .create_user(json!({"phone": "+44 7911 123456", "name": "Jane"}))
+        .await;
+    let (status, ui) = answer(app.command("TenantGetUIConf")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        ui["ui"]["loginmethods"],
+        json!({"email": false, "phone": true})
+    );
+    let (id, typed) = captcha(&app, 1).await;
+    let (status, body) = answer(app.command("UserPrelogin").json(
+        &json!({"mode": "phone", "identity": "+447911123456", "code": id, "captchacode": typed}),
+    ))
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let sent = gateway.deliveries(1).await;
+    assert_eq!(sent.len(), 1);
+    let message: Value = serde_json::from_str(&sent[0].1).unwrap();
+    assert_eq!(message["phone"], "+447911123456", "E.164");
+    let text = message["message"].as_str().unwrap();
+    let code = text
+        .split(" is ")
+        .nth(1)
+        .and_then(|rest| rest.get(..6))
+        .unwrap()
+        .to_owned();
+    assert!(code.chars().all(|c| c.is_ascii_digit()), "{text}");
+    // An unknown number is answered alike, and nothing is sent.
+    let (id, typed) = captcha(&app, 1).await;
+    let (_, body) = answer(app.command("UserPrelogin").json(
+        &json!({"mode": "phone", "identity": "+447911000000", "code": id, "captchacode": typed}),
+    ))
+    .await;
+    assert_eq!(body, json!({"status": "ok"}));
+    let (status, body) = answer(
+        app.command("UserLogin")
+            .json(&json!({"mode": "phone", "identity": "+44 7911 123456", "smscode": code})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token"], jane.as_str());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gateway.deliveries(1).await.len(), 1, "one message only");
+    // By e-mail, with no mail configured: off.
+    let (status, _) = answer(app.command("UserPrelogin").json(
+        &json!({"mode": "email", "identity": "jane@example.com", "code": "x", "captchacode": "x"}),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

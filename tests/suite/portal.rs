@@ -130,7 +130,7 @@ impl Browser {
                 &[
                     ("csrf", &csrf),
                     ("captcha", &id),
-                    ("email", email),
+                    ("identity", email),
                     ("answer", &typed),
                 ],
             )
@@ -143,7 +143,7 @@ impl Browser {
         let signed = self
             .post(
                 "/login/code",
-                &[("csrf", &csrf), ("email", email), ("code", &code)],
+                &[("csrf", &csrf), ("identity", email), ("code", &code)],
             )
             .await;
         assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
@@ -362,7 +362,7 @@ impl AcmeBrowser {
                     .form(&[
                         ("csrf", csrf.as_str()),
                         ("captcha", &id),
-                        ("email", "jane@example.com"),
+                        ("identity", "jane@example.com"),
                         ("answer", &typed),
                     ]),
             )
@@ -377,7 +377,7 @@ impl AcmeBrowser {
                     .header("x-bunker-tenant", "acme")
                     .form(&[
                         ("csrf", csrf.as_str()),
-                        ("email", "jane@example.com"),
+                        ("identity", "jane@example.com"),
                         ("code", &code),
                     ]),
             )
@@ -410,7 +410,7 @@ async fn the_portal_gives_an_unknown_address_the_same_answer_and_locks_out_wrong
                 &[
                     ("csrf", &csrf),
                     ("captcha", &id),
-                    ("email", email),
+                    ("identity", email),
                     ("answer", &typed),
                 ],
             )
@@ -436,7 +436,7 @@ async fn the_portal_gives_an_unknown_address_the_same_answer_and_locks_out_wrong
                 "/login/code",
                 &[
                     ("csrf", &csrf),
-                    ("email", "jane@example.com"),
+                    ("identity", "jane@example.com"),
                     ("code", wrong),
                 ],
             )
@@ -454,7 +454,7 @@ async fn the_portal_gives_an_unknown_address_the_same_answer_and_locks_out_wrong
             "/login/code",
             &[
                 ("csrf", &csrf),
-                ("email", "jane@example.com"),
+                ("identity", "jane@example.com"),
                 ("code", &code),
             ],
         )
@@ -469,7 +469,7 @@ async fn the_portal_gives_an_unknown_address_the_same_answer_and_locks_out_wrong
     let page = b
         .post(
             "/login/code",
-            &[("email", "jane@example.com"), ("code", &code)],
+            &[("identity", "jane@example.com"), ("code", &code)],
         )
         .await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);

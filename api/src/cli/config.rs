@@ -51,6 +51,8 @@ const SECRET_ARGS: &[(&str, &str)] = &[
     ("wrapping_key", "BUNKER_WRAPPING_KEY"),
     ("root_token", "BUNKER_ROOT_TOKEN"),
     ("smtp_url", "BUNKER_SMTP_URL"),
+    ("sms_url", "BUNKER_SMS_URL"),
+    ("sms_authorization", "BUNKER_SMS_AUTHORIZATION"),
 ];
 
 /// The database, for every command but `demo`.
@@ -236,6 +238,24 @@ pub struct ServerArgs {
     #[arg(long, env = "BUNKER_MAIL_FROM", value_name = "ADDRESS",
           default_value = crate::http::mail::DEFAULT_FROM)]
     pub mail_from: Option<String>,
+    /// Send passwordless-login codes by SMS: the gateway's URL, where {phone} and {message} are
+    /// filled in; each code is a POST of {"phone","message"} to it. From the environment only.
+    #[arg(
+        long,
+        env = "BUNKER_SMS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub sms_url: Option<String>,
+    /// The Authorization header of each SMS gateway request (e.g. `Bearer ...`). From the
+    /// environment only.
+    #[arg(
+        long,
+        env = "BUNKER_SMS_AUTHORIZATION",
+        value_name = "VALUE",
+        hide_env_values = true
+    )]
+    pub sms_authorization: Option<String>,
     #[command(flatten)]
     pub chain: ChainArgs,
     #[command(flatten)]
@@ -617,6 +637,16 @@ impl Config {
                     .map(SecretString::from),
                 log_file: set(&server.mail_log),
                 from: server.mail_from.clone().filter(|f| !f.trim().is_empty()),
+                sms_url: server
+                    .sms_url
+                    .clone()
+                    .filter(|u| !u.trim().is_empty())
+                    .map(SecretString::from),
+                sms_authorization: server
+                    .sms_authorization
+                    .clone()
+                    .filter(|a| !a.trim().is_empty())
+                    .map(SecretString::from),
             };
         }
         if let Some(chain) = settings.chain {

@@ -67,6 +67,8 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     /// Sends login codes by e-mail, if configured.
     pub mailer: Option<Arc<Mailer>>,
+    /// Sends login codes by SMS, if configured.
+    pub sms: Option<Arc<crate::http::sms::SmsSender>>,
 }
 
 /// What the server holds for key administration (`SystemGenerateWrappingKey`).
@@ -114,7 +116,8 @@ pub struct ServerSettings {
     pub metrics_per_tenant: bool,
     /// HTTPS with this certificate and key (`BUNKER_TLS_CERT`, `BUNKER_TLS_KEY`).
     pub tls: Option<TlsFiles>,
-    /// How login codes are e-mailed (`BUNKER_SMTP_URL`, `BUNKER_MAIL_LOG`, `BUNKER_MAIL_FROM`).
+    /// How login codes are sent (`BUNKER_SMTP_URL`, `BUNKER_MAIL_LOG`, `BUNKER_MAIL_FROM`,
+    /// `BUNKER_SMS_URL`, `BUNKER_SMS_AUTHORIZATION`).
     pub mail: MailSettings,
 }
 
@@ -252,6 +255,11 @@ impl Application {
             ),
             limits: limits.clone(),
             mailer: Mailer::from_settings(&settings.mail)?,
+            sms: crate::http::sms::SmsSender::from_settings(
+                settings.mail.sms_url.as_ref(),
+                settings.mail.sms_authorization.as_ref(),
+            )?
+            .map(Arc::new),
             metrics,
         });
         let separate_metrics = match &settings.metrics_listen {

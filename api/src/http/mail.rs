@@ -19,6 +19,10 @@ pub struct MailSettings {
     pub log_file: Option<PathBuf>,
     /// The From of every message (`BUNKER_MAIL_FROM`).
     pub from: Option<String>,
+    /// The SMS gateway's URL template, for login by phone (`BUNKER_SMS_URL`; see `http::sms`).
+    pub sms_url: Option<SecretString>,
+    /// The `Authorization` header of each SMS request (`BUNKER_SMS_AUTHORIZATION`).
+    pub sms_authorization: Option<SecretString>,
 }
 
 /// Why the mail settings cannot be used; names the setting, never its value.
@@ -28,6 +32,8 @@ pub enum MailError {
     SmtpUrl,
     #[error("BUNKER_MAIL_FROM is not an e-mail address (`Name <address>` or `address`)")]
     From,
+    #[error("BUNKER_SMS_URL is not an http:// or https:// URL template")]
+    SmsUrl,
 }
 
 enum Transport {

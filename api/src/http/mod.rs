@@ -9,5 +9,6 @@ pub mod listener;
 pub mod mail;
 pub mod metrics;
 mod ops;
+pub mod sms;
 pub mod spec;
 pub mod tls;

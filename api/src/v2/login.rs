@@ -1,7 +1,8 @@
 //! The public commands besides SharedRecordGet: TenantGetUIConf, and the end-user login
 //! (CaptchaCreate, UserPrelogin, UserLogin; `bunker_services::login`). Login by e-mail is on when the
 //! server can send mail (`BUNKER_SMTP_URL` or `BUNKER_MAIL_LOG`) and the tenant has not turned it
-//! off (`uiconf.loginemail`); by phone, not yet (no SMS delivery is configured on any server).
+//! off (`uiconf.loginemail`); by phone when it has an SMS gateway (`BUNKER_SMS_URL`) and the tenant has
+//! not turned it off (`uiconf.loginphone`).
 
 use bunker_db::TenantId;
 use bunker_services::core::identity::Mode;
@@ -33,7 +34,7 @@ const LOGIN_OFF: &str =
 pub(crate) fn deliverable(state: &AppState) -> LoginMethods {
     LoginMethods {
         email: state.mailer.is_some(),
-        phone: false,
+        phone: state.sms.is_some(),
     }
 }
 
@@ -246,17 +247,23 @@ impl LoginApi {
                 return Ok(Json(json!({"status": "error", "message": "captcha-error"})))
             }
             Prelogin::Nothing => {}
-            Prelogin::Send { to, code, .. } => {
+            Prelogin::Send { mode, to, code } => {
                 // After the answer: how long delivery takes says nothing of whether it happened.
-                if let Some(mailer) = state.mailer.clone() {
-                    let title = title.unwrap_or_else(|| name.as_str().to_owned());
-                    let tenant = name.as_str().to_owned();
-                    tokio::spawn(async move {
-                        if let Err(why) = mailer.send_code(&to, &code, &title).await {
-                            tracing::warn!(%tenant, reason = why, "a login code could not be sent");
+                let title = title.unwrap_or_else(|| name.as_str().to_owned());
+                let tenant = name.as_str().to_owned();
+                let (mailer, sms) = (state.mailer.clone(), state.sms.clone());
+                tokio::spawn(async move {
+                    let sent = match (mode, mailer, sms) {
+                        (Mode::Phone, _, Some(sms)) => sms.send_code(&to, &code, &title).await,
+                        (Mode::Email, Some(mailer), _) => {
+                            mailer.send_code(&to, &code, &title).await
                         }
-                    });
-                }
+                        _ => Err("no delivery is configured for this login method"),
+                    };
+                    if let Err(why) = sent {
+                        tracing::warn!(%tenant, reason = why, "a login code could not be sent");
+                    }
+                });
             }
         }
         Ok(Json(json!({"status": "ok"})))

@@ -120,6 +120,10 @@ pub struct Visit {
     pub brand: String,
     pub address: Option<IpAddr>,
     host: Option<String>,
+    /// Whether the tenant's users can sign in by e-mail, and by phone (TenantGetUIConf's
+    /// `loginmethods`).
+    pub login_email: bool,
+    pub login_phone: bool,
 }
 
 impl Visit {
@@ -147,7 +151,15 @@ impl Visit {
             .and_then(Value::as_str)
             .filter(|t| !t.trim().is_empty())
             .map_or_else(|| name.as_str().to_owned(), str::to_owned);
+        let method = |key: &str| {
+            ui.get("loginmethods")
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
         Ok(Visit {
+            login_email: method("email"),
+            login_phone: method("phone"),
             brand,
             tenant,
             address: client_address(req),

@@ -150,7 +150,7 @@ async fn login_page(
         problem,
         sections: Vec::new(),
         footer: format!(
-            "Sign in to see what {} holds about you. No password: a six-digit code is sent to your address.",
+            "Sign in to see what {} holds about you. No password: a six-digit code is sent to you.",
             visit.brand
         ),
     };
@@ -159,14 +159,23 @@ async fn login_page(
         .await
     {
         Ok(captcha) => {
+            let identity = match (visit.login_email, visit.login_phone) {
+                (true, true) => Input::new(
+                    "text",
+                    "identity",
+                    "Your e-mail address or phone number",
+                    email,
+                )
+                .autocomplete("username"),
+                (false, true) => {
+                    Input::new("tel", "identity", "Your phone number", email).autocomplete("tel")
+                }
+                _ => Input::new("email", "identity", "Your e-mail address", email)
+                    .autocomplete("email"),
+            };
             let form = Form::post("login", "/login", "Send me a code")
                 .hidden("captcha", page::field(&captcha, "code"))
-                .input(
-                    Input::new("email", "email", "Your e-mail address", email)
-                        .required()
-                        .autocomplete("email")
-                        .autofocus(),
-                )
+                .input(identity.required().autofocus())
                 .input(
                     Input::new("text", "answer", "The letters in the picture", "")
                         .required()
@@ -209,7 +218,7 @@ async fn login_page(
 fn code_page(visit: &Visit, jar: &CookieJar, email: &str, problem: Option<String>) -> Response {
     let csrf = login_csrf(jar, LOGIN_COOKIE);
     let form = Form::post("code", "/login/code", "Sign in")
-        .hidden("email", email)
+        .hidden("identity", email)
         .input(
             Input::new("text", "code", "The six-digit code", "")
                 .required()
@@ -225,7 +234,7 @@ fn code_page(visit: &Visit, jar: &CookieJar, email: &str, problem: Option<String
         signed_in: false,
         csrf,
         notice: problem.is_none().then(|| {
-            "If this address belongs to an account here, a six-digit code is on its way. It works once, for five minutes.".to_owned()
+            "If this belongs to an account here, a six-digit code is on its way. It works once, for five minutes.".to_owned()
         }),
         problem,
         sections: vec![Section::new(
@@ -242,6 +251,15 @@ fn code_page(visit: &Visit, jar: &CookieJar, email: &str, problem: Option<String
         footer: String::new(),
     };
     render(&page)
+}
+
+/// How an identity typed at sign-in is looked up: an e-mail address has an `@`, a phone number not.
+fn mode_of(identity: &str) -> &'static str {
+    if identity.contains('@') {
+        "email"
+    } else {
+        "phone"
+    }
 }
 
 fn login_cookie_matches(req: &Request, jar: &CookieJar, fields: &Fields) -> bool {
@@ -327,7 +345,7 @@ async fn login(
     if !login_cookie_matches(req, jar, &fields) {
         return forged();
     }
-    let email = fields.get("email").trim().to_owned();
+    let email = fields.get("identity").trim().to_owned();
     let answer = portal
         .call(
             state,
@@ -335,7 +353,7 @@ async fn login(
             None,
             "UserPrelogin",
             json!({
-                "mode": "email",
+                "mode": mode_of(&email),
                 "identity": email,
                 "code": fields.get("captcha"),
                 "captchacode": fields.get("answer"),
@@ -378,14 +396,14 @@ async fn code(
     if !login_cookie_matches(req, jar, &fields) {
         return forged();
     }
-    let email = fields.get("email").trim().to_owned();
+    let email = fields.get("identity").trim().to_owned();
     let answer = portal
         .call(
             state,
             &visit,
             None,
             "UserLogin",
-            json!({"mode": "email", "identity": email, "smscode": fields.get("code")}),
+            json!({"mode": mode_of(&email), "identity": email, "smscode": fields.get("code")}),
         )
         .await;
     let granted = match answer {
