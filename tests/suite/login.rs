@@ -14,6 +14,11 @@ use serde_json::{json, Value};
 
 /// A server that writes its login mail to a file of its own.
 pub(crate) async fn app_with_mail_file() -> (TestApp, PathBuf) {
+    app_with_mail_file_and(TestOptions::default()).await
+}
+
+/// The same, with other options.
+pub(crate) async fn app_with_mail_file_and(options: TestOptions) -> (TestApp, PathBuf) {
     let dir = std::env::temp_dir().join(format!("bunker-mail-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("mail.log");
@@ -22,7 +27,7 @@ pub(crate) async fn app_with_mail_file() -> (TestApp, PathBuf) {
             log_file: Some(file.clone()),
             ..MailSettings::default()
         },
-        ..TestOptions::default()
+        ..options
     })
     .await;
     (app, file)

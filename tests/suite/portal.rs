@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::login::{app_with_mail_file, captcha, codes_in};
+use crate::login::{app_with_mail_file, app_with_mail_file_and, captcha, codes_in};
 
 /// A browser without JavaScript: keeps cookies (by name), never follows redirects.
 struct Browser {
@@ -160,7 +160,11 @@ impl Browser {
 
 #[tokio::test]
 async fn a_user_asks_for_a_change_in_the_portal_and_a_dpo_approves_it_there() {
-    let (app, mail) = app_with_mail_file().await;
+    let (app, mail) = app_with_mail_file_and(TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    })
+    .await;
     let jane = app
         .create_user(json!({"name": "Jane Doe", "email": "jane@example.com"}))
         .await;
@@ -293,6 +297,26 @@ async fn a_user_asks_for_a_change_in_the_portal_and_a_dpo_approves_it_there() {
     assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
     let home = user.get("/").await;
     assert!(home.body.contains("Jane Smith"), "{}", home.body);
+    // The DPO finds her by a misspelled address (fuzzy search, behind the unlock), by POST only.
+    let found = dpo
+        .post(
+            "/admin/users",
+            &[
+                ("csrf", &csrf),
+                ("mode", "search"),
+                ("identity", "jane@exampel.com"),
+            ],
+        )
+        .await;
+    assert_eq!(found.status, StatusCode::OK);
+    assert!(found.body.contains(&jane), "{}", found.body);
+    let by_url = dpo
+        .get("/admin/users?mode=email&identity=jane@example.com")
+        .await;
+    assert!(
+        !by_url.body.contains(&jane),
+        "no lookup by e-mail from the URL"
+    );
 
     // Signing out ends the session on the server: the old cookie no longer opens anything.
     let csrf = home.hidden("csrf");

@@ -528,13 +528,66 @@ async fn users_page(
             "mode",
             "By",
             if mode.is_empty() { "email" } else { &mode },
-            &["email", "phone", "login", "custom", "token"],
+            &["email", "phone", "login", "custom", "token", "search"],
         ))
         .input(Input::new("text", "identity", "Value", identity.clone()).required())
         .inline();
-    page.sections
-        .push(Section::new("Find a user", vec![Block::Form(find)]));
+    page.sections.push(Section::new(
+        "Find a user",
+        vec![
+            Block::Text(
+                "By an exact e-mail address, phone number, login, custom key or token, or \"search\": a partial or misspelled value (fuzzy, behind a bulk unlock; the best 20)."
+                    .to_owned(),
+            ),
+            Block::Form(find),
+        ],
+    ));
     if identity.is_empty() {
+        return render(&page);
+    }
+    if mode == "search" {
+        let found = match unlock(state, portal, visit, signed).await {
+            Ok(unlock) => {
+                portal
+                    .call(
+                        state,
+                        visit,
+                        Some(&signed.token),
+                        "UserSearch",
+                        json!({"identity": identity, "unlockuuid": unlock}),
+                    )
+                    .await
+            }
+            Err(refused) => Err(refused),
+        };
+        let mut table = Table::new(&["User", "Profile"], "No user matches.");
+        match found {
+            Ok(list) => {
+                for row in rows(&list, "rows") {
+                    let token = page::field(row, "token");
+                    let profile = page::facts(row.get("profile").unwrap_or(&Value::Null))
+                        .into_iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    table.rows.push(Row {
+                        cells: vec![
+                            Cell {
+                                link: Some(format!("/admin/users?mode=token&identity={token}")),
+                                text: token,
+                            },
+                            Cell::from(profile),
+                        ],
+                        actions: Vec::new(),
+                    });
+                }
+            }
+            Err(refused) => page.problem = Some(refused.message),
+        }
+        page.sections.push(Section::new(
+            "Best matches first",
+            vec![Block::Table(table)],
+        ));
         return render(&page);
     }
     let who = json!({"mode": mode, "identity": identity});
