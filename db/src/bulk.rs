@@ -52,23 +52,41 @@ pub async fn all_group_members(
 }
 
 /// One page of all of the tenant's audit events (newest first) and how many there are.
+/// Which of the tenant's audit events a listing takes: all, or those of one action and a window
+/// of time (Unix seconds, `since` included, `until` not).
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
 pub async fn audit_events(
     tx: &TenantTx<'_>,
+    filter: &AuditFilter,
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<(Uuid, String, String)>, i64), DbError> {
+    const MATCHING: &str = "($1::text IS NULL OR action = $1)
+           AND ($2::bigint IS NULL OR occurred_at >= to_timestamp($2))
+           AND ($3::bigint IS NULL OR occurred_at < to_timestamp($3))";
     let rows = tx
         .query(
-            "SELECT id, action, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
-               FROM audit_events ORDER BY occurred_at DESC, id OFFSET $1 LIMIT $2",
-            &[&offset, &limit],
+            &format!(
+                "SELECT id, action, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+                   FROM audit_events WHERE {MATCHING} ORDER BY occurred_at DESC, id OFFSET $4 LIMIT $5"
+            ),
+            &[&filter.action, &filter.since, &filter.until, &offset, &limit],
         )
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .collect::<Result<Vec<_>, DbError>>()?;
     let total: i64 = tx
-        .query_one("SELECT count(*) FROM audit_events", &[])
+        .query_one(
+            &format!("SELECT count(*) FROM audit_events WHERE {MATCHING}"),
+            &[&filter.action, &filter.since, &filter.until],
+        )
         .await?
         .try_get(0)?;
     Ok((rows, total))

@@ -539,3 +539,266 @@ async fn one_address_may_try_only_so_many_codes_and_tokens_whatever_the_identity
     assert!(page.body.contains("Too many requests"), "{}", page.body);
     assert!(!dpo.cookies.contains_key("bunker_admin"));
 }
+
+#[tokio::test]
+async fn a_user_downloads_their_own_files_and_sees_what_is_shared() {
+    let (app, mail) = app_with_mail_file().await;
+    let jane = app
+        .create_user(json!({"name": "Jane Doe", "email": "jane@example.com"}))
+        .await;
+    let bob = app.create_user(json!({"email": "bob@example.com"})).await;
+    let create = |token: &str, name: &str, data: &str| json!({"mode": "token", "identity": token, "filename": name, "filedata": data});
+    // A page that would run script if it were shown as the portal's own.
+    let page = "PGh0bWw+PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0PjwvaHRtbD4=";
+    let (status, made) = app
+        .root("FileCreate", create(&jane, "page \"x\".html", page))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let file = made["fileuuid"].as_str().unwrap().to_owned();
+    let (_, bobs) = app
+        .root("FileCreate", create(&bob, "bob.txt", "Ym9i"))
+        .await;
+    let bobs = bobs["fileuuid"].as_str().unwrap().to_owned();
+    let (status, shared) = app
+        .root(
+            "SharedRecordCreate",
+            json!({"mode": "token", "identity": jane, "fields": "name",
+                   "partner": "Acme <b>Couriers</b>", "finaltime": "1d"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shared}");
+    let record = shared["recorduuid"].as_str().unwrap().to_owned();
+
+    let mut user = Browser::new(&app);
+    user.user_sign_in(&app, 1, "jane@example.com", &mail, 1)
+        .await;
+    let data = user.get("/data").await;
+    assert_eq!(data.status, StatusCode::OK);
+    assert!(
+        data.body.contains("page &#34;x&#34;.html")
+            || data.body.contains("page &quot;x&quot;.html"),
+        "{}",
+        data.body
+    );
+    assert!(
+        data.body.contains(&format!("value=\"{file}\"")),
+        "a download form"
+    );
+    // What is shared, and with whom (escaped), but never the link itself.
+    assert!(
+        data.body.contains("Acme &#60;b&#62;Couriers&#60;/b&#62;") && !data.body.contains("<b>"),
+        "{}",
+        data.body
+    );
+    assert!(
+        !data.body.contains(&record),
+        "the shared record's uuid is a bearer secret"
+    );
+    assert!(!data.body.contains("bob.txt"));
+
+    let download = user.get(&format!("/file?id={file}")).await;
+    assert_eq!(download.status, StatusCode::OK, "{}", download.body);
+    assert_eq!(download.body, "<html><script>alert(1)</script></html>");
+    let disposition = download.headers["content-disposition"].to_str().unwrap();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    let policies: Vec<&str> = download
+        .headers
+        .get_all("content-security-policy")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(policies.contains(&"sandbox"), "{policies:?}");
+    assert!(
+        policies.iter().any(|p| p.starts_with("default-src 'self'")),
+        "{policies:?}"
+    );
+    assert_eq!(download.headers["x-content-type-options"], "nosniff");
+
+    // Another user's file is not hers to read: refused, and the same as a file that is not there.
+    let foreign = user.get(&format!("/file?id={bobs}")).await;
+    let missing = user
+        .get("/file?id=00000000-0000-4000-8000-000000000000")
+        .await;
+    assert!(!foreign.body.contains("bob"), "{}", foreign.body);
+    assert!(foreign.headers.get("content-disposition").is_none());
+    assert_eq!(foreign.status, missing.status);
+    let garbage = user.get("/file?id=%3Cscript%3E").await;
+    assert!(garbage.status.is_client_error(), "{}", garbage.status);
+    // Signed out, no file.
+    let stranger = Browser::new(&app).get(&format!("/file?id={file}")).await;
+    assert_eq!(stranger.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn the_dpo_edits_legal_bases_and_activities_and_filters_the_trail() {
+    let app = TestApp::spawn().await;
+    let mut dpo = Browser::new(&app);
+    assert_eq!(
+        dpo.admin_sign_in(&app.root_token).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = dpo.get("/admin/consent").await;
+    let csrf = page.hidden("csrf");
+    let made = dpo
+        .post(
+            "/admin/legalbasis",
+            &[
+                ("csrf", &csrf),
+                ("existing", ""),
+                ("brief", "newsletter"),
+                ("basistype", "consent"),
+                ("shortdesc", "Our letter"),
+                ("fulldesc", ""),
+                ("usercontrol", "yes"),
+                ("status", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    // Its edit form holds what is stored; saving it renames it and changes its text.
+    let edit = dpo.get("/admin/consent?basis=newsletter").await;
+    assert!(
+        edit.body.contains("Edit the legal basis newsletter"),
+        "{}",
+        edit.body
+    );
+    assert_eq!(edit.hidden("existing"), "newsletter");
+    let saved = dpo
+        .post(
+            "/admin/legalbasis",
+            &[
+                ("csrf", &csrf),
+                ("existing", "newsletter"),
+                ("brief", "weekly-letter"),
+                ("basistype", "consent"),
+                ("shortdesc", "Our weekly letter"),
+                ("fulldesc", "Sent on Mondays"),
+                ("usercontrol", "no"),
+                ("status", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let (_, bases) = app.root("LegalBasisListAgreements", json!({})).await;
+    let rows = bases["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{bases}");
+    assert_eq!(rows[0]["brief"], "weekly-letter");
+    assert_eq!(rows[0]["shortdesc"], "Our weekly letter");
+    assert_eq!(rows[0]["usercontrol"], false);
+
+    // An activity: created, edited, linked and unlinked.
+    for (existing, name, title) in [
+        ("", "mailing", "Mailing"),
+        ("mailing", "mailing", "Mail-outs"),
+    ] {
+        let saved = dpo
+            .post(
+                "/admin/activity",
+                &[
+                    ("csrf", &csrf),
+                    ("existing", existing),
+                    ("activity", name),
+                    ("title", title),
+                    ("fulldesc", ""),
+                    ("applicableto", ""),
+                ],
+            )
+            .await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    }
+    let link = |change: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("activity", "mailing".to_owned()),
+            ("change", change.to_owned()),
+            ("brief", "weekly-letter".to_owned()),
+        ]
+    };
+    let linked = link("link");
+    let linked: Vec<(&str, &str)> = linked.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        dpo.post("/admin/link", &linked).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let (_, activities) = app
+        .root("ProcessingActivityListActivities", json!({}))
+        .await;
+    assert_eq!(activities["rows"][0]["title"], "Mail-outs", "{activities}");
+    let shown = dpo.get("/admin/consent").await;
+    assert!(
+        shown
+            .body
+            .contains("<td>mailing</td><td>Mail-outs</td><td>weekly-letter</td>"),
+        "{}",
+        shown.body
+    );
+    assert_eq!(
+        activities["rows"][0]["briefs"],
+        json!(["weekly-letter"]),
+        "{activities}"
+    );
+    let unlinked = link("unlink");
+    let unlinked: Vec<(&str, &str)> = unlinked.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        dpo.post("/admin/link", &unlinked).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let (_, activities) = app
+        .root("ProcessingActivityListActivities", json!({}))
+        .await;
+    assert_eq!(
+        activities["rows"][0]["briefs"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0),
+        0,
+        "{activities}"
+    );
+
+    // The trail filtered by event type over the whole trail, not only the newest page.
+    let jane = app.create_user(json!({"email": "jane@example.com"})).await;
+    app.root("UserGet", json!({"mode": "token", "identity": jane}))
+        .await;
+    for n in 0..120 {
+        app.create_user(json!({"email": format!("u{n}@example.com")}))
+            .await;
+    }
+    let filtered = dpo.get("/admin/audit?eventtype=UserGet").await;
+    assert_eq!(filtered.status, StatusCode::OK);
+    assert!(filtered.body.contains("(1 in all)"), "{}", filtered.body);
+    let today = dpo
+        .get("/admin/audit?eventtype=UserCreate&since=2000-01-01&until=2999-12-31")
+        .await;
+    assert!(today.body.contains("(121 in all)"), "{}", today.body);
+    let older = dpo
+        .get("/admin/audit?eventtype=UserCreate&until=2000-01-01")
+        .await;
+    assert!(older.body.contains("(0 in all)"), "{}", older.body);
+    let bad = dpo.get("/admin/audit?since=yesterday").await;
+    assert_eq!(bad.status, StatusCode::OK);
+    assert!(
+        bad.body.contains("The since date is not a date."),
+        "{}",
+        bad.body
+    );
+    // The same filters through /v2, bounded.
+    let (_, unlock) = app.root("BulkListUnlock", json!({})).await;
+    let unlock = unlock["unlockuuid"].as_str().unwrap().to_owned();
+    let (status, listed) = app
+        .root(
+            "BulkListAllAuditEvents",
+            json!({"unlockuuid": unlock, "eventtype": "UserGet", "since": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["rows"][0]["eventtype"], "UserGet");
+    for body in [
+        json!({"unlockuuid": unlock, "since": -1}),
+        json!({"unlockuuid": unlock, "until": 1e15}),
+        json!({"unlockuuid": unlock, "eventtype": "x".repeat(65)}),
+    ] {
+        let (status, refused) = app.root("BulkListAllAuditEvents", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    }
+}

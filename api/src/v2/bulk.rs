@@ -11,6 +11,7 @@ use super::users::UserSelectorItem;
 use super::{page, ApiTags, Status};
 use crate::http::error::ApiError;
 use crate::http::extract::{lenient, Authenticated, JsonBody};
+use bunker_db::bulk::AuditFilter;
 use bunker_services::groups::GroupRef;
 use bunker_services::users::UserView;
 use bunker_services::Vault;
@@ -61,13 +62,50 @@ pub struct BulkDeleted {
     deleted: i64,
 }
 
+/// BulkListAllAuditEvents' request: a page, and (Bunker's additions) which events.
 #[derive(Debug, Object, Deserialize)]
-pub struct BulkPageRequest {
+pub struct BulkAuditRequest {
     unlockuuid: String,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     offset: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     limit: Option<i64>,
+    /// Only events of this command (for example `UserGet`).
+    eventtype: Option<String>,
+    /// Only events at or after this time (Unix seconds).
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    since: Option<i64>,
+    /// Only events before this time (Unix seconds).
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    until: Option<i64>,
+}
+
+/// The latest time a filter may name: the end of year 9999.
+const LATEST_SECONDS: i64 = 253_402_300_799;
+
+impl BulkAuditRequest {
+    fn filter(&self) -> Result<AuditFilter, ApiError> {
+        let time = |value: Option<i64>, field: &str| match value {
+            Some(t) if !(0..=LATEST_SECONDS).contains(&t) => Err(ApiError::bad_request(format!(
+                "Invalid {field}: Unix seconds from 0 to {LATEST_SECONDS}"
+            ))),
+            _ => Ok(value),
+        };
+        let action = match self.eventtype.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) if name.len() > 64 => {
+                return Err(ApiError::bad_request(
+                    "Invalid eventtype: at most 64 characters",
+                ))
+            }
+            Some(name) => Some(name.to_owned()),
+        };
+        Ok(AuditFilter {
+            action,
+            since: time(self.since, "since")?,
+            until: time(self.until, "until")?,
+        })
+    }
 }
 
 #[derive(Debug, Object)]
@@ -344,13 +382,14 @@ impl BulkApi {
     async fn bulk_list_all_audit_events(
         &self,
         caller: Authenticated,
-        body: JsonBody<BulkPageRequest>,
+        body: JsonBody<BulkAuditRequest>,
     ) -> Result<Json<BulkAuditList>, ApiError> {
         let r = body.0;
         let (offset, limit) = page(r.offset, r.limit)?;
+        let filter = r.filter()?;
         let (events, total) = self
             .vault
-            .bulk_list_audit_events(&caller.0, r.unlockuuid, offset, limit)
+            .bulk_list_audit_events(&caller.0, r.unlockuuid, filter, offset, limit)
             .await?;
         let rows = events
             .into_iter()

@@ -77,7 +77,7 @@ const NOTICES: &[(&str, &str)] = &[
     ("cancelled", "The request is cancelled."),
     ("basis", "The legal basis is saved."),
     ("activity", "The processing activity is saved."),
-    ("linked", "The legal basis is linked to the activity."),
+    ("linked", "The activity's legal bases are saved."),
 ];
 
 fn base_page(visit: &Visit, title: &str, current: &str, signed: &Signed) -> Page {
@@ -713,6 +713,7 @@ async fn audit(
     };
     let mut page = base_page(&visit, "Audit trail", "/admin/audit", &signed);
     let kind = query(req, "eventtype");
+    let (since, until) = (query(req, "since"), query(req, "until"));
     let offset: i64 = query(req, "offset").parse().unwrap_or(0).max(0);
     let filter = Form::get("filter", "/admin/audit", "Filter")
         .input(Input::new(
@@ -721,9 +722,27 @@ async fn audit(
             "Event type (e.g. UserGet)",
             kind.clone(),
         ))
+        .input(Input::new("date", "since", "From (UTC)", since.clone()))
+        .input(Input::new(
+            "date",
+            "until",
+            "To (UTC, included)",
+            until.clone(),
+        ))
         .inline();
     page.sections
         .push(Section::new("Filter", vec![Block::Form(filter)]));
+    let mut wanted = json!({"offset": offset, "limit": 100});
+    if !kind.trim().is_empty() {
+        put(&mut wanted, "eventtype", json!(kind.trim()));
+    }
+    for (field, day, next) in [("since", &since, 0), ("until", &until, 1)] {
+        match day_start(day, next) {
+            Some(Ok(seconds)) => put(&mut wanted, field, json!(seconds)),
+            Some(Err(())) => page.problem = Some(format!("The {field} date is not a date.")),
+            None => {}
+        }
+    }
     let mut table = Table::new(&["When (UTC)", "What", "Event"], "No events.");
     let listed = match unlock(state, portal, &visit, &signed).await {
         Ok(unlock) => {
@@ -733,7 +752,7 @@ async fn audit(
                     &visit,
                     Some(&signed.token),
                     "BulkListAllAuditEvents",
-                    json!({"unlockuuid": unlock, "offset": offset, "limit": 100}),
+                    with_unlock(wanted, unlock),
                 )
                 .await
         }
@@ -744,14 +763,10 @@ async fn audit(
         Ok(list) => {
             total = list.get("total").and_then(Value::as_i64).unwrap_or(0);
             for row in rows(&list, "rows") {
-                let eventtype = page::field(row, "eventtype");
-                if !kind.is_empty() && !eventtype.eq_ignore_ascii_case(kind.trim()) {
-                    continue;
-                }
                 table.rows.push(Row {
                     cells: vec![
                         Cell::from(page::field(row, "timestamp")),
-                        Cell::from(eventtype),
+                        Cell::from(page::field(row, "eventtype")),
                         Cell::from(page::field(row, "auditeventuuid")),
                     ],
                     actions: Vec::new(),
@@ -762,8 +777,15 @@ async fn audit(
     }
     let mut blocks = vec![Block::Table(table)];
     if offset + 100 < total {
+        let older: String = serde_urlencoded::to_string([
+            ("offset", (offset + 100).to_string()),
+            ("eventtype", kind),
+            ("since", since),
+            ("until", until),
+        ])
+        .unwrap_or_default();
         blocks.push(Block::Links(vec![Link {
-            href: format!("/admin/audit?offset={}&eventtype={}", offset + 100, kind),
+            href: format!("/admin/audit?{older}"),
             label: "Older events".to_owned(),
             download: false,
         }]));
@@ -805,33 +827,62 @@ async fn consent(
         "No legal bases yet.",
     );
     let mut briefs = Vec::new();
+    let editing_basis = query(req, "basis");
+    let mut edited_basis = None;
     match portal
         .call(state, &visit, token, "LegalBasisListAgreements", json!({}))
         .await
     {
         Ok(list) => {
-            for row in rows(&list, "rows") {
-                briefs.push(page::field(row, "brief"));
+            for (n, row) in rows(&list, "rows").iter().enumerate() {
+                let brief = page::field(row, "brief");
+                if brief == editing_basis {
+                    edited_basis = Some((*row).clone());
+                }
+                briefs.push(brief.clone());
                 bases.rows.push(Row {
                     cells: vec![
-                        Cell::from(page::field(row, "brief")),
+                        Cell::from(brief.clone()),
                         Cell::from(page::field(row, "basistype")),
                         Cell::from(page::field(row, "status")),
-                        Cell::from(page::field(row, "usercontrol")),
+                        Cell::from(
+                            match row.get("usercontrol") {
+                                Some(Value::Bool(true)) => "yes",
+                                _ => "no",
+                            }
+                            .to_owned(),
+                        ),
                         Cell::from(page::field(row, "shortdesc")),
                     ],
-                    actions: Vec::new(),
+                    actions: vec![
+                        Form::get(format!("edit-basis{n}"), "/admin/consent", "Edit")
+                            .hidden("basis", brief),
+                    ],
                 });
             }
         }
         Err(refused) => bases.empty = refused.message,
     }
-    let create_basis = Form::post("basis", "/admin/legalbasis", "Save legal basis")
-        .input(Input::new("text", "brief", "Brief (its key)", "").required())
+    let basis = edited_basis.unwrap_or(Value::Null);
+    let existing = page::field(&basis, "brief");
+    let yes_no = |name: &str| match basis.get(name) {
+        Some(Value::Bool(false)) => "no",
+        _ => "yes",
+    };
+    let (title, submit) = match existing.is_empty() {
+        true => ("New legal basis".to_owned(), "Create legal basis"),
+        false => (
+            format!("Edit the legal basis {existing}"),
+            "Save legal basis",
+        ),
+    };
+    let basis_form = Form::post("basis", "/admin/legalbasis", submit)
+        .hidden("existing", existing.clone())
+        .input(Input::new("text", "brief", "Brief (its key)", existing).required())
         .input(Input::select(
             "basistype",
             "Type",
-            "consent",
+            &or(page::field(&basis, "basistype"), "consent"),
             &[
                 "consent",
                 "contract",
@@ -841,28 +892,45 @@ async fn consent(
                 "legitimate-interest",
             ],
         ))
-        .input(Input::new("text", "shortdesc", "Short description", ""))
+        .input(Input::new(
+            "text",
+            "shortdesc",
+            "Short description",
+            page::field(&basis, "shortdesc"),
+        ))
+        .input(Input::new(
+            "textarea",
+            "fulldesc",
+            "Full description",
+            page::field(&basis, "fulldesc"),
+        ))
         .input(Input::select(
             "usercontrol",
             "Users may withdraw alone",
-            "yes",
+            yes_no("usercontrol"),
             &["yes", "no"],
         ))
         .input(Input::select(
             "status",
             "Status",
-            "active",
+            &or(page::field(&basis, "status"), "active"),
             &["active", "inactive"],
         ));
     page.sections.push(Section::new(
         "Legal bases",
-        vec![Block::Table(bases), Block::Form(create_basis)],
+        vec![
+            Block::Table(bases),
+            Block::Text(title),
+            Block::Form(basis_form),
+        ],
     ));
     let mut activities = Table::new(
         &["Activity", "Title", "Legal bases"],
         "No processing activities yet.",
     );
     let mut names = Vec::new();
+    let editing_activity = query(req, "activity");
+    let mut edited_activity = None;
     match portal
         .call(
             state,
@@ -874,45 +942,77 @@ async fn consent(
         .await
     {
         Ok(list) => {
-            for row in rows(&list, "rows") {
-                names.push(page::field(row, "activity"));
+            for (n, row) in rows(&list, "rows").iter().enumerate() {
+                let name = page::field(row, "activity");
+                if name == editing_activity {
+                    edited_activity = Some((*row).clone());
+                }
+                names.push(name.clone());
                 let linked = row
-                    .get("legalbases")
+                    .get("briefs")
                     .and_then(Value::as_array)
-                    .map(|list| {
-                        list.iter()
-                            .map(|b| {
-                                b.get("brief")
-                                    .map(page::text)
-                                    .unwrap_or_else(|| page::text(b))
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
+                    .map(|list| list.iter().map(page::text).collect::<Vec<_>>().join(", "))
                     .unwrap_or_default();
                 activities.rows.push(Row {
                     cells: vec![
-                        Cell::from(page::field(row, "activity")),
+                        Cell::from(name.clone()),
                         Cell::from(page::field(row, "title")),
                         Cell::from(linked),
                     ],
-                    actions: Vec::new(),
+                    actions: vec![
+                        Form::get(format!("edit-activity{n}"), "/admin/consent", "Edit")
+                            .hidden("activity", name),
+                    ],
                 });
             }
         }
         Err(refused) => activities.empty = refused.message,
     }
-    let create_activity = Form::post("activity", "/admin/activity", "Save activity")
-        .input(Input::new("text", "activity", "Activity (its key)", "").required())
-        .input(Input::new("text", "title", "Title", ""));
-    let mut blocks = vec![Block::Table(activities), Block::Form(create_activity)];
+    let activity = edited_activity.unwrap_or(Value::Null);
+    let existing = page::field(&activity, "activity");
+    let (title, submit) = match existing.is_empty() {
+        true => ("New processing activity".to_owned(), "Create activity"),
+        false => (format!("Edit the activity {existing}"), "Save activity"),
+    };
+    let activity_form = Form::post("activity", "/admin/activity", submit)
+        .hidden("existing", existing.clone())
+        .input(Input::new("text", "activity", "Activity (its key)", existing).required())
+        .input(Input::new(
+            "text",
+            "title",
+            "Title",
+            page::field(&activity, "title"),
+        ))
+        .input(Input::new(
+            "textarea",
+            "fulldesc",
+            "Full description",
+            page::field(&activity, "fulldesc"),
+        ))
+        .input(Input::new(
+            "text",
+            "applicableto",
+            "Applies to",
+            page::field(&activity, "applicableto"),
+        ));
+    let mut blocks = vec![
+        Block::Table(activities),
+        Block::Text(title),
+        Block::Form(activity_form),
+    ];
     if let (Some(first_name), Some(first_brief)) = (names.first(), briefs.first()) {
         let (first_name, first_brief) = (first_name.clone(), first_brief.clone());
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let briefs: Vec<&str> = briefs.iter().map(String::as_str).collect();
         blocks.push(Block::Form(
-            Form::post("link", "/admin/link", "Link")
+            Form::post("link", "/admin/link", "Save")
                 .input(Input::select("activity", "Activity", &first_name, &names))
+                .input(Input::select(
+                    "change",
+                    "Change",
+                    "link",
+                    &["link", "unlink"],
+                ))
                 .input(Input::select("brief", "Legal basis", &first_brief, &briefs))
                 .inline(),
         ));
@@ -922,23 +1022,23 @@ async fn consent(
     render(&page)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A form of the legal-bases page: `build` names the command and its body.
 async fn consent_write(
     state: &Arc<AppState>,
     portal: &Portal,
     req: &Request,
     jar: &CookieJar,
     body: Body,
-    command: &str,
-    build: impl FnOnce(&Fields) -> Value,
+    build: impl FnOnce(&Fields) -> (&'static str, Value),
     done: &str,
 ) -> Response {
     let (visit, signed, fields) = match signed_post(state, req, jar, body).await {
         Ok(found) => found,
         Err(response) => return response,
     };
+    let (command, body) = build(&fields);
     match portal
-        .call(state, &visit, Some(&signed.token), command, build(&fields))
+        .call(state, &visit, Some(&signed.token), command, body)
         .await
     {
         Ok(_) => see_other(&format!("/admin/consent?done={done}")),
@@ -960,15 +1060,23 @@ async fn legal_basis(
         req,
         jar,
         body,
-        "LegalBasisCreate",
         |f| {
-            json!({
+            let mut basis = json!({
                 "brief": f.get("brief"),
                 "basistype": f.get("basistype"),
                 "shortdesc": f.get("shortdesc"),
+                "fulldesc": f.get("fulldesc"),
                 "usercontrol": f.get("usercontrol") == "yes",
                 "status": f.get("status"),
-            })
+            });
+            match f.get("existing") {
+                "" => ("LegalBasisCreate", basis),
+                existing => {
+                    put(&mut basis, "newbrief", json!(f.get("brief")));
+                    put(&mut basis, "brief", json!(existing));
+                    ("LegalBasisUpdate", basis)
+                }
+            }
         },
         "basis",
     )
@@ -989,8 +1097,22 @@ async fn activity_create(
         req,
         jar,
         body,
-        "ProcessingActivityCreate",
-        |f| json!({"activity": f.get("activity"), "title": f.get("title")}),
+        |f| {
+            let mut activity = json!({
+                "activity": f.get("activity"),
+                "title": f.get("title"),
+                "fulldesc": f.get("fulldesc"),
+                "applicableto": f.get("applicableto"),
+            });
+            match f.get("existing") {
+                "" => ("ProcessingActivityCreate", activity),
+                existing => {
+                    put(&mut activity, "newactivity", json!(f.get("activity")));
+                    put(&mut activity, "activity", json!(existing));
+                    ("ProcessingActivityUpdate", activity)
+                }
+            }
+        },
         "activity",
     )
     .await
@@ -1010,8 +1132,16 @@ async fn link(
         req,
         jar,
         body,
-        "ProcessingActivityLinkLegalBasis",
-        |f| json!({"activity": f.get("activity"), "brief": f.get("brief")}),
+        |f| {
+            let command = match f.get("change") {
+                "unlink" => "ProcessingActivityUnlinkLegalBasis",
+                _ => "ProcessingActivityLinkLegalBasis",
+            };
+            (
+                command,
+                json!({"activity": f.get("activity"), "brief": f.get("brief")}),
+            )
+        },
         "linked",
     )
     .await
@@ -1087,4 +1217,38 @@ async fn system(
         Err(refused) => page.problem = Some(refused.message),
     }
     render(&page)
+}
+
+/// `value`, or `default` when it is empty.
+fn or(value: String, default: &str) -> String {
+    match value.is_empty() {
+        true => default.to_owned(),
+        false => value,
+    }
+}
+
+/// The Unix time at which the day `day` (`YYYY-MM-DD`, UTC) plus `next` days starts; none when no
+/// day is given.
+fn day_start(day: &str, next: i64) -> Option<Result<i64, ()>> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    match day.trim() {
+        "" => None,
+        day => Some(
+            time::Date::parse(day, &format)
+                .map(|date| date.midnight().assume_utc().unix_timestamp() + next * 86_400)
+                .map_err(|_| ()),
+        ),
+    }
+}
+
+fn with_unlock(mut body: Value, unlock: String) -> Value {
+    put(&mut body, "unlockuuid", json!(unlock));
+    body
+}
+
+/// Sets `key` of the object `body`.
+fn put(body: &mut Value, key: &str, value: Value) {
+    if let Some(object) = body.as_object_mut() {
+        object.insert(key.to_owned(), value);
+    }
 }

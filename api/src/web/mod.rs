@@ -104,7 +104,12 @@ fn secure_headers(mut response: Response) -> Response {
             "camera=(), microphone=(), geolocation=()",
         ),
     ] {
-        headers.insert(name, HeaderValue::from_static(value));
+        // An answer with a policy of its own (a file's `sandbox`) keeps it: browsers enforce both.
+        if name == "content-security-policy" && headers.contains_key(name) {
+            headers.append(name, HeaderValue::from_static(value));
+        } else {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
     }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -187,6 +192,27 @@ impl Portal {
         command: &str,
         body: Value,
     ) -> Result<Value, Refused> {
+        let response = self.answer(state, visit, token, command, body).await?;
+        let value = read_json(response).await?;
+        if value.get("status").and_then(Value::as_str) != Some("ok") {
+            return Err(Refused {
+                status: StatusCode::BAD_REQUEST,
+                message: message_of(&value),
+            });
+        }
+        Ok(value)
+    }
+
+    /// Calls `/v2/<command>` as [`Portal::call`] does; a successful answer as it is (the bytes of
+    /// a file, with its headers), a refusal as its message.
+    async fn answer(
+        &self,
+        state: &Arc<AppState>,
+        visit: &Visit,
+        token: Option<&str>,
+        command: &str,
+        body: Value,
+    ) -> Result<Response, Refused> {
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri_str(format!("/{command}"))
@@ -208,32 +234,34 @@ impl Portal {
             Err(err) => err.into_response(),
         };
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .into_bytes()
-            .await
-            .map_err(|_| Refused {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: "The answer could not be read".to_owned(),
-            })?;
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let message = value
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("The request failed")
-            .to_owned();
-        if !status.is_success() || value.get("status").and_then(Value::as_str) != Some("ok") {
-            return Err(Refused {
-                status: if status.is_success() {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    status
-                },
-                message,
-            });
+        if status.is_success() {
+            return Ok(response);
         }
-        Ok(value)
+        Err(Refused {
+            status,
+            message: message_of(&read_json(response).await?),
+        })
     }
+}
+
+async fn read_json(response: Response) -> Result<Value, Refused> {
+    let bytes = response
+        .into_body()
+        .into_bytes()
+        .await
+        .map_err(|_| Refused {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "The answer could not be read".to_owned(),
+        })?;
+    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn message_of(value: &Value) -> String {
+    value
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("The request failed")
+        .to_owned()
 }
 
 /// The fields of a submitted form (at most 64 KiB).

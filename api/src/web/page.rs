@@ -162,6 +162,12 @@ impl Form {
         self.danger = true;
         self
     }
+
+    /// Submitted as a whole page load, not through htmx (a download).
+    pub fn whole_page(mut self) -> Self {
+        self.no_boost = true;
+        self
+    }
 }
 
 pub struct Input {

@@ -16,8 +16,8 @@ use super::page::{
     self, rows, time_of, Block, Cell, Form, Image, Input, Link, Page, Row, Section, Table,
 };
 use super::{
-    forged, login_csrf, nav, notice_of, render, same_origin_post, see_other, sign_in, sign_out,
-    signed, simple, unavailable, Fields, Portal, Signed, Visit,
+    forged, login_csrf, nav, notice_of, query, render, same_origin_post, see_other, sign_in,
+    sign_out, signed, simple, unavailable, Fields, Portal, Signed, Visit,
 };
 use crate::http::app::AppState;
 
@@ -37,6 +37,7 @@ pub const PATHS: &[&str] = &[
     "/requests",
     "/activity",
     "/data",
+    "/file",
     "/forget",
     "/report.json",
     "/report.html",
@@ -54,6 +55,7 @@ pub fn routes() -> Vec<(&'static str, BoxEndpoint<'static>)> {
         ("/requests", poem::get(requests).boxed()),
         ("/activity", poem::get(activity).boxed()),
         ("/data", poem::get(data).boxed()),
+        ("/file", poem::get(file).boxed()),
         ("/forget", poem::post(forget).boxed()),
         ("/report.json", poem::get(report_json).boxed()),
         ("/report.html", poem::get(report_html).boxed()),
@@ -797,12 +799,44 @@ async fn data(
         .call(state, &visit, token, "FileListUserFiles", me(&signed))
         .await
     {
-        for row in rows(&list, "files") {
+        for (n, row) in rows(&list, "files").iter().enumerate() {
+            let download = Form::get(format!("file{n}"), "/file", "Download")
+                .hidden("id", page::field(row, "fileuuid"))
+                .whole_page();
             files.rows.push(Row {
                 cells: vec![
                     Cell::from(page::field(row, "filename")),
                     Cell::from(page::field(row, "mimetype")),
                     Cell::from(page::field(row, "size")),
+                ],
+                actions: vec![download],
+            });
+        }
+    }
+    let mut shared = Table::new(
+        &["Shared with", "What", "Since", "Until"],
+        "Nothing of yours is shared.",
+    );
+    // The report's list: who holds a link to part of the record, never the link itself.
+    if let Ok(report) = portal
+        .call(state, &visit, token, "SystemGetUserReport", me(&signed))
+        .await
+    {
+        let records = report.get("report").unwrap_or(&Value::Null);
+        for row in rows(records, "sharedrecords") {
+            let what = match (row.get("appname"), row.get("fields")) {
+                (Some(Value::String(app)), _) => format!("the data of {app}"),
+                (_, Some(Value::Array(fields))) => {
+                    fields.iter().map(page::text).collect::<Vec<_>>().join(", ")
+                }
+                _ => "your whole profile".to_owned(),
+            };
+            shared.rows.push(Row {
+                cells: vec![
+                    Cell::from(page::field(row, "partner")),
+                    Cell::from(what),
+                    Cell::from(time_of(row, "created")),
+                    Cell::from(time_of(row, "expires")),
                 ],
                 actions: Vec::new(),
             });
@@ -829,6 +863,8 @@ async fn data(
         .push(Section::new("Sessions", vec![Block::Table(sessions)]));
     page.sections
         .push(Section::new("Files", vec![Block::Table(files)]));
+    page.sections
+        .push(Section::new("Shared records", vec![Block::Table(shared)]));
     let mut forget_form = Form::post("forget", "/forget", "Forget me").danger();
     forget_form.confirm = Some("This asks for everything about you to be deleted.".to_owned());
     page.sections.push(Section::new(
@@ -842,6 +878,33 @@ async fn data(
         ],
     ));
     render(&page)
+}
+
+/// One of the user's files, as FileGet answers its bytes (`attachment`, its type, `nosniff` and a
+/// `sandbox` policy beside the portal's).
+#[handler]
+async fn file(
+    req: &Request,
+    jar: &CookieJar,
+    Data(state): Data<&Arc<AppState>>,
+    Data(portal): Data<&Arc<Portal>>,
+) -> Response {
+    let (visit, signed) = match session(state, req, jar).await {
+        Ok((visit, Some(signed))) => (visit, signed),
+        Ok(_) => return see_other("/"),
+        Err(response) => return response,
+    };
+    let body = with(
+        me(&signed),
+        json!({"fileuuid": query(req, "id"), "raw": true}),
+    );
+    match portal
+        .answer(state, &visit, Some(&signed.token), "FileGet", body)
+        .await
+    {
+        Ok(answer) => answer,
+        Err(refused) => problem_page(&visit, &signed, "/data", refused.message),
+    }
 }
 
 #[handler]

@@ -170,6 +170,7 @@ impl Vault {
         &self,
         caller: &Caller,
         unlock: String,
+        filter: store::AuditFilter,
         offset: i64,
         limit: i64,
     ) -> Result<(Vec<(Uuid, String, String)>, i64), VaultError> {
@@ -178,7 +179,7 @@ impl Vault {
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
                     require_unlock(tx, &unlock, actor.token_id).await?;
-                    Ok(store::audit_events(tx, offset, limit).await?)
+                    Ok(store::audit_events(tx, &filter, offset, limit).await?)
                 })
             })
             .await
