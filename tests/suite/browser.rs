@@ -60,6 +60,12 @@ async fn the_portals_work_end_to_end_in_chromium() {
         json!({"mode": "token", "identity": jane, "brief": "newsletter"}),
     )
     .await;
+    root_ok(
+        &app,
+        "FileCreate",
+        json!({"mode": "token", "identity": jane, "filename": "note.txt", "filedata": "aGVsbG8gamFuZQ=="}),
+    )
+    .await;
     app.grant(
         "support",
         "names-only",

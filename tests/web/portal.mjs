@@ -117,6 +117,19 @@ try {
   await shot(jane, 'user-activity');
   await jane.getByRole('link', { name: 'Your data' }).click();
   await shot(jane, 'user-data');
+  // Her file and her report come down as files (not swapped into the page by htmx).
+  const read = async (download) => readFileSync(await download.path(), 'utf8');
+  let download = jane.waitForEvent('download');
+  await jane.getByRole('button', { name: 'Download' }).click();
+  download = await download;
+  assert.equal(download.suggestedFilename(), 'note.txt');
+  assert.equal(await read(download), 'hello jane');
+  download = jane.waitForEvent('download');
+  await jane.getByRole('link', { name: 'Your data for another service (JSON)' }).click();
+  download = await download;
+  assert.equal(download.suggestedFilename(), 'my-data.json');
+  assert.ok((await read(download)).includes('Jane Smith'), 'the report holds her profile');
+  assert.equal(await jane.locator('h1').innerText(), 'Your data', 'the page stays');
 
   // 5. Bob asks to be forgotten; the DPO approves; Bob's record is gone.
   const bob = await (await context()).newPage();
