@@ -535,7 +535,8 @@ async fn one_address_may_try_only_so_many_codes_and_tokens_whatever_the_identity
     // The DPO sign-in shares it: even the right token is not tried.
     let mut dpo = Browser::new(&app);
     let page = dpo.admin_sign_in(&app.root_token).await;
-    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.headers.contains_key("retry-after"));
     assert!(page.body.contains("Too many requests"), "{}", page.body);
     assert!(!dpo.cookies.contains_key("bunker_admin"));
 }
@@ -801,4 +802,189 @@ async fn the_dpo_edits_legal_bases_and_activities_and_filters_the_trail() {
         let (status, refused) = app.root("BulkListAllAuditEvents", body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     }
+}
+
+#[tokio::test]
+async fn the_review_page_shows_every_change_a_request_would_make() {
+    let app = TestApp::spawn().await;
+    let bob = app
+        .create_user(json!({"name": "Bob", "email": "bob@example.com", "age": 30}))
+        .await;
+    let token = app.user_xtoken("token", &bob).await;
+    // Two hundred harmless fields first, and the address among them: every change is listed.
+    let mut profile = serde_json::Map::new();
+    for n in 0..205 {
+        profile.insert(format!("a{n:03}"), json!("x"));
+    }
+    profile.insert("email".to_owned(), json!("attacker@evil.example"));
+    profile.insert("age".to_owned(), json!("30"));
+    let (status, asked) = app
+        .call(
+            "UserUpdateRequest",
+            &token,
+            None,
+            json!({"mode": "token", "identity": bob, "profile": profile}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    let (status, patched) = app
+        .call(
+            "UserPatchRequest",
+            &token,
+            None,
+            json!({"mode": "token", "identity": bob,
+                   "patch": [{"op": "replace", "path": "/name", "value": "Mallory"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    let (_, requests) = app
+        .root(
+            "UserRequestListUserRequests",
+            json!({"mode": "token", "identity": bob}),
+        )
+        .await;
+    let ids: Vec<(String, String)> = requests["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["requesttype"].as_str().unwrap().to_owned(),
+                r["requestuuid"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let id_of = |kind: &str| ids.iter().find(|(k, _)| k == kind).unwrap().1.clone();
+    let mut dpo = Browser::new(&app);
+    dpo.admin_sign_in(&app.root_token).await;
+    let review = dpo
+        .get(&format!("/admin/request?id={}", id_of("change-profile")))
+        .await;
+    assert_eq!(review.status, StatusCode::OK);
+    assert!(
+        review.body.contains(
+            "<tr class=\"changed\"><th scope=\"row\">email</th><td>bob@example.com</td><td>attacker@evil.example</td></tr>"
+        ),
+        "{}",
+        review.body
+    );
+    // A number turned into text is a change, shown as JSON so that it can be told apart.
+    assert!(
+        review.body.contains(
+            "<tr class=\"changed\"><th scope=\"row\">age</th><td>30</td><td>&#34;30&#34;</td></tr>"
+        ),
+        "{}",
+        review.body
+    );
+    assert!(
+        review.body.contains("207 field(s) would change"),
+        "{}",
+        review.body
+    );
+    assert!(review.body.contains("<th scope=\"row\">a204</th>"));
+    let review = dpo
+        .get(&format!("/admin/request?id={}", id_of("patch-profile")))
+        .await;
+    assert!(
+        review.body.contains(
+            "<tr class=\"changed\"><th scope=\"row\">name</th><td>Bob</td><td>Mallory</td></tr>"
+        ),
+        "{}",
+        review.body
+    );
+    assert!(
+        review.body.contains("1 field(s) would change"),
+        "{}",
+        review.body
+    );
+    // Through /v2 the same: what approval would store.
+    let (_, got) = app
+        .root(
+            "UserRequestGet",
+            json!({"requestuuid": id_of("patch-profile")}),
+        )
+        .await;
+    assert_eq!(got["request"]["proposed"]["name"], "Mallory", "{got}");
+    assert_eq!(got["request"]["original"]["name"], "Bob");
+}
+
+#[tokio::test]
+async fn the_portals_refuse_what_their_forms_do_not_offer_and_bound_the_rest() {
+    let (app, mail) = app_with_mail_file_and(TestOptions {
+        rates: RateSettings {
+            public: bunker_services::core::rate::Rate::parse("5/min").unwrap(),
+            ..TestOptions::default().rates
+        },
+        ..TestOptions::default()
+    })
+    .await;
+    let jane = app
+        .create_user(json!({"email": "jane@example.com", "age": 30, "address": {"city": "Leeds"}}))
+        .await;
+    // A file name that would show its extension backwards is refused.
+    let (status, refused) = app
+        .root(
+            "FileCreate",
+            json!({"mode": "token", "identity": jane, "filename": "invoice\u{202e}fdp.exe", "filedata": "aGk="}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let mut user = Browser::new(&app);
+    user.user_sign_in(&app, 1, "jane@example.com", &mail, 1)
+        .await;
+    let home = user.get("/").await;
+    let csrf = home.hidden("csrf");
+    // A number stays a number; an object is not the form's to overwrite.
+    let page = user
+        .post("/profile", &[("csrf", &csrf), ("f.age", "abc")])
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("age must be a number."), "{}", page.body);
+    let page = user
+        .post("/profile", &[("csrf", &csrf), ("f.address", "nowhere")])
+        .await;
+    assert_eq!(page.location(), "/?done=unchanged");
+
+    let mut dpo = Browser::new(&app);
+    dpo.admin_sign_in(&app.root_token).await;
+    let page = dpo.get("/admin/consent").await;
+    let csrf = page.hidden("csrf");
+    let page = dpo
+        .post(
+            "/admin/link",
+            &[
+                ("csrf", &csrf),
+                ("activity", "a"),
+                ("change", "delete"),
+                ("brief", "b"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    // A page beyond any trail is an empty page, not an overflow.
+    let page = dpo.get("/admin/audit?offset=9223372036854775807").await;
+    assert_eq!(page.status, StatusCode::OK);
+    // What the server's own layers answer under the portals carries the portals' headers.
+    for path in ["/admin/nope", "/nope"] {
+        let page = dpo.get(path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND);
+        assert_eq!(page.headers["x-frame-options"], "DENY", "{path}");
+        assert!(
+            page.headers.contains_key("content-security-policy"),
+            "{path}"
+        );
+    }
+    // Each sign-in page draws a captcha: it spends the address's public allowance.
+    let mut stranger = Browser::new(&app);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(stranger.get("/").await.status);
+    }
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let limited = stranger.get("/").await;
+    assert!(limited.headers.contains_key("retry-after"));
+    assert_eq!(limited.headers["x-frame-options"], "DENY");
 }

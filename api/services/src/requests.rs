@@ -31,7 +31,7 @@ use crate::core::{
     open_json, record_event, seal_json, user_key_for_reading, user_key_for_writing, UserEvent,
     Vault, VaultError,
 };
-use crate::users::{open_current, parse_patch, Change, ChangeRequest};
+use crate::users::{apply_patch, open_current, parse_patch, Change, ChangeRequest};
 use crate::webhooks::{notify, RequestEvent};
 
 /// The most requests a role or user token's listing looks through.
@@ -134,6 +134,10 @@ pub struct RequestView {
     pub change: Option<Value>,
     /// What is stored now, to compare with (UserRequestGet only).
     pub original: Option<Value>,
+    /// What would be stored once it is approved: the change applied to `original` by the code
+    /// that approves it (UserRequestGet only; none where it applies to nothing, or where the
+    /// patch cannot be applied to what is stored now, which approval would then refuse).
+    pub proposed: Option<Value>,
     /// Why it was cancelled (UserRequestGet only).
     pub reason: Option<String>,
 }
@@ -180,6 +184,7 @@ fn view(request: &StoredRequest) -> RequestView {
         decided: request.decided_at,
         change: None,
         original: None,
+        proposed: None,
         reason: None,
     }
 }
@@ -190,6 +195,28 @@ fn emptied(request: &StoredRequest) -> bool {
 }
 
 /// The proposal a stored request holds, opened with the user's key.
+/// `original` as approving `proposal` would leave it, for the reviewer to compare.
+async fn proposed(proposal: &Proposal, original: Option<&Value>) -> Option<Value> {
+    match (proposal, original) {
+        (Proposal::ChangeProfile(change), Some(original))
+        | (Proposal::ChangeAppData(_, change), Some(original)) => {
+            let mut merged = original.clone();
+            json_patch::merge(&mut merged, &Value::Object(change.clone()));
+            Some(merged)
+        }
+        (Proposal::PatchProfile(patch), Some(original)) => {
+            let patch = parse_patch(patch.clone()).ok()?;
+            let original = original.clone();
+            // As approval applies it: bounded, off the async workers.
+            tokio::task::spawn_blocking(move || apply_patch(original, &patch))
+                .await
+                .ok()?
+                .ok()
+        }
+        _ => None,
+    }
+}
+
 fn proposal_of(
     request: &StoredRequest,
     key: Option<&UserKey>,
@@ -436,6 +463,7 @@ impl Vault {
                         }
                         _ => Some(Value::Object(open_current(&keys, tx.tenant(), &user)?)),
                     };
+                    answer.proposed = proposed(&proposal, answer.original.as_ref()).await;
                     if let (Some(sealed), Some(key)) = (&request.reason, key.as_ref()) {
                         let reason = open_value(key, tx.tenant(), "request_reason", uuid, sealed)?;
                         answer.reason = reason.as_str().map(str::to_owned);

@@ -490,6 +490,14 @@ pub fn routes(state: Arc<AppState>, options: RouteOptions) -> BoxEndpoint<'stati
     route
         .catch_all_error(|err| envelope(err, false))
         .around(move |next, req| limit_addresses(next, req, limits.clone()))
+        .around(|next, req| async move {
+            let portal = crate::web::portal_path(req.uri().path());
+            let response = next.call(req).await?.into_response();
+            Ok(match portal {
+                true => crate::web::secure_headers(response),
+                false => response,
+            })
+        })
         .data(state)
         .around(move |next, req| observe(next, req, known.clone(), observed.clone(), options.https))
         .boxed()

@@ -116,6 +116,10 @@ pub struct RequestRow {
     change: Option<Value>,
     /// UserRequestGet: what is stored now, to compare with.
     original: Option<Value>,
+    /// UserRequestGet (Bunker's addition): what would be stored once approved (the change applied
+    /// to `original` as approval applies it); absent when the change cannot be applied now.
+    #[oai(skip_serializing_if_is_none)]
+    proposed: Option<Value>,
     /// UserRequestGet: why it was cancelled.
     reason: Option<String>,
 }
@@ -133,6 +137,7 @@ impl From<RequestView> for RequestRow {
             decisiontime: view.decided,
             change: view.change,
             original: view.original,
+            proposed: view.proposed,
             reason: view.reason,
         }
     }

@@ -4,6 +4,7 @@
 //! processing activities, lists the audit trail, and shows the statistics and key status. Each page
 //! is the `/v2` commands the token may call: a role sees here what its policies let it see there.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bunker_services::portal::PortalKind;
@@ -20,8 +21,8 @@ use super::page::{
 };
 use super::user::request_kind;
 use super::{
-    forged, login_csrf, nav, notice_of, query, render, same_origin_post, see_other, sign_in,
-    sign_out, signed, Fields, Portal, Signed, Visit,
+    forged, limited, login_csrf, nav, notice_of, query, render, same_origin_post, see_other,
+    sign_in, sign_out, signed, simple, Fields, Portal, Signed, Visit,
 };
 use crate::http::app::AppState;
 
@@ -194,7 +195,7 @@ async fn signin(
         return forged();
     }
     if let Err(refusal) = state.limits.check_login(visit.address) {
-        return signin_page(&visit, jar, Some(refusal.message()));
+        return limited(signin_page(&visit, jar, Some(refusal.message())), &refusal);
     }
     let token = fields.get("token").trim();
     // The API's own authentication, for the visit's tenant: a tenant's token is refused on another.
@@ -327,32 +328,98 @@ async fn queue(
     render(&page)
 }
 
-/// The rows of a diff: each field of either side, marked where they differ.
-fn diff(now: &Value, proposed: &Value) -> Vec<DiffRow> {
-    let now_facts = page::facts(now);
-    let proposed_facts = page::facts(proposed);
-    let mut fields: Vec<String> = now_facts.iter().map(|(k, _)| k.clone()).collect();
-    for (key, _) in &proposed_facts {
-        if !fields.contains(key) {
-            fields.push(key.clone());
+/// The most unchanged fields a diff shows (every changed one is shown).
+const MAX_UNCHANGED_ROWS: usize = 100;
+
+/// The rows of a diff of what is stored and what approval would store: every field that differs
+/// (added, changed, removed or of another type) first, then unchanged ones up to
+/// [`MAX_UNCHANGED_ROWS`]; and how many unchanged fields were left out.
+fn diff(now: &Value, proposed: &Value) -> (Vec<DiffRow>, usize) {
+    let before = page::flatten(now);
+    let after = page::flatten(proposed);
+    let mut fields: Vec<&str> = before.iter().map(|(k, _)| k.as_str()).collect();
+    let known: HashSet<&str> = fields.iter().copied().collect();
+    fields.extend(
+        after
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !known.contains(k)),
+    );
+    let was_map: HashMap<&str, &Value> = before.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let will_map: HashMap<&str, &Value> = after.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut changed = Vec::new();
+    let mut same = Vec::new();
+    for field in fields {
+        let (was, will) = (was_map.get(field).copied(), will_map.get(field).copied());
+        if was == will {
+            same.push(DiffRow {
+                field: field.to_owned(),
+                now: was.map(page::text).unwrap_or_default(),
+                proposed: "(unchanged)".to_owned(),
+                changed: false,
+            });
+            continue;
         }
+        // The same text of two different values (a number and a string of it): show them as JSON.
+        let shown = |value: Option<&Value>| match value {
+            None => String::new(),
+            Some(v) if was.map(page::text) == will.map(page::text) => v.to_string(),
+            Some(v) => page::text(v),
+        };
+        changed.push(DiffRow {
+            field: field.to_owned(),
+            now: match was {
+                None => "(not set)".to_owned(),
+                some => shown(some),
+            },
+            proposed: match will {
+                None => "(removed)".to_owned(),
+                some => shown(some),
+            },
+            changed: true,
+        });
     }
-    let find = |facts: &[(String, String)], key: &str| {
-        facts.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-    };
-    fields
-        .into_iter()
-        .map(|field| {
-            let before = find(&now_facts, &field);
-            let after = find(&proposed_facts, &field);
-            DiffRow {
-                changed: after.is_some() && after != before,
-                now: before.unwrap_or_default(),
-                proposed: after.unwrap_or_else(|| "(unchanged)".to_owned()),
-                field,
+    let left_out = same.len().saturating_sub(MAX_UNCHANGED_ROWS);
+    same.truncate(MAX_UNCHANGED_ROWS);
+    changed.extend(same);
+    (changed, left_out)
+}
+
+/// What the review page shows of a request's proposal.
+fn proposal_blocks(asked: &Value) -> Vec<Block> {
+    let original = asked.get("original").unwrap_or(&Value::Null);
+    let change = asked.get("change").unwrap_or(&Value::Null);
+    match (page::field(asked, "askedtype").as_str(), asked.get("proposed")) {
+        ("forget-me", _) => vec![Block::Text(
+            "Everything held about the user is to be deleted.".to_owned(),
+        )],
+        ("withdraw-consent", _) => vec![
+            Block::Facts(page::facts(original)),
+            Block::Text("Proposed: the consent is withdrawn.".to_owned()),
+        ],
+        (_, Some(proposed)) => {
+            let (rows, left_out) = diff(original, proposed);
+            let count = rows.iter().filter(|r| r.changed).count();
+            let mut blocks = vec![Block::Text(format!(
+                "{count} field(s) would change (marked), listed first."
+            ))];
+            blocks.push(Block::Diff(rows));
+            if left_out > 0 {
+                blocks.push(Block::Text(format!(
+                    "{left_out} more unchanged field(s) are not shown."
+                )));
             }
-        })
-        .collect()
+            blocks
+        }
+        (_, None) if change.is_null() => Vec::new(),
+        (_, None) => vec![
+            Block::Text(
+                "This change cannot be applied to the record as it is now: approving it would be refused. What it asks:"
+                    .to_owned(),
+            ),
+            Block::Facts(page::facts(change)),
+        ],
+    }
 }
 
 #[handler]
@@ -399,12 +466,11 @@ async fn request(
                     .collect(),
                 )],
             ));
-            let original = request.get("original").cloned().unwrap_or(Value::Null);
-            let change = request.get("change").cloned().unwrap_or(Value::Null);
-            if !change.is_null() || !original.is_null() {
+            let blocks = proposal_blocks(&request);
+            if !blocks.is_empty() {
                 page.sections.push(Section::new(
-                    "What is stored, and what is proposed",
-                    vec![Block::Diff(diff(&original, &change))],
+                    "What is stored, and what approval would store",
+                    blocks,
                 ));
             }
             if status == "open" {
@@ -714,7 +780,11 @@ async fn audit(
     let mut page = base_page(&visit, "Audit trail", "/admin/audit", &signed);
     let kind = query(req, "eventtype");
     let (since, until) = (query(req, "since"), query(req, "until"));
-    let offset: i64 = query(req, "offset").parse().unwrap_or(0).max(0);
+    // A page further than any trail reaches is an empty one, not an overflow.
+    let offset: i64 = query(req, "offset")
+        .parse()
+        .unwrap_or(0)
+        .clamp(0, i64::from(u32::MAX));
     let filter = Form::get("filter", "/admin/audit", "Filter")
         .input(Input::new(
             "text",
@@ -1029,14 +1099,16 @@ async fn consent_write(
     req: &Request,
     jar: &CookieJar,
     body: Body,
-    build: impl FnOnce(&Fields) -> (&'static str, Value),
+    build: impl FnOnce(&Fields) -> Option<(&'static str, Value)>,
     done: &str,
 ) -> Response {
     let (visit, signed, fields) = match signed_post(state, req, jar, body).await {
         Ok(found) => found,
         Err(response) => return response,
     };
-    let (command, body) = build(&fields);
+    let Some((command, body)) = build(&fields) else {
+        return simple(StatusCode::BAD_REQUEST, "The form could not be read.");
+    };
     match portal
         .call(state, &visit, Some(&signed.token), command, body)
         .await
@@ -1070,11 +1142,11 @@ async fn legal_basis(
                 "status": f.get("status"),
             });
             match f.get("existing") {
-                "" => ("LegalBasisCreate", basis),
+                "" => Some(("LegalBasisCreate", basis)),
                 existing => {
                     put(&mut basis, "newbrief", json!(f.get("brief")));
                     put(&mut basis, "brief", json!(existing));
-                    ("LegalBasisUpdate", basis)
+                    Some(("LegalBasisUpdate", basis))
                 }
             }
         },
@@ -1105,11 +1177,11 @@ async fn activity_create(
                 "applicableto": f.get("applicableto"),
             });
             match f.get("existing") {
-                "" => ("ProcessingActivityCreate", activity),
+                "" => Some(("ProcessingActivityCreate", activity)),
                 existing => {
                     put(&mut activity, "newactivity", json!(f.get("activity")));
                     put(&mut activity, "activity", json!(existing));
-                    ("ProcessingActivityUpdate", activity)
+                    Some(("ProcessingActivityUpdate", activity))
                 }
             }
         },
@@ -1134,13 +1206,14 @@ async fn link(
         body,
         |f| {
             let command = match f.get("change") {
+                "link" => "ProcessingActivityLinkLegalBasis",
                 "unlink" => "ProcessingActivityUnlinkLegalBasis",
-                _ => "ProcessingActivityLinkLegalBasis",
+                _ => return None,
             };
-            (
+            Some((
                 command,
                 json!({"activity": f.get("activity"), "brief": f.get("brief")}),
-            )
+            ))
         },
         "linked",
     )

@@ -84,16 +84,34 @@ pub fn public_command(method: &Method, path: &str) -> Option<Command> {
     }
 }
 
-/// What every portal answer carries.
-fn secure_headers(mut response: Response) -> Response {
+/// The portals' content security policy.
+const POLICY: &str =
+    "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
+     object-src 'none'";
+
+/// Whether `path` is the portals' (anything but the API, its documents and the probes): its
+/// answers, refusals by the server's own layers (404, 405, 429) among them, carry the portals'
+/// headers.
+pub fn portal_path(path: &str) -> bool {
+    let api = ["/v2", "/v1", "/docs", "/openapi.json", "/metrics"];
+    !api.iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+        && !matches!(path, "/health" | "/status" | "/ready")
+}
+
+/// What every portal answer carries (more than once does no harm).
+pub fn secure_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
+    let has_policy = headers
+        .get_all("content-security-policy")
+        .iter()
+        .any(|value| value == POLICY);
+    if !has_policy {
+        // An answer with a policy of its own (a file's `sandbox`) keeps it: browsers enforce both.
+        headers.append("content-security-policy", HeaderValue::from_static(POLICY));
+    }
     for (name, value) in [
-        (
-            "content-security-policy",
-            "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
-             object-src 'none'",
-        ),
         ("x-frame-options", "DENY"),
         ("referrer-policy", "no-referrer"),
         ("x-content-type-options", "nosniff"),
@@ -104,12 +122,7 @@ fn secure_headers(mut response: Response) -> Response {
             "camera=(), microphone=(), geolocation=()",
         ),
     ] {
-        // An answer with a policy of its own (a file's `sandbox`) keeps it: browsers enforce both.
-        if name == "content-security-policy" && headers.contains_key(name) {
-            headers.append(name, HeaderValue::from_static(value));
-        } else {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
+        headers.insert(name, HeaderValue::from_static(value));
     }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -429,6 +442,17 @@ async fn sign_out(state: &AppState, jar: &CookieJar, signed: &Signed, cookie_nam
 }
 
 /// A page, rendered.
+/// `response` as the answer to a request over a rate limit: 429, with when to retry.
+fn limited(mut response: Response, refusal: &crate::http::limits::Refusal) -> Response {
+    response.set_status(StatusCode::TOO_MANY_REQUESTS);
+    for (name, value) in refusal.headers() {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
 fn render(page: &Page) -> Response {
     match page.render() {
         Ok(html) => Response::builder()

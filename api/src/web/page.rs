@@ -298,12 +298,17 @@ pub fn field(value: &Value, name: &str) -> String {
 /// A profile flattened into (path, value) pairs: nested objects as `a.b`, at most `MAX_FACTS`.
 pub fn facts(value: &Value) -> Vec<(String, String)> {
     const MAX_FACTS: usize = 200;
-    fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, String)>, depth: usize) {
-        if out.len() >= MAX_FACTS {
-            return;
-        }
+    let mut all = flatten(value);
+    all.truncate(MAX_FACTS);
+    all.into_iter().map(|(path, v)| (path, text(&v))).collect()
+}
+
+/// Every (path, value) pair of a document (bounded by the document's own size limit): objects
+/// nested up to four levels as `a.b`, anything deeper or not an object whole.
+pub fn flatten(value: &Value) -> Vec<(String, Value)> {
+    fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>, depth: usize) {
         match value {
-            Value::Object(map) if depth < 4 => {
+            Value::Object(map) if depth < 4 && !(map.is_empty() && depth > 0) => {
                 for (key, inner) in map {
                     let path = if prefix.is_empty() {
                         key.clone()
@@ -313,7 +318,7 @@ pub fn facts(value: &Value) -> Vec<(String, String)> {
                     walk(&path, inner, out, depth + 1);
                 }
             }
-            other => out.push((prefix.to_owned(), text(other))),
+            other => out.push((prefix.to_owned(), other.clone())),
         }
     }
     let mut out = Vec::new();

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bunker_services::access::Command;
 use bunker_services::portal::PortalKind;
 use poem::endpoint::BoxEndpoint;
 use poem::http::{header, StatusCode};
@@ -16,8 +17,8 @@ use super::page::{
     self, rows, time_of, Block, Cell, Form, Image, Input, Link, Page, Row, Section, Table,
 };
 use super::{
-    forged, login_csrf, nav, notice_of, query, render, same_origin_post, see_other, sign_in,
-    sign_out, signed, simple, unavailable, Fields, Portal, Signed, Visit,
+    forged, limited, login_csrf, nav, notice_of, query, render, same_origin_post, see_other,
+    sign_in, sign_out, signed, simple, unavailable, Fields, Portal, Signed, Visit,
 };
 use crate::http::app::AppState;
 
@@ -156,6 +157,14 @@ async fn login_page(
             visit.brand
         ),
     };
+    // The page mints a captcha: it spends the address's public limit as CaptchaCreate does.
+    if let Err(refusal) = state
+        .limits
+        .check_address(visit.address, Some(Command::CaptchaCreate))
+    {
+        page.problem = Some(refusal.message());
+        return limited(render(&page), &refusal);
+    }
     match portal
         .call(state, visit, None, "CaptchaCreate", json!({}))
         .await
@@ -492,20 +501,21 @@ async fn profile(
         Ok(user) => user.get("profile").cloned().unwrap_or(Value::Null),
         Err(refused) => return problem_page(&visit, &signed, "/", refused.message),
     };
-    // Only what changed is sent, each value as the kind it was (a number stays a number).
+    // Only what changed is sent, and only the fields the form shows (text and numbers), each
+    // value as the kind it was: a number stays a number.
     let mut change = Map::new();
     for (name, value) in fields.prefixed("f.") {
-        let Some(before) = current.get(name) else {
-            continue;
+        let after = match current.get(name) {
+            Some(Value::String(_)) => Value::String(value.to_owned()),
+            Some(Value::Number(_)) => match value.trim().parse::<serde_json::Number>() {
+                Ok(number) => Value::Number(number),
+                Err(_) => {
+                    return problem_page(&visit, &signed, "/", format!("{name} must be a number."))
+                }
+            },
+            _ => continue,
         };
-        let after = match before {
-            Value::Number(_) => value
-                .trim()
-                .parse::<serde_json::Number>()
-                .map(Value::Number)
-                .unwrap_or_else(|_| Value::String(value.to_owned())),
-            _ => Value::String(value.to_owned()),
-        };
+        let before = current.get(name).unwrap_or(&Value::Null);
         if &after != before {
             change.insert(name.to_owned(), after);
         }

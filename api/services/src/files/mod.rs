@@ -40,6 +40,7 @@ use crate::bulk::require_unlock;
 use crate::core::expiry::Expiry;
 use crate::core::gate::Gate;
 use crate::core::identity::{Lookup, Mode};
+use crate::core::limits::invisible;
 use crate::core::{
     open_json, read_events, record_event, seal_json, user_key_for_reading, user_key_for_writing,
     UserEvent, Vault, VaultError,
@@ -152,13 +153,16 @@ fn name_hash(keys: &TenantKeys, name: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// A filename: 1 to 255 characters, no control characters.
+/// A filename: 1 to 255 characters, no control or invisible characters (a right-to-left override
+/// would show `exe.txt` for `txt.exe`).
 pub fn check_filename(name: &str) -> Result<(), VaultError> {
-    if (1..=255).contains(&name.chars().count()) && !name.chars().any(char::is_control) {
+    if (1..=255).contains(&name.chars().count())
+        && !name.chars().any(|c| c.is_control() || invisible(c))
+    {
         Ok(())
     } else {
         Err(VaultError::BadRequest(
-            "Invalid filename: 1 to 255 characters, no control characters".into(),
+            "Invalid filename: 1 to 255 characters, no control or invisible characters".into(),
         ))
     }
 }

@@ -596,7 +596,7 @@ impl Touched {
 /// operations add in all (values, and what copies duplicate) is bounded in size. Every figure comes
 /// from the patch and from what it reads, never from the rest of the profile, so that a refusal
 /// tells a caller who sees only some fields nothing about the others.
-fn apply_patch(mut doc: Value, patch: &json_patch::Patch) -> Result<Value, VaultError> {
+pub(crate) fn apply_patch(mut doc: Value, patch: &json_patch::Patch) -> Result<Value, VaultError> {
     use json_patch::PatchOperation as Op;
     if patch.len() > MAX_PATCH_OPERATIONS {
         return Err(VaultError::BadRequest(format!(
