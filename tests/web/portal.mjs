@@ -96,7 +96,7 @@ try {
   await adminSignIn(dpo, config.root);
   await shot(dpo, 'admin-requests');
   await dpo.getByRole('link', { name: 'Review' }).first().click();
-  await dpo.getByRole('heading', { name: 'What is stored, and what is proposed' }).waitFor();
+  await dpo.getByRole('heading', { name: 'What is stored, and what approval would store' }).waitFor();
   assert.equal(await dpo.locator('tr.changed td').last().innerText(), 'Jane Smith');
   await shot(dpo, 'admin-request-diff');
   await dpo.getByRole('button', { name: 'Approve' }).click();
