@@ -288,10 +288,23 @@ async fn a_user_asks_for_a_change_in_the_portal_and_a_dpo_approves_it_there() {
         page.body.contains("Access token"),
         "a user JWT is no admin session"
     );
-    let approved = dpo
+    // Without what the page showed, no approval.
+    let unbound = dpo
         .post(
             "/admin/decide",
             &[("csrf", &csrf), ("id", &id), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(unbound.status, StatusCode::BAD_REQUEST);
+    let approved = dpo
+        .post(
+            "/admin/decide",
+            &[
+                ("csrf", &csrf),
+                ("id", &id),
+                ("decision", "approve"),
+                ("reviewed", &review.hidden("reviewed")),
+            ],
         )
         .await;
     assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
@@ -897,6 +910,113 @@ async fn the_review_page_shows_every_change_a_request_would_make() {
         "{}",
         review.body
     );
+    // A key with a dot is not the nested field it reads like: each has its own row.
+    let carol = app
+        .create_user(
+            json!({"email": "carol@example.com", "addr": {"city": "Paris"}, "addr.city": "Paris"}),
+        )
+        .await;
+    let (status, asked) = app
+        .root(
+            "UserUpdateRequest",
+            json!({"mode": "token", "identity": carol, "profile": {"addr": {"city": "Evil"}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    let carols = asked["requestuuid"].as_str().unwrap().to_owned();
+    let review = dpo.get(&format!("/admin/request?id={carols}")).await;
+    assert!(
+        review.body.contains(
+            "<tr class=\"changed\"><th scope=\"row\">addr.city</th><td>Paris</td><td>Evil</td></tr>"
+        ),
+        "{}",
+        review.body
+    );
+    assert!(
+        review
+            .body
+            .contains("<th scope=\"row\">/addr.city</th><td>Paris</td><td>(unchanged)</td>"),
+        "{}",
+        review.body
+    );
+    // Approval holds to what the page showed: once the record changed, the old page's approval is
+    // refused and nothing is applied.
+    let (_, copy) = app
+        .root(
+            "UserPatchRequest",
+            json!({"mode": "token", "identity": carol,
+                   "patch": [{"op": "copy", "from": "/addr.city", "path": "/email"}]}),
+        )
+        .await;
+    let copy = copy["requestuuid"].as_str().unwrap().to_owned();
+    let stale = dpo.get(&format!("/admin/request?id={copy}")).await;
+    let (csrf, reviewed) = (stale.hidden("csrf"), stale.hidden("reviewed"));
+    assert_eq!(reviewed.len(), 64, "{}", stale.body);
+    let (status, _) = app
+        .root(
+            "UserUpdate",
+            json!({"mode": "token", "identity": carol, "profile": {"addr.city": "x@evil.example"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let refused = dpo
+        .post(
+            "/admin/decide",
+            &[
+                ("csrf", &csrf),
+                ("id", &copy),
+                ("decision", "approve"),
+                ("reviewed", &reviewed),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(
+        refused.body.contains("changed since it was reviewed"),
+        "{}",
+        refused.body
+    );
+    let (status, refused) = app
+        .root(
+            "UserRequestApprove",
+            json!({"requestuuid": copy, "reviewdigest": reviewed}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let (_, got) = app
+        .root("UserGet", json!({"mode": "token", "identity": carol}))
+        .await;
+    assert_eq!(got["profile"]["email"], "carol@example.com", "{got}");
+    // Reviewed again, it goes through.
+    let fresh = dpo.get(&format!("/admin/request?id={copy}")).await;
+    let approved = dpo
+        .post(
+            "/admin/decide",
+            &[
+                ("csrf", &csrf),
+                ("id", &copy),
+                ("decision", "approve"),
+                ("reviewed", &fresh.hidden("reviewed")),
+            ],
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    // A forget-me says what it would do.
+    let (_, forget) = app
+        .root(
+            "UserDeleteRequest",
+            json!({"mode": "token", "identity": carol}),
+        )
+        .await;
+    let forget = forget["requestuuid"].as_str().unwrap().to_owned();
+    let review = dpo.get(&format!("/admin/request?id={forget}")).await;
+    assert!(
+        review
+            .body
+            .contains("Everything held about the user is to be deleted."),
+        "{}",
+        review.body
+    );
     // Through /v2 the same: what approval would store.
     let (_, got) = app
         .root(
@@ -926,6 +1046,13 @@ async fn the_portals_refuse_what_their_forms_do_not_offer_and_bound_the_rest() {
         .root(
             "FileCreate",
             json!({"mode": "token", "identity": jane, "filename": "invoice\u{202e}fdp.exe", "filedata": "aGk="}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let (status, refused) = app
+        .root(
+            "FileCreate",
+            json!({"mode": "token", "identity": jane, "filename": " \u{a0} ", "filedata": "aGk="}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");

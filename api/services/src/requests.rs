@@ -138,6 +138,9 @@ pub struct RequestView {
     /// that approves it (UserRequestGet only; none where it applies to nothing, or where the
     /// patch cannot be applied to what is stored now, which approval would then refuse).
     pub proposed: Option<Value>,
+    /// A digest of `original` and `change` (UserRequestGet only): given to UserRequestApprove, it
+    /// approves only while the record is still as it was reviewed.
+    pub reviewed: Option<String>,
     /// Why it was cancelled (UserRequestGet only).
     pub reason: Option<String>,
 }
@@ -185,6 +188,7 @@ fn view(request: &StoredRequest) -> RequestView {
         change: None,
         original: None,
         proposed: None,
+        reviewed: None,
         reason: None,
     }
 }
@@ -195,6 +199,41 @@ fn emptied(request: &StoredRequest) -> bool {
 }
 
 /// The proposal a stored request holds, opened with the user's key.
+/// What a request would change, as it is stored now: the profile, the app's data, the agreement
+/// (none for forget-me).
+async fn original_of(
+    tx: &TenantTx<'_>,
+    keys: &TenantKeys,
+    request: &StoredRequest,
+    user: &StoredUser,
+    proposal: &Proposal,
+) -> Result<Option<Value>, VaultError> {
+    Ok(match proposal {
+        Proposal::ChangeAppData(app, _) => current_app_data(tx, keys, user.token, app)
+            .await?
+            .map(Value::Object),
+        Proposal::ForgetMe => None,
+        Proposal::WithdrawConsent(brief) => {
+            let party = Party::User(user.token);
+            let status = match request.basis_id {
+                Some(basis) => consent_store::get_agreement(tx, &party, basis, false)
+                    .await?
+                    .map(|a| a.status),
+                None => None,
+            };
+            Some(json!({"brief": brief.as_str(), "status": status}))
+        }
+        _ => Some(Value::Object(open_current(keys, tx.tenant(), user)?)),
+    })
+}
+
+/// The digest of what a reviewer saw: what is stored and what is asked (objects' keys sorted).
+pub fn review_digest(original: Option<&Value>, change: Option<&Value>) -> String {
+    use sha2::{Digest, Sha256};
+    let seen = serde_json::to_vec(&json!([original, change])).unwrap_or_default();
+    hex::encode(Sha256::digest(&seen))
+}
+
 /// `original` as approving `proposal` would leave it, for the reviewer to compare.
 async fn proposed(proposal: &Proposal, original: Option<&Value>) -> Option<Value> {
     match (proposal, original) {
@@ -442,27 +481,11 @@ impl Vault {
                     }
                     let proposal = proposal_of(&request, key.as_ref(), tx.tenant())?;
                     answer.change = proposal.change();
-                    answer.original = match &proposal {
-                        Proposal::ChangeAppData(app, _) => {
-                            current_app_data(tx, &keys, user.token, app)
-                                .await?
-                                .map(Value::Object)
-                        }
-                        Proposal::ForgetMe => None,
-                        Proposal::WithdrawConsent(brief) => {
-                            let party = Party::User(user.token);
-                            let status = match request.basis_id {
-                                Some(basis) => {
-                                    consent_store::get_agreement(tx, &party, basis, false)
-                                        .await?
-                                        .map(|a| a.status)
-                                }
-                                None => None,
-                            };
-                            Some(json!({"brief": brief.as_str(), "status": status}))
-                        }
-                        _ => Some(Value::Object(open_current(&keys, tx.tenant(), &user)?)),
-                    };
+                    answer.original = original_of(tx, &keys, &request, &user, &proposal).await?;
+                    answer.reviewed = Some(review_digest(
+                        answer.original.as_ref(),
+                        answer.change.as_ref(),
+                    ));
                     answer.proposed = proposed(&proposal, answer.original.as_ref()).await;
                     if let (Some(sealed), Some(key)) = (&request.reason, key.as_ref()) {
                         let reason = open_value(key, tx.tenant(), "request_reason", uuid, sealed)?;
@@ -586,6 +609,7 @@ impl Vault {
         &self,
         caller: &Caller,
         uuid: Uuid,
+        reviewed: Option<String>,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
         const COMMAND: Command = Command::UserRequestApprove;
@@ -597,6 +621,7 @@ impl Vault {
             let principal = caller.principal.clone();
             let actor = caller.actor();
             let request_metadata = metadata.clone();
+            let reviewed = reviewed.clone();
             let vault = self.clone();
             let result = self
                 .db
@@ -617,6 +642,15 @@ impl Vault {
                         }
                         let key = user_key_for_reading(tx, &keys, user.token).await?;
                         let proposal = proposal_of(&request, key.as_ref(), tx.tenant())?;
+                        // Approved only as reviewed, when the reviewer says what it saw.
+                        if let Some(reviewed) = &reviewed {
+                            let original =
+                                original_of(tx, &keys, &request, &user, &proposal).await?;
+                            let change = proposal.change();
+                            if review_digest(original.as_ref(), change.as_ref()) != *reviewed {
+                                return Err(VaultError::ReviewOutdated);
+                            }
+                        }
                         // Closed first: a forget-me cancels the user's open requests.
                         store::close(tx, uuid, "approved", None, actor.token_id).await?;
                         vault

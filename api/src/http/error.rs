@@ -183,6 +183,7 @@ impl From<VaultError> for ApiError {
             VaultError::RoleExists
             | VaultError::AppDataExists
             | VaultError::RequestClosed
+            | VaultError::ReviewOutdated
             | VaultError::LegalBasisExists
             | VaultError::LegalBasisInactive
             | VaultError::AgreementNotInForce

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod error;
 pub mod extract;
+pub mod inprocess;
 pub mod limits;
 pub mod listener;
 pub mod mail;

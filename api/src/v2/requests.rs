@@ -67,6 +67,9 @@ pub struct RequestSelector {
     requestuuid: String,
     /// UserRequestCancel: why (kept, sealed with the user's key); ignored by UserRequestApprove.
     reason: Option<String>,
+    /// UserRequestApprove (Bunker's addition): UserRequestGet's `reviewdigest`; the approval is
+    /// refused (409) if the record or the request changed since.
+    reviewdigest: Option<String>,
     request_metadata: Option<Value>,
 }
 
@@ -120,6 +123,10 @@ pub struct RequestRow {
     /// to `original` as approval applies it); absent when the change cannot be applied now.
     #[oai(skip_serializing_if_is_none)]
     proposed: Option<Value>,
+    /// UserRequestGet (Bunker's addition): a digest of `original` and `change`, for
+    /// UserRequestApprove's `reviewdigest`.
+    #[oai(skip_serializing_if_is_none)]
+    reviewdigest: Option<String>,
     /// UserRequestGet: why it was cancelled.
     reason: Option<String>,
 }
@@ -138,6 +145,7 @@ impl From<RequestView> for RequestRow {
             change: view.change,
             original: view.original,
             proposed: view.proposed,
+            reviewdigest: view.reviewed,
             reason: view.reason,
         }
     }
@@ -327,7 +335,7 @@ impl RequestApi {
         let r = body.0;
         let uuid = request_uuid(&r.requestuuid)?;
         self.vault
-            .approve_request(&caller.0, uuid, r.request_metadata)
+            .approve_request(&caller.0, uuid, r.reviewdigest, r.request_metadata)
             .await?;
         Ok(Json(Done { status: Status::Ok }))
     }

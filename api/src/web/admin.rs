@@ -389,7 +389,7 @@ fn diff(now: &Value, proposed: &Value) -> (Vec<DiffRow>, usize) {
 fn proposal_blocks(asked: &Value) -> Vec<Block> {
     let original = asked.get("original").unwrap_or(&Value::Null);
     let change = asked.get("change").unwrap_or(&Value::Null);
-    match (page::field(asked, "askedtype").as_str(), asked.get("proposed")) {
+    match (page::field(asked, "requesttype").as_str(), asked.get("proposed")) {
         ("forget-me", _) => vec![Block::Text(
             "Everything held about the user is to be deleted.".to_owned(),
         )],
@@ -474,9 +474,11 @@ async fn request(
                 ));
             }
             if status == "open" {
+                // Approved only as shown: the record must still be as this page showed it.
                 let approve = Form::post("approve", "/admin/decide", "Approve")
                     .hidden("id", id.clone())
                     .hidden("decision", "approve")
+                    .hidden("reviewed", page::field(&request, "reviewdigest"))
                     .inline();
                 let cancel = Form::post("cancel", "/admin/decide", "Cancel the request")
                     .hidden("id", id.clone())
@@ -518,6 +520,9 @@ async fn decide(
         _ => return super::simple(StatusCode::BAD_REQUEST, "No decision was chosen."),
     };
     let mut body = json!({"requestuuid": fields.get("id")});
+    if command == "UserRequestApprove" {
+        put(&mut body, "reviewdigest", json!(fields.get("reviewed")));
+    }
     let reason = fields.get("reason").trim();
     if !reason.is_empty() {
         if let Some(fields) = body.as_object_mut() {
@@ -808,10 +813,14 @@ async fn audit(
     }
     for (field, day, next) in [("since", &since, 0), ("until", &until, 1)] {
         match day_start(day, next) {
-            Some(Ok(seconds)) => put(&mut wanted, field, json!(seconds)),
+            // The end of the last day there is.
+            Some(Ok(seconds)) => put(&mut wanted, field, json!(seconds.min(LATEST_SECONDS))),
             Some(Err(())) => page.problem = Some(format!("The {field} date is not a date.")),
             None => {}
         }
+    }
+    if page.problem.is_some() {
+        return render(&page);
     }
     let mut table = Table::new(&["When (UTC)", "What", "Event"], "No events.");
     let listed = match unlock(state, portal, &visit, &signed).await {
@@ -1299,6 +1308,9 @@ fn or(value: String, default: &str) -> String {
         false => value,
     }
 }
+
+/// The latest time BulkListAllAuditEvents takes: the end of year 9999.
+const LATEST_SECONDS: i64 = 253_402_300_799;
 
 /// The Unix time at which the day `day` (`YYYY-MM-DD`, UTC) plus `next` days starts; none when no
 /// day is given.

@@ -33,17 +33,18 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::http::app::AppState;
-use crate::http::extract::{client_address, ClientAddress};
+use crate::http::extract::client_address;
+use crate::http::inprocess::{Asker, V2};
 use page::{NavItem, Page, Section};
 
 /// The portals' handle on the `/v2` endpoint.
 pub struct Portal {
-    v2: Arc<BoxEndpoint<'static>>,
+    v2: V2,
 }
 
 /// The portals' routes, added to the server's.
 pub fn mount(route: Route, v2: Arc<BoxEndpoint<'static>>) -> Route {
-    let portal = Arc::new(Portal { v2 });
+    let portal = Arc::new(Portal { v2: V2(v2) });
     let wrap = |endpoint: BoxEndpoint<'static>| -> BoxEndpoint<'static> {
         endpoint
             .with(poem::middleware::CookieJarManager::new())
@@ -187,14 +188,18 @@ impl Visit {
     }
 }
 
-/// A `/v2` command refused.
-#[derive(Debug)]
-pub struct Refused {
-    pub status: StatusCode,
-    pub message: String,
-}
+pub use crate::http::inprocess::Refused;
 
 impl Portal {
+    fn asker<'a>(visit: &'a Visit, token: Option<&'a str>) -> Asker<'a> {
+        Asker {
+            token,
+            tenant: Some(visit.name.as_str()),
+            host: visit.host.as_deref(),
+            address: visit.address,
+        }
+    }
+
     /// Calls `/v2/<command>` with `body`, as `token` (none: a public command), for the visit's
     /// tenant; the answer's JSON, or its refusal.
     async fn call(
@@ -205,15 +210,9 @@ impl Portal {
         command: &str,
         body: Value,
     ) -> Result<Value, Refused> {
-        let response = self.answer(state, visit, token, command, body).await?;
-        let value = read_json(response).await?;
-        if value.get("status").and_then(Value::as_str) != Some("ok") {
-            return Err(Refused {
-                status: StatusCode::BAD_REQUEST,
-                message: message_of(&value),
-            });
-        }
-        Ok(value)
+        self.v2
+            .call(state, Self::asker(visit, token), command, &body)
+            .await
     }
 
     /// Calls `/v2/<command>` as [`Portal::call`] does; a successful answer as it is (the bytes of
@@ -226,55 +225,10 @@ impl Portal {
         command: &str,
         body: Value,
     ) -> Result<Response, Refused> {
-        let mut builder = Request::builder()
-            .method(Method::POST)
-            .uri_str(format!("/{command}"))
-            .header("content-type", "application/json")
-            .header("x-bunker-tenant", visit.name.as_str());
-        if let Some(host) = &visit.host {
-            builder = builder.header("host", host.as_str());
-        }
-        if let Some(token) = token {
-            builder = builder.header("x-bunker-token", token);
-        }
-        let mut req = builder.body(Body::from_vec(
-            serde_json::to_vec(&body).unwrap_or_default(),
-        ));
-        req.set_data(state.clone());
-        req.set_data(ClientAddress(visit.address));
-        let response = match self.v2.call(req).await {
-            Ok(response) => response,
-            Err(err) => err.into_response(),
-        };
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        Err(Refused {
-            status,
-            message: message_of(&read_json(response).await?),
-        })
+        self.v2
+            .answer(state, Self::asker(visit, token), command, &body)
+            .await
     }
-}
-
-async fn read_json(response: Response) -> Result<Value, Refused> {
-    let bytes = response
-        .into_body()
-        .into_bytes()
-        .await
-        .map_err(|_| Refused {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "The answer could not be read".to_owned(),
-        })?;
-    Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
-fn message_of(value: &Value) -> String {
-    value
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("The request failed")
-        .to_owned()
 }
 
 /// The fields of a submitted form (at most 64 KiB).

@@ -295,7 +295,7 @@ pub fn field(value: &Value, name: &str) -> String {
     value.get(name).map(text).unwrap_or_default()
 }
 
-/// A profile flattened into (path, value) pairs: nested objects as `a.b`, at most `MAX_FACTS`.
+/// A profile flattened into (path, value) pairs (see [`flatten`]), at most `MAX_FACTS`.
 pub fn facts(value: &Value) -> Vec<(String, String)> {
     const MAX_FACTS: usize = 200;
     let mut all = flatten(value);
@@ -304,26 +304,36 @@ pub fn facts(value: &Value) -> Vec<(String, String)> {
 }
 
 /// Every (path, value) pair of a document (bounded by the document's own size limit): objects
-/// nested up to four levels as `a.b`, anything deeper or not an object whole.
+/// nested up to four levels, anything deeper or not an object whole. A path is `a.b` where every
+/// key is plain, else its JSON Pointer (`/a.b`, `/`, `/a~1b`): no two places share a path.
 pub fn flatten(value: &Value) -> Vec<(String, Value)> {
-    fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>, depth: usize) {
+    fn walk(keys: &mut Vec<String>, value: &Value, out: &mut Vec<(String, Value)>) {
         match value {
-            Value::Object(map) if depth < 4 && !(map.is_empty() && depth > 0) => {
+            Value::Object(map) if keys.len() < 4 && (keys.is_empty() || !map.is_empty()) => {
                 for (key, inner) in map {
-                    let path = if prefix.is_empty() {
-                        key.clone()
-                    } else {
-                        format!("{prefix}.{key}")
-                    };
-                    walk(&path, inner, out, depth + 1);
+                    keys.push(key.clone());
+                    walk(keys, inner, out);
+                    keys.pop();
                 }
             }
-            other => out.push((prefix.to_owned(), other.clone())),
+            other => out.push((path_of(keys), other.clone())),
         }
     }
     let mut out = Vec::new();
-    walk("", value, &mut out, 0);
+    walk(&mut Vec::new(), value, &mut out);
     out
+}
+
+/// `a.b` for plain keys; else the JSON Pointer, which no dotted path can equal (it starts with `/`,
+/// and a dotted path holds none).
+fn path_of(keys: &[String]) -> String {
+    let plain = |key: &String| !key.is_empty() && !key.contains(['.', '/', '~']);
+    if keys.iter().all(plain) {
+        return keys.join(".");
+    }
+    keys.iter()
+        .map(|key| format!("/{}", key.replace('~', "~0").replace('/', "~1")))
+        .collect()
 }
 
 /// A Unix time as UTC text.

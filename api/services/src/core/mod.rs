@@ -128,6 +128,8 @@ pub enum VaultError {
     StorageNotConfigured,
     #[error("This user request is closed")]
     RequestClosed,
+    #[error("The record or the request changed since it was reviewed: review it again")]
+    ReviewOutdated,
     #[error("Token not found")]
     TokenNotFound,
     /// Every draw of a format-preserving token hit one already taken: the shape's space (see

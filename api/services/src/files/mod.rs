@@ -153,16 +153,17 @@ fn name_hash(keys: &TenantKeys, name: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// A filename: 1 to 255 characters, no control or invisible characters (a right-to-left override
-/// would show `exe.txt` for `txt.exe`).
+/// A filename: 1 to 255 characters, not only spaces, no control or invisible characters (a
+/// right-to-left override would show `exe.txt` for `txt.exe`).
 pub fn check_filename(name: &str) -> Result<(), VaultError> {
     if (1..=255).contains(&name.chars().count())
+        && !name.trim().is_empty()
         && !name.chars().any(|c| c.is_control() || invisible(c))
     {
         Ok(())
     } else {
         Err(VaultError::BadRequest(
-            "Invalid filename: 1 to 255 characters, no control or invisible characters".into(),
+            "Invalid filename: 1 to 255 characters, not only spaces, no control or invisible characters".into(),
         ))
     }
 }
