@@ -147,6 +147,9 @@ impl Database {
                     AND (pol.polroles = '{0}' OR pol.polroles && ARRAY(SELECT oid FROM reachable))
                     AND NOT (c.relname = 'access_tokens' AND pol.polname = 'access_tokens_root_lookup')
                     AND NOT (c.relname = 'shared_records' AND pol.polname = 'shared_records_by_capability')
+                    AND NOT (c.relname = 'access_tokens' AND pol.polname = 'access_tokens_by_holder'
+                             AND pol.polcmd = 'r'
+                             AND pg_get_expr(pol.polqual, pol.polrelid) LIKE '%current_setting(''bunker.token_hash''::text, true)%')
                     AND (coalesce(pg_get_expr(pol.polqual, pol.polrelid), 'bunker.tenant_id')
                            NOT LIKE '%bunker.tenant_id%'
                          OR coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), 'bunker.tenant_id')

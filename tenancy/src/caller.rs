@@ -3,7 +3,7 @@ use bunker_db::control::{TenantRecord, TokenKind};
 use uuid::Uuid;
 
 use crate::token::TokenHash;
-use crate::{Tenancy, TenancyError};
+use crate::{Tenancy, TenancyError, TenantName};
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +73,28 @@ impl Caller {
 }
 
 impl Tenancy {
+    /// The tenant a `/v1` request runs in, which names none of its own: the one `X-Bunker-Tenant`
+    /// or the Host's subdomain names, else the token's own (root's: the default tenant). Only a
+    /// name: [`Tenancy::authenticate`] then decides as for any request.
+    pub async fn tenant_for_v1(
+        &self,
+        token: Option<&str>,
+        tenant_header: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<TenantName, TenancyError> {
+        if tenant_header.is_some() || host.is_some_and(|h| self.resolver.names_tenant(h)) {
+            return self.resolver.resolve(tenant_header, host);
+        }
+        let Some(token) = token else {
+            return Ok(TenantName::main());
+        };
+        let hash = TokenHash::of(token);
+        Ok(match self.db.token_tenant(hash.as_bytes()).await? {
+            Some(name) => TenantName::parse(&name)?,
+            None => TenantName::main(),
+        })
+    }
+
     /// Authenticates a request from its `X-Bunker-Token`, `X-Bunker-Tenant` and `Host` headers.
     ///
     /// An invalid tenant name is refused first; then a missing, unknown or expired token; a tenant's

@@ -39,6 +39,11 @@ impl TenantResolver {
         }
     }
 
+    /// Whether `host` is a subdomain of one of the domains, naming a tenant.
+    pub fn names_tenant(&self, host: &str) -> bool {
+        self.subdomain_label(host).is_some()
+    }
+
     fn subdomain_label(&self, host: &str) -> Option<String> {
         let host = strip_port(host)?.trim_end_matches('.').to_ascii_lowercase();
         self.domains.iter().find_map(|domain| {

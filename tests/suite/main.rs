@@ -40,3 +40,5 @@ mod tenants;
 mod tls;
 mod tokens;
 mod users;
+mod v1;
+mod v1_clients;

@@ -483,7 +483,8 @@ pub fn routes(state: Arc<AppState>, options: RouteOptions) -> BoxEndpoint<'stati
     if options.metrics_here {
         route = route.at("/metrics", get(metrics::metrics));
     }
-    // The portals call the same /v2 endpoint, in process.
+    // /v1 and the portals call the same /v2 endpoint, in process.
+    let route = crate::v1::mount(route, v2.clone(), options.metrics_here);
     let route = crate::web::mount(route, v2);
     let limits = state.limits.clone();
     let observed = state.clone();
@@ -515,7 +516,8 @@ async fn limit_addresses<E: Endpoint>(
         let command = path
             .strip_prefix("/v2/")
             .and_then(Command::from_name)
-            .or_else(|| crate::web::public_command(req.method(), path));
+            .or_else(|| crate::web::public_command(req.method(), path))
+            .or_else(|| crate::v1::public_command(req.method(), path));
         let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
         let address = limits.client_address(peer, req.headers());
         if let Err(refusal) = limits.check_address(address, command) {
@@ -554,6 +556,8 @@ impl KnownRoutes {
         } else if path == "/docs" || path.starts_with("/docs/") {
             "/docs"
         } else if let Some(route) = crate::web::route_name(path) {
+            route
+        } else if let Some(route) = crate::v1::route_name(path) {
             route
         } else {
             "other"

@@ -37,15 +37,14 @@ pub struct Refused {
 }
 
 impl V2 {
-    /// `/v2/<command>` with `body`; a successful answer as it is (a file's bytes with their
-    /// headers), a refusal as its status and message.
-    pub async fn answer(
+    /// `/v2/<command>` with `body`, answered as to a client.
+    async fn send(
         &self,
         state: &Arc<AppState>,
         asker: Asker<'_>,
         command: &str,
         body: &Value,
-    ) -> Result<Response, Refused> {
+    ) -> Response {
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri_str(format!("/{command}"))
@@ -62,10 +61,22 @@ impl V2 {
         let mut req = builder.body(Body::from_vec(serde_json::to_vec(body).unwrap_or_default()));
         req.set_data(state.clone());
         req.set_data(ClientAddress(asker.address));
-        let response = match self.0.call(req).await {
+        match self.0.call(req).await {
             Ok(response) => response,
             Err(err) => err.into_response(),
-        };
+        }
+    }
+
+    /// `/v2/<command>` with `body`; a successful answer as it is (a file's bytes with their
+    /// headers), a refusal as its status and message.
+    pub async fn answer(
+        &self,
+        state: &Arc<AppState>,
+        asker: Asker<'_>,
+        command: &str,
+        body: &Value,
+    ) -> Result<Response, Refused> {
+        let response = self.send(state, asker, command, body).await;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -74,6 +85,25 @@ impl V2 {
             status,
             message: message_of(&read_json(response).await?),
         })
+    }
+
+    /// `/v2/<command>` with `body`: its status and its JSON, whatever they are.
+    pub async fn exchange(
+        &self,
+        state: &Arc<AppState>,
+        asker: Asker<'_>,
+        command: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let response = self.send(state, asker, command, body).await;
+        let status = response.status();
+        match read_json(response).await {
+            Ok(value) => (status, value),
+            Err(refused) => (
+                refused.status,
+                serde_json::json!({"status": "error", "message": refused.message}),
+            ),
+        }
     }
 
     /// `/v2/<command>` with `body`: the answer's JSON (`status` `ok`), or its refusal.
