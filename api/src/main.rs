@@ -90,6 +90,28 @@ enum Command {
     /// The login role `serve` should use in production.
     #[command(subcommand)]
     ServeRole(ServeRoleCommand),
+    /// Copy a Databunker OSS server's legal bases, users, app records and agreements into Bunker,
+    /// through its /v1 API (with list_users on) and Bunker's /v2. Prints counts only.
+    ImportV1 {
+        /// The OSS server.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The OSS server's root token. From the environment only.
+        #[arg(long, env = "BUNKER_IMPORT_FROM_TOKEN", hide_env_values = true)]
+        from_token: String,
+        /// The Bunker server to copy into.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:3000")]
+        to: String,
+        /// Bunker's root token, or the target tenant's admin token. From the environment only.
+        #[arg(long, env = "BUNKER_IMPORT_TO_TOKEN", hide_env_values = true)]
+        to_token: String,
+        /// The tenant to copy into (default: the token's own; root's is `default`).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Users asked for per page of the OSS server's /v1/users.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]
+        page_size: u16,
+    },
 }
 
 #[derive(Subcommand)]
@@ -375,6 +397,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::ServeRole(ServeRoleCommand::Create { name, database }) => {
             commands::serve_role_create(&Config::from_settings(db(database))?, name).await
+        }
+        Command::ImportV1 {
+            from,
+            from_token,
+            to,
+            to_token,
+            tenant,
+            page_size,
+        } => {
+            let done = bunker::cli::import_v1::import_v1(bunker::cli::import_v1::ImportV1 {
+                from: from.clone(),
+                from_token: from_token.clone(),
+                to: to.clone(),
+                to_token: to_token.clone(),
+                tenant: tenant.clone(),
+                page: usize::from(*page_size),
+            })
+            .await?;
+            println!(
+                "imported: {} legal bases, {} users ({} already there, left as they were), {} app records, {} agreements",
+                done.legal_bases, done.users, done.users_skipped, done.app_records, done.agreements
+            );
+            Ok(())
         }
     }
 }

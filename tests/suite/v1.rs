@@ -579,3 +579,129 @@ async fn a_v1_request_runs_in_its_tokens_tenant_and_reaches_no_other() {
         .await;
     assert_eq!(got["data"]["name"], "Default Jane", "untouched");
 }
+
+#[tokio::test]
+async fn an_oss_installation_moves_into_bunker_with_import_v1() {
+    let source = TestApp::spawn_with(TestOptions {
+        list_users: true,
+        ..TestOptions::default()
+    })
+    .await;
+    let target = TestApp::spawn().await;
+    let (status, _) = source
+        .root(
+            "LegalBasisCreate",
+            json!({"brief": "newsletter", "basistype": "consent", "shortdesc": "Letters", "usercontrol": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut tokens = Vec::new();
+    for n in 0..25 {
+        tokens.push(
+            source
+                .create_user(
+                    json!({"email": format!("u{n}@example.com"), "name": format!("User {n}")}),
+                )
+                .await,
+        );
+    }
+    let (status, _) = source
+        .root(
+            "AppdataCreate",
+            json!({"mode": "token", "identity": tokens[0], "appname": "shop", "appdata": {"cart": ["tea"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = source
+        .root(
+            "AgreementAccept",
+            json!({"mode": "token", "identity": tokens[1], "brief": "newsletter", "referencecode": "r-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // One of them is in Bunker already: left as it is.
+    target
+        .create_user(json!({"email": "u2@example.com", "name": "Kept"}))
+        .await;
+    // The servers run on this test's runtime: the command is waited for without blocking it.
+    let run = |args: Vec<String>| {
+        let mut command = tokio::process::Command::new(bunker_tests::bunker_binary());
+        command
+            .arg("import-v1")
+            .args(args)
+            .env("BUNKER_IMPORT_FROM_TOKEN", &source.root_token)
+            .env("BUNKER_IMPORT_TO_TOKEN", &target.root_token)
+            .kill_on_drop(true);
+        async move { command.output().await.unwrap() }
+    };
+    let output = run(vec![
+        "--from".into(),
+        source.address.clone(),
+        "--to".into(),
+        target.address.clone(),
+        "--page-size".into(),
+        "10".into(),
+    ])
+    .await;
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.contains("imported: 1 legal bases, 24 users (1 already there, left as they were), 1 app records, 1 agreements"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("@example.com"),
+        "nothing personal is printed: {said}"
+    );
+    let (_, got) = target
+        .root(
+            "UserGet",
+            json!({"mode": "email", "identity": "u0@example.com"}),
+        )
+        .await;
+    assert_eq!(got["profile"]["name"], "User 0", "{got}");
+    let moved = got["token"].as_str().unwrap().to_owned();
+    let (_, app) = target
+        .root(
+            "AppdataGet",
+            json!({"mode": "token", "identity": moved, "appname": "shop"}),
+        )
+        .await;
+    assert_eq!(app["appdata"], json!({"cart": ["tea"]}), "{app}");
+    let (_, agreements) = target
+        .root(
+            "AgreementListUserAgreements",
+            json!({"mode": "email", "identity": "u1@example.com"}),
+        )
+        .await;
+    assert_eq!(agreements["rows"][0]["brief"], "newsletter", "{agreements}");
+    let (_, kept) = target
+        .root(
+            "UserGet",
+            json!({"mode": "email", "identity": "u2@example.com"}),
+        )
+        .await;
+    assert_eq!(kept["profile"]["name"], "Kept");
+    let (_, last) = target
+        .root(
+            "UserGet",
+            json!({"mode": "email", "identity": "u24@example.com"}),
+        )
+        .await;
+    assert_eq!(last["profile"]["name"], "User 24", "past the first pages");
+    // A token on the command line is refused (it would show in the process list).
+    let output = run(vec![
+        "--from".into(),
+        source.address.clone(),
+        "--from-token".into(),
+        source.root_token.clone(),
+    ])
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("BUNKER_IMPORT_FROM_TOKEN"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -53,6 +53,8 @@ const SECRET_ARGS: &[(&str, &str)] = &[
     ("smtp_url", "BUNKER_SMTP_URL"),
     ("sms_url", "BUNKER_SMS_URL"),
     ("sms_authorization", "BUNKER_SMS_AUTHORIZATION"),
+    ("from_token", "BUNKER_IMPORT_FROM_TOKEN"),
+    ("to_token", "BUNKER_IMPORT_TO_TOKEN"),
 ];
 
 /// The database, for every command but `demo`.

@@ -1,11 +1,12 @@
 //! The `bunker` commands, one module each: [`init`] (and migrate), [`serve`] (and the serving
-//! role), [`keys`], [`tokens`], [`audit`] and [`demo`]; their settings are [`config`]'s, and the
+//! role), [`keys`], [`tokens`], [`audit`], [`demo`] and [`import_v1`]; their settings are [`config`]'s, and the
 //! private PostgreSQL of the demo and the test kit is [`cluster`]'s.
 
 pub mod audit;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod import_v1;
 pub mod init;
 pub mod keys;
 pub mod serve;

@@ -304,6 +304,8 @@ fn duration(value: &Value) -> Result<Value, Refusal> {
                 .ok_or_else(|| Refusal::bad("bad expiration"))?;
             Value::String(format!("{days}d"))
         }
+        // A bare number is seconds, as upstream reads it (never a Unix time below 2001).
+        "" if number.len() < 10 => Value::String(format!("{number}s")),
         _ => Value::String(text),
     })
 }
@@ -315,7 +317,9 @@ pub fn public_command(method: &Method, path: &str) -> Option<Command> {
         return None;
     }
     let rest = path.strip_prefix("/v1/")?;
-    match rest.split('/').next()? {
+    // Decoded as the route is matched: `/v1/%67et/…` is `/v1/get/…`.
+    let first = percent_decode_str(rest.split('/').next()?).decode_utf8_lossy();
+    match first.as_ref() {
         "prelogin" => Some(Command::UserPrelogin),
         "login" => Some(Command::UserLogin),
         "get" => Some(Command::SharedRecordGet),
@@ -327,7 +331,12 @@ pub fn public_command(method: &Method, path: &str) -> Option<Command> {
 /// holds identities such as e-mail addresses).
 pub fn route_name(path: &str) -> Option<&'static str> {
     let rest = path.strip_prefix("/v1/")?;
-    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    let decoded: Vec<String> = rest
+        .trim_end_matches('/')
+        .split('/')
+        .map(|part| percent_decode_str(part).decode_utf8_lossy().into_owned())
+        .collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     Some(match (parts.first().copied(), parts.len()) {
         (Some("user"), 1) => "/v1/user",
         (Some("user"), 3) => "/v1/user/{mode}/{identity}",
