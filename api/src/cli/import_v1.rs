@@ -8,6 +8,8 @@
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
+use crate::http::inprocess::set;
+
 /// What to copy from where to where.
 pub struct ImportV1 {
     /// The OSS server's base URL.
@@ -243,10 +245,4 @@ async fn copy_user(client: &Client, row: &Value, done: &mut Imported) -> anyhow:
 /// The field `key` of an object (null when absent).
 fn at<'a>(value: &'a Value, key: &str) -> &'a Value {
     value.get(key).unwrap_or(&Value::Null)
-}
-
-fn set(value: &mut Value, key: &str, field: Value) {
-    if let Some(object) = value.as_object_mut() {
-        object.insert(key.to_owned(), field);
-    }
 }

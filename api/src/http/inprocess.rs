@@ -145,3 +145,10 @@ fn message_of(value: &Value) -> String {
         .unwrap_or("The request failed")
         .to_owned()
 }
+
+/// Sets `key` of the object `body` (a command's body being built); nothing if it is no object.
+pub fn set(body: &mut Value, key: &str, value: Value) {
+    if let Some(object) = body.as_object_mut() {
+        object.insert(key.to_owned(), value);
+    }
+}

@@ -427,10 +427,3 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
         .content_type("text/plain; charset=utf-8")
         .body(Body::from_string(text.to_owned()))
 }
-
-/// Sets `key` of the object `body`.
-fn insert(body: &mut Value, key: &str, value: Value) {
-    if let Some(object) = body.as_object_mut() {
-        object.insert(key.to_owned(), value);
-    }
-}

@@ -4,7 +4,9 @@ use poem::http::{Method, StatusCode};
 use poem::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::{duration, flag, insert, int_of, listing, ok, plain, rows_of, user, Call, Refusal};
+use crate::http::inprocess::set;
+
+use super::{duration, flag, int_of, listing, ok, plain, rows_of, user, Call, Refusal};
 
 /// Answers `call` by its method and path.
 pub async fn answer(call: &Call) -> Result<Response, Refusal> {
@@ -122,7 +124,7 @@ pub async fn answer(call: &Call) -> Result<Response, Refusal> {
             };
             let mut body = json!({"requestuuid": id});
             if let Some(reason) = call.text("reason") {
-                insert(&mut body, "reason", json!(reason));
+                set(&mut body, "reason", json!(reason));
             }
             call.run(command, body).await?;
             ok(json!({"result": "done"}))
@@ -360,9 +362,9 @@ async fn put_session(call: &Call, id: &str) -> Result<Response, Refusal> {
     let mut data = call.body.clone();
     let mut body = json!({"sessionuuid": id});
     if let Some(expiration) = data.remove("expiration") {
-        insert(&mut body, "slidingtime", duration(&expiration)?);
+        set(&mut body, "slidingtime", duration(&expiration)?);
     }
-    insert(&mut body, "sessiondata", Value::Object(data));
+    set(&mut body, "sessiondata", Value::Object(data));
     call.run("SessionUpsert", body).await?;
     ok(json!({"session": id}))
 }
@@ -425,11 +427,11 @@ async fn accept(call: &Call, brief: &str, mode: &str, identity: &str) -> Result<
         "starttime",
     ] {
         if let Some(value) = call.text(field) {
-            insert(&mut extra, field, json!(value));
+            set(&mut extra, field, json!(value));
         }
     }
     if let Some(expiration) = call.body.get("expiration") {
-        insert(&mut extra, "finaltime", duration(expiration)?);
+        set(&mut extra, "finaltime", duration(expiration)?);
     }
     call.run("AgreementAccept", user(mode, identity, extra))
         .await?;
@@ -536,14 +538,14 @@ async fn share(call: &Call, mode: &str, identity: &str) -> Result<Response, Refu
     let mut extra = json!({});
     for field in ["fields", "partner"] {
         if let Some(value) = call.text(field) {
-            insert(&mut extra, field, json!(value));
+            set(&mut extra, field, json!(value));
         }
     }
     if let Some(app) = call.text("app") {
-        insert(&mut extra, "appname", json!(app));
+        set(&mut extra, "appname", json!(app));
     }
     if let Some(expiration) = call.body.get("expiration") {
-        insert(&mut extra, "finaltime", duration(expiration)?);
+        set(&mut extra, "finaltime", duration(expiration)?);
     }
     let answer = call
         .run("SharedRecordCreate", user(mode, identity, extra))
@@ -556,7 +558,7 @@ async fn all_requests(call: &Call) -> Result<Response, Refusal> {
     let unlock = unlock(call).await?;
     let mut body = json!({"unlockuuid": unlock, "offset": offset, "limit": limit});
     if let Some(status) = call.query.get("status") {
-        insert(&mut body, "status", json!(status));
+        set(&mut body, "status", json!(status));
     }
     let answer = call.run("BulkListAllUserRequests", body).await?;
     listing(int_of(&answer, "total"), rows_of(&answer, "rows"))

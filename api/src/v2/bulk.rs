@@ -81,7 +81,7 @@ pub struct BulkAuditRequest {
 }
 
 /// The latest time a filter may name: the end of year 9999.
-const LATEST_SECONDS: i64 = 253_402_300_799;
+pub const LATEST_SECONDS: i64 = 253_402_300_799;
 
 impl BulkAuditRequest {
     fn filter(&self) -> Result<AuditFilter, ApiError> {

@@ -25,6 +25,8 @@ use super::{
     sign_in, sign_out, signed, simple, Fields, Portal, Signed, Visit,
 };
 use crate::http::app::AppState;
+use crate::http::inprocess::set;
+use crate::v2::bulk::LATEST_SECONDS;
 
 /// The session cookie of the DPO portal.
 pub const COOKIE: &str = "bunker_admin";
@@ -521,7 +523,7 @@ async fn decide(
     };
     let mut body = json!({"requestuuid": fields.get("id")});
     if command == "UserRequestApprove" {
-        put(&mut body, "reviewdigest", json!(fields.get("reviewed")));
+        set(&mut body, "reviewdigest", json!(fields.get("reviewed")));
     }
     let reason = fields.get("reason").trim();
     if !reason.is_empty() {
@@ -809,12 +811,12 @@ async fn audit(
         .push(Section::new("Filter", vec![Block::Form(filter)]));
     let mut wanted = json!({"offset": offset, "limit": 100});
     if !kind.trim().is_empty() {
-        put(&mut wanted, "eventtype", json!(kind.trim()));
+        set(&mut wanted, "eventtype", json!(kind.trim()));
     }
     for (field, day, next) in [("since", &since, 0), ("until", &until, 1)] {
         match day_start(day, next) {
             // The end of the last day there is.
-            Some(Ok(seconds)) => put(&mut wanted, field, json!(seconds.min(LATEST_SECONDS))),
+            Some(Ok(seconds)) => set(&mut wanted, field, json!(seconds.min(LATEST_SECONDS))),
             Some(Err(())) => page.problem = Some(format!("The {field} date is not a date.")),
             None => {}
         }
@@ -1153,8 +1155,8 @@ async fn legal_basis(
             match f.get("existing") {
                 "" => Some(("LegalBasisCreate", basis)),
                 existing => {
-                    put(&mut basis, "newbrief", json!(f.get("brief")));
-                    put(&mut basis, "brief", json!(existing));
+                    set(&mut basis, "newbrief", json!(f.get("brief")));
+                    set(&mut basis, "brief", json!(existing));
                     Some(("LegalBasisUpdate", basis))
                 }
             }
@@ -1188,8 +1190,8 @@ async fn activity_create(
             match f.get("existing") {
                 "" => Some(("ProcessingActivityCreate", activity)),
                 existing => {
-                    put(&mut activity, "newactivity", json!(f.get("activity")));
-                    put(&mut activity, "activity", json!(existing));
+                    set(&mut activity, "newactivity", json!(f.get("activity")));
+                    set(&mut activity, "activity", json!(existing));
                     Some(("ProcessingActivityUpdate", activity))
                 }
             }
@@ -1309,9 +1311,6 @@ fn or(value: String, default: &str) -> String {
     }
 }
 
-/// The latest time BulkListAllAuditEvents takes: the end of year 9999.
-const LATEST_SECONDS: i64 = 253_402_300_799;
-
 /// The Unix time at which the day `day` (`YYYY-MM-DD`, UTC) plus `next` days starts; none when no
 /// day is given.
 fn day_start(day: &str, next: i64) -> Option<Result<i64, ()>> {
@@ -1327,13 +1326,6 @@ fn day_start(day: &str, next: i64) -> Option<Result<i64, ()>> {
 }
 
 fn with_unlock(mut body: Value, unlock: String) -> Value {
-    put(&mut body, "unlockuuid", json!(unlock));
+    set(&mut body, "unlockuuid", json!(unlock));
     body
-}
-
-/// Sets `key` of the object `body`.
-fn put(body: &mut Value, key: &str, value: Value) {
-    if let Some(object) = body.as_object_mut() {
-        object.insert(key.to_owned(), value);
-    }
 }
