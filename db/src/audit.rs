@@ -26,6 +26,9 @@ pub enum Performer {
     /// Whoever held a shared record's uuid (SharedRecordGet, public): the record's row id, never
     /// the uuid.
     SharedRecord(Uuid),
+    /// Whoever held an expiration flow's link (UserExpirationRetain, UserExpirationDelete,
+    /// public): the flow's row id, never the link's capability.
+    ExpirationLink(Uuid),
 }
 
 impl Performer {
@@ -35,13 +38,14 @@ impl Performer {
             Performer::System => "system",
             Performer::Operator => "operator",
             Performer::SharedRecord(_) => "shared_record",
+            Performer::ExpirationLink(_) => "expiration_link",
         }
     }
 
     fn token_id(self) -> Option<Uuid> {
         match self {
             Performer::Token(actor) => Some(actor.token_id),
-            Performer::SharedRecord(id) => Some(id),
+            Performer::SharedRecord(id) | Performer::ExpirationLink(id) => Some(id),
             _ => None,
         }
     }

@@ -13,6 +13,7 @@ pub mod chain;
 pub mod consent;
 pub mod control;
 mod error;
+pub mod expirations;
 pub mod files;
 pub mod groups;
 pub mod keys;

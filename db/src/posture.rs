@@ -107,7 +107,8 @@ impl Database {
         // check the invoker) and materialized views it may read, SECURITY DEFINER functions it
         // may call (neither an extension's); owning the database or a schema of the search path
         // (whose tables it could then drop or replace); and a permissive policy that applies to
-        // it without naming the tenant (only the root token's lookup and a shared record's look-up by its capability may).
+        // it without naming the tenant (only the root token's lookup, a token's by its holder, and the
+        // look-ups of a shared record and of an expiration link by their capabilities may).
         let around: Vec<String> = client
             .query(
                 "WITH reachable AS (SELECT oid FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER'))
@@ -150,6 +151,9 @@ impl Database {
                     AND NOT (c.relname = 'access_tokens' AND pol.polname = 'access_tokens_by_holder'
                              AND pol.polcmd = 'r'
                              AND pg_get_expr(pol.polqual, pol.polrelid) LIKE '%current_setting(''bunker.token_hash''::text, true)%')
+                    AND NOT (c.relname = 'user_expirations' AND pol.polname = 'user_expirations_by_capability'
+                             AND pol.polcmd = 'r'
+                             AND pg_get_expr(pol.polqual, pol.polrelid) LIKE '%current_setting(''bunker.expiration_link''::text, true)%')
                     AND (coalesce(pg_get_expr(pol.polqual, pol.polrelid), 'bunker.tenant_id')
                            NOT LIKE '%bunker.tenant_id%'
                          OR coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), 'bunker.tenant_id')

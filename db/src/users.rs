@@ -263,6 +263,16 @@ pub async fn get_user(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<StoredUse
         .transpose()
 }
 
+/// A user by token, its row locked for the transaction (as the sweeper locks the users it forgets).
+pub async fn lock_user(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<StoredUser>, DbError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE token = $1 FOR UPDATE");
+    tx.query_opt(&sql, &[&token])
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+}
+
 /// The user whose `field` index has this hash (forgotten users have no index), in one round trip.
 /// A field that has no index finds no one.
 pub async fn get_user_by_index(
@@ -492,16 +502,22 @@ pub async fn forget_keeping_versions(
         &[&token],
     )
     .await?;
+    crate::expirations::end(tx, token).await?;
     crate::control::delete_user_tokens(tx, token).await?;
     Ok(true)
 }
 
-/// Up to `limit` users of the transaction's tenant whose expiry has passed, locked for this
-/// transaction (rows another sweeper holds are skipped).
+/// Up to `limit` users of the transaction's tenant whose expiry has passed, or whose expiration
+/// flow waits past its end, locked for this transaction (rows another sweeper holds are skipped).
 pub async fn lock_expired(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<Uuid>, DbError> {
     tx.query(
-        "SELECT token FROM users WHERE expires_at <= now() AND record IS NOT NULL
-          ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        "SELECT token FROM users
+          WHERE record IS NOT NULL
+            AND token IN (SELECT token FROM users WHERE expires_at <= now()
+                          UNION ALL
+                          SELECT token FROM user_expirations
+                           WHERE status = 'wait' AND ends_at <= now())
+          LIMIT $1 FOR UPDATE SKIP LOCKED",
         &[&limit],
     )
     .await?

@@ -81,6 +81,12 @@ async fn two_tenants_with_rows(app: &TestApp) -> (i64, i64) {
                 json!({"mode": "email", "identity": format!("someone@{tenant}.test"),
                        "filename": "id.txt", "filedata": "aGk="}),
             ),
+            // An expiration flow of the user (its link's capability reaches one row).
+            (
+                "UserExpirationStart",
+                json!({"mode": "email", "identity": format!("someone@{tenant}.test"),
+                       "finaltime": "30d"}),
+            ),
         ] {
             let (status, answer) = app.call(command, token, Some(tenant), body).await;
             assert!(status.is_success(), "{command}: {answer}");

@@ -478,6 +478,16 @@ async fn requests_shared_records_audit_and_login_through_v1() {
         .unwrap();
     assert_eq!(status.status(), StatusCode::OK);
     assert_eq!(status.text().await.unwrap(), "OK");
+    let probe = reqwest::Client::new()
+        .head(format!("{}/v1/status/", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        probe.status(),
+        StatusCode::OK,
+        "HEAD, as load balancers probe"
+    );
     let (status, answer) = v1.root(Method::GET, "/sys/backup", None).await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
     assert_eq!(answer["status"], "error");
@@ -704,4 +714,377 @@ async fn an_oss_installation_moves_into_bunker_with_import_v1() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Polls `done` every 200 ms for up to 20 seconds.
+async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{what}: not within 20 seconds");
+}
+
+#[tokio::test]
+async fn the_expiration_flow_schedules_keeps_and_deletes_through_v1_and_its_links() {
+    let app = TestApp::spawn_with(TestOptions {
+        sweep_interval: std::time::Duration::from_millis(300),
+        ..TestOptions::default()
+    })
+    .await;
+    let v1 = V1::new(&app);
+    let jane = app
+        .create_user(json!({"email": "jane@example.com", "name": "Jane"}))
+        .await;
+    let bob = app
+        .create_user(json!({"email": "bob@example.com", "name": "Bob"}))
+        .await;
+    let carol = app
+        .create_user(json!({"email": "carol@example.com", "name": "Carol"}))
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+
+    // Root starts Jane's flow: a link capability, shown this once.
+    let started = v1
+        .ok(
+            Method::POST,
+            "/exp/start/email/jane@example.com",
+            Some(json!({"expiration": "1h"})),
+        )
+        .await;
+    let link = started["exptoken"].as_str().unwrap().to_owned();
+    uuid::Uuid::parse_str(&link).unwrap();
+    let status = v1
+        .ok(Method::GET, &format!("/exp/status/token/{jane}"), None)
+        .await;
+    assert_eq!(status["expstatus"], "wait");
+    let exptime = status["exptime"].as_i64().unwrap();
+    assert!((now + 3590..now + 3610).contains(&exptime), "{status}");
+    assert!(status.get("exptoken").is_none(), "stored hashed: {status}");
+
+    // A link fetched (by a person, a mail scanner, a preview) only asks: the same page for a
+    // link that opens nothing, and the flow is untouched.
+    let http = reqwest::Client::new();
+    let page = |path: String| {
+        let http = http.clone();
+        let url = format!("{}/v1{path}", app.address);
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let headers = response.headers().clone();
+            assert_eq!(headers["cache-control"], "no-store");
+            assert_eq!(headers["referrer-policy"], "no-referrer");
+            assert!(headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'"));
+            response.text().await.unwrap()
+        }
+    };
+    let retain_page = page(format!("/exp/retain/{link}")).await;
+    assert!(
+        retain_page.contains("<form method=\"post\">"),
+        "{retain_page}"
+    );
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(page(format!("/exp/retain/{unknown}")).await, retain_page);
+    assert!(page(format!("/exp/delete/{link}"))
+        .await
+        .contains("cannot be undone"));
+    let status = v1
+        .ok(Method::GET, &format!("/exp/status/token/{jane}"), None)
+        .await;
+    assert_eq!(status["expstatus"], "wait", "a GET decides nothing");
+
+    // The POSTs act, with no token: keep, then delete after all.
+    let post = |path: String| {
+        let http = http.clone();
+        let url = format!("{}/v1{path}", app.address);
+        async move {
+            let response = http.post(url).send().await.unwrap();
+            let status = response.status();
+            (status, response.text().await.unwrap())
+        }
+    };
+    assert_eq!(
+        post(format!("/exp/retain/{link}")).await,
+        (StatusCode::OK, "OK".to_owned())
+    );
+    let status = v1
+        .ok(Method::GET, &format!("/exp/status/token/{jane}"), None)
+        .await;
+    assert_eq!(status["expstatus"], "retain");
+    let (code, body) = post(format!("/exp/retain/{unknown}")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("not found"), "{body}");
+    let (code, body) = post("/exp/retain/not-a-uuid".to_owned()).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        post(format!("/exp/delete/{link}")).await,
+        (StatusCode::OK, "OK".to_owned())
+    );
+    let (code, _) = v1
+        .root(Method::GET, &format!("/user/token/{jane}"), None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "Jane is forgotten");
+    for action in ["retain", "delete"] {
+        let (code, body) = post(format!("/exp/{action}/{link}")).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "a spent link: {body}");
+    }
+    // The trail says the link did it (its flow's row, never the capability).
+    let (code, trail) = app
+        .root(
+            "AuditListUserEvents",
+            json!({"mode": "token", "identity": jane, "limit": 100}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{trail}");
+    let trail_rows = |trail: &Value, action: &str| {
+        trail["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["eventtype"] == action)
+            .map(|row| row["auditeventuuid"].clone())
+            .unwrap()
+    };
+    let listed = trail.clone();
+    let trail = trail.to_string();
+    for action in [
+        "UserExpirationStart",
+        "UserExpirationRetain",
+        "UserExpirationDelete",
+    ] {
+        assert!(trail.contains(action), "{action} in {trail}");
+    }
+    assert!(
+        !trail.contains(&link),
+        "the capability is never in the trail"
+    );
+    let deleted = trail_rows(&listed, "UserExpirationDelete");
+    let (code, event) = app
+        .root("AuditGetEvent", json!({"auditeventuuid": deleted}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{event}");
+    let id = uuid::Uuid::parse_str(deleted.as_str().unwrap()).unwrap();
+    let actor: String = app
+        .superuser()
+        .await
+        .query_one("SELECT actor_kind FROM audit_events WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(actor, "expiration_link");
+
+    // Bob's flow waits: the sweeper forgets him at its end. Carol's says retain: she stays.
+    v1.ok(
+        Method::POST,
+        "/exp/start/email/bob@example.com",
+        Some(json!({"expiration": "2s"})),
+    )
+    .await;
+    v1.ok(
+        Method::POST,
+        &format!("/exp/start/token/{carol}"),
+        Some(json!({"expiration": "1s", "status": "retain"})),
+    )
+    .await;
+    eventually("the sweeper forgets Bob", || async {
+        v1.root(Method::GET, &format!("/user/token/{bob}"), None)
+            .await
+            .0
+            == StatusCode::NOT_FOUND
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let got = v1
+        .ok(Method::GET, &format!("/user/token/{carol}"), None)
+        .await;
+    assert_eq!(got["data"]["name"], "Carol", "retained past its end");
+
+    // A new start replaces the link; a cancel ends flow and link.
+    let first = v1
+        .ok(
+            Method::POST,
+            &format!("/exp/start/token/{carol}"),
+            Some(json!({"expiration": "10d"})),
+        )
+        .await["exptoken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = v1
+        .ok(
+            Method::POST,
+            &format!("/exp/start/token/{carol}"),
+            Some(json!({"expiration": "10d"})),
+        )
+        .await["exptoken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, _) = post(format!("/exp/delete/{first}")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "the old link is replaced");
+    v1.ok(Method::DELETE, &format!("/exp/cancel/token/{carol}"), None)
+        .await;
+    let status = v1
+        .ok(Method::GET, &format!("/exp/status/token/{carol}"), None)
+        .await;
+    assert_eq!(
+        (&status["expstatus"], &status["exptime"]),
+        (&json!(""), &json!(0))
+    );
+    let (code, _) = post(format!("/exp/delete/{second}")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "a cancelled flow's link");
+    v1.ok(Method::GET, &format!("/user/token/{carol}"), None)
+        .await;
+
+    // Bad input: a status that is neither wait nor retain, an expiration that is none.
+    for body in [
+        json!({"expiration": "1h", "status": "forget"}),
+        json!({"expiration": "soon"}),
+    ] {
+        let (code, answer) = v1
+            .root(
+                Method::POST,
+                &format!("/exp/start/token/{carol}"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{answer}");
+    }
+
+    // Carol's own token reads and cancels her flow, never starts one, and reaches no one else's.
+    let own = app.user_xtoken("token", &carol).await;
+    let (code, answer) = v1
+        .send(
+            Method::POST,
+            &format!("/exp/start/token/{carol}"),
+            Some(&own),
+            Some(json!({"expiration": "1h"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{answer}");
+    v1.ok(
+        Method::POST,
+        &format!("/exp/start/token/{carol}"),
+        Some(json!({"expiration": "1h"})),
+    )
+    .await;
+    let (code, answer) = v1
+        .send(
+            Method::GET,
+            &format!("/exp/status/token/{carol}"),
+            Some(&own),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (code, &answer["expstatus"]),
+        (StatusCode::OK, &json!("wait"))
+    );
+    let (code, answer) = v1
+        .send(
+            Method::DELETE,
+            &format!("/exp/cancel/token/{carol}"),
+            Some(&own),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    let dave = app
+        .create_user(json!({"email": "dave@example.com", "name": "Dave"}))
+        .await;
+    for (method, path) in [
+        (Method::GET, format!("/exp/status/token/{dave}")),
+        (Method::DELETE, format!("/exp/cancel/token/{dave}")),
+        (Method::POST, format!("/exp/start/token/{dave}")),
+        (
+            Method::GET,
+            "/exp/status/email/nobody@example.com".to_owned(),
+        ),
+    ] {
+        let (code, answer) = v1.send(method.clone(), &path, Some(&own), None).await;
+        assert_eq!(code, StatusCode::FORBIDDEN, "{method} {path}: {answer}");
+    }
+
+    // Another tenant's admin reaches no flow here; a link works whatever tenant is named.
+    let (_, acme) = app.create_tenant("acme").await;
+    let (code, answer) = v1
+        .send(
+            Method::POST,
+            &format!("/exp/start/token/{dave}"),
+            Some(&acme),
+            Some(json!({"expiration": "1h"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{answer}");
+    let dave_link = v1
+        .ok(
+            Method::POST,
+            &format!("/exp/start/token/{dave}"),
+            Some(json!({"expiration": "1h"})),
+        )
+        .await["exptoken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = http
+        .post(format!("{}/v1/exp/retain/{dave_link}", app.address))
+        .header("X-Bunker-Tenant", "acme")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Under row-level security, the capability shows its one row and nothing else, and writes
+    // nothing.
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            uuid::Uuid::parse_str(&dave_link).unwrap().as_bytes(),
+        ))
+    };
+    let mut db = app.app_role().await;
+    let tx = db.transaction().await.unwrap();
+    tx.execute(
+        "SELECT set_config('bunker.expiration_link', $1, true)",
+        &[&hash],
+    )
+    .await
+    .unwrap();
+    let seen: i64 = tx
+        .query_one("SELECT count(*) FROM user_expirations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 1);
+    let changed = tx
+        .execute("UPDATE user_expirations SET status = 'wait'", &[])
+        .await
+        .unwrap();
+    assert_eq!(changed, 0, "the capability writes nothing");
+    tx.rollback().await.unwrap();
+    let tx = db.transaction().await.unwrap();
+    tx.execute(
+        "SELECT set_config('bunker.expiration_link', $1, true)",
+        &[&hex::encode([7u8; 32])],
+    )
+    .await
+    .unwrap();
+    let seen: i64 = tx
+        .query_one("SELECT count(*) FROM user_expirations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 0);
 }

@@ -24,6 +24,7 @@ pub mod audit;
 pub mod bulk;
 pub mod consent;
 pub mod core;
+pub mod expiration;
 pub mod files;
 pub mod groups;
 pub mod keys;

@@ -33,6 +33,7 @@ use crate::v2::appdata::AppdataApi;
 use crate::v2::audit::AuditApi;
 use crate::v2::bulk::BulkApi;
 use crate::v2::consent::ConsentApi;
+use crate::v2::expiration::ExpirationApi;
 use crate::v2::files::FileApi;
 use crate::v2::groups::GroupApi;
 use crate::v2::login::LoginApi;
@@ -359,7 +360,7 @@ pub type V2 = (
     BulkApi,
     AuditApi,
     SystemApi,
-    (XTokenApi, LoginApi),
+    (XTokenApi, LoginApi, ExpirationApi),
 );
 
 /// The OpenAPI service describing `/v2`, generated from the code.
@@ -407,7 +408,13 @@ pub fn openapi(tenants: Tenants, vault: Vault, keys: KeyService) -> OpenApiServi
             keys,
             vault: vault.clone(),
         },
-        (XTokenApi { vault }, LoginApi),
+        (
+            XTokenApi {
+                vault: vault.clone(),
+            },
+            LoginApi,
+            ExpirationApi { vault },
+        ),
     );
     OpenApiService::new(api, "Bunker", env!("CARGO_PKG_VERSION"))
         .description(

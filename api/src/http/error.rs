@@ -173,6 +173,7 @@ impl From<VaultError> for ApiError {
             | VaultError::PolicyNotFound
             | VaultError::SessionNotFound
             | VaultError::SharedRecordNotFound
+            | VaultError::ExpirationLinkNotFound
             | VaultError::FileNotFound
             | VaultError::NotRestorable
             | VaultError::TenantNotFound => StatusCode::NOT_FOUND,

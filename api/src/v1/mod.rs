@@ -311,18 +311,23 @@ fn duration(value: &Value) -> Result<Value, Refusal> {
 }
 
 /// The public `/v1` commands a path stands for, for the per-address limits of the public
-/// commands (`/v1/prelogin/…`, `/v1/login/…`, `/v1/get/…`).
+/// commands (`/v1/prelogin/…`, `/v1/login/…`, `/v1/get/…`, the expiration links' POSTs).
 pub fn public_command(method: &Method, path: &str) -> Option<Command> {
-    if method != Method::GET {
-        return None;
-    }
     let rest = path.strip_prefix("/v1/")?;
     // Decoded as the route is matched: `/v1/%67et/…` is `/v1/get/…`.
-    let first = percent_decode_str(rest.split('/').next()?).decode_utf8_lossy();
-    match first.as_ref() {
-        "prelogin" => Some(Command::UserPrelogin),
-        "login" => Some(Command::UserLogin),
-        "get" => Some(Command::SharedRecordGet),
+    let mut parts = rest
+        .split('/')
+        .map(|part| percent_decode_str(part).decode_utf8_lossy());
+    let first = parts.next()?;
+    match (method, first.as_ref()) {
+        (&Method::GET, "prelogin") => Some(Command::UserPrelogin),
+        (&Method::GET, "login") => Some(Command::UserLogin),
+        (&Method::GET, "get") => Some(Command::SharedRecordGet),
+        (&Method::POST, "exp") => match parts.next()?.as_ref() {
+            "retain" => Some(Command::UserExpirationRetain),
+            "delete" => Some(Command::UserExpirationDelete),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -361,6 +366,8 @@ pub fn route_name(path: &str) -> Option<&'static str> {
         (Some("request"), 2) => "/v1/request/{request}",
         (Some("audit"), 2) => "/v1/audit/admin",
         (Some("audit"), 3) => "/v1/audit/{list|get}/{id}",
+        (Some("exp"), 3) => "/v1/exp/{retain|delete}/{exptoken}",
+        (Some("exp"), 4) => "/v1/exp/{start|status|cancel}/{mode}/{identity}",
         (Some("prelogin"), 5) => "/v1/prelogin/{mode}/{identity}/{code}/{captcha}",
         (Some("login"), 4) => "/v1/login/{mode}/{identity}/{code}",
         (Some("status"), 1) => "/v1/status",

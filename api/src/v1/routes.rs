@@ -105,6 +105,30 @@ pub async fn answer(call: &Call) -> Result<Response, Refusal> {
                 .await?;
             ok(json!({"data": answer.get("data").cloned().unwrap_or(json!({}))}))
         }
+        ["exp", "start", mode, identity] if post => start_expiration(call, mode, identity).await,
+        ["exp", "status", mode, identity] if get => {
+            let answer = call
+                .run("UserExpirationGet", user(mode, identity, json!({})))
+                .await?;
+            ok(json!({
+                "exptime": int_of(&answer, "exptime").unwrap_or(0),
+                "expstatus": answer.get("expstatus").cloned().unwrap_or(json!("")),
+            }))
+        }
+        ["exp", "cancel", mode, identity] if delete || post => {
+            call.run("UserExpirationCancel", user(mode, identity, json!({})))
+                .await?;
+            ok(json!({}))
+        }
+        ["exp", action @ ("retain" | "delete"), link] if get => Ok(confirmation(action)),
+        ["exp", action @ ("retain" | "delete"), link] if post => {
+            let command = match *action {
+                "retain" => "UserExpirationRetain",
+                _ => "UserExpirationDelete",
+            };
+            call.run(command, json!({"exptoken": link})).await?;
+            Ok(plain(StatusCode::OK, "OK"))
+        }
         ["requests"] if get => all_requests(call).await,
         ["requests", mode, identity] if get => {
             let (offset, limit) = call.page()?;
@@ -177,7 +201,8 @@ pub async fn answer(call: &Call) -> Result<Response, Refusal> {
                 .await?;
             ok(json!({"xtoken": answer.get("xtoken"), "token": answer.get("token")}))
         }
-        ["status"] if get => Ok(match call.state.db.schema_status().await {
+        // HEAD as GET (load balancers probe with it; no body is sent).
+        ["status"] if get || method == Method::HEAD => Ok(match call.state.db.schema_status().await {
             Ok(_) => plain(StatusCode::OK, "OK"),
             Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "error"),
         }),
@@ -551,6 +576,59 @@ async fn share(call: &Call, mode: &str, identity: &str) -> Result<Response, Refu
         .run("SharedRecordCreate", user(mode, identity, extra))
         .await?;
     ok(json!({"record": answer.get("recorduuid")}))
+}
+
+/// POST `/v1/exp/start/{mode}/{identity}`: body `expiration` (an OSS duration; upstream's
+/// longest retention, a month, when absent) and `status` (`wait` unless `retain`).
+async fn start_expiration(call: &Call, mode: &str, identity: &str) -> Result<Response, Refusal> {
+    let expiration = match call.body.get("expiration") {
+        Some(Value::String(s)) if s.trim().is_empty() => json!("1m"),
+        Some(value) => value.clone(),
+        None => json!("1m"),
+    };
+    let mut extra = json!({"finaltime": duration(&expiration)?});
+    if let Some(status) = call.text("status") {
+        set(&mut extra, "status", json!(status));
+    }
+    let answer = call
+        .run("UserExpirationStart", user(mode, identity, extra))
+        .await?;
+    ok(json!({"exptoken": answer.get("exptoken")}))
+}
+
+/// The page a retain or delete link opens in a browser: it asks, and only its button (a POST to
+/// the same address) acts, so that a mail scanner or a link preview that fetches the link decides
+/// nothing. Nothing is looked up: the page says nothing about the link.
+fn confirmation(action: &str) -> Response {
+    let (title, text, button) = match action {
+        "retain" => (
+            "Keep your data",
+            "Your account is due to expire and its data to be deleted. Keep it?",
+            "Keep my data",
+        ),
+        _ => (
+            "Delete your data",
+            "Your account is due to expire. Delete its data now? This cannot be undone.",
+            "Delete my data now",
+        ),
+    };
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{title}</title></head>\
+         <body><main><h1>{title}</h1><p>{text}</p>\
+         <form method=\"post\"><button type=\"submit\">{button}</button></form></main></body></html>"
+    );
+    Response::builder()
+        .content_type("text/html; charset=utf-8")
+        // The address holds the capability: never cached, never sent on as a referrer, never framed.
+        .header("cache-control", "no-store")
+        .header("referrer-policy", "no-referrer")
+        .header(
+            "content-security-policy",
+            "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+        .header("x-content-type-options", "nosniff")
+        .body(page)
 }
 
 async fn all_requests(call: &Call) -> Result<Response, Refusal> {

@@ -4,6 +4,7 @@ pub mod appdata;
 pub mod audit;
 pub mod bulk;
 pub mod consent;
+pub mod expiration;
 pub mod files;
 pub mod groups;
 pub mod login;

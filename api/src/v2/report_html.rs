@@ -282,6 +282,7 @@ fn who(actor: &str, partner: Option<&str>) -> String {
         ("operator", _) => "An operator (key management)".to_owned(),
         ("shared_record", Some(partner)) => format!("{partner} (through a shared link)"),
         ("shared_record", None) => "A partner (through a shared link)".to_owned(),
+        ("expiration_link", _) => "You, through the link about your data's expiry".to_owned(),
         (other, _) => other.to_owned(),
     }
 }

@@ -134,6 +134,11 @@ commands! {
         // Everything held about one user (its own user token may ask for its own).
         SystemGetUserReport: PerUser,
         SystemGetUserHTMLReport: PerUser,
+        // The expiration flow (Bunker's own, for /v1/exp): scheduling a user's deletion, reading
+        // and cancelling it.
+        UserExpirationStart: PerUser,
+        UserExpirationGet: PerUser,
+        UserExpirationCancel: PerUser,
         // Every user's files with a tag: decided for each file's owner, inside.
         BulkListFilesByTag: PerUser,
         // Public: no token; the capability is the record's uuid.
@@ -144,6 +149,9 @@ commands! {
         UserPrelogin: Public,
         UserLogin: Public,
         CaptchaCreate: Public,
+        // Public: the capability is the expiration link's uuid.
+        UserExpirationRetain: Public,
+        UserExpirationDelete: Public,
         // Decided once, with no user as target, before the command runs.
         UserCreate: Tenant,
         UserCreateBulk: Tenant,
@@ -330,6 +338,6 @@ mod tests {
             assert!(!names.contains(&admins), "{admins}");
         }
         assert!(!names.contains(&"SharedRecordGet"));
-        assert_eq!(names.len(), 77 + Command::PLANNED.len());
+        assert_eq!(names.len(), 80 + Command::PLANNED.len());
     }
 }

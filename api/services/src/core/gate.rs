@@ -108,6 +108,9 @@ const OWN_RECORD_READS: &[Command] = &[
     // The right of access: everything held about oneself.
     Command::SystemGetUserReport,
     Command::SystemGetUserHTMLReport,
+    // A user reads its own expiration flow, and may cancel it (which keeps its data).
+    Command::UserExpirationGet,
+    Command::UserExpirationCancel,
 ];
 
 /// What any user token of the tenant may run without a policy, though it names no user: the
@@ -130,6 +133,7 @@ const OWN_RECORD_CHANGES: &[Command] = &[
     Command::AppdataDelete,
     Command::UserRequestApprove,
     Command::UserRequestCancel,
+    Command::UserExpirationStart,
 ];
 
 /// The commands a bulk unlock opens.

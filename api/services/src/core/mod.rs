@@ -112,6 +112,9 @@ pub enum VaultError {
     SessionNotFound,
     #[error("The shared record was not found")]
     SharedRecordNotFound,
+    /// An expiration link unknown, foreign, replaced, cancelled, or whose user is gone.
+    #[error("The expiration link was not found")]
+    ExpirationLinkNotFound,
     #[error("The file was not found")]
     FileNotFound,
     /// A file over the configured size limit (`BUNKER_MAX_FILE_BYTES`).
