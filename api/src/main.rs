@@ -105,7 +105,7 @@ enum Command {
         /// Bunker's root token, or the target tenant's admin token. From the environment only.
         #[arg(long, env = "BUNKER_IMPORT_TO_TOKEN", hide_env_values = true)]
         to_token: String,
-        /// The tenant to copy into (default: the token's own; root's is `default`).
+        /// The tenant to copy into (default: `default`, root's; a tenant admin's token needs it).
         #[arg(long)]
         tenant: Option<String>,
         /// Users asked for per page of the OSS server's /v1/users.

@@ -1,5 +1,8 @@
 //! Expiration flows: a user's scheduled deletion, kept or carried out by the holder of a link
-//! whose capability (a uuid) is stored only as its SHA-256. Started, read and cancelled in the
+//! whose capability (a uuid) is stored only as its SHA-256. Every change of a flow is made with its
+//! user's row locked first ([`crate::users::lock_user`]), in the order the sweeper and forget-me
+//! take them (the user, then the flow), so that none of them deadlocks another or acts on a user
+//! another has just forgotten. Started, read and cancelled in the
 //! user's tenant transaction; the public links find their row through
 //! [`Database::expiration_tenant`], the look-up that runs with no tenant set (see the capability
 //! policy in `migrations/V29__user_expirations.sql`). The sweeper forgets a user whose flow waits
@@ -73,13 +76,14 @@ pub async fn of_user(tx: &TenantTx<'_>, token: Uuid) -> Result<Option<Expiration
     .transpose()
 }
 
-/// The flow a link's capability opens in the transaction's tenant, locked for this transaction.
+/// The flow a link's capability opens in the transaction's tenant. Not locked: whoever changes a
+/// flow locks its user's row first (as the sweeper and forget-me do), and so must the caller.
 pub async fn by_link(
     tx: &TenantTx<'_>,
     link_hash: &[u8; 32],
 ) -> Result<Option<Expiration>, DbError> {
     tx.query_opt(
-        &format!("SELECT {COLUMNS} FROM user_expirations WHERE link_hash = $1 FOR UPDATE"),
+        &format!("SELECT {COLUMNS} FROM user_expirations WHERE link_hash = $1"),
         &[&link_hash.as_slice()],
     )
     .await?

@@ -510,15 +510,30 @@ pub async fn forget_keeping_versions(
 /// Up to `limit` users of the transaction's tenant whose expiry has passed, or whose expiration
 /// flow waits past its end, locked for this transaction (rows another sweeper holds are skipped).
 pub async fn lock_expired(tx: &TenantTx<'_>, limit: i64) -> Result<Vec<Uuid>, DbError> {
-    tx.query(
-        "SELECT token FROM users
+    let locked: Vec<Uuid> = tx
+        .query(
+            "SELECT token FROM users
           WHERE record IS NOT NULL
             AND token IN (SELECT token FROM users WHERE expires_at <= now()
                           UNION ALL
                           SELECT token FROM user_expirations
                            WHERE status = 'wait' AND ends_at <= now())
           LIMIT $1 FOR UPDATE SKIP LOCKED",
-        &[&limit],
+            &[&limit],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    // Asked again now that they are locked, in a statement of its own: the first one judged the
+    // flows by its snapshot, and a user kept (retain, cancel, a renewed expiry) since then stays.
+    tx.query(
+        "SELECT token FROM users u
+          WHERE token = ANY($1) AND record IS NOT NULL
+            AND (expires_at <= now()
+                 OR EXISTS (SELECT 1 FROM user_expirations e
+                             WHERE e.token = u.token AND e.status = 'wait' AND e.ends_at <= now()))",
+        &[&locked],
     )
     .await?
     .iter()

@@ -42,3 +42,4 @@ mod tokens;
 mod users;
 mod v1;
 mod v1_clients;
+mod v1_review;

@@ -113,6 +113,7 @@ impl Vault {
                     if !visible.whole_profile() {
                         return Err(VaultError::Forbidden(DENIED));
                     }
+                    lock_live(tx, user.token).await?;
                     let id = Uuid::new_v4();
                     store::start(
                         tx,
@@ -182,6 +183,7 @@ impl Vault {
                     if !visible.whole_profile() {
                         return Err(VaultError::Forbidden(DENIED));
                     }
+                    lock_live(tx, user.token).await?;
                     store::end(tx, user.token).await?;
                     let event = UserEvent::about(command, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
@@ -243,8 +245,19 @@ impl Vault {
     }
 }
 
-/// The flow a link opens, its live user's row locked first (as the sweeper locks it, so that a
-/// link and the sweeper never both act on one user), or [`VaultError::ExpirationLinkNotFound`].
+/// Locks the user's row, as the sweeper and forget-me lock it before they touch the flow: a user
+/// forgotten meanwhile is [`VaultError::NotFound`] (it was found live a moment ago, so the caller
+/// may know it existed).
+async fn lock_live(tx: &TenantTx<'_>, token: Uuid) -> Result<(), VaultError> {
+    user_store::lock_user(tx, token)
+        .await?
+        .filter(is_live)
+        .map(|_| ())
+        .ok_or(VaultError::NotFound)
+}
+
+/// The flow a link opens, its live user's row locked first (the order of the sweeper and of
+/// forget-me: the user, then the flow), or [`VaultError::ExpirationLinkNotFound`].
 async fn locked_flow(tx: &TenantTx<'_>, hash: &[u8; 32]) -> Result<Expiration, VaultError> {
     let found = store::by_link(tx, hash)
         .await?

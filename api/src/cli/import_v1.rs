@@ -5,8 +5,12 @@
 //! goes through Bunker's checks, keys and audit. Tokens come from the environment, never the
 //! command line; nothing personal is printed, only counts.
 
+use std::collections::HashSet;
+
 use anyhow::{anyhow, bail, Context};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::http::inprocess::set;
 
@@ -55,24 +59,33 @@ struct Client {
     job: ImportV1,
 }
 
+/// The largest answer read from either server: a page of 100 users is far below it, and a hostile
+/// or broken source cannot make the import hold more.
+const MAX_ANSWER_BYTES: usize = 32 << 20;
+
+/// The longest message of a server quoted in an error.
+const MAX_QUOTED_CHARS: usize = 200;
+
 impl Client {
     /// GET (or POST) a `/v1` path of the OSS server: its JSON, which must say `ok`.
     async fn source(&self, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}/v1{path}", self.job.from.trim_end_matches('/'));
+        let route = route_of(path);
         let response = self
             .http
             .request(method, &url)
             .header("X-Bunker-Token", &self.job.from_token)
             .send()
             .await
-            .with_context(|| format!("the OSS server did not answer {}", route_of(path)))?;
+            .with_context(|| format!("the OSS server did not answer {route}"))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body = read_json(response)
+            .await
+            .with_context(|| format!("the OSS server's answer to {route} ({status})"))?;
         if !status.is_success() || at(&body, "status") != "ok" {
             bail!(
-                "the OSS server refused {} ({status}): {}",
-                route_of(path),
-                body.get("message").and_then(Value::as_str).unwrap_or("")
+                "the OSS server refused {route} ({status}): {}",
+                quoted(&body)
             );
         }
         Ok(body)
@@ -94,20 +107,54 @@ impl Client {
             .await
             .with_context(|| format!("Bunker did not answer {command}"))?;
         let status = response.status().as_u16();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
+        let answer = read_json(response)
+            .await
+            .with_context(|| format!("Bunker's answer to {command} ({status})"))?;
+        if status == 401 && self.job.tenant.is_none() {
+            bail!(
+                "Bunker refused {command} (401): {}; a tenant admin's token needs --tenant NAME",
+                quoted(&answer)
+            );
+        }
+        Ok((status, answer))
     }
 
     /// A `/v2` command that must succeed.
     async fn must(&self, command: &str, body: Value) -> anyhow::Result<Value> {
         let (status, answer) = self.target(command, body).await?;
         if status != 200 || at(&answer, "status") != "ok" {
-            bail!(
-                "Bunker refused {command} ({status}): {}",
-                answer.get("message").and_then(Value::as_str).unwrap_or("")
-            );
+            bail!("Bunker refused {command} ({status}): {}", quoted(&answer));
         }
         Ok(answer)
     }
+}
+
+/// An answer's JSON, read up to [`MAX_ANSWER_BYTES`]; a timeout, an over-long answer and one that
+/// is not JSON are each said as such.
+async fn read_json(mut response: reqwest::Response) -> anyhow::Result<Value> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .context("the answer was cut off or timed out")?
+    {
+        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+            bail!("the answer is over {MAX_ANSWER_BYTES} bytes");
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&bytes).context("the answer is not JSON")
+}
+
+/// A server's `message`, fit to print: control characters (a terminal's escapes) dropped, cut
+/// to [`MAX_QUOTED_CHARS`].
+fn quoted(answer: &Value) -> String {
+    let message = answer.get("message").and_then(Value::as_str).unwrap_or("");
+    message
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_QUOTED_CHARS)
+        .collect()
 }
 
 /// A path as a route, for messages: the first segment (a path holds identities).
@@ -141,13 +188,16 @@ pub async fn import_v1(job: ImportV1) -> anyhow::Result<Imported> {
             (200, _) => done.legal_bases += 1,
             // Already there (an earlier run): kept as it is.
             (409, _) => {}
-            (status, answer) => bail!(
-                "Bunker refused a legal basis ({status}): {}",
-                at(&answer, "message").as_str().unwrap_or("")
-            ),
+            (status, answer) => {
+                bail!(
+                    "Bunker refused a legal basis ({status}): {}",
+                    quoted(&answer)
+                )
+            }
         }
     }
     let mut offset = 0;
+    let mut seen = HashSet::new();
     loop {
         let page = client
             .source(
@@ -159,27 +209,41 @@ pub async fn import_v1(job: ImportV1) -> anyhow::Result<Imported> {
             )
             .await?;
         let users = rows(&page);
-        if users.is_empty() {
-            break;
-        }
         offset += users.len();
+        let mut new_here = 0;
         for row in users {
-            copy_user(&client, &row, &mut done).await?;
+            let old = source_token(&row)?;
+            // A source that answers the same users again (or pages past its end) ends the import
+            // instead of looping.
+            if seen.insert(old) {
+                new_here += 1;
+                copy_user(&client, old, &row, &mut done).await?;
+            }
         }
-        let total = at(&page, "total").as_u64().unwrap_or(0) as usize;
-        if offset >= total {
+        let total = at(&page, "total").as_u64().unwrap_or(0);
+        if new_here == 0 || offset as u64 >= total {
             break;
         }
     }
     Ok(done)
 }
 
-/// One user, with their app records and agreements.
-async fn copy_user(client: &Client, row: &Value, done: &mut Imported) -> anyhow::Result<()> {
-    let old = at(row, "token")
+/// A user's token at the source: a UUID, or the source is refused (it goes into the source's paths).
+fn source_token(row: &Value) -> anyhow::Result<Uuid> {
+    at(row, "token")
         .as_str()
-        .ok_or_else(|| anyhow!("a user of /v1/users has no token"))?
-        .to_owned();
+        .and_then(|token| Uuid::parse_str(token).ok())
+        .ok_or_else(|| anyhow!("a user of /v1/users has no token, or one that is not a UUID"))
+}
+
+/// One user, with their app records and agreements: all of them, or (a child refused) none, so
+/// that a run started again after the cause is fixed copies the user whole.
+async fn copy_user(
+    client: &Client,
+    old: Uuid,
+    row: &Value,
+    done: &mut Imported,
+) -> anyhow::Result<()> {
     // The OSS server answers the profile under `data`; some versions put its fields beside the
     // token.
     let profile = match row.get("data") {
@@ -199,19 +263,46 @@ async fn copy_user(client: &Client, row: &Value, done: &mut Imported) -> anyhow:
             done.users_skipped += 1;
             return Ok(());
         }
-        (status, answer) => bail!(
-            "Bunker refused a user ({status}): {}",
-            at(&answer, "message").as_str().unwrap_or("")
-        ),
+        (status, answer) => bail!("Bunker refused a user ({status}): {}", quoted(&answer)),
     };
-    done.users += 1;
+    let children = copy_children(client, old, &new).await;
+    match children {
+        Ok((apps, agreements)) => {
+            done.users += 1;
+            done.app_records += apps;
+            done.agreements += agreements;
+            Ok(())
+        }
+        Err(err) => {
+            // Taken back, so that a new run does not find it there and skip its records.
+            let undone = client
+                .target("UserDelete", json!({"mode": "token", "identity": new}))
+                .await;
+            match undone {
+                Ok((200, _)) => Err(err.context("the user was not copied (taken back whole)")),
+                _ => Err(err.context(
+                    "the user was created in Bunker but its records were not all copied; \
+                     delete it there before running again",
+                )),
+            }
+        }
+    }
+}
+
+/// A user's app records and agreements: how many of each were copied.
+async fn copy_children(client: &Client, old: Uuid, new: &str) -> anyhow::Result<(usize, usize)> {
+    let (mut app_records, mut agreement_count) = (0, 0);
     let apps = client
         .source(reqwest::Method::GET, &format!("/userapp/token/{old}"))
         .await?;
     for app in at(&apps, "apps").as_array().cloned().unwrap_or_default() {
         let Some(app) = app.as_str() else { continue };
+        let segment = utf8_percent_encode(app, NON_ALPHANUMERIC);
         let record = client
-            .source(reqwest::Method::GET, &format!("/userapp/token/{old}/{app}"))
+            .source(
+                reqwest::Method::GET,
+                &format!("/userapp/token/{old}/{segment}"),
+            )
             .await?;
         client
             .must(
@@ -220,11 +311,14 @@ async fn copy_user(client: &Client, row: &Value, done: &mut Imported) -> anyhow:
                        "appdata": at(&record, "data").clone()}),
             )
             .await?;
-        done.app_records += 1;
+        app_records += 1;
     }
     let agreements = client
         .source(reqwest::Method::GET, &format!("/agreements/token/{old}"))
         .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     for agreement in rows(&agreements) {
         let given = matches!(at(&agreement, "status").as_str(), Some("yes" | "active"));
         let Some(brief) = at(&agreement, "brief").as_str().filter(|_| given) else {
@@ -236,10 +330,22 @@ async fn copy_user(client: &Client, row: &Value, done: &mut Imported) -> anyhow:
                 set(&mut accept, field, json!(value));
             }
         }
+        // Its times (Unix seconds; 0 is none): a consent that ends keeps its end, and one that
+        // has ended already is not given any more.
+        let time = |field: &str| at(&agreement, field).as_i64().filter(|t| *t > 0);
+        if let Some(start) = time("starttime") {
+            set(&mut accept, "starttime", json!(start));
+        }
+        if let Some(end) = time("endtime") {
+            if end <= now {
+                continue;
+            }
+            set(&mut accept, "finaltime", json!(end));
+        }
         client.must("AgreementAccept", accept).await?;
-        done.agreements += 1;
+        agreement_count += 1;
     }
-    Ok(())
+    Ok((app_records, agreement_count))
 }
 
 /// The field `key` of an object (null when absent).

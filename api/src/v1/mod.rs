@@ -261,6 +261,13 @@ fn body_of(content_type: &str, bytes: &[u8]) -> Result<Map<String, Value>, Refus
         return Ok(Map::new());
     }
     if content_type.starts_with("application/x-www-form-urlencoded") {
+        // A JSON object under the form type (what `curl -d '{…}'` sends) is refused, as upstream
+        // refuses it: read as a form, it would be one key and no field at all.
+        if bytes.trim_ascii_start().first() == Some(&b'{') {
+            return Err(Refusal::bad(
+                "a JSON body needs Content-Type: application/json",
+            ));
+        }
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
             .map_err(|_| Refusal::bad("failed to decode request body"))?;
         return Ok(pairs

@@ -120,7 +120,9 @@ pub async fn answer(call: &Call) -> Result<Response, Refusal> {
                 .await?;
             ok(json!({}))
         }
-        ["exp", action @ ("retain" | "delete"), link] if get => Ok(confirmation(action)),
+        ["exp", action @ ("retain" | "delete"), _] if get || method == Method::HEAD => {
+            Ok(confirmation(action))
+        }
         ["exp", action @ ("retain" | "delete"), link] if post => {
             let command = match *action {
                 "retain" => "UserExpirationRetain",
@@ -420,27 +422,27 @@ async fn user_sessions(call: &Call, mode: &str, identity: &str) -> Result<Respon
 
 /// POST `/v1/agreement/{brief}/…`: given (`status` yes, the default) or refused (any other).
 async fn accept(call: &Call, brief: &str, mode: &str, identity: &str) -> Result<Response, Refusal> {
-    let given = call.body.get("status").is_none_or(|status| {
-        let text = match status {
-            Value::String(s) => s.trim().to_ascii_lowercase(),
-            other => other.to_string(),
-        };
-        matches!(
-            text.as_str(),
-            "accept"
-                | "agree"
-                | "yes"
-                | "1"
-                | "true"
-                | "on"
-                | "ok"
-                | "given"
-                | "approve"
-                | "active"
-                | "y"
-                | "good"
-        )
-    });
+    // Upstream reads a text status only: any other value (null, a number, an object) leaves
+    // the agreement given.
+    let given = !matches!(call.body.get("status"), Some(Value::String(_)))
+        || call.text("status").is_some_and(|status| {
+            let text = status.trim().to_ascii_lowercase();
+            matches!(
+                text.as_str(),
+                "accept"
+                    | "agree"
+                    | "yes"
+                    | "1"
+                    | "true"
+                    | "on"
+                    | "ok"
+                    | "given"
+                    | "approve"
+                    | "active"
+                    | "y"
+                    | "good"
+            )
+        });
     if !given {
         return withdraw(call, brief, mode, identity).await;
     }
@@ -587,12 +589,22 @@ async fn start_expiration(call: &Call, mode: &str, identity: &str) -> Result<Res
         None => json!("1m"),
     };
     let mut extra = json!({"finaltime": duration(&expiration)?});
-    if let Some(status) = call.text("status") {
-        set(&mut extra, "status", json!(status));
+    match call.body.get("status") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(status)) => set(&mut extra, "status", json!(status)),
+        // Not a status at all: never read as the default, which schedules the deletion.
+        Some(_) => return Err(Refusal::bad("The status value must be wait or retain")),
     }
     let answer = call
         .run("UserExpirationStart", user(mode, identity, extra))
-        .await?;
+        .await
+        .map_err(|refused| match refused.message.contains("finaltime") {
+            // /v2's message names its own field and units (`m` a minute there).
+            true => Refusal::bad(
+                "bad expiration: a duration such as 30s, 12h, 10d or 3m (months), at most 100 years",
+            ),
+            false => refused,
+        })?;
     ok(json!({"exptoken": answer.get("exptoken")}))
 }
 
