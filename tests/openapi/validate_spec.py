@@ -24,7 +24,10 @@ from openapi_spec_validator import OpenAPIV30SpecValidator
 TOKEN_HEADER = "X-Bunker-Token"
 TENANT_HEADER = "X-Bunker-Tenant"
 # The commands that answer without a token (issue 19: "the public commands marked as needing no token").
-PUBLIC_COMMANDS = {"UserPrelogin", "UserLogin", "CaptchaCreate", "SharedRecordGet", "TenantGetUIConf"}
+PUBLIC_COMMANDS = {
+    "UserPrelogin", "UserLogin", "CaptchaCreate", "SharedRecordGet", "TenantGetUIConf",
+    "UserExpirationRetain", "UserExpirationDelete",
+}
 SHOWN = 12  # failures of one kind listed before "... and N more"
 SUBSCHEMA_KEYS = ("items", "additionalProperties", "not")
 SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf")

@@ -701,8 +701,16 @@ async fn a_token_allowed_one_command_is_refused_every_other_command() {
         "requestuuid": "5b0e9d4c-5e0a-4a43-9d7c-1d2f5a9e0b11", "brief": "newsletter",
         "activity": "mailing", "sessionuuid": "s-jane", "sessiondata": {"token": jane},
         "fileuuid": file["fileuuid"], "filename": "b.txt", "filedata": "aG8=", "tags": ["t"],
-        "tag": "t", "fields": "login"
+        "tag": "t", "fields": "login", "exptoken": "0b3f3e2a-5d6c-4c1e-9a43-2f7d1e6b9c10"
     });
+    // UserExpirationStart's end, for it alone (AgreementAccept would read it as its consent's end).
+    let body_of = |command: &str| {
+        let mut body = body.clone();
+        if command == "UserExpirationStart" {
+            body["finaltime"] = json!("1h");
+        }
+        body
+    };
     let commands = app.routed_commands().await;
     assert!(commands.len() > 40, "{commands:?}");
     let own_reads = [
@@ -738,24 +746,30 @@ async fn a_token_allowed_one_command_is_refused_every_other_command() {
         // Everything held about it (the right of access).
         "SystemGetUserReport",
         "SystemGetUserHTMLReport",
+        // Its own expiration flow: read, and cancelled (which keeps its data); never started.
+        "UserExpirationGet",
+        "UserExpirationCancel",
     ];
-    // The public commands take no token (SharedRecordGet's capability is the record's uuid).
+    // The public commands take no token (SharedRecordGet's capability is the record's uuid, the
+    // expiration links' their flow's).
     let public = [
         "SharedRecordGet",
         "TenantGetUIConf",
         "UserPrelogin",
         "UserLogin",
         "CaptchaCreate",
+        "UserExpirationRetain",
+        "UserExpirationDelete",
     ];
     for command in commands.iter().filter(|c| !public.contains(&c.as_str())) {
-        let (status, answer) = app.call(command, &role, None, body.clone()).await;
+        let (status, answer) = app.call(command, &role, None, body_of(command)).await;
         let expected = if command == "UserGet" {
             StatusCode::OK
         } else {
             StatusCode::FORBIDDEN
         };
         assert_eq!(status, expected, "role token, {command}: {answer}");
-        let (status, answer) = app.call(command, &user, None, body.clone()).await;
+        let (status, answer) = app.call(command, &user, None, body_of(command)).await;
         app.root("SessionUpsert", session.clone()).await;
         let expected = if own_reads.contains(&command.as_str()) {
             StatusCode::OK
