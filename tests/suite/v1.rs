@@ -770,6 +770,28 @@ async fn the_expiration_flow_schedules_keeps_and_deletes_through_v1_and_its_link
     let exptime = status["exptime"].as_i64().unwrap();
     assert!((now + 3590..now + 3610).contains(&exptime), "{status}");
     assert!(status.get("exptoken").is_none(), "stored hashed: {status}");
+    // The person's own report says it, in JSON and on the page (never the link).
+    let (code, report) = app
+        .root(
+            "SystemGetUserReport",
+            json!({"mode": "token", "identity": jane}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{report}");
+    let expiration = &report["report"]["expiration"];
+    assert_eq!(
+        (&expiration["expstatus"], &expiration["exptime"]),
+        (&json!("wait"), &json!(exptime)),
+        "{report}"
+    );
+    assert!(!report.to_string().contains(&link));
+    let (_, page) = app
+        .root(
+            "SystemGetUserHTMLReport",
+            json!({"mode": "token", "identity": jane}),
+        )
+        .await;
+    assert!(page.to_string().contains("to be deleted on"), "{page}");
 
     // A link fetched (by a person, a mail scanner, a preview) only asks: the same page for a
     // link that opens nothing, and the flow is untouched.

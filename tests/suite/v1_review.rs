@@ -192,7 +192,8 @@ async fn v1_bodies_are_read_as_upstream_reads_them() {
         !answer.to_string().contains("finaltime"),
         "the message names /v1's field: {answer}"
     );
-    // An agreement's status that is not text leaves it given, as upstream.
+    // An agreement's status that is not text is refused (`false` must not give a consent);
+    // null is no status: given, as upstream.
     let (code, _) = app
         .root(
             "LegalBasisCreate",
@@ -200,7 +201,7 @@ async fn v1_bodies_are_read_as_upstream_reads_them() {
         )
         .await;
     assert_eq!(code, StatusCode::OK);
-    for status in [json!(null), json!({}), json!([])] {
+    for status in [json!(false), json!(0), json!({}), json!([]), json!(null)] {
         let (code, answer) = root(
             &app,
             reqwest::Method::POST,
@@ -208,6 +209,10 @@ async fn v1_bodies_are_read_as_upstream_reads_them() {
             Some(("application/json", json!({"status": status}).to_string())),
         )
         .await;
+        if !status.is_null() {
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{status}: {answer}");
+            continue;
+        }
         assert_eq!(code, StatusCode::OK, "{answer}");
         let (_, got) = app
             .root(
@@ -295,7 +300,8 @@ fn broken_source(path: &str) -> (u16, String) {
         p if p == format!("/v1/userapp/token/{SECOND}") => ok(json!({"apps": ["bad app"]})),
         p if p == format!("/v1/userapp/token/{SECOND}/bad%20app") => ok(json!({"data": {"x": 1}})),
         p if p.starts_with("/v1/agreements/token/") => ok(json!({"total": 2, "rows": [
-            {"brief": "news", "status": "yes", "starttime": now() - 100, "endtime": now() + 3600},
+            {"brief": "news", "status": "yes", "starttime": now() - 100,
+             "endtime": (now() + 3600).to_string()},
             {"brief": "old", "status": "yes", "endtime": now() - 10}]})),
         _ => (
             404,

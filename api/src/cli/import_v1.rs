@@ -251,6 +251,7 @@ async fn copy_user(
         _ => {
             let mut fields = row.as_object().cloned().unwrap_or_default();
             fields.remove("token");
+            fields.remove("data");
             Value::Object(fields)
         }
     };
@@ -332,11 +333,10 @@ async fn copy_children(client: &Client, old: Uuid, new: &str) -> anyhow::Result<
         }
         // Its times (Unix seconds; 0 is none): a consent that ends keeps its end, and one that
         // has ended already is not given any more.
-        let time = |field: &str| at(&agreement, field).as_i64().filter(|t| *t > 0);
-        if let Some(start) = time("starttime") {
+        if let Some(start) = unix_time(&agreement, "starttime")? {
             set(&mut accept, "starttime", json!(start));
         }
-        if let Some(end) = time("endtime") {
+        if let Some(end) = unix_time(&agreement, "endtime")? {
             if end <= now {
                 continue;
             }
@@ -348,7 +348,47 @@ async fn copy_children(client: &Client, old: Uuid, new: &str) -> anyhow::Result<
     Ok((app_records, agreement_count))
 }
 
+/// An agreement's time in Unix seconds (absent, null or 0: none). One that cannot be read is an
+/// error, never "no end": a consent that ends must not be copied as one that does not.
+fn unix_time(agreement: &Value, field: &str) -> anyhow::Result<Option<i64>> {
+    let time = match at(agreement, field) {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+        Value::String(s) if s.trim().is_empty() => Some(0),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    let time = time.ok_or_else(|| anyhow!("an agreement's {field} is not a Unix time"))?;
+    Ok((time > 0).then_some(time))
+}
+
 /// The field `key` of an object (null when absent).
 fn at<'a>(value: &'a Value, key: &str) -> &'a Value {
     value.get(key).unwrap_or(&Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agreements_times_are_read_or_refused_never_dropped() {
+        let row = json!({"a": 1_796_322_306, "b": 1_796_322_306.0, "c": " 1796322306 ", "d": 0,
+                         "e": "", "f": "soon", "g": true, "h": null});
+        for field in ["a", "b", "c"] {
+            assert_eq!(
+                unix_time(&row, field).unwrap(),
+                Some(1_796_322_306),
+                "{field}"
+            );
+        }
+        for field in ["d", "e", "h", "absent"] {
+            assert_eq!(unix_time(&row, field).unwrap(), None, "{field}");
+        }
+        for field in ["f", "g"] {
+            assert!(unix_time(&row, field).is_err(), "{field}");
+        }
+    }
 }

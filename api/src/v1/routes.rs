@@ -422,8 +422,13 @@ async fn user_sessions(call: &Call, mode: &str, identity: &str) -> Result<Respon
 
 /// POST `/v1/agreement/{brief}/…`: given (`status` yes, the default) or refused (any other).
 async fn accept(call: &Call, brief: &str, mode: &str, identity: &str) -> Result<Response, Refusal> {
-    // Upstream reads a text status only: any other value (null, a number, an object) leaves
-    // the agreement given.
+    // Upstream reads a text status only. Absent or null: given. Any other value (`false`, 0, an
+    // object) is refused rather than read as given, which a client meaning to withdraw would not
+    // expect.
+    match call.body.get("status") {
+        None | Some(Value::Null | Value::String(_)) => {}
+        Some(_) => return Err(Refusal::bad("the status must be text, such as yes or no")),
+    }
     let given = !matches!(call.body.get("status"), Some(Value::String(_)))
         || call.text("status").is_some_and(|status| {
             let text = status.trim().to_ascii_lowercase();

@@ -63,10 +63,19 @@ struct Page<'a> {
 /// The page for `report`.
 pub fn render(report: &UserReport) -> Result<String, askama::Error> {
     let mut parts = Vec::new();
-    let kept = match report.expiration.expirationtime {
+    let mut kept = match report.expiration.expirationtime {
         Some(at) => format!(", kept until {}", when(at)),
         None => String::new(),
     };
+    if let (Some("wait"), Some(at)) = (
+        report.expiration.expstatus.as_deref(),
+        report.expiration.exptime,
+    ) {
+        kept.push_str(&format!(
+            ", to be deleted on {} unless you keep it",
+            when(at)
+        ));
+    }
     parts.push(Part {
         title: "Your profile",
         about: "What is stored about you now.",

@@ -58,6 +58,10 @@ pub struct Expiration {
     pub finaltime: Option<i64>,
     pub slidingtime: Option<i64>,
     pub expirationtime: Option<i64>,
+    /// A running expiration flow (UserExpirationStart): `wait` (the user is forgotten at
+    /// `exptime` unless they keep their data) or `retain`; never its link.
+    pub expstatus: Option<String>,
+    pub exptime: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -323,6 +327,7 @@ impl Vault {
                             Some(ReportAudit { total, events })
                         }
                     };
+                    let flow = bunker_db::expirations::of_user(tx, token).await?;
                     let report = UserReport {
                         generated: unix_now(),
                         tenant: tenant_name,
@@ -333,6 +338,8 @@ impl Vault {
                             finaltime: user.final_at,
                             slidingtime: user.sliding_seconds,
                             expirationtime: user.expires_at,
+                            expstatus: flow.as_ref().map(|f| f.status.clone()),
+                            exptime: flow.map(|f| f.ends_at),
                         },
                         versions,
                         appdata,
