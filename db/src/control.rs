@@ -126,22 +126,15 @@ impl Database {
     /// token, which belongs to none). Under row-level security: the transaction names the hash
     /// it holds, and the policy shows that one row (migration V28).
     pub async fn token_tenant(&self, token_hash: &[u8; 32]) -> Result<Option<String>, DbError> {
-        let open = OpenTx::checkout(self, None).await?;
-        let client = open.client()?;
-        client.batch_execute("BEGIN").await?;
-        let hex = hex::encode(token_hash);
-        client
-            .execute("SELECT set_config('bunker.token_hash', $1, true)", &[&hex])
-            .await?;
-        let row = client
-            .query_opt(
-                "SELECT t.name FROM access_tokens a JOIN tenants t ON t.id = a.tenant_id
-                  WHERE a.token_hash = $1",
-                &[&token_hash.as_slice()],
-            )
-            .await?;
-        open.end("COMMIT").await?;
-        row.map(|row| Ok(row.try_get(0)?)).transpose()
+        self.by_capability(
+            "bunker.token_hash",
+            "SELECT t.name FROM access_tokens a JOIN tenants t ON t.id = a.tenant_id
+              WHERE a.token_hash = $1",
+            token_hash,
+        )
+        .await?
+        .map(|row| Ok(row.try_get(0)?))
+        .transpose()
     }
 
     /// The ids of all tenants (for work done in every tenant, such as the expiry sweep).

@@ -10,7 +10,6 @@
 
 use uuid::Uuid;
 
-use crate::tx::OpenTx;
 use crate::{Database, DbError, TenantId, TenantTx};
 
 /// A user's expiration flow.
@@ -116,23 +115,13 @@ impl Database {
         &self,
         link_hash: &[u8; 32],
     ) -> Result<Option<TenantId>, DbError> {
-        let open = OpenTx::checkout(self, None).await?;
-        let client = open.client()?;
-        client.batch_execute("BEGIN").await?;
-        let hex = hex::encode(link_hash);
-        client
-            .execute(
-                "SELECT set_config('bunker.expiration_link', $1, true)",
-                &[&hex],
-            )
-            .await?;
-        let row = client
-            .query_opt(
-                "SELECT tenant_id FROM user_expirations WHERE link_hash = $1",
-                &[&link_hash.as_slice()],
-            )
-            .await?;
-        open.end("COMMIT").await?;
-        row.map(|row| Ok(TenantId(row.try_get(0)?))).transpose()
+        self.by_capability(
+            "bunker.expiration_link",
+            "SELECT tenant_id FROM user_expirations WHERE link_hash = $1",
+            link_hash,
+        )
+        .await?
+        .map(|row| Ok(TenantId(row.try_get(0)?)))
+        .transpose()
     }
 }

@@ -5,7 +5,6 @@
 
 use uuid::Uuid;
 
-use crate::tx::OpenTx;
 use crate::{Database, DbError, TenantId, TenantTx};
 
 /// A stored shared record.
@@ -73,25 +72,14 @@ impl Database {
         &self,
         record_hash: &[u8; 32],
     ) -> Result<Option<TenantId>, DbError> {
-        let open = OpenTx::checkout(self, None).await?;
-        let client = open.client()?;
-        client.batch_execute("BEGIN").await?;
-        let hex = hex::encode(record_hash);
-        client
-            .execute(
-                "SELECT set_config('bunker.shared_record', $1, true)",
-                &[&hex],
-            )
-            .await?;
-        let row = client
-            .query_opt(
-                "SELECT tenant_id FROM shared_records
-                  WHERE record_hash = $1 AND expires_at > now()",
-                &[&record_hash.as_slice()],
-            )
-            .await?;
-        open.end("COMMIT").await?;
-        row.map(|row| Ok(TenantId(row.try_get(0)?))).transpose()
+        self.by_capability(
+            "bunker.shared_record",
+            "SELECT tenant_id FROM shared_records WHERE record_hash = $1 AND expires_at > now()",
+            record_hash,
+        )
+        .await?
+        .map(|row| Ok(TenantId(row.try_get(0)?)))
+        .transpose()
     }
 }
 

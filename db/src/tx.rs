@@ -110,6 +110,30 @@ impl Drop for OpenTx {
 }
 
 impl Database {
+    /// The one row `query` (given `hash` as `$1`) finds in a transaction that sets no tenant and
+    /// sets `setting` (transaction-local) to the hex of `hash`: the look-up of a capability (a
+    /// token's hash, a shared record's, an expiration link's) whose policy shows its holder that
+    /// one row and nothing else, before the work goes on under the row's tenant.
+    pub(crate) async fn by_capability(
+        &self,
+        setting: &'static str,
+        query: &'static str,
+        hash: &[u8; 32],
+    ) -> Result<Option<Row>, DbError> {
+        let open = OpenTx::checkout(self, None).await?;
+        let client = open.client()?;
+        client.batch_execute("BEGIN").await?;
+        client
+            .execute(
+                "SELECT set_config($1, $2, true)",
+                &[&setting, &hex::encode(hash)],
+            )
+            .await?;
+        let row = client.query_opt(query, &[&hash.as_slice()]).await?;
+        open.end("COMMIT").await?;
+        Ok(row)
+    }
+
     /// Runs `work` in one transaction scoped to `tenant`, and commits if it succeeds.
     ///
     /// The tenant is set with `set_config('bunker.tenant_id', $1, true)`: transaction-local, so it

@@ -9,13 +9,13 @@ use serde_json::{json, Value};
 use crate::login::{app_with_mail_file, captcha, codes_in};
 
 /// A `/v1` client.
-struct V1<'a> {
+pub(crate) struct V1<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
 }
 
 impl<'a> V1<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         V1 {
             app,
             http: reqwest::Client::new(),
@@ -56,6 +56,14 @@ impl<'a> V1<'a> {
         assert_eq!(status, StatusCode::OK, "{method} {path}: {answer}");
         assert_eq!(answer["status"], "ok", "{method} {path}: {answer}");
         answer
+    }
+
+    /// As root, starts the expiration flow of the user with `token`: the link's capability.
+    pub(crate) async fn start_flow(&self, token: &str, expiration: &str) -> String {
+        let path = format!("/exp/start/token/{token}");
+        let body = json!({"expiration": expiration});
+        let started = self.ok(Method::POST, &path, Some(body)).await;
+        started["exptoken"].as_str().unwrap().to_owned()
     }
 }
 
@@ -934,26 +942,8 @@ async fn the_expiration_flow_schedules_keeps_and_deletes_through_v1_and_its_link
     assert_eq!(got["data"]["name"], "Carol", "retained past its end");
 
     // A new start replaces the link; a cancel ends flow and link.
-    let first = v1
-        .ok(
-            Method::POST,
-            &format!("/exp/start/token/{carol}"),
-            Some(json!({"expiration": "10d"})),
-        )
-        .await["exptoken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let second = v1
-        .ok(
-            Method::POST,
-            &format!("/exp/start/token/{carol}"),
-            Some(json!({"expiration": "10d"})),
-        )
-        .await["exptoken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = v1.start_flow(&carol, "10d").await;
+    let second = v1.start_flow(&carol, "10d").await;
     let (code, _) = post(format!("/exp/delete/{first}")).await;
     assert_eq!(code, StatusCode::NOT_FOUND, "the old link is replaced");
     v1.ok(Method::DELETE, &format!("/exp/cancel/token/{carol}"), None)
@@ -1050,16 +1040,7 @@ async fn the_expiration_flow_schedules_keeps_and_deletes_through_v1_and_its_link
         )
         .await;
     assert_eq!(code, StatusCode::NOT_FOUND, "{answer}");
-    let dave_link = v1
-        .ok(
-            Method::POST,
-            &format!("/exp/start/token/{dave}"),
-            Some(json!({"expiration": "1h"})),
-        )
-        .await["exptoken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let dave_link = v1.start_flow(&dave, "1h").await;
     let response = http
         .post(format!("{}/v1/exp/retain/{dave_link}", app.address))
         .header("X-Bunker-Tenant", "acme")

@@ -8,6 +8,8 @@ use bunker_tests::{StatusCode, TestApp};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::v1::V1;
+
 /// `POST /v1{path}` with no token: status and body text.
 async fn post(app: &TestApp, path: &str) -> (StatusCode, String) {
     let response = reqwest::Client::new()
@@ -40,18 +42,6 @@ async fn root(
     )
 }
 
-async fn start(app: &TestApp, token: &str) -> String {
-    let (status, answer) = root(
-        app,
-        reqwest::Method::POST,
-        &format!("/exp/start/token/{token}"),
-        Some(("application/json", json!({"expiration": "1h"}).to_string())),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    answer["exptoken"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiration_links_racing_forget_me_and_cancel_never_fail_and_never_say_kept_for_a_forgotten_user(
 ) {
@@ -60,7 +50,7 @@ async fn expiration_links_racing_forget_me_and_cancel_never_fail_and_never_say_k
         let token = app
             .create_user(json!({"email": format!("race{round}@example.com")}))
             .await;
-        let link = start(&app, &token).await;
+        let link = V1::new(&app).start_flow(&token, "1h").await;
         // The delete link against forget-me (UserDelete) or against a cancel, at once: before
         // the fix they deadlocked (500), or the cancel said ok for a user then forgotten.
         let (a, b) = (app.clone(), app.clone());

@@ -71,6 +71,33 @@ impl From<Expiration> for ExpirationView {
     }
 }
 
+/// What a command does to a user's flow: read it, or change it.
+#[derive(Clone, Copy)]
+enum Act {
+    Read,
+    Change(FlowChange),
+}
+
+#[derive(Clone, Copy)]
+enum FlowChange {
+    Start {
+        link_hash: [u8; 32],
+        status: ExpirationStatus,
+        ends_at: i64,
+    },
+    Cancel,
+}
+
+impl Act {
+    fn command(self) -> Command {
+        match self {
+            Act::Read => Command::UserExpirationGet,
+            Act::Change(FlowChange::Start { .. }) => Command::UserExpirationStart,
+            Act::Change(FlowChange::Cancel) => Command::UserExpirationCancel,
+        }
+    }
+}
+
 fn link_hash(link: Uuid) -> [u8; 32] {
     Sha256::digest(link.as_bytes()).into()
 }
@@ -98,38 +125,14 @@ impl Vault {
         let ends_at = Expiry::parse(None, Some(finaltime))?
             .final_unix()
             .ok_or_else(|| VaultError::BadRequest("The finaltime value is required".into()))?;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
-        let principal = caller.principal.clone();
-        let actor = caller.actor();
-        let command = Command::UserExpirationStart;
         let link = Uuid::new_v4();
-        self.db
-            .in_tenant(caller.tenant.id, move |tx| {
-                Box::pin(async move {
-                    let (user, visible) = Gate::load(tx, &principal)
-                        .await?
-                        .resolve(tx, lookup, command, metadata.as_ref())
-                        .await?;
-                    if !visible.whole_profile() {
-                        return Err(VaultError::Forbidden(DENIED));
-                    }
-                    lock_live(tx, user.token).await?;
-                    let id = Uuid::new_v4();
-                    store::start(
-                        tx,
-                        user.token,
-                        id,
-                        &link_hash(link),
-                        status.as_str(),
-                        ends_at,
-                    )
-                    .await?;
-                    let event = UserEvent::about(command, user.token, metadata.as_ref());
-                    record_event(tx, &keys, actor, event).await?;
-                    Ok((link, ends_at))
-                })
-            })
-            .await
+        let act = Act::Change(FlowChange::Start {
+            link_hash: link_hash(link),
+            status,
+            ends_at,
+        });
+        self.on_user(caller, mode, identity, act, metadata).await?;
+        Ok((link, ends_at))
     }
 
     /// UserExpirationGet: the user's flow, if one is running (its user may ask for its own).
@@ -140,24 +143,10 @@ impl Vault {
         identity: &str,
         metadata: Option<Value>,
     ) -> Result<Option<ExpirationView>, VaultError> {
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
-        let principal = caller.principal.clone();
-        let actor = caller.actor();
-        let command = Command::UserExpirationGet;
-        self.db
-            .in_tenant(caller.tenant.id, move |tx| {
-                Box::pin(async move {
-                    let (user, _) = Gate::load(tx, &principal)
-                        .await?
-                        .resolve(tx, lookup, command, metadata.as_ref())
-                        .await?;
-                    let flow = store::of_user(tx, user.token).await?;
-                    let event = UserEvent::about(command, user.token, metadata.as_ref());
-                    record_event(tx, &keys, actor, event).await?;
-                    Ok(flow.map(ExpirationView::from))
-                })
-            })
-            .await
+        let flow = self
+            .on_user(caller, mode, identity, Act::Read, metadata)
+            .await?;
+        Ok(flow.map(ExpirationView::from))
     }
 
     /// UserExpirationCancel: ends the user's flow, if any, and its link (its user may cancel its
@@ -169,10 +158,32 @@ impl Vault {
         identity: &str,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
+        self.on_user(
+            caller,
+            mode,
+            identity,
+            Act::Change(FlowChange::Cancel),
+            metadata,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// One of the commands on a user's flow, in the user's tenant: the user resolved through the
+    /// gate, a change made with the user's row locked and the user still live, the read or change
+    /// audited; the flow as it was read (for UserExpirationGet).
+    async fn on_user(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        identity: &str,
+        act: Act,
+        metadata: Option<Value>,
+    ) -> Result<Option<Expiration>, VaultError> {
         let (keys, lookup) = self.locate(caller, mode, identity)?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
-        let command = Command::UserExpirationCancel;
+        let command = act.command();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
                 Box::pin(async move {
@@ -180,14 +191,36 @@ impl Vault {
                         .await?
                         .resolve(tx, lookup, command, metadata.as_ref())
                         .await?;
-                    if !visible.whole_profile() {
-                        return Err(VaultError::Forbidden(DENIED));
-                    }
-                    lock_live(tx, user.token).await?;
-                    store::end(tx, user.token).await?;
+                    let flow = match act {
+                        Act::Read => store::of_user(tx, user.token).await?,
+                        Act::Change(change) => {
+                            // A change of the flow leads to (or away from) forgetting the whole
+                            // record.
+                            if !visible.whole_profile() {
+                                return Err(VaultError::Forbidden(DENIED));
+                            }
+                            lock_live(tx, user.token).await?;
+                            match change {
+                                FlowChange::Start {
+                                    link_hash,
+                                    status,
+                                    ends_at,
+                                } => {
+                                    let id = Uuid::new_v4();
+                                    let status = status.as_str();
+                                    store::start(tx, user.token, id, &link_hash, status, ends_at)
+                                        .await?
+                                }
+                                FlowChange::Cancel => {
+                                    store::end(tx, user.token).await?;
+                                }
+                            }
+                            None
+                        }
+                    };
                     let event = UserEvent::about(command, user.token, metadata.as_ref());
                     record_event(tx, &keys, actor, event).await?;
-                    Ok(())
+                    Ok(flow)
                 })
             })
             .await
