@@ -29,6 +29,7 @@ pub mod session;
 pub mod shared_records;
 mod slots;
 pub mod stats;
+pub mod tenant_keys;
 pub mod tls;
 pub mod tokens;
 mod tx;

@@ -283,6 +283,7 @@ impl OwnerConnection {
         root_token_id: Uuid,
         root_token_hash: &[u8; 32],
         master_key: &NewMasterKey,
+        main_tenant_key: &crate::tenant_keys::NewTenantKey,
     ) -> Result<(), DbError> {
         let tx = self.client.transaction().await?;
         if migrate::has_root_token(&tx).await? {
@@ -301,6 +302,27 @@ impl OwnerConnection {
         tx.execute(
             "INSERT INTO access_tokens (id, token_hash, kind) VALUES ($1, $2, 'root')",
             &[&root_token_id, &root_token_hash.as_slice()],
+        )
+        .await?;
+        // The main tenant's own key (row-level security applies to a schema owner too).
+        tx.execute("SELECT set_config('bunker.tenant_id', '1', true)", &[])
+            .await?;
+        let master_version = match main_tenant_key.wrapping {
+            crate::tenant_keys::Wrapping::Master(version) => version,
+            crate::tenant_keys::Wrapping::Kms(_) => {
+                return Err(DbError::Schema(
+                    "the main tenant's first key is wrapped by the master key".to_owned(),
+                ))
+            }
+        };
+        tx.execute(
+            "INSERT INTO tenant_keys (tenant_id, version, wrapped, wrapped_by, master_version)
+             VALUES (1, $1, $2, 'master', $3)",
+            &[
+                &main_tenant_key.version,
+                &main_tenant_key.wrapped,
+                &master_version,
+            ],
         )
         .await?;
         tx.commit().await?;

@@ -61,6 +61,14 @@ impl OpenTx {
         self
     }
 
+    /// A transaction for `tenant` outside any tenant slot: short reads a request needs besides its
+    /// own transaction (the tenant's keys), which must not wait for the slot the request holds.
+    pub(crate) async fn begin_apart(db: &Database, tenant: TenantId) -> Result<OpenTx, DbError> {
+        let open = OpenTx::checkout(db, None).await?;
+        open.set_tenant_with(Some("BEGIN"), tenant).await?;
+        Ok(open)
+    }
+
     /// Checks a connection out and opens a transaction on it for `tenant` (under the request's
     /// tenant slot, within a request).
     async fn begin(db: &Database, tenant: TenantId) -> Result<OpenTx, DbError> {

@@ -65,7 +65,22 @@ impl Keyring {
         ))
     }
 
-    /// One tenant's keys: sealing with the newest version, opening with any held version.
+    /// The sealing keys of `purpose` derived for `tenant_id` from every master version held: they
+    /// open what was sealed before the tenant had keys of its own.
+    pub(crate) fn derived_seal_keys(&self, tenant_id: i64, purpose: &str) -> Vec<crate::SealKey> {
+        self.masters
+            .iter()
+            .map(|m| {
+                crate::SealKey::new(
+                    crate::tenant::derive(m.bytes(), tenant_id, purpose),
+                    m.version(),
+                )
+            })
+            .collect()
+    }
+
+    /// One tenant's keys as they were before tenants had keys of their own (derived from the
+    /// master keys): sealing with the newest version, opening with any held version.
     pub fn tenant_keys(&self, tenant_id: i64) -> TenantKeys {
         let current = self.current();
         let older: Vec<(&[u8], i32)> = self

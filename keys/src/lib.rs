@@ -1,9 +1,12 @@
 //! Bunker's key hierarchy. Knows nothing of HTTP or SQL.
 //!
 //! ```text
-//! WrappingKey (operator: BUNKER_WRAPPING_KEY[_FILE])
+//! WrappingKey (operator: BUNKER_WRAPPING_KEY[_FILE]) or AWS KMS
 //!   └─ wraps MasterKey (random, made by `bunker init`, stored only wrapped, versioned)
-//!        └─ HKDF-SHA256(master, tenant id, purpose) -> TenantKeys
+//!        └─ wraps each TenantKey (random, versioned; or the tenant's own AWS KMS key wraps it)
+//!             └─ HKDF-SHA256(tenant key, tenant id, purpose) -> TenantKeys
+//!                (a tenant made before tenant keys keeps its lookup keys, once derived from the
+//!                master key, inside its tenant key)
 //!             ├─ records: AES-256-GCM SealKey for user records and their versions
 //!             ├─ audit:   AES-256-GCM SealKey for audit event details
 //!             ├─ index:   HMAC-SHA256 BlindIndexKey for lookups by email/phone/login/custom
@@ -22,6 +25,7 @@ mod master;
 pub mod recovery;
 mod seal;
 mod tenant;
+mod tenant_key;
 mod user;
 
 pub use error::KeyError;
@@ -29,4 +33,5 @@ pub use keyring::Keyring;
 pub use master::{MasterKey, WrapPurpose, WrappingKey};
 pub use seal::{sealed_version, Label, SealKey, SealKeys, SEALED_OVERHEAD};
 pub use tenant::{BlindIndexKey, TenantKeys};
+pub use tenant_key::{TenantKey, TENANT_KEY_VERSIONS};
 pub use user::UserKey;

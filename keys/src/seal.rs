@@ -128,7 +128,12 @@ impl SealKeys {
         SealKeys { current, older }
     }
 
-    /// The master-key version new values are sealed with.
+    /// Opens with these keys too.
+    pub(crate) fn add_opening(&mut self, keys: impl IntoIterator<Item = SealKey>) {
+        self.older.extend(keys);
+    }
+
+    /// The key version new values are sealed with.
     pub fn current_version(&self) -> i32 {
         self.current.version
     }

@@ -73,6 +73,14 @@ impl fmt::Debug for TenantKeys {
 pub struct BlindIndexKey(Zeroizing<[u8; 32]>);
 
 impl BlindIndexKey {
+    pub(crate) fn new(key: Zeroizing<[u8; 32]>) -> Self {
+        BlindIndexKey(key)
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// HMAC-SHA256 over `field`, a zero byte and `value`: equal values of different fields differ.
     pub fn blind_index(&self, field: &str, value: &[u8]) -> [u8; 32] {
         let mut mac = match Hmac::<Sha256>::new_from_slice(self.0.as_slice()) {

@@ -20,6 +20,9 @@ pub enum TenancyError {
     TokenNotFound,
     #[error("{0}")]
     InvalidRequest(&'static str),
+    /// The new tenant's key could not be made or wrapped (never seen: sealing does not fail).
+    #[error("The tenant's key could not be made")]
+    KeyFailure,
     #[error(transparent)]
     Database(#[from] DbError),
 }

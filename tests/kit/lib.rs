@@ -61,6 +61,17 @@ pub fn cluster() -> &'static LocalCluster {
     })
 }
 
+/// A PostgreSQL client program (`pg_dump`, `pg_restore`) of the run's cluster's version.
+pub fn pg_tool(name: &str) -> PathBuf {
+    find_bindir(
+        std::env::var_os("BUNKER_PG_BINDIR")
+            .map(PathBuf::from)
+            .as_deref(),
+    )
+    .expect("PostgreSQL server binaries")
+    .join(name)
+}
+
 /// Connects to `database` of the run's cluster as the superuser.
 pub async fn superuser(database: &str) -> Client {
     connect(&cluster().connection_string(database)).await
@@ -115,6 +126,11 @@ pub struct TestOptions {
     pub shared_record_max_seconds: i64,
     /// How long a profile SystemDeleteUserProfiles removed can be restored.
     pub restore_window_seconds: i64,
+    /// How long a tenant's unwrapped keys are kept (`BUNKER_TENANT_KEY_CACHE_SECONDS`).
+    pub tenant_key_cache: Duration,
+    pub tenant_key_admin: bool,
+    /// Where AWS KMS is reached for tenants' own keys.
+    pub kms_endpoint: Option<String>,
     /// The rate limits (the server's defaults unless a test sets its own).
     pub rates: RateSettings,
     pub tenant_max_connections: Option<usize>,
@@ -145,6 +161,9 @@ impl Default for TestOptions {
             orphan_grace: Duration::from_secs(3600),
             shared_record_max_seconds: 30 * 86_400,
             restore_window_seconds: 30 * 86_400,
+            tenant_key_cache: Duration::from_secs(300),
+            tenant_key_admin: false,
+            kms_endpoint: None,
             rates: test_rates(),
             tenant_max_connections: None,
             metrics_listen: None,
@@ -193,6 +212,9 @@ impl TestOptions {
                 webhook_backoff: Duration::from_millis(50),
                 shared_record_max_seconds: self.shared_record_max_seconds,
                 restore_window_seconds: self.restore_window_seconds,
+                tenant_key_cache: self.tenant_key_cache,
+                tenant_key_admin: self.tenant_key_admin,
+                kms_endpoint: self.kms_endpoint.clone(),
             },
             files: FilesSettings {
                 url: self.files_url.clone(),

@@ -242,6 +242,7 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
             // Slow on purpose: the server keeps sealing with version 1 while the re-encryption
             // runs, so stale values are rewritten while they are being re-sealed.
             key_refresh_interval: Duration::from_millis(1500),
+            tenant_key_cache: Duration::from_secs(1),
             ..TestOptions::default()
         })
         .await,
@@ -296,6 +297,11 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         ("c", &app.shares[3]),
     ];
     assert_eq!(rotate_master(&db, &source, &shares).await.unwrap(), 2);
+    // The tenant's own key rotates too: its values are re-sealed under its version 2 (the master
+    // key only wraps tenant keys, which the re-encryption re-wraps under master version 2).
+    let (status, body) = app.root("TenantKeyRotate", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["versions"][0]["state"], "pending", "{body}");
 
     // Writers keep going while the re-encryption runs; each writer owns one field of each profile,
     // and they all work on ten hot users.
@@ -324,7 +330,12 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
     let vault = Vault::new(
         db.clone(),
         SharedKeyring::new(keyring),
-        TestOptions::default().settings(&app.wrapping_key).vault,
+        TestOptions {
+            tenant_key_cache: Duration::from_secs(1),
+            ..TestOptions::default()
+        }
+        .settings(&app.wrapping_key)
+        .vault,
         std::sync::Arc::new(bunker_services::metrics::ServiceMetrics::new().unwrap()),
     );
     // Link the trail as it is under version 1 (what is three seconds old: the writers' requests
@@ -340,6 +351,7 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         .unwrap();
     assert!(report.resealed >= 40, "{report:?}");
     assert_eq!(report.retired, [1]);
+    assert_eq!(report.tenant_keys_retired, 1, "{report:?}");
     let mut landed = HashMap::new();
     for written in writers.join_all().await {
         landed.extend(written);
@@ -354,20 +366,45 @@ async fn master_key_reencryption_under_concurrent_writes_loses_nothing_and_leave
         .unwrap();
 
     let su = app.superuser().await;
+    // Tenant key version 2 is 0x01000002 in a sealed value's header.
     let stale: i64 = su
         .query_one(
-            "SELECT (SELECT count(*) FROM users WHERE record IS NOT NULL AND substring(record FROM 2 FOR 4) <> '\\x00000002')
-                  + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) <> '\\x00000002')
-                  + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> '\\x00000002')
-                  + (SELECT count(*) FROM agreements WHERE sealed IS NOT NULL AND substring(sealed FROM 2 FOR 4) <> '\\x00000002')
-                  + (SELECT count(*) FROM tenants WHERE webhook_secret IS NOT NULL AND substring(webhook_secret FROM 2 FOR 4) <> '\\x00000002')
-                  + (SELECT count(*) FROM sessions WHERE token IS NULL AND substring(record FROM 2 FOR 4) <> '\\x00000002')",
+            "SELECT (SELECT count(*) FROM users WHERE record IS NOT NULL AND substring(record FROM 2 FOR 4) <> '\\x01000002')
+                  + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) <> '\\x01000002')
+                  + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) <> '\\x01000002')
+                  + (SELECT count(*) FROM agreements WHERE sealed IS NOT NULL AND substring(sealed FROM 2 FOR 4) <> '\\x01000002')
+                  + (SELECT count(*) FROM tenants WHERE webhook_secret IS NOT NULL AND substring(webhook_secret FROM 2 FOR 4) <> '\\x01000002')
+                  + (SELECT count(*) FROM sessions WHERE token IS NULL AND substring(record FROM 2 FOR 4) <> '\\x01000002')",
             &[],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(stale, 0, "no value is left on master key version 1");
+    assert_eq!(
+        stale, 0,
+        "no value is left on tenant key version 1 or on a master-derived key"
+    );
+    let keys: Vec<(i32, String, Option<i32>, bool, i32)> = su
+        .query(
+            "SELECT version, wrapped_by, master_version, retired, length(wrapped)
+               FROM tenant_keys WHERE tenant_id = 1 ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys[0].3 && keys[0].4 == 0,
+        "version 1 retired and destroyed: {keys:?}"
+    );
+    assert_eq!(
+        (keys[1].1.as_str(), keys[1].2, keys[1].3),
+        ("master", Some(2), false),
+        "version 2 re-wrapped under master key version 2"
+    );
     let retired: bool = su
         .query_one(
             "SELECT retired_at IS NOT NULL FROM master_keys WHERE version = 1",
@@ -520,6 +557,10 @@ async fn cli_rotates_the_master_key_and_reencrypts() {
         status.contains("master key v2: wrapped by local"),
         "{status}"
     );
+    assert!(
+        status.contains("tenant 1 (default): v1 current (wrapped by the master key)"),
+        "{status}"
+    );
     assert!(!status.contains(&app.wrapping_key));
     assert_eq!(
         start_with(&app, &app.wrapping_key).await,
@@ -537,8 +578,21 @@ async fn cli_rotates_the_master_key_and_reencrypts() {
         .get(0);
     assert_eq!(
         version,
-        2i32.to_be_bytes(),
-        "the user key is wrapped under version 2"
+        (bunker_keys::TENANT_KEY_VERSIONS + 1).to_be_bytes(),
+        "the user key is wrapped by the tenant's key, which the master rotation does not change"
+    );
+    let wrapped_by: Option<i32> = db
+        .query_one(
+            "SELECT master_version FROM tenant_keys WHERE tenant_id = 1 AND version = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        wrapped_by,
+        Some(2),
+        "the tenant's key is re-wrapped under version 2"
     );
     let (replica, _stop) = app.replica().await;
     let (status, body) = answer(

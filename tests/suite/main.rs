@@ -36,6 +36,7 @@ mod search;
 mod sessions;
 mod startup;
 mod system;
+mod tenant_keys;
 mod tenants;
 mod tls;
 mod tokens;

@@ -13,6 +13,7 @@ use bunker_db::{TenantId, TenantTx};
 use bunker_keys::{Label, TenantKeys};
 use bunker_tenancy::{Caller, Principal};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 use crate::access::{Command, DENIED};
 use crate::core::gate::Gate;
@@ -196,15 +197,15 @@ pub(crate) async fn report_of(
 }
 
 impl Vault {
-    fn reach(
+    async fn reach(
         &self,
         caller: &Caller,
         mode: Mode,
         identity: &str,
         command: Command,
         metadata: Option<Value>,
-    ) -> Result<(TenantKeys, Reach), VaultError> {
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+    ) -> Result<(Arc<TenantKeys>, Reach), VaultError> {
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         Ok((
             keys,
             Reach {
@@ -234,7 +235,9 @@ impl Vault {
                 "appdata must be a JSON object".into(),
             ));
         };
-        let (keys, reach) = self.reach(caller, mode, identity, Command::AppdataCreate, metadata)?;
+        let (keys, reach) = self
+            .reach(caller, mode, identity, Command::AppdataCreate, metadata)
+            .await?;
         let caller = caller.clone();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
@@ -265,7 +268,9 @@ impl Vault {
         version: Option<i32>,
         metadata: Option<Value>,
     ) -> Result<Map<String, Value>, VaultError> {
-        let (keys, reach) = self.reach(caller, mode, identity, Command::AppdataGet, metadata)?;
+        let (keys, reach) = self
+            .reach(caller, mode, identity, Command::AppdataGet, metadata)
+            .await?;
         let caller = caller.clone();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
@@ -308,7 +313,9 @@ impl Vault {
         change: Map<String, Value>,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
-        let (keys, reach) = self.reach(caller, mode, identity, Command::AppdataUpdate, metadata)?;
+        let (keys, reach) = self
+            .reach(caller, mode, identity, Command::AppdataUpdate, metadata)
+            .await?;
         let caller = caller.clone();
         let keep = self.settings.versions_kept;
         self.db
@@ -331,7 +338,9 @@ impl Vault {
         app: AppName,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
-        let (keys, reach) = self.reach(caller, mode, identity, Command::AppdataDelete, metadata)?;
+        let (keys, reach) = self
+            .reach(caller, mode, identity, Command::AppdataDelete, metadata)
+            .await?;
         let caller = caller.clone();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
@@ -354,13 +363,15 @@ impl Vault {
         identity: &str,
         metadata: Option<Value>,
     ) -> Result<Vec<String>, VaultError> {
-        let (keys, reach) = self.reach(
-            caller,
-            mode,
-            identity,
-            Command::AppdataListUserAppNames,
-            metadata,
-        )?;
+        let (keys, reach) = self
+            .reach(
+                caller,
+                mode,
+                identity,
+                Command::AppdataListUserAppNames,
+                metadata,
+            )
+            .await?;
         let caller = caller.clone();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
@@ -383,13 +394,15 @@ impl Vault {
         app: AppName,
         metadata: Option<Value>,
     ) -> Result<Vec<VersionInfo>, VaultError> {
-        let (keys, reach) = self.reach(
-            caller,
-            mode,
-            identity,
-            Command::AppdataListVersions,
-            metadata,
-        )?;
+        let (keys, reach) = self
+            .reach(
+                caller,
+                mode,
+                identity,
+                Command::AppdataListVersions,
+                metadata,
+            )
+            .await?;
         let caller = caller.clone();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {

@@ -180,7 +180,7 @@ impl Vault {
         act: Act,
         metadata: Option<Value>,
     ) -> Result<Option<Expiration>, VaultError> {
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         let command = act.command();
@@ -244,7 +244,7 @@ impl Vault {
             .expiration_tenant(&hash)
             .await?
             .ok_or(VaultError::ExpirationLinkNotFound)?;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let forgotten = self
             .db
             .in_tenant(tenant, move |tx| {

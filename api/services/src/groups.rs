@@ -203,7 +203,7 @@ impl Vault {
         let grouptype = grouptype.unwrap_or_else(|| "users".to_owned());
         check_group_fields(&name, &description, &grouptype)?;
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = Performer::Token(caller.actor());
         let created = self
             .db
@@ -243,7 +243,7 @@ impl Vault {
             return outcome;
         };
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = Performer::Token(caller.actor());
         self.db
             .in_tenant(tenant, move |tx| {
@@ -277,7 +277,7 @@ impl Vault {
         group: GroupRef,
     ) -> Result<GroupView, VaultError> {
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let admin = caller.is_admin();
         self.db
             .in_tenant(tenant, move |tx| {
@@ -294,7 +294,7 @@ impl Vault {
     /// Every group of the caller's tenant.
     pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupView>, VaultError> {
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
@@ -319,7 +319,7 @@ impl Vault {
     ) -> Result<(), VaultError> {
         const COMMAND: Command = Command::GroupUpdate;
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = Performer::Token(caller.actor());
         let principal = caller.principal.clone();
         let updated = self
@@ -371,7 +371,7 @@ impl Vault {
     ) -> Result<(), VaultError> {
         const COMMAND: Command = Command::GroupDelete;
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let by = caller.actor();
         let actor = Performer::Token(by);
         let principal = caller.principal.clone();
@@ -430,7 +430,7 @@ impl Vault {
     ) -> Result<(), VaultError> {
         const COMMAND: Command = Command::GroupAddUser;
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db
@@ -463,7 +463,7 @@ impl Vault {
     ) -> Result<(), VaultError> {
         const COMMAND: Command = Command::GroupDeleteUser;
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db
@@ -507,7 +507,7 @@ impl Vault {
     ) -> Result<Vec<(GroupView, Option<String>)>, VaultError> {
         const COMMAND: Command = Command::GroupListUserGroups;
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db

@@ -131,7 +131,7 @@ impl Vault {
         };
         let code = Uuid::new_v4().simple().to_string();
         if let Some(tenant) = tenant {
-            let keys = self.keys(tenant);
+            let keys = self.keys(tenant).await?;
             let id_hash = captcha_hash(&code);
             let mac = answer_mac(&keys.index, &code, &answer);
             self.db
@@ -171,7 +171,7 @@ impl Vault {
         let Some(tenant) = tenant else {
             return Ok(Prelogin::CaptchaWrong);
         };
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let lookup = normal
             .as_ref()
             .map(|value| Lookup::Index(field, keys.index.blind_index(field, value.as_bytes())));
@@ -228,7 +228,7 @@ impl Vault {
             .normalizer
             .normalize(field, &Value::String(identity.to_owned()))?;
         let tenant = tenant.ok_or_else(refused)?;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let lookup = match self.settings.normalizer.lookup(&keys.index, mode, identity) {
             Ok(lookup) => lookup,
             Err(VaultError::NotFound) => return Err(refused()),

@@ -17,6 +17,11 @@ pub struct ServiceMetrics {
     pub webhook_deliveries: IntCounterVec,
     /// Sweeper rounds by outcome: ok, failed.
     pub sweeper_runs: IntCounterVec,
+    /// Calls to AWS KMS for tenants' own keys, by operation (encrypt, decrypt) and outcome (ok,
+    /// refused, unreachable).
+    pub kms_requests: IntCounterVec,
+    /// Loads of a tenant's keys into the cache, by outcome (ok, unavailable, failed).
+    pub tenant_key_loads: IntCounterVec,
 }
 
 /// Buckets for short delays, in seconds: 100 µs to 5 s.
@@ -65,6 +70,23 @@ impl ServiceMetrics {
                 "Sweeper rounds by outcome (ok, failed)",
                 "outcome",
             )?,
+            kms_requests: {
+                let counters = IntCounterVec::new(
+                    Opts::new(
+                        "bunker_kms_requests_total",
+                        "Calls to AWS KMS for tenants' own keys by operation and outcome \
+                         (ok, refused, unreachable)",
+                    ),
+                    &["operation", "outcome"],
+                )?;
+                registry.register(Box::new(counters.clone()))?;
+                counters
+            },
+            tenant_key_loads: counters(
+                "bunker_tenant_key_loads_total",
+                "Loads of a tenant's keys into a server's cache by outcome (ok, unavailable, failed)",
+                "outcome",
+            )?,
             registry,
         })
     }
@@ -80,12 +102,17 @@ mod tests {
             .with_label_values(&["delivered"])
             .inc();
         metrics.sweeper_runs.with_label_values(&["ok"]).inc();
+        metrics
+            .kms_requests
+            .with_label_values(&["decrypt", "ok"])
+            .inc();
+        metrics.tenant_key_loads.with_label_values(&["ok"]).inc();
         let names: Vec<String> = metrics
             .registry
             .gather()
             .iter()
             .map(|family| family.name().to_owned())
             .collect();
-        assert_eq!(names.len(), 5, "{names:?}");
+        assert_eq!(names.len(), 7, "{names:?}");
     }
 }

@@ -67,7 +67,7 @@ impl Vault {
         let id = hex::encode(rand::rng().random::<[u8; 32]>());
         let hash = id_hash(&id);
         let (tenant_id, row) = label(tenant, &hash);
-        let sealed = self.keys(tenant).records.seal(
+        let sealed = self.keys(tenant).await?.records.seal(
             &Label {
                 tenant: tenant_id,
                 kind: "portal_session",
@@ -110,7 +110,7 @@ impl Vault {
             return Ok(None);
         }
         let (tenant_id, label_row) = label(tenant, &hash);
-        let opened = self.keys(tenant).records.open(
+        let opened = self.keys(tenant).await?.records.open(
             &Label {
                 tenant: tenant_id,
                 kind: "portal_session",

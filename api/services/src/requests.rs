@@ -374,7 +374,7 @@ impl Vault {
             }
             Proposal::ForgetMe | Proposal::WithdrawConsent(_) => {}
         }
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         let command = proposal.command();
@@ -457,7 +457,7 @@ impl Vault {
         uuid: Uuid,
         metadata: Option<Value>,
     ) -> Result<RequestView, VaultError> {
-        let keys = self.keys(caller.tenant.id);
+        let keys = self.keys(caller.tenant.id).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         self.db
@@ -509,7 +509,7 @@ impl Vault {
         limit: i64,
         metadata: Option<Value>,
     ) -> Result<(Vec<RequestView>, i64), VaultError> {
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         self.db
@@ -617,7 +617,7 @@ impl Vault {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let keys = self.keys(tenant);
+            let keys = self.keys(tenant).await?;
             let principal = caller.principal.clone();
             let actor = caller.actor();
             let request_metadata = metadata.clone();
@@ -742,7 +742,7 @@ impl Vault {
                 "reason may hold at most {MAX_REASON_CHARS} characters"
             )));
         }
-        let keys = self.keys(caller.tenant.id);
+        let keys = self.keys(caller.tenant.id).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         self.db

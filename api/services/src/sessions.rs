@@ -117,7 +117,7 @@ impl Vault {
                 "sessiondata must be a JSON object".into(),
             ));
         };
-        let keys = self.keys(caller.tenant.id);
+        let keys = self.keys(caller.tenant.id).await?;
         let linking = self.linking_lookup(caller, &keys, &data)?;
         let expiry = SessionExpiry {
             sliding_seconds: expiry.sliding_seconds,
@@ -182,7 +182,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<SessionView, VaultError> {
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         let command = Command::SessionGet;
@@ -230,7 +230,7 @@ impl Vault {
         id: SessionId,
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
-        let keys = self.keys(caller.tenant.id);
+        let keys = self.keys(caller.tenant.id).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         let command = Command::SessionDelete;
@@ -261,7 +261,7 @@ impl Vault {
         identity: &str,
         metadata: Option<Value>,
     ) -> Result<Vec<SessionView>, VaultError> {
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         let command = Command::SessionListUserSessions;

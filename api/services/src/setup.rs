@@ -117,8 +117,21 @@ pub async fn init_database(
         source: wrapping.kind(),
         recovery_wrapped: master.wrap_for(&recovery_key, WrapPurpose::Recovery)?,
     };
+    let tenant_key = bunker_keys::TenantKey::generate();
+    let main_tenant_key = bunker_db::tenant_keys::NewTenantKey {
+        version: tenant_key.version(),
+        wrapped: tenant_key.wrap(&master, bunker_db::TenantId::MAIN.0)?,
+        wrapping: bunker_db::tenant_keys::Wrapping::Master(master.version()),
+        active_in_seconds: 0,
+        opens_master_derived: false,
+    };
     owner
-        .initialize(root_token.id, root_token.hash().as_bytes(), &master_key)
+        .initialize(
+            root_token.id,
+            root_token.hash().as_bytes(),
+            &master_key,
+            &main_tenant_key,
+        )
         .await?;
     Ok(Initialized {
         root_token,

@@ -254,7 +254,7 @@ impl Vault {
                 (at - unix_now()).clamp(1, max)
             }
         };
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         let command = Command::SharedRecordCreate;
@@ -319,7 +319,7 @@ impl Vault {
             .shared_record_tenant(&hash)
             .await?
             .ok_or(VaultError::SharedRecordNotFound)?;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {

@@ -60,7 +60,7 @@ impl Vault {
             // Expired role and user tokens already fail to authenticate; this only tidies them.
             self.db.delete_expired_access_tokens(tenant).await?;
             loop {
-                let keys = self.keys(tenant);
+                let keys = self.keys(tenant).await?;
                 let window = self.settings.restore_window_seconds;
                 let (swept, expired_files, most) = self
                     .db

@@ -292,7 +292,7 @@ impl Vault {
         if let Some((url, secret)) = &webhook {
             check_webhook(url, secret, trusted)?;
         }
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = caller.actor();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
@@ -339,7 +339,7 @@ impl Vault {
     /// One round of deliveries for `tenant`: claims what is due, posts each, and records the
     /// outcome. Returns how many were delivered.
     async fn deliver_due(&self, http: &Clients, tenant: TenantId) -> Result<usize, VaultError> {
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         // Long enough for the whole batch, so that no other server sends one of it meanwhile.
         let lease = TIMEOUT.as_secs_f64() * (BATCH as f64 + 2.0);
         let (webhook, due) = self

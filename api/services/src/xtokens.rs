@@ -41,7 +41,7 @@ impl Vault {
     ) -> Result<(IssuedXToken, Uuid), VaultError> {
         require_admin(caller)?;
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let actor = caller.actor();
         let (sliding_seconds, final_at) = self.lifetime(expiry);
         let token = IssuedToken::generate();

@@ -32,6 +32,7 @@ const DEFAULT_PHONE_REGION: &str = "GB";
 const DEFAULT_USER_VERSIONS: usize = 10;
 const DEFAULT_SWEEP_SECONDS: usize = 60;
 const DEFAULT_KEY_REFRESH_SECONDS: usize = 30;
+const DEFAULT_TENANT_KEY_CACHE_SECONDS: usize = 300;
 const DEFAULT_XTOKEN_MAX_SECONDS: usize = 24 * 3600;
 const DEFAULT_SHARED_RECORD_MAX_SECONDS: usize = 30 * 86_400;
 const DEFAULT_RESTORE_WINDOW_SECONDS: usize = 30 * 86_400;
@@ -110,6 +111,13 @@ pub struct RefreshArgs {
     #[arg(long, env = "BUNKER_KEY_REFRESH_SECONDS", value_name = "SECONDS",
           default_value_t = DEFAULT_KEY_REFRESH_SECONDS, value_parser = positive("BUNKER_KEY_REFRESH_SECONDS"))]
     pub key_refresh_seconds: usize,
+    /// Seconds a server keeps a tenant's unwrapped keys: a revoked tenant KMS key stops the
+    /// tenant within this bound on every server (`keys reencrypt` waits it out, as servers do,
+    /// before sealing with a new tenant key).
+    #[arg(long, env = "BUNKER_TENANT_KEY_CACHE_SECONDS", value_name = "SECONDS",
+          default_value_t = DEFAULT_TENANT_KEY_CACHE_SECONDS,
+          value_parser = positive("BUNKER_TENANT_KEY_CACHE_SECONDS"))]
+    pub tenant_key_cache_seconds: usize,
 }
 
 /// The HTTP server and the vault behind it.
@@ -146,6 +154,11 @@ pub struct ServerArgs {
     #[arg(long, env = "BUNKER_LIST_USERS", value_name = "BOOL", default_value = "false",
           value_parser = boolean("BUNKER_LIST_USERS"), action = clap::ArgAction::Set)]
     pub list_users: bool,
+    /// Whether a tenant's admin token may change its own tenant's key wrapping (its own AWS KMS
+    /// key) and rotate its key; off: root only.
+    #[arg(long, env = "BUNKER_TENANT_KEY_ADMIN", value_name = "BOOL", default_value = "false",
+          value_parser = boolean("BUNKER_TENANT_KEY_ADMIN"), action = clap::ArgAction::Set)]
+    pub tenant_key_admin: bool,
     /// The longest a role or user token lives, in seconds.
     #[arg(long, env = "BUNKER_XTOKEN_MAX_SECONDS", value_name = "SECONDS",
           default_value_t = DEFAULT_XTOKEN_MAX_SECONDS, value_parser = positive("BUNKER_XTOKEN_MAX_SECONDS"))]
@@ -449,6 +462,10 @@ pub struct Config {
     pub sweep_seconds: usize,
     /// `BUNKER_KEY_REFRESH_SECONDS`: how often servers look for a new master-key version (default 30).
     pub key_refresh_seconds: usize,
+    /// `BUNKER_TENANT_KEY_CACHE_SECONDS`: how long a tenant's unwrapped keys are kept (default 300).
+    pub tenant_key_cache_seconds: usize,
+    /// `BUNKER_TENANT_KEY_ADMIN`: whether tenant admins manage their own tenant's key (default off).
+    pub tenant_key_admin: bool,
     /// `BUNKER_LIST_USERS`: whether BulkListUsers and BulkListAllUsers work (default off).
     pub list_users: bool,
     /// `BUNKER_XTOKEN_MAX_SECONDS`: the longest a role or user token may live (default 1 day).
@@ -538,6 +555,8 @@ impl Config {
             versions_kept: DEFAULT_USER_VERSIONS,
             sweep_seconds: DEFAULT_SWEEP_SECONDS,
             key_refresh_seconds: DEFAULT_KEY_REFRESH_SECONDS,
+            tenant_key_cache_seconds: DEFAULT_TENANT_KEY_CACHE_SECONDS,
+            tenant_key_admin: false,
             list_users: false,
             xtoken_max_seconds: DEFAULT_XTOKEN_MAX_SECONDS,
             shared_record_max_seconds: DEFAULT_SHARED_RECORD_MAX_SECONDS,
@@ -610,6 +629,8 @@ impl Config {
             config.audit_chain_seconds = server.chain.audit_chain_seconds;
             config.audit_chain_horizon_seconds = server.chain.audit_chain_horizon_seconds;
             config.key_refresh_seconds = server.refresh.key_refresh_seconds;
+            config.tenant_key_cache_seconds = server.refresh.tenant_key_cache_seconds;
+            config.tenant_key_admin = server.tenant_key_admin;
             config.rates = RateSettings {
                 tenant: server.rate_tenant.0,
                 token: server.rate_token.0,
@@ -657,6 +678,7 @@ impl Config {
         }
         if let Some(refresh) = settings.refresh {
             config.key_refresh_seconds = refresh.key_refresh_seconds;
+            config.tenant_key_cache_seconds = refresh.tenant_key_cache_seconds;
         }
         if let Some(demo) = settings.demo {
             config.data_dir = demo.data_dir.clone();
@@ -730,6 +752,9 @@ impl Config {
                     .unwrap_or(i64::MAX),
                 restore_window_seconds: i64::try_from(self.restore_window_seconds)
                     .unwrap_or(i64::MAX),
+                tenant_key_cache: Duration::from_secs(self.tenant_key_cache_seconds as u64),
+                tenant_key_admin: self.tenant_key_admin,
+                kms_endpoint: self.kms_endpoint.clone(),
             },
             files: FilesSettings {
                 url: self.files_url.clone(),

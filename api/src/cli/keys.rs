@@ -42,6 +42,50 @@ pub async fn keys_status(config: &Config) -> anyhow::Result<()> {
             if key.retired { ", retired" } else { "" },
         );
     }
+    // Each tenant's own key, tenant by tenant under its row-level security.
+    let tenants = db
+        .in_tenant(bunker_db::TenantId::MAIN, |tx| {
+            Box::pin(async move {
+                Ok::<_, bunker_db::DbError>(
+                    bunker_db::control::list_tenants(tx, 0, i64::MAX).await?.0,
+                )
+            })
+        })
+        .await?;
+    for tenant in tenants {
+        let rows = db
+            .in_tenant(tenant.id, |tx| {
+                Box::pin(async move { bunker_db::tenant_keys::all(tx).await })
+            })
+            .await?;
+        let versions = bunker_services::keys::describe_tenant_keys(&rows);
+        let shown: Vec<String> = versions
+            .iter()
+            .map(|v| {
+                let by = match &v.kms_key_id {
+                    Some(id) => format!("AWS KMS key {id}"),
+                    None => "the master key".to_owned(),
+                };
+                format!("v{} {} (wrapped by {by})", v.version, v.state)
+            })
+            .collect();
+        let derived = rows.is_empty() || rows.iter().any(|r| r.opens_master_derived);
+        println!(
+            "tenant {} ({}): {}{}",
+            tenant.id.0,
+            tenant.name,
+            if shown.is_empty() {
+                "no key of its own yet (run `bunker keys reencrypt`)".to_owned()
+            } else {
+                shown.join(", ")
+            },
+            if derived && !shown.is_empty() {
+                "; values sealed before tenant keys remain (run `bunker keys reencrypt`)"
+            } else {
+                ""
+            },
+        );
+    }
     Ok(())
 }
 
@@ -262,11 +306,17 @@ pub async fn keys_reencrypt(config: &Config) -> anyhow::Result<()> {
                 bar.finish();
             }
         }
+        Progress::TenantKeysPending { made, wait } => println!(
+            "{made} tenant(s) given a key of their own; waiting {} s for every server to seal with \
+             the new tenant key versions...",
+            wait.as_secs()
+        ),
     };
     let report = vault.reencrypt_all(settle, &mut draw).await?;
     println!(
-        "{} value(s) re-sealed; retired master key version(s): {:?}",
-        report.resealed, report.retired
+        "{} value(s) re-sealed; retired master key version(s): {:?}; {} older tenant key \
+         version(s) retired",
+        report.resealed, report.retired, report.tenant_keys_retired
     );
     Ok(())
 }

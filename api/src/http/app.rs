@@ -41,7 +41,7 @@ use crate::v2::policies::PolicyApi;
 use crate::v2::requests::RequestApi;
 use crate::v2::sessions::SessionApi;
 use crate::v2::system::SystemApi;
-use crate::v2::tenants::{AccessTokenApi, TenantApi};
+use crate::v2::tenants::{AccessTokenApi, TenantApi, TenantKeyApi};
 use crate::v2::tokens::TokenApi;
 use crate::v2::users::UserApi;
 use crate::v2::xtokens::XTokenApi;
@@ -234,7 +234,7 @@ impl Application {
             None => EnvelopeAcceptor::new(tcp, guard).boxed(),
         };
         let tenancy = Tenancy::new(db.clone(), TenantResolver::new(&settings.domains));
-        let tenants = Tenants::new(db.clone());
+        let tenants = Tenants::new(db.clone()).with_keyring(keyring.clone());
         let state_db = db.clone();
         let state = Arc::new(AppState {
             keys: KeyService {
@@ -346,7 +346,7 @@ impl Application {
 
 /// The `/v2` command groups.
 pub type V2 = (
-    TenantApi,
+    (TenantApi, TenantKeyApi),
     AccessTokenApi,
     UserApi,
     AppdataApi,
@@ -366,10 +366,15 @@ pub type V2 = (
 /// The OpenAPI service describing `/v2`, generated from the code.
 pub fn openapi(tenants: Tenants, vault: Vault, keys: KeyService) -> OpenApiService<V2, ()> {
     let api = (
-        TenantApi {
-            tenants: tenants.clone(),
-            vault: vault.clone(),
-        },
+        (
+            TenantApi {
+                tenants: tenants.clone(),
+                vault: vault.clone(),
+            },
+            TenantKeyApi {
+                vault: vault.clone(),
+            },
+        ),
         AccessTokenApi { tenants },
         UserApi {
             vault: vault.clone(),

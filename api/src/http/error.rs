@@ -151,6 +151,7 @@ impl From<TenancyError> for ApiError {
             TenancyError::TenantNotFound | TenancyError::TokenNotFound => StatusCode::NOT_FOUND,
             TenancyError::DuplicateTenantName => StatusCode::CONFLICT,
             TenancyError::Database(db) => return db_error(db),
+            TenancyError::KeyFailure => return ApiError::internal(),
         };
         ApiError::new(status, err.to_string())
     }
@@ -198,6 +199,13 @@ impl From<VaultError> for ApiError {
                 StatusCode::CONFLICT
             }
             VaultError::Database(db) => return db_error(db),
+            // Logged (with KMS's own words) where the load failed; retried within seconds.
+            VaultError::TenantKeysUnavailable(_) => {
+                return ApiError {
+                    headers: vec![("retry-after", "5".to_owned())],
+                    ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
+                }
+            }
             // The cause is logged by the writer of the batch.
             VaultError::AuditUnavailable => {
                 return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())

@@ -414,3 +414,115 @@ impl From<TenantRecord> for TenantRow {
         }
     }
 }
+
+/// The tenant's own key (Bunker's own commands): TenantKeyGet, TenantKeySetWrapping,
+/// TenantKeyRotate. Root in any tenant (X-Bunker-Tenant); a tenant admin reads its own, and changes
+/// it where the operator allows (`BUNKER_TENANT_KEY_ADMIN`).
+pub struct TenantKeyApi {
+    pub vault: bunker_services::Vault,
+}
+
+#[derive(Debug, Object, Deserialize)]
+pub struct SetWrappingRequest {
+    /// The AWS KMS key that is to wrap the tenant's key (key id, key ARN or alias ARN; the key
+    /// policy or a grant must let Bunker's role use kms:Encrypt and kms:Decrypt), or `master` to
+    /// wrap it with the installation's master key again.
+    kmskeyid: String,
+}
+
+#[derive(Debug, Object)]
+pub struct TenantKeyVersionView {
+    version: i32,
+    /// `master` or `kms`.
+    wrapping: String,
+    /// The KMS key wrapping this version, if one does.
+    kmskeyid: Option<String>,
+    /// `current` (new values are sealed with it), `pending` (sealed with once every server has
+    /// loaded it), `held` (opens values not yet re-sealed) or `retired` (destroyed).
+    state: String,
+    /// When it was made (Unix seconds).
+    created: i64,
+}
+
+#[derive(Debug, Object)]
+pub struct TenantKeyView {
+    status: Status,
+    versions: Vec<TenantKeyVersionView>,
+    /// Whether values of the tenant may still be sealed with keys once derived from the master
+    /// key (a tenant made before tenant keys, until `bunker keys reencrypt` has run).
+    masterderived: bool,
+    /// How long a server keeps the tenant's keys unwrapped: the bound within which revoking the
+    /// tenant's KMS key stops its reads and writes everywhere.
+    cacheseconds: u64,
+}
+
+impl From<bunker_services::keys::TenantKeyStatus> for TenantKeyView {
+    fn from(status: bunker_services::keys::TenantKeyStatus) -> Self {
+        TenantKeyView {
+            status: Status::Ok,
+            versions: status
+                .versions
+                .into_iter()
+                .map(|v| TenantKeyVersionView {
+                    version: v.version,
+                    wrapping: v.wrapping.to_owned(),
+                    kmskeyid: v.kms_key_id,
+                    state: v.state.to_owned(),
+                    created: v.created_at,
+                })
+                .collect(),
+            masterderived: status.master_derived_values,
+            cacheseconds: status.cache_seconds,
+        }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Tenants")]
+impl TenantKeyApi {
+    /// The tenant's key versions and what wraps each (never a key).
+    #[oai(path = "/TenantKeyGet", method = "post", operation_id = "TenantKeyGet")]
+    async fn tenant_key_get(
+        &self,
+        caller: Authenticated,
+        _body: JsonBody<NoFields>,
+    ) -> Result<Json<TenantKeyView>, ApiError> {
+        Ok(Json(self.vault.tenant_key_status(&caller.0).await?.into()))
+    }
+
+    /// Wrap the tenant's key with an AWS KMS key the tenant owns (checked to encrypt and decrypt
+    /// first), or with the master key again (`master`). Revoking that KMS key later stops the
+    /// tenant's reads and writes within the cache lifetime on every server.
+    #[oai(
+        path = "/TenantKeySetWrapping",
+        method = "post",
+        operation_id = "TenantKeySetWrapping"
+    )]
+    async fn tenant_key_set_wrapping(
+        &self,
+        caller: Authenticated,
+        body: JsonBody<SetWrappingRequest>,
+    ) -> Result<Json<TenantKeyView>, ApiError> {
+        let with = bunker_services::keys::WrapWith::parse(&body.0.kmskeyid)?;
+        Ok(Json(
+            self.vault
+                .set_tenant_key_wrapping(&caller.0, with)
+                .await?
+                .into(),
+        ))
+    }
+
+    /// Add the next version of the tenant's key (sealed with after one cache lifetime; `bunker
+    /// keys reencrypt` re-seals older values and retires the old version). Lookups are unchanged.
+    #[oai(
+        path = "/TenantKeyRotate",
+        method = "post",
+        operation_id = "TenantKeyRotate"
+    )]
+    async fn tenant_key_rotate(
+        &self,
+        caller: Authenticated,
+        _body: JsonBody<NoFields>,
+    ) -> Result<Json<TenantKeyView>, ApiError> {
+        Ok(Json(self.vault.rotate_tenant_key(&caller.0).await?.into()))
+    }
+}

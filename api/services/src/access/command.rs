@@ -69,6 +69,11 @@ commands! {
         PolicyUpdate: AdminOnly,
         PolicyListAllPolicies: AdminOnly,
         SystemGenerateWrappingKey: AdminOnly,
+        // The tenant's own key (Bunker's own): its versions, its wrapping (a KMS key the tenant
+        // owns, or the master key), its rotation. Root; a tenant admin if the operator allows.
+        TenantKeyGet: AdminOnly,
+        TenantKeySetWrapping: AdminOnly,
+        TenantKeyRotate: AdminOnly,
         SystemGetSystemStats: AdminOnly,
         SystemSetLicenseKey: AdminOnly,
         // Root of the main tenant only, behind a bulk unlock: decided inside.
@@ -199,6 +204,8 @@ pub enum Operation {
     AgreementSuperseded,
     FileExpired,
     RestoreWindowEnded,
+    TenantKeyCreated,
+    TenantKeyRetired,
 }
 
 impl Operation {
@@ -216,6 +223,8 @@ impl Operation {
             Operation::AgreementSuperseded => "AgreementSuperseded",
             Operation::FileExpired => "FileExpired",
             Operation::RestoreWindowEnded => "RestoreWindowEnded",
+            Operation::TenantKeyCreated => "TenantKeyCreated",
+            Operation::TenantKeyRetired => "TenantKeyRetired",
         }
     }
 }

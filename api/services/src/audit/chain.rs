@@ -173,7 +173,7 @@ impl Vault {
         horizon: Duration,
         remembered: Option<Head>,
     ) -> Result<(usize, Option<Head>), VaultError> {
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let horizon = i64::try_from(horizon.as_secs()).unwrap_or(i64::MAX);
         self.db
             .in_tenant(tenant, move |tx| {
@@ -223,7 +223,7 @@ impl Vault {
         tenant: TenantId,
         options: VerifyOptions,
     ) -> Result<ChainReport, VaultError> {
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let stale = i64::try_from(options.stale_after.as_secs()).unwrap_or(i64::MAX);
         self.db
             .in_tenant(tenant, move |tx| {

@@ -46,7 +46,7 @@ impl Vault {
     ) -> Result<EventPage, VaultError> {
         const COMMAND: Command = Command::AuditListUserEvents;
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db
@@ -94,7 +94,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<EventDetails, VaultError> {
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db

@@ -92,7 +92,7 @@ impl Vault {
     ) -> Result<Vec<TokenValue>, VaultError> {
         check_at_most(handles.len(), "tokens")?;
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = caller.actor();
         self.db
             .in_tenant(tenant, move |tx| {
@@ -135,7 +135,7 @@ impl Vault {
     ) -> Result<u64, VaultError> {
         check_at_most(handles.len(), "tokens")?;
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = caller.actor();
         self.db
             .in_tenant(tenant, move |tx| {
@@ -198,7 +198,7 @@ impl Vault {
     ) -> Result<(Vec<GroupMember>, i64), VaultError> {
         const COMMAND: Command = Command::BulkListGroupUsers;
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db
@@ -267,7 +267,7 @@ impl Vault {
             return Err(VaultError::Forbidden("BulkListUsers is disabled"));
         }
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let mut lookups = Vec::with_capacity(selectors.len());
         for (position, (mode, identity)) in selectors.iter().enumerate() {
             if *mode == Mode::Token {
@@ -353,7 +353,7 @@ impl Vault {
             return Err(VaultError::Forbidden("BulkListAllUsers is disabled"));
         }
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db

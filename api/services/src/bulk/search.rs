@@ -75,7 +75,7 @@ impl Vault {
     ) -> Result<Vec<UserView>, VaultError> {
         self.check_search(&identity)?;
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         let normalizer = self.settings.normalizer.clone();

@@ -432,14 +432,14 @@ impl Vault {
         let method = text(input.agreementmethod, "agreementmethod", MAX_SHORT_CHARS)?;
         let reference = text(input.referencecode, "referencecode", MAX_SHORT_CHARS)?;
         let modifier = text(input.lastmodifiedby, "lastmodifiedby", MAX_SHORT_CHARS)?;
-        let (_, lookup) = self.locate(caller, mode, identity)?;
+        let (_, lookup) = self.locate(caller, mode, identity).await?;
         let actor = Performer::Token(caller.actor());
         // Two first accepts for one e-mail no user holds may meet: the second goes round again
         // and finds the first's agreement.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (keys, principal) = (self.keys(caller.tenant.id), caller.principal.clone());
+            let (keys, principal) = (self.keys(caller.tenant.id).await?, caller.principal.clone());
             let brief = brief.clone();
             let (method, reference) = (method.clone(), reference.clone());
             let (modifier, metadata) = (modifier.clone(), metadata.clone());
@@ -569,7 +569,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<AgreementView, VaultError> {
         const COMMAND: Command = Command::AgreementGet;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let caller = caller.clone();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
@@ -610,7 +610,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<Vec<AgreementView>, VaultError> {
         const COMMAND: Command = Command::AgreementListUserAgreements;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let caller = caller.clone();
         self.db
             .in_tenant(caller.tenant.id, move |tx| {
@@ -645,7 +645,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<Withdrawal, VaultError> {
         const COMMAND: Command = Command::AgreementCancel;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let principal = caller.principal.clone();
         let actor = Performer::Token(caller.actor());
         let wanted = brief.clone();

@@ -168,7 +168,7 @@ pub(crate) async fn revoke_in_force(
     let admin = caller.is_admin();
     let limit = if admin { REVOKE_BATCH } else { MAX_DECIDED };
     loop {
-        let keys = vault.keys(tenant);
+        let keys = vault.keys(tenant).await?;
         let principal = caller.principal.clone();
         let actor = Performer::Token(caller.actor());
         let metadata = metadata.clone();
@@ -272,7 +272,7 @@ impl Vault {
                 .await?;
             revoke_in_force(self, caller, basis.id, COMMAND, metadata.clone()).await?;
         }
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let caller = caller.clone();
         self.db
             .in_tenant(tenant, move |tx| {

@@ -12,6 +12,7 @@ pub mod keyring;
 pub mod limits;
 pub mod rate;
 mod readaudit;
+pub mod tenant_keys;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -51,6 +52,14 @@ pub struct VaultSettings {
     /// How long a profile removed by SystemDeleteUserProfiles can be restored
     /// (`BUNKER_RESTORE_WINDOW_SECONDS`; 0: not at all).
     pub restore_window_seconds: i64,
+    /// How long a tenant's unwrapped keys are kept in memory (`BUNKER_TENANT_KEY_CACHE_SECONDS`):
+    /// the bound within which a revoked tenant KMS key stops the tenant on every server.
+    pub tenant_key_cache: std::time::Duration,
+    /// Whether a tenant's admin may change its tenant's key wrapping and rotate it
+    /// (`BUNKER_TENANT_KEY_ADMIN`; off: root only).
+    pub tenant_key_admin: bool,
+    /// Where AWS KMS is reached for tenants' own keys (`BUNKER_KMS_ENDPOINT`; none: AWS's).
+    pub kms_endpoint: Option<String>,
 }
 
 /// The vault service.
@@ -58,6 +67,7 @@ pub struct VaultSettings {
 pub struct Vault {
     pub(crate) db: Database,
     pub(crate) keyring: SharedKeyring,
+    pub(crate) tenant_keys: tenant_keys::TenantKeyCache,
     pub(crate) settings: VaultSettings,
     pub(crate) reads: ReadAudit,
     /// The file vault, if one is configured.
@@ -167,10 +177,24 @@ pub enum VaultError {
     /// The audit chain no longer holds a head this server linked (see `vault::chain`).
     #[error("The audit chain was cut or rewritten")]
     AuditChainCut,
+    /// The tenant's keys cannot be unwrapped now (its KMS key refused, or KMS is unreachable):
+    /// nothing of the tenant can be read or written until they can.
+    #[error("The tenant's keys are unavailable: {}; nothing was read or written", .0.describe())]
+    TenantKeysUnavailable(tenant_keys::Unavailable),
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error(transparent)]
     Database(#[from] DbError),
+}
+
+impl From<tenant_keys::LoadError> for VaultError {
+    fn from(err: tenant_keys::LoadError) -> Self {
+        match err {
+            tenant_keys::LoadError::Unavailable(cause) => VaultError::TenantKeysUnavailable(cause),
+            tenant_keys::LoadError::Database(db) => VaultError::Database(db),
+            tenant_keys::LoadError::Keys(keys) => VaultError::Keys(keys),
+        }
+    }
 }
 
 impl VaultError {
@@ -181,6 +205,7 @@ impl VaultError {
             self,
             VaultError::Database(_)
                 | VaultError::Keys(_)
+                | VaultError::TenantKeysUnavailable(_)
                 | VaultError::AuditUnavailable
                 | VaultError::AuditFailed
                 | VaultError::AuditChainCut
@@ -200,10 +225,16 @@ impl Vault {
         settings: VaultSettings,
         metrics: Arc<ServiceMetrics>,
     ) -> Self {
+        let tenant_keys = tenant_keys::TenantKeyCache::new(
+            settings.tenant_key_cache,
+            settings.kms_endpoint.clone(),
+        );
+        tenant_keys::spawn_eviction(&tenant_keys);
         Vault {
             reads: ReadAudit::spawn(db.clone(), metrics.clone()),
             db,
             keyring,
+            tenant_keys,
             settings,
             files: None,
             metrics,
@@ -221,29 +252,43 @@ impl Vault {
         self
     }
 
-    pub(crate) fn keys(&self, tenant: TenantId) -> TenantKeys {
-        self.keyring.get().tenant_keys(tenant.0)
+    /// `tenant`'s keys (cached for `BUNKER_TENANT_KEY_CACHE_SECONDS`; see [`tenant_keys`]).
+    pub(crate) async fn keys(&self, tenant: TenantId) -> Result<Arc<TenantKeys>, VaultError> {
+        Ok(self
+            .tenant_keys
+            .get(tenant, &self.db, &self.keyring.get(), &self.metrics)
+            .await?)
     }
 
     /// The caller's tenant keys and the user a request names (normalized, blind-indexed). An empty
     /// value names no one: not found for an admin, and for a role or user token the same refusal as
     /// any user it may not touch.
-    pub(crate) fn locate(
+    pub(crate) async fn locate(
         &self,
         caller: &Caller,
         mode: Mode,
         identity: &str,
-    ) -> Result<(TenantKeys, identity::Lookup), VaultError> {
-        let keys = self.keys(caller.tenant.id);
-        let lookup = self
-            .settings
+    ) -> Result<(Arc<TenantKeys>, identity::Lookup), VaultError> {
+        let keys = self.keys(caller.tenant.id).await?;
+        let lookup = self.lookup_with(&keys, caller, mode, identity)?;
+        Ok((keys, lookup))
+    }
+
+    /// As [`Vault::locate`], with the caller's tenant keys at hand.
+    pub(crate) fn lookup_with(
+        &self,
+        keys: &TenantKeys,
+        caller: &Caller,
+        mode: Mode,
+        identity: &str,
+    ) -> Result<identity::Lookup, VaultError> {
+        self.settings
             .normalizer
             .lookup(&keys.index, mode, identity)
             .map_err(|err| match err {
                 VaultError::NotFound if !caller.is_admin() => VaultError::Forbidden(DENIED),
                 err => err,
-            })?;
-        Ok((keys, lookup))
+            })
     }
 }
 

@@ -365,7 +365,7 @@ impl Vault {
     ) -> Result<FileCreated, VaultError> {
         let files = self.files()?.clone();
         check_filename(&upload.filename)?;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let tenant = caller.tenant.id;
         let principal = caller.principal.clone();
         let decide_principal = caller.principal.clone();
@@ -516,7 +516,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<Option<FileCreated>, VaultError> {
         let actor = caller.actor();
-        let keys = self.keys(caller.tenant.id);
+        let keys = self.keys(caller.tenant.id).await?;
         let token = prepared.token;
         let file = prepared.file;
         let content_hash = prepared.content_hash.clone();
@@ -576,7 +576,7 @@ impl Vault {
         caller: &Caller,
         prepared: &Prepared,
     ) -> Result<FileCreated, VaultError> {
-        let keys = self.keys(caller.tenant.id);
+        let keys = self.keys(caller.tenant.id).await?;
         let token = prepared.token;
         let content_hash = prepared.content_hash.clone();
         self.db
@@ -611,7 +611,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<FileRead, VaultError> {
         let files = self.files()?.clone();
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let tenant = caller.tenant.id;
         let principal = caller.principal.clone();
         let actor = caller.actor();
@@ -681,7 +681,7 @@ impl Vault {
     ) -> Result<(Uuid, Vec<FileInfo>), VaultError> {
         self.files()?;
         let tag = tag.as_deref().map(Tags::one).transpose()?;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         let command = Command::FileListUserFiles;
@@ -711,7 +711,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<Vec<String>, VaultError> {
         self.files()?;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         let command = Command::FileReplaceTags;
@@ -750,7 +750,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<Uuid, VaultError> {
         let files = self.files()?.clone();
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let tenant = caller.tenant.id;
         let principal = caller.principal.clone();
         let actor = caller.actor();
@@ -799,7 +799,7 @@ impl Vault {
         self.files()?;
         let tag = Tags::one(&tag)?;
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let principal = caller.principal.clone();
         let actor = caller.actor();
         self.db

@@ -4,9 +4,11 @@
 //! main tenant's trail.
 
 mod reencrypt;
+mod tenant;
 pub mod wrapping;
 
 pub use reencrypt::{Progress, ReencryptReport};
+pub use tenant::{describe as describe_tenant_keys, TenantKeyStatus, TenantKeyVersion, WrapWith};
 
 pub use crate::core::SharedKeyring;
 use bunker_db::audit::{self, AuditEvent, Performer};

@@ -31,13 +31,21 @@ pub enum Progress {
     Resealed(usize),
     /// The tenant is done.
     TenantDone,
+    /// Tenants made before tenant keys were given theirs (`made`); waiting `wait` until every
+    /// server seals with them (one cache lifetime).
+    TenantKeysPending { made: usize, wait: Duration },
 }
 
 /// What a re-encryption did.
 #[derive(Clone, Debug, Default)]
 pub struct ReencryptReport {
     pub resealed: usize,
+    /// Master-key versions retired.
     pub retired: Vec<i32>,
+    /// Tenants given their first key of their own (made before tenant keys).
+    pub tenant_keys_made: usize,
+    /// Older tenant key versions retired (destroyed), across tenants.
+    pub tenant_keys_retired: usize,
 }
 
 impl Vault {
@@ -46,9 +54,10 @@ impl Vault {
         self.keyring.get().current().version()
     }
 
-    /// How many values of `tenant` are sealed under an older version.
+    /// How many values of `tenant` are sealed under another key version than the tenant's current
+    /// one (an older version of its key, or the keys once derived from the master key).
     pub async fn count_stale(&self, tenant: TenantId) -> Result<i64, VaultError> {
-        let current = self.current_version();
+        let current = self.keys(tenant).await?.records.current_version();
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(
@@ -62,7 +71,7 @@ impl Vault {
     /// changed meanwhile (a concurrent write) is left alone: it is either current already or found
     /// again by the next batch.
     pub async fn reseal_batch(&self, tenant: TenantId) -> Result<usize, VaultError> {
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
@@ -111,10 +120,12 @@ impl Vault {
             .await
     }
 
-    /// Re-seals every tenant's stale values, then retires the older master-key versions. First
-    /// waits `settle` so that every server has loaded the new version and seals with it; then
-    /// passes over all tenants until a pass finds nothing stale. `progress` hears of each tenant's
-    /// work as it goes (the CLI draws a bar with it).
+    /// Re-seals every tenant's stale values, then retires the older master-key and tenant key
+    /// versions. First waits `settle`, so that every server has loaded the newest master key; gives
+    /// every tenant made before tenant keys its own key and waits until every server seals with
+    /// it (one tenant-key cache lifetime); then passes over all tenants until a pass finds nothing
+    /// stale; then re-wraps tenant keys under the newest master key and retires what nothing
+    /// needs. `progress` hears of each tenant's work as it goes (the CLI draws a bar with it).
     pub async fn reencrypt_all(
         &self,
         settle: Duration,
@@ -123,6 +134,24 @@ impl Vault {
         tokio::time::sleep(settle).await;
         let current = self.current_version();
         let mut report = ReencryptReport::default();
+        let tenants = self.db.tenant_ids().await?;
+        let mut wait = Duration::ZERO;
+        for tenant in &tenants {
+            if self.ensure_tenant_key(*tenant).await? {
+                report.tenant_keys_made += 1;
+            }
+            wait = wait.max(self.pending_for(*tenant).await?);
+        }
+        if !wait.is_zero() {
+            progress(Progress::TenantKeysPending {
+                made: report.tenant_keys_made,
+                wait,
+            });
+            tokio::time::sleep(wait).await;
+        }
+        for tenant in &tenants {
+            self.tenant_keys.forget(*tenant);
+        }
         loop {
             let mut stale_left = 0;
             for tenant in self.db.tenant_ids().await? {
@@ -146,14 +175,22 @@ impl Vault {
                 break;
             }
         }
-        let older: Vec<i32> = self
-            .db
-            .master_keys()
-            .await?
-            .iter()
-            .filter(|k| k.version < current && !k.retired)
-            .map(|k| k.version)
-            .collect();
+        for tenant in self.db.tenant_ids().await? {
+            report.tenant_keys_retired += self.finish_tenant_keys(tenant).await?.len();
+        }
+        // A master version still wrapping a tenant's key (one made meanwhile by a server that had
+        // not loaded the newest) is kept for the next run.
+        let older: Vec<i32> = if self.tenant_keys_under_older_master(current).await? {
+            Vec::new()
+        } else {
+            self.db
+                .master_keys()
+                .await?
+                .iter()
+                .filter(|k| k.version < current && !k.retired)
+                .map(|k| k.version)
+                .collect()
+        };
         let retiring = older.clone();
         self.db
             .in_tenant(TenantId::MAIN, move |tx| {

@@ -110,6 +110,132 @@ pub mod kms {
 
     use super::WrapError;
 
+    /// A client from the standard AWS credential chain (environment, profile, IRSA on EKS, ...),
+    /// optionally pointed at another endpoint (`BUNKER_KMS_ENDPOINT`); bounded as above.
+    async fn client(endpoint: Option<String>) -> Client {
+        let region = RegionProviderChain::default_provider().or_else("us-east-1");
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_timeout(Duration::from_secs(15))
+                    .build(),
+            );
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        Client::new(&loader.load().await)
+    }
+
+    /// Why a call for a tenant's own key failed: KMS answered no (the key is disabled, pending
+    /// deletion, unknown, or Bunker's access was revoked), or could not be reached. The text is
+    /// KMS's own (it names the key, never key material).
+    #[derive(Debug, thiserror::Error)]
+    pub enum KmsFailure {
+        #[error("AWS KMS refused: {0}")]
+        Refused(String),
+        #[error("AWS KMS could not be reached: {0}")]
+        Unreachable(String),
+    }
+
+    fn failure<E, R>(err: aws_sdk_kms::error::SdkError<E, R>) -> KmsFailure
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let refused = matches!(err, aws_sdk_kms::error::SdkError::ServiceError(_));
+        let text = DisplayErrorContext(err).to_string();
+        if refused {
+            KmsFailure::Refused(text)
+        } else {
+            KmsFailure::Unreachable(text)
+        }
+    }
+
+    /// A client for tenants' own KMS keys: each call names the key (an id or ARN the tenant gave,
+    /// possibly in another account, whose key policy or grant lets Bunker's role use it).
+    pub struct TenantKms {
+        client: Client,
+    }
+
+    impl TenantKms {
+        pub async fn new(endpoint: Option<String>) -> Self {
+            TenantKms {
+                client: client(endpoint).await,
+            }
+        }
+
+        /// Refuses a key that is not enabled (disabled, pending deletion or import, unavailable),
+        /// as KMS `DescribeKey` reports it: the cause is then named, and a key whose state a
+        /// stand-in does not enforce on Decrypt is refused all the same. A role that may not
+        /// describe the key is refused too (Bunker needs kms:DescribeKey, kms:Encrypt and
+        /// kms:Decrypt on a tenant's key).
+        async fn require_enabled(&self, key_id: &str) -> Result<(), KmsFailure> {
+            let described = self
+                .client
+                .describe_key()
+                .key_id(key_id)
+                .send()
+                .await
+                .map_err(failure)?;
+            let state = described
+                .key_metadata()
+                .and_then(|m| m.key_state())
+                .map(|s| s.as_str().to_owned());
+            match state.as_deref() {
+                Some("Enabled") => Ok(()),
+                Some(other) => Err(KmsFailure::Refused(format!("the key is {other}"))),
+                None => Err(KmsFailure::Refused("the key's state is unknown".to_owned())),
+            }
+        }
+
+        /// KMS `Encrypt` of `plain` under `key_id` with this encryption context.
+        pub async fn encrypt(
+            &self,
+            key_id: &str,
+            plain: &[u8],
+            context: &[(&str, String)],
+        ) -> Result<Vec<u8>, KmsFailure> {
+            self.require_enabled(key_id).await?;
+            let mut call = self
+                .client
+                .encrypt()
+                .key_id(key_id)
+                .plaintext(Blob::new(plain.to_vec()));
+            for (name, value) in context {
+                call = call.encryption_context(*name, value);
+            }
+            let out = call.send().await.map_err(failure)?;
+            out.ciphertext_blob()
+                .map(|blob| blob.as_ref().to_vec())
+                .ok_or_else(|| KmsFailure::Refused("Encrypt returned no ciphertext".to_owned()))
+        }
+
+        /// KMS `Decrypt` of `wrapped` under `key_id` with this encryption context.
+        pub async fn decrypt(
+            &self,
+            key_id: &str,
+            wrapped: &[u8],
+            context: &[(&str, String)],
+        ) -> Result<Zeroizing<Vec<u8>>, KmsFailure> {
+            self.require_enabled(key_id).await?;
+            let mut call = self
+                .client
+                .decrypt()
+                .key_id(key_id)
+                .ciphertext_blob(Blob::new(wrapped.to_vec()));
+            for (name, value) in context {
+                call = call.encryption_context(*name, value);
+            }
+            let out = call.send().await.map_err(failure)?;
+            out.plaintext()
+                .map(|blob| Zeroizing::new(blob.as_ref().to_vec()))
+                .ok_or_else(|| KmsFailure::Refused("Decrypt returned no plaintext".to_owned()))
+        }
+    }
+
     /// A KMS key and a client for it.
     pub struct KmsWrapper {
         client: Client,
@@ -120,22 +246,8 @@ pub mod kms {
         /// A client from the standard AWS credential chain (environment, profile, IRSA on EKS, ...),
         /// optionally pointed at another endpoint (`BUNKER_KMS_ENDPOINT`).
         pub async fn new(key_id: String, endpoint: Option<String>) -> Self {
-            let region = RegionProviderChain::default_provider().or_else("us-east-1");
-            let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                .region(region)
-                .retry_config(RetryConfig::standard().with_max_attempts(3))
-                .timeout_config(
-                    TimeoutConfig::builder()
-                        .connect_timeout(Duration::from_secs(3))
-                        .operation_timeout(Duration::from_secs(15))
-                        .build(),
-                );
-            if let Some(endpoint) = endpoint {
-                loader = loader.endpoint_url(endpoint);
-            }
-            let config = loader.load().await;
             KmsWrapper {
-                client: Client::new(&config),
+                client: client(endpoint).await,
                 key_id,
             }
         }

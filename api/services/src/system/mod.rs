@@ -17,6 +17,7 @@
 //! newest version, with its token). After that the sweeper deletes them. UserDelete stays
 //! immediate and complete.
 
+use std::sync::Arc;
 pub mod report;
 pub mod stats;
 
@@ -92,7 +93,7 @@ impl Vault {
         let tenants = self.open_cross_tenant(caller, &unlock).await?;
         let mut found = Vec::new();
         for (tenant, tenantname) in tenants {
-            let Some((keys, lookup)) = self.lookup_in(tenant, mode, identity)? else {
+            let Some((keys, lookup)) = self.lookup_in(tenant, mode, identity).await? else {
                 continue;
             };
             let actor = caller.actor();
@@ -139,7 +140,7 @@ impl Vault {
         let tenants = self.open_cross_tenant(caller, &unlock).await?;
         let mut found = Vec::new();
         for (tenant, tenantname) in tenants {
-            let keys = self.keys(tenant);
+            let keys = self.keys(tenant).await?;
             let actor = caller.actor();
             let metadata = metadata.clone();
             let normalizer = self.settings.normalizer.clone();
@@ -196,7 +197,7 @@ impl Vault {
         let keep = self.settings.restore_window_seconds > 0;
         let mut removed = Vec::new();
         for (tenant, tenantname) in tenants {
-            let Some((keys, lookup)) = self.lookup_in(tenant, mode, identity)? else {
+            let Some((keys, lookup)) = self.lookup_in(tenant, mode, identity).await? else {
                 continue;
             };
             let actor = caller.actor();
@@ -257,7 +258,7 @@ impl Vault {
         const COMMAND: Command = Command::SystemRestoreUserProfile;
         let tenants = self.open_cross_tenant(caller, &unlock).await?;
         let (tenant, tenantname) = named(tenants, &tenant)?;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = caller.actor();
         let normalizer = self.settings.normalizer.clone();
         let window = self.settings.restore_window_seconds;
@@ -301,13 +302,13 @@ impl Vault {
     }
 
     /// `tenant`'s keys and its blind index of `identity`; none when the value names no one.
-    fn lookup_in(
+    async fn lookup_in(
         &self,
         tenant: TenantId,
         mode: Mode,
         identity: &str,
-    ) -> Result<Option<(TenantKeys, Lookup)>, VaultError> {
-        let keys = self.keys(tenant);
+    ) -> Result<Option<(Arc<TenantKeys>, Lookup)>, VaultError> {
+        let keys = self.keys(tenant).await?;
         match self.settings.normalizer.lookup(&keys.index, mode, identity) {
             Ok(lookup) => Ok(Some((keys, lookup))),
             Err(VaultError::NotFound) => Ok(None),
@@ -344,7 +345,7 @@ impl Vault {
         reached: &[(TenantId, Uuid)],
         metadata: Option<&Value>,
     ) -> Result<(), VaultError> {
-        let keys = self.keys(TenantId::MAIN);
+        let keys = self.keys(TenantId::MAIN).await?;
         let id = audit_store::new_event_id();
         let row = id.to_string();
         let reached: Vec<Value> = reached

@@ -155,7 +155,7 @@ impl Vault {
         identity: &str,
         metadata: Option<Value>,
     ) -> Result<UserReport, VaultError> {
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         let tenant_name = caller.tenant.name.clone();

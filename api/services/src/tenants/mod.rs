@@ -7,9 +7,12 @@ pub mod uiconf;
 
 use bunker_db::audit::{self, Actor, AuditEvent, Performer};
 use bunker_db::control::{self, TenantRecord};
+use bunker_db::tenant_keys::{self, NewTenantKey, Wrapping};
 use bunker_db::{Database, DbError, TenantId};
+use bunker_keys::TenantKey;
 
 use crate::access::Command;
+use crate::core::SharedKeyring;
 use bunker_tenancy::token::IssuedToken;
 use bunker_tenancy::{Caller, TenancyError, TenantName};
 
@@ -17,12 +20,20 @@ use bunker_tenancy::{Caller, TenancyError, TenantName};
 #[derive(Clone)]
 pub struct Tenants {
     db: Database,
+    /// Wraps each new tenant's key (a service without it cannot create tenants).
+    keyring: Option<SharedKeyring>,
 }
 
 impl Tenants {
     /// The tenant service over `db`.
     pub fn new(db: Database) -> Self {
-        Tenants { db }
+        Tenants { db, keyring: None }
+    }
+
+    /// The service able to create tenants: each gets its key, wrapped by the newest master key.
+    pub fn with_keyring(mut self, keyring: SharedKeyring) -> Self {
+        self.keyring = Some(keyring);
+        self
     }
 }
 
@@ -61,6 +72,7 @@ impl Tenants {
     ) -> Result<(TenantRecord, IssuedToken), TenancyError> {
         caller.require_root("only the root token can create tenants")?;
         check_org(&new.org)?;
+        let keyring = self.keyring.as_ref().ok_or(TenancyError::KeyFailure)?.get();
         let token = IssuedToken::generate();
         let hash = token.hash();
         let token_id = token.id;
@@ -73,6 +85,20 @@ impl Tenants {
                         .await
                         .map_err(duplicate_name)?;
                     control::insert_admin_token(tx, token_id, hash.as_bytes(), tenant.id).await?;
+                    // Its own key, in the same transaction: nothing of the tenant is ever sealed
+                    // with keys derived from the master key.
+                    let key = TenantKey::generate();
+                    let master = keyring.current();
+                    let first = NewTenantKey {
+                        version: key.version(),
+                        wrapped: key
+                            .wrap(master, tenant.id.0)
+                            .map_err(|_| TenancyError::KeyFailure)?,
+                        wrapping: Wrapping::Master(master.version()),
+                        active_in_seconds: 0,
+                        opens_master_derived: false,
+                    };
+                    tenant_keys::insert(tx, tenant.id, &first).await?;
                     audit::record(
                         tx,
                         &event(actor, Command::TenantCreate.audit_action(), tenant.id),

@@ -102,7 +102,7 @@ impl Vault {
         let tenant = caller.tenant.id;
         let actor = Performer::Token(caller.actor());
         for attempt in 1..=ATTEMPTS {
-            let keys = self.keys(tenant);
+            let keys = self.keys(tenant).await?;
             let specs = specs.to_vec();
             let canonical = canonical.clone();
             let metadata = metadata.cloned();
@@ -145,7 +145,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<TokenValue, VaultError> {
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = Performer::Token(caller.actor());
         let handle = handle.to_owned();
         let (value, event) = self
@@ -198,7 +198,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = Performer::Token(caller.actor());
         let handle = handle.to_owned();
         self.db

@@ -86,7 +86,7 @@ impl Vault {
         check_metadata(metadata.as_ref())?;
         check_bulk(records.len(), "records")?;
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let actor = Performer::Token(caller.actor());
         let preparing = Preparing {
             keys: &keys,
@@ -128,7 +128,7 @@ impl Vault {
         for attempt in 1..=ATTEMPTS {
             let batch = batch.clone();
             let candidates = candidates.clone();
-            let keys = self.keys(tenant);
+            let keys = self.keys(tenant).await?;
             let result = self
                 .db
                 .in_tenant(tenant, move |tx| {

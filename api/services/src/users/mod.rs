@@ -89,7 +89,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<UserView, VaultError> {
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         let read = self
@@ -157,11 +157,11 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<(), VaultError> {
         let tenant = caller.tenant.id;
-        let (_, lookup) = self.locate(caller, mode, identity)?;
+        let (_, lookup) = self.locate(caller, mode, identity).await?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let keys = self.keys(tenant);
+            let keys = self.keys(tenant).await?;
             let request = ChangeRequest {
                 principal: caller.principal.clone(),
                 actor: caller.actor(),
@@ -303,7 +303,10 @@ impl Vault {
         metadata: Option<Value>,
     ) -> VaultError {
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = match self.keys(tenant).await {
+            Ok(keys) => keys,
+            Err(err) => return err,
+        };
         let actor = caller.actor();
         let recorded = self
             .db
@@ -336,10 +339,10 @@ impl Vault {
     ) -> Result<Vec<Result<(), VaultError>>, VaultError> {
         check_bulk(selectors.len(), "users")?;
         let tenant = caller.tenant.id;
-        let keys = self.keys(tenant);
+        let keys = self.keys(tenant).await?;
         let lookups: Vec<Result<Lookup, VaultError>> = selectors
             .iter()
-            .map(|(mode, identity)| Ok(self.locate(caller, *mode, identity)?.1))
+            .map(|(mode, identity)| self.lookup_with(&keys, caller, *mode, identity))
             .collect();
         let actor = caller.actor();
         let principal = caller.principal.clone();
@@ -412,7 +415,7 @@ impl Vault {
         metadata: Option<Value>,
     ) -> Result<Vec<VersionInfo>, VaultError> {
         let tenant = caller.tenant.id;
-        let (keys, lookup) = self.locate(caller, mode, identity)?;
+        let (keys, lookup) = self.locate(caller, mode, identity).await?;
         let actor = caller.actor();
         let principal = caller.principal.clone();
         self.db

@@ -1,0 +1,577 @@
+//! Per-tenant keys (issue 23): a tenant on its own AWS KMS key (through the real KMS client against
+//! moto), stopped within the cache bound on two server processes when the key is disabled and served
+//! again when it is enabled; TenantDelete's crypto-shredding against a dump taken before it; who may
+//! change a tenant's key.
+
+use std::time::{Duration, Instant};
+
+use bunker_keys::{Label, TenantKey, TenantKeys, WrappingKey};
+use bunker_services::keys::load_keyring;
+use bunker_services::keys::wrapping::WrappingSource;
+use bunker_tests::{
+    answer, cluster, fresh_database, serve_process_with, KmsStandIn, StatusCode, TestApp,
+    TestOptions,
+};
+use serde_json::{json, Value};
+
+/// The cache lifetime of the servers these tests start.
+const CACHE_SECONDS: u64 = 2;
+
+async fn call(
+    app: &TestApp,
+    address: &str,
+    token: &str,
+    tenant: &str,
+    command: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    answer(
+        app.http
+            .post(format!("{address}/v2/{command}"))
+            .header("X-Bunker-Token", token)
+            .header("X-Bunker-Tenant", tenant)
+            .json(&body),
+    )
+    .await
+}
+
+/// The environment of a `bunker serve` process reaching the stand-in for tenants' keys (the master
+/// key stays wrapped by the app's local wrapping key).
+fn kms_env(kms: &KmsStandIn) -> Vec<(String, String)> {
+    kms.env("unused")
+        .into_iter()
+        .filter(|(name, _)| name != "BUNKER_KMS_KEY_ID")
+        .chain([(
+            "BUNKER_TENANT_KEY_CACHE_SECONDS".to_owned(),
+            CACHE_SECONDS.to_string(),
+        )])
+        .collect()
+}
+
+/// Polls `UserGet` of `token` in `tenant` on `address` until it answers `want`; how long it took.
+async fn until_status(
+    app: &TestApp,
+    address: &str,
+    tenant: &str,
+    token: &str,
+    want: StatusCode,
+    limit: Duration,
+) -> (Duration, Value) {
+    let started = Instant::now();
+    loop {
+        let (status, body) = call(
+            app,
+            address,
+            &app.root_token,
+            tenant,
+            "UserGet",
+            json!({"mode": "token", "identity": token}),
+        )
+        .await;
+        assert!(
+            status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+            "{status} {body}"
+        );
+        if status == want {
+            return (started.elapsed(), body);
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{address} still answers {status} after {limit:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_on_its_own_kms_key_stops_within_the_cache_bound_on_two_servers_and_comes_back() {
+    let kms = KmsStandIn::start().await;
+    let key_id = kms.create_key().await;
+    let app = TestApp::spawn().await;
+    app.create_tenant("byok").await;
+    app.create_tenant("plain").await;
+    let env = kms_env(&kms);
+    let (a, _a) = serve_process_with(&app.database_url(), &app.wrapping_key, None, &env).await;
+    let (b, _b) = serve_process_with(&app.database_url(), &app.wrapping_key, None, &env).await;
+    let mut users = Vec::new();
+    for tenant in ["byok", "plain"] {
+        let (status, body) = call(
+            &app,
+            &a,
+            &app.root_token,
+            tenant,
+            "UserCreate",
+            json!({"profile": {"email": format!("jane@{tenant}.test"), "name": "Jane"}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        users.push(body["token"].as_str().unwrap().to_owned());
+    }
+    let (byok_user, plain_user) = (users[0].clone(), users[1].clone());
+
+    // A key KMS does not know is refused and changes nothing.
+    let (status, body) = call(
+        &app,
+        &a,
+        &app.root_token,
+        "byok",
+        "TenantKeySetWrapping",
+        json!({"kmskeyid": "00000000-0000-4000-8000-000000000000"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("nothing was changed"));
+    let (status, body) = call(
+        &app,
+        &a,
+        &app.root_token,
+        "byok",
+        "TenantKeySetWrapping",
+        json!({"kmskeyid": key_id}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["versions"][0]["wrapping"], "kms", "{body}");
+    assert_eq!(body["versions"][0]["kmskeyid"], key_id.as_str());
+    assert_eq!(body["cacheseconds"], CACHE_SECONDS);
+    // The live database keeps no copy of the key under the master key.
+    let su = app.superuser().await;
+    let by: Vec<String> = su
+        .query(
+            "SELECT wrapped_by FROM tenant_keys k JOIN tenants t ON t.id = k.tenant_id
+              WHERE t.name = 'byok'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(by, ["kms"]);
+
+    // Both servers serve the tenant (B loads its key through KMS), and writes work.
+    for server in [&a, &b] {
+        let (_, body) = until_status(
+            &app,
+            server,
+            "byok",
+            &byok_user,
+            StatusCode::OK,
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(body["profile"]["name"], "Jane");
+    }
+    let kms_client = kms.client();
+    kms_client
+        .disable_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    let disabled_at = Instant::now();
+    let bound = Duration::from_secs(CACHE_SECONDS) + Duration::from_millis(1500);
+    for server in [&a, &b] {
+        let (_, body) = until_status(
+            &app,
+            server,
+            "byok",
+            &byok_user,
+            StatusCode::SERVICE_UNAVAILABLE,
+            bound,
+        )
+        .await;
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("The tenant's keys are unavailable")
+                && message.contains("AWS KMS key refused"),
+            "{message}"
+        );
+        assert!(
+            !message.contains(&key_id),
+            "the key is not named to callers: {message}"
+        );
+    }
+    assert!(
+        disabled_at.elapsed() < bound,
+        "both servers stopped within the cache bound: {:?}",
+        disabled_at.elapsed()
+    );
+    // Writes stop too; the other tenant is served throughout.
+    for server in [&a, &b] {
+        let (status, body) = call(
+            &app,
+            server,
+            &app.root_token,
+            "byok",
+            "UserCreate",
+            json!({"profile": {"email": "late@byok.test"}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let (status, body) = call(
+            &app,
+            server,
+            &app.root_token,
+            "plain",
+            "UserGet",
+            json!({"mode": "token", "identity": plain_user}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let users_now: i64 = su
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users_now, 2, "the refused write wrote nothing");
+    // A server's metrics count the KMS calls.
+    let metrics = app
+        .http
+        .get(format!("{a}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("bunker_kms_requests_total{operation=\"decrypt\",outcome=\"refused\"}"),
+        "{metrics}"
+    );
+
+    kms_client
+        .enable_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    for server in [&a, &b] {
+        let (took, body) = until_status(
+            &app,
+            server,
+            "byok",
+            &byok_user,
+            StatusCode::OK,
+            Duration::from_secs(6),
+        )
+        .await;
+        assert_eq!(body["profile"]["name"], "Jane", "after {took:?}");
+    }
+    // Back to the master key, and the key rotates.
+    let (status, body) = call(
+        &app,
+        &b,
+        &app.root_token,
+        "byok",
+        "TenantKeySetWrapping",
+        json!({"kmskeyid": "master"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["versions"][0]["wrapping"], "master");
+    let (status, body) = call(
+        &app,
+        &b,
+        &app.root_token,
+        "byok",
+        "TenantKeyRotate",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["versions"][0]["version"], 2);
+    assert_eq!(body["versions"][0]["state"], "pending");
+    assert_eq!(body["versions"][1]["state"], "current");
+    kms_client
+        .disable_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(bound).await;
+    until_status(
+        &app,
+        &a,
+        "byok",
+        &byok_user,
+        StatusCode::OK,
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn only_root_changes_a_tenants_key_unless_the_operator_lets_its_admin() {
+    let app = TestApp::spawn().await;
+    let (_, admin) = app.create_tenant("acme").await;
+    let (_, other_admin) = app.create_tenant("other").await;
+    let (status, body) = call(
+        &app,
+        &app.address,
+        &admin,
+        "acme",
+        "TenantKeyGet",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "an admin reads its own: {body}");
+    assert_eq!(body["versions"][0]["state"], "current");
+    assert_eq!(
+        body["masterderived"], false,
+        "a new tenant never uses master-derived keys"
+    );
+    for command in ["TenantKeyRotate", "TenantKeySetWrapping"] {
+        let (status, body) = call(
+            &app,
+            &app.address,
+            &admin,
+            "acme",
+            command,
+            json!({"kmskeyid": "master"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{command}: {body}");
+        assert!(body["message"]
+            .as_str()
+            .unwrap()
+            .contains("BUNKER_TENANT_KEY_ADMIN"));
+        // Another tenant's admin is refused at the door.
+        let (status, _) = call(
+            &app,
+            &app.address,
+            &other_admin,
+            "acme",
+            command,
+            json!({"kmskeyid": "master"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{command}");
+    }
+    let (status, body) = app.root("RoleCreate", json!({"rolename": "reader"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let role = app.role_token("reader").await;
+    let (status, _) = call(
+        &app,
+        &app.address,
+        &role,
+        "default",
+        "TenantKeyGet",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for bad in [
+        json!({"kmskeyid": ""}),
+        json!({"kmskeyid": "key id with spaces"}),
+        json!({}),
+    ] {
+        let (status, body) = app.root("TenantKeySetWrapping", bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+
+    let (allowing, _stop) = app
+        .replica_with(TestOptions {
+            tenant_key_admin: true,
+            ..TestOptions::default()
+        })
+        .await;
+    let (status, body) = call(
+        &app,
+        &allowing,
+        &admin,
+        "acme",
+        "TenantKeyRotate",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["versions"][0]["state"], "pending");
+    let (status, body) = call(
+        &app,
+        &allowing,
+        &admin,
+        "acme",
+        "TenantKeyRotate",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "one pending version at a time: {body}"
+    );
+    let audited: i64 = app
+        .superuser()
+        .await
+        .query_one(
+            "SELECT count(*) FROM audit_events e JOIN tenants t ON t.id = e.tenant_id
+              WHERE t.name = 'acme' AND e.action = 'TenantKeyRotate' AND e.target = 'tenant-key:v2'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1, "in the tenant's own trail");
+}
+
+/// Every sealed user record of `tenant` in the database `url` and its label's row (the token).
+async fn sealed_records(url: &str, tenant: i64) -> Vec<(String, Vec<u8>)> {
+    let client = bunker_tests::connect(url).await;
+    client
+        .query(
+            "SELECT token::text, record FROM users WHERE tenant_id = $1 AND record IS NOT NULL",
+            &[&tenant],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// How many of `records` (users of `tenant`) open with `keys`.
+fn opened(keys: &TenantKeys, tenant: i64, records: &[(String, Vec<u8>)]) -> usize {
+    records
+        .iter()
+        .filter(|(token, sealed)| {
+            let label = Label {
+                tenant,
+                kind: "user",
+                row: token,
+            };
+            keys.records.open(&label, sealed).is_ok()
+        })
+        .count()
+}
+
+/// Restores the dump at `path` into a new database of the run's cluster; its URL.
+async fn restore(path: &std::path::Path) -> String {
+    let database = fresh_database().await;
+    let url = cluster().connection_string(&database);
+    let output = std::process::Command::new(bunker_tests::pg_tool("pg_restore"))
+        .args(["--no-owner", "--exit-on-error", "-d", &url])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    url
+}
+
+#[tokio::test]
+async fn after_tenant_delete_a_dump_from_before_without_the_key_rows_opens_nothing_of_the_tenant() {
+    let app = TestApp::spawn().await;
+    let (gone, _) = app.create_tenant("gone").await;
+    for i in 0..5 {
+        let (status, body) = call(
+            &app,
+            &app.address,
+            &app.root_token,
+            "gone",
+            "UserCreate",
+            json!({"profile": {"email": format!("u{i}@gone.test"), "name": format!("Seeded {i}")}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    app.create_user(json!({"email": "stays@main.test"})).await;
+    // The backup of the data, taken before the delete, keeps no key rows (they go to a separate,
+    // shorter-kept store, or are not kept at all); and, as a control, a full one.
+    let dir = std::env::temp_dir().join(format!("bunker-shred-{}", app.database));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = app.database_url();
+    for (file, extra) in [
+        ("data.dump", Some("--exclude-table-data=tenant_keys")),
+        ("full.dump", None),
+    ] {
+        let mut dump = std::process::Command::new(bunker_tests::pg_tool("pg_dump"));
+        dump.args(["-Fc", "-d", &url, "-f"]).arg(dir.join(file));
+        if let Some(extra) = extra {
+            dump.arg(extra);
+        }
+        let output = dump.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let (status, body) = app.root("TenantDelete", json!({"tenantid": gone})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let left: i64 = app
+        .superuser()
+        .await
+        .query_one(
+            "SELECT count(*) FROM tenant_keys WHERE tenant_id = $1",
+            &[&gone],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        left, 0,
+        "the tenant's keys went in the same transaction as its rows"
+    );
+
+    let data = restore(&dir.join("data.dump")).await;
+    let records = sealed_records(&data, gone).await;
+    assert_eq!(
+        records.len(),
+        5,
+        "the backup still holds the tenant's ciphertext"
+    );
+    // The attacker holds the restored database and the wrapping key, hence the master key.
+    let source = WrappingSource::Local(WrappingKey::from_hex(&app.wrapping_key).unwrap());
+    let restored = bunker_db::Database::connect(&data, 1).await.unwrap();
+    let (keyring, _) = load_keyring(&restored, &source).await.unwrap();
+    assert_eq!(
+        opened(&keyring.tenant_keys(gone), gone, &records),
+        0,
+        "no key derived from the master key opens the tenant's values"
+    );
+    let plain = bunker_tests::connect(&data).await;
+    let dumped_values: Vec<Vec<u8>> = plain
+        .query(
+            "SELECT record FROM users WHERE tenant_id = $1
+             UNION ALL SELECT details FROM audit_events WHERE tenant_id = $1 AND details IS NOT NULL",
+            &[&gone],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(dumped_values.len() > 5);
+    for value in &dumped_values {
+        assert!(
+            !value.windows(6).any(|w| w == b"Seeded"),
+            "nothing in clear"
+        );
+    }
+
+    // The control: with its key rows, the same values open, so the test above could fail.
+    let full = restore(&dir.join("full.dump")).await;
+    let client = bunker_tests::connect(&full).await;
+    let row = client
+        .query_one(
+            "SELECT wrapped, master_version FROM tenant_keys WHERE tenant_id = $1 AND version = 1",
+            &[&gone],
+        )
+        .await
+        .unwrap();
+    let wrapped: Vec<u8> = row.get(0);
+    let master_version: i32 = row.get(1);
+    let key =
+        TenantKey::unwrap(1, &wrapped, keyring.master(master_version).unwrap(), gone).unwrap();
+    let keys = TenantKeys::from_tenant_key(gone, &key, &[], None);
+    assert_eq!(opened(&keys, gone, &sealed_records(&full, gone).await), 5);
+    let _ = std::fs::remove_dir_all(&dir);
+}
