@@ -575,3 +575,236 @@ async fn after_tenant_delete_a_dump_from_before_without_the_key_rows_opens_nothi
     assert_eq!(opened(&keys, gone, &sealed_records(&full, gone).await), 5);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The fixture: a database the previous release (9a9f911, before tenant keys) created and seeded.
+fn fixture(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/previous-release")
+        .join(file)
+}
+
+/// Everything the fixture's manifest says was seeded opens and is found, in every tenant, on
+/// `address`; returns how many checks passed.
+async fn check_manifest(http: &reqwest::Client, address: &str, manifest: &Value) -> usize {
+    let root = manifest["root_token"].as_str().unwrap();
+    let mut checks = 0;
+    for tenant in manifest["tenants"].as_array().unwrap() {
+        let name = tenant["name"].as_str().unwrap();
+        let ask = |command: &str, body: Value| {
+            answer(
+                http.post(format!("{address}/v2/{command}"))
+                    .header("X-Bunker-Token", root)
+                    .header("X-Bunker-Tenant", name)
+                    .json(&body),
+            )
+        };
+        for user in tenant["users"].as_array().unwrap() {
+            let token = user["token"].as_str().unwrap();
+            let (status, body) = ask("UserGet", json!({"mode": "token", "identity": token})).await;
+            assert_eq!(status, StatusCode::OK, "{name} {token}: {body}");
+            assert_eq!(body["profile"], user["profile"], "{name} {token}");
+            for mode in ["email", "phone", "login"] {
+                let identity = user["profile"][mode].as_str().unwrap();
+                let (status, body) =
+                    ask("UserGet", json!({"mode": mode, "identity": identity})).await;
+                assert_eq!(status, StatusCode::OK, "{name} by {mode}: {body}");
+                assert_eq!(body["token"], token, "{name} by {mode}");
+            }
+            if let Some(retired) = user["retired_lookups"]["email"].as_str() {
+                let (status, _) =
+                    ask("UserGet", json!({"mode": "email", "identity": retired})).await;
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "a replaced e-mail finds no one"
+                );
+                let (status, body) = ask(
+                    "UserGet",
+                    json!({"mode": "token", "identity": token, "version": 1}),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                assert_eq!(
+                    body["profile"], user["previous_profiles"][0],
+                    "a kept version"
+                );
+            }
+            let (status, body) = ask(
+                "AuditListUserEvents",
+                json!({"mode": "token", "identity": token}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(body["total"].as_i64().unwrap() >= 1, "{body}");
+            checks += 1;
+        }
+        for token in tenant["tokens"].as_array().unwrap() {
+            for handle in [&token["tokenuuid"], &token["tokenbase"]] {
+                let (status, body) = ask("TokenGet", json!({"token": handle})).await;
+                assert_eq!(status, StatusCode::OK, "{name} token {handle}: {body}");
+                assert_eq!(body["record"], token["record"], "{name} token {handle}");
+            }
+            checks += 1;
+        }
+        for record in tenant["appdata"].as_array().unwrap() {
+            let (status, body) = ask(
+                "AppdataGet",
+                json!({"mode": "token", "identity": record["user_token"], "appname": record["appname"]}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["appdata"], record["data"]);
+            checks += 1;
+        }
+    }
+    checks
+}
+
+/// How many sealed values of the whole database are under a master-key version (below the tenant
+/// key versions), all tenants together (the superuser sees every row).
+async fn master_sealed_values(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT (SELECT count(*) FROM users WHERE record IS NOT NULL AND substring(record FROM 2 FOR 4) < '\\x01000000')
+                  + (SELECT count(*) FROM users WHERE data_key IS NOT NULL AND substring(data_key FROM 2 FOR 4) < '\\x01000000')
+                  + (SELECT count(*) FROM user_versions WHERE substring(record FROM 2 FOR 4) < '\\x01000000')
+                  + (SELECT count(*) FROM audit_events WHERE details IS NOT NULL AND substring(details FROM 2 FOR 4) < '\\x01000000')
+                  + (SELECT count(*) FROM tokens WHERE substring(record FROM 2 FOR 4) < '\\x01000000')
+                  + (SELECT count(*) FROM groups WHERE substring(sealed FROM 2 FOR 4) < '\\x01000000')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_database_of_the_previous_release_moves_to_tenant_keys_online_and_everything_still_opens()
+{
+    // The cluster's roles (bunker_app, bunker_maintenance) exist once any database is initialized.
+    let _roles = TestApp::spawn().await;
+    let url = restore(&fixture("bunker.dump")).await;
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(fixture("manifest.json")).unwrap()).unwrap();
+    let wrapping = std::fs::read_to_string(fixture("wrapping-key.hex")).unwrap();
+    let wrapping = wrapping.trim();
+    let env = [
+        ("BUNKER_DATABASE_URL", url.as_str()),
+        ("BUNKER_WRAPPING_KEY", wrapping),
+        ("BUNKER_KEY_REFRESH_SECONDS", "1"),
+        ("BUNKER_TENANT_KEY_CACHE_SECONDS", "2"),
+    ];
+    let (ok, _, stderr) = bunker_tests::run_bunker(&["migrate"], &env).await;
+    assert!(ok, "{stderr}");
+    let (_, status, _) = bunker_tests::run_bunker(&["keys", "status"], &env).await;
+    assert!(
+        status.contains("tenant 2 (acme): no key of its own yet"),
+        "{status}"
+    );
+    let server_env: Vec<(String, String)> =
+        vec![("BUNKER_TENANT_KEY_CACHE_SECONDS".to_owned(), "2".to_owned())];
+    let (address, _server) = serve_process_with(&url, wrapping, None, &server_env).await;
+    let http = reqwest::Client::new();
+    assert!(
+        check_manifest(&http, &address, &manifest).await > 50,
+        "the new release serves the old data as it is"
+    );
+
+    // A light load (reads by token and by e-mail, new users) while the tenants move to their keys.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, address, manifest, http) = (
+            stop.clone(),
+            address.clone(),
+            manifest.clone(),
+            http.clone(),
+        );
+        tokio::spawn(async move {
+            let root = manifest["root_token"].as_str().unwrap().to_owned();
+            let users = manifest["tenants"][0]["users"].as_array().unwrap().clone();
+            let (mut requests, mut created) = (0usize, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let user = &users[requests % users.len()];
+                let (status, body) = answer(
+                    http.post(format!("{address}/v2/UserGet"))
+                        .header("X-Bunker-Token", &root)
+                        .json(&json!({"mode": "email", "identity": user["profile"]["email"]})),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "under load: {body}");
+                assert_eq!(body["profile"], user["profile"]);
+                let email = format!("load{requests}@upgrade.test");
+                let (status, body) = answer(
+                    http.post(format!("{address}/v2/UserCreate"))
+                        .header("X-Bunker-Token", &root)
+                        .json(&json!({"profile": {"email": email, "n": requests}})),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "under load: {body}");
+                created.push((email, body["token"].as_str().unwrap().to_owned(), requests));
+                requests += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            created
+        })
+    };
+    let (ok, stdout, stderr) = bunker_tests::run_bunker(&["keys", "reencrypt"], &env).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("2 tenant(s) given a key of their own"),
+        "{stdout}"
+    );
+    // Values the server sealed with the master-derived keys until the tenants' keys were in use
+    // are re-sealed by the passes; a last run finds nothing left.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let created = load.await.unwrap();
+    assert!(
+        created.len() > 20,
+        "the load ran throughout: {}",
+        created.len()
+    );
+    let (ok, stdout, stderr) = bunker_tests::run_bunker(&["keys", "reencrypt"], &env).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("0 value(s) re-sealed"), "{stdout}");
+
+    let su = bunker_tests::connect(&url).await;
+    assert_eq!(
+        master_sealed_values(&su).await,
+        0,
+        "nothing is left under master-derived keys"
+    );
+    let derived: i64 = su
+        .query_one(
+            "SELECT count(*) FROM tenant_keys WHERE opens_master_derived",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(derived, 0);
+    let (_, status, _) = bunker_tests::run_bunker(&["keys", "status"], &env).await;
+    assert!(
+        status.contains("tenant 1 (default): v1 current (wrapped by the master key)")
+            && status.contains("tenant 2 (acme): v1 current (wrapped by the master key)")
+            && !status.contains("values sealed before tenant keys remain"),
+        "{status}"
+    );
+    // A fresh server (no cache) opens everything, old and new, and finds every look-up.
+    let (fresh, _fresh) = serve_process_with(&url, wrapping, None, &server_env).await;
+    assert!(check_manifest(&http, &fresh, &manifest).await > 50);
+    let root = manifest["root_token"].as_str().unwrap();
+    for (email, token, n) in &created {
+        let (status, body) = answer(
+            http.post(format!("{fresh}/v2/UserGet"))
+                .header("X-Bunker-Token", root)
+                .json(&json!({"mode": "email", "identity": email})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["token"], token.as_str());
+        assert_eq!(body["profile"]["n"], *n);
+    }
+    let (ok, stdout, stderr) = bunker_tests::run_bunker(&["audit", "verify"], &env).await;
+    assert!(ok, "the audit chain still verifies: {stdout} {stderr}");
+}
