@@ -595,10 +595,15 @@ pub async fn run_bunker_with_input<K: AsRef<str>, V: AsRef<str>>(
 static BINARY: OnceLock<PathBuf> = OnceLock::new();
 
 /// The `bunker` binary of the running binary's profile. Built (or found current) by cargo on first
-/// use, so that a test never drives a stale binary.
+/// use, so that a test never drives a stale binary; `BUNKER_BINARY` names another instead (the
+/// benchmark's A/B runs: `BENCHMARKS.md`).
 pub fn bunker_binary() -> PathBuf {
     BINARY
         .get_or_init(|| {
+            // Another build's binary, as given (the benchmark's A/B runs against the build before).
+            if let Some(given) = std::env::var_os("BUNKER_BINARY") {
+                return PathBuf::from(given);
+            }
             // A test binary lives in `<target>/<profile>/deps`, a binary (the benchmarks) in
             // `<target>/<profile>`.
             let exe = std::env::current_exe().expect("test binary path");

@@ -481,8 +481,8 @@ async fn after_forget_me_a_kept_copy_of_a_users_app_data_or_pending_change_opens
         .root("UserDelete", json!({"mode": "login", "identity": "jane"}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    // Every key Bunker holds now: the master keys and the tenant keys derived from them. None of
-    // them opens the copies (they were sealed with her key, which is gone from the database).
+    // Every key Bunker holds now: the master keys, the tenant's own key and the keys derived from
+    // them. None of them opens the copies (they were sealed with her key, which is gone from the database).
     let store = bunker_db::Database::connect(&app.database_url(), 1)
         .await
         .unwrap();
@@ -493,7 +493,23 @@ async fn after_forget_me_a_kept_copy_of_a_users_app_data_or_pending_change_opens
         .await
         .unwrap()
         .get(0);
-    let keys = keyring.tenant_keys(tenant);
+    // The tenant's own key (unwrapped by the master key), with the master-derived keys besides.
+    let row = db
+        .query_one(
+            "SELECT wrapped, master_version FROM tenant_keys WHERE tenant_id = $1 AND version = 1",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    let (wrapped, master_version): (Vec<u8>, i32) = (row.get(0), row.get(1));
+    let own = bunker_keys::TenantKey::unwrap(
+        1,
+        &wrapped,
+        keyring.master(master_version).unwrap(),
+        tenant,
+    )
+    .unwrap();
+    let keys = bunker_keys::TenantKeys::from_tenant_key(tenant, &own, &[], Some(&keyring));
     for (what, sealed) in &copies {
         let (kind, row) = what.split_once('|').unwrap();
         let label = Label { tenant, kind, row };

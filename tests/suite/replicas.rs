@@ -187,51 +187,38 @@ async fn a_master_key_rotation_is_picked_up_by_every_replica() {
         ok && stdout.contains("Master key version 2 created"),
         "{stdout} {stderr}"
     );
-    // Within a few refreshes, every replica seals new records with version 2 and still opens
-    // those sealed with version 1.
+    // Within a few refreshes, every replica wraps a new tenant's key with version 2 (the master key
+    // wraps tenant keys; values are sealed with those), and still opens what came before.
     let db = app.superuser().await;
     for (i, (address, _)) in replicas.iter().enumerate() {
-        let login = format!("after{i}");
-        let mut version: Vec<u8> = Vec::new();
-        for _ in 0..50 {
+        let mut version = None;
+        for attempt in 0..50 {
+            let name = format!("after{i}-{attempt}");
             let (status, made) = call(
                 &app,
                 address,
-                "UserCreate",
+                "TenantCreate",
                 &app.root_token,
                 "default",
-                json!({"profile": {"login": login}}),
+                json!({"tenantname": name, "tenantorg": "rotation"}),
             )
             .await;
             assert_eq!(status, StatusCode::OK, "{made}");
-            let token = uuid::Uuid::parse_str(made["token"].as_str().unwrap()).unwrap();
+            let id = made["tenantid"].as_i64().unwrap();
             version = db
                 .query_one(
-                    "SELECT substring(record FROM 2 FOR 4) FROM users WHERE token = $1",
-                    &[&token],
+                    "SELECT master_version FROM tenant_keys WHERE tenant_id = $1",
+                    &[&id],
                 )
                 .await
                 .unwrap()
                 .get(0);
-            if version == 2i32.to_be_bytes() {
+            if version == Some(2) {
                 break;
             }
-            call(
-                &app,
-                address,
-                "UserDelete",
-                &app.root_token,
-                "default",
-                json!({"mode": "token", "identity": token.to_string()}),
-            )
-            .await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert_eq!(
-            version,
-            2i32.to_be_bytes(),
-            "{address} seals with the new master key"
-        );
+        assert_eq!(version, Some(2), "{address} wraps with the new master key");
         let (status, body) = call(
             &app,
             address,
