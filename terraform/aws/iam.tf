@@ -1,7 +1,8 @@
 # The IRSA role of Bunker's Kubernetes service account: the serving pods, the init Job and the key-ceremony pods
-# that run as it may wrap and unwrap the master key with the wrapping key and, with the file vault, read and write
-# Bunker's objects. Nothing else: no Secrets Manager (the database URLs reach pods as Kubernetes Secrets), no other
-# key, bucket or prefix. The migrations Job has a service account of its own, with no role.
+# that run as it may wrap and unwrap the master key with the wrapping key, tenants' keys with the tenants' own KMS
+# keys listed in tenant_kms_key_arns and, with the file vault, read and write Bunker's objects. Nothing else: no
+# Secrets Manager (the database URLs reach pods as Kubernetes Secrets), no other key, bucket or prefix. The
+# migrations Job has a service account of its own, with no role.
 
 data "aws_iam_policy_document" "bunker_trust" {
   statement {
@@ -46,6 +47,49 @@ data "aws_iam_policy_document" "bunker" {
       test     = "Null"
       variable = "kms:EncryptionContext:bunker:installation"
       values   = ["false"]
+    }
+  }
+
+  # Tenants' own KMS keys (TenantKeySetWrapping), often in the tenants' accounts: KMS then needs this policy as well
+  # as the key's own. Bunker names the installation, the tenant and the key version in every Encrypt and Decrypt.
+  dynamic "statement" {
+    for_each = length(var.tenant_kms_key_arns) > 0 ? [1] : []
+    content {
+      sid       = "WrapAndUnwrapKeysOfTenantsOnTheirOwnKmsKeys"
+      effect    = "Allow"
+      actions   = ["kms:Encrypt", "kms:Decrypt"]
+      resources = var.tenant_kms_key_arns
+
+      condition {
+        test     = "Null"
+        variable = "kms:EncryptionContext:bunker:installation"
+        values   = ["false"]
+      }
+      condition {
+        test     = "Null"
+        variable = "kms:EncryptionContext:bunker:tenant"
+        values   = ["false"]
+      }
+
+      dynamic "condition" {
+        for_each = var.bunker_installation_id == null ? [] : [var.bunker_installation_id]
+        content {
+          test     = "StringEquals"
+          variable = "kms:EncryptionContext:bunker:installation"
+          values   = [condition.value]
+        }
+      }
+    }
+  }
+
+  # DescribeKey (Bunker checks that the key is Enabled before each use) carries no encryption context.
+  dynamic "statement" {
+    for_each = length(var.tenant_kms_key_arns) > 0 ? [1] : []
+    content {
+      sid       = "DescribeTenantsOwnKmsKeys"
+      effect    = "Allow"
+      actions   = ["kms:DescribeKey"]
+      resources = var.tenant_kms_key_arns
     }
   }
 
@@ -102,6 +146,14 @@ resource "aws_iam_role_policy" "bunker" {
   name   = "bunker"
   role   = aws_iam_role.bunker.id
   policy = data.aws_iam_policy_document.bunker.json
+
+  lifecycle {
+    # Bunker's KMS client works in AWS_REGION only: a key of another region (or partition) would never open.
+    precondition {
+      condition     = alltrue([for arn in var.tenant_kms_key_arns : startswith(arn, "arn:${local.partition}:kms:${local.region}:")])
+      error_message = "Every tenant_kms_key_arns entry must be a key in ${local.partition}/${local.region}, the installation's region (a multi-Region key's replica there will do)."
+    }
+  }
 }
 
 # Enhanced Monitoring: RDS's agent publishes OS metrics of the instances with this role.

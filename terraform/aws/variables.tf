@@ -140,6 +140,18 @@ variable "bunker_installation_id" {
   }
 }
 
+variable "tenant_kms_key_arns" {
+  description = "ARNs of KMS keys that tenants own (possibly in other accounts) and put their Bunker keys on (TenantKeySetWrapping); the role may describe them and encrypt and decrypt with Bunker's encryption context. Each key's own policy must allow the role too (docs/deploy-aws.md)."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for arn in var.tenant_kms_key_arns : can(regex("^arn:aws[-a-z]*:kms:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", arn))])
+    error_message = "Each tenant_kms_key_arns entry must be a KMS key ARN, arn:aws:kms:<region>:<12-digit account>:key/<key id> (no alias, no wildcard)."
+  }
+}
+
 # --- KMS -----------------------------------------------------------------------------------------------------------
 
 variable "kms_deletion_window_days" {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class Tree:
 
     resources: dict[tuple[str, str], dict] = field(default_factory=dict)
     data: dict[tuple[str, str], dict] = field(default_factory=dict)
+    data_directories: dict[tuple[str, str], str] = field(default_factory=dict)  # (type, name) -> directory
     variables: dict[tuple[str, str], dict] = field(default_factory=dict)  # (directory, name)
     modules: dict[tuple[str, str], dict] = field(default_factory=dict)
     outputs: dict[tuple[str, str], dict] = field(default_factory=dict)  # (directory, name)
@@ -68,6 +70,7 @@ def load(root: Path) -> Tree:
             for dtype, named in block.items():
                 for name, body in named.items():
                     tree.data[(dtype, name)] = body
+                    tree.data_directories[(dtype, name)] = directory
         for block in parsed.get("variable", []):
             for name, body in block.items():
                 tree.variables[(directory, name)] = body
@@ -262,6 +265,44 @@ def s3_encrypted_and_kept(tree: Tree) -> Problems:
     return problems
 
 
+# A KMS key ARN a validation must accept, and what it must refuse: wildcards anywhere, other resource types, aliases
+# (an alias can be re-pointed) and anything around a valid ARN (an unanchored pattern).
+KEY_ARN = "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+NOT_KEY_ARNS = [
+    "*",
+    "arn:aws:kms:eu-west-2:111122223333:key/*",
+    "arn:aws:kms:eu-west-2:111122223333:*",
+    "arn:aws:kms:*:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "arn:aws:kms:eu-west-2:*:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890a?",
+    "arn:aws:kms:eu-west-2:111122223333:alias/tenant",
+    "arn:aws:iam::111122223333:role/tenant",
+    KEY_ARN + "*",
+    "*" + KEY_ARN,
+]
+
+
+def arn_variable_problem(tree: Tree, directory: str, name: str) -> str | None:
+    """A Resource taken from `var.<name>` is allowed when the variable's validation checks each entry with an
+    anchored regex that accepts a KMS key ARN and refuses wildcards (tried here, Python's re standing in for RE2)."""
+    body = tree.variables.get((directory, name))
+    if body is None:
+        return f"variable {name} is not declared in {directory}"
+    for validation in as_list(body.get("validation")):
+        condition = str(validation.get("condition", ""))
+        if "for " not in condition or f"in var.{name}" not in condition or "alltrue(" not in condition:
+            continue
+        for raw in re.findall(r'regex\("((?:[^"\\]|\\.)*)"', condition):
+            pattern = re.sub(r"\\(.)", r"\1", raw)
+            try:
+                compiled = re.compile(pattern)
+            except re.error:
+                continue
+            if compiled.search(KEY_ARN) and not any(compiled.search(bad) for bad in NOT_KEY_ARNS):
+                return None
+    return f"variable {name} has no validation of each entry as a KMS key ARN without wildcards"
+
+
 def irsa_role(tree: Tree) -> Problems:
     """The role assumed with web identity: trust limited to one service account, policy to named resources."""
     problems = []
@@ -297,8 +338,14 @@ def irsa_role(tree: Tree) -> Problems:
                 continue
             for statement in statements(document):
                 for resource in as_list(statement.get("resources")):
-                    # Each resource names one of this module's resources; a path under it may end in /*.
-                    if resource == "*" or not str(resource).startswith("${aws_"):
+                    # Each resource names one of this module's resources (a path under it may end in /*), or comes
+                    # from a variable whose validation admits only KMS key ARNs (tenants' own keys).
+                    variable = reference(resource, "var")
+                    if variable is not None and resource == "${var." + variable + "}":
+                        problem = arn_variable_problem(tree, tree.data_directories.get(("aws_iam_policy_document", doc_name or ""), ""), variable)
+                        if problem:
+                            problems.append(f"{doc_name} ({statement.get('sid')}): Resource {resource!r}: {problem}")
+                    elif resource == "*" or not str(resource).startswith("${aws_"):
                         problems.append(f"{doc_name} ({statement.get('sid')}): Resource {resource!r} is not a named resource")
                 if statement.get("effect", "Allow") == "Allow" and any("*" in str(a).split(":", 1)[-1] for a in as_list(statement.get("actions"))):
                     problems.append(f"{doc_name} ({statement.get('sid')}): wildcard action")
@@ -421,6 +468,14 @@ def breakages() -> list[tuple[str, Callable[[Tree], None]]]:
     def star_resource(t: Tree) -> None:
         t.data[("aws_iam_policy_document", "bunker")]["statement"][0]["resources"] = ["*"]
 
+    def tenant_keys_unvalidated(t: Tree) -> None:
+        t.variables[("aws", "tenant_kms_key_arns")].pop("validation")
+
+    def tenant_keys_wildcard(t: Tree) -> None:
+        # A pattern that looks right but lets "key/*" (any key of the account) through.
+        for validation in t.variables[("aws", "tenant_kms_key_arns")]["validation"]:
+            validation["condition"] = validation["condition"].replace(":key/(", ":key/(.*|")
+
     def floating_provider(t: Tree) -> None:
         next(iter(t.terraform_blocks.values()))[0]["required_providers"][0]["aws"]["version"] = ">= 6.0"
 
@@ -441,6 +496,8 @@ def breakages() -> list[tuple[str, Callable[[Tree], None]]]:
         ("S3 public access block all true", public_acls),
         ("S3 SSE-KMS, versioning, multipart abort, TLS-only policy", plain_http),
         ("IRSA trust limited to one service account; no \"*\" Resource", star_resource),
+        ("IRSA trust limited to one service account; no \"*\" Resource", tenant_keys_unvalidated),
+        ("IRSA trust limited to one service account; no \"*\" Resource", tenant_keys_wildcard),
         ("provider and module versions pinned with ~>, required_version set", floating_provider),
         ("every variable has a description and a type", undocumented),
         ("the example root re-exports every output of the module", unexported),

