@@ -36,3 +36,15 @@ CREATE POLICY tenant_keys_tenant_isolation ON tenant_keys
 
 -- No DELETE: a version is retired, never removed, except with its tenant.
 GRANT SELECT, INSERT, UPDATE ON tenant_keys TO bunker_app;
+
+-- Whether the tenant has had a key of its own (set with its first one, never cleared): such a tenant
+-- with no key rows (a restore without them) is refused, never served with master-derived keys.
+-- False for the tenants an earlier release made, until `bunker keys reencrypt` gives them a key.
+ALTER TABLE tenants ADD COLUMN own_keys boolean NOT NULL DEFAULT false;
+
+-- The longest tenant-key cache lifetime any server of the installation has used
+-- (BUNKER_TENANT_KEY_CACHE_SECONDS): a new version is sealed with only after it, so that a server
+-- configured to keep keys longer than the one that made the version has loaded it too. Each server
+-- raises it at start; it is never lowered.
+ALTER TABLE installation ADD COLUMN tenant_key_cache_seconds bigint NOT NULL DEFAULT 0;
+GRANT UPDATE (tenant_key_cache_seconds) ON installation TO bunker_app;

@@ -325,6 +325,8 @@ impl OwnerConnection {
             ],
         )
         .await?;
+        tx.execute("UPDATE tenants SET own_keys = true WHERE id = 1", &[])
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -105,8 +105,9 @@ pub async fn insert(
         tx.switch_tenant(tenant).await?;
     }
     let (master_version, kms_key_id) = wrapping_params(&key.wrapping);
-    let inserted = tx
-        .execute(
+    // A tenant deleted meanwhile makes the insert fail on its foreign key: not inserted.
+    let outcome = tx
+        .execute_unless_gone(
             "INSERT INTO tenant_keys (tenant_id, version, wrapped, wrapped_by, master_version, kms_key_id,
                                       active_from, opens_master_derived)
              VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7::bigint), $8)
@@ -122,12 +123,19 @@ pub async fn insert(
                 &key.opens_master_derived,
             ],
         )
-        .await?
-        > 0;
-    if switch {
+        .await?;
+    if outcome.is_some_and(|rows| rows > 0) {
+        tx.execute(
+            "UPDATE tenants SET own_keys = true WHERE id = $1",
+            &[&tenant.0],
+        )
+        .await?;
+    }
+    // (After a foreign key violation the transaction can only be rolled back.)
+    if switch && outcome.is_some() {
         tx.switch_tenant(tx.tenant()).await?;
     }
-    Ok(inserted)
+    Ok(outcome.is_some_and(|rows| rows > 0))
 }
 
 /// Stores a version wrapped anew (the key itself is unchanged).
@@ -178,16 +186,56 @@ pub async fn retire_older(tx: &TenantTx<'_>, current: i32) -> Result<Vec<i32>, D
 }
 
 impl Database {
-    /// The held (not retired) versions of `tenant`, newest first, in a transaction of their own —
-    /// or in the request's kept transaction when it is for `tenant`, which stays kept for the
-    /// request's work (a cache miss of the tenant's keys costs one query, not a transaction).
+    /// Records that a server keeps tenant keys for `seconds`; returns the longest any server has.
+    pub async fn register_tenant_key_cache(&self, seconds: i64) -> Result<i64, DbError> {
+        let client = self.pool().get().await?;
+        Ok(client
+            .query_one(
+                "UPDATE installation SET tenant_key_cache_seconds = GREATEST(tenant_key_cache_seconds, $1)
+                 RETURNING tenant_key_cache_seconds",
+                &[&seconds],
+            )
+            .await?
+            .try_get(0)?)
+    }
+
+    /// The longest tenant-key cache lifetime any server has registered.
+    pub async fn tenant_key_cache_max(&self) -> Result<i64, DbError> {
+        let client = self.pool().get().await?;
+        Ok(client
+            .query_one("SELECT tenant_key_cache_seconds FROM installation", &[])
+            .await?
+            .try_get(0)?)
+    }
+
+    /// The held (not retired) versions of `tenant`, newest first, and whether the tenant has had
+    /// keys of its own (`tenants.own_keys`), in a transaction of their own — or in the request's
+    /// kept transaction when it is for `tenant`, which stays kept for the request's work (a cache
+    /// miss of the tenant's keys costs one query, not a transaction).
     pub async fn held_tenant_keys(
         &self,
         tenant: TenantId,
-    ) -> Result<Vec<StoredTenantKey>, DbError> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM tenant_keys WHERE NOT retired ORDER BY version DESC");
-        let read = |rows: Vec<Row>| rows.iter().map(from_row).collect();
+    ) -> Result<(Vec<StoredTenantKey>, bool), DbError> {
+        // One statement: the tenant's flag, joined to each of its rows (nulls when it has none).
+        let sql = format!(
+            "SELECT t.own_keys, k.* FROM tenants t
+               LEFT JOIN LATERAL (SELECT {COLUMNS} FROM tenant_keys WHERE NOT retired) k ON true
+              WHERE t.id = {id} ORDER BY k.version DESC",
+            id = tenant.0
+        );
+        let read = |rows: Vec<Row>| -> Result<(Vec<StoredTenantKey>, bool), DbError> {
+            let own = match rows.first() {
+                Some(row) => row.try_get::<_, bool>("own_keys")?,
+                None => false,
+            };
+            let mut keys = Vec::with_capacity(rows.len());
+            for row in &rows {
+                if row.try_get::<_, Option<i32>>("version")?.is_some() {
+                    keys.push(from_row(row)?);
+                }
+            }
+            Ok((keys, own))
+        };
         match crate::session::take() {
             Some((kept, open)) if kept == tenant => {
                 let rows = open.client()?.query(sql.as_str(), &[]).await;

@@ -283,4 +283,23 @@ impl TenantTx<'_> {
         let statement = self.client.prepare_cached(sql).await?;
         Ok(self.client.execute(&statement, params).await?)
     }
+
+    /// As [`TenantTx::execute`]; `None` when a row it references is gone (a foreign key
+    /// violation: the transaction is then aborted, and can only be rolled back).
+    pub(crate) async fn execute_unless_gone(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<u64>, DbError> {
+        let statement = self.client.prepare_cached(sql).await?;
+        match self.client.execute(&statement, params).await {
+            Ok(rows) => Ok(Some(rows)),
+            Err(err)
+                if err.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
 }

@@ -224,10 +224,39 @@ class DemoServer:
         self.log_path = log_path
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
+        self.kms: subprocess.Popen | None = None
+
+    def kms_env(self) -> dict:
+        """A local AWS KMS stand-in (moto's server, as the suite's KMS tests use) for the tenant-key commands, so
+        that a fuzzed key id is refused by a KMS instead of waiting on AWS; none if moto is not installed."""
+        moto = shutil.which("moto_server")
+        if moto is None:
+            return {}
+        port = free_port()
+        self.kms = subprocess.Popen(
+            [moto, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        return dict(
+            BUNKER_KMS_ENDPOINT=f"http://127.0.0.1:{port}",
+            AWS_ACCESS_KEY_ID="test",
+            AWS_SECRET_ACCESS_KEY="test",
+            AWS_REGION="us-east-1",
+        )
 
     def start(self, timeout: float = 120) -> None:
         env = dict(
             os.environ,
+            **self.kms_env(),
             BUNKER_DATA_DIR=str(self.data_dir),
             BUNKER_LISTEN=f"127.0.0.1:{self.port}",
             BUNKER_LIST_USERS="true",
@@ -285,6 +314,9 @@ class DemoServer:
             as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
             pg_ctl = [f"{PG_BINDIR}/pg_ctl", "-D", str(pg_data), "-m", "immediate", "stop"]
             subprocess.run(as_postgres + pg_ctl, check=False, capture_output=True)
+        if self.kms is not None and self.kms.poll() is None:
+            self.kms.kill()
+            self.kms.wait()
 
 
 @dataclass

@@ -124,18 +124,30 @@ async fn a_tenant_on_its_own_kms_key_stops_within_the_cache_bound_on_two_servers
         .as_str()
         .unwrap()
         .contains("nothing was changed"));
+    // Named by an alias, the key is kept as its ARN (re-pointing the alias later moves nothing).
+    kms.client()
+        .create_alias()
+        .alias_name("alias/byok")
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
     let (status, body) = call(
         &app,
         &a,
         &app.root_token,
         "byok",
         "TenantKeySetWrapping",
-        json!({"kmskeyid": key_id}),
+        json!({"kmskeyid": "alias/byok"}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["versions"][0]["wrapping"], "kms", "{body}");
-    assert_eq!(body["versions"][0]["kmskeyid"], key_id.as_str());
+    let kept = body["versions"][0]["kmskeyid"].as_str().unwrap().to_owned();
+    assert!(
+        kept.starts_with("arn:aws:kms:") && kept.ends_with(&format!("key/{key_id}")),
+        "{kept}"
+    );
     assert_eq!(body["cacheseconds"], CACHE_SECONDS);
     // The live database keeps no copy of the key under the master key.
     let su = app.superuser().await;
@@ -807,4 +819,286 @@ async fn a_database_of_the_previous_release_moves_to_tenant_keys_online_and_ever
     }
     let (ok, stdout, stderr) = bunker_tests::run_bunker(&["audit", "verify"], &env).await;
     assert!(ok, "the audit chain still verifies: {stdout} {stderr}");
+}
+
+#[tokio::test]
+async fn a_tenant_whose_kms_key_refuses_stops_only_itself_and_races_leave_one_wrapping() {
+    let kms = KmsStandIn::start().await;
+    let key_id = kms.create_key().await;
+    // The race rounds use a key of their own, which stays enabled.
+    let race_key = kms.create_key().await;
+    // The in-process server keeps keys as briefly as the processes (a rotation waits for the
+    // longest lifetime any server has).
+    let app = TestApp::spawn_with(TestOptions {
+        tenant_key_cache: Duration::from_secs(CACHE_SECONDS),
+        ..TestOptions::default()
+    })
+    .await;
+    app.create_tenant("byok").await;
+    app.create_tenant("plain").await;
+    let mut env = kms_env(&kms);
+    env.push(("BUNKER_SWEEP_SECONDS".to_owned(), "1".to_owned()));
+    let (a, _a) = serve_process_with(&app.database_url(), &app.wrapping_key, None, &env).await;
+    let (b, _b) = serve_process_with(&app.database_url(), &app.wrapping_key, None, &env).await;
+
+    // A change of wrapping racing a rotation: whichever wins, every held version of the tenant ends
+    // wrapped the same way (a rotation never adds a version wrapped as the tenant no longer is).
+    // The rotation starts a little later each round, so that some round lands it while the change
+    // of wrapping talks to KMS (between its read and its write).
+    for round in 0..24u64 {
+        let name = format!("race{round}");
+        app.create_tenant(&name).await;
+        let wrap = call(
+            &app,
+            &a,
+            &app.root_token,
+            &name,
+            "TenantKeySetWrapping",
+            json!({"kmskeyid": race_key}),
+        );
+        let rotate = async {
+            tokio::time::sleep(Duration::from_millis(round * 2)).await;
+            call(
+                &app,
+                &b,
+                &app.root_token,
+                &name,
+                "TenantKeyRotate",
+                json!({}),
+            )
+            .await
+        };
+        let ((wrapped, wrap_body), (rotated, rotate_body)) = tokio::join!(wrap, rotate);
+        for (status, body) in [(wrapped, &wrap_body), (rotated, &rotate_body)] {
+            assert!(
+                status == StatusCode::OK || status == StatusCode::CONFLICT,
+                "{status} {body}"
+            );
+        }
+        let (_, view) = call(&app, &a, &app.root_token, &name, "TenantKeyGet", json!({})).await;
+        let wrappings: Vec<&Value> = view["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| &v["wrapping"])
+            .collect();
+        assert!(
+            wrappings.iter().all(|w| *w == wrappings[0]),
+            "round {round}: {wrapped} {rotated}: {view}"
+        );
+        if wrapped == StatusCode::OK {
+            assert_eq!(wrappings[0], "kms", "{view}");
+        }
+    }
+
+    // byok goes on the KMS key, then the key is disabled.
+    let (status, body) = call(
+        &app,
+        &a,
+        &app.root_token,
+        "byok",
+        "TenantKeySetWrapping",
+        json!({"kmskeyid": key_id}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for tenant in ["byok", "plain"] {
+        let (status, body) = call(
+            &app,
+            &a,
+            &app.root_token,
+            tenant,
+            "UserCreate",
+            json!({"profile": {"email": "dsar@example.com"}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = call(
+        &app,
+        &a,
+        &app.root_token,
+        "plain",
+        "UserCreate",
+        json!({"profile": {"email": "short@plain.test"}, "finaltime": "2s"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let short = body["token"].as_str().unwrap().to_owned();
+    kms.client()
+        .disable_key()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(CACHE_SECONDS) + Duration::from_millis(500)).await;
+
+    // The sweep still forgets the other tenant's expired user.
+    let su = app.superuser().await;
+    let started = Instant::now();
+    loop {
+        let forgotten: bool = su
+            .query_one(
+                "SELECT record IS NULL FROM users WHERE token = $1::text::uuid",
+                &[&short],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if forgotten {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the sweep stopped at the refused tenant"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // A cross-tenant erasure refuses before changing anything.
+    let (status, body) = call(
+        &app,
+        &a,
+        &app.root_token,
+        "default",
+        "BulkListUnlock",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let unlock = body["unlockuuid"].as_str().unwrap().to_owned();
+    let (status, body) = call(
+        &app,
+        &a,
+        &app.root_token,
+        "default",
+        "SystemDeleteUserProfiles",
+        json!({"mode": "email", "identity": "dsar@example.com", "unlockuuid": unlock}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, body) = call(
+        &app,
+        &a,
+        &app.root_token,
+        "plain",
+        "UserGet",
+        json!({"mode": "email", "identity": "dsar@example.com"}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "nothing was removed anywhere: {body}"
+    );
+
+    // Re-encryption does every other tenant and names the one it left.
+    let (status, body) = call(
+        &app,
+        &a,
+        &app.root_token,
+        "plain",
+        "TenantKeyRotate",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let url = app.database_url();
+    let mut cli_env: Vec<(String, String)> = env.clone();
+    cli_env.push(("BUNKER_DATABASE_URL".to_owned(), url.clone()));
+    cli_env.push(("BUNKER_WRAPPING_KEY".to_owned(), app.wrapping_key.clone()));
+    cli_env.push(("BUNKER_KEY_REFRESH_SECONDS".to_owned(), "1".to_owned()));
+    let (ok, stdout, stderr) = bunker_tests::run_bunker(&["keys", "reencrypt"], &cli_env).await;
+    assert!(!ok, "{stdout}");
+    let byok: i64 = su
+        .query_one("SELECT id FROM tenants WHERE name = 'byok'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        stderr.contains(&format!("tenant(s) {byok} left as they were")),
+        "{stderr}"
+    );
+    let plain_versions: Vec<(i32, bool)> = su
+        .query(
+            "SELECT k.version, k.retired FROM tenant_keys k JOIN tenants t ON t.id = k.tenant_id
+              WHERE t.name = 'plain' ORDER BY k.version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        plain_versions,
+        [(1, true), (2, false)],
+        "the other tenant moved on"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_whose_key_rows_are_gone_is_refused_and_new_versions_wait_for_the_longest_cache() {
+    let app = TestApp::spawn().await;
+    let (acme, _) = app.create_tenant("acme").await;
+    // A server keeping keys only a second: a rotation through it still waits for the in-process
+    // server's five minutes, the longest any server of the installation has.
+    let (short, _stop) = app
+        .replica_with(TestOptions {
+            tenant_key_cache: Duration::from_secs(1),
+            ..TestOptions::default()
+        })
+        .await;
+    let (status, body) = call(
+        &app,
+        &short,
+        &app.root_token,
+        "acme",
+        "TenantKeyRotate",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let su = app.superuser().await;
+    let wait: f64 = su
+        .query_one(
+            "SELECT extract(epoch FROM active_from - now())::float8 FROM tenant_keys
+              WHERE tenant_id = $1 AND version = 2",
+            &[&acme],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        wait > 290.0,
+        "sealed with after the longest cache lifetime: {wait}"
+    );
+    // Its key rows deleted (a restore without them): refused, never served with other keys.
+    su.execute("DELETE FROM tenant_keys WHERE tenant_id = $1", &[&acme])
+        .await
+        .unwrap();
+    let (fresh, _stop2) = app.replica().await;
+    let (status, body) = call(
+        &app,
+        &fresh,
+        &app.root_token,
+        "acme",
+        "UserCreate",
+        json!({"profile": {"email": "after@acme.test"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("key rows are missing"),
+        "{body}"
+    );
+    let users: i64 = su
+        .query_one("SELECT count(*) FROM users WHERE tenant_id = $1", &[&acme])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 0);
 }

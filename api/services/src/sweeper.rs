@@ -60,7 +60,19 @@ impl Vault {
             // Expired role and user tokens already fail to authenticate; this only tidies them.
             self.db.delete_expired_access_tokens(tenant).await?;
             loop {
-                let keys = self.keys(tenant).await?;
+                let keys = match self.keys(tenant).await {
+                    Ok(keys) => keys,
+                    // Its KMS key refuses: the tenant waits, the other tenants are swept.
+                    Err(VaultError::TenantKeysUnavailable(cause)) => {
+                        tracing::warn!(
+                            tenant = tenant.0,
+                            cause = cause.describe(),
+                            "the expiry sweep skips a tenant whose keys are unavailable"
+                        );
+                        break;
+                    }
+                    Err(err) => return Err(err),
+                };
                 let window = self.settings.restore_window_seconds;
                 let (swept, expired_files, most) = self
                     .db

@@ -221,6 +221,7 @@ impl Application {
             Arc::new(ServiceMetrics::new()?),
         )
         .with_files(files);
+        vault.register_tenant_key_cache().await?;
         let metrics = Arc::new(HttpMetrics::new(&vault, settings.metrics_per_tenant)?);
         let limits = Arc::new(Limits::new(
             settings.rates.clone(),

@@ -195,9 +195,10 @@ impl From<VaultError> for ApiError {
             | VaultError::DuplicatePolicy
             | VaultError::TokenSpaceExhausted => StatusCode::CONFLICT,
             VaultError::Forbidden(_) => StatusCode::FORBIDDEN,
-            VaultError::Duplicate(_) | VaultError::Clash { .. } | VaultError::Conflict => {
-                StatusCode::CONFLICT
-            }
+            VaultError::Duplicate(_)
+            | VaultError::Clash { .. }
+            | VaultError::Conflict
+            | VaultError::KeyConflict => StatusCode::CONFLICT,
             VaultError::Database(db) => return db_error(db),
             // Logged (with KMS's own words) where the load failed; retried within seconds.
             VaultError::TenantKeysUnavailable(_) => {

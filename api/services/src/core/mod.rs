@@ -90,6 +90,9 @@ pub enum VaultError {
     Clash { field: &'static str, hash: [u8; 32] },
     #[error("The user record was changed by another request at the same time; retry")]
     Conflict,
+    /// The tenant's key was rotated, re-wrapped or deleted by another request meanwhile.
+    #[error("The tenant's key was changed by another request at the same time; nothing was changed: retry")]
+    KeyConflict,
     #[error("The audit event was not found")]
     EventNotFound,
     #[error("The app data was not found")]
@@ -210,6 +213,7 @@ impl VaultError {
                 | VaultError::AuditFailed
                 | VaultError::AuditChainCut
                 | VaultError::Conflict
+                | VaultError::KeyConflict
                 | VaultError::StorageUnavailable
                 | VaultError::StorageNotConfigured
                 | VaultError::FileDamaged

@@ -28,6 +28,8 @@ pub enum Unavailable {
     KmsUnreachable,
     /// The tenant's key is wrapped by KMS, and this build or server has no KMS client.
     NoKms,
+    /// The tenant had keys of its own and its key rows are gone (restored without them).
+    Missing,
 }
 
 impl Unavailable {
@@ -39,6 +41,9 @@ impl Unavailable {
             }
             Unavailable::KmsUnreachable => "AWS KMS could not be reached",
             Unavailable::NoKms => "they are wrapped by AWS KMS, which this server cannot use",
+            Unavailable::Missing => {
+                "the tenant's key rows are missing from the database (restored without them?)"
+            }
         }
     }
 }
@@ -205,8 +210,9 @@ impl TenantKeyCache {
         if let Some(cached) = self.cached(tenant) {
             return cached.map_err(LoadError::Unavailable);
         }
-        let loaded = self.load(tenant, db, keyring, metrics).await;
+        // Kept from before the rows are read, however long KMS then takes.
         let now = Instant::now();
+        let loaded = self.load(tenant, db, keyring, metrics).await;
         let (entry, answer) = match loaded {
             Ok((keys, valid_for)) => {
                 metrics.tenant_key_loads.with_label_values(&["ok"]).inc();
@@ -254,12 +260,16 @@ impl TenantKeyCache {
         keyring: &Keyring,
         metrics: &ServiceMetrics,
     ) -> Result<(TenantKeys, Duration), LoadError> {
-        let rows = db
+        let (rows, own_keys) = db
             .held_tenant_keys(tenant)
             .await
             .map_err(LoadError::Database)?;
         let lifetime = self.inner.lifetime;
         if rows.is_empty() {
+            if own_keys {
+                // Its key rows are gone (a restore without them): never master-derived keys.
+                return Err(LoadError::Unavailable(Unavailable::Missing));
+            }
             // A tenant made before tenant keys, not yet given one by `bunker keys reencrypt`.
             return Ok((keyring.tenant_keys(tenant.0), lifetime));
         }

@@ -46,6 +46,32 @@ pub struct ReencryptReport {
     pub tenant_keys_made: usize,
     /// Older tenant key versions retired (destroyed), across tenants.
     pub tenant_keys_retired: usize,
+    /// Tenants left as they were because their keys are unavailable (their KMS key refuses).
+    pub unavailable: Vec<TenantId>,
+}
+
+/// Whether `result` failed only because the tenant's keys are unavailable: that tenant is left for
+/// a later run, the others go on.
+fn skipped<T>(
+    result: Result<T, VaultError>,
+    tenant: TenantId,
+    report: &mut ReencryptReport,
+) -> Result<Option<T>, VaultError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(VaultError::TenantKeysUnavailable(cause)) => {
+            tracing::warn!(
+                tenant = tenant.0,
+                cause = cause.describe(),
+                "re-encryption skips a tenant whose keys are unavailable"
+            );
+            if !report.unavailable.contains(&tenant) {
+                report.unavailable.push(tenant);
+            }
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 impl Vault {
@@ -155,13 +181,22 @@ impl Vault {
         loop {
             let mut stale_left = 0;
             for tenant in self.db.tenant_ids().await? {
-                let total = self.count_stale(tenant).await?;
+                if report.unavailable.contains(&tenant) {
+                    continue;
+                }
+                let Some(total) = skipped(self.count_stale(tenant).await, tenant, &mut report)?
+                else {
+                    continue;
+                };
                 if total == 0 {
                     continue;
                 }
                 progress(Progress::Tenant { tenant, total });
                 loop {
-                    let done = self.reseal_batch(tenant).await?;
+                    let Some(done) = skipped(self.reseal_batch(tenant).await, tenant, &mut report)?
+                    else {
+                        break;
+                    };
                     if done == 0 {
                         break;
                     }
@@ -169,14 +204,23 @@ impl Vault {
                     progress(Progress::Resealed(done));
                 }
                 progress(Progress::TenantDone);
-                stale_left += self.count_stale(tenant).await?;
+                if let Some(left) = skipped(self.count_stale(tenant).await, tenant, &mut report)? {
+                    stale_left += left;
+                }
             }
             if stale_left == 0 {
                 break;
             }
         }
         for tenant in self.db.tenant_ids().await? {
-            report.tenant_keys_retired += self.finish_tenant_keys(tenant).await?.len();
+            if report.unavailable.contains(&tenant) {
+                continue;
+            }
+            if let Some(retired) =
+                skipped(self.finish_tenant_keys(tenant).await, tenant, &mut report)?
+            {
+                report.tenant_keys_retired += retired.len();
+            }
         }
         // A master version still wrapping a tenant's key (one made meanwhile by a server that had
         // not loaded the newest) is kept for the next run.

@@ -182,10 +182,10 @@ impl Vault {
             }
             WrapWith::Kms(key_id) => {
                 let installation = self.db.installation_id().await?;
-                let wrapped = self
+                let (wrapped, arn) = self
                     .kms_round_trip(tenant, key, key_id, installation)
                     .await?;
-                Ok((wrapped, Wrapping::Kms(key_id.clone())))
+                Ok((wrapped, Wrapping::Kms(arn)))
             }
         }
     }
@@ -197,7 +197,7 @@ impl Vault {
         key: &TenantKey,
         key_id: &str,
         installation: uuid::Uuid,
-    ) -> Result<Vec<u8>, VaultError> {
+    ) -> Result<(Vec<u8>, String), VaultError> {
         use crate::keys::wrapping::kms::KmsFailure;
         let client = self
             .tenant_keys
@@ -231,6 +231,16 @@ impl Vault {
                 }
             }
         };
+        // An alias or key id is kept as the key's ARN: re-pointing the alias later does not move
+        // the tenant's key to another KMS key.
+        let arn = match client.key_arn(key_id).await {
+            Ok(arn) => arn,
+            Err(failure) => {
+                counted("describe", &Err(&failure));
+                return Err(refused(&failure));
+            }
+        };
+        let key_id = arn.as_str();
         let wrapped = match client
             .encrypt(key_id, key.expose_for_wrapping(), &context)
             .await
@@ -254,7 +264,7 @@ impl Vault {
                             .to_owned(),
                     ));
                 }
-                Ok(wrapped)
+                Ok((wrapped, arn))
             }
             Err(failure) => {
                 counted("decrypt", &Err(&failure));
@@ -270,7 +280,7 @@ impl Vault {
         _key: &TenantKey,
         _key_id: &str,
         _installation: uuid::Uuid,
-    ) -> Result<Vec<u8>, VaultError> {
+    ) -> Result<(Vec<u8>, String), VaultError> {
         Err(VaultError::TenantKeysUnavailable(Unavailable::NoKms))
     }
 
@@ -314,12 +324,12 @@ impl Vault {
                             .iter()
                             .any(|r| r.version == *version && &r.wrapped == before);
                         if !unchanged {
-                            return Err(VaultError::Conflict);
+                            return Err(VaultError::KeyConflict);
                         }
                         tenant_keys::rewrap(tx, *version, wrapped, wrapping).await?;
                     }
                     if held.len() != rewrapped.len() {
-                        return Err(VaultError::Conflict);
+                        return Err(VaultError::KeyConflict);
                     }
                     let event = AuditEvent::about(
                         actor,
@@ -370,15 +380,22 @@ impl Vault {
             version: next.version(),
             wrapped,
             wrapping,
-            active_in_seconds: self.activation_delay_seconds(),
+            active_in_seconds: self.activation_delay_seconds().await?,
             opens_master_derived: newest.opens_master_derived,
         };
         let actor = Performer::Token(caller.actor());
+        let (read_version, read_wrapped) = (newest.version, newest.wrapped.clone());
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    if !tenant_keys::insert(tx, tx.tenant(), &new).await? {
-                        return Err(VaultError::Conflict);
+                    // The newest version must be as it was read: a change of wrapping (or another
+                    // rotation) meanwhile would leave the new version wrapped as it no longer is.
+                    let held = tenant_keys::lock_held(tx).await?;
+                    let unchanged = held
+                        .first()
+                        .is_some_and(|r| r.version == read_version && r.wrapped == read_wrapped);
+                    if !unchanged || !tenant_keys::insert(tx, tx.tenant(), &new).await? {
+                        return Err(VaultError::KeyConflict);
                     }
                     let event = AuditEvent::about(
                         actor,
@@ -394,14 +411,23 @@ impl Vault {
         self.tenant_key_status(caller).await
     }
 
-    /// Seconds from now until a new version is sealed with.
-    fn activation_delay_seconds(&self) -> i64 {
-        i64::try_from((self.tenant_keys.lifetime() + ACTIVATION_MARGIN).as_secs())
-            .unwrap_or(i64::MAX)
+    /// Seconds from now until a new version is sealed with: the longest cache lifetime of any
+    /// server of the installation (this one's included), and a margin.
+    async fn activation_delay_seconds(&self) -> Result<i64, VaultError> {
+        let own = i64::try_from(self.tenant_keys.lifetime().as_secs()).unwrap_or(i64::MAX);
+        let longest = self.db.tenant_key_cache_max().await?.max(own);
+        Ok(longest.saturating_add(i64::try_from(ACTIVATION_MARGIN.as_secs()).unwrap_or(0)))
+    }
+
+    /// Records this server's cache lifetime (at start), so that new versions wait for it.
+    pub async fn register_tenant_key_cache(&self) -> Result<(), bunker_db::DbError> {
+        let own = i64::try_from(self.tenant_keys.lifetime().as_secs()).unwrap_or(i64::MAX);
+        self.db.register_tenant_key_cache(own).await?;
+        Ok(())
     }
 
     async fn held_rows(&self, tenant: TenantId) -> Result<Vec<StoredTenantKey>, VaultError> {
-        Ok(self.db.held_tenant_keys(tenant).await?)
+        Ok(self.db.held_tenant_keys(tenant).await?.0)
     }
 
     /// Gives `tenant` its first key if it has none (a tenant made before tenant keys): a random
@@ -415,7 +441,7 @@ impl Vault {
             version: key.version(),
             wrapped: key.wrap(master, tenant.0)?,
             wrapping: Wrapping::Master(master.version()),
-            active_in_seconds: self.activation_delay_seconds(),
+            active_in_seconds: self.activation_delay_seconds().await?,
             opens_master_derived: true,
         };
         let made = self
@@ -510,14 +536,17 @@ impl Vault {
         Ok(retired)
     }
 
-    /// Whether any held tenant key version of any tenant is still wrapped by a master-key version
-    /// older than `current` (which must then not be retired).
+    /// Whether any tenant still depends on a master-key version older than `current`: a held
+    /// version wrapped by one, values of the tenant still under master-derived keys, or no key of
+    /// its own yet (such an older version must then not be retired).
     pub async fn tenant_keys_under_older_master(&self, current: i32) -> Result<bool, VaultError> {
         for tenant in self.db.tenant_ids().await? {
             let rows = self.held_rows(tenant).await?;
-            if rows
-                .iter()
-                .any(|r| matches!(r.wrapping, Wrapping::Master(v) if v != current))
+            if rows.is_empty()
+                || rows.iter().any(|r| {
+                    r.opens_master_derived
+                        || matches!(r.wrapping, Wrapping::Master(v) if v != current)
+                })
             {
                 return Ok(true);
             }

@@ -146,7 +146,12 @@ pub mod kms {
         R: std::fmt::Debug,
     {
         let refused = matches!(err, aws_sdk_kms::error::SdkError::ServiceError(_));
-        let text = DisplayErrorContext(err).to_string();
+        // The SDK's context can carry a whole HTTP answer: its start says what happened.
+        let mut text = DisplayErrorContext(err).to_string();
+        if let Some((cut, _)) = text.char_indices().nth(300) {
+            text.truncate(cut);
+            text.push_str("...");
+        }
         if refused {
             KmsFailure::Refused(text)
         } else {
@@ -172,7 +177,7 @@ pub mod kms {
         /// stand-in does not enforce on Decrypt is refused all the same. A role that may not
         /// describe the key is refused too (Bunker needs kms:DescribeKey, kms:Encrypt and
         /// kms:Decrypt on a tenant's key).
-        async fn require_enabled(&self, key_id: &str) -> Result<(), KmsFailure> {
+        async fn require_enabled(&self, key_id: &str) -> Result<String, KmsFailure> {
             let described = self
                 .client
                 .describe_key()
@@ -180,15 +185,21 @@ pub mod kms {
                 .send()
                 .await
                 .map_err(failure)?;
-            let state = described
-                .key_metadata()
+            let metadata = described.key_metadata();
+            let state = metadata
                 .and_then(|m| m.key_state())
                 .map(|s| s.as_str().to_owned());
+            let arn = metadata.and_then(|m| m.arn()).unwrap_or(key_id).to_owned();
             match state.as_deref() {
-                Some("Enabled") => Ok(()),
+                Some("Enabled") => Ok(arn),
                 Some(other) => Err(KmsFailure::Refused(format!("the key is {other}"))),
                 None => Err(KmsFailure::Refused("the key's state is unknown".to_owned())),
             }
+        }
+
+        /// The key's ARN (an alias or key id resolved), if the key is enabled.
+        pub async fn key_arn(&self, key_id: &str) -> Result<String, KmsFailure> {
+            self.require_enabled(key_id).await
         }
 
         /// KMS `Encrypt` of `plain` under `key_id` with this encryption context.

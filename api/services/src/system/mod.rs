@@ -92,8 +92,8 @@ impl Vault {
         }
         let tenants = self.open_cross_tenant(caller, &unlock).await?;
         let mut found = Vec::new();
-        for (tenant, tenantname) in tenants {
-            let Some((keys, lookup)) = self.lookup_in(tenant, mode, identity).await? else {
+        for (tenant, tenantname, keys) in self.keys_of_all(tenants).await? {
+            let Some(lookup) = self.lookup_in(&keys, mode, identity)? else {
                 continue;
             };
             let actor = caller.actor();
@@ -139,8 +139,7 @@ impl Vault {
         self.check_search(&identity)?;
         let tenants = self.open_cross_tenant(caller, &unlock).await?;
         let mut found = Vec::new();
-        for (tenant, tenantname) in tenants {
-            let keys = self.keys(tenant).await?;
+        for (tenant, tenantname, keys) in self.keys_of_all(tenants).await? {
             let actor = caller.actor();
             let metadata = metadata.clone();
             let normalizer = self.settings.normalizer.clone();
@@ -196,8 +195,8 @@ impl Vault {
         }
         let keep = self.settings.restore_window_seconds > 0;
         let mut removed = Vec::new();
-        for (tenant, tenantname) in tenants {
-            let Some((keys, lookup)) = self.lookup_in(tenant, mode, identity).await? else {
+        for (tenant, tenantname, keys) in self.keys_of_all(tenants).await? {
+            let Some(lookup) = self.lookup_in(&keys, mode, identity)? else {
                 continue;
             };
             let actor = caller.actor();
@@ -301,16 +300,30 @@ impl Vault {
         })
     }
 
-    /// `tenant`'s keys and its blind index of `identity`; none when the value names no one.
-    async fn lookup_in(
+    /// Every tenant's keys, before anything is read or changed in any of them: a tenant whose keys
+    /// are unavailable (its KMS key refuses) fails the whole command up front, instead of leaving
+    /// it done in some tenants and not in others.
+    async fn keys_of_all(
         &self,
-        tenant: TenantId,
+        tenants: Tenants,
+    ) -> Result<Vec<(TenantId, String, Arc<TenantKeys>)>, VaultError> {
+        let mut all = Vec::with_capacity(tenants.len());
+        for (tenant, name) in tenants {
+            let keys = self.keys(tenant).await?;
+            all.push((tenant, name, keys));
+        }
+        Ok(all)
+    }
+
+    /// The blind index of `identity` under `keys`; none when the value names no one.
+    fn lookup_in(
+        &self,
+        keys: &TenantKeys,
         mode: Mode,
         identity: &str,
-    ) -> Result<Option<(Arc<TenantKeys>, Lookup)>, VaultError> {
-        let keys = self.keys(tenant).await?;
+    ) -> Result<Option<Lookup>, VaultError> {
         match self.settings.normalizer.lookup(&keys.index, mode, identity) {
-            Ok(lookup) => Ok(Some((keys, lookup))),
+            Ok(lookup) => Ok(Some(lookup)),
             Err(VaultError::NotFound) => Ok(None),
             Err(err) => Err(err),
         }
