@@ -66,6 +66,19 @@ pub async fn all(tx: &TenantTx<'_>) -> Result<Vec<StoredTenantKey>, DbError> {
     tx.query(&sql, &[]).await?.iter().map(from_row).collect()
 }
 
+/// Locks the transaction's tenant row (every change of the tenant's keys takes it first, as
+/// TenantDelete does, so that changes are serialized and each sees the others' rows); whether the
+/// tenant has had keys of its own, or `None` if it is gone.
+pub async fn lock_tenant(tx: &TenantTx<'_>) -> Result<Option<bool>, DbError> {
+    tx.query_opt(
+        "SELECT own_keys FROM tenants WHERE id = $1 FOR UPDATE",
+        &[&tx.tenant().0],
+    )
+    .await?
+    .map(|row| Ok(row.try_get(0)?))
+    .transpose()
+}
+
 /// The versions not retired, newest first, locked for a change of wrapping or a rotation.
 pub async fn lock_held(tx: &TenantTx<'_>) -> Result<Vec<StoredTenantKey>, DbError> {
     let sql = format!(

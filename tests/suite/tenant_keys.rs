@@ -891,6 +891,35 @@ async fn a_tenant_whose_kms_key_refuses_stops_only_itself_and_races_leave_one_wr
         }
     }
 
+    // A rotation racing the tenant's deletion: one of them wins, neither answers a 500.
+    for round in 0..12u64 {
+        let name = format!("gone{round}");
+        let (id, _) = app.create_tenant(&name).await;
+        let rotate = async {
+            tokio::time::sleep(Duration::from_millis(round)).await;
+            call(
+                &app,
+                &b,
+                &app.root_token,
+                &name,
+                "TenantKeyRotate",
+                json!({}),
+            )
+            .await
+        };
+        let delete = call(
+            &app,
+            &a,
+            &app.root_token,
+            "default",
+            "TenantDelete",
+            json!({"tenantid": id}),
+        );
+        let ((rotated, body), (deleted, deleted_body)) = tokio::join!(rotate, delete);
+        assert!(rotated.as_u16() < 500, "round {round}: {rotated} {body}");
+        assert_eq!(deleted, StatusCode::OK, "round {round}: {deleted_body}");
+    }
+
     // byok goes on the KMS key, then the key is disabled.
     let (status, body) = call(
         &app,
@@ -1101,4 +1130,27 @@ async fn a_tenant_whose_key_rows_are_gone_is_refused_and_new_versions_wait_for_t
         .unwrap()
         .get(0);
     assert_eq!(users, 0);
+    // Nor does re-encryption give it new keys (with lookup keys that find none of its users): it
+    // is reported as left.
+    let url = app.database_url();
+    let env = [
+        ("BUNKER_DATABASE_URL", url.as_str()),
+        ("BUNKER_WRAPPING_KEY", app.wrapping_key.as_str()),
+        ("BUNKER_KEY_REFRESH_SECONDS", "1"),
+    ];
+    let (ok, stdout, stderr) = bunker_tests::run_bunker(&["keys", "reencrypt"], &env).await;
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains(&format!("tenant(s) {acme} left as they were")),
+        "{stderr}"
+    );
+    let rows: i64 = su
+        .query_one(
+            "SELECT count(*) FROM tenant_keys WHERE tenant_id = $1",
+            &[&acme],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
 }

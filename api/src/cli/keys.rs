@@ -287,7 +287,6 @@ pub async fn keys_reencrypt(config: &Config) -> anyhow::Result<()> {
         settings.vault,
         std::sync::Arc::new(bunker_services::metrics::ServiceMetrics::new()?),
     );
-    vault.register_tenant_key_cache().await?;
     let settle = config.key_refresh_interval() * 2;
     println!(
         "Waiting {} s for every server to seal with master key version {}...",
@@ -323,7 +322,7 @@ pub async fn keys_reencrypt(config: &Config) -> anyhow::Result<()> {
         let ids: Vec<String> = report.unavailable.iter().map(|t| t.0.to_string()).collect();
         anyhow::bail!(
             "tenant(s) {} left as they were: their keys are unavailable (their AWS KMS key \
-             refuses, or KMS is unreachable); every other tenant is done. Run again once they \
+             refuses, KMS is unreachable, or their key rows are missing); every other tenant is done. Run again once they \
              are available, or delete those tenants",
             ids.join(", ")
         );

@@ -163,7 +163,7 @@ impl Vault {
         let tenants = self.db.tenant_ids().await?;
         let mut wait = Duration::ZERO;
         for tenant in &tenants {
-            if self.ensure_tenant_key(*tenant).await? {
+            if skipped(self.ensure_tenant_key(*tenant).await, *tenant, &mut report)? == Some(true) {
                 report.tenant_keys_made += 1;
             }
             wait = wait.max(self.pending_for(*tenant).await?);

@@ -311,13 +311,17 @@ impl Vault {
             rewrapped.push((row.version, row.wrapped.clone(), wrapped, wrapping));
         }
         let actor = Performer::Token(caller.actor());
-        let target = match &with {
-            WrapWith::Master => "tenant-key:master".to_owned(),
-            WrapWith::Kms(id) => format!("tenant-key:kms:{id}"),
+        // As stored: an alias is named by the key's ARN it resolved to.
+        let target = match rewrapped.first().map(|r| &r.3) {
+            Some(Wrapping::Kms(arn)) => format!("tenant-key:kms:{arn}"),
+            _ => "tenant-key:master".to_owned(),
         };
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
+                    if tenant_keys::lock_tenant(tx).await?.is_none() {
+                        return Err(VaultError::TenantNotFound);
+                    }
                     let held = tenant_keys::lock_held(tx).await?;
                     for (version, before, wrapped, wrapping) in &rewrapped {
                         let unchanged = held
@@ -390,6 +394,9 @@ impl Vault {
                 Box::pin(async move {
                     // The newest version must be as it was read: a change of wrapping (or another
                     // rotation) meanwhile would leave the new version wrapped as it no longer is.
+                    if tenant_keys::lock_tenant(tx).await?.is_none() {
+                        return Err(VaultError::TenantNotFound);
+                    }
                     let held = tenant_keys::lock_held(tx).await?;
                     let unchanged = held
                         .first()
@@ -414,8 +421,13 @@ impl Vault {
     /// Seconds from now until a new version is sealed with: the longest cache lifetime of any
     /// server of the installation (this one's included), and a margin.
     async fn activation_delay_seconds(&self) -> Result<i64, VaultError> {
-        let own = i64::try_from(self.tenant_keys.lifetime().as_secs()).unwrap_or(i64::MAX);
-        let longest = self.db.tenant_key_cache_max().await?.max(own);
+        // What the servers registered (the command line's own setting is not a server's).
+        let registered = self.db.tenant_key_cache_max().await?;
+        let longest = if registered > 0 {
+            registered
+        } else {
+            i64::try_from(self.tenant_keys.lifetime().as_secs()).unwrap_or(i64::MAX)
+        };
         Ok(longest.saturating_add(i64::try_from(ACTIVATION_MARGIN.as_secs()).unwrap_or(0)))
     }
 
@@ -448,6 +460,15 @@ impl Vault {
             .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
+                    match tenant_keys::lock_tenant(tx).await? {
+                        None => return Ok(false),
+                        // Had keys and lost them (a restore without its key rows): refused, never
+                        // given master-derived lookup keys.
+                        Some(true) if tenant_keys::all(tx).await?.is_empty() => {
+                            return Err(VaultError::TenantKeysUnavailable(Unavailable::Missing));
+                        }
+                        Some(_) => {}
+                    }
                     if !tenant_keys::all(tx).await?.is_empty() {
                         return Ok(false);
                     }
@@ -506,6 +527,9 @@ impl Vault {
             .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
+                    if tenant_keys::lock_tenant(tx).await?.is_none() {
+                        return Err(VaultError::TenantNotFound);
+                    }
                     let held = tenant_keys::lock_held(tx).await?;
                     for (version, before, wrapped, wrapping) in &rewraps {
                         if held
