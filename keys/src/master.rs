@@ -110,24 +110,11 @@ impl MasterKey {
 
     /// The master key sealed under `key` for `purpose`.
     pub fn wrap_for(&self, key: &WrappingKey, purpose: WrapPurpose) -> Result<Vec<u8>, KeyError> {
-        let wrapping = key;
-        let nonce = Nonce::generate();
-        let aad = wrap_aad(self.version, purpose);
-        let sealed = wrapping
-            .cipher()
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: self.key.as_slice(),
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| KeyError::Seal)?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(WRAP_FORMAT);
-        out.extend_from_slice(nonce.as_slice());
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        seal_wrapped(
+            &key.cipher(),
+            self.key.as_slice(),
+            &wrap_aad(self.version, purpose),
+        )
     }
 
     /// Opens a wrapped master key; a wrong wrapping key is [`KeyError::WrongWrappingKey`].
@@ -142,25 +129,8 @@ impl MasterKey {
         wrapping: &WrappingKey,
         purpose: WrapPurpose,
     ) -> Result<Self, KeyError> {
-        let (format, rest) = wrapped.split_first().ok_or(KeyError::WrongWrappingKey)?;
-        if *format != WRAP_FORMAT || rest.len() < NONCE_LEN {
-            return Err(KeyError::WrongWrappingKey);
-        }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_from(nonce).map_err(|_| KeyError::WrongWrappingKey)?;
-        let aad = wrap_aad(version, purpose);
-        let opened = Zeroizing::new(
-            wrapping
-                .cipher()
-                .decrypt(
-                    &nonce,
-                    Payload {
-                        msg: sealed,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| KeyError::WrongWrappingKey)?,
-        );
+        let opened = open_wrapped(&wrapping.cipher(), wrapped, &wrap_aad(version, purpose))
+            .ok_or(KeyError::WrongWrappingKey)?;
         let mut key = Zeroizing::new([0u8; 32]);
         if opened.len() != key.len() {
             return Err(KeyError::WrongWrappingKey);
@@ -205,6 +175,42 @@ impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MasterKey(v{}, ..)", self.version)
     }
+}
+
+/// `format (1) | nonce (12) | AES-256-GCM of msg`, with a fresh nonce and `aad` bound: the shape
+/// of every wrapped key (the master key's, a tenant key's).
+pub(crate) fn seal_wrapped(
+    cipher: &Aes256Gcm,
+    msg: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, KeyError> {
+    let nonce = Nonce::generate();
+    let sealed = cipher
+        .encrypt(&nonce, Payload { msg, aad })
+        .map_err(|_| KeyError::Seal)?;
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+    out.push(WRAP_FORMAT);
+    out.extend_from_slice(nonce.as_slice());
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens what [`seal_wrapped`] made under the same cipher and `aad`; `None` if anything differs.
+pub(crate) fn open_wrapped(
+    cipher: &Aes256Gcm,
+    wrapped: &[u8],
+    aad: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    let (format, rest) = wrapped.split_first()?;
+    if *format != WRAP_FORMAT || rest.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, sealed) = rest.split_at(NONCE_LEN);
+    let nonce = Nonce::try_from(nonce).ok()?;
+    cipher
+        .decrypt(&nonce, Payload { msg: sealed, aad })
+        .ok()
+        .map(Zeroizing::new)
 }
 
 fn wrap_aad(version: i32, purpose: WrapPurpose) -> Vec<u8> {

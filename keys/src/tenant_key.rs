@@ -7,10 +7,11 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{Aead, Generate, Key, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{Generate, Key, KeyInit};
+use aes_gcm::Aes256Gcm;
 use zeroize::Zeroizing;
 
+use crate::master::{open_wrapped, seal_wrapped};
 use crate::seal::{SealKey, SealKeys};
 use crate::tenant::{derive, BlindIndexKey, TenantKeys};
 use crate::{KeyError, Keyring, MasterKey};
@@ -23,9 +24,6 @@ pub const TENANT_KEY_VERSIONS: i32 = 1 << 24;
 /// The bytes of a tenant key in clear: the root, then the blind-index, fingerprint and token-index
 /// keys.
 const PLAIN_LEN: usize = 128;
-/// Format byte of a tenant key wrapped by the master key.
-const WRAP_FORMAT: u8 = 1;
-const NONCE_LEN: usize = 12;
 
 /// One version of a tenant's key. Zeroized when dropped; prints as its version only.
 pub struct TenantKey {
@@ -115,21 +113,11 @@ impl TenantKey {
     /// The key sealed under `master` for `tenant_id` (AES-256-GCM with a key derived for wrapping
     /// this tenant's keys, fresh nonce, tenant and version bound as associated data).
     pub fn wrap(&self, master: &MasterKey, tenant_id: i64) -> Result<Vec<u8>, KeyError> {
-        let nonce = Nonce::generate();
-        let sealed = wrap_cipher(master, tenant_id)
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: self.plain.as_slice(),
-                    aad: &wrap_aad(tenant_id, self.version),
-                },
-            )
-            .map_err(|_| KeyError::Seal)?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(WRAP_FORMAT);
-        out.extend_from_slice(nonce.as_slice());
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        seal_wrapped(
+            &wrap_cipher(master, tenant_id),
+            self.plain.as_slice(),
+            &wrap_aad(tenant_id, self.version),
+        )
     }
 
     /// Opens what [`TenantKey::wrap`] made with the same master key, tenant and version.
@@ -139,23 +127,12 @@ impl TenantKey {
         master: &MasterKey,
         tenant_id: i64,
     ) -> Result<Self, KeyError> {
-        let (format, rest) = wrapped.split_first().ok_or(KeyError::Unsealable)?;
-        if *format != WRAP_FORMAT || rest.len() < NONCE_LEN {
-            return Err(KeyError::Unsealable);
-        }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_from(nonce).map_err(|_| KeyError::Unsealable)?;
-        let plain = Zeroizing::new(
-            wrap_cipher(master, tenant_id)
-                .decrypt(
-                    &nonce,
-                    Payload {
-                        msg: sealed,
-                        aad: &wrap_aad(tenant_id, version),
-                    },
-                )
-                .map_err(|_| KeyError::Unsealable)?,
-        );
+        let plain = open_wrapped(
+            &wrap_cipher(master, tenant_id),
+            wrapped,
+            &wrap_aad(tenant_id, version),
+        )
+        .ok_or(KeyError::Unsealable)?;
         Self::from_unwrapped(version, &plain)
     }
 

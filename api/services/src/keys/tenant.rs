@@ -109,6 +109,24 @@ pub fn describe(rows: &[StoredTenantKey]) -> Vec<TenantKeyVersion> {
         .collect()
 }
 
+/// The refusal of a key change for a tenant that has no key of its own yet.
+fn no_key_yet() -> VaultError {
+    VaultError::BadRequest(
+        "This tenant has no key of its own yet: run `bunker keys reencrypt` once to give every \
+         tenant made before tenant keys its own"
+            .to_owned(),
+    )
+}
+
+/// Locks the transaction's tenant (every change of its keys takes that lock first, as TenantDelete
+/// does) and then its held versions, newest first.
+async fn lock_keys(tx: &bunker_db::TenantTx<'_>) -> Result<Vec<StoredTenantKey>, VaultError> {
+    if tenant_keys::lock_tenant(tx).await?.is_none() {
+        return Err(VaultError::TenantNotFound);
+    }
+    Ok(tenant_keys::lock_held(tx).await?)
+}
+
 impl Vault {
     /// Whether `caller` may change its tenant's key: root, or the tenant's admin if allowed.
     fn may_manage_key(&self, caller: &Caller) -> Result<(), VaultError> {
@@ -298,11 +316,7 @@ impl Vault {
         let keyring = self.keyring.get();
         let rows = self.held_rows(tenant).await?;
         if rows.is_empty() {
-            return Err(VaultError::BadRequest(
-                "This tenant has no key of its own yet: run `bunker keys reencrypt` once to give \
-                 every tenant made before tenant keys its own"
-                    .to_owned(),
-            ));
+            return Err(no_key_yet());
         }
         let mut rewrapped = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -319,10 +333,7 @@ impl Vault {
         self.db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    if tenant_keys::lock_tenant(tx).await?.is_none() {
-                        return Err(VaultError::TenantNotFound);
-                    }
-                    let held = tenant_keys::lock_held(tx).await?;
+                    let held = lock_keys(tx).await?;
                     for (version, before, wrapped, wrapping) in &rewrapped {
                         let unchanged = held
                             .iter()
@@ -358,11 +369,7 @@ impl Vault {
         let keyring = self.keyring.get();
         let rows = self.held_rows(tenant).await?;
         let Some(newest) = rows.first() else {
-            return Err(VaultError::BadRequest(
-                "This tenant has no key of its own yet: run `bunker keys reencrypt` once to give \
-                 every tenant made before tenant keys its own"
-                    .to_owned(),
-            ));
+            return Err(no_key_yet());
         };
         if newest.active_in_ms > 0 {
             return Err(VaultError::BadRequest(format!(
@@ -394,10 +401,7 @@ impl Vault {
                 Box::pin(async move {
                     // The newest version must be as it was read: a change of wrapping (or another
                     // rotation) meanwhile would leave the new version wrapped as it no longer is.
-                    if tenant_keys::lock_tenant(tx).await?.is_none() {
-                        return Err(VaultError::TenantNotFound);
-                    }
-                    let held = tenant_keys::lock_held(tx).await?;
+                    let held = lock_keys(tx).await?;
                     let unchanged = held
                         .first()
                         .is_some_and(|r| r.version == read_version && r.wrapped == read_wrapped);
@@ -460,17 +464,16 @@ impl Vault {
             .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    match tenant_keys::lock_tenant(tx).await? {
-                        None => return Ok(false),
-                        // Had keys and lost them (a restore without its key rows): refused, never
-                        // given master-derived lookup keys.
-                        Some(true) if tenant_keys::all(tx).await?.is_empty() => {
-                            return Err(VaultError::TenantKeysUnavailable(Unavailable::Missing));
-                        }
-                        Some(_) => {}
-                    }
+                    let Some(own_keys) = tenant_keys::lock_tenant(tx).await? else {
+                        return Ok(false);
+                    };
                     if !tenant_keys::all(tx).await?.is_empty() {
                         return Ok(false);
+                    }
+                    // Had keys and lost them (a restore without its key rows): refused, never
+                    // given master-derived lookup keys.
+                    if own_keys {
+                        return Err(VaultError::TenantKeysUnavailable(Unavailable::Missing));
                     }
                     let made = tenant_keys::insert(tx, tx.tenant(), &first).await?;
                     if made {
@@ -527,10 +530,7 @@ impl Vault {
             .db
             .in_tenant(tenant, move |tx| {
                 Box::pin(async move {
-                    if tenant_keys::lock_tenant(tx).await?.is_none() {
-                        return Err(VaultError::TenantNotFound);
-                    }
-                    let held = tenant_keys::lock_held(tx).await?;
+                    let held = lock_keys(tx).await?;
                     for (version, before, wrapped, wrapping) in &rewraps {
                         if held
                             .iter()
